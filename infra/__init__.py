@@ -1,0 +1,1 @@
+"""The Pulumi program: settings -> one environment component per cloud -> stack outputs."""

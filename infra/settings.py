@@ -1,0 +1,190 @@
+"""Stack settings: the one place that reads Pulumi config, validates it and hands down typed values.
+
+Every setting has its default here and, written out, in the stack file (Pulumi.<stack>.yaml). A bad value
+stops the program with one line naming the file, the key and what is expected.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import re
+from dataclasses import dataclass
+from typing import Callable, Literal, Optional
+
+PROJECT = "deepracer-cloud"
+
+DEFAULT_SIMAPP_IMAGE = "awsdeepracercommunity/deepracer-simapp"
+# The tag DeepRacer-for-Cloud pins (defaults/dependencies.json); -gpu because the host has a T4.
+DEFAULT_SIMAPP_VERSION = "6.0.4-gpu"
+DEFAULT_AWS_INSTANCE_TYPE = "g4dn.2xlarge"
+# The DLAMI's root snapshot, the simulator image (~25 GB unpacked), checkpoints and logs, with headroom.
+DEFAULT_ROOT_VOLUME_GB = 150
+MIN_ROOT_VOLUME_GB = 100
+DEFAULT_READY_TIMEOUT_MINUTES = 45
+MAX_WORKERS = 8  # DRfC's viewer and port ranges stop at 8; more never helped a single trainer.
+
+Market = Literal["on-demand", "spot"]
+
+
+class SettingsError(ValueError):
+    """A stack setting is missing or malformed; the message names the file, key and expected value."""
+
+
+@dataclass(frozen=True)
+class AwsSettings:
+    stack: str
+    region: str
+    instance_type: str
+    market: Market
+    spot_max_price: Optional[str]
+    root_volume_gb: int
+    ubuntu_version: str
+    simapp_image: str
+    simapp_version: str
+    workers: Optional[int]  # None: derived from the instance type's vCPUs
+    ssh_public_key: Optional[str]
+    ssh_allowed_cidrs: tuple[str, ...]
+    keep_bucket_on_destroy: bool
+    upload_bucket: Optional[str]
+    ready_timeout_minutes: int
+    aws_profile: Optional[str]
+
+    @property
+    def simapp(self) -> str:
+        return f"{self.simapp_image}:{self.simapp_version}"
+
+
+# A getter returns the raw string of a key ("namespace:name") or None when it is not set.
+Getter = Callable[[str], Optional[str]]
+
+
+class _Reader:
+    """Typed reads of raw config strings, each failing with the file and key in the message."""
+
+    def __init__(self, stack: str, get: Getter) -> None:
+        self.stack = stack
+        self._get = get
+
+    def fail(self, key: str, expected: str, got: object) -> SettingsError:
+        return SettingsError(f"Pulumi.{self.stack}.yaml: {_full(key)}: expected {expected}, got {got!r}")
+
+    def raw(self, key: str) -> Optional[str]:
+        value = self._get(_full(key))
+        if value is None:
+            return None
+        value = value.strip()
+        return value or None
+
+    def text(self, key: str, default: Optional[str], pattern: Optional[str] = None,
+             expected: str = "") -> Optional[str]:
+        value = self.raw(key)
+        if value is None:
+            return default
+        if pattern and not re.fullmatch(pattern, value):
+            raise self.fail(key, expected or f"a value matching {pattern}", value)
+        return value
+
+    def choice(self, key: str, default: str, choices: tuple[str, ...]) -> str:
+        value = self.raw(key) or default
+        if value not in choices:
+            raise self.fail(key, "one of " + ", ".join(choices), value)
+        return value
+
+    def integer(self, key: str, default: Optional[int], low: int, high: int) -> Optional[int]:
+        value = self.raw(key)
+        if value is None:
+            return default
+        try:
+            number = int(value)
+        except ValueError:
+            raise self.fail(key, f"a whole number from {low} to {high}", value) from None
+        if not low <= number <= high:
+            raise self.fail(key, f"a whole number from {low} to {high}", value)
+        return number
+
+    def boolean(self, key: str, default: bool) -> bool:
+        value = self.raw(key)
+        if value is None:
+            return default
+        if value.lower() in ("true", "yes", "1"):
+            return True
+        if value.lower() in ("false", "no", "0"):
+            return False
+        raise self.fail(key, "true or false", value)
+
+    def string_list(self, key: str) -> tuple[str, ...]:
+        value = self.raw(key)
+        if value is None:
+            return ()
+        try:
+            items = json.loads(value)
+        except json.JSONDecodeError:
+            items = None
+        if not isinstance(items, list) or not all(isinstance(i, str) for i in items):
+            raise self.fail(key, "a list of strings", value)
+        return tuple(items)
+
+
+def _full(key: str) -> str:
+    return key if ":" in key else f"{PROJECT}:{key}"
+
+
+def _cidrs(reader: _Reader, key: str) -> tuple[str, ...]:
+    cidrs = []
+    for item in reader.string_list(key):
+        try:
+            network = ipaddress.ip_network(item, strict=False)
+        except ValueError:
+            raise reader.fail(key, "CIDRs such as 203.0.113.7/32", item) from None
+        if network.prefixlen == 0:
+            # The whole internet on SSH is the one mistake this setting exists to prevent.
+            raise reader.fail(key, "your own address range (e.g. 203.0.113.7/32), not the whole internet", item)
+        cidrs.append(str(network))
+    return tuple(cidrs)
+
+
+_SSH_KEY = r"(ssh-(rsa|ed25519)|ecdsa-sha2-nistp(256|384|521)) [A-Za-z0-9+/=]+( .*)?"
+_BUCKET = r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]"
+
+
+def load_aws(stack: str, get: Getter) -> AwsSettings:
+    """Read and validate the `aws` stack's settings."""
+    r = _Reader(stack, get)
+    region = r.text("aws:region", None, r"[a-z]{2}(-[a-z]+)+-\d", "an AWS region such as us-east-1")
+    if region is None:
+        raise r.fail("aws:region", "an AWS region such as us-east-1", None)
+    market = r.choice("market", "on-demand", ("on-demand", "spot"))
+    spot_max_price = r.text("spotMaxPrice", None, r"\d+(\.\d+)?", "a price in USD per hour such as 0.40")
+    if spot_max_price is not None and market != "spot":
+        raise r.fail("spotMaxPrice", "no value unless market is spot", spot_max_price)
+    ssh_public_key = r.text("sshPublicKey", None, _SSH_KEY, "an OpenSSH public key (ssh-ed25519 AAAA...)")
+    ssh_allowed_cidrs = _cidrs(r, "sshAllowedCidrs")
+    if ssh_allowed_cidrs and ssh_public_key is None:
+        raise r.fail("sshPublicKey", "an OpenSSH public key when sshAllowedCidrs is set", None)
+    return AwsSettings(
+        stack=stack,
+        region=region,
+        instance_type=r.text("instanceType", DEFAULT_AWS_INSTANCE_TYPE, r"[a-z][a-z0-9-]*\.[a-z0-9]+",
+                             "an EC2 instance type such as g4dn.2xlarge"),
+        market=market,  # type: ignore[arg-type]
+        spot_max_price=spot_max_price,
+        root_volume_gb=r.integer("rootVolumeGb", DEFAULT_ROOT_VOLUME_GB, MIN_ROOT_VOLUME_GB, 16384),
+        ubuntu_version=r.choice("ubuntuVersion", "24.04", ("22.04", "24.04")),
+        simapp_image=r.text("simappImage", DEFAULT_SIMAPP_IMAGE, r"[a-z0-9./_-]+",
+                            "an image name such as awsdeepracercommunity/deepracer-simapp"),
+        simapp_version=r.text("simappVersion", DEFAULT_SIMAPP_VERSION, r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}",
+                              "an image tag such as 6.0.4-gpu"),
+        workers=r.integer("workers", None, 1, MAX_WORKERS),
+        ssh_public_key=ssh_public_key,
+        ssh_allowed_cidrs=ssh_allowed_cidrs,
+        keep_bucket_on_destroy=r.boolean("keepBucketOnDestroy", True),
+        upload_bucket=r.text("uploadBucket", None, _BUCKET, "an S3 bucket name"),
+        ready_timeout_minutes=r.integer("readyTimeoutMinutes", DEFAULT_READY_TIMEOUT_MINUTES, 5, 180),
+        aws_profile=r.text("aws:profile", None),
+    )
+
+
+def workers_for_vcpus(vcpus: int) -> int:
+    """Simulation workers a host can carry: 2 vCPUs for the trainer, then 2 per worker (DRfC's guidance)."""
+    return max(1, min(MAX_WORKERS, (vcpus - 2) // 2))
