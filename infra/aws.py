@@ -1,0 +1,239 @@
+"""The AWS environment: network, bucket, identity and one GPU instance that boots into a training host."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import sys
+from pathlib import Path
+from typing import Optional
+
+import pulumi
+import pulumi_aws as aws
+import pulumi_command as command
+from pulumi import Output, ResourceOptions
+
+from infra import aws_policies, pricing
+from infra.bootstrap import HostConfig, render_user_data
+from infra.settings import AwsSettings, workers_for_vcpus
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+AMI_PARAMETER = "/aws/service/deeplearning/ami/x86_64/base-oss-nvidia-driver-gpu-ubuntu-{version}/latest/ami-id"
+PACKAGE_KEY = "bootstrap/session.tar.gz"
+STATUS_PREFIX = "hosts/"
+# Docker networks take 172.17+/16 and DRfC's trainer network another private range: keep the VPC clear of both.
+VPC_CIDR = "10.42.0.0/16"
+SUBNET_CIDR = "10.42.1.0/24"
+NONCURRENT_VERSION_DAYS = 30
+
+
+class AwsEnvironment(pulumi.ComponentResource):
+    """Everything `pulumi up --stack aws` creates, as children of one component."""
+
+    def __init__(self, name: str, settings: AwsSettings, session_archive: Path,
+                 opts: Optional[ResourceOptions] = None) -> None:
+        super().__init__("deepracer:aws:Environment", name, None, opts)
+        self._settings = settings
+        child = ResourceOptions(parent=self)
+
+        zone = self._zone_offering(settings.instance_type, child)
+        self.workers: Output[int] = (
+            Output.from_input(settings.workers) if settings.workers is not None
+            else aws.ec2.get_instance_type_output(instance_type=settings.instance_type, opts=pulumi.InvokeOutputOptions(parent=self))
+            .default_vcpus.apply(workers_for_vcpus)
+        )
+
+        subnet = self._network(zone)
+        self.bucket = self._bucket()
+        package = aws.s3.BucketObjectv2(
+            "session-package", bucket=self.bucket.id, key=PACKAGE_KEY, source=pulumi.FileAsset(str(session_archive)),
+            content_type="application/gzip", opts=child)
+        profile = self._identity()
+        self.instance = self._instance(subnet, profile, package)
+        self.ready = self._wait_until_ready()
+
+        self.instance_id = self.instance.id
+        self.public_dns = self.instance.public_dns
+        self.public_ip = self.instance.public_ip
+        self.bucket_name = self.bucket.bucket
+        self.ssm_command = Output.concat(
+            "aws ssm start-session --target ", self.instance.id, " --region ", settings.region)
+        self.ssh_command: Output[Optional[str]] = (
+            Output.concat("ssh ubuntu@", self.instance.public_dns) if settings.ssh_public_key
+            else Output.from_input(None))
+        self.hourly_estimate = pricing.aws_hourly_estimate(
+            settings.instance_type, settings.market, settings.root_volume_gb, settings.spot_max_price)
+        self.register_outputs({
+            "instanceId": self.instance_id, "publicDns": self.public_dns, "bucket": self.bucket_name,
+            "ready": self.ready.stdout,
+        })
+
+    # -- placement -----------------------------------------------------------------------------------------
+
+    def _zone_offering(self, instance_type: str, opts: ResourceOptions) -> Output[str]:
+        """The first availability zone (by name, so it is stable) that offers the instance type."""
+        offerings = aws.ec2.get_instance_type_offerings_output(
+            location_type="availability-zone",
+            filters=[{"name": "instance-type", "values": [instance_type]}],
+            opts=pulumi.InvokeOutputOptions(parent=self))
+
+        def first(locations: list[str]) -> str:
+            if not locations:
+                raise pulumi.RunError(
+                    f"Pulumi.{self._settings.stack}.yaml: deepracer-cloud:instanceType: {instance_type} is not "
+                    f"offered in any availability zone of {self._settings.region}; choose another type or region")
+            return sorted(locations)[0]
+
+        return offerings.locations.apply(first)
+
+    # -- network -------------------------------------------------------------------------------------------
+
+    def _network(self, zone: Output[str]) -> aws.ec2.Subnet:
+        child = ResourceOptions(parent=self)
+        vpc = aws.ec2.Vpc("vpc", cidr_block=VPC_CIDR, enable_dns_support=True, enable_dns_hostnames=True,
+                          tags={"Name": f"deepracer-{self._settings.stack}"}, opts=child)
+        gateway = aws.ec2.InternetGateway("igw", vpc_id=vpc.id, opts=child)
+        # Public subnet without NAT: the host pulls ~10 GB of images, and a NAT gateway would cost more per
+        # hour than the GPU's spot price. Nothing can come in: the security group has no inbound rule.
+        subnet = aws.ec2.Subnet("public", vpc_id=vpc.id, cidr_block=SUBNET_CIDR, availability_zone=zone,
+                                map_public_ip_on_launch=True, opts=child)
+        routes = aws.ec2.RouteTable("public", vpc_id=vpc.id,
+                                    routes=[{"cidr_block": "0.0.0.0/0", "gateway_id": gateway.id}], opts=child)
+        aws.ec2.RouteTableAssociation("public", subnet_id=subnet.id, route_table_id=routes.id, opts=child)
+        self.security_group = aws.ec2.SecurityGroup(
+            "host", vpc_id=vpc.id, description="DeepRacer training host",
+            ingress=[{"description": "SSH from the configured networks", "protocol": "tcp", "from_port": 22,
+                      "to_port": 22, "cidr_blocks": list(self._settings.ssh_allowed_cidrs)}]
+            if self._settings.ssh_allowed_cidrs else [],
+            # Out: HTTPS (Docker Hub, S3, SSM, PyPI, NVIDIA) and HTTP (Ubuntu's apt mirrors); nothing else.
+            egress=[{"description": port_name, "protocol": "tcp", "from_port": port, "to_port": port,
+                     "cidr_blocks": ["0.0.0.0/0"]} for port, port_name in ((443, "HTTPS"), (80, "HTTP"))],
+            opts=child)
+        return subnet
+
+    # -- storage -------------------------------------------------------------------------------------------
+
+    def _bucket(self) -> aws.s3.Bucket:
+        keep = self._settings.keep_bucket_on_destroy
+        # Kept: Pulumi forgets the bucket and its protections on destroy but AWS keeps them, models included.
+        # Not kept: force_destroy empties the bucket, because the user said the models may go.
+        kept = ResourceOptions(parent=self, retain_on_delete=keep)
+        bucket = aws.s3.Bucket("models", bucket_prefix=f"deepracer-{self._settings.stack}-",
+                               force_destroy=not keep, opts=kept)
+        kept_after_bucket = ResourceOptions(parent=self, retain_on_delete=keep, depends_on=[bucket])
+        aws.s3.BucketOwnershipControls("models", bucket=bucket.id,
+                                       rule={"object_ownership": "BucketOwnerEnforced"}, opts=kept_after_bucket)
+        access_block = aws.s3.BucketPublicAccessBlock(
+            "models", bucket=bucket.id, block_public_acls=True, block_public_policy=True,
+            ignore_public_acls=True, restrict_public_buckets=True, opts=kept_after_bucket)
+        aws.s3.BucketServerSideEncryptionConfiguration(
+            "models", bucket=bucket.id,
+            rules=[{"apply_server_side_encryption_by_default": {"sse_algorithm": "AES256"},
+                    "bucket_key_enabled": True}],
+            opts=kept_after_bucket)
+        versioning = aws.s3.BucketVersioning("models", bucket=bucket.id,
+                                             versioning_configuration={"status": "Enabled"}, opts=kept_after_bucket)
+        aws.s3.BucketLifecycleConfiguration(
+            "models", bucket=bucket.id,
+            rules=[{
+                "id": "expire-noncurrent-versions",
+                "status": "Enabled",
+                "filter": {"prefix": ""},
+                # A checkpoint overwritten by mistake can be restored for this long, then stops costing money.
+                "noncurrent_version_expiration": {"noncurrent_days": NONCURRENT_VERSION_DAYS},
+                "abort_incomplete_multipart_upload": {"days_after_initiation": 7},
+                "expiration": {"expired_object_delete_marker": True},
+            }],
+            opts=ResourceOptions(parent=self, retain_on_delete=keep, depends_on=[versioning]))
+        aws.s3.BucketPolicy(
+            "models", bucket=bucket.id,
+            policy=bucket.arn.apply(lambda arn: json.dumps(aws_policies.tls_only_bucket_policy(arn))),
+            # S3 refuses a bucket policy while the public access block is still being applied.
+            opts=ResourceOptions(parent=self, retain_on_delete=keep, depends_on=[access_block]))
+        return bucket
+
+    # -- identity ------------------------------------------------------------------------------------------
+
+    def _identity(self) -> aws.iam.InstanceProfile:
+        child = ResourceOptions(parent=self)
+        self.role = aws.iam.Role(
+            "host", description="DeepRacer training host: its own bucket and Session Manager, nothing else",
+            assume_role_policy=json.dumps(aws_policies.ec2_assume_role_policy()), opts=child)
+        self.s3_policy = aws.iam.RolePolicy(
+            "host-s3", role=self.role.id,
+            policy=self.bucket.arn.apply(
+                lambda arn: json.dumps(aws_policies.host_s3_policy(arn, self._settings.upload_bucket))),
+            opts=child)
+        self.ssm_attachment = aws.iam.RolePolicyAttachment(
+            "host-ssm", role=self.role.name, policy_arn=aws_policies.SSM_MANAGED_POLICY_ARN, opts=child)
+        return aws.iam.InstanceProfile("host", role=self.role.name, opts=child)
+
+    # -- instance ------------------------------------------------------------------------------------------
+
+    def _instance(self, subnet: aws.ec2.Subnet, profile: aws.iam.InstanceProfile,
+                  package: aws.s3.BucketObjectv2) -> aws.ec2.Instance:
+        s = self._settings
+        child = ResourceOptions(parent=self)
+        ami = aws.ssm.get_parameter_output(name=AMI_PARAMETER.format(version=s.ubuntu_version),
+                                           opts=pulumi.InvokeOutputOptions(parent=self)).value
+        key_name = None
+        if s.ssh_public_key:
+            key_name = aws.ec2.KeyPair("host", public_key=s.ssh_public_key, opts=child).key_name
+        user_data = Output.all(self.bucket.bucket, self.workers).apply(
+            lambda args: render_user_data(HostConfig(
+                cloud="aws", region=s.region, bucket=args[0], simapp_image=s.simapp, workers=args[1],
+                session_package_url=f"s3://{args[0]}/{PACKAGE_KEY}", status_url=f"s3://{args[0]}/{STATUS_PREFIX}",
+                upload_bucket=s.upload_bucket)))
+        market = None
+        if s.market == "spot":
+            market = {"market_type": "spot", "spot_options": {
+                # Persistent + stop: an interruption stops the VM with its disk; AWS starts it again when
+                # capacity returns, instead of terminating it and losing the root volume.
+                "spot_instance_type": "persistent",
+                "instance_interruption_behavior": "stop",
+                "max_price": s.spot_max_price,
+            }}
+        return aws.ec2.Instance(
+            "host",
+            ami=ami,
+            instance_type=s.instance_type,
+            subnet_id=subnet.id,
+            vpc_security_group_ids=[self.security_group.id],
+            iam_instance_profile=profile.name,
+            key_name=key_name,
+            user_data=user_data,
+            metadata_options={
+                "http_endpoint": "enabled",
+                "http_tokens": "required",
+                # 2 hops: the simulator's containers sit behind a Docker bridge and need the instance role.
+                "http_put_response_hop_limit": 2,
+            },
+            root_block_device={"volume_type": "gp3", "volume_size": s.root_volume_gb, "encrypted": True,
+                               "delete_on_termination": True},
+            instance_market_options=market,
+            tags={"Name": f"deepracer-{s.stack}"},
+            opts=ResourceOptions(
+                parent=self,
+                # The host must find its package and its permissions on first boot.
+                depends_on=[package, self.s3_policy, self.ssm_attachment],
+                # A new DLAMI is published every few weeks and user data only runs on first boot: neither
+                # should stop or replace a training host. `pulumi up --replace` rebuilds it on purpose.
+                ignore_changes=["ami", "userData"],
+            ),
+        )
+
+    def _wait_until_ready(self) -> command.local.Command:
+        s = self._settings
+        python = shlex.quote(sys.executable)
+        create = Output.concat(
+            python, " -m infra.wait_ready --bucket ", self.bucket.bucket,
+            " --key ", STATUS_PREFIX, self.instance.id, "/bootstrap.json",
+            " --region ", s.region, " --timeout-minutes ", str(s.ready_timeout_minutes))
+        environment = {"AWS_REGION": s.region}
+        if s.aws_profile:
+            environment["AWS_PROFILE"] = s.aws_profile
+        return command.local.Command(
+            "wait-ready", create=create, dir=str(REPO_ROOT), environment=environment,
+            # Wait again only for a new host; an existing ready host stays ready.
+            triggers=[self.instance.id],
+            opts=ResourceOptions(parent=self, depends_on=[self.instance]))

@@ -1,0 +1,63 @@
+"""IAM and bucket policy documents for the AWS environment (pure: ARNs in, policy dicts out)."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+# What the simulator, the trainer and the session tool do with the working bucket: list prefixes, read and
+# write checkpoints, metrics and logs, delete only when the user asks to overwrite a model.
+_WORKING_OBJECT_ACTIONS = [
+    "s3:GetObject",
+    "s3:PutObject",
+    "s3:DeleteObject",
+    "s3:AbortMultipartUpload",
+    "s3:ListMultipartUploadParts",
+]
+# The upload bucket holds finished models for another account or console: write and read back, never delete.
+_UPLOAD_OBJECT_ACTIONS = ["s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload", "s3:ListMultipartUploadParts"]
+_BUCKET_ACTIONS = ["s3:ListBucket", "s3:GetBucketLocation", "s3:ListBucketMultipartUploads"]
+
+SSM_MANAGED_POLICY_ARN = "arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore"
+
+
+def ec2_assume_role_policy() -> dict:
+    return {
+        "Version": "2012-10-17",
+        "Statement": [{
+            "Effect": "Allow",
+            "Principal": {"Service": "ec2.amazonaws.com"},
+            "Action": "sts:AssumeRole",
+        }],
+    }
+
+
+def host_s3_policy(bucket_arn: str, upload_bucket: Optional[str] = None) -> dict:
+    """The host role's S3 access: this bucket, and the upload bucket when one is set; nothing on `*`."""
+    statements = [
+        {"Sid": "WorkingBucket", "Effect": "Allow", "Action": _BUCKET_ACTIONS, "Resource": bucket_arn},
+        {"Sid": "WorkingObjects", "Effect": "Allow", "Action": _WORKING_OBJECT_ACTIONS,
+         "Resource": f"{bucket_arn}/*"},
+    ]
+    if upload_bucket:
+        upload_arn = f"arn:aws:s3:::{upload_bucket}"
+        statements += [
+            {"Sid": "UploadBucket", "Effect": "Allow", "Action": _BUCKET_ACTIONS, "Resource": upload_arn},
+            {"Sid": "UploadObjects", "Effect": "Allow", "Action": _UPLOAD_OBJECT_ACTIONS,
+             "Resource": f"{upload_arn}/*"},
+        ]
+    return {"Version": "2012-10-17", "Statement": statements}
+
+
+def tls_only_bucket_policy(bucket_arn: str) -> dict:
+    """Refuse every request to the bucket that does not come over TLS."""
+    return {
+        "Version": "2012-10-17",
+        "Statement": [{
+            "Sid": "DenyInsecureTransport",
+            "Effect": "Deny",
+            "Principal": "*",
+            "Action": "s3:*",
+            "Resource": [bucket_arn, f"{bucket_arn}/*"],
+            "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+        }],
+    }
