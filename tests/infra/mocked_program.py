@@ -1,0 +1,122 @@
+"""Runs the real Pulumi program under Pulumi's own mocks (no CLI, no cloud) and records what it registers.
+
+The mocks stand in for AWS: they answer the program's lookups (AMI parameter, instance type data, zone
+offerings) with fixed values and give every resource an id and the few output properties the program reads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import runpy
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pulumi
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+PROGRAM_DIR = REPO_ROOT / "infra"
+FAKE_AMI = "ami-0123456789abcdef0"
+FAKE_ACCOUNT = "123456789012"
+GPU_ZONES = ["us-east-1f", "us-east-1b", "us-east-1d"]
+
+
+@dataclass
+class Registered:
+    typ: str
+    name: str
+    inputs: dict
+
+
+@dataclass
+class ProgramRun:
+    resources: list[Registered] = field(default_factory=list)
+    options: dict[tuple[str, str], pulumi.ResourceOptions] = field(default_factory=dict)
+    invokes: list[tuple[str, dict]] = field(default_factory=list)
+    outputs: dict[str, Any] = field(default_factory=dict)
+
+    def of_type(self, typ: str) -> list[Registered]:
+        return [r for r in self.resources if r.typ == typ]
+
+    def opts(self, typ: str, name: str) -> pulumi.ResourceOptions:
+        return self.options[(typ, name)]
+
+    def one(self, typ: str) -> Registered:
+        found = self.of_type(typ)
+        assert len(found) == 1, f"expected one {typ}, found {[r.name for r in found]}"
+        return found[0]
+
+
+class AwsMocks(pulumi.runtime.Mocks):
+    def __init__(self, run: ProgramRun, vcpus: int = 8, zones: list[str] | None = None) -> None:
+        self.run = run
+        self.vcpus = vcpus
+        self.zones = GPU_ZONES if zones is None else zones
+
+    def new_resource(self, args: pulumi.runtime.MockResourceArgs):
+        self.run.resources.append(Registered(args.typ, args.name, dict(args.inputs)))
+        state = dict(args.inputs)
+        rid = f"{args.name}-id"
+        if args.typ == "aws:s3/bucket:Bucket":
+            name = f"{args.inputs.get('bucketPrefix', 'bucket-')}abc123"
+            state.update(bucket=name, arn=f"arn:aws:s3:::{name}")
+            rid = name
+        elif args.typ == "aws:ec2/instance:Instance":
+            rid = "i-0abc123def4567890"
+            state.update(publicDns="ec2-198-51-100-7.compute-1.amazonaws.com", publicIp="198.51.100.7")
+        elif args.typ == "aws:iam/role:Role":
+            state.update(arn=f"arn:aws:iam::{FAKE_ACCOUNT}:role/{args.name}", name=f"{args.name}-role")
+        elif args.typ == "aws:iam/instanceProfile:InstanceProfile":
+            state.update(name=f"{args.name}-profile")
+        elif args.typ == "aws:ec2/keyPair:KeyPair":
+            state.update(keyName=f"{args.name}-key")
+        elif args.typ == "command:local:Command":
+            state.update(stdout="host i-0abc123def4567890 is ready", stderr="")
+        return [rid, state]
+
+    def call(self, args: pulumi.runtime.MockCallArgs):
+        self.run.invokes.append((args.token, dict(args.args)))
+        if args.token == "aws:ssm/getParameter:getParameter":
+            return {"name": args.args["name"], "value": FAKE_AMI, "type": "String"}
+        if args.token == "aws:ec2/getInstanceType:getInstanceType":
+            return {"instanceType": args.args["instanceType"], "defaultVcpus": self.vcpus}
+        if args.token == "aws:ec2/getInstanceTypeOfferings:getInstanceTypeOfferings":
+            return {"id": "us-east-1", "locations": self.zones, "locationTypes": ["availability-zone"] * len(self.zones),
+                    "instanceTypes": ["g4dn.2xlarge"] * len(self.zones)}
+        raise AssertionError(f"the program made an invoke the mocks do not know: {args.token}")
+
+
+def stack_file_config(stack: str = "aws") -> dict[str, str]:
+    """The stack file's settings as `pulumi up` would pass them (structured values as JSON text)."""
+    import yaml
+
+    raw = yaml.safe_load((REPO_ROOT / f"Pulumi.{stack}.yaml").read_text())["config"]
+    return {key: value if isinstance(value, str) else json.dumps(value) for key, value in raw.items()}
+
+
+def run_program(overrides: dict[str, str] | None = None, stack: str = "aws", **mock_args) -> ProgramRun:
+    """Run infra/ with the stack file's config plus overrides; return what was registered and exported."""
+    run = ProgramRun()
+    pulumi.runtime.set_mocks(AwsMocks(run, **mock_args), project="deepracer-cloud", stack=stack, preview=False)
+
+    def record_options(args: pulumi.ResourceTransformationArgs) -> None:
+        # Mocks never see resource options (retain_on_delete, ignore_changes); a stack transformation does.
+        run.options[(args.type_, args.name)] = args.opts
+        return None
+
+    pulumi.runtime.register_stack_transformation(record_options)
+    config = stack_file_config() if stack == "aws" else {}
+    config.update(overrides or {})
+    pulumi.runtime.set_all_config(config)
+    runpy.run_path(str(PROGRAM_DIR), run_name="__main__")
+    loop = asyncio.get_event_loop()
+    loop.run_until_complete(pulumi.runtime.stack.wait_for_rpcs())
+
+    root = pulumi.runtime.settings.get_root_resource()
+    outputs = getattr(root, "outputs", None) or {}
+    if outputs:
+        resolved = pulumi.Output.all(**outputs).apply(lambda values: run.outputs.update(values))
+        loop.run_until_complete(pulumi.runtime.stack.wait_for_rpcs())
+        del resolved
+    return run

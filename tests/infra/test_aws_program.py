@@ -1,0 +1,262 @@
+"""The whole Pulumi program for the `aws` stack, run under Pulumi's mocks with the stack file's config."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+
+from tests.infra.mocked_program import FAKE_AMI, run_program
+
+BUCKET = "deepracer-aws-abc123"
+BUCKET_ARN = f"arn:aws:s3:::{BUCKET}"
+INSTANCE_ID = "i-0abc123def4567890"
+SSH_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGx2cGaqZmVnJz0xB0dZ0m8Tq0sTlKk2rDqRz4jJtXyz builder@laptop"
+
+
+@pytest.fixture(scope="module")
+def default_run():
+    return run_program()
+
+
+@pytest.fixture(scope="module")
+def custom_run():
+    return run_program({
+        "deepracer-cloud:market": "spot",
+        "deepracer-cloud:spotMaxPrice": "0.40",
+        "deepracer-cloud:sshPublicKey": SSH_KEY,
+        "deepracer-cloud:sshAllowedCidrs": '["203.0.113.7/32", "198.51.100.0/24"]',
+        "deepracer-cloud:keepBucketOnDestroy": "false",
+        "deepracer-cloud:uploadBucket": "my-droa-uploads",
+        "deepracer-cloud:workers": "2",
+        "deepracer-cloud:rootVolumeGb": "200",
+        "deepracer-cloud:ubuntuVersion": "22.04",
+    })
+
+
+# -- bucket -----------------------------------------------------------------------------------------------
+
+def test_bucket_is_private_with_all_four_public_access_blocks(default_run):
+    block = default_run.one("aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock").inputs
+    assert block["bucket"] == BUCKET
+    for key in ("blockPublicAcls", "blockPublicPolicy", "ignorePublicAcls", "restrictPublicBuckets"):
+        assert block[key] is True, key
+    ownership = default_run.one("aws:s3/bucketOwnershipControls:BucketOwnershipControls").inputs
+    assert ownership["rule"]["objectOwnership"] == "BucketOwnerEnforced"
+
+
+def test_bucket_is_encrypted_versioned_and_expires_old_versions(default_run):
+    sse = default_run.one(
+        "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration").inputs
+    assert sse["rules"][0]["applyServerSideEncryptionByDefault"]["sseAlgorithm"] == "AES256"
+    versioning = default_run.one("aws:s3/bucketVersioning:BucketVersioning").inputs
+    assert versioning["versioningConfiguration"]["status"] == "Enabled"
+    rule = default_run.one("aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration").inputs["rules"][0]
+    assert rule["status"] == "Enabled"
+    assert rule["noncurrentVersionExpiration"]["noncurrentDays"] == 30
+    assert rule["abortIncompleteMultipartUpload"]["daysAfterInitiation"] == 7
+
+
+def test_bucket_policy_refuses_requests_without_tls(default_run):
+    policy = json.loads(default_run.one("aws:s3/bucketPolicy:BucketPolicy").inputs["policy"])
+    (statement,) = policy["Statement"]
+    assert statement["Effect"] == "Deny"
+    assert statement["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+    assert set(statement["Resource"]) == {BUCKET_ARN, f"{BUCKET_ARN}/*"}
+
+
+def test_bucket_and_its_protections_survive_destroy_by_default(default_run):
+    bucket = default_run.one("aws:s3/bucket:Bucket")
+    assert bucket.inputs["forceDestroy"] is False
+    for typ in ("aws:s3/bucket:Bucket", "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock",
+                "aws:s3/bucketPolicy:BucketPolicy", "aws:s3/bucketVersioning:BucketVersioning"):
+        assert default_run.opts(typ, "models").retain_on_delete is True, typ
+
+
+def test_bucket_goes_with_destroy_when_the_stack_says_so(custom_run):
+    assert custom_run.one("aws:s3/bucket:Bucket").inputs["forceDestroy"] is True
+    assert not custom_run.opts("aws:s3/bucket:Bucket", "models").retain_on_delete
+
+
+def test_session_package_is_uploaded_to_the_bucket(default_run):
+    package = default_run.one("aws:s3/bucketObjectv2:BucketObjectv2").inputs
+    assert package["bucket"] == BUCKET
+    assert package["key"] == "bootstrap/session.tar.gz"
+    assert default_run.outputs["sessionPackageSha256"]
+
+
+# -- identity ---------------------------------------------------------------------------------------------
+
+def _statements(run):
+    return json.loads(run.one("aws:iam/rolePolicy:RolePolicy").inputs["policy"])["Statement"]
+
+
+def test_host_role_reaches_only_its_own_bucket(default_run):
+    resources = [r for s in _statements(default_run) for r in ([s["Resource"]] if isinstance(s["Resource"], str)
+                                                               else s["Resource"])]
+    assert resources and set(resources) == {BUCKET_ARN, f"{BUCKET_ARN}/*"}
+    actions = {a for s in _statements(default_run) for a in s["Action"]}
+    assert not any("*" in a for a in actions)
+    assert "s3:PutObject" in actions and "s3:ListBucket" in actions
+
+
+def test_upload_bucket_is_writable_but_never_deletable(custom_run):
+    upload = [s for s in _statements(custom_run) if "my-droa-uploads" in s["Resource"]]
+    assert {s["Resource"] for s in upload} == {"arn:aws:s3:::my-droa-uploads", "arn:aws:s3:::my-droa-uploads/*"}
+    upload_actions = {a for s in upload for a in s["Action"]}
+    assert "s3:PutObject" in upload_actions
+    assert "s3:DeleteObject" not in upload_actions
+
+
+def test_role_policies_pass_parliament(default_run, custom_run):
+    import parliament
+
+    for run in (default_run, custom_run):
+        policy = run.one("aws:iam/rolePolicy:RolePolicy").inputs["policy"]
+        analysed = parliament.analyze_policy_string(policy)
+        assert analysed.findings == [], [str(f) for f in analysed.findings]
+
+
+def test_host_role_is_for_ec2_with_session_manager(default_run):
+    trust = json.loads(default_run.one("aws:iam/role:Role").inputs["assumeRolePolicy"])
+    assert trust["Statement"][0]["Principal"] == {"Service": "ec2.amazonaws.com"}
+    attachment = default_run.one("aws:iam/rolePolicyAttachment:RolePolicyAttachment").inputs
+    assert attachment["policyArn"] == "arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore"
+    profile = default_run.one("aws:iam/instanceProfile:InstanceProfile").inputs
+    assert default_run.one("aws:ec2/instance:Instance").inputs["iamInstanceProfile"] == "host-profile"
+    assert profile["role"] == "host-role"
+
+
+# -- network ----------------------------------------------------------------------------------------------
+
+def test_no_inbound_port_by_default(default_run):
+    group = default_run.one("aws:ec2/securityGroup:SecurityGroup").inputs
+    assert group.get("ingress", []) == []
+    assert sorted((rule["fromPort"], rule["toPort"]) for rule in group["egress"]) == [(80, 80), (443, 443)]
+
+
+def test_ssh_only_from_configured_networks(custom_run):
+    (rule,) = custom_run.one("aws:ec2/securityGroup:SecurityGroup").inputs["ingress"]
+    assert (rule["protocol"], rule["fromPort"], rule["toPort"]) == ("tcp", 22, 22)
+    assert rule["cidrBlocks"] == ["203.0.113.7/32", "198.51.100.0/24"]
+
+
+def test_subnet_is_public_in_a_zone_that_offers_the_type(default_run):
+    subnet = default_run.one("aws:ec2/subnet:Subnet").inputs
+    assert subnet["availabilityZone"] == "us-east-1b"  # the first offering zone by name, stable across runs
+    assert subnet["mapPublicIpOnLaunch"] is True
+    offering = [args for token, args in default_run.invokes if token.endswith("getInstanceTypeOfferings")]
+    assert offering[0]["filters"] == [{"name": "instance-type", "values": ["g4dn.2xlarge"]}]
+    routes = default_run.one("aws:ec2/routeTable:RouteTable").inputs["routes"]
+    assert routes == [{"cidrBlock": "0.0.0.0/0", "gatewayId": "igw-id"}]
+
+
+# -- instance ---------------------------------------------------------------------------------------------
+
+def test_instance_uses_the_dlami_imdsv2_with_two_hops_and_an_encrypted_root(default_run):
+    instance = default_run.one("aws:ec2/instance:Instance").inputs
+    assert instance["ami"] == FAKE_AMI
+    parameters = [args["name"] for token, args in default_run.invokes if token == "aws:ssm/getParameter:getParameter"]
+    assert parameters == [
+        "/aws/service/deeplearning/ami/x86_64/base-oss-nvidia-driver-gpu-ubuntu-24.04/latest/ami-id"]
+    assert instance["instanceType"] == "g4dn.2xlarge"
+    assert instance["metadataOptions"] == {"httpEndpoint": "enabled", "httpTokens": "required",
+                                           "httpPutResponseHopLimit": 2}
+    assert instance["rootBlockDevice"] == {"volumeType": "gp3", "volumeSize": 150, "encrypted": True,
+                                           "deleteOnTermination": True}
+    assert "instanceMarketOptions" not in instance or not instance["instanceMarketOptions"]
+    assert "keyName" not in instance or not instance["keyName"]
+
+
+def test_instance_is_not_replaced_by_a_new_ami_or_user_data(default_run):
+    assert set(default_run.opts("aws:ec2/instance:Instance", "host").ignore_changes) == {"ami", "userData"}
+
+
+def test_spot_is_persistent_and_stops_on_interruption(custom_run):
+    market = custom_run.one("aws:ec2/instance:Instance").inputs["instanceMarketOptions"]
+    assert market == {"marketType": "spot", "spotOptions": {
+        "spotInstanceType": "persistent", "instanceInterruptionBehavior": "stop", "maxPrice": "0.40"}}
+
+
+def test_user_data_is_the_rendered_cloud_config_for_this_stack(default_run):
+    user_data = default_run.one("aws:ec2/instance:Instance").inputs["userData"]
+    assert user_data.startswith("#cloud-config\n")
+    config = yaml.safe_load(user_data)
+    system_env = next(f["content"] for f in config["write_files"] if f["path"] == "/etc/deepracer/system.env")
+    values = dict(line.split("=", 1) for line in system_env.splitlines() if line and not line.startswith("#"))
+    assert values["DR_CLOUD"] == "aws"
+    assert values["DR_LOCAL_S3_BUCKET"] == BUCKET
+    assert values["DR_AWS_APP_REGION"] == "us-east-1"
+    assert values["DR_SIMAPP_SOURCE"] == "awsdeepracercommunity/deepracer-simapp"
+    assert values["DR_SIMAPP_VERSION"] == "6.0.4-gpu"
+    assert values["DR_WORKERS"] == "3"  # 8 vCPUs: 2 for the trainer, 2 per worker
+
+
+def test_custom_settings_reach_instance_and_user_data(custom_run):
+    instance = custom_run.one("aws:ec2/instance:Instance").inputs
+    assert instance["rootBlockDevice"]["volumeSize"] == 200
+    assert instance["keyName"] == "host-key"
+    assert custom_run.one("aws:ec2/keyPair:KeyPair").inputs["publicKey"] == SSH_KEY
+    assert "DR_WORKERS=2\n" in instance["userData"]
+    assert "DR_UPLOAD_S3_BUCKET=my-droa-uploads\n" in instance["userData"]
+    parameters = [args["name"] for token, args in custom_run.invokes if token == "aws:ssm/getParameter:getParameter"]
+    assert parameters == [
+        "/aws/service/deeplearning/ami/x86_64/base-oss-nvidia-driver-gpu-ubuntu-22.04/latest/ami-id"]
+
+
+def test_workers_follow_the_instance_vcpus():
+    run = run_program({"deepracer-cloud:instanceType": "g4dn.4xlarge"}, vcpus=16)
+    assert run.outputs["workers"] == 7
+    assert "DR_WORKERS=7\n" in run.one("aws:ec2/instance:Instance").inputs["userData"]
+
+
+# -- readiness and outputs --------------------------------------------------------------------------------
+
+def test_up_waits_for_the_host_with_the_projects_waiter(default_run):
+    wait = default_run.one("command:local:Command").inputs
+    assert " -m infra.wait_ready " in wait["create"]
+    assert f"--bucket {BUCKET} --key hosts/{INSTANCE_ID}/bootstrap.json --region us-east-1" in wait["create"]
+    assert wait["create"].endswith("--timeout-minutes 45")
+    assert wait["triggers"] == [INSTANCE_ID]
+    assert wait["environment"] == {"AWS_REGION": "us-east-1"}
+
+
+def test_outputs_tell_the_user_how_to_connect_and_what_it_costs(default_run, custom_run):
+    out = default_run.outputs
+    assert out["instanceId"] == INSTANCE_ID
+    assert out["bucket"] == BUCKET
+    assert out["region"] == "us-east-1"
+    assert out["publicDns"] == "ec2-198-51-100-7.compute-1.amazonaws.com"
+    assert out["connect"] == f"aws ssm start-session --target {INSTANCE_ID} --region us-east-1"
+    assert out["ssh"] is None
+    assert out["estimatedCostPerHour"]["instanceUsd"] == 0.752
+    assert out["estimatedCostPerHour"]["market"] == "on-demand"
+    assert custom_run.outputs["ssh"] == "ssh ubuntu@ec2-198-51-100-7.compute-1.amazonaws.com"
+    assert custom_run.outputs["estimatedCostPerHour"]["instanceUsd"] == 0.316  # 42% of on-demand, under 0.40
+
+
+# -- bad settings -----------------------------------------------------------------------------------------
+
+def test_a_bad_setting_stops_the_program_naming_it():
+    import pulumi
+
+    with pytest.raises(pulumi.RunError) as raised:
+        run_program({"deepracer-cloud:market": "reserved"})
+    assert str(raised.value) == (
+        "Pulumi.aws.yaml: deepracer-cloud:market: expected one of on-demand, spot, got 'reserved'")
+
+
+def test_an_instance_type_no_zone_offers_is_named():
+    import pulumi
+
+    with pytest.raises(Exception) as raised:
+        run_program({"deepracer-cloud:instanceType": "p9.mega"}, zones=[])
+    assert "deepracer-cloud:instanceType: p9.mega is not offered" in str(raised.value)
+
+
+def test_another_stack_name_is_refused():
+    import pulumi
+
+    with pytest.raises(pulumi.RunError, match="stack 'gcp'"):
+        run_program(stack="gcp")
