@@ -1,0 +1,267 @@
+"""Waits on the deployer's machine until a new host reports its first-boot state in the bucket.
+
+cloud-init on the host writes `hosts/<instance-id>/bootstrap.json` once it is ready or has failed; `pulumi up`
+runs this module (through a pulumi-command local command) so that the stack finishes only with a usable host.
+The host has no inbound port, so the bucket is the only channel: polling S3 with the deployer's credentials.
+
+    python -m infra.wait_ready --bucket B --key hosts/i-0abc/bootstrap.json --region R --timeout-minutes 25
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any, Callable, Optional, Sequence
+
+BOOTSTRAP_LOG = "/var/log/deepracer-bootstrap.log"
+PROGRESS_EVERY_S = 60.0
+
+# S3 error codes that a later poll may not see again.
+_TRANSIENT_CODES = frozenset({
+    "Throttling", "ThrottlingException", "ThrottledException", "RequestThrottled", "RequestThrottledException",
+    "SlowDown", "RequestLimitExceeded", "TooManyRequestsException", "ProvisionedThroughputExceededException",
+    "RequestTimeout", "RequestTimeoutException", "InternalError", "ServiceUnavailable", "PriorRequestNotComplete",
+})
+_NOT_FOUND_CODES = frozenset({"NoSuchKey", "404", "NotFound"})
+_CREDENTIAL_CODES = frozenset({
+    "InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken", "ExpiredTokenException", "InvalidToken",
+    "TokenRefreshRequired", "InvalidClientTokenId", "UnrecognizedClientException",
+})
+
+
+class Outcome(Enum):
+    READY = "ready"
+    FAILED = "failed"  # the host reported a failed first boot
+    TIMEOUT = "timeout"
+    ERROR = "error"  # waiting cannot succeed: no access, no bucket, an unreadable status object
+
+
+@dataclass(frozen=True)
+class HostStatus:
+    """The status object cloud-init writes (see cloudinit/)."""
+
+    state: str
+    instance_id: str
+    step: str = ""
+    time: str = ""
+    log_tail: str = ""
+    log: str = BOOTSTRAP_LOG
+
+
+@dataclass(frozen=True)
+class WaitResult:
+    outcome: Outcome
+    elapsed_s: float
+    status: Optional[HostStatus] = None
+    error: str = ""  # ERROR: the one line to show; TIMEOUT: the last transient error seen, if any
+
+
+class _Fatal(Exception):
+    pass
+
+
+class _Transient(Exception):
+    pass
+
+
+def instance_id_from_key(key: str) -> str:
+    """`hosts/<instance-id>/bootstrap.json` -> `<instance-id>`; the key itself if it has another shape."""
+    parts = key.strip("/").split("/")
+    return parts[-2] if len(parts) >= 2 else key
+
+
+def parse_status(body: bytes, bucket: str, key: str) -> HostStatus:
+    where = f"s3://{bucket}/{key}"
+    try:
+        data = json.loads(body.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise _Fatal(f"status object {where} is not valid JSON ({error}); expected "
+                     '{"state": "ready"|"failed", ...}') from None
+    if not isinstance(data, dict):
+        raise _Fatal(f"status object {where} is not a JSON object; expected "
+                     '{"state": "ready"|"failed", ...}')
+    state = data.get("state")
+    if state not in (Outcome.READY.value, Outcome.FAILED.value):
+        raise _Fatal(f"status object {where} has state {state!r}; expected 'ready' or 'failed'")
+
+    def text(name: str, default: str = "") -> str:
+        value = data.get(name)
+        return default if value is None else str(value)
+
+    return HostStatus(
+        state=state,
+        instance_id=text("instance_id") or instance_id_from_key(key),
+        step=text("step"),
+        time=text("time"),
+        log_tail=text("log_tail"),
+        log=text("log") or BOOTSTRAP_LOG,
+    )
+
+
+def _classify(error: Exception, bucket: str) -> Exception:
+    """A boto3 error as LookupError (no object yet), _Transient (poll again) or _Fatal (stop now)."""
+    from botocore.exceptions import (BotoCoreError, ClientError, ConnectionError, HTTPClientError,
+                                     IncompleteReadError, SSLError)
+
+    if isinstance(error, ClientError):
+        err = error.response.get("Error", {})
+        code = str(err.get("Code", ""))
+        status = int(error.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
+        message = err.get("Message") or code
+        if code in _NOT_FOUND_CODES:
+            return LookupError(code)
+        if code in _TRANSIENT_CODES or status >= 500 or status == 429:
+            return _Transient(f"{code or status}: {message}")
+        if code == "NoSuchBucket":
+            return _Fatal(f"bucket {bucket} does not exist (NoSuchBucket); check --bucket and --region")
+        if code in _CREDENTIAL_CODES:
+            return _Fatal(f"AWS rejected the deployer's credentials ({code}: {message}); "
+                          "check AWS_PROFILE / `aws sts get-caller-identity`")
+        if code in ("AccessDenied", "AllAccessDisabled") or status == 403:
+            return _Fatal(f"access denied reading s3://{bucket} ({code or status}): the deployer's credentials "
+                          "need s3:GetObject and s3:ListBucket on the bucket; check AWS_PROFILE")
+        return _Fatal(f"reading s3://{bucket} failed: {code or status}: {message}")
+    if isinstance(error, SSLError):  # a certificate problem does not heal by waiting
+        return _Fatal(f"TLS error talking to S3: {error}")
+    if isinstance(error, (ConnectionError, HTTPClientError, IncompleteReadError)):
+        return _Transient(str(error))
+    if isinstance(error, BotoCoreError):  # no credentials, unknown profile, expired SSO token ...
+        return _Fatal(f"cannot use the deployer's AWS credentials: {error}")
+    return error
+
+
+def _read(client: Any, bucket: str, key: str) -> Optional[bytes]:
+    """The object's bytes, or None while it does not exist."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        return client.get_object(Bucket=bucket, Key=key)["Body"].read()
+    except (ClientError, BotoCoreError) as error:
+        mapped = _classify(error, bucket)
+        if isinstance(mapped, LookupError):
+            return None
+        raise mapped from None
+
+
+def _minutes(seconds: float) -> str:
+    seconds = int(seconds)
+    return f"{seconds // 60}m{seconds % 60:02d}s"
+
+
+def _print(line: str) -> None:
+    print(line, flush=True)
+
+
+def wait_for_status(client: Any, bucket: str, key: str, timeout_s: float, interval_s: float,
+                    clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep,
+                    say: Callable[[str], None] = _print) -> WaitResult:
+    """Polls s3://bucket/key until it holds a ready/failed status, or until timeout_s has passed.
+
+    Always polls once more at the deadline, so a host that reports just in time is not missed.
+    """
+    start = clock()
+    next_progress = start + PROGRESS_EVERY_S
+    last_note: Optional[float] = None
+    last_transient = ""
+    while True:
+        try:
+            body = _read(client, bucket, key)
+            if body is not None:
+                status = parse_status(body, bucket, key)
+                return WaitResult(Outcome(status.state), clock() - start, status=status)
+        except _Fatal as error:
+            return WaitResult(Outcome.ERROR, clock() - start, error=str(error))
+        except _Transient as error:
+            last_transient = str(error)
+            now = clock()
+            if last_note is None or now - last_note >= PROGRESS_EVERY_S:
+                say(f"S3 not answering yet ({last_transient}); still waiting")
+                last_note = now
+        now = clock()
+        elapsed = now - start
+        if elapsed >= timeout_s:
+            return WaitResult(Outcome.TIMEOUT, elapsed, error=last_transient)
+        if now >= next_progress:
+            say(f"waiting for the host to report in s3://{bucket}/{key}: "
+                f"{_minutes(elapsed)} of {_minutes(timeout_s)}")
+            while next_progress <= now:
+                next_progress += PROGRESS_EVERY_S
+        sleep(max(0.0, min(interval_s, timeout_s - elapsed)))
+
+
+def render(result: WaitResult, bucket: str, key: str, region: str, timeout_s: float) -> tuple[int, str, str]:
+    """(exit code, stdout text, stderr text) for a result; pure, so every message is testable."""
+    if result.outcome is Outcome.READY:
+        status = result.status
+        assert status is not None
+        when = status.time or "time not reported"
+        return 0, f"host {status.instance_id} is ready ({when})\n", ""
+    if result.outcome is Outcome.FAILED:
+        status = result.status
+        assert status is not None
+        head = (f"host {status.instance_id} failed at step {status.step or '(unknown)'}; see {status.log} on the "
+                f"host (aws ssm start-session --target {status.instance_id} --region {region})\n")
+        tail = status.log_tail.rstrip("\n")
+        return 1, "", head + (f"--- last lines of {status.log} ---\n{tail}\n" if tail else "")
+    if result.outcome is Outcome.TIMEOUT:
+        instance_id = instance_id_from_key(key)
+        last = f"; last S3 error: {result.error}" if result.error else ""
+        return 1, "", (f"timed out after {_minutes(timeout_s)} waiting for the host to report in s3://{bucket}/{key}; "
+                       f"read {BOOTSTRAP_LOG} on the host (aws ssm start-session --target {instance_id} "
+                       f"--region {region}){last}\n")
+    return 1, "", f"cannot wait for the host: {result.error}\n"
+
+
+def make_client(region: str, endpoint_url: Optional[str] = None) -> Any:
+    """An S3 client on the standard credential chain (AWS_PROFILE included).
+
+    Retries are ours (the poll loop), so botocore's are off: a refused connection should cost one attempt,
+    not a hidden back-off inside a poll.
+    """
+    import boto3
+    from botocore.config import Config
+
+    config = Config(retries={"total_max_attempts": 1, "mode": "standard"}, connect_timeout=10, read_timeout=20)
+    return boto3.session.Session().client("s3", region_name=region, endpoint_url=endpoint_url, config=config)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m infra.wait_ready",
+        description="Wait until a new host reports ready (or failed) in the bucket.")
+    parser.add_argument("--bucket", required=True)
+    parser.add_argument("--key", required=True, help="hosts/<instance-id>/bootstrap.json")
+    parser.add_argument("--region", required=True)
+    parser.add_argument("--timeout-minutes", type=float, required=True)
+    parser.add_argument("--interval-seconds", type=float, default=10.0)
+    parser.add_argument("--endpoint-url", default=None, help="S3-compatible endpoint (tests)")
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.timeout_minutes <= 0 or args.interval_seconds <= 0:
+        print("--timeout-minutes and --interval-seconds must be positive", file=sys.stderr)
+        return 2
+    timeout_s = args.timeout_minutes * 60
+    from botocore.exceptions import BotoCoreError
+
+    try:
+        client = make_client(args.region, args.endpoint_url)
+    except BotoCoreError as error:  # e.g. ProfileNotFound: one line, no traceback
+        print(f"cannot use the deployer's AWS credentials: {error}", file=sys.stderr)
+        return 1
+    result = wait_for_status(client, args.bucket, args.key, timeout_s, args.interval_seconds)
+    code, out, err = render(result, args.bucket, args.key, args.region, timeout_s)
+    sys.stdout.write(out)
+    sys.stdout.flush()
+    sys.stderr.write(err)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,312 @@
+"""The readiness waiter against a real S3 API over HTTP (moto's server), with a fake clock: no real waiting."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import socket
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+from typing import Callable, Optional
+
+import pytest
+from botocore.exceptions import NoCredentialsError
+from botocore.response import StreamingBody
+from botocore.stub import Stubber
+
+from infra import wait_ready
+from infra.wait_ready import Outcome, main, make_client, render, wait_for_status
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+REGION = "us-east-1"
+INSTANCE_ID = "i-0abc123def4567890"
+KEY = f"hosts/{INSTANCE_ID}/bootstrap.json"
+READY = {"state": "ready", "step": "done", "instance_id": INSTANCE_ID, "time": "2026-11-25T01:02:03Z",
+         "log_tail": "", "log": "/var/log/deepracer-bootstrap.log"}
+FAILED = {"state": "failed", "step": "pull-image", "instance_id": INSTANCE_ID, "time": "2026-11-25T01:02:03Z",
+          "log_tail": "docker: Error response from daemon: manifest unknown\nstep pull-image failed (exit 1)\n",
+          "log": "/var/log/deepracer-bootstrap.log"}
+
+
+class FakeTime:
+    """clock/sleep pair: sleeping advances the clock at once; `on_sleep` runs after each sleep."""
+
+    def __init__(self, on_sleep: Optional[Callable[["FakeTime"], None]] = None) -> None:
+        self.now = 5000.0
+        self.sleeps: list[float] = []
+        self.on_sleep = on_sleep
+
+    def clock(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        assert seconds >= 0
+        self.sleeps.append(seconds)
+        self.now += seconds
+        if self.on_sleep:
+            self.on_sleep(self)
+
+
+class CountingClient:
+    """Delegates to a real client and counts the polls."""
+
+    def __init__(self, client) -> None:
+        self.client = client
+        self.polls = 0
+
+    def get_object(self, **kwargs):
+        self.polls += 1
+        return self.client.get_object(**kwargs)
+
+
+@pytest.fixture
+def s3(s3_server):
+    return make_client(REGION, s3_server)
+
+
+@pytest.fixture
+def bucket(s3) -> str:
+    name = f"wait-ready-{uuid.uuid4().hex[:12]}"
+    s3.create_bucket(Bucket=name)
+    return name
+
+
+def put(s3, bucket: str, body) -> None:
+    data = body if isinstance(body, bytes) else json.dumps(body).encode()
+    s3.put_object(Bucket=bucket, Key=KEY, Body=data)
+
+
+def cli_args(bucket: str, endpoint: str, timeout_minutes: str = "1") -> list[str]:
+    return ["--bucket", bucket, "--key", KEY, "--region", REGION, "--timeout-minutes", timeout_minutes,
+            "--interval-seconds", "5", "--endpoint-url", endpoint]
+
+
+def closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+# -- ready and failed ---------------------------------------------------------------------------------------
+
+def test_ready_object_exits_zero_with_one_line(s3, s3_server, bucket, capsys):
+    put(s3, bucket, READY)
+    assert main(cli_args(bucket, s3_server)) == 0
+    out, err = capsys.readouterr()
+    assert out == f"host {INSTANCE_ID} is ready (2026-11-25T01:02:03Z)\n"
+    assert err == ""
+
+
+def test_ready_result_carries_the_status(s3, bucket):
+    put(s3, bucket, READY)
+    fake = FakeTime()
+    result = wait_for_status(s3, bucket, KEY, 600, 10, clock=fake.clock, sleep=fake.sleep)
+    assert result.outcome is Outcome.READY
+    assert result.status.instance_id == INSTANCE_ID and result.status.time == "2026-11-25T01:02:03Z"
+    assert fake.sleeps == []
+
+
+def test_failed_object_names_the_step_and_prints_the_log_tail(s3, s3_server, bucket, capsys):
+    put(s3, bucket, FAILED)
+    assert main(cli_args(bucket, s3_server)) == 1
+    out, err = capsys.readouterr()
+    assert out == ""
+    lines = err.splitlines()
+    assert lines[0] == (f"host {INSTANCE_ID} failed at step pull-image; see /var/log/deepracer-bootstrap.log on the "
+                        f"host (aws ssm start-session --target {INSTANCE_ID} --region {REGION})")
+    assert "docker: Error response from daemon: manifest unknown" in lines
+    assert lines[-1] == "step pull-image failed (exit 1)"
+
+
+def test_failed_is_final_even_with_time_left(s3, bucket):
+    put(s3, bucket, FAILED)
+    fake = FakeTime()
+    result = wait_for_status(s3, bucket, KEY, 600, 10, clock=fake.clock, sleep=fake.sleep)
+    assert result.outcome is Outcome.FAILED and result.status.step == "pull-image"
+    assert fake.sleeps == []
+
+
+# -- waiting ------------------------------------------------------------------------------------------------
+
+def test_missing_object_is_polled_until_the_timeout(s3, bucket):
+    fake = FakeTime()
+    client = CountingClient(s3)
+    said: list[str] = []
+    result = wait_for_status(client, bucket, KEY, 300, 10, clock=fake.clock, sleep=fake.sleep, say=said.append)
+    assert result.outcome is Outcome.TIMEOUT
+    assert result.elapsed_s == 300
+    assert sum(fake.sleeps) == 300 and max(fake.sleeps) == 10
+    assert client.polls == 31  # t = 0, 10, ..., 300: one last look at the deadline
+    # Progress about once a minute, as lines (pulumi shows stdout line by line).
+    assert said == [f"waiting for the host to report in s3://{bucket}/{KEY}: {m}m00s of 5m00s" for m in (1, 2, 3, 4)]
+
+
+def test_last_sleep_is_cut_to_the_deadline(s3, bucket):
+    fake = FakeTime()
+    result = wait_for_status(s3, bucket, KEY, 25, 10, clock=fake.clock, sleep=fake.sleep, say=lambda _: None)
+    assert result.outcome is Outcome.TIMEOUT
+    assert fake.sleeps == [10, 10, 5]
+
+
+def test_timeout_message_names_the_timeout_object_and_log(s3, bucket):
+    fake = FakeTime()
+    result = wait_for_status(s3, bucket, KEY, 1200, 15, clock=fake.clock, sleep=fake.sleep, say=lambda _: None)
+    code, out, err = render(result, bucket, KEY, REGION, 1200)
+    assert code == 1 and out == ""
+    assert err.count("\n") == 1
+    assert "timed out after 20m00s" in err
+    assert f"s3://{bucket}/{KEY}" in err
+    assert "/var/log/deepracer-bootstrap.log" in err
+    assert f"aws ssm start-session --target {INSTANCE_ID} --region {REGION}" in err
+
+
+def test_object_written_mid_wait_is_picked_up_by_the_next_poll(s3, bucket):
+    def host_reports_after_three_sleeps(fake: FakeTime) -> None:
+        if len(fake.sleeps) == 3:
+            put(s3, bucket, READY)
+
+    fake = FakeTime(on_sleep=host_reports_after_three_sleeps)
+    client = CountingClient(s3)
+    result = wait_for_status(client, bucket, KEY, 600, 20, clock=fake.clock, sleep=fake.sleep, say=lambda _: None)
+    assert result.outcome is Outcome.READY
+    assert result.elapsed_s == 60
+    assert client.polls == 4
+
+
+# -- errors that end the wait at once ------------------------------------------------------------------------
+
+def test_missing_bucket_fails_at_once_with_one_clear_line(s3, s3_server, capsys):
+    name = f"no-such-{uuid.uuid4().hex[:12]}"
+    fake = FakeTime()
+    result = wait_for_status(s3, name, KEY, 600, 10, clock=fake.clock, sleep=fake.sleep)
+    assert result.outcome is Outcome.ERROR
+    assert fake.sleeps == []
+    assert name in result.error and "NoSuchBucket" in result.error
+
+    assert main(cli_args(name, s3_server)) == 1
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert f"bucket {name} does not exist" in err
+
+
+@pytest.mark.parametrize("body, expected", [
+    (b'{"state": "ready", ', "is not valid JSON"),
+    (b"\xff\xfe not utf-8", "is not valid JSON"),
+    (b'["ready"]', "is not a JSON object"),
+    (b'{"state": "booting"}', "has state 'booting'; expected 'ready' or 'failed'"),
+    (b'{"step": "done"}', "has state None"),
+])
+def test_unreadable_status_fails_naming_the_key(s3, s3_server, bucket, capsys, body, expected):
+    put(s3, bucket, body)
+    fake = FakeTime()
+    result = wait_for_status(s3, bucket, KEY, 600, 10, clock=fake.clock, sleep=fake.sleep)
+    assert result.outcome is Outcome.ERROR and fake.sleeps == []
+    assert f"s3://{bucket}/{KEY}" in result.error and expected in result.error
+
+    assert main(cli_args(bucket, s3_server)) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and KEY in err and "Traceback" not in err
+
+
+def stubbed(code: str, status: int, times: int = 1):
+    client = make_client(REGION, "http://127.0.0.1:9")  # never contacted: the stubber answers
+    stubber = Stubber(client)
+    for _ in range(times):
+        stubber.add_client_error("get_object", service_error_code=code, service_message=f"{code} from S3",
+                                 http_status_code=status)
+    stubber.activate()
+    return client, stubber
+
+
+@pytest.mark.parametrize("code, status, expected", [
+    ("AccessDenied", 403, "access denied reading s3://b"),
+    ("InvalidAccessKeyId", 403, "AWS rejected the deployer's credentials (InvalidAccessKeyId"),
+    ("SignatureDoesNotMatch", 403, "AWS rejected the deployer's credentials (SignatureDoesNotMatch"),
+    ("ExpiredToken", 400, "AWS rejected the deployer's credentials (ExpiredToken"),
+    ("NoSuchBucket", 404, "bucket b does not exist"),
+])
+def test_access_and_credential_errors_fail_at_once(code, status, expected):
+    client, _ = stubbed(code, status)
+    fake = FakeTime()
+    result = wait_for_status(client, "b", KEY, 600, 10, clock=fake.clock, sleep=fake.sleep)
+    assert result.outcome is Outcome.ERROR and fake.sleeps == []
+    assert expected in result.error
+    code_, out, err = render(result, "b", KEY, REGION, 600)
+    assert code_ == 1 and err.count("\n") == 1
+
+
+def test_no_credentials_at_all_fails_at_once():
+    class NoCredentials:
+        def get_object(self, **kwargs):
+            raise NoCredentialsError()
+
+    fake = FakeTime()
+    result = wait_for_status(NoCredentials(), "b", KEY, 600, 10, clock=fake.clock, sleep=fake.sleep)
+    assert result.outcome is Outcome.ERROR and fake.sleeps == []
+    assert "credentials" in result.error
+
+
+# -- transient errors ---------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("code, status", [("SlowDown", 503), ("InternalError", 500), ("Throttling", 400)])
+def test_throttling_and_server_errors_are_waited_out(code, status):
+    client, stubber = stubbed(code, status, times=3)
+    body = json.dumps(READY).encode()
+    stubber.add_response("get_object", {"Body": StreamingBody(io.BytesIO(body), len(body))},
+                         {"Bucket": "b", "Key": KEY})
+    fake = FakeTime()
+    said: list[str] = []
+    result = wait_for_status(client, "b", KEY, 600, 10, clock=fake.clock, sleep=fake.sleep, say=said.append)
+    assert result.outcome is Outcome.READY
+    assert fake.sleeps == [10, 10, 10]
+    assert said == [f"S3 not answering yet ({code}: {code} from S3); still waiting"]  # once, not per poll
+    stubber.assert_no_pending_responses()
+
+
+def test_unreachable_endpoint_is_transient_until_the_timeout():
+    client = make_client(REGION, f"http://127.0.0.1:{closed_port()}")
+    fake = FakeTime()
+    said: list[str] = []
+    result = wait_for_status(client, "b", KEY, 300, 10, clock=fake.clock, sleep=fake.sleep, say=said.append)
+    assert result.outcome is Outcome.TIMEOUT
+    assert sum(fake.sleeps) == 300
+    notes = [line for line in said if line.startswith("S3 not answering yet")]
+    assert len(notes) == 6  # t = 0, 60, ..., 300: at most once a minute, though polled every 10 s
+    assert "Could not connect to the endpoint URL" in notes[0]
+    code, _, err = render(result, "b", KEY, REGION, 300)
+    assert code == 1 and err.count("\n") == 1
+    assert "timed out after 5m00s" in err and "last S3 error: Could not connect" in err
+
+
+# -- the command line ---------------------------------------------------------------------------------------
+
+def test_bad_arguments_exit_two(capsys):
+    assert main(["--bucket", "b", "--key", KEY, "--region", REGION, "--timeout-minutes", "0"]) == 2
+    with pytest.raises(SystemExit) as exit_:
+        main(["--bucket", "b"])
+    assert exit_.value.code == 2
+
+
+def test_python_dash_m_entry_point(s3, s3_server, bucket):
+    put(s3, bucket, READY)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env.update(AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing")
+    proc = subprocess.run([sys.executable, "-m", "infra.wait_ready", *cli_args(bucket, s3_server)],
+                          cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == f"host {INSTANCE_ID} is ready (2026-11-25T01:02:03Z)\n"
+
+
+def test_boto3_is_imported_lazily():
+    proc = subprocess.run([sys.executable, "-c", "import sys, infra.wait_ready; print('boto3' in sys.modules)"],
+                          cwd=REPO_ROOT, capture_output=True, text=True, timeout=60)
+    assert proc.stdout.strip() == "False", proc.stderr
+
+
+def test_status_without_instance_id_falls_back_to_the_key():
+    status = wait_ready.parse_status(b'{"state": "ready"}', "b", KEY)
+    assert status.instance_id == INSTANCE_ID and status.log == "/var/log/deepracer-bootstrap.log"
