@@ -1,0 +1,165 @@
+#!/usr/bin/env bash
+# First boot of a DeepRacer training host, run by cloud-init (runcmd) as root.
+#
+#   bootstrap.sh              every step, then mark the host ready and report to the bucket
+#   bootstrap.sh STEP...      only these steps (deepracer-update runs `session-package`)
+#
+# Every step checks before it changes anything, so a second run (or a run after a reboot) is safe.
+# Everything goes to /var/log/deepracer-bootstrap.log; a failure reports the step and the log's tail to
+# the bucket, where `pulumi up` is waiting for it.
+set -Eeuo pipefail
+
+LOG=/var/log/deepracer-bootstrap.log
+BIN=/opt/deepracer/bin
+VENV=/opt/deepracer/venv
+STATE_DIR=/var/lib/deepracer
+READY="$STATE_DIR/ready"
+PACKAGE=/opt/deepracer/session.tar.gz
+
+exec >>"$LOG" 2>&1
+exec 9>/run/deepracer-bootstrap.lock
+flock 9  # one bootstrap at a time (cloud-init and a user's rerun, say)
+
+# shellcheck source=/dev/null
+. /etc/deepracer/bootstrap.env  # DR_SESSION_PACKAGE_URL, DR_STATUS_URL, DR_HOST_USER
+# shellcheck source=/dev/null
+. /etc/deepracer/system.env     # DR_CLOUD, DR_AWS_APP_REGION, DR_SIMAPP_SOURCE, DR_SIMAPP_VERSION ...
+IMAGE="$DR_SIMAPP_SOURCE:$DR_SIMAPP_VERSION"
+HOST_USER="${DR_HOST_USER:-ubuntu}"
+export DEBIAN_FRONTEND=noninteractive
+
+step="start"
+log() { echo "[$(date -u +%FT%TZ)] $*"; }
+
+report() {
+  # The venv's boto3 once it exists; before that host-storage.py falls back to the AWS CLI.
+  local python=python3
+  [ -x "$VENV/bin/python" ] && python="$VENV/bin/python"
+  "$python" "$BIN/host-storage.py" report "$1" "$2" || log "could not report '$1' to the bucket"
+}
+
+on_error() {
+  local code=$? line=$1
+  trap - ERR
+  log "FAILED in step '$step' (line $line, exit $code)"
+  rm -f "$READY"
+  [ "$full_run" = yes ] && report failed "$step"
+  exit "$code"
+}
+trap 'on_error $LINENO' ERR
+
+retry() {
+  # Registries and package mirrors fail transiently; 5 tries with growing pauses.
+  local attempt
+  for attempt in 1 2 3 4 5; do
+    "$@" && return 0
+    log "attempt $attempt of '$*' failed"
+    sleep $((attempt * 15))
+  done
+  return 1
+}
+
+apt_install() {
+  retry apt-get update -qq
+  retry apt-get install -y -qq --no-install-recommends "$@"
+}
+
+step_prepare() {
+  mkdir -p "$STATE_DIR" /opt/deepracer
+  python3 -c 'import ensurepip' 2>/dev/null || apt_install python3-venv
+}
+
+step_session_package() {
+  [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
+  retry "$VENV/bin/pip" install -q --upgrade pip boto3
+  "$VENV/bin/python" "$BIN/host-storage.py" get "$DR_SESSION_PACKAGE_URL" "$PACKAGE"
+  sha256sum "$PACKAGE"
+  rm -rf /opt/deepracer/src && mkdir -p /opt/deepracer/src
+  tar -xzf "$PACKAGE" -C /opt/deepracer/src
+  retry "$VENV/bin/pip" install -q /opt/deepracer/src
+  # Same version number as before after a code change: reinstall the package itself, not its dependencies.
+  "$VENV/bin/pip" install -q --no-deps --force-reinstall /opt/deepracer/src
+  ln -sf "$VENV/bin/deepracer" /usr/local/bin/deepracer
+  ln -sf "$BIN/deepracer-update.sh" /usr/local/sbin/deepracer-update
+  # Login shells get the venv first on PATH, so `python -m session` is the session tool.
+  echo "export PATH=\"$VENV/bin:\$PATH\"" >/etc/profile.d/deepracer.sh
+  "$VENV/bin/deepracer" --version
+}
+
+step_gpu_runtime() {
+  if ! nvidia-smi -L; then
+    log "no working NVIDIA driver; installing the recommended server driver"
+    apt_install ubuntu-drivers-common
+    ubuntu-drivers install --gpgpu
+    modprobe nvidia || true
+    nvidia-smi -L || { log "the driver needs a reboot: sudo reboot, then sudo $BIN/bootstrap.sh"; return 1; }
+  fi
+  if ! command -v nvidia-ctk >/dev/null; then
+    log "installing the NVIDIA container toolkit"
+    local keyring=/usr/share/keyrings/nvidia-container-toolkit-keyring.gpg
+    retry curl -fsSL https://nvidia.github.io/libnvidia-container/gpgkey -o /tmp/nvidia.gpgkey
+    gpg --batch --yes --dearmor -o "$keyring" /tmp/nvidia.gpgkey
+    retry curl -fsSL https://nvidia.github.io/libnvidia-container/stable/deb/nvidia-container-toolkit.list \
+      -o /tmp/nvidia-container-toolkit.list
+    sed "s#deb https://#deb [signed-by=$keyring] https://#" /tmp/nvidia-container-toolkit.list \
+      >/etc/apt/sources.list.d/nvidia-container-toolkit.list
+    apt_install nvidia-container-toolkit
+  fi
+  nvidia-ctk --version
+}
+
+step_docker() {
+  command -v docker >/dev/null || apt_install docker.io
+  systemctl enable --now docker
+  # The trainer starts its own sibling container through the Docker socket, so a per-container GPU
+  # request cannot reach it: the NVIDIA runtime has to be Docker's default.
+  if [ "$(docker info --format '{{.DefaultRuntime}}')" != nvidia ]; then
+    nvidia-ctk runtime configure --runtime=docker --set-as-default
+    systemctl restart docker
+  fi
+  [ "$(docker info --format '{{.DefaultRuntime}}')" = nvidia ]
+  usermod -aG docker "$HOST_USER"
+}
+
+step_simapp_image() {
+  docker image inspect "$IMAGE" >/dev/null 2>&1 || retry docker pull -q "$IMAGE"
+  case "$DR_SIMAPP_VERSION" in
+    *-cpu) log "CPU image: no GPU check" ;;
+    *) docker run --rm -e NVIDIA_VISIBLE_DEVICES=all --entrypoint nvidia-smi "$IMAGE" -L ;;
+  esac
+}
+
+step_custom_files() {
+  # Defaults for a first run; a file the user already has is never replaced.
+  local home target defaults
+  home=$(getent passwd "$HOST_USER" | cut -d: -f6)
+  target="$home/deepracer/custom_files"
+  defaults=$("$VENV/bin/python" -c 'import pathlib, session; print(pathlib.Path(session.__file__).parent / "defaults")')
+  mkdir -p "$target"
+  cp -n "$defaults"/* "$target"/
+  chown -R "$HOST_USER:" "$home/deepracer"
+}
+
+ALL_STEPS=(prepare session-package gpu-runtime docker simapp-image custom-files)
+full_run=no
+if (($# == 0)); then
+  set -- "${ALL_STEPS[@]}"
+  full_run=yes
+  rm -f "$READY"
+fi
+
+log "bootstrap ($*) for $IMAGE"
+for step in "$@"; do
+  declare -F "step_${step//-/_}" >/dev/null || { log "unknown step '$step'; steps: ${ALL_STEPS[*]}"; exit 2; }
+done
+for step in "$@"; do
+  log "step $step"
+  "step_${step//-/_}"
+done
+
+if [ "$full_run" = yes ]; then
+  step="ready"
+  date -u +%FT%TZ >"$READY"
+  log "host ready"
+  report ready ready
+fi

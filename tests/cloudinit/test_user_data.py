@@ -1,0 +1,182 @@
+"""The rendered user data: cloud-init's own schema checker, EC2's size limit, the files it writes, shellcheck."""
+
+from __future__ import annotations
+
+import base64
+import configparser
+import gzip
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from infra.bootstrap import CLOUDINIT_DIR, EC2_USER_DATA_LIMIT, HostConfig, render_user_data
+
+BUCKET = "deepracer-aws-0123abcd"
+HOST = HostConfig(
+    cloud="aws", region="eu-west-1", bucket=BUCKET,
+    simapp_image="awsdeepracercommunity/deepracer-simapp:6.0.4-gpu", workers=3,
+    session_package_url=f"s3://{BUCKET}/bootstrap/session.tar.gz", status_url=f"s3://{BUCKET}/hosts/")
+SCRIPTS = sorted(p for p in (CLOUDINIT_DIR / "scripts").iterdir() if p.is_file())
+UNITS = sorted(p for p in (CLOUDINIT_DIR / "units").iterdir() if p.is_file())
+# cloud-init's schema check accepts any top-level key; a typo there would be silently ignored on the VM.
+KNOWN_TOP_LEVEL_KEYS = {"package_update", "package_upgrade", "runcmd", "write_files", "final_message"}
+
+
+def files_of(user_data: str) -> dict[str, dict]:
+    """write_files entries by path, with gz+b64 content decoded as cloud-init decodes it."""
+    entries = {}
+    for entry in yaml.safe_load(user_data)["write_files"]:
+        content = entry["content"]
+        if entry.get("encoding") == "gz+b64":
+            content = gzip.decompress(base64.b64decode(content)).decode()
+        entries[entry["path"]] = {**entry, "content": content}
+    return entries
+
+
+def parse_env(text: str) -> dict[str, str]:
+    return dict(line.split("=", 1) for line in text.splitlines() if line and not line.startswith("#"))
+
+
+@pytest.fixture(scope="module")
+def user_data() -> str:
+    return render_user_data(HOST)
+
+
+@pytest.mark.parametrize("host", [
+    HOST,
+    HostConfig(**{**HOST.__dict__, "upload_bucket": "my-droa-uploads", "workers": 1}),
+], ids=["default", "upload-bucket"])
+def test_cloud_init_schema_checker_accepts_the_user_data(host: HostConfig, tmp_path: Path):
+    path = tmp_path / "user-data"
+    path.write_text(render_user_data(host))
+    result = subprocess.run(["cloud-init", "schema", "-c", str(path)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Valid cloud-config" in result.stdout
+
+
+def test_schema_checker_would_catch_a_type_error(tmp_path: Path, user_data: str):
+    """The check above can fail: the same checker rejects our document with one wrong type."""
+    broken = yaml.safe_load(user_data)
+    broken["package_update"] = "sometimes"
+    path = tmp_path / "user-data"
+    path.write_text("#cloud-config\n" + yaml.safe_dump(broken))
+    result = subprocess.run(["cloud-init", "schema", "-c", str(path)], capture_output=True, text=True)
+    assert result.returncode != 0
+
+
+def test_only_known_top_level_keys(user_data: str):
+    assert user_data.startswith("#cloud-config\n")
+    assert set(yaml.safe_load(user_data)) <= KNOWN_TOP_LEVEL_KEYS
+
+
+def test_fits_ec2_user_data_limit_with_room_to_grow(user_data: str):
+    size = len(user_data.encode())
+    assert size < EC2_USER_DATA_LIMIT * 0.75, f"{size} bytes: close to EC2's {EC2_USER_DATA_LIMIT}"
+
+
+def test_rendering_is_deterministic():
+    """Identical user data for an identical checkout: no spurious diffs in `pulumi preview`."""
+    assert render_user_data(HOST) == render_user_data(HOST)
+
+
+def test_system_env_has_drfc_names_and_the_stack_values(user_data: str):
+    entry = files_of(user_data)["/etc/deepracer/system.env"]
+    assert entry["permissions"] == "0644" and entry["owner"] == "root:root"
+    assert parse_env(entry["content"]) == {
+        "DR_CLOUD": "aws", "DR_AWS_APP_REGION": "eu-west-1", "DR_LOCAL_S3_BUCKET": BUCKET,
+        "DR_UPLOAD_S3_BUCKET": "not-defined", "DR_SIMAPP_SOURCE": "awsdeepracercommunity/deepracer-simapp",
+        "DR_SIMAPP_VERSION": "6.0.4-gpu", "DR_WORKERS": "3"}
+
+
+def test_bootstrap_env_tells_the_host_where_its_package_and_status_go(user_data: str):
+    values = parse_env(files_of(user_data)["/etc/deepracer/bootstrap.env"]["content"])
+    assert values == {"DR_AWS_APP_REGION": "eu-west-1",
+                      "DR_SESSION_PACKAGE_URL": f"s3://{BUCKET}/bootstrap/session.tar.gz",
+                      "DR_STATUS_URL": f"s3://{BUCKET}/hosts/", "DR_HOST_USER": "ubuntu"}
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("bucket", "my bucket", "DR_LOCAL_S3_BUCKET: expected letters"),
+    ("region", "us-east-1\nDR_CLOUD=evil", "DR_AWS_APP_REGION: expected letters"),
+    ("simapp_image", "deepracer-simapp", "simapp_image: expected <repository>:<tag>"),
+    ("simapp_image", "repo:tag$(reboot)", "DR_SIMAPP_VERSION: expected letters"),
+    ("workers", 0, "workers: expected at least 1"),
+    ("host_user", "ubuntu;rm", "DR_HOST_USER: expected letters"),
+])
+def test_values_that_bash_would_misread_are_refused(field: str, value, message: str):
+    with pytest.raises(ValueError, match=message.replace("$", r"\$").replace("(", r"\(")):
+        render_user_data(HostConfig(**{**HOST.__dict__, field: value}))
+
+
+def test_scripts_and_units_arrive_byte_identical_and_executable(user_data: str):
+    files = files_of(user_data)
+    for script in SCRIPTS:
+        entry = files[f"/opt/deepracer/bin/{script.name}"]
+        assert entry["content"] == script.read_text() and entry["permissions"] == "0755"
+    for unit in UNITS:
+        entry = files[f"/etc/systemd/system/{unit.name}"]
+        assert entry["content"] == unit.read_text() and entry["permissions"] == "0644"
+
+
+def test_runcmd_runs_files_that_write_files_creates(user_data: str):
+    config = yaml.safe_load(user_data)
+    written = set(files_of(user_data))
+    commands = config["runcmd"]
+    assert ["/opt/deepracer/bin/bootstrap.sh"] in commands
+    for command in commands:
+        if command[0].startswith("/"):
+            assert command[0] in written
+    enabled = [c[-1] for c in commands if c[:2] == ["systemctl", "enable"]]
+    assert enabled == ["deepracer-scratch.service"]
+    assert f"/etc/systemd/system/{enabled[0]}" in written
+
+
+def test_scratch_unit_runs_on_every_boot_before_docker():
+    unit = configparser.ConfigParser(strict=False)
+    unit.read(CLOUDINIT_DIR / "units" / "deepracer-scratch.service")
+    assert unit["Service"]["Type"] == "oneshot"
+    assert unit["Service"]["ExecStart"] == "/opt/deepracer/bin/scratch-disk.sh"
+    assert "docker.service" in unit["Unit"]["Before"]
+    assert unit["Install"]["WantedBy"] == "multi-user.target"
+
+
+@pytest.mark.parametrize("unit", UNITS, ids=lambda u: u.name)
+def test_units_pass_systemd_analyze_verify(unit: Path, tmp_path: Path):
+    """systemd's own checker, offline. It wants ExecStart to exist, so the unit points at copies of our
+    scripts in tmp_path; a typo'd key is printed (exit 0), so stderr must be empty."""
+    for script in SCRIPTS:
+        shutil.copy2(script, tmp_path / script.name)
+    copy = tmp_path / unit.name
+    copy.write_text(unit.read_text().replace("/opt/deepracer/bin/", f"{tmp_path}/"))
+    result = subprocess.run(["systemd-analyze", "verify", "--man=no", str(copy)], capture_output=True, text=True)
+    assert result.returncode == 0 and result.stderr == "", result.stderr
+
+
+@pytest.mark.parametrize("script", [s for s in SCRIPTS if s.suffix == ".sh"], ids=lambda s: s.name)
+def test_every_shell_script_passes_shellcheck(script: Path):
+    result = subprocess.run(["shellcheck", "--severity=style", "--shell=bash", str(script)],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout
+
+
+def test_shellcheck_is_really_checking(tmp_path: Path):
+    bad = tmp_path / "bad.sh"
+    bad.write_text("#!/usr/bin/env bash\nrm -rf $DIR/*\n")
+    assert subprocess.run(["shellcheck", str(bad)], capture_output=True).returncode != 0
+
+
+@pytest.mark.parametrize("script", [s for s in SCRIPTS if s.suffix == ".py"], ids=lambda s: s.name)
+def test_python_scripts_compile(script: Path):
+    compile(script.read_text(), str(script), "exec")  # in memory: no __pycache__ in cloudinit/
+
+
+def test_bootstrap_refuses_an_unknown_step_before_doing_anything():
+    text = (CLOUDINIT_DIR / "scripts" / "bootstrap.sh").read_text()
+    steps = text.split("ALL_STEPS=(", 1)[1].split(")", 1)[0].split()
+    for step in steps:
+        assert f"step_{step.replace('-', '_')}() {{" in text, f"step {step} has no function"
+    assert "session-package" in steps  # deepracer-update runs this one
+    assert "bootstrap.sh session-package" in (CLOUDINIT_DIR / "scripts" / "deepracer-update.sh").read_text()
