@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Iterator
 
 import pytest
@@ -42,3 +43,73 @@ def s3_server() -> Iterator[str]:
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
+
+
+@pytest.fixture(scope="session")
+def docker_engine(tmp_path_factory) -> Iterator[str]:
+    """A real Docker Engine of the tests' own (docker.io's dockerd, see ../shared/docker-engine-for-tests.md):
+    yields its DOCKER_HOST. No registry, no GPU and no default bridge here; the tests create their own images
+    (`standin_image`) and networks. scripts/test installs docker.io and busybox-static."""
+    import shutil
+    import subprocess
+    import time
+
+    import docker
+
+    if os.geteuid() != 0:
+        pytest.fail("the Docker Engine tests start their own dockerd and need root (CI runs as root)")
+    root = tmp_path_factory.mktemp("dockerd")
+    # A unix socket path must stay under ~100 bytes; pytest's tmp paths can be longer.
+    sock_dir = Path(f"/tmp/dr-dockerd-{os.getpid()}")
+    sock_dir.mkdir(exist_ok=True)
+    sock = sock_dir / "docker.sock"
+    log = open(root / "dockerd.log", "wb")
+    daemon = subprocess.Popen(
+        [shutil.which("dockerd") or "dockerd", "--data-root", str(root / "data"), "--exec-root", str(sock_dir / "x"),
+         "-H", f"unix://{sock}", "--pidfile", str(root / "docker.pid"), "--storage-driver=vfs",
+         "--iptables=false", "--ip6tables=false", "--bridge=none"],
+        stdout=log, stderr=subprocess.STDOUT)
+    host = f"unix://{sock}"
+    deadline = time.monotonic() + 30
+    while True:  # the daemon's API answering is the readiness signal; there is no event to wait on
+        try:
+            docker.DockerClient(base_url=host).ping()
+            break
+        except Exception:
+            if daemon.poll() is not None or time.monotonic() > deadline:
+                log.close()
+                pytest.fail(f"dockerd did not start: {(root / 'dockerd.log').read_text()[-2000:]}")
+            time.sleep(0.1)
+    try:
+        yield host
+    finally:
+        daemon.terminate()
+        daemon.wait(timeout=30)
+        log.close()
+        shutil.rmtree(sock_dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def standin_image(docker_engine: str) -> str:
+    """`deepracer-standin:test`: an image with no registry behind it, made with `docker import` from a static
+    busybox plus the host's Python (bind-mounted read-only when a container runs: see `python_mounts`)."""
+    import io
+    import shutil
+    import tarfile
+
+    import docker
+
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        tar.add(shutil.which("busybox") or "/bin/busybox", arcname="bin/busybox")
+        for applet in ("sh", "echo", "sleep", "cat", "ls", "env", "true"):
+            link = tarfile.TarInfo(f"bin/{applet}")
+            link.type, link.linkname = tarfile.SYMTYPE, "busybox"
+            tar.addfile(link)
+        for directory in ("tmp", "usr", "lib", "lib64", "etc", "root", "opt"):
+            info = tarfile.TarInfo(directory)
+            info.type, info.mode = tarfile.DIRTYPE, 0o1777 if directory == "tmp" else 0o755
+            tar.addfile(info)
+    client = docker.DockerClient(base_url=docker_engine)
+    client.api.import_image_from_data(buffer.getvalue(), repository="deepracer-standin", tag="test")
+    return "deepracer-standin:test"
