@@ -23,15 +23,10 @@ class HostState:
 
 
 def read_system_env(path: Path) -> dict[str, str]:
-    """KEY=value lines; comments and blank lines skipped. No shell evaluation."""
-    values: dict[str, str] = {}
-    for line in path.read_text().splitlines():
-        line = line.strip()
-        if not line or line.startswith("#") or "=" not in line:
-            continue
-        key, value = line.split("=", 1)
-        values[key.strip()] = value.strip()
-    return values
+    """KEY=value lines with the session's own dotenv parser (no shell evaluation)."""
+    from session.envfile import read_env_file
+
+    return dict(read_env_file(path, environ={}).values)
 
 
 def host_state(system_env: Path = SYSTEM_ENV, marker: Path = READY_MARKER) -> HostState:
