@@ -1,0 +1,185 @@
+"""Start and stop a training run: storage first, then containers, then watch them until they really run."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Optional
+
+from session.config import RunConfig, SystemConfig
+from session.containers import ContainerInfo, Engine, WatchEvent
+from session.storage import Storage
+from session.training_params import dump, multi_config, params_files
+from session.training_specs import (NETWORK, SAGEMAKER_TMP, StorageAccess, comms_dir, image_of, trainer_spec,
+                                    worker_specs)
+
+Say = Callable[[str], None]
+
+# Lines that prove a container is past start-up (FORMATS.md §5.5, §5.1): the trainer has loaded the model
+# and its hyperparameters (SageMaker-local's output reaches the rl_coach container's log), a worker simulates.
+READY_PATTERNS = {
+    "trainer": [r"Using the following hyper-parameters", r"Training> ", r"Sensor list \["],
+    "worker": [r"SIM_TRACE_LOG:"],
+}
+READY_TIMEOUT_S = 15 * 60  # a cold simulator start (Gazebo, track meshes) can take several minutes
+
+
+class TrainingError(Exception):
+    """A reason not to start (or a failed start); `str()` is one line for the user."""
+
+
+@dataclass
+class Host:
+    """What a command needs from this machine: the configs, the custom files, the bucket and the engine."""
+
+    system: SystemConfig
+    run: RunConfig
+    custom_files: Path
+    engine: Engine
+    storage: Storage
+    docker_socket: str = "/var/run/docker.sock"
+    warnings: tuple = field(default_factory=tuple)
+
+
+def storage_for(system: SystemConfig) -> Storage:
+    """The working bucket as this host sees it: the instance role on AWS, MinIO with keys elsewhere."""
+    return Storage(system.local_s3_bucket, system.aws_app_region, endpoint_url=system.local_s3_endpoint_url,
+                   access_key=system.local_access_key_id, secret_key=system.local_secret_access_key)
+
+
+def docker_socket_path(environ: Optional[dict] = None) -> str:
+    host = (environ if environ is not None else os.environ).get("DOCKER_HOST", "")
+    return host[len("unix://"):] if host.startswith("unix://") else "/var/run/docker.sock"
+
+
+def run_containers(engine: Engine, system: SystemConfig, run: RunConfig) -> list[ContainerInfo]:
+    """This run's containers (any state), plus the trainer's SageMaker sibling, which carries no labels."""
+    ours = engine.list(run=str(run.run_id))
+    siblings = engine.sagemaker_siblings(image_of(system), run.local_s3_model_prefix, run=str(run.run_id))
+    return ours + [s for s in siblings if s.id not in {o.id for o in ours}]
+
+
+def _refuse_to_clobber(host: Host, overwrite: bool, say: Say) -> None:
+    prefix = host.run.local_s3_model_prefix
+    if not host.storage.prefix_has_objects(f"{prefix}/"):
+        return
+    where = host.storage.url(f"{prefix}/")
+    if not overwrite:
+        raise TrainingError(f"{where} already holds a model; set a new DR_LOCAL_S3_MODEL_PREFIX "
+                            "(`deepracer increment` does it) or pass --overwrite to delete it first")
+    removed = host.storage.delete_prefix(f"{prefix}/")
+    say(f"--overwrite: deleted {removed} objects under {where}")
+
+
+def _check_pretrained(host: Host) -> None:
+    run = host.run
+    if not run.local_s3_pretrained:
+        return
+    model = f"{run.local_s3_pretrained_prefix}/model/"
+    names = [info.key.rsplit("/", 1)[-1] for info in host.storage.list_objects(model)]
+    if not any(name.endswith(".ckpt.index") for name in names):
+        raise TrainingError(f"DR_LOCAL_S3_PRETRAINED_PREFIX: expected a model with checkpoints at "
+                            f"{host.storage.url(model)}, got none")
+    checkpoint = run.local_s3_pretrained_checkpoint
+    if isinstance(checkpoint, int) and not any(name.startswith(f"{checkpoint}_Step-") for name in names):
+        raise TrainingError(f"DR_LOCAL_S3_PRETRAINED_CHECKPOINT: expected a checkpoint under "
+                            f"{host.storage.url(model)}, got {checkpoint} which is not there")
+    if checkpoint in ("best", "last") and "deepracer_checkpoints.json" not in names:
+        raise TrainingError(f"DR_LOCAL_S3_PRETRAINED_CHECKPOINT: '{checkpoint}' needs "
+                            f"{host.storage.url(model)}deepracer_checkpoints.json, which is missing")
+
+
+def upload_inputs(host: Host, workers: int, say: Say) -> list[str]:
+    """Custom files, the reward function beside the model (console layout) and the params files.
+
+    Returns the params file names, one per worker with multi-config, else one shared name."""
+    system, run, storage = host.system, host.run, host.storage
+    synced = storage.sync_up(host.custom_files, run.local_s3_custom_files_prefix)
+    for name in synced.transferred:
+        say(f"uploaded custom_files/{name}")
+    storage.put_bytes(f"{run.local_s3_model_prefix}/reward_function.py",
+                      (host.custom_files / "reward_function.py").read_bytes(), "text/x-python")
+    endpoint = StorageAccess.from_system(system).endpoint_url
+    files = params_files(system, run, workers, s3_endpoint_url=endpoint)
+    for name, params in files.items():
+        storage.put_text(f"{run.local_s3_model_prefix}/{name}", dump(params), "application/x-yaml")
+        say(f"wrote {storage.url(f'{run.local_s3_model_prefix}/{name}')}")
+    return list(files)
+
+
+def start_training(host: Host, *, workers: Optional[int] = None, overwrite: bool = False,
+                   timeout_s: float = READY_TIMEOUT_S, say: Say = print,
+                   on_event: Optional[Callable[[WatchEvent], None]] = None) -> list[ContainerInfo]:
+    """Everything `train` does after validation. Raises TrainingError; on a failed start nothing keeps running."""
+    system, run, engine = host.system, host.run, host.engine
+    run.check_training()
+    workers = workers or system.workers
+    running = [c for c in run_containers(engine, system, run) if c.running]
+    if running:
+        raise TrainingError(f"run {run.run_id} is already running ({', '.join(c.name for c in running)}); "
+                            "`deepracer stop` first, or use another DR_RUN_ID")
+    image = image_of(system)
+    if not engine.image_present(image):
+        raise TrainingError(f"image {image} is not on this host; pull it with `docker pull {image}`")
+    _refuse_to_clobber(host, overwrite, say)
+    _check_pretrained(host)
+    names = upload_inputs(host, workers, say)
+
+    engine.ensure_network(NETWORK)
+    os.makedirs(SAGEMAKER_TMP, exist_ok=True)
+    if workers > 1:
+        # Workers coordinate through files here; leftovers of an earlier run would confuse them.
+        shutil.rmtree(comms_dir(run.run_id), ignore_errors=True)
+        os.makedirs(comms_dir(run.run_id))
+    storage_access = StorageAccess.from_system(system)
+    files = {name: None for name in names}
+    specs = [trainer_spec(system, run, storage_access, host.docker_socket),
+             *worker_specs(system, run, storage_access, workers, names,
+                           multi_config(files) if len(names) > 1 else None)]
+    started: list[ContainerInfo] = []
+    try:
+        for spec in specs:
+            started.append(engine.start(spec))
+            say(f"started {spec.name}")
+        say(f"waiting until the trainer and {workers} worker(s) run (up to {timeout_s / 60:.0f} min) ...")
+        readiness = engine.watch_until_ready(started, READY_PATTERNS, timeout_s, on_event=on_event)
+    except BaseException:
+        engine.stop(run_containers(engine, system, run), timeout=10)
+        raise
+    if not readiness.ready:
+        for line in readiness.error_lines:
+            say(f"  | {line}")
+        engine.stop(run_containers(engine, system, run), timeout=10)
+        raise TrainingError(f"training did not start: {readiness.summary}; stopped the run's containers "
+                            f"(`deepracer logs` shows their logs)")
+    return started
+
+
+def stop_training(host: Host, *, say: Say = print, timeout: float = 30) -> list[ContainerInfo]:
+    """Stops the run's containers, the trainer's sibling included; checkpoints in storage stay, the logs go
+    to `<prefix>/logs/` so they outlive the containers."""
+    system, run, engine = host.system, host.run, host.engine
+    containers = [c for c in run_containers(engine, system, run) if c.running]
+    if not containers:
+        say(f"run {run.run_id}: nothing is running")
+        return []
+    # The sibling trainer first: it writes the checkpoints, and a worker stopping under it looks like a crash.
+    ordered = sorted(containers, key=lambda c: 0 if c.role in (None, "trainer") else 1)
+    stopped = engine.stop(ordered, timeout=timeout)
+    for container in stopped:
+        say(f"stopped {container.name}")
+    upload_logs(host, stopped, say)
+    return stopped
+
+
+def upload_logs(host: Host, containers: list[ContainerInfo], say: Say) -> None:
+    prefix = host.run.local_s3_model_prefix
+    for container in containers:
+        role = container.role or "sagemaker"
+        name = f"{role}-{container.worker}" if container.worker else role
+        stamp = (container.started_at.strftime("%Y%m%d%H%M%S") if container.started_at else "unknown")
+        key = f"{prefix}/logs/{stamp}-{name}.log"
+        host.storage.put_text(key, host.engine.logs(container))
+        say(f"saved the {name} log to {host.storage.url(key)}")
