@@ -8,15 +8,77 @@ from typing import Optional, Sequence
 
 from session import __version__
 
+# Errors a user can fix: printed as one line, exit 2. Anything else is a bug: traceback (always with --debug).
+_USER_ERRORS = (
+    ("session.envfile", "ConfigError"),
+    ("session.storage", "StorageError"),
+    ("session.containers", "EngineError"),
+    ("session.training", "TrainingError"),
+    ("session.increment", "IncrementError"),
+)
+
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="deepracer", description="DeepRacer training on this host (also `python -m session`).")
     parser.add_argument("--version", action="version", version=f"deepracer-cloud session {__version__}")
+    parser.add_argument("--run-env", metavar="FILE",
+                        help="the run's settings (default: $DR_RUN_ENV, else ~/deepracer/run.env)")
+    parser.add_argument("--system-env", metavar="FILE",
+                        help="the host's settings (default: $DR_SYSTEM_ENV, else /etc/deepracer/system.env)")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
     host = commands.add_parser("host", help="is this host ready to train? (first-boot state and system.env)")
     host.add_argument("--json", action="store_true", help="print the result as JSON")
+
+    commands.add_parser("init", help="write a default run.env and custom files where they are missing")
+
+    validate = commands.add_parser("validate", help="check run.env, custom files and reward function before training")
+    validate.add_argument("--tracks", metavar="DIR", help="track .npy files (default: $DR_TRACKS_DIR or the host's cache)")
+    validate.add_argument("--workers", type=int, help="check for this many workers (default: DR_WORKERS)")
+    validate.add_argument("--calls", type=int, default=500, help="reward function calls in the dry run (default 500)")
+    validate.add_argument("--offline", action="store_true", help="skip the checks that need storage")
+    validate.add_argument("--json", action="store_true", help="print the problems as JSON")
+
+    files = commands.add_parser("custom-files", help="sync custom_files/ with storage, printing what changed")
+    files.add_argument("direction", choices=["upload", "download"])
+    files.add_argument("--dry-run", action="store_true", help="show what would change, change nothing")
+    files.add_argument("--overwrite", action="store_true", help="download: replace local files that differ")
+
+    train = commands.add_parser("train", help="validate, upload, start the trainer and workers, watch them start")
+    train.add_argument("--overwrite", action="store_true",
+                       help="delete what the model prefix already holds (default: refuse)")
+    train.add_argument("--workers", type=int, help="simulation workers (default: DR_WORKERS)")
+    train.add_argument("--follow", action="store_true", help="follow the trainer's log once running")
+    train.add_argument("--skip-validation", action="store_true", help=argparse.SUPPRESS)
+
+    stop = commands.add_parser("stop", help="stop this run's containers; checkpoints stay, logs go to <prefix>/logs/")
+    stop.add_argument("--timeout", type=float, default=30, help="seconds before a container is killed (default 30)")
+
+    status = commands.add_parser("status", help="host readiness, what runs, and the run's progress")
+    status.add_argument("--json", action="store_true", help="print the status as JSON")
+    status.add_argument("--progress", action="store_true", help="read progress from storage even when idle")
+
+    logs = commands.add_parser("logs", help="a container's log: logs trainer | logs worker [N]")
+    logs.add_argument("role", choices=["trainer", "worker"])
+    logs.add_argument("worker", nargs="?", type=int, help="worker number (default 1)")
+    logs.add_argument("--follow", "-f", action="store_true", help="keep printing new lines (Ctrl-C to end)")
+    logs.add_argument("--tail", type=int, help="only the last N lines")
+
+    increment = commands.add_parser("increment", help="continue from the current model under the next prefix")
+    increment.add_argument("--checkpoint", default="last", help="last, best or a number (default last)")
+    increment.add_argument("--prefix", help="the new model prefix (default: the next serial that is free)")
+    increment.add_argument("--offline", action="store_true", help="don't check storage (no checkpoint check)")
     return parser
+
+
+def _is_user_error(error: BaseException) -> bool:
+    for module_name, class_name in _USER_ERRORS:
+        module = sys.modules.get(module_name)  # not imported means it cannot have raised
+        if module is not None and isinstance(error, getattr(module, class_name)):
+            return True
+    return False
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -25,12 +87,16 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if args.command is None:
         parser.print_help()
         return 0
-    if args.command == "host":
-        from session.host import print_host_state
+    from session import commands
 
-        return print_host_state(as_json=args.json)
-    parser.error(f"unknown command {args.command}")
-    return 2
+    handler = getattr(commands, args.command.replace("-", "_"))
+    try:
+        return handler(args)
+    except Exception as error:
+        if args.debug or not _is_user_error(error):
+            raise
+        print(f"deepracer: {error}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -78,6 +78,17 @@ class ContainerSpec:
     entrypoint: Optional[Tuple[str, ...]] = None
     init: bool = True  # a real PID 1 forwards SIGTERM and reaps the simulator's children
     user: Optional[str] = None
+    gpus: bool = False  # request every GPU (docker run --gpus all)
+    ports: Tuple["Port", ...] = ()
+
+
+@dataclass(frozen=True)
+class Port:
+    """A container port published on the host; loopback by default, so nothing is open to the network."""
+
+    container_port: int
+    host_port: int
+    host_ip: str = "127.0.0.1"
 
 
 @dataclass(frozen=True)
@@ -281,7 +292,27 @@ class Engine:
         A leftover of ours with the same name (stopped) is removed first; a running one, or one we did not make,
         is an error and stays as it is.
         """
-        from docker.errors import APIError, ImageNotFound, NotFound
+        from docker.errors import APIError
+
+        container = self._create(spec)
+        with self._translated(f"cannot start container {spec.name}"):
+            try:
+                container.start()
+            except APIError:
+                # A container that never ran is only clutter, and its name would clash with the next attempt.
+                with contextlib.suppress(APIError):
+                    container.remove(force=True)
+                raise
+            container.reload()
+        return _info(container.attrs)
+
+    def create(self, spec: ContainerSpec) -> ContainerInfo:
+        """Creates the container without starting it (what `start` does first)."""
+        return _info(self._create(spec).attrs)
+
+    def _create(self, spec: ContainerSpec):
+        from docker.errors import ImageNotFound, NotFound
+        from docker.types import DeviceRequest
 
         existing = self._inspect(spec.name)
         if existing is not None:
@@ -316,6 +347,8 @@ class Engine:
                     entrypoint=list(spec.entrypoint) if spec.entrypoint is not None else None,
                     init=spec.init,
                     user=spec.user,
+                    device_requests=[DeviceRequest(count=-1, capabilities=[["gpu"]])] if spec.gpus else None,
+                    ports={f"{p.container_port}/tcp": (p.host_ip, p.host_port) for p in spec.ports} or None,
                 )
             except ImageNotFound as exc:
                 raise EngineError(f"image {spec.image} is not on this host; pull it with `docker pull {spec.image}`"
@@ -326,16 +359,7 @@ class Engine:
                     raise EngineError(f"cannot create container {spec.name}: network {spec.network} does not "
                                       f"exist") from exc
                 raise
-        with self._translated(f"cannot start container {spec.name}"):
-            try:
-                container.start()
-            except APIError:
-                # A container that never ran is only clutter, and its name would clash with the next attempt.
-                with contextlib.suppress(APIError):
-                    container.remove(force=True)
-                raise
-            container.reload()
-        return _info(container.attrs)
+        return container
 
     def get(self, container: ContainerRef) -> Optional[ContainerInfo]:
         """The container by id or name, fresh from the engine; None when it does not exist."""

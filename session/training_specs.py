@@ -3,8 +3,9 @@
 DRfC's known-working set (its docker-compose-training.yml plus the aws/endpoint overlays, DRFC.md §3.4): one
 trainer (`rl_coach`, which starts the SageMaker-local trainer as a sibling container through the Docker
 socket) and N simulation workers (`robomaker`), all from the one simapp image, on the `sagemaker-local`
-network that the sibling's own compose file expects by name. No GPU request on any container: the host's
-Docker has the NVIDIA runtime as its default, the only way the sibling gets the GPU too.
+network that the sibling's own compose file expects by name. Our containers of a `-gpu` image request the
+GPUs explicitly; the sibling, which we don't create, gets them only because the host's Docker has the NVIDIA
+runtime as its default (cloud-init sets that up).
 """
 
 from __future__ import annotations
@@ -55,6 +56,10 @@ def image_of(system: SystemConfig) -> str:
     return f"{system.simapp_source}:{system.simapp_version}"
 
 
+def wants_gpu(system: SystemConfig) -> bool:
+    return system.simapp_version.endswith("-gpu")
+
+
 def _labels(run: RunConfig, role: str, worker: Optional[int] = None) -> dict[str, str]:
     labels = {LABEL_RUN: str(run.run_id), LABEL_ROLE: role, LABEL_PREFIX: run.local_s3_model_prefix}
     if worker:
@@ -100,6 +105,7 @@ def trainer_spec(system: SystemConfig, run: RunConfig, storage: StorageAccess,
         mounts=(Mount(docker_socket, "/var/run/docker.sock"), Mount(SAGEMAKER_TMP, SAGEMAKER_TMP)),
         network=NETWORK,
         working_dir="/opt/ml/code",
+        gpus=wants_gpu(system),
     )
 
 
@@ -146,6 +152,7 @@ def worker_specs(system: SystemConfig, run: RunConfig, storage: StorageAccess, w
             labels=_labels(run, "worker", worker),
             mounts=mounts,
             network=NETWORK,
+            gpus=wants_gpu(system),
         ))
     return specs
 

@@ -26,7 +26,7 @@ from session.storage import Storage
 from session.training import Host, TrainingError, start_training, stop_training
 from session.training_specs import NETWORK
 
-IMAGE_SOURCE, IMAGE_TAG = "deepracer-simapp-standin", "6.0.4-gpu"
+IMAGE_SOURCE, IMAGE_TAG = "deepracer-simapp-standin", "6.0.4-cpu"  # no GPU here: a -gpu tag requests one
 
 TRAINER = r"""
 [ -n "$MODEL_S3_BUCKET" ] && [ -n "$MODEL_S3_PREFIX" ] && [ -n "$SAGEMAKER_IMAGE" ] || { echo "missing env"; exit 2; }
@@ -181,8 +181,8 @@ def test_missing_image_and_missing_pretrained_model_are_refused_before_anything_
                         "DR_LOCAL_S3_PRETRAINED_PREFIX=does-not-exist\n", workers=1)
     with pytest.raises(TrainingError, match=r"DR_LOCAL_S3_PRETRAINED_PREFIX: expected a model with checkpoints"):
         start_training(host, say=lambda _: None, timeout_s=60)
-    host.system = type(host.system)(**{**host.system.__dict__, "simapp_version": "9.9.9-gpu"})
-    with pytest.raises(TrainingError, match=r"image deepracer-simapp-standin:9.9.9-gpu is not on this host"):
+    host.system = type(host.system)(**{**host.system.__dict__, "simapp_version": "9.9.9-cpu"})
+    with pytest.raises(TrainingError, match=r"image deepracer-simapp-standin:9.9.9-cpu is not on this host"):
         start_training(host, say=lambda _: None, timeout_s=60)
     assert host.engine.list(run=str(host.run.run_id)) == []
     assert not host.storage.prefix_has_objects("fresh/")

@@ -73,3 +73,35 @@ def test_multi_config_workers_get_their_own_file_track_and_shared_comms(tmp_path
     assert all(s.command == ("/opt/ml/code/run.sh multi distributed_training.launch.py",) for s in specs)
     assert all(s.mounts == (Mount("/tmp/deepracer/comms.4", "/mnt/comms"),) for s in specs)
     assert all(s.environment["MULTI_CONFIG"] == '{"multi_config": []}' for s in specs)
+
+
+def test_gpu_images_request_every_gpu_and_cpu_images_none(tmp_path: Path):
+    system, run = load(tmp_path, AWS_SYSTEM)
+    access = StorageAccess.from_system(system)
+    assert trainer_spec(system, run, access).gpus is True
+    assert all(s.gpus for s in worker_specs(system, run, access, 2, ["training_params.yaml"]))
+    system, run = load(tmp_path, AWS_SYSTEM.replace("6.0.4-gpu", "6.0.4-cpu"))
+    assert trainer_spec(system, run, access).gpus is False
+
+
+def test_the_created_containers_carry_the_gpu_device_request(tmp_path: Path, docker_engine: str, standin_image: str):
+    """On the real engine: created (not started: no GPU on this machine) from the trainer's spec."""
+    import dataclasses
+
+    import docker
+
+    from session.containers import Engine
+
+    system, run = load(tmp_path, AWS_SYSTEM, "DR_RUN_ID=77\n")
+    spec = dataclasses.replace(trainer_spec(system, run, StorageAccess.from_system(system)), image=standin_image,
+                               network="none", mounts=())
+    engine = Engine(base_url=docker_engine)
+    info = engine.create(spec)
+    try:
+        attrs = docker.DockerClient(base_url=docker_engine).containers.get(info.id).attrs
+        requests = attrs["HostConfig"]["DeviceRequests"]
+        assert len(requests) == 1
+        assert requests[0]["Count"] == -1 and requests[0]["Capabilities"] == [["gpu"]]  # --gpus all
+        assert attrs["Config"]["Labels"]["deepracer.role"] == "trainer" and info.status == "created"
+    finally:
+        engine.remove([info])

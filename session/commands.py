@@ -1,0 +1,187 @@
+"""One function per command: arguments in, output and an exit code out. The work lives in the other modules.
+
+User mistakes are raised as the modules' own errors and turned into one line and exit 2 by `session.cli`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+from pathlib import Path
+from typing import Optional
+
+from session.config import LoadedConfig, default_run_env, default_run_env_text, default_system_env, load_config
+
+DEFAULTS_DIR = Path(__file__).resolve().parent / "defaults"
+
+
+def _err(message: str) -> None:
+    print(message, file=sys.stderr)
+
+
+def _paths(args: argparse.Namespace) -> tuple[Path, Path]:
+    run_env = Path(args.run_env).expanduser() if args.run_env else default_run_env()
+    system_env = Path(args.system_env).expanduser() if args.system_env else default_system_env()
+    return run_env, system_env
+
+
+def _load(args: argparse.Namespace, quiet: bool = False) -> tuple[LoadedConfig, Path]:
+    run_env, system_env = _paths(args)
+    loaded = load_config(run_env, system_env)
+    if not quiet:
+        for warning in loaded.warnings:
+            _err(f"warning: {warning}")
+    return loaded, run_env
+
+
+def custom_files_dir(run_env: Path) -> Path:
+    """custom_files/ beside run.env, as DRfC keeps them beside its run.env."""
+    return run_env.parent / "custom_files"
+
+
+def _host(args: argparse.Namespace):
+    from session.containers import Engine
+    from session.training import Host, docker_socket_path, storage_for
+
+    loaded, run_env = _load(args)
+    return Host(loaded.system, loaded.run, custom_files_dir(run_env), Engine(), storage_for(loaded.system),
+                docker_socket=docker_socket_path(), warnings=loaded.warnings), run_env
+
+
+# --- commands ------------------------------------------------------------------------------------------------
+
+def init(args: argparse.Namespace) -> int:
+    """A run.env with DRfC's defaults and the default custom files, where they are missing; never overwrites."""
+    run_env, _ = _paths(args)
+    custom = custom_files_dir(run_env)
+    custom.mkdir(parents=True, exist_ok=True)
+    if run_env.exists():
+        print(f"kept {run_env}")
+    else:
+        run_env.write_text(default_run_env_text())
+        print(f"wrote {run_env}")
+    for default in sorted(DEFAULTS_DIR.iterdir()):
+        target = custom / default.name
+        if target.exists():
+            print(f"kept {target}")
+        else:
+            shutil.copyfile(default, target)
+            print(f"wrote {target}")
+    return 0
+
+
+def custom_files(args: argparse.Namespace) -> int:
+    from session.training import storage_for
+
+    loaded, run_env = _load(args)
+    local = custom_files_dir(run_env)
+    prefix = loaded.run.local_s3_custom_files_prefix
+    storage = storage_for(loaded.system)
+    if args.direction == "upload":
+        result = storage.sync_up(local, prefix, dry_run=args.dry_run)
+    else:
+        preview = storage.sync_down(prefix, local, dry_run=True)
+        if preview.changed and not args.overwrite and not args.dry_run:
+            from session.training import TrainingError
+
+            raise TrainingError(f"custom-files download would replace your local {', '.join(preview.changed)} in "
+                                f"{local}; pass --overwrite to replace them (or upload them first)")
+        result = preview if args.dry_run else storage.sync_down(prefix, local)
+    verb = "would copy" if args.dry_run else "copied"
+    for name in result.added:
+        print(f"{verb} {name} (new)")
+    for name in result.changed:
+        print(f"{verb} {name} (changed)")
+    if not result.has_changes:
+        print(f"{result.target}: up to date ({len(result.unchanged)} files)")
+    return 0
+
+
+def train(args: argparse.Namespace) -> int:
+    from session.training import start_training
+
+    host, _ = _host(args)
+    if not args.skip_validation:
+        from session.validate import validate_for_training
+
+        problems = validate_for_training(host, workers=args.workers)
+        if any(p.severity == "error" for p in problems):
+            for problem in problems:
+                _err(str(problem))
+            _err("not starting: fix the problems above (or `deepracer validate` to see them again)")
+            return 2
+        for problem in problems:
+            _err(str(problem))
+    started = start_training(host, workers=args.workers, overwrite=args.overwrite)
+    print(f"training {host.run.local_s3_model_prefix}: {len(started)} containers running "
+          f"(`deepracer status`, `deepracer logs trainer --follow`, `deepracer stop`)")
+    if args.follow:
+        return _follow(host.engine, [c for c in started if c.role == "trainer"][0])
+    return 0
+
+
+def stop(args: argparse.Namespace) -> int:
+    from session.training import stop_training
+
+    host, _ = _host(args)
+    stop_training(host, timeout=args.timeout)
+    return 0
+
+
+def logs(args: argparse.Namespace) -> int:
+    from session.containers import Engine
+    from session.training import run_containers
+
+    loaded, _ = _load(args, quiet=True)
+    engine = Engine()
+    containers = run_containers(engine, loaded.system, loaded.run)
+    if args.role == "trainer":
+        # The SageMaker sibling holds the training itself; the rl_coach container only starts it.
+        wanted = [c for c in containers if c.role == "sagemaker"] or [c for c in containers if c.role == "trainer"]
+    else:
+        wanted = [c for c in containers if c.role == "worker" and c.worker == (args.worker or 1)]
+    if not wanted:
+        which = "trainer" if args.role == "trainer" else f"worker {args.worker or 1}"
+        from session.training import TrainingError
+
+        raise TrainingError(f"run {loaded.run.run_id} has no {which} container; `deepracer status` shows what runs")
+    container = sorted(wanted, key=lambda c: c.started_at or 0)[-1]
+    if args.follow:
+        return _follow(engine, container, tail=args.tail)
+    sys.stdout.write(engine.logs(container, tail=args.tail))
+    return 0
+
+
+def _follow(engine, container, tail: Optional[int] = None) -> int:
+    if tail:
+        sys.stdout.write(engine.logs(container, tail=tail))
+    try:
+        for line in engine.follow(container):
+            print(line, flush=True)
+    except KeyboardInterrupt:
+        pass  # Ctrl-C ends following, not the training
+    return 0
+
+
+def increment(args: argparse.Namespace) -> int:
+    from session.increment import increment as do_increment
+    from session.training import storage_for
+
+    loaded, run_env = _load(args)
+    storage = None if args.offline else storage_for(loaded.system)
+    result = do_increment(run_env, loaded.run, storage, checkpoint=args.checkpoint, prefix=args.prefix)
+    print(f"{run_env}: DR_LOCAL_S3_MODEL_PREFIX={result.new_prefix}, pretrained from {result.old_prefix} "
+          f"({result.checkpoint} checkpoint)" + (f"; backup {result.backup}" if result.backup else ""))
+    return 0
+
+
+def host(args: argparse.Namespace) -> int:
+    from session.host import print_host_state
+
+    return print_host_state(as_json=args.json)
+
+
+def print_json(value: object) -> None:
+    print(json.dumps(value, indent=2, default=str))
