@@ -255,8 +255,9 @@ def test_watch_surfaces_the_simapp_exception_of_a_container_that_exits(engine, s
 
 
 def test_watch_gives_the_last_lines_when_there_is_no_simapp_exception(engine, spec):
+    # All on stderr: Docker keeps the order within a stream, not between stdout and stderr.
     worker = engine.start(spec("worker", "for i in 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22; "
-                                         "do echo line $i; done; echo 'fatal: no track' >&2; exit 3", worker=1))
+                                         "do echo line $i >&2; done; echo 'fatal: no track' >&2; exit 3", worker=1))
 
     result = engine.watch_until_ready([worker], READY, timeout_s=20)
 
