@@ -15,6 +15,7 @@ _USER_ERRORS = (
     ("session.containers", "EngineError"),
     ("session.training", "TrainingError"),
     ("session.increment", "IncrementError"),
+    ("session.minio", "MinioError"),
 )
 
 

@@ -41,12 +41,26 @@ def custom_files_dir(run_env: Path) -> Path:
     return run_env.parent / "custom_files"
 
 
+def _storage(system, engine=None):
+    """The working bucket; on azure/local clouds MinIO is started first if it isn't running."""
+    from session.minio import ensure_minio, needs_minio
+    from session.training import storage_for
+
+    storage = storage_for(system)
+    if needs_minio(system):
+        from session.containers import Engine
+
+        ensure_minio(engine or Engine(), system, storage=storage)
+    return storage
+
+
 def _host(args: argparse.Namespace):
     from session.containers import Engine
-    from session.training import Host, docker_socket_path, storage_for
+    from session.training import Host, docker_socket_path
 
     loaded, run_env = _load(args)
-    return Host(loaded.system, loaded.run, custom_files_dir(run_env), Engine(), storage_for(loaded.system),
+    engine = Engine()
+    return Host(loaded.system, loaded.run, custom_files_dir(run_env), engine, _storage(loaded.system, engine),
                 docker_socket=docker_socket_path(), warnings=loaded.warnings), run_env
 
 
@@ -73,12 +87,10 @@ def init(args: argparse.Namespace) -> int:
 
 
 def custom_files(args: argparse.Namespace) -> int:
-    from session.training import storage_for
-
     loaded, run_env = _load(args)
     local = custom_files_dir(run_env)
     prefix = loaded.run.local_s3_custom_files_prefix
-    storage = storage_for(loaded.system)
+    storage = _storage(loaded.system)
     if args.direction == "upload":
         result = storage.sync_up(local, prefix, dry_run=args.dry_run)
     else:
@@ -167,10 +179,9 @@ def _follow(engine, container, tail: Optional[int] = None) -> int:
 
 def increment(args: argparse.Namespace) -> int:
     from session.increment import increment as do_increment
-    from session.training import storage_for
 
     loaded, run_env = _load(args)
-    storage = None if args.offline else storage_for(loaded.system)
+    storage = None if args.offline else _storage(loaded.system)
     result = do_increment(run_env, loaded.run, storage, checkpoint=args.checkpoint, prefix=args.prefix)
     print(f"{run_env}: DR_LOCAL_S3_MODEL_PREFIX={result.new_prefix}, pretrained from {result.old_prefix} "
           f"({result.checkpoint} checkpoint)" + (f"; backup {result.backup}" if result.backup else ""))
