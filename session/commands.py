@@ -76,7 +76,7 @@ def init(args: argparse.Namespace) -> int:
     else:
         run_env.write_text(default_run_env_text())
         print(f"wrote {run_env}")
-    for default in sorted(DEFAULTS_DIR.iterdir()):
+    for default in sorted(p for p in DEFAULTS_DIR.iterdir() if p.is_file() and not p.name.startswith(".")):
         target = custom / default.name
         if target.exists():
             print(f"kept {target}")

@@ -130,14 +130,8 @@ step_simapp_image() {
 }
 
 step_custom_files() {
-  # Defaults for a first run; a file the user already has is never replaced.
-  local home target defaults
-  home=$(getent passwd "$HOST_USER" | cut -d: -f6)
-  target="$home/deepracer/custom_files"
-  defaults=$("$VENV/bin/python" -c 'import pathlib, session; print(pathlib.Path(session.__file__).parent / "defaults")')
-  mkdir -p "$target"
-  cp -n "$defaults"/* "$target"/
-  chown -R "$HOST_USER:" "$home/deepracer"
+  # run.env and custom files for a first run, as the login user; a file the user has is never replaced.
+  sudo -u "$HOST_USER" -H "$VENV/bin/deepracer" init
 }
 
 ALL_STEPS=(prepare session-package gpu-runtime docker simapp-image custom-files)
