@@ -129,12 +129,26 @@ step_simapp_image() {
   esac
 }
 
+step_tracks() {
+  # The image's track files (.npy), cached where `deepracer validate` looks (DR_TRACKS_DIR's default), so the
+  # reward function's dry run uses the real track. Found by name: their folder moved between simapp releases.
+  local routes container
+  routes=$(docker run --rm --entrypoint /bin/bash "$IMAGE" -c "find / -path '*/routes/*.npy' -print -quit 2>/dev/null")
+  [ -n "$routes" ] || { log "no track files found in $IMAGE"; return 1; }
+  container=$(docker create "$IMAGE")
+  rm -rf "$STATE_DIR/tracks.new"
+  docker cp "$container:$(dirname "$routes")" "$STATE_DIR/tracks.new"
+  docker rm "$container" >/dev/null
+  rm -rf "$STATE_DIR/tracks" && mv "$STATE_DIR/tracks.new" "$STATE_DIR/tracks"
+  log "cached $(find "$STATE_DIR/tracks" -name '*.npy' | wc -l) tracks in $STATE_DIR/tracks"
+}
+
 step_custom_files() {
   # run.env and custom files for a first run, as the login user; a file the user has is never replaced.
   sudo -u "$HOST_USER" -H "$VENV/bin/deepracer" init
 }
 
-ALL_STEPS=(prepare session-package gpu-runtime docker simapp-image custom-files)
+ALL_STEPS=(prepare session-package gpu-runtime docker simapp-image tracks custom-files)
 full_run=no
 if (($# == 0)); then
   set -- "${ALL_STEPS[@]}"
