@@ -1,0 +1,2 @@
+async def reward_function(params):
+    return 1.0

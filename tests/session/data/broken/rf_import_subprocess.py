@@ -1,0 +1,6 @@
+from subprocess import run
+
+
+def reward_function(params):
+    run(["true"])
+    return 1.0

@@ -1,0 +1,2 @@
+def reward_function():
+    return 1.0

@@ -1,0 +1,5 @@
+from .helpers import centre_reward
+
+
+def reward_function(params):
+    return centre_reward(params)

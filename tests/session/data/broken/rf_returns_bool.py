@@ -1,0 +1,2 @@
+def reward_function(params):
+    return params["all_wheels_on_track"]

@@ -1,0 +1,2 @@
+def reward_function(params):
+    return "fast" if params["speed"] > 2 else "slow"
