@@ -111,6 +111,47 @@ def custom_files(args: argparse.Namespace) -> int:
     return 0
 
 
+# Without a system.env (validating on a laptop before anything is deployed) these stand in; storage is skipped.
+_LAPTOP_SYSTEM_ENV = "DR_CLOUD=local\nDR_SIMAPP_VERSION=6.0.4-gpu\n"
+
+
+def validate(args: argparse.Namespace) -> int:
+    import tempfile
+
+    from session.validate import tracks_dir, validate as run_checks
+
+    run_env, system_env = _paths(args)
+    notes = []
+    if system_env.is_file():
+        loaded = load_config(run_env, system_env)
+    else:
+        with tempfile.TemporaryDirectory() as scratch:
+            stand_in = Path(scratch) / "system.env"
+            stand_in.write_text(_LAPTOP_SYSTEM_ENV)
+            loaded = load_config(run_env, stand_in)
+        notes.append(f"note: {system_env} not found: storage checks skipped")
+    storage = None
+    if system_env.is_file() and not args.offline:
+        storage = _storage(loaded.system)
+    elif system_env.is_file():
+        notes.append("note: --offline: storage checks skipped")
+    problems = run_checks(loaded.system, loaded.run, custom_files_dir(run_env), workers=args.workers,
+                          tracks=tracks_dir(args.tracks), calls=args.calls, storage=storage)
+    failed = any(p.is_error for p in problems)
+    if args.json:
+        print_json({"ok": not failed, "problems": [
+            {"file": p.file, "where": p.where, "message": p.message, "severity": p.severity} for p in problems],
+            "notes": notes, "warnings": [str(w) for w in loaded.warnings]})
+        return 2 if failed else 0
+    for warning in loaded.warnings:
+        _err(f"warning: {warning}")
+    for line in [*notes, *(str(p) for p in problems)]:
+        print(line)
+    errors = sum(p.is_error for p in problems)
+    print(f"{errors} error(s), {len(problems) - errors} warning(s)" if problems else "all checks passed")
+    return 2 if failed else 0
+
+
 def train(args: argparse.Namespace) -> int:
     from session.training import start_training
 

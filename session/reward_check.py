@@ -417,6 +417,8 @@ def _episode(view: TrackView, route: str, kind: str, samples: int, episode: int,
         steps = 2.0 if k == 0 else max(steps + 1.0, 2.0 + round(along / (cruise / _STEPS_PER_SECOND)))
         steering, speed = pick_action(k == 0)
         params = _params(view, point, heading, steps, speed, steering, start_ndist, prev_progress)
+        if kind == "lap" and last:
+            params["progress"] = 100.0  # the simulator reports a completed lap as exactly 100, whatever the geometry
         params["_route"] = route
         if with_sim_time:
             params["sim_time"] = round(clock + steps / _STEPS_PER_SECOND, 3)

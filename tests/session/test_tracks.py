@@ -129,8 +129,8 @@ def test_a_point_on_the_road_and_off_it(library):
 
 
 def test_geometry_matches_shapely_where_it_is_installed(library):
-    np = pytest.importorskip("numpy")
-    geometry = pytest.importorskip("shapely.geometry")
+    import numpy as np
+    import shapely.geometry as geometry
     for name in ("Bowtie_track", "reInvent2019_track", "Straight_track"):
         track = library.load(name)
         rows = np.array(track.rows)
@@ -148,7 +148,7 @@ def test_geometry_matches_shapely_where_it_is_installed(library):
 
 
 def test_the_npy_reader_agrees_with_numpy_where_it_is_installed(library):
-    np = pytest.importorskip("numpy")
+    import numpy as np
     for name in NAMES:
         shape, values = read_npy(TRACKS / f"{name}.npy")
         array = np.load(TRACKS / f"{name}.npy")

@@ -1,0 +1,127 @@
+"""`validate`: everything that can be checked before GPU time is spent, as one list of problems.
+
+Runs on the training host and on a laptop alike: tracks come from a directory (the host caches the image's),
+and the storage checks run only when storage is given.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Optional
+
+from session.config import ConfigError, RunConfig, SystemConfig
+from session.problems import Problem
+
+HOST_TRACKS_DIR = "/var/lib/deepracer/tracks"  # where the first boot caches the simulator image's tracks
+
+
+def tracks_dir(explicit: Optional[str] = None, environ: Optional[dict] = None) -> Optional[Path]:
+    environ = os.environ if environ is None else environ
+    for candidate in (explicit, environ.get("DR_TRACKS_DIR"), HOST_TRACKS_DIR):
+        if candidate and Path(candidate).is_dir():
+            return Path(candidate)
+    if explicit:
+        raise ConfigError(explicit, None, "--tracks", "a directory of track .npy files", explicit)
+    return None
+
+
+def _run_env_name(run: RunConfig, key: str) -> str:
+    origin = run.origins.get(key)
+    return f"{origin.path}:{origin.line}" if origin and origin.line else (origin.path if origin else "run.env")
+
+
+def check_config(run: RunConfig) -> list[Problem]:
+    try:
+        run.check_training()
+    except ConfigError as error:
+        return [Problem(_run_env_name(run, "DR_RACE_TYPE"), "DR_RACE_TYPE",
+                        f"expected {error.expected}, got '{error.got}'")]
+    return []
+
+
+def check_tracks(run: RunConfig, workers: int, directory: Optional[Path]) -> tuple[list[Problem], object]:
+    """World names of run.env and every worker config; returns the track the dry run drives on."""
+    from session.tracks import TrackLibrary, check_world_name
+
+    if directory is None:
+        return [Problem("tracks", "DR_WORLD_NAME", f"warning: no track files (--tracks DIR, DR_TRACKS_DIR or "
+                        f"{HOST_TRACKS_DIR}): world name and reward dry run not checked", "warning")], None
+    library = TrackLibrary(directory)
+    problems: list[Problem] = []
+    seen = set()
+    for worker in range(1, workers + 1):
+        config = run.for_worker(worker)
+        if config.world_name in seen:
+            continue
+        seen.add(config.world_name)
+        problems += check_world_name(library, config.world_name, file=_run_env_name(config, "DR_WORLD_NAME"))
+    track = None
+    if not any(p.is_error for p in problems):
+        track = library.load(run.world_name)
+    return problems, track
+
+
+def _action_space(custom_files: Path):
+    try:
+        return json.loads((custom_files / "model_metadata.json").read_text()).get("action_space")
+    except (OSError, ValueError, AttributeError):
+        return None  # the metadata check reports why
+
+
+def check_storage(run: RunConfig, storage) -> list[Problem]:
+    """What `train` would refuse, found early: the bucket, the model prefix, the pretrained model."""
+    from session.storage import StorageError
+
+    problems: list[Problem] = []
+    try:
+        storage.check_bucket()
+        prefix = run.local_s3_model_prefix
+        if storage.prefix_has_objects(f"{prefix}/"):
+            problems.append(Problem(_run_env_name(run, "DR_LOCAL_S3_MODEL_PREFIX"), "DR_LOCAL_S3_MODEL_PREFIX",
+                                    f"{storage.url(prefix + '/')} already holds a model: `train` refuses it "
+                                    "without --overwrite (`deepracer increment` picks a new prefix)", "warning"))
+        if run.local_s3_pretrained:
+            model = f"{run.local_s3_pretrained_prefix}/model/"
+            names = [info.key.rsplit("/", 1)[-1] for info in storage.list_objects(model)]
+            checkpoint = run.local_s3_pretrained_checkpoint
+            where = _run_env_name(run, "DR_LOCAL_S3_PRETRAINED_PREFIX")
+            if not any(name.endswith(".ckpt.index") for name in names):
+                problems.append(Problem(where, "DR_LOCAL_S3_PRETRAINED_PREFIX",
+                                        f"expected a model with checkpoints at {storage.url(model)}, got none"))
+            elif isinstance(checkpoint, int) and not any(n.startswith(f"{checkpoint}_Step-") for n in names):
+                problems.append(Problem(where, "DR_LOCAL_S3_PRETRAINED_CHECKPOINT",
+                                        f"expected a checkpoint under {storage.url(model)}, got {checkpoint}"))
+    except StorageError as error:
+        problems.append(Problem("storage", storage.url(), str(error)))
+    return problems
+
+
+def validate(system: SystemConfig, run: RunConfig, custom_files: Path, *, workers: Optional[int] = None,
+             tracks: Optional[Path] = None, calls: int = 500, storage=None) -> list[Problem]:
+    from session.custom_files_check import check_custom_files
+    from session.reward_check import check_reward_function
+
+    workers = workers or system.workers
+    problems = check_config(run)
+    track_problems, track = check_tracks(run, workers, tracks)
+    problems += track_problems
+    if not custom_files.is_dir():
+        problems.append(Problem(str(custom_files), "custom_files",
+                                "expected a folder with reward_function.py, model_metadata.json and "
+                                "hyperparameters.json (`deepracer init` writes the defaults)"))
+        return problems
+    problems += check_custom_files(custom_files, workers=workers,
+                                   round_robin_advance_dist=run.train_round_robin_advance_dist)
+    reverse = None if run.train_alternate_driving_direction else run.train_reverse_direction
+    problems += check_reward_function(custom_files / "reward_function.py", track, calls=calls, reverse=reverse,
+                                      race_type=run.race_type, action_space=_action_space(custom_files)).problems
+    if storage is not None:
+        problems += check_storage(run, storage)
+    return problems
+
+
+def validate_for_training(host, workers: Optional[int] = None) -> list[Problem]:
+    """What `train` checks first (the storage checks that `train` makes itself are left to it)."""
+    return validate(host.system, host.run, host.custom_files, workers=workers, tracks=tracks_dir())

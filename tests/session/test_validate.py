@@ -1,0 +1,109 @@
+"""`deepracer validate` as a user runs it: real tracks, DRfC's defaults, and the broken corpus through the CLI.
+
+Every broken input must give exit 2 and one line naming the problem, with no traceback."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from session.cli import main
+from tests.session.test_custom_files_check import CORPUS as FILE_CORPUS
+from tests.session.test_reward_check import REWARD_CORPUS
+
+TRACKS = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "tracks"
+if not TRACKS.is_dir():  # a clean clone in CI sits elsewhere; the data travels with the tests' own copy
+    TRACKS = Path("/work/shared/data/tracks")
+BROKEN = Path(__file__).resolve().parent / "data" / "broken"
+DEFAULTS = Path(__file__).resolve().parents[2] / "session" / "defaults"
+
+
+@pytest.fixture()
+def workdir(tmp_path: Path, monkeypatch) -> Path:
+    shutil.copytree(DEFAULTS, tmp_path / "custom_files", ignore=shutil.ignore_patterns("__pycache__"))
+    (tmp_path / "run.env").write_text("DR_WORLD_NAME=reInvent2019_track\n")
+    monkeypatch.setenv("DR_RUN_ENV", str(tmp_path / "run.env"))
+    monkeypatch.setenv("DR_SYSTEM_ENV", str(tmp_path / "no-system.env"))  # a laptop: nothing deployed yet
+    return tmp_path
+
+
+def validate(capsys, *extra: str) -> tuple[int, list[str]]:
+    code = main(["validate", "--tracks", str(TRACKS), "--calls", "200", *extra])
+    captured = capsys.readouterr()
+    assert "Traceback" not in captured.out + captured.err
+    return code, captured.out.splitlines()
+
+
+def test_drfc_defaults_pass_on_every_real_track(workdir: Path, capsys):
+    for track in sorted(p.stem for p in TRACKS.glob("*.npy")):
+        (workdir / "run.env").write_text(f"DR_WORLD_NAME={track}\n")
+        code, lines = validate(capsys)
+        assert code == 0, (track, lines)
+        assert lines[-1] == "all checks passed"
+
+
+def test_without_tracks_the_world_name_is_not_checked_and_says_so(workdir: Path, capsys, monkeypatch):
+    monkeypatch.setenv("DR_TRACKS_DIR", str(workdir / "missing"))
+    code = main(["validate", "--calls", "10"])
+    out = capsys.readouterr().out
+    if Path("/var/lib/deepracer/tracks").is_dir():
+        pytest.fail("this test assumes a machine without the host's track cache")
+    assert code == 0 and "no track files" in out and "not checked" in out
+
+
+@pytest.mark.parametrize("name", sorted(k for k, v in REWARD_CORPUS.items() if v[1] == "error" and not v[2]))
+def test_each_broken_reward_function_is_one_line_and_exit_2(name: str, workdir: Path, capsys):
+    shutil.copy(BROKEN / name, workdir / "custom_files" / "reward_function.py")
+    code, lines = validate(capsys)
+    expected = REWARD_CORPUS[name][0]
+    assert code == 2
+    assert any(expected in line for line in lines), lines
+    assert lines[-1].startswith("1 error(s)") or "error(s)" in lines[-1]
+
+
+@pytest.mark.parametrize("name", sorted(k for k, v in FILE_CORPUS.items() if v[1] == "error" and not v[2]))
+def test_each_broken_metadata_or_hyperparameters_file_is_one_line_and_exit_2(name: str, workdir: Path, capsys):
+    target = "model_metadata.json" if name.startswith("md_") else "hyperparameters.json"
+    shutil.copy(BROKEN / name, workdir / "custom_files" / target)
+    code, lines = validate(capsys)
+    expected = FILE_CORPUS[name][0].replace(name, target, 1)
+    assert code == 2
+    assert any(line.startswith(expected) for line in lines), lines
+
+
+@pytest.mark.parametrize("run_env, expected", [
+    ("DR_WORLD_NAME=reInvent2019_trak\n", "DR_WORLD_NAME"),
+    ("DR_WORLD_NAME=2024_reinvent_champ\n", "2024_reinvent_champ"),
+    ("DR_WORLD_NAME=reinvent_base\nDR_RACE_TYPE=HEAD_TO_MODEL\n", "HEAD_TO_MODEL is for evaluation only"),
+])
+def test_run_env_track_and_race_problems_are_named(run_env: str, expected: str, workdir: Path, capsys):
+    (workdir / "run.env").write_text(run_env)
+    code, lines = validate(capsys)
+    assert code == 2 and any(expected in line for line in lines), lines
+
+
+@pytest.mark.parametrize("run_env, expected", [
+    ("DR_WORLD_NAME reinvent_base\n", "run.env:1: syntax: expected KEY=value"),
+    ("DR_WORKERS_X=3\nDR_CAR_COLOR=Pink\n", "run.env:2: DR_CAR_COLOR: expected"),
+    ("DR_LOCAL_S3_PRETRAINED=maybe\n", "run.env:1: DR_LOCAL_S3_PRETRAINED: expected"),
+    ("DR_CAR_NAME='Fast\n", "run.env:1: DR_CAR_NAME: expected a closing ' quote"),
+])
+def test_bad_run_env_lines_are_one_line_and_exit_2(run_env: str, expected: str, workdir: Path, capsys):
+    (workdir / "run.env").write_text(run_env)
+    code = main(["validate", "--tracks", str(TRACKS)])
+    captured = capsys.readouterr()
+    assert code == 2
+    assert captured.err.count("\n") == 1 and expected in captured.err, captured.err
+    assert "Traceback" not in captured.err
+
+
+def test_json_output_for_scripts(workdir: Path, capsys):
+    import json
+
+    shutil.copy(BROKEN / "rf_returns_none.py", workdir / "custom_files" / "reward_function.py")
+    assert main(["validate", "--tracks", str(TRACKS), "--calls", "200", "--json"]) == 2
+    result = json.loads(capsys.readouterr().out)
+    assert result["ok"] is False
+    assert any(p["file"] == "reward_function.py" and p["severity"] == "error" for p in result["problems"])
