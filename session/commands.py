@@ -218,6 +218,21 @@ def _follow(engine, container, tail: Optional[int] = None) -> int:
     return 0
 
 
+def status(args: argparse.Namespace) -> int:
+    # Kept light: when nothing runs this answers from Docker's socket and a local cache, without boto3.
+    from session.status import as_json, render, run_status
+
+    run_env, system_env = _paths(args)
+    loaded = load_config(run_env, system_env)
+    result = run_status(loaded.system, loaded.run, system_env=system_env,
+                        progress="always" if args.progress else "auto")
+    if args.json:
+        print_json(as_json(result))
+    else:
+        sys.stdout.write(render(result))
+    return 0
+
+
 def increment(args: argparse.Namespace) -> int:
     from session.increment import increment as do_increment
 

@@ -86,3 +86,17 @@ def test_unreachable_storage_is_one_line_without_traceback(workdir: Path):
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
     assert "http://127.0.0.1:9" in result.stderr and "cannot be reached" in result.stderr
+
+
+def test_status_through_the_cli_when_nothing_runs(workdir: Path, capsys, docker_engine: str, monkeypatch):
+    import json
+
+    monkeypatch.setenv("DOCKER_HOST", docker_engine)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(workdir / "cache"))
+    (workdir / "run.env").write_text("DR_RUN_ID=4242\nDR_LOCAL_S3_MODEL_PREFIX=idle-model\n")
+    assert main(["status", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["running"] is False and result["containers"] == []
+    assert result["run"]["model_prefix"] == "idle-model" and result["run"]["id"] == 4242
+    assert main(["status"]) == 0
+    assert "idle-model" in capsys.readouterr().out
