@@ -15,9 +15,7 @@ from session.problems import Problem, errors, warnings
 HERE = Path(__file__).resolve().parent
 BROKEN = HERE / "data" / "broken"
 DEFAULTS = HERE.parents[1] / "session" / "defaults"
-LOGS = HERE.parents[2] / "shared" / "data" / "logs"
-if not LOGS.is_dir():
-    LOGS = Path("/work/shared/data/logs")
+from tests.shared_data import LOGS  # noqa: E402
 REAL_MODELS = ["drfc-2022-single-worker", "drfc-2022-three-workers", "console-2022-discrete-ppo"]
 
 CONTINUOUS = {"action_space": {"steering_angle": {"low": -25, "high": 25}, "speed": {"low": 1, "high": 2}},

@@ -19,9 +19,7 @@ import pytest
 from session.progress import (CHECKPOINTS_JSON, Checkpoint, TrainingProgress, checkpoint_files, group_iterations,
                               metrics_worker, parse_checkpoints_json, read_progress)
 
-DATA = Path(__file__).resolve().parents[3] / "shared" / "data" / "logs"
-if not DATA.is_dir():  # the checkout may sit elsewhere than beside shared/
-    DATA = Path("/work/shared/data/logs")
+from tests.shared_data import LOGS as DATA  # noqa: E402
 DRFC_3 = DATA / "drfc-2022-three-workers"
 DRFC_1 = DATA / "drfc-2022-single-worker"
 DROA = DATA / "droa-2026-continuous-ppo-training"

@@ -16,9 +16,7 @@ from session.tracks import TrackLibrary
 HERE = Path(__file__).resolve().parent
 BROKEN = HERE / "data" / "broken"
 DEFAULT_REWARD = HERE.parents[1] / "session" / "defaults" / "reward_function.py"
-TRACKS = HERE.parents[2] / "shared" / "data" / "tracks"
-if not TRACKS.is_dir():
-    TRACKS = Path("/work/shared/data/tracks")
+from tests.shared_data import TRACKS  # noqa: E402
 LIBRARY = TrackLibrary(TRACKS)
 CALLS = 120  # enough for every kind of episode (lap, off track, normal) in both directions
 

@@ -22,10 +22,9 @@ from session.storage import Storage
 from session.training import Host, run_containers
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-DROA_METRICS = Path(__file__).resolve().parents[3] / "shared" / "data" / "logs" / \
-    "droa-2026-continuous-ppo-training" / "training-metrics.json"
-if not DROA_METRICS.is_file():
-    DROA_METRICS = Path("/work/shared/data/logs/droa-2026-continuous-ppo-training/training-metrics.json")
+from tests.shared_data import LOGS  # noqa: E402
+
+DROA_METRICS = LOGS / "droa-2026-continuous-ppo-training" / "training-metrics.json"
 UNREACHABLE_S3 = "http://127.0.0.1:9"
 
 

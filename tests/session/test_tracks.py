@@ -12,9 +12,7 @@ import pytest
 from session.tracks import (Polyline, Track, TrackError, TrackLibrary, UnknownTrackError, check_world_name,
                             read_npy, ring_is_ccw, signed_area, split_direction)
 
-TRACKS = Path(__file__).resolve().parents[3] / "shared" / "data" / "tracks"
-if not TRACKS.is_dir():  # CI lays shared/ beside the clone
-    TRACKS = Path("/work/shared/data/tracks")
+from tests.shared_data import TRACKS  # noqa: E402
 CATALOGUE = {row["world_name"]: row for row in csv.DictReader((TRACKS / "tracks.csv").read_text().splitlines())}
 NAMES = sorted(p.stem for p in TRACKS.glob("*.npy"))
 

@@ -13,9 +13,7 @@ from session.cli import main
 from tests.session.test_custom_files_check import CORPUS as FILE_CORPUS
 from tests.session.test_reward_check import REWARD_CORPUS
 
-TRACKS = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "tracks"
-if not TRACKS.is_dir():  # a clean clone in CI sits elsewhere; the data travels with the tests' own copy
-    TRACKS = Path("/work/shared/data/tracks")
+from tests.shared_data import TRACKS  # noqa: E402
 BROKEN = Path(__file__).resolve().parent / "data" / "broken"
 DEFAULTS = Path(__file__).resolve().parents[2] / "session" / "defaults"
 
