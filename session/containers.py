@@ -188,6 +188,33 @@ def parse_simapp_exception(line: str) -> Optional[SimappException]:
                            function=text["function"], date=text["date"])
 
 
+def container_info(attrs: Dict[str, Any]) -> ContainerInfo:
+    """A ContainerInfo from the engine's inspect document (for callers that talk to the API themselves)."""
+    return _info(attrs)
+
+
+def sibling_info(attrs: Dict[str, Any], image: str, image_id: Optional[str], marker: str, run: Optional[str],
+                 root: str = SAGEMAKER_ROOT) -> Optional[ContainerInfo]:
+    """The rule of `Engine.sagemaker_siblings` for one inspected container: its info, or None if it is not
+    the SageMaker sibling of that run (see there for why each condition holds)."""
+    name = attrs.get("Name", "").lstrip("/")
+    match = _SIBLING_NAME.search(name)
+    config = attrs.get("Config") or {}
+    labels = config.get("Labels") or {}
+    if match is None or LABEL_ROLE in labels:
+        return None
+    if config.get("Image") != image and (image_id is None or attrs.get("Image") != image_id):
+        return None
+    env = _environment(attrs)
+    if run is not None and env.get("RUN_ID", run) != str(run):
+        return None
+    word = re.compile(rf"(?<![\w.-]){re.escape(marker)}(?![\w.-])")
+    if not any(word.search(f"{key}={value}") for key, value in env.items()) and not any(
+            word.search(text) for text in _compose_files(name[:match.start()], labels, Path(root))):
+        return None
+    return _info(attrs, role=ROLE_SAGEMAKER, run=env.get("RUN_ID", run))
+
+
 class Engine:
     """The Docker Engine on this host. Connects on first use: `client` as given, else `base_url`, else the
     environment (`DOCKER_HOST`, default unix:///var/run/docker.sock)."""
@@ -393,25 +420,8 @@ class Engine:
         with self._translated("cannot list containers"):
             candidates = self._client.containers.list(all=True, filters={"name": "-algo-"}, ignore_removed=True)
             image_id = self._image_id(image)
-        word = re.compile(rf"(?<![\w.-]){re.escape(marker)}(?![\w.-])")
-        found = []
-        for container in candidates:
-            attrs = container.attrs
-            name = attrs["Name"].lstrip("/")
-            match = _SIBLING_NAME.search(name)
-            labels = attrs["Config"].get("Labels") or {}
-            if match is None or LABEL_ROLE in labels:
-                continue
-            if attrs["Config"].get("Image") != image and (image_id is None or attrs.get("Image") != image_id):
-                continue
-            env = _environment(attrs)
-            if run is not None and env.get("RUN_ID", run) != str(run):
-                continue
-            in_env = any(word.search(f"{key}={value}") for key, value in env.items())
-            if not in_env and not any(word.search(text) for text in _compose_files(name[:match.start()], labels,
-                                                                                  Path(root))):
-                continue
-            found.append(_info(attrs, role=ROLE_SAGEMAKER, run=env.get("RUN_ID", run)))
+        found = [info for info in (sibling_info(c.attrs, image, image_id, marker, run, root) for c in candidates)
+                 if info is not None]
         return sorted(found, key=lambda info: info.name)
 
     def _image_id(self, image: str) -> Optional[str]:

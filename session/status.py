@@ -23,7 +23,6 @@ import binascii
 import contextlib
 import json
 import os
-import re
 import time
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
@@ -32,7 +31,7 @@ from typing import TYPE_CHECKING, Any, Iterator, Optional, Sequence, Union
 from urllib.parse import quote
 
 from session.containers import (DEFAULT_HOST, LABEL_ROLE, LABEL_RUN, ROLE_SAGEMAKER, SAGEMAKER_ROOT, ContainerInfo,
-                                _compose_files, _environment, _info, _SIBLING_NAME)
+                                container_info, sibling_info)
 
 if TYPE_CHECKING:  # pragma: no cover
     from session.config import RunConfig, SystemConfig
@@ -213,7 +212,7 @@ def _containers(url: str, system: "SystemConfig", run: "RunConfig") -> tuple[lis
     api = _DockerSocket(path)
     try:
         listed = api.get(_list_path({"label": [LABEL_ROLE, f"{LABEL_RUN}={run.run_id}"]}))
-        ours = [_info(attrs) for attrs in (api.inspect(item["Id"]) for item in listed) if attrs is not None]
+        ours = [container_info(attrs) for attrs in (api.inspect(item["Id"]) for item in listed) if attrs is not None]
         siblings = _siblings(api, system.simapp_image, run.local_s3_model_prefix, str(run.run_id))
     except _ApiError as error:
         return [], f"the Docker Engine at {url} refused: {error}"
@@ -238,26 +237,12 @@ def _siblings(api: _DockerSocket, image: str, marker: str, run: str,
         image_id = api.get(f"/images/{quote(image, safe='')}/json")["Id"]
     except _ApiError:
         pass  # not on this host: only containers naming the image by reference can match
-    word = re.compile(rf"(?<![\w.-]){re.escape(marker)}(?![\w.-])")
     found = []
     for item in candidates:
         attrs = api.inspect(item["Id"])
-        if attrs is None:
-            continue
-        name = attrs.get("Name", "").lstrip("/")
-        match = _SIBLING_NAME.search(name)
-        labels = (attrs.get("Config") or {}).get("Labels") or {}
-        if match is None or LABEL_ROLE in labels:
-            continue
-        if (attrs.get("Config") or {}).get("Image") != image and (image_id is None or attrs.get("Image") != image_id):
-            continue
-        env = _environment(attrs)
-        if env.get("RUN_ID", run) != run:
-            continue
-        if not any(word.search(f"{key}={value}") for key, value in env.items()) and not any(
-                word.search(text) for text in _compose_files(name[:match.start()], labels, Path(root))):
-            continue
-        found.append(_info(attrs, role=ROLE_SAGEMAKER, run=env.get("RUN_ID", run)))
+        info = sibling_info(attrs, image, image_id, marker, run, root) if attrs is not None else None
+        if info is not None:
+            found.append(info)
     return found
 
 

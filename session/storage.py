@@ -644,7 +644,7 @@ def storage_error(error: BaseException, doing: str, *, bucket: str, key: Optiona
             return StorageError(f"access denied while {doing}: needs {action} on bucket {named}; {who}{missing}",
                                 code="AccessDenied")
         if code in _UNKNOWN_KEY:
-            hint = (f"check the MinIO access key and secret this host is configured with" if minio else
+            hint = ("check the MinIO access key and secret this host is configured with" if minio else
                     "on the training VM credentials come from the instance role; remove AWS_ACCESS_KEY_ID, "
                     "AWS_PROFILE or ~/.aws/credentials that override it")
             shown = f" {access_key!r}" if access_key else ""
