@@ -1,0 +1,118 @@
+"""A stand-in for the simulator image (awsdeepracercommunity/deepracer-simapp), for end-to-end tests.
+
+ONLY THE SIMULATOR IS A STAND-IN. The image is built here with `docker import` (no registry): a static busybox
+plays sh and bash, and the scripts in this folder sit at the real image's paths — the trainer command's
+`/root/sagemaker-venv/bin/activate` and `/opt/ml/code/rl_coach/start.py`, the workers' `/opt/ml/code/run.sh`,
+the SageMaker sibling's `train` — with the real ENTRYPOINT ["/bin/bash", "-c"] and WORKDIR /opt/ml/code. They
+run on the host's own Python, which every container gets bind-mounted read-only at the same paths
+(`python_mounts`); our production specs do not add those mounts, so tests start containers through
+`StandinEngine`, which adds them and changes nothing else. What the scripts do: see their docstrings.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import os
+import shutil
+import sys
+import tarfile
+from pathlib import Path
+from typing import Any, Optional
+
+from session.containers import ContainerSpec, ContainerInfo, Engine, Mount
+
+HERE = Path(__file__).resolve().parent
+APPLETS = ("sh", "ash", "cat", "cut", "echo", "env", "expr", "grep", "ls", "sleep", "true")  # run.sh's and a shell's
+# Script in this folder -> its path in the image.
+SCRIPTS = {
+    "rl_coach_start.py": "opt/ml/code/rl_coach/start.py",
+    "run.sh": "opt/ml/code/run.sh",
+    "simapp.py": "opt/ml/code/standin/simapp.py",
+    "sagemaker_train.py": "opt/ml/code/standin/sagemaker_train.py",
+    "robomaker.py": "opt/ml/code/standin/robomaker.py",
+}
+ASH = "#!/bin/busybox ash\n"
+
+
+def python_mounts() -> tuple[Mount, ...]:
+    """Read-only mounts that let this host's Python (and the venv with boto3, PyYAML and the docker SDK) run in
+    a container: the system's /usr, /lib, /lib64 and the interpreter's prefixes, each at its own path."""
+    paths: list[str] = []
+    for path in ("/usr", "/lib", "/lib64", sys.base_prefix, sys.prefix,
+                 os.path.dirname(os.path.dirname(os.path.realpath(sys.executable)))):
+        path = os.path.normpath(path)
+        if os.path.exists(path) and ":" not in path and path not in paths:
+            paths.append(path)
+    return tuple(Mount(path, path, read_only=True) for path in paths)
+
+
+class StandinEngine(Engine):
+    """The production Engine, plus the host's Python mounted into every container it starts. Test code only."""
+
+    def __init__(self, *args: Any, extra_mounts: Optional[tuple[Mount, ...]] = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.extra_mounts = python_mounts() if extra_mounts is None else extra_mounts
+
+    def start(self, spec: ContainerSpec) -> ContainerInfo:
+        return super().start(dataclasses.replace(spec, mounts=spec.mounts + self.extra_mounts))
+
+
+def _file(tar: tarfile.TarFile, path: str, data: bytes, mode: int = 0o755) -> None:
+    info = tarfile.TarInfo(path)
+    info.size, info.mode = len(data), mode
+    tar.addfile(info, io.BytesIO(data))
+
+
+def _directory(tar: tarfile.TarFile, path: str, mode: int = 0o755) -> None:
+    info = tarfile.TarInfo(path)
+    info.type, info.mode = tarfile.DIRTYPE, mode
+    tar.addfile(info)
+
+
+def image_tarball() -> bytes:
+    """The stand-in image's root file system as an uncompressed tarball."""
+    python = ASH + f'exec {sys.executable} "$@"\n'
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        for directory, mode in (("bin", 0o755), ("etc", 0o755), ("tmp", 0o1777), ("mnt", 0o755),
+                                ("mnt/comms", 0o755), ("var", 0o755), ("var/run", 0o755), ("root", 0o700),
+                                ("root/sagemaker-venv", 0o755), ("root/sagemaker-venv/bin", 0o755),
+                                ("standin", 0o755), ("standin/bin", 0o755), ("opt", 0o755), ("opt/ml", 0o755),
+                                ("opt/ml/code", 0o755), ("opt/ml/code/rl_coach", 0o755),
+                                ("opt/ml/code/standin", 0o755), ("opt/ml/code/custom_files", 0o755),
+                                ("opt/ml/input", 0o755), ("opt/ml/model", 0o755)):
+            _directory(tar, directory, mode)
+        tar.add(shutil.which("busybox") or "/bin/busybox", arcname="bin/busybox")
+        for applet in APPLETS:
+            link = tarfile.TarInfo(f"bin/{applet}")
+            link.type, link.linkname = tarfile.SYMTYPE, "busybox"
+            tar.addfile(link)
+        # busybox has no bash applet; its ash runs what the image's `bash -c` gets (`source` and `&&` included).
+        _file(tar, "bin/bash", (ASH + 'exec /bin/busybox ash "$@"\n').encode())
+        _file(tar, "etc/passwd", b"root:x:0:0:root:/root:/bin/sh\n", 0o644)
+        _file(tar, "etc/group", b"root:x:0:\n", 0o644)
+        _file(tar, "standin/bin/python3", python.encode())
+        _file(tar, "standin/bin/train", (ASH + "exec python3 /opt/ml/code/standin/sagemaker_train.py\n").encode())
+        _file(tar, "root/sagemaker-venv/bin/python3", python.encode())
+        _file(tar, "root/sagemaker-venv/bin/activate",
+              b'# stand-in for the image\'s SageMaker venv\nexport VIRTUAL_ENV=/root/sagemaker-venv\n'
+              b'export PATH="$VIRTUAL_ENV/bin:$PATH"\n', 0o644)
+        for source, target in SCRIPTS.items():
+            _file(tar, target, (HERE / source).read_bytes(), 0o755)
+    return buffer.getvalue()
+
+
+def build_image(docker_host: str, repository: str, tag: str) -> str:
+    """Imports the stand-in image into the engine at `docker_host`; returns `repository:tag`."""
+    import docker
+
+    client = docker.DockerClient(base_url=docker_host)
+    try:
+        client.api.import_image_from_data(
+            image_tarball(), repository=repository, tag=tag,
+            changes=['ENTRYPOINT ["/bin/bash", "-c"]', "WORKDIR /opt/ml/code",
+                     "ENV PATH=/standin/bin:/bin", "ENV PYTHONUNBUFFERED=1", "ENV PYTHONDONTWRITEBYTECODE=1"])
+    finally:
+        client.close()
+    return f"{repository}:{tag}"
