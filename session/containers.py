@@ -494,7 +494,8 @@ class Engine:
                 data = self._client.api.logs(_ref(container), **options)
             except NotFound as exc:
                 raise EngineError(f"no container {_name_of(container)}") from exc
-        return data.decode("utf-8", "replace")
+        # Containers with a TTY (SageMaker's sibling has one) end lines with \r\n.
+        return data.decode("utf-8", "replace").replace("\r\n", "\n")
 
     def follow(self, container: ContainerRef) -> Iterator[str]:
         """The container's log lines from its start, then as they arrive; ends when the container exits.

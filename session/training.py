@@ -74,21 +74,41 @@ def _refuse_to_clobber(host: Host, overwrite: bool, say: Say) -> None:
 
 
 def _check_pretrained(host: Host) -> None:
+    """The model to start from must hold the checkpoint asked for, with all its files: the simulator would
+    only fail on it once the containers run."""
     run = host.run
     if not run.local_s3_pretrained:
         return
     model = f"{run.local_s3_pretrained_prefix}/model/"
-    names = [info.key.rsplit("/", 1)[-1] for info in host.storage.list_objects(model)]
+    names = {info.key.rsplit("/", 1)[-1] for info in host.storage.list_objects(model)}
     if not any(name.endswith(".ckpt.index") for name in names):
         raise TrainingError(f"DR_LOCAL_S3_PRETRAINED_PREFIX: expected a model with checkpoints at "
                             f"{host.storage.url(model)}, got none")
     checkpoint = run.local_s3_pretrained_checkpoint
-    if isinstance(checkpoint, int) and not any(name.startswith(f"{checkpoint}_Step-") for name in names):
-        raise TrainingError(f"DR_LOCAL_S3_PRETRAINED_CHECKPOINT: expected a checkpoint under "
-                            f"{host.storage.url(model)}, got {checkpoint} which is not there")
-    if checkpoint in ("best", "last") and "deepracer_checkpoints.json" not in names:
-        raise TrainingError(f"DR_LOCAL_S3_PRETRAINED_CHECKPOINT: '{checkpoint}' needs "
-                            f"{host.storage.url(model)}deepracer_checkpoints.json, which is missing")
+    if isinstance(checkpoint, int):
+        stems = {name[:-len(".ckpt.index")] for name in names if name.startswith(f"{checkpoint}_Step-")
+                 and name.endswith(".ckpt.index")}
+        if not stems:
+            raise TrainingError(f"DR_LOCAL_S3_PRETRAINED_CHECKPOINT: expected a checkpoint under "
+                                f"{host.storage.url(model)}, got {checkpoint} which is not there")
+        stem = sorted(stems)[-1]
+    else:
+        if "deepracer_checkpoints.json" not in names:
+            raise TrainingError(f"DR_LOCAL_S3_PRETRAINED_CHECKPOINT: '{checkpoint}' needs "
+                                f"{host.storage.url(model)}deepracer_checkpoints.json, which is missing")
+        document = host.storage.get_json(f"{model}deepracer_checkpoints.json")
+        entry = document.get(f"{checkpoint}_checkpoint") if isinstance(document, dict) else None
+        stem = entry.get("name", "") if isinstance(entry, dict) else ""
+        if stem.endswith(".ckpt"):
+            stem = stem[:-len(".ckpt")]
+        if not stem:
+            raise TrainingError(f"DR_LOCAL_S3_PRETRAINED_CHECKPOINT: expected a {checkpoint}_checkpoint entry in "
+                                f"{host.storage.url(model)}deepracer_checkpoints.json, got none")
+    missing = [f"{stem}.ckpt{suffix}" for suffix in (".index", ".meta", ".data-00000-of-00001")
+               if f"{stem}.ckpt{suffix}" not in names]
+    if missing:
+        raise TrainingError(f"DR_LOCAL_S3_PRETRAINED_CHECKPOINT: the {checkpoint} checkpoint {stem} misses "
+                            f"{', '.join(missing)} under {host.storage.url(model)}")
 
 
 def upload_inputs(host: Host, workers: int, say: Say) -> list[str]:
@@ -146,28 +166,38 @@ def start_training(host: Host, *, workers: Optional[int] = None, overwrite: bool
         say(f"waiting until the trainer and {workers} worker(s) run (up to {timeout_s / 60:.0f} min) ...")
         readiness = engine.watch_until_ready(started, READY_PATTERNS, timeout_s, on_event=on_event)
     except BaseException:
-        engine.stop(run_containers(engine, system, run), timeout=10)
+        _stop_run(engine, system, run, timeout=10)
         raise
     if not readiness.ready:
         for line in readiness.error_lines:
             say(f"  | {line}")
-        engine.stop(run_containers(engine, system, run), timeout=10)
+        _stop_run(engine, system, run, timeout=10)
         raise TrainingError(f"training did not start: {readiness.summary}; stopped the run's containers "
                             f"(`deepracer logs` shows their logs)")
     return started
 
 
+def _stop_run(engine: Engine, system: SystemConfig, run: RunConfig, timeout: float) -> list[ContainerInfo]:
+    """The trainer first, so it starts no new SageMaker container; then the sibling(s), listed only now; then
+    the workers (a worker stopping under a running trainer looks to it like a crash)."""
+    ours = [c for c in engine.list(run=str(run.run_id)) if c.running]
+    stopped = engine.stop([c for c in ours if c.role == "trainer"], timeout=timeout)
+    # The prefix the containers were started with: run.env may name a new one already (after `increment`).
+    prefixes = {c.prefix for c in ours if c.prefix} | {run.local_s3_model_prefix}
+    siblings = {c.id: c for prefix in sorted(prefixes)
+                for c in engine.sagemaker_siblings(image_of(system), prefix, run=str(run.run_id)) if c.running}
+    stopped += engine.stop(list(siblings.values()), timeout=timeout)
+    stopped += engine.stop([c for c in ours if c.role != "trainer"], timeout=timeout)
+    return stopped
+
+
 def stop_training(host: Host, *, say: Say = print, timeout: float = 30) -> list[ContainerInfo]:
     """Stops the run's containers, the trainer's sibling included; checkpoints in storage stay, the logs go
     to `<prefix>/logs/` so they outlive the containers."""
-    system, run, engine = host.system, host.run, host.engine
-    containers = [c for c in run_containers(engine, system, run) if c.running]
-    if not containers:
-        say(f"run {run.run_id}: nothing is running")
+    stopped = _stop_run(host.engine, host.system, host.run, timeout)
+    if not stopped:
+        say(f"run {host.run.run_id}: nothing is running")
         return []
-    # The sibling trainer first: it writes the checkpoints, and a worker stopping under it looks like a crash.
-    ordered = sorted(containers, key=lambda c: 0 if c.role in (None, "trainer") else 1)
-    stopped = engine.stop(ordered, timeout=timeout)
     for container in stopped:
         say(f"stopped {container.name}")
     upload_logs(host, stopped, say)
@@ -175,8 +205,9 @@ def stop_training(host: Host, *, say: Say = print, timeout: float = 30) -> list[
 
 
 def upload_logs(host: Host, containers: list[ContainerInfo], say: Say) -> None:
-    prefix = host.run.local_s3_model_prefix
     for container in containers:
+        # The prefix the container trained, which run.env may no longer name (after `increment`).
+        prefix = container.prefix or host.run.local_s3_model_prefix
         role = container.role or "sagemaker"
         name = f"{role}-{container.worker}" if container.worker else role
         stamp = (container.started_at.strftime("%Y%m%d%H%M%S") if container.started_at else "unknown")

@@ -24,7 +24,7 @@ from session.config import load_config
 from session.containers import Engine
 from session.storage import Storage
 from session.training import Host, TrainingError, start_training, stop_training
-from session.training_specs import NETWORK
+from session.training_specs import NETWORK, comms_dir
 
 IMAGE_SOURCE, IMAGE_TAG = "deepracer-simapp-standin", "6.0.4-cpu"  # no GPU here: a -gpu tag requests one
 
@@ -113,6 +113,7 @@ def host_factory(tmp_path: Path, s3_server: str, docker_engine: str, simapp_stan
     for run_id in run_ids:
         for container in client.containers.list(all=True, filters={"label": f"deepracer.run={run_id}"}):
             container.remove(force=True)
+        shutil.rmtree(comms_dir(run_id), ignore_errors=True)
 
 
 def lines() -> tuple[list[str], callable]:
@@ -197,3 +198,19 @@ def test_the_network_the_sagemaker_sibling_expects_exists(host_factory, docker_e
     attached = docker.DockerClient(base_url=docker_engine).containers.get(trainer.id).attrs["NetworkSettings"]["Networks"]
     assert list(attached) == [NETWORK]
     stop_training(host, say=lambda _: None, timeout=5)
+
+
+def test_a_pretrained_checkpoint_named_but_missing_its_files_is_refused(host_factory):
+    host = host_factory("DR_LOCAL_S3_MODEL_PREFIX=next-model\nDR_LOCAL_S3_PRETRAINED=True\n"
+                        "DR_LOCAL_S3_PRETRAINED_PREFIX=old-model\nDR_LOCAL_S3_PRETRAINED_CHECKPOINT=best\n", workers=1)
+    storage = host.storage
+    for suffix in (".index", ".meta", ".data-00000-of-00001"):
+        storage.put_text(f"old-model/model/3_Step-300.ckpt{suffix}", "x")
+    storage.put_text("old-model/model/5_Step-500.ckpt.index", "x")  # the best one lost its other files
+    storage.put_json("old-model/model/deepracer_checkpoints.json", {
+        "best_checkpoint": {"name": "5_Step-500.ckpt", "avg_eval_metric": 80.0, "time_stamp": 1.0},
+        "last_checkpoint": {"name": "3_Step-300.ckpt", "avg_eval_metric": 50.0, "time_stamp": 2.0}})
+    with pytest.raises(TrainingError, match=r"the best checkpoint 5_Step-500 misses 5_Step-500.ckpt.meta, "
+                                            r"5_Step-500.ckpt.data-00000-of-00001"):
+        start_training(host, say=lambda _: None, timeout_s=60)
+    assert host.engine.list(run=str(host.run.run_id)) == []
