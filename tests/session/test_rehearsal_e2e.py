@@ -229,6 +229,19 @@ def test_train_status_logs_stop_then_increment_and_train_from_the_old_model(
     poll(lambda: len(checkpoints(storage, model)) >= 2, "second checkpoint")
     record = storage.get_json(f"{model}/model/deepracer_checkpoints.json")
     assert {record["best_checkpoint"]["name"], record["last_checkpoint"]["name"]} <= set(checkpoints(storage, model))
+
+    # status: every role running, and the progress read from the bucket
+    from session.status import render, run_status
+
+    now = run_status(host.system, host.run, progress="always", docker_host=rehearsal.docker_host, storage=storage,
+                     cache_dir=rehearsal.run_env.parent / "cache")
+    assert now.running and now.engine_error is None and now.progress_error is None
+    assert sorted(c.role for c in now.containers if c.running) == ["sagemaker", "trainer", "worker", "worker"]
+    assert now.progress.episodes > 0 and len(now.progress.iterations) >= 1
+    assert now.progress.last_checkpoint is not None
+    assert f"{now.progress.last_checkpoint.name}" in {record["last_checkpoint"]["name"],
+                                                      record["last_checkpoint"]["name"].removesuffix(".ckpt")}
+    assert model in render(now)
     assert storage.get_json(f"{model}/ip/hyperparameters.json") == \
         storage.get_json("custom_files/hyperparameters.json")
     assert storage.get_json(f"{model}/model/model_metadata.json") == \
