@@ -61,8 +61,24 @@ def _parser() -> argparse.ArgumentParser:
     status.add_argument("--json", action="store_true", help="print the status as JSON")
     status.add_argument("--progress", action="store_true", help="read progress from storage even when idle")
 
-    logs = commands.add_parser("logs", help="a container's log: logs trainer | logs worker [N]")
-    logs.add_argument("role", choices=["trainer", "worker"])
+    evaluate = commands.add_parser("evaluate", help="race the model N trials, print lap times, save them as JSON")
+    evaluate.add_argument("--checkpoint", choices=["last", "best"], help="default: DR_EVAL_CHECKPOINT")
+    evaluate.add_argument("--trials", type=int, help="default: DR_EVAL_NUMBER_OF_TRIALS")
+    evaluate.add_argument("--mp4", action="store_true", default=None,
+                          help="save videos to <prefix>/mp4 (default: DR_EVAL_SAVE_MP4)")
+    evaluate.add_argument("--clone", action="store_true",
+                          help="evaluate a copy of model/ and ip/ under <prefix>-E (e.g. while training goes on)")
+    evaluate.add_argument("--detach", action="store_true",
+                          help="return once the car drives; `deepracer stop-evaluation` ends it and shows the result")
+    evaluate.add_argument("--json", action="store_true", help="print the result as JSON")
+
+    stop_eval = commands.add_parser("stop-evaluation",
+                                    help="stop the evaluation; show and save its result so far, log to <prefix>/logs/")
+    stop_eval.add_argument("--timeout", type=float, default=30, help="seconds before the worker is killed (default 30)")
+    stop_eval.add_argument("--json", action="store_true", help="print the result as JSON")
+
+    logs = commands.add_parser("logs", help="a container's log: logs trainer | worker [N] | evaluation")
+    logs.add_argument("role", choices=["trainer", "worker", "evaluation"])
     logs.add_argument("worker", nargs="?", type=int, help="worker number (default 1)")
     logs.add_argument("--follow", "-f", action="store_true", help="keep printing new lines (Ctrl-C to end)")
     logs.add_argument("--tail", type=int, help="only the last N lines")

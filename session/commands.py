@@ -193,10 +193,12 @@ def logs(args: argparse.Namespace) -> int:
     if args.role == "trainer":
         # The SageMaker sibling holds the training itself; the rl_coach container only starts it.
         wanted = [c for c in containers if c.role == "sagemaker"] or [c for c in containers if c.role == "trainer"]
+    elif args.role == "evaluation":
+        wanted = engine.list(run=str(loaded.run.run_id), role="evaluation")
     else:
         wanted = [c for c in containers if c.role == "worker" and c.worker == (args.worker or 1)]
     if not wanted:
-        which = "trainer" if args.role == "trainer" else f"worker {args.worker or 1}"
+        which = f"worker {args.worker or 1}" if args.role == "worker" else args.role
         from session.training import TrainingError
 
         raise TrainingError(f"run {loaded.run.run_id} has no {which} container; `deepracer status` shows what runs")
@@ -230,6 +232,49 @@ def status(args: argparse.Namespace) -> int:
         print_json(as_json(result))
     else:
         sys.stdout.write(render(result))
+    return 0
+
+
+def evaluate(args: argparse.Namespace) -> int:
+    from session.evaluation import render_table, save_result, start_evaluation, stop_evaluation, wait_for_result
+
+    host, _ = _host(args)
+    say = _err if args.json else print
+    evaluation = start_evaluation(host, checkpoint=args.checkpoint, trials=args.trials, mp4=args.mp4,
+                                  clone=args.clone, say=say)
+    if args.detach:
+        say(f"evaluating {evaluation.model_prefix}; `deepracer stop-evaluation` ends it and shows the result")
+        return 0
+    try:
+        result = wait_for_result(host, evaluation, say=say)
+    except KeyboardInterrupt:
+        _err("the evaluation keeps running; `deepracer stop-evaluation` stops it and shows the result so far")
+        return 130
+    stop_evaluation(host, say=say)  # a worker may idle after its last trial; this ends it and saves its log
+    key = save_result(host.storage, evaluation.source_prefix, result)
+    print(json.dumps(result.to_dict(), indent=2) if args.json else render_table(result))
+    say(f"saved {host.storage.url(key)}")
+    return 0 if result.complete else 1
+
+
+def stop_evaluation(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    from session import evaluation as ev
+
+    host, _ = _host(args)
+    say = _err if args.json else print
+    found = ev.find_evaluation(host)
+    was_running = found is not None and found.container is not None and found.container.running
+    ev.stop_evaluation(host, say=say, timeout=args.timeout)
+    result = ev.result_so_far(host.storage, found) if was_running else None
+    if result is None:
+        return 0
+    if not result.complete:
+        result = replace(result, note=result.note or "stopped by `deepracer stop-evaluation`")
+    key = ev.save_result(host.storage, found.source_prefix, result)
+    print(json.dumps(result.to_dict(), indent=2) if args.json else ev.render_table(result))
+    say(f"saved {host.storage.url(key)}")
     return 0
 
 

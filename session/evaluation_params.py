@@ -18,7 +18,7 @@ from typing import Optional
 
 from session.config import RunConfig, SystemConfig
 # The obstacle and bot-car keys are the same in training and evaluation: one place renders them.
-from session.training_params import Params, _flag, _head_to_bot, _number, _object_avoidance
+from session.training_params import Params, flag, head_to_bot_params, number, object_avoidance_params
 
 EVALUATION_METRICS_FOLDER = "evaluation"  # under the metrics prefix, as DRfC and the console name it
 MP4_FOLDER = "mp4"
@@ -79,22 +79,22 @@ def evaluation_params(system: SystemConfig, run: RunConfig, *, checkpoint: str, 
         "RACE_TYPE": run.race_type,
         "WORLD_NAME": run.world_name,
         "NUMBER_OF_TRIALS": str(trials),
-        "ENABLE_DOMAIN_RANDOMIZATION": _flag(run.enable_domain_randomization),
-        "RESET_BEHIND_DIST": _number(run.eval_reset_behind_dist),
-        "IS_CONTINUOUS": _flag(run.eval_is_continuous),
+        "ENABLE_DOMAIN_RANDOMIZATION": flag(run.enable_domain_randomization),
+        "RESET_BEHIND_DIST": number(run.eval_reset_behind_dist),
+        "IS_CONTINUOUS": flag(run.eval_is_continuous),
         "NUMBER_OF_RESETS": str(run.eval_max_resets),
-        "OFF_TRACK_PENALTY": _number(run.eval_off_track_penalty),
-        "COLLISION_PENALTY": _number(run.eval_collision_penalty),
-        "CAMERA_MAIN_ENABLE": _flag(system.camera_main_enable),
-        "CAMERA_SUB_ENABLE": _flag(system.camera_sub_enable),
-        "REVERSE_DIR": _flag(run.eval_reverse_direction),
+        "OFF_TRACK_PENALTY": number(run.eval_off_track_penalty),
+        "COLLISION_PENALTY": number(run.eval_collision_penalty),
+        "CAMERA_MAIN_ENABLE": flag(system.camera_main_enable),
+        "CAMERA_SUB_ENABLE": flag(system.camera_sub_enable),
+        "REVERSE_DIR": flag(run.eval_reverse_direction),
     })
     if s3_endpoint_url:
         params["S3_ENDPOINT_URL"] = s3_endpoint_url
     if run.race_type == "OBJECT_AVOIDANCE":
-        params.update(_object_avoidance(run))
+        params.update(object_avoidance_params(run))
     if run.race_type == "HEAD_TO_BOT":
-        params.update(_head_to_bot(run))
+        params.update(head_to_bot_params(run))
     if head_to_model:
         params["VIDEO_JOB_TYPE"] = "EVALUATION"
         params["MODEL_NAME"] = list(params["DISPLAY_NAME"])

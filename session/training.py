@@ -54,9 +54,13 @@ def docker_socket_path(environ: Optional[dict] = None) -> str:
     return host[len("unix://"):] if host.startswith("unix://") else "/var/run/docker.sock"
 
 
+TRAINING_ROLES = ("trainer", "worker")
+
+
 def run_containers(engine: Engine, system: SystemConfig, run: RunConfig) -> list[ContainerInfo]:
-    """This run's containers (any state), plus the trainer's SageMaker sibling, which carries no labels."""
-    ours = engine.list(run=str(run.run_id))
+    """This run's training containers (any state), plus the trainer's SageMaker sibling, which carries no
+    labels. An evaluation of the same run is not training: `train` and `stop` leave it alone."""
+    ours = [c for c in engine.list(run=str(run.run_id)) if c.role in TRAINING_ROLES]
     siblings = engine.sagemaker_siblings(image_of(system), run.local_s3_model_prefix, run=str(run.run_id))
     return ours + [s for s in siblings if s.id not in {o.id for o in ours}]
 
@@ -180,7 +184,7 @@ def start_training(host: Host, *, workers: Optional[int] = None, overwrite: bool
 def _stop_run(engine: Engine, system: SystemConfig, run: RunConfig, timeout: float) -> list[ContainerInfo]:
     """The trainer first, so it starts no new SageMaker container; then the sibling(s), listed only now; then
     the workers (a worker stopping under a running trainer looks to it like a crash)."""
-    ours = [c for c in engine.list(run=str(run.run_id)) if c.running]
+    ours = [c for c in engine.list(run=str(run.run_id)) if c.running and c.role in TRAINING_ROLES]
     stopped = engine.stop([c for c in ours if c.role == "trainer"], timeout=timeout)
     # The prefix the containers were started with: run.env may name a new one already (after `increment`).
     prefixes = {c.prefix for c in ours if c.prefix} | {run.local_s3_model_prefix}

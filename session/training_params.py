@@ -14,11 +14,11 @@ Params = dict[str, Union[str, list[str]]]
 TRAINING_METRICS_NAME = "TrainingMetrics.json"
 
 
-def _flag(value: bool) -> str:
+def flag(value: bool) -> str:
     return "True" if value else "False"
 
 
-def _number(value: float) -> str:
+def number(value: float) -> str:
     return repr(float(value))
 
 
@@ -49,33 +49,33 @@ def training_params(system: SystemConfig, run: RunConfig, *, s3_endpoint_url: Op
         "WORLD_NAME": run.world_name,
         "DISPLAY_NAME": run.display_name,
         "RACER_NAME": run.racer_name,
-        "REVERSE_DIR": _flag(run.train_reverse_direction),
-        "ALTERNATE_DRIVING_DIRECTION": _flag(run.train_alternate_driving_direction),
-        "CHANGE_START_POSITION": _flag(run.train_change_start_position),
-        "ROUND_ROBIN_ADVANCE_DIST": _number(run.train_round_robin_advance_dist),
-        "START_POSITION_OFFSET": _number(run.train_start_position_offset),
-        "ENABLE_DOMAIN_RANDOMIZATION": _flag(run.enable_domain_randomization),
+        "REVERSE_DIR": flag(run.train_reverse_direction),
+        "ALTERNATE_DRIVING_DIRECTION": flag(run.train_alternate_driving_direction),
+        "CHANGE_START_POSITION": flag(run.train_change_start_position),
+        "ROUND_ROBIN_ADVANCE_DIST": number(run.train_round_robin_advance_dist),
+        "START_POSITION_OFFSET": number(run.train_start_position_offset),
+        "ENABLE_DOMAIN_RANDOMIZATION": flag(run.enable_domain_randomization),
         "MIN_EVAL_TRIALS": str(run.train_min_eval_trials),
-        "CAMERA_MAIN_ENABLE": _flag(system.camera_main_enable),
-        "CAMERA_SUB_ENABLE": _flag(system.camera_sub_enable),
+        "CAMERA_MAIN_ENABLE": flag(system.camera_main_enable),
+        "CAMERA_SUB_ENABLE": flag(system.camera_sub_enable),
         "BEST_MODEL_METRIC": run.train_best_model_metric,
-        "ENABLE_EXTRA_KVS_OVERLAY": _flag(system.enable_extra_kvs_overlay),
+        "ENABLE_EXTRA_KVS_OVERLAY": flag(system.enable_extra_kvs_overlay),
     }
     if s3_endpoint_url:
         params["S3_ENDPOINT_URL"] = s3_endpoint_url
     if run.race_type == "OBJECT_AVOIDANCE":
-        params.update(_object_avoidance(run))
+        params.update(object_avoidance_params(run))
     if run.race_type == "HEAD_TO_BOT":
-        params.update(_head_to_bot(run))
+        params.update(head_to_bot_params(run))
     return params
 
 
-def _object_avoidance(run: RunConfig) -> Params:
+def object_avoidance_params(run: RunConfig) -> Params:
     params: Params = {
         "NUMBER_OF_OBSTACLES": str(run.oa_number_of_obstacles),
-        "MIN_DISTANCE_BETWEEN_OBSTACLES": _number(run.oa_min_distance_between_obstacles),
-        "RANDOMIZE_OBSTACLE_LOCATIONS": _flag(run.oa_randomize_obstacle_locations),
-        "IS_OBSTACLE_BOT_CAR": _flag(run.oa_is_obstacle_bot_car),
+        "MIN_DISTANCE_BETWEEN_OBSTACLES": number(run.oa_min_distance_between_obstacles),
+        "RANDOMIZE_OBSTACLE_LOCATIONS": flag(run.oa_randomize_obstacle_locations),
+        "IS_OBSTACLE_BOT_CAR": flag(run.oa_is_obstacle_bot_car),
         "OBSTACLE_TYPE": run.oa_obstacle_type,
     }
     if run.oa_object_positions:
@@ -85,17 +85,17 @@ def _object_avoidance(run: RunConfig) -> Params:
     return params
 
 
-def _head_to_bot(run: RunConfig) -> Params:
+def head_to_bot_params(run: RunConfig) -> Params:
     return {
-        "IS_LANE_CHANGE": _flag(run.h2b_is_lane_change),
-        "LOWER_LANE_CHANGE_TIME": _number(run.h2b_lower_lane_change_time),
-        "UPPER_LANE_CHANGE_TIME": _number(run.h2b_upper_lane_change_time),
-        "LANE_CHANGE_DISTANCE": _number(run.h2b_lane_change_distance),
+        "IS_LANE_CHANGE": flag(run.h2b_is_lane_change),
+        "LOWER_LANE_CHANGE_TIME": number(run.h2b_lower_lane_change_time),
+        "UPPER_LANE_CHANGE_TIME": number(run.h2b_upper_lane_change_time),
+        "LANE_CHANGE_DISTANCE": number(run.h2b_lane_change_distance),
         "NUMBER_OF_BOT_CARS": str(run.h2b_number_of_bot_cars),
-        "MIN_DISTANCE_BETWEEN_BOT_CARS": _number(run.h2b_min_distance_between_bot_cars),
-        "RANDOMIZE_BOT_CAR_LOCATIONS": _flag(run.h2b_randomize_bot_car_locations),
-        "BOT_CAR_SPEED": _number(run.h2b_bot_car_speed),
-        "PENALTY_SECONDS": _number(run.h2b_bot_car_penalty),
+        "MIN_DISTANCE_BETWEEN_BOT_CARS": number(run.h2b_min_distance_between_bot_cars),
+        "RANDOMIZE_BOT_CAR_LOCATIONS": flag(run.h2b_randomize_bot_car_locations),
+        "BOT_CAR_SPEED": number(run.h2b_bot_car_speed),
+        "PENALTY_SECONDS": number(run.h2b_bot_car_penalty),
     }
 
 
