@@ -5,7 +5,7 @@ from pathlib import Path
 import pulumi
 
 from infra.package import build_session_archive
-from infra.settings import SettingsError, load_aws
+from infra.settings import SettingsError, load_aws, load_azure
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -23,15 +23,23 @@ def _config_getter():
 
 def main() -> None:
     stack = pulumi.get_stack()
-    if stack != "aws":
-        raise pulumi.RunError(f"stack {stack!r}: this program builds the stacks 'aws' (and soon 'azure'); "
-                              "run `pulumi up --stack aws`")
+    builders = {"aws": _aws, "azure": _azure}
+    if stack not in builders:
+        raise pulumi.RunError(f"stack {stack!r}: this program builds the stacks 'aws' and 'azure'; "
+                              "run `pulumi up --stack aws` or `pulumi up --stack azure`")
+    builders[stack](stack)
+
+
+def _settings(load, stack: str):
     try:
-        settings = load_aws(stack, _config_getter())
+        return load(stack, _config_getter())
     except SettingsError as error:
         # RunError prints the one line, without a Python traceback.
         raise pulumi.RunError(str(error)) from None
 
+
+def _aws(stack: str) -> None:
+    settings = _settings(load_aws, stack)
     from infra.aws import AwsEnvironment  # after validation: a bad setting should not wait for pulumi-aws
 
     archive, digest = build_session_archive(REPO_ROOT, REPO_ROOT / "build")
@@ -46,6 +54,27 @@ def main() -> None:
     pulumi.export("sessionPackageSha256", digest)
     pulumi.export("connect", env.ssm_command)
     pulumi.export("ssh", env.ssh_command)
+    pulumi.export("estimatedCostPerHour", env.hourly_estimate)
+
+
+def _azure(stack: str) -> None:
+    settings = _settings(load_azure, stack)
+    from infra.azure import AzureEnvironment  # after validation, as above
+
+    archive, digest = build_session_archive(REPO_ROOT, REPO_ROOT / "build")
+    env = AzureEnvironment("deepracer", settings, archive, digest)
+    pulumi.export("vmId", env.vm_id)
+    pulumi.export("vmName", env.vm_name)
+    pulumi.export("resourceGroup", env.resource_group_name)
+    pulumi.export("publicIp", env.public_ip)
+    pulumi.export("storageAccount", env.storage_account)
+    pulumi.export("container", env.container_name)
+    pulumi.export("location", settings.location)
+    pulumi.export("workers", env.workers)
+    pulumi.export("simapp", settings.simapp)
+    pulumi.export("sessionPackageSha256", digest)
+    pulumi.export("ssh", env.ssh_command)
+    pulumi.export("bootstrapLog", env.log_command)
     pulumi.export("estimatedCostPerHour", env.hourly_estimate)
 
 

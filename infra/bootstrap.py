@@ -17,6 +17,8 @@ SYSTEM_ENV_PATH = "/etc/deepracer/system.env"
 BOOTSTRAP_ENV_PATH = "/etc/deepracer/bootstrap.env"
 UNIT_DIR = "/etc/systemd/system"
 EC2_USER_DATA_LIMIT = 16 * 1024  # bytes, before base64
+# Azure decodes customData (base64) to a binary array of at most 65535 bytes: the limit is on our text.
+AZURE_CUSTOM_DATA_LIMIT = 65535
 
 # Values end up in files that bash sources, so they must be single shell words.
 _SAFE_VALUE = re.compile(r"^[A-Za-z0-9._:/@+=,-]*$")
@@ -37,6 +39,12 @@ class HostConfig:
     status_url: str  # s3://<bucket>/hosts/ ; the host writes <status_url><instance-id>/bootstrap.json
     upload_bucket: Optional[str] = None
     host_user: str = "ubuntu"  # the login user that owns ~/deepracer (the AMI's default user on AWS)
+    # Azure: the simulator speaks S3, so the host runs MinIO with these credentials (a Pulumi secret), and the
+    # models are synced to this storage account's blob container with the VM's managed identity.
+    minio_access_key: Optional[str] = None
+    minio_secret_key: Optional[str] = None
+    azure_storage_account: Optional[str] = None
+    azure_blob_container: Optional[str] = None
 
 
 def _env_file(header: str, values: dict[str, str]) -> str:
@@ -53,33 +61,52 @@ def system_env(host: HostConfig) -> str:
         raise ValueError(f"simapp_image: expected <repository>:<tag>, got {host.simapp_image!r}")
     if host.workers < 1:
         raise ValueError(f"workers: expected at least 1, got {host.workers}")
-    return _env_file(
-        "# Written by cloud-init from the Pulumi stack; change the stack, not this file.\n",
-        {
-            "DR_CLOUD": host.cloud,
-            "DR_AWS_APP_REGION": host.region,
-            "DR_LOCAL_S3_BUCKET": host.bucket,
-            "DR_UPLOAD_S3_BUCKET": host.upload_bucket or "not-defined",
-            "DR_SIMAPP_SOURCE": source,
-            "DR_SIMAPP_VERSION": version,
-            "DR_WORKERS": str(host.workers),
-        })
+    values = {
+        "DR_CLOUD": host.cloud,
+        "DR_AWS_APP_REGION": host.region,
+        "DR_LOCAL_S3_BUCKET": host.bucket,
+        "DR_UPLOAD_S3_BUCKET": host.upload_bucket or "not-defined",
+        "DR_SIMAPP_SOURCE": source,
+        "DR_SIMAPP_VERSION": version,
+        "DR_WORKERS": str(host.workers),
+    }
+    if host.cloud == "azure":
+        azure = {
+            # MinIO on the host (session/minio.py starts it with these; DRfC's names).
+            "DR_LOCAL_ACCESS_KEY_ID": host.minio_access_key,
+            "DR_LOCAL_SECRET_ACCESS_KEY": host.minio_secret_key,
+            # Where MinIO's models are kept across VMs (the session's sync; the managed identity may write there).
+            "DR_AZURE_STORAGE_ACCOUNT": host.azure_storage_account,
+            "DR_AZURE_BLOB_CONTAINER": host.azure_blob_container,
+        }
+        for key, value in azure.items():
+            if not value:
+                raise ValueError(f"{key}: expected a value for an Azure host, got none")
+        values.update(azure)  # type: ignore[arg-type]
+    return _env_file("# Written by cloud-init from the Pulumi stack; change the stack, not this file.\n", values)
 
 
 def bootstrap_env(host: HostConfig) -> str:
     """What only the bootstrap needs: where the package comes from and where the state goes."""
-    return _env_file(
-        "# Read by /opt/deepracer/bin/bootstrap.sh and host-storage.py.\n",
-        {
-            "DR_AWS_APP_REGION": host.region,
-            "DR_SESSION_PACKAGE_URL": host.session_package_url,
-            "DR_STATUS_URL": host.status_url,
-            "DR_HOST_USER": host.host_user,
-        })
+    values = {"DR_AWS_APP_REGION": host.region} if host.cloud == "aws" else {}
+    values.update({
+        "DR_SESSION_PACKAGE_URL": host.session_package_url,
+        "DR_STATUS_URL": host.status_url,
+        "DR_HOST_USER": host.host_user,
+    })
+    return _env_file("# Read by /opt/deepracer/bin/bootstrap.sh, host-storage.py and the scratch unit.\n", values)
 
 
 def _file(path: str, content: str, permissions: str) -> dict:
     return {"path": path, "content": content, "owner": "root:root", "permissions": permissions}
+
+
+def _system_env_file(host: HostConfig) -> dict:
+    if host.cloud == "aws":
+        return _file(SYSTEM_ENV_PATH, system_env(host), "0644")  # no secret in it: the bucket goes by the role
+    # MinIO's secret is in it: root and the session's user only. The login user is created by cloud-init's
+    # users module, after write_files, so the file is written in the final stage (defer), before runcmd.
+    return {**_file(SYSTEM_ENV_PATH, system_env(host), "0640"), "owner": f"root:{host.host_user}", "defer": True}
 
 
 def _packed_file(path: str, content: str, permissions: str) -> dict:
@@ -97,10 +124,7 @@ def _sources(directory: Path) -> list[Path]:
 def cloud_config(host: HostConfig, cloudinit_dir: Path = CLOUDINIT_DIR) -> dict:
     """The cloud-config as a dict: the static template plus this host's files."""
     config = yaml.safe_load((cloudinit_dir / "cloud-config.yaml").read_text())
-    files = [
-        _file(SYSTEM_ENV_PATH, system_env(host), "0644"),
-        _file(BOOTSTRAP_ENV_PATH, bootstrap_env(host), "0644"),
-    ]
+    files = [_system_env_file(host), _file(BOOTSTRAP_ENV_PATH, bootstrap_env(host), "0644")]
     for script in _sources(cloudinit_dir / "scripts"):
         files.append(_packed_file(f"{HOST_BIN}/{script.name}", script.read_text(), "0755"))
     for unit in _sources(cloudinit_dir / "units"):
@@ -127,4 +151,11 @@ def render_user_data(host: HostConfig) -> str:
     size = len(user_data.encode())
     if host.cloud == "aws" and size > EC2_USER_DATA_LIMIT:
         raise ValueError(f"user data is {size} bytes; EC2 accepts at most {EC2_USER_DATA_LIMIT}")
+    if host.cloud == "azure" and size > AZURE_CUSTOM_DATA_LIMIT:
+        raise ValueError(f"custom data is {size} bytes; Azure accepts at most {AZURE_CUSTOM_DATA_LIMIT}")
     return user_data
+
+
+def azure_custom_data(host: HostConfig) -> str:
+    """The VM's customData: the rendered cloud-config, base64-encoded as the Azure API takes it."""
+    return base64.b64encode(render_user_data(host).encode()).decode()

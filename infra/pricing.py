@@ -47,3 +47,59 @@ def aws_hourly_estimate(instance_type: str, market: str, root_volume_gb: int,
         "market": market,
         "basis": PRICE_BASIS if instance is not None else f"no list price known for {instance_type}",
     }
+
+
+# -- Azure ---------------------------------------------------------------------------------------------------
+
+AZURE_PRICE_BASIS = "East US Linux pay-as-you-go list prices, 2026; other regions differ by up to ~30%"
+
+# VM size -> (vCPUs, pay-as-you-go USD per hour, East US). The vCPUs also give the default number of workers,
+# because Azure has no lookup of a size that works before the VM exists.
+AZURE_VM_SIZES: dict[str, tuple[int, float]] = {
+    "Standard_NC4as_T4_v3": (4, 0.526),
+    "Standard_NC8as_T4_v3": (8, 0.752),
+    "Standard_NC16as_T4_v3": (16, 1.204),
+    "Standard_NC64as_T4_v3": (64, 4.352),
+    "Standard_NV36ads_A10_v5": (36, 3.20),
+    "Standard_NC24ads_A100_v4": (24, 3.673),
+}
+# Azure spot prices move with demand and differ more between regions than AWS's; NC T4 v3 spot has mostly sat
+# between 20% and 40% of pay-as-you-go. The estimate takes the middle.
+AZURE_SPOT_FRACTION = 0.3
+# Premium SSD (LRS) is billed by tier, the smallest tier that holds the disk: (GiB, USD per month).
+AZURE_PREMIUM_SSD_TIERS = ((32, 5.28), (64, 10.21), (128, 19.71), (256, 38.01), (512, 73.22), (1024, 135.17),
+                           (2048, 259.05), (4095, 495.57))
+AZURE_PUBLIC_IP_USD_PER_HOUR = 0.005  # Standard static IPv4, charged while it exists
+
+
+def azure_vcpus(vm_size: str) -> Optional[int]:
+    known = AZURE_VM_SIZES.get(vm_size)
+    return None if known is None else known[0]
+
+
+def azure_disk_usd_per_hour(os_disk_gb: int) -> float:
+    for size, usd in AZURE_PREMIUM_SSD_TIERS:
+        if os_disk_gb <= size:
+            return usd / HOURS_PER_MONTH
+    return AZURE_PREMIUM_SSD_TIERS[-1][1] / HOURS_PER_MONTH
+
+
+def azure_hourly_estimate(vm_size: str, priority: str, os_disk_gb: int,
+                          spot_max_price: Optional[str] = None) -> dict:
+    """The estimate as the stack output shows it; unknown sizes get None for the VM part."""
+    known = AZURE_VM_SIZES.get(vm_size)
+    vm: Optional[float] = None
+    if known is not None:
+        vm = known[1] if priority == "regular" else known[1] * AZURE_SPOT_FRACTION
+        if priority == "spot" and spot_max_price is not None:
+            vm = min(vm, float(spot_max_price))
+    disk = azure_disk_usd_per_hour(os_disk_gb)
+    fixed = disk + AZURE_PUBLIC_IP_USD_PER_HOUR
+    return {
+        "vmUsd": None if vm is None else round(vm, 3),
+        "osDiskUsd": round(disk, 3),
+        "publicIpUsd": AZURE_PUBLIC_IP_USD_PER_HOUR,
+        "totalUsd": None if vm is None else round(vm + fixed, 3),
+        "priority": priority,
+        "basis": AZURE_PRICE_BASIS if vm is not None else f"no list price known for {vm_size}",
+    }

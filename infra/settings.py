@@ -12,6 +12,8 @@ import re
 from dataclasses import dataclass
 from typing import Callable, Literal, Optional
 
+from infra.pricing import azure_vcpus
+
 PROJECT = "deepracer-cloud"
 
 DEFAULT_SIMAPP_IMAGE = "awsdeepracercommunity/deepracer-simapp"
@@ -25,6 +27,20 @@ DEFAULT_READY_TIMEOUT_MINUTES = 45
 MAX_WORKERS = 8  # DRfC's viewer and port ranges stop at 8; more never helped a single trainer.
 
 Market = Literal["on-demand", "spot"]
+Priority = Literal["regular", "spot"]
+
+DEFAULT_AZURE_LOCATION = "eastus"
+# The NC T4 v3 family replaced the retired NC6/NCv2/NCv3: 8 vCPU, 56 GiB, one T4 (16 GB), 352 GiB temp disk on
+# /mnt; about USD 0.75/h pay-as-you-go in East US (infra/pricing.py), the same GPU and price as g4dn.2xlarge.
+DEFAULT_AZURE_VM_SIZE = "Standard_NC8as_T4_v3"
+DEFAULT_AZURE_ADMIN = "azureuser"
+# Names Azure refuses for a Linux admin account (its documented list), plus what Linux itself reserves.
+_AZURE_RESERVED_USERS = frozenset({
+    "1", "123", "a", "actuser", "adm", "admin", "admin1", "admin2", "administrator", "aspnet", "backup",
+    "console", "david", "guest", "john", "owner", "root", "server", "sql", "support", "support_388945a0", "sys",
+    "test", "test1", "test2", "test3", "user", "user1", "user2", "user3", "user4", "user5", "daemon", "bin",
+    "nobody", "docker",
+})
 
 
 class SettingsError(ValueError):
@@ -49,6 +65,29 @@ class AwsSettings:
     upload_bucket: Optional[str]
     ready_timeout_minutes: int
     aws_profile: Optional[str]
+
+    @property
+    def simapp(self) -> str:
+        return f"{self.simapp_image}:{self.simapp_version}"
+
+
+@dataclass(frozen=True)
+class AzureSettings:
+    stack: str
+    location: str
+    vm_size: str
+    priority: Priority
+    spot_max_price: Optional[str]  # USD per hour; None: up to the pay-as-you-go price (Azure's -1)
+    os_disk_gb: int
+    ubuntu_version: str
+    simapp_image: str
+    simapp_version: str
+    workers: Optional[int]  # None: derived from the VM size's vCPUs (infra/pricing.py knows them)
+    admin_username: str
+    ssh_public_key: str
+    ssh_allowed_cidrs: tuple[str, ...]
+    keep_storage_on_destroy: bool
+    ready_timeout_minutes: int
 
     @property
     def simapp(self) -> str:
@@ -145,6 +184,8 @@ def _cidrs(reader: _Reader, key: str) -> tuple[str, ...]:
 
 
 _SSH_KEY = r"(ssh-(rsa|ed25519)|ecdsa-sha2-nistp(256|384|521)) [A-Za-z0-9+/=]+( .*)?"
+# Azure accepts RSA (2048 bits or more) and Ed25519 keys for Linux VMs, not ECDSA.
+_AZURE_SSH_KEY = r"ssh-(rsa|ed25519) [A-Za-z0-9+/=]+( .*)?"
 _BUCKET = r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]"
 
 
@@ -182,6 +223,62 @@ def load_aws(stack: str, get: Getter) -> AwsSettings:
         upload_bucket=r.text("uploadBucket", None, _BUCKET, "an S3 bucket name"),
         ready_timeout_minutes=r.integer("readyTimeoutMinutes", DEFAULT_READY_TIMEOUT_MINUTES, 5, 180),
         aws_profile=r.text("aws:profile", None),
+    )
+
+
+def _simapp(r: _Reader) -> tuple[str, str]:
+    return (r.text("simappImage", DEFAULT_SIMAPP_IMAGE, r"[a-z0-9./_-]+",
+                   "an image name such as awsdeepracercommunity/deepracer-simapp"),
+            r.text("simappVersion", DEFAULT_SIMAPP_VERSION, r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}",
+                   "an image tag such as 6.0.4-gpu"))
+
+
+def load_azure(stack: str, get: Getter) -> AzureSettings:
+    """Read and validate the `azure` stack's settings."""
+    r = _Reader(stack, get)
+    location = r.text("azure-native:location", DEFAULT_AZURE_LOCATION, r"[a-z][a-z0-9]{2,30}",
+                      "an Azure location such as eastus (lowercase, no spaces)")
+    priority = r.choice("priority", "regular", ("regular", "spot"))
+    spot_max_price = r.text("spotMaxPrice", None, r"\d+(\.\d+)?", "a price in USD per hour such as 0.40")
+    if spot_max_price is not None and priority != "spot":
+        raise r.fail("spotMaxPrice", "no value unless priority is spot", spot_max_price)
+    if spot_max_price is not None and float(spot_max_price) <= 0:
+        raise r.fail("spotMaxPrice", "a price above 0 in USD per hour, or no value", spot_max_price)
+    admin = r.text("adminUsername", DEFAULT_AZURE_ADMIN, r"[a-z_][a-z0-9_-]{0,31}",
+                   "a Linux user name such as azureuser (lowercase letters, digits, _ and -)")
+    assert admin is not None
+    if admin in _AZURE_RESERVED_USERS:
+        raise r.fail("adminUsername", "a user name Azure allows (not admin, root, user, test ...)", admin)
+    # Password authentication is off, so without a key nobody could ever log in to the VM.
+    ssh_public_key = r.text("sshPublicKey", None, _AZURE_SSH_KEY,
+                            "an OpenSSH RSA or Ed25519 public key (ssh-ed25519 AAAA...)")
+    if ssh_public_key is None:
+        raise r.fail("sshPublicKey", "an OpenSSH RSA or Ed25519 public key (required on Azure: password "
+                     "login is off)", None)
+    simapp_image, simapp_version = _simapp(r)
+    vm_size = r.text("vmSize", DEFAULT_AZURE_VM_SIZE, r"Standard_[A-Za-z0-9_]+",
+                     "an Azure VM size such as Standard_NC8as_T4_v3")
+    workers = r.integer("workers", None, 1, MAX_WORKERS)
+    if workers is None and azure_vcpus(vm_size) is None:  # type: ignore[arg-type]
+        # Azure has no lookup of a size's vCPUs that works before the VM exists; the table knows the GPU sizes.
+        raise r.fail("workers", f"a number of workers from 1 to {MAX_WORKERS} for vmSize {vm_size}, whose vCPUs "
+                     "this project does not know", None)
+    return AzureSettings(
+        stack=stack,
+        location=location,  # type: ignore[arg-type]
+        vm_size=vm_size,  # type: ignore[arg-type]
+        priority=priority,  # type: ignore[arg-type]
+        spot_max_price=spot_max_price,
+        os_disk_gb=r.integer("osDiskGb", DEFAULT_ROOT_VOLUME_GB, MIN_ROOT_VOLUME_GB, 4095),  # type: ignore[arg-type]
+        ubuntu_version=r.choice("ubuntuVersion", "24.04", ("22.04", "24.04")),
+        simapp_image=simapp_image,  # type: ignore[arg-type]
+        simapp_version=simapp_version,  # type: ignore[arg-type]
+        workers=workers,
+        admin_username=admin,
+        ssh_public_key=ssh_public_key,
+        ssh_allowed_cidrs=_cidrs(r, "sshAllowedCidrs"),
+        keep_storage_on_destroy=r.boolean("keepStorageOnDestroy", True),
+        ready_timeout_minutes=r.integer("readyTimeoutMinutes", DEFAULT_READY_TIMEOUT_MINUTES, 5, 180),  # type: ignore[arg-type]
     )
 
 

@@ -2,9 +2,12 @@
 
 cloud-init on the host writes `hosts/<instance-id>/bootstrap.json` once it is ready or has failed; `pulumi up`
 runs this module (through a pulumi-command local command) so that the stack finishes only with a usable host.
-The host has no inbound port, so the bucket is the only channel: polling S3 with the deployer's credentials.
+The host has no inbound port, so the bucket (AWS) or the blob container (Azure) is the only channel: polling
+it with the deployer's credentials.
 
     python -m infra.wait_ready --bucket B --key hosts/i-0abc/bootstrap.json --region R --timeout-minutes 25
+    python -m infra.wait_ready --account-url https://A.blob.core.windows.net --container models \
+        --key hosts/<vm-id>/bootstrap.json --resource-group G --vm-name V --timeout-minutes 25
 """
 
 from __future__ import annotations
@@ -15,10 +18,13 @@ import sys
 import time
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Callable, Optional, Protocol, Sequence
 
 BOOTSTRAP_LOG = "/var/log/deepracer-bootstrap.log"
 PROGRESS_EVERY_S = 60.0
+# Azure: a role assignment made by this `pulumi up` may take minutes to reach the storage service; a 403 for
+# want of a data role is waited out this long before it counts as final.
+ROLE_PROPAGATION_S = 15 * 60.0
 
 # S3 error codes that a later poll may not see again.
 _TRANSIENT_CODES = frozenset({
@@ -68,6 +74,10 @@ class _Transient(Exception):
     pass
 
 
+class _NotAuthorizedYet(_Transient):
+    pass
+
+
 def instance_id_from_key(key: str) -> str:
     """`hosts/<instance-id>/bootstrap.json` -> `<instance-id>`; the key itself if it has another shape."""
     parts = key.strip("/").split("/")
@@ -75,7 +85,10 @@ def instance_id_from_key(key: str) -> str:
 
 
 def parse_status(body: bytes, bucket: str, key: str) -> HostStatus:
-    where = f"s3://{bucket}/{key}"
+    return _parse(body, f"s3://{bucket}/{key}", key)
+
+
+def _parse(body: bytes, where: str, key: str) -> HostStatus:
     try:
         data = json.loads(body.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
@@ -156,10 +169,80 @@ def _print(line: str) -> None:
     print(line, flush=True)
 
 
+class Store(Protocol):
+    """Where the status object lives, read with the deployer's credentials."""
+
+    service: str  # for messages: "S3", "Blob storage"
+
+    def url(self, key: str) -> str: ...
+
+    def read(self, key: str) -> Optional[bytes]:
+        """The object's bytes, None while it does not exist; raises _Fatal, _Transient or _NotAuthorizedYet."""
+
+    def shell(self, instance_id: str) -> str:
+        """The command that reaches the host's log without SSH."""
+
+
+class S3Store:
+    service = "S3"
+
+    def __init__(self, client: Any, bucket: str, region: str = "") -> None:
+        self.client, self.bucket, self.region = client, bucket, region
+
+    def url(self, key: str) -> str:
+        return f"s3://{self.bucket}/{key}"
+
+    def read(self, key: str) -> Optional[bytes]:
+        return _read(self.client, self.bucket, key)
+
+    def shell(self, instance_id: str) -> str:
+        return f"aws ssm start-session --target {instance_id} --region {self.region}"
+
+
+class BlobStore:
+    """A blob container through azure-storage-blob (a ContainerClient on the deployer's Azure login)."""
+
+    service = "Blob storage"
+
+    def __init__(self, container: Any, resource_group: str = "", vm_name: str = "") -> None:
+        self.container, self.resource_group, self.vm_name = container, resource_group, vm_name
+
+    def url(self, key: str) -> str:
+        return f"{self.container.url.rstrip('/')}/{key}"
+
+    def read(self, key: str) -> Optional[bytes]:
+        from infra import azure_blob
+
+        try:
+            return self.container.download_blob(key).readall()
+        except Exception as error:  # the SDK's errors have no common base but Exception; classify sorts them
+            mapped = azure_blob.classify(error, self.container.url)
+            if isinstance(mapped, LookupError):
+                return None
+            if isinstance(mapped, azure_blob.NotAuthorizedYet):
+                raise _NotAuthorizedYet(str(mapped)) from None
+            if isinstance(mapped, azure_blob.Transient):
+                raise _Transient(str(mapped)) from None
+            if isinstance(mapped, azure_blob.Fatal):
+                raise _Fatal(str(mapped)) from None
+            raise
+
+    def shell(self, instance_id: str) -> str:
+        return (f"az vm run-command invoke -g {self.resource_group or '<resource group>'} -n "
+                f"{self.vm_name or '<vm>'} --command-id RunShellScript --scripts 'tail -n 100 {BOOTSTRAP_LOG}'")
+
+
 def wait_for_status(client: Any, bucket: str, key: str, timeout_s: float, interval_s: float,
                     clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep,
                     say: Callable[[str], None] = _print) -> WaitResult:
-    """Polls s3://bucket/key until it holds a ready/failed status, or until timeout_s has passed.
+    """Polls s3://bucket/key until it holds a ready/failed status, or until timeout_s has passed."""
+    return wait(S3Store(client, bucket), key, timeout_s, interval_s, clock=clock, sleep=sleep, say=say)
+
+
+def wait(store: Store, key: str, timeout_s: float, interval_s: float,
+         clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep,
+         say: Callable[[str], None] = _print, role_propagation_s: float = ROLE_PROPAGATION_S) -> WaitResult:
+    """Polls the store's key until it holds a ready/failed status, or until timeout_s has passed.
 
     Always polls once more at the deadline, so a host that reports just in time is not missed.
     """
@@ -169,24 +252,29 @@ def wait_for_status(client: Any, bucket: str, key: str, timeout_s: float, interv
     last_transient = ""
     while True:
         try:
-            body = _read(client, bucket, key)
+            body = store.read(key)
             if body is not None:
-                status = parse_status(body, bucket, key)
+                status = _parse(body, store.url(key), key)
                 return WaitResult(Outcome(status.state), clock() - start, status=status)
         except _Fatal as error:
             return WaitResult(Outcome.ERROR, clock() - start, error=str(error))
         except _Transient as error:
-            last_transient = str(error)
             now = clock()
+            if isinstance(error, _NotAuthorizedYet) and now - start >= role_propagation_s:
+                return WaitResult(Outcome.ERROR, now - start, error=(
+                    f"{error} after {_minutes(now - start)}; the deployer needs the role Storage Blob Data "
+                    f"Reader (or Contributor) on the container, which `pulumi up` assigns: check `az account show` "
+                    f"is the account that ran it"))
+            last_transient = str(error)
             if last_note is None or now - last_note >= PROGRESS_EVERY_S:
-                say(f"S3 not answering yet ({last_transient}); still waiting")
+                say(f"{store.service} not answering yet ({last_transient}); still waiting")
                 last_note = now
         now = clock()
         elapsed = now - start
         if elapsed >= timeout_s:
             return WaitResult(Outcome.TIMEOUT, elapsed, error=last_transient)
         if now >= next_progress:
-            say(f"waiting for the host to report in s3://{bucket}/{key}: "
+            say(f"waiting for the host to report in {store.url(key)}: "
                 f"{_minutes(elapsed)} of {_minutes(timeout_s)}")
             while next_progress <= now:
                 next_progress += PROGRESS_EVERY_S
@@ -194,6 +282,11 @@ def wait_for_status(client: Any, bucket: str, key: str, timeout_s: float, interv
 
 
 def render(result: WaitResult, bucket: str, key: str, region: str, timeout_s: float) -> tuple[int, str, str]:
+    """(exit code, stdout text, stderr text) for a result on S3; pure, so every message is testable."""
+    return render_result(result, S3Store(None, bucket, region), key, timeout_s)
+
+
+def render_result(result: WaitResult, store: Store, key: str, timeout_s: float) -> tuple[int, str, str]:
     """(exit code, stdout text, stderr text) for a result; pure, so every message is testable."""
     if result.outcome is Outcome.READY:
         status = result.status
@@ -204,15 +297,14 @@ def render(result: WaitResult, bucket: str, key: str, region: str, timeout_s: fl
         status = result.status
         assert status is not None
         head = (f"host {status.instance_id} failed at step {status.step or '(unknown)'}; see {status.log} on the "
-                f"host (aws ssm start-session --target {status.instance_id} --region {region})\n")
+                f"host ({store.shell(status.instance_id)})\n")
         tail = status.log_tail.rstrip("\n")
         return 1, "", head + (f"--- last lines of {status.log} ---\n{tail}\n" if tail else "")
     if result.outcome is Outcome.TIMEOUT:
         instance_id = instance_id_from_key(key)
-        last = f"; last S3 error: {result.error}" if result.error else ""
-        return 1, "", (f"timed out after {_minutes(timeout_s)} waiting for the host to report in s3://{bucket}/{key}; "
-                       f"read {BOOTSTRAP_LOG} on the host (aws ssm start-session --target {instance_id} "
-                       f"--region {region}){last}\n")
+        last = f"; last {store.service} error: {result.error}" if result.error else ""
+        return 1, "", (f"timed out after {_minutes(timeout_s)} waiting for the host to report in {store.url(key)}; "
+                       f"read {BOOTSTRAP_LOG} on the host ({store.shell(instance_id)}){last}\n")
     return 1, "", f"cannot wait for the host: {result.error}\n"
 
 
@@ -232,31 +324,50 @@ def make_client(region: str, endpoint_url: Optional[str] = None) -> Any:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m infra.wait_ready",
-        description="Wait until a new host reports ready (or failed) in the bucket.")
-    parser.add_argument("--bucket", required=True)
+        description="Wait until a new host reports ready (or failed) in the bucket or blob container.")
     parser.add_argument("--key", required=True, help="hosts/<instance-id>/bootstrap.json")
-    parser.add_argument("--region", required=True)
     parser.add_argument("--timeout-minutes", type=float, required=True)
     parser.add_argument("--interval-seconds", type=float, default=10.0)
-    parser.add_argument("--endpoint-url", default=None, help="S3-compatible endpoint (tests)")
+    aws = parser.add_argument_group("AWS: the status object in an S3 bucket")
+    aws.add_argument("--bucket")
+    aws.add_argument("--region")
+    aws.add_argument("--endpoint-url", default=None, help="S3-compatible endpoint (tests)")
+    azure = parser.add_argument_group("Azure: the status blob in a container")
+    azure.add_argument("--account-url", help="https://<account>.blob.core.windows.net")
+    azure.add_argument("--container")
+    azure.add_argument("--resource-group", default="", help="the VM's resource group (for the hint on failure)")
+    azure.add_argument("--vm-name", default="", help="the VM's name (for the hint on failure)")
     return parser
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if (args.bucket is None) == (args.account_url is None):
+        parser.error("give either --bucket and --region (AWS) or --account-url and --container (Azure)")
+    if args.bucket is not None and not args.region:
+        parser.error("--bucket needs --region")
+    if args.account_url is not None and not args.container:
+        parser.error("--account-url needs --container")
     if args.timeout_minutes <= 0 or args.interval_seconds <= 0:
         print("--timeout-minutes and --interval-seconds must be positive", file=sys.stderr)
         return 2
     timeout_s = args.timeout_minutes * 60
-    from botocore.exceptions import BotoCoreError
+    if args.bucket is not None:
+        from botocore.exceptions import BotoCoreError
 
-    try:
-        client = make_client(args.region, args.endpoint_url)
-    except BotoCoreError as error:  # e.g. ProfileNotFound: one line, no traceback
-        print(f"cannot use the deployer's AWS credentials: {error}", file=sys.stderr)
-        return 1
-    result = wait_for_status(client, args.bucket, args.key, timeout_s, args.interval_seconds)
-    code, out, err = render(result, args.bucket, args.key, args.region, timeout_s)
+        try:
+            client = make_client(args.region, args.endpoint_url)
+        except BotoCoreError as error:  # e.g. ProfileNotFound: one line, no traceback
+            print(f"cannot use the deployer's AWS credentials: {error}", file=sys.stderr)
+            return 1
+        store: Store = S3Store(client, args.bucket, args.region)
+    else:
+        from infra.azure_blob import container_client
+
+        store = BlobStore(container_client(args.account_url, args.container), args.resource_group, args.vm_name)
+    result = wait(store, args.key, timeout_s, args.interval_seconds)
+    code, out, err = render_result(result, store, args.key, timeout_s)
     sys.stdout.write(out)
     sys.stdout.flush()
     sys.stderr.write(err)

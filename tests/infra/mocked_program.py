@@ -1,7 +1,8 @@
 """Runs the real Pulumi program under Pulumi's own mocks (no CLI, no cloud) and records what it registers.
 
-The mocks stand in for AWS: they answer the program's lookups (AMI parameter, instance type data, zone
-offerings) with fixed values and give every resource an id and the few output properties the program reads.
+The mocks stand in for AWS or Azure: they answer the program's lookups (AMI parameter, instance type data, zone
+offerings; the deployer's Azure client config) with fixed values and give every resource an id and the few
+output properties the program reads (Azure names are outputs: the provider autonames resources).
 """
 
 from __future__ import annotations
@@ -14,12 +15,22 @@ from pathlib import Path
 from typing import Any
 
 import pulumi
+from pulumi.runtime import settings
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PROGRAM_DIR = REPO_ROOT / "infra"
 FAKE_AMI = "ami-0123456789abcdef0"
 FAKE_ACCOUNT = "123456789012"
 GPU_ZONES = ["us-east-1f", "us-east-1b", "us-east-1d"]
+SUBSCRIPTION = "00000000-1111-2222-3333-444444444444"
+TENANT = "99999999-8888-7777-6666-555555555555"
+DEPLOYER_OBJECT_ID = "d0d0d0d0-0000-4000-8000-00000000d0d0"
+HOST_PRINCIPAL_ID = "a1a1a1a1-0000-4000-8000-00000000a1a1"
+VM_ID = "5e1f0c2a-7b3d-4e59-9a0b-1c2d3e4f5a6b"
+STORAGE_SUFFIX = "k3x9p2m7q4z8"
+MINIO_ACCESS_KEY = "ABCDEFGHIJ0123456789"
+MINIO_SECRET_KEY = "s3cr3tS3cr3tS3cr3tS3cr3tS3cr3tS3cr3tS3cr"
+AZURE_PUBLIC_IP = "20.51.0.7"
 
 
 @dataclass
@@ -87,18 +98,72 @@ class AwsMocks(pulumi.runtime.Mocks):
         raise AssertionError(f"the program made an invoke the mocks do not know: {args.token}")
 
 
+class AzureMocks(pulumi.runtime.Mocks):
+    """Azure-native as the program sees it: autonamed resources (names are outputs), ARM ids, the VM's identity."""
+
+    def __init__(self, run: ProgramRun) -> None:
+        self.run = run
+
+    def new_resource(self, args: pulumi.runtime.MockResourceArgs):
+        self.run.resources.append(Registered(args.typ, args.name, dict(args.inputs)))
+        state = dict(args.inputs)
+        inputs = args.inputs
+        name = f"{args.name}{'1a2b3c4'}"  # azure-native's autonaming: logical name + random suffix
+        rid = f"/subscriptions/{SUBSCRIPTION}/resourceGroups/{inputs.get('resourceGroupName', 'none')}/{args.name}"
+        if args.typ == "azure-native:resources:ResourceGroup":
+            rid = f"/subscriptions/{SUBSCRIPTION}/resourceGroups/{name}"
+        elif args.typ == "random:index/randomString:RandomString":
+            state["result"] = STORAGE_SUFFIX if args.name == "storage-suffix" else MINIO_ACCESS_KEY
+            name = rid = state["result"]
+        elif args.typ == "random:index/randomPassword:RandomPassword":
+            state["result"] = MINIO_SECRET_KEY
+            rid = "none"
+        elif args.typ == "azure-native:storage:StorageAccount":
+            name = inputs["accountName"]
+            rid = (f"/subscriptions/{SUBSCRIPTION}/resourceGroups/{inputs['resourceGroupName']}"
+                   f"/providers/Microsoft.Storage/storageAccounts/{name}")
+        elif args.typ == "azure-native:storage:BlobContainer":
+            name = inputs["containerName"]
+            rid = (f"/subscriptions/{SUBSCRIPTION}/resourceGroups/{inputs['resourceGroupName']}/providers"
+                   f"/Microsoft.Storage/storageAccounts/{inputs['accountName']}/blobServices/default/containers/{name}")
+        elif args.typ == "azure-native:network:PublicIPAddress":
+            state["ipAddress"] = AZURE_PUBLIC_IP
+        elif args.typ == "azure-native:compute:VirtualMachine":
+            state.update(vmId=VM_ID, identity={"type": "SystemAssigned", "principalId": HOST_PRINCIPAL_ID,
+                                               "tenantId": TENANT})
+        elif args.typ == "command:local:Command":
+            state.update(stdout=f"host {VM_ID} is ready", stderr="")
+        state.setdefault("name", name)
+        return [rid, state]
+
+    def call(self, args: pulumi.runtime.MockCallArgs):
+        self.run.invokes.append((args.token, dict(args.args)))
+        if args.token == "azure-native:authorization:getClientConfig":
+            return {"clientId": "04b07795-8ddb-461a-bbee-02f9e1bf7b46", "objectId": DEPLOYER_OBJECT_ID,
+                    "subscriptionId": SUBSCRIPTION, "tenantId": TENANT}
+        raise AssertionError(f"the program made an invoke the mocks do not know: {args.token}")
+
+
 def stack_file_config(stack: str = "aws") -> dict[str, str]:
     """The stack file's settings as `pulumi up` would pass them (structured values as JSON text)."""
     import yaml
 
-    raw = yaml.safe_load((REPO_ROOT / f"Pulumi.{stack}.yaml").read_text())["config"]
+    path = REPO_ROOT / f"Pulumi.{stack}.yaml"
+    if not path.exists():
+        return {}
+    raw = yaml.safe_load(path.read_text())["config"]
     return {key: value if isinstance(value, str) else json.dumps(value) for key, value in raw.items()}
 
 
 def run_program(overrides: dict[str, str] | None = None, stack: str = "aws", **mock_args) -> ProgramRun:
     """Run infra/ with the stack file's config plus overrides; return what was registered and exported."""
     run = ProgramRun()
-    pulumi.runtime.set_mocks(AwsMocks(run, **mock_args), project="deepracer-cloud", stack=stack, preview=False)
+    # A fresh root stack and output set per run: a program that failed (a test of a bad setting) leaves
+    # exports and outputs behind that the next run's wait would otherwise await, and fail on.
+    settings.ROOT.set(None)
+    mocks = AzureMocks(run) if stack == "azure" else AwsMocks(run, **mock_args)
+    pulumi.runtime.set_mocks(mocks, project="deepracer-cloud", stack=stack, preview=False)
+    settings.SETTINGS.outputs.clear()  # set_mocks leaves the last run's outputs to be awaited
 
     def record_options(args: pulumi.ResourceTransformationArgs) -> None:
         # Mocks never see resource options (retain_on_delete, ignore_changes); a stack transformation does.
@@ -106,7 +171,7 @@ def run_program(overrides: dict[str, str] | None = None, stack: str = "aws", **m
         return None
 
     pulumi.runtime.register_stack_transformation(record_options)
-    config = stack_file_config() if stack == "aws" else {}
+    config = stack_file_config(stack)
     config.update(overrides or {})
     pulumi.runtime.set_all_config(config)
     runpy.run_path(str(PROGRAM_DIR), run_name="__main__")

@@ -1,0 +1,38 @@
+"""Who may do what on Azure (pure: names in, ARM ids out): the data role on the models container.
+
+The VM's managed identity and the deployer each get Storage Blob Data Contributor on the one container that
+holds the models, nothing on the account, the resource group or the subscription. The account refuses shared
+keys, so these role assignments are the only way to its data.
+"""
+
+from __future__ import annotations
+
+# Built-in role: read, write and delete blobs and list containers' contents (no management-plane rights).
+STORAGE_BLOB_DATA_CONTRIBUTOR = "ba92f5b4-2d11-453d-a403-e96b0029c9fe"
+
+
+def role_definition_id(subscription_id: str, role: str = STORAGE_BLOB_DATA_CONTRIBUTOR) -> str:
+    return f"/subscriptions/{subscription_id}/providers/Microsoft.Authorization/roleDefinitions/{role}"
+
+
+def container_scope(subscription_id: str, resource_group: str, account: str, container: str) -> str:
+    """The ARM id of one blob container: the narrowest scope a storage data role can have short of a condition."""
+    return (f"/subscriptions/{subscription_id}/resourceGroups/{resource_group}/providers/Microsoft.Storage"
+            f"/storageAccounts/{account}/blobServices/default/containers/{container}")
+
+
+# Microsoft's public client apps a person signs in through: Azure CLI, Azure PowerShell, Visual Studio (Code).
+_USER_SIGN_IN_APPS = frozenset({
+    "04b07795-8ddb-461a-bbee-02f9e1bf7b46",
+    "1950a258-227b-4e31-a9cf-717495945fc2",
+    "872cd9fa-d31f-45e0-9eab-6e460a02d1f1",
+    "aebc6443-996d-45c2-90f0-388ff96faa56",
+})
+
+
+def deployer_principal_type(client_id: str) -> str:
+    """User when the deployer signed in through a Microsoft sign-in app (`az login`), else ServicePrincipal.
+
+    ARM refuses a role assignment whose principal type does not match the principal, and pulumi-azure-native
+    would send User for a CI pipeline's service principal if none were given."""
+    return "User" if client_id.lower() in _USER_SIGN_IN_APPS else "ServicePrincipal"
