@@ -19,6 +19,29 @@ _USER_ERRORS = (
 )
 
 
+def _positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a number above 0, got {text!r}")
+    return value
+
+
+def _watch_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--stall-minutes", type=_positive, default=20.0, metavar="N",
+                        help="flag the trainer when it saves no checkpoint for N minutes (default 20)")
+    parser.add_argument("--worker-minutes", type=_positive, default=5.0, metavar="M",
+                        help="flag a worker without a simulation step for M minutes (default 5)")
+    parser.add_argument("--eval-loop", type=lambda t: int(_positive(t)), default=20, metavar="K",
+                        help="flag worker 1 after K extra evaluations waiting for one checkpoint (default 20)")
+    parser.add_argument("--refresh", type=_positive, default=1.0, metavar="S",
+                        help="seconds between updates (default 1)")
+    parser.add_argument("--progress-every", type=_positive, default=30.0, metavar="S",
+                        help="seconds between progress reads from storage (default 30)")
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="deepracer", description="DeepRacer training on this host (also `python -m session`).")
@@ -60,6 +83,12 @@ def _parser() -> argparse.ArgumentParser:
     status = commands.add_parser("status", help="host readiness, what runs, and the run's progress")
     status.add_argument("--json", action="store_true", help="print the status as JSON")
     status.add_argument("--progress", action="store_true", help="read progress from storage even when idle")
+    status.add_argument("--follow", "-f", action="store_true", help="a live view of the running session (= watch)")
+    _watch_options(status)
+
+    watch = commands.add_parser("watch", help="live view: workers' episodes and steps/s, iterations, policy, best "
+                                              "checkpoint, GPU and disk, stalls with their likely cause")
+    _watch_options(watch)
 
     evaluate = commands.add_parser("evaluate", help="race the model N trials, print lap times, save them as JSON")
     evaluate.add_argument("--checkpoint", choices=["last", "best"], help="default: DR_EVAL_CHECKPOINT")

@@ -221,6 +221,11 @@ def _follow(engine, container, tail: Optional[int] = None) -> int:
 
 
 def status(args: argparse.Namespace) -> int:
+    if args.follow:
+        if args.json:
+            _err("deepracer: status --follow shows a live view; --json is for a single status")
+            return 2
+        return watch(args)
     # Kept light: when nothing runs this answers from Docker's socket and a local cache, without boto3.
     from session.status import as_json, render, run_status
 
@@ -276,6 +281,18 @@ def stop_evaluation(args: argparse.Namespace) -> int:
     print(json.dumps(result.to_dict(), indent=2) if args.json else ev.render_table(result))
     say(f"saved {host.storage.url(key)}")
     return 0
+
+
+def watch(args: argparse.Namespace) -> int:
+    """The live view until the run ends or Ctrl-C."""
+    from session.live import StallRules
+    from session.live_view import watch_run
+
+    loaded, _ = _load(args)
+    rules = StallRules(checkpoint_minutes=args.stall_minutes, worker_minutes=args.worker_minutes,
+                       evaluation_loop=args.eval_loop)
+    return watch_run(loaded.system, loaded.run, rules=rules, refresh_s=args.refresh,
+                     progress_every_s=args.progress_every)
 
 
 def increment(args: argparse.Namespace) -> int:

@@ -100,3 +100,11 @@ def test_status_through_the_cli_when_nothing_runs(workdir: Path, capsys, docker_
     assert result["run"]["model_prefix"] == "idle-model" and result["run"]["id"] == 4242
     assert main(["status"]) == 0
     assert "idle-model" in capsys.readouterr().out
+
+
+def test_watch_ends_by_itself_when_nothing_of_the_run_runs(workdir: Path, capsys, docker_engine: str, monkeypatch):
+    monkeypatch.setenv("DOCKER_HOST", docker_engine)
+    (workdir / "run.env").write_text("DR_RUN_ID=4343\nDR_LOCAL_S3_MODEL_PREFIX=idle-model\n")
+    assert main(["watch", "--refresh", "0.05", "--progress-every", "60"]) == 0
+    assert "idle-model" in capsys.readouterr().out
+    assert main(["status", "--follow", "--json"]) == 2
