@@ -32,7 +32,7 @@ step="start"
 log() { echo "[$(date -u +%FT%TZ)] $*"; }
 
 report() {
-  # The venv's boto3 once it exists; before that host-storage.py falls back to the AWS CLI.
+  # AWS: the venv's boto3 once it exists, else the AWS CLI. Azure: the standard library (IMDS + Blob REST).
   local python=python3
   [ -x "$VENV/bin/python" ] && python="$VENV/bin/python"
   "$python" "$BIN/host-storage.py" report "$1" "$2" || log "could not report '$1' to the bucket"
@@ -60,8 +60,9 @@ retry() {
 }
 
 apt_install() {
-  retry apt-get update -qq
-  retry apt-get install -y -qq --no-install-recommends "$@"
+  # A fresh Ubuntu VM runs unattended-upgrades at first boot: wait for its dpkg lock instead of failing.
+  retry apt-get -o DPkg::Lock::Timeout=600 update -qq
+  retry apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends "$@"
 }
 
 step_prepare() {
@@ -88,6 +89,7 @@ step_session_package() {
 
 step_gpu_runtime() {
   if ! nvidia-smi -L; then
+    # Plain Ubuntu (Azure): Canonical's signed, prebuilt modules for the running kernel load without a reboot.
     log "no working NVIDIA driver; installing the recommended server driver"
     apt_install ubuntu-drivers-common
     ubuntu-drivers install --gpgpu

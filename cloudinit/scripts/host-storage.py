@@ -1,12 +1,17 @@
 #!/usr/bin/env python3
-"""The host's two first-boot conversations with its bucket, before the session package exists.
+"""The host's two first-boot conversations with its bucket or blob container, before the session package exists.
 
-    host-storage.py get s3://bucket/key DEST        download one object (the session package)
-    host-storage.py report ready|failed STEP        write s3://<status url><instance-id>/bootstrap.json
+    host-storage.py get URL DEST                    download one object (the session package)
+    host-storage.py report ready|failed STEP        write <status url><instance-id>/bootstrap.json
+
+URL is s3://bucket/key on AWS and https://<account>.blob.core.windows.net/<container>/<blob> on Azure; the
+status URL in bootstrap.env has the same form, and its scheme says which cloud this is.
 
 The status object is what `pulumi up` waits for (infra/wait_ready.py reads it); `failed` carries the last
-lines of the bootstrap log so the deployer sees why without opening a shell. Uses boto3 when this Python
-has it (the bootstrap venv), else the AWS CLI that the Deep Learning AMI ships.
+lines of the bootstrap log so the deployer sees why without opening a shell. AWS: boto3 when this Python has
+it (the bootstrap venv), else the DLAMI's AWS CLI. Azure: the standard library only; instance id and managed
+identity token from IMDS, then the Blob REST API. A 403 for want of the data role is retried for a while: the
+stack assigns the role after it creates the VM, and Azure takes minutes to apply it.
 """
 
 from __future__ import annotations
@@ -18,6 +23,9 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
+import urllib.error
+import urllib.parse
 import urllib.request
 
 BOOTSTRAP_ENV = os.environ.get("DR_BOOTSTRAP_ENV", "/etc/deepracer/bootstrap.env")
@@ -25,6 +33,12 @@ LOG = os.environ.get("DR_BOOTSTRAP_LOG", "/var/log/deepracer-bootstrap.log")
 LOCAL_STATUS = os.environ.get("DR_BOOTSTRAP_STATUS", "/var/lib/deepracer/bootstrap.json")
 IMDS = os.environ.get("DR_IMDS_ENDPOINT", "http://169.254.169.254")
 TAIL_LINES = 40
+# Azure: the Blob REST version (bearer tokens need 2017-11-09 or later) and how long to wait for the role.
+BLOB_API_VERSION = "2021-08-06"
+STORAGE_RESOURCE = "https://storage.azure.com/"
+RETRY_SECONDS = float(os.environ.get("DR_STORAGE_RETRY_SECONDS", "1200"))
+RETRY_INTERVAL = float(os.environ.get("DR_STORAGE_RETRY_INTERVAL", "15"))
+_NOT_AUTHORIZED_YET = ("AuthorizationPermissionMismatch", "AuthorizationFailure")
 
 
 def read_env(path: str) -> dict:
@@ -40,12 +54,22 @@ def read_env(path: str) -> dict:
 
 def split_url(url: str) -> tuple:
     if not url.startswith("s3://") or "/" not in url[5:]:
-        raise SystemExit(f"host-storage: expected s3://bucket/key, got '{url}'")
+        raise SystemExit(f"host-storage: expected s3://bucket/key or https://<account>.blob.core.windows.net/"
+                         f"<container>/<blob>, got '{url}'")
     bucket, key = url[5:].split("/", 1)
     return bucket, key
 
 
-def instance_id() -> str:
+def is_blob_url(url: str) -> bool:
+    parts = urllib.parse.urlsplit(url)
+    return parts.scheme == "https" and bool(parts.netloc) and parts.path.count("/") >= 2
+
+
+def instance_id(azure: bool = False) -> str:
+    return azure_vm_id() if azure else ec2_instance_id()
+
+
+def ec2_instance_id() -> str:
     """EC2 instance id through IMDSv2 (the instance requires session tokens)."""
     token_request = urllib.request.Request(
         f"{IMDS}/latest/api/token", method="PUT", headers={"X-aws-ec2-metadata-token-ttl-seconds": "60"})
@@ -55,6 +79,86 @@ def instance_id() -> str:
         f"{IMDS}/latest/meta-data/instance-id", headers={"X-aws-ec2-metadata-token": token})
     with urllib.request.urlopen(id_request, timeout=5) as response:
         return response.read().decode().strip()
+
+
+def _imds_get(path: str) -> bytes:
+    """Azure's instance metadata service: no token, but the Metadata header (and no proxy)."""
+    request = urllib.request.Request(f"{IMDS}{path}", headers={"Metadata": "true"})
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    with opener.open(request, timeout=10) as response:
+        return response.read()
+
+
+def azure_vm_id() -> str:
+    """The VM's unique id (the vmId that `pulumi up` knows), from Azure's instance metadata service."""
+    return _imds_get("/metadata/instance/compute/vmId?api-version=2021-02-01&format=text").decode().strip()
+
+
+def azure_token() -> str:
+    """A token for Azure Storage, as the VM's system-assigned managed identity."""
+    query = urllib.parse.urlencode({"api-version": "2018-02-01", "resource": STORAGE_RESOURCE})
+    # IMDS answers 404 or 410 while the identity is still being set up on a new VM.
+    body = _with_retries("the managed identity's token", lambda: _imds_get(f"/metadata/identity/oauth2/token?{query}"),
+                         also=(404, 410))
+    return json.loads(body)["access_token"]
+
+
+def _error_code(error: urllib.error.HTTPError) -> str:
+    """Azure Storage names its error in a header (and in the XML body, which HEAD responses lack)."""
+    return error.headers.get("x-ms-error-code", "") if error.headers else ""
+
+
+def _with_retries(what: str, call, also: tuple = ()):
+    """Runs call() until it succeeds, retrying what heals by waiting: throttling, server errors, the network,
+    a data role that has not reached storage yet (403), and the HTTP statuses in `also`."""
+    deadline = time.monotonic() + RETRY_SECONDS
+    attempt = 0
+    while True:
+        attempt += 1
+        try:
+            return call()
+        except urllib.error.HTTPError as error:
+            code = _error_code(error)
+            retry = error.code >= 500 or error.code in (429, *also) or (error.code == 403 and code in _NOT_AUTHORIZED_YET)
+            reason = f"HTTP {error.code} {code or error.reason}"
+            if not retry or time.monotonic() >= deadline:
+                raise SystemExit(f"host-storage: {what}: {reason}") from None
+        except (urllib.error.URLError, OSError) as error:
+            reason = str(getattr(error, "reason", error))
+            if time.monotonic() >= deadline:
+                raise SystemExit(f"host-storage: {what}: {reason}") from None
+        print(f"host-storage: {what}: {reason}; retrying (attempt {attempt})", file=sys.stderr, flush=True)
+        time.sleep(min(RETRY_INTERVAL, max(0.0, deadline - time.monotonic())))
+
+
+def _blob_request(method: str, url: str, token: str, data: bytes = None, content_type: str = "") -> urllib.request.Request:
+    headers = {"Authorization": f"Bearer {token}", "x-ms-version": BLOB_API_VERSION,
+               "x-ms-date": datetime.datetime.now(datetime.timezone.utc).strftime("%a, %d %b %Y %H:%M:%S GMT")}
+    if method == "PUT":
+        headers.update({"x-ms-blob-type": "BlockBlob", "Content-Type": content_type or "application/octet-stream",
+                        "Content-Length": str(len(data or b""))})
+    return urllib.request.Request(url, data=data, method=method, headers=headers)
+
+
+def blob_get(url: str, dest: str) -> None:
+    token = azure_token()
+
+    def download() -> None:
+        with urllib.request.urlopen(_blob_request("GET", url, token), timeout=60) as response, \
+                open(dest, "wb") as out:
+            shutil.copyfileobj(response, out, 1024 * 1024)
+
+    _with_retries(f"GET {url}", download)
+
+
+def blob_put(url: str, body: bytes, content_type: str) -> None:
+    token = azure_token()
+
+    def upload() -> None:
+        with urllib.request.urlopen(_blob_request("PUT", url, token, body, content_type), timeout=60):
+            pass
+
+    _with_retries(f"PUT {url}", upload)
 
 
 def log_tail(path: str, lines: int = TAIL_LINES) -> str:
@@ -81,13 +185,17 @@ def _has_boto3() -> bool:
 
 
 def get(url: str, dest: str, region: str) -> None:
-    bucket, key = split_url(url)
+    azure = is_blob_url(url)
+    if not azure:
+        bucket, key = split_url(url)
     directory = os.path.dirname(os.path.abspath(dest))
     os.makedirs(directory, exist_ok=True)
     handle, partial = tempfile.mkstemp(dir=directory, prefix=".download-")
     os.close(handle)
     try:
-        if _has_boto3():
+        if azure:
+            blob_get(url, partial)
+        elif _has_boto3():
             _client(region).download_file(bucket, key, partial)
         else:
             subprocess.run(["aws", "s3", "cp", "--only-show-errors", "--region", region, url, partial], check=True)
@@ -103,12 +211,17 @@ def status_document(state: str, step: str, host_id: str, now: datetime.datetime,
 
 
 def report(state: str, step: str, status_url: str, region: str) -> str:
-    host_id = instance_id()
+    azure = is_blob_url(status_url)
+    host_id = instance_id(azure)
     document = status_document(state, step, host_id, datetime.datetime.now(datetime.timezone.utc), log_tail(LOG))
     body = json.dumps(document, indent=2).encode()
     os.makedirs(os.path.dirname(LOCAL_STATUS), exist_ok=True)
     with open(LOCAL_STATUS, "wb") as handle:
         handle.write(body)
+    if azure:
+        url = f"{status_url}{host_id}/bootstrap.json"
+        blob_put(url, body, "application/json")
+        return url
     bucket, prefix = split_url(status_url)
     key = f"{prefix}{host_id}/bootstrap.json"
     if _has_boto3():

@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Scratch space on /mnt for simulation data, MinIO and logs: the instance-store NVMe when the VM has one
-# (fast, free, wiped on stop), otherwise a directory on the root volume. Runs on every boot; safe to rerun.
+# (fast, free, wiped on stop), Azure's temp disk (cloud-init mounts it on /mnt itself; wiped on deallocation),
+# otherwise a directory on the root volume. Runs on every boot; safe to rerun.
 set -euo pipefail
 
 SCRATCH=/mnt
 DLAMI_MOUNT=/opt/dlami/nvme   # where the Deep Learning AMI mounts instance store itself
-OWNER=${DR_SCRATCH_OWNER:-ubuntu}
+OWNER=${DR_SCRATCH_OWNER:-${DR_HOST_USER:-ubuntu}}
 
 log() { echo "scratch-disk: $*"; }
 
@@ -23,6 +24,7 @@ instance_store_device() {
 }
 
 if mountpoint -q "$SCRATCH"; then
+  # Azure's temp disk (cloud-init's mounts module), or an earlier run of this script: leave it as it is.
   log "$SCRATCH is already mounted ($(findmnt -no SOURCE "$SCRATCH"))"
 elif mountpoint -q "$DLAMI_MOUNT"; then
   mkdir -p "$SCRATCH"

@@ -137,4 +137,137 @@ def test_wrong_usage_exits_2(host: dict, args: list):
 def test_a_url_that_is_not_s3_is_named(host: dict):
     result = run(host, "get", "https://example.com/x", str(host["dir"] / "x"))
     assert result.returncode != 0
-    assert "expected s3://bucket/key, got 'https://example.com/x'" in result.stderr
+    assert "expected s3://bucket/key or https://<account>.blob.core.windows.net/<container>/<blob>, got 'https://example.com/x'" in result.stderr
+
+
+# -- Azure: Azurite's Blob service over HTTPS with bearer tokens, a stand-in IMDS for the VM id and tokens --------
+
+from tests.azure_fakes import (VM_ID, FakeCredential, RefusingBlobServer, host_env,  # noqa: E402
+                               refusing_blob_server)
+
+
+@pytest.fixture()
+def azure_host(tmp_path: Path, azurite, azure_imds, azure_cert):
+    """A container, a bootstrap.env with blob URLs into it (as infra/azure.py renders them), and the host's env."""
+    container = azurite.new_container()
+    base = f"{container.url}/"
+    (tmp_path / "bootstrap.env").write_text(
+        f"# test\nDR_SESSION_PACKAGE_URL={base}bootstrap/session.tar.gz\nDR_STATUS_URL={base}hosts/\n"
+        "DR_HOST_USER=azureuser\n")
+    log = tmp_path / "deepracer-bootstrap.log"
+    env = host_env(azure_imds, azure_cert[0], DR_BOOTSTRAP_ENV=str(tmp_path / "bootstrap.env"),
+                   DR_BOOTSTRAP_LOG=str(log), DR_BOOTSTRAP_STATUS=str(tmp_path / "state" / "bootstrap.json"))
+    return {"container": container, "base": base, "env": env, "log": log, "dir": tmp_path, "imds": azure_imds}
+
+
+def test_azure_get_downloads_the_package_with_the_managed_identity(azure_host: dict):
+    payload = os.urandom(3_000_000)
+    azure_host["container"].upload_blob("bootstrap/session.tar.gz", payload)
+    dest = azure_host["dir"] / "opt" / "session.tar.gz"
+    result = run(azure_host, "get", f"{azure_host['base']}bootstrap/session.tar.gz", str(dest))
+    assert result.returncode == 0, result.stderr
+    assert dest.read_bytes() == payload
+    assert [p.name for p in dest.parent.iterdir()] == ["session.tar.gz"]
+    (token_request,) = azure_host["imds"].token_requests
+    assert token_request == {"api-version": "2018-02-01", "resource": "https://storage.azure.com/"}
+
+
+def test_azure_get_of_a_missing_blob_fails_at_once_and_leaves_nothing(azure_host: dict):
+    dest = azure_host["dir"] / "opt" / "session.tar.gz"
+    result = run(azure_host, "get", f"{azure_host['base']}bootstrap/missing.tar.gz", str(dest))
+    assert result.returncode != 0
+    assert "HTTP 404 BlobNotFound" in result.stderr and "retrying" not in result.stderr
+    assert list(dest.parent.iterdir()) == []
+
+
+def test_azure_token_is_retried_while_the_identity_warms_up(azure_host: dict):
+    azure_host["container"].upload_blob("bootstrap/session.tar.gz", b"package")
+    azure_host["imds"].warming_up = 2
+    dest = azure_host["dir"] / "session.tar.gz"
+    result = run(azure_host, "get", f"{azure_host['base']}bootstrap/session.tar.gz", str(dest))
+    assert result.returncode == 0, result.stderr
+    assert len(azure_host["imds"].token_requests) == 3
+    assert result.stderr.count("the managed identity's token: HTTP 404") == 2
+
+
+def test_azure_ready_report_is_what_pulumi_up_waits_for(azure_host: dict):
+    from infra.wait_ready import BlobStore, wait
+
+    azure_host["log"].write_text("step prepare\nhost ready\n")
+    result = run(azure_host, "report", "ready", "ready")
+    assert result.returncode == 0, result.stderr
+    key = f"hosts/{VM_ID}/bootstrap.json"
+    assert f"{azure_host['base']}{key}" in result.stdout
+
+    outcome = wait(BlobStore(azure_host["container"]), key, timeout_s=0, interval_s=1, sleep=pytest.fail)
+    assert outcome.outcome is Outcome.READY
+    assert outcome.status.instance_id == VM_ID and outcome.status.log_tail == ""
+    blob = azure_host["container"].get_blob_client(key).get_blob_properties()
+    assert blob.content_settings.content_type == "application/json"
+
+
+def test_azure_failed_report_carries_the_step_and_the_log_tail(azure_host: dict):
+    from infra.wait_ready import BlobStore, wait
+
+    azure_host["log"].write_text("".join(f"line {n}\n" for n in range(100)) + "nvidia-smi: no devices found\n")
+    assert run(azure_host, "report", "failed", "gpu-runtime").returncode == 0
+    outcome = wait(BlobStore(azure_host["container"]), f"hosts/{VM_ID}/bootstrap.json", timeout_s=0,
+                   interval_s=1, sleep=pytest.fail)
+    assert outcome.outcome is Outcome.FAILED and outcome.status.step == "gpu-runtime"
+    tail = outcome.status.log_tail.splitlines()
+    assert len(tail) == 40 and tail[-1] == "nvidia-smi: no devices found"
+
+
+@pytest.fixture()
+def refusing(azure_cert):
+    yield from refusing_blob_server(*azure_cert, RefusingBlobServer(body=b"the package"))
+
+
+def test_azure_get_waits_for_the_role_assignment_to_reach_storage(tmp_path: Path, azure_imds, azure_cert, refusing):
+    refusing.refusals = 3
+    dest = tmp_path / "session.tar.gz"
+    env = host_env(azure_imds, azure_cert[0], DR_BOOTSTRAP_ENV=str(tmp_path / "none.env"))
+    (tmp_path / "none.env").write_text("")
+    result = subprocess.run([sys.executable, str(SCRIPT), "get", f"{refusing.url}/models/bootstrap/session.tar.gz",
+                             str(dest)], env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert dest.read_bytes() == b"the package"
+    assert result.stderr.count("HTTP 403 AuthorizationPermissionMismatch; retrying") == 3
+    method, headers = refusing.requests[-1]
+    assert method == "GET" and headers["authorization"].startswith("Bearer ey")
+    assert headers["x-ms-version"] >= "2017-11-09"  # bearer tokens need this version or later
+
+
+def test_azure_report_puts_a_block_blob(tmp_path: Path, azure_imds, azure_cert, refusing):
+    refusing.refusals = 1
+    (tmp_path / "bootstrap.env").write_text(f"DR_STATUS_URL={refusing.url}/models/hosts/\n")
+    env = host_env(azure_imds, azure_cert[0], DR_BOOTSTRAP_ENV=str(tmp_path / "bootstrap.env"),
+                   DR_BOOTSTRAP_LOG=str(tmp_path / "log"), DR_BOOTSTRAP_STATUS=str(tmp_path / "status.json"))
+    result = subprocess.run([sys.executable, str(SCRIPT), "report", "ready", "ready"], env=env, capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    method, headers = refusing.requests[-1]
+    assert method == "PUT" and headers["x-ms-blob-type"] == "BlockBlob"
+    assert headers["content-type"] == "application/json"
+    assert json.loads(refusing.received)["instance_id"] == VM_ID
+
+
+@pytest.mark.parametrize("status, code", [(403, "AuthenticationFailed"), (403, "AuthorizationSourceIPMismatch"),
+                                          (400, "InvalidHeaderValue")])
+def test_azure_errors_that_waiting_cannot_fix_fail_at_once(tmp_path: Path, azure_imds, azure_cert, refusing,
+                                                           status, code):
+    refusing.refusals, refusing.status, refusing.code = 5, status, code
+    env = host_env(azure_imds, azure_cert[0], DR_BOOTSTRAP_ENV=str(tmp_path / "none.env"))
+    (tmp_path / "none.env").write_text("")
+    result = subprocess.run([sys.executable, str(SCRIPT), "get", f"{refusing.url}/models/x", str(tmp_path / "x")],
+                            env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode != 0
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"host-storage: GET {refusing.url}/models/x: HTTP {status} {code}")
+    assert len(refusing.requests) == 1
+
+
+def test_azure_credential_never_comes_from_an_sdk(tmp_path: Path):
+    """The host runs this before any venv exists: the standard library only."""
+    text = SCRIPT.read_text()
+    assert "azure" not in " ".join(line for line in text.splitlines() if line.lstrip().startswith(("import", "from")))

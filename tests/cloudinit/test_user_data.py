@@ -74,7 +74,7 @@ def test_only_known_top_level_keys(user_data: str):
 
 def test_fits_ec2_user_data_limit_with_room_to_grow(user_data: str):
     size = len(user_data.encode())
-    assert size < EC2_USER_DATA_LIMIT * 0.75, f"{size} bytes: close to EC2's {EC2_USER_DATA_LIMIT}"
+    assert size < EC2_USER_DATA_LIMIT * 0.85, f"{size} bytes: close to EC2's {EC2_USER_DATA_LIMIT}"
 
 
 def test_rendering_is_deterministic():
