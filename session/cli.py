@@ -16,6 +16,8 @@ _USER_ERRORS = (
     ("session.training", "TrainingError"),
     ("session.increment", "IncrementError"),
     ("session.minio", "MinioError"),
+    ("session.models", "ModelError"),
+    ("session.droa", "DroaError"),
 )
 
 
@@ -111,6 +113,40 @@ def _parser() -> argparse.ArgumentParser:
     logs.add_argument("worker", nargs="?", type=int, help="worker number (default 1)")
     logs.add_argument("--follow", "-f", action="store_true", help="keep printing new lines (Ctrl-C to end)")
     logs.add_argument("--tail", type=int, help="only the last N lines")
+
+    models = commands.add_parser("models", help="the bucket's models: list, show, export, car-package, download")
+    actions = models.add_subparsers(dest="models_command", metavar="ACTION", required=True)
+    listing = actions.add_parser("list", help="every model with its iterations, last/best checkpoints, size, date")
+    listing.add_argument("--json", action="store_true", help="print the models as JSON")
+    show = actions.add_parser("show", help="a model's metadata, hyperparameters, reward-function hash, checkpoints")
+    show.add_argument("prefix", help="the model's prefix (or a console/DRoA model's root)")
+    show.add_argument("--json", action="store_true", help="print the details as JSON")
+    export = actions.add_parser("export", help="one checkpoint packaged as DRoA imports it: to s3://... or a folder")
+    export.add_argument("prefix")
+    export.add_argument("--to", required=True, metavar="s3://BUCKET/PREFIX|DIR", help="where the package goes")
+    export.add_argument("--checkpoint", default="last", help="last, best or a number (default last)")
+    export.add_argument("--as", dest="location", metavar="s3://BUCKET/PREFIX",
+                        help="for a folder: the S3 location its training_params.yaml should name")
+    export.add_argument("--overwrite", action="store_true", help="write into a target that already holds files")
+    export.add_argument("--json", action="store_true", help="print the result as JSON")
+    car = actions.add_parser("car-package", help="the physical car's model tar.gz (model_metadata.json, agent/model.pb)")
+    car.add_argument("prefix")
+    car.add_argument("--checkpoint", default="last", help="last, best or a number (default last)")
+    car.add_argument("--out", metavar="FILE", help="default: <prefix>-<checkpoint>.tar.gz in this folder")
+    download = actions.add_parser("download", help="bring a model from s3://... into the bucket as a pretrained base")
+    download.add_argument("source", metavar="s3://BUCKET/PREFIX")
+    download.add_argument("prefix", help="its prefix in the working bucket")
+    download.add_argument("--overwrite", action="store_true", help="write into a prefix that already holds files")
+    imp = actions.add_parser("import-droa", help="export a model and import it into a DeepRacer on AWS install")
+    imp.add_argument("prefix")
+    imp.add_argument("--url", help="the DRoA web app's address (default: DR_DROA_URL)")
+    imp.add_argument("--username",
+                     help="DRoA user (default: DR_DROA_USERNAME); password: $DR_DROA_PASSWORD or asked, never stored")
+    imp.add_argument("--checkpoint", default="last", help="last, best or a number (default last)")
+    imp.add_argument("--name", help="DRoA model name (default: the prefix, made DRoA-safe)")
+    imp.add_argument("--description", default="")
+    imp.add_argument("--wait", action="store_true", help="wait until DRoA has validated the model")
+    imp.add_argument("--timeout", type=float, default=1800.0, help="seconds --wait waits (default 1800)")
 
     increment = commands.add_parser("increment", help="continue from the current model under the next prefix")
     increment.add_argument("--checkpoint", default="last", help="last, best or a number (default last)")

@@ -295,6 +295,13 @@ def watch(args: argparse.Namespace) -> int:
                      progress_every_s=args.progress_every)
 
 
+def models(args: argparse.Namespace) -> int:
+    from session.model_commands import models as run_models
+
+    loaded, _ = _load(args, quiet=getattr(args, "json", False))
+    return run_models(args, loaded, _storage(loaded.system))
+
+
 def increment(args: argparse.Namespace) -> int:
     from session.increment import increment as do_increment
 
