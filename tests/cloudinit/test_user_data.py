@@ -180,3 +180,93 @@ def test_bootstrap_refuses_an_unknown_step_before_doing_anything():
         assert f"step_{step.replace('-', '_')}() {{" in text, f"step {step} has no function"
     assert "session-package" in steps  # deepracer-update runs this one
     assert "bootstrap.sh session-package" in (CLOUDINIT_DIR / "scripts" / "deepracer-update.sh").read_text()
+
+
+# -- Azure: the same cloudinit/, rendered with the blob container, MinIO's credentials and the admin user ---------
+
+from infra.bootstrap import AZURE_CUSTOM_DATA_LIMIT, azure_custom_data  # noqa: E402
+
+BLOB = "https://deepracerk3x9p2m7q4z8.blob.core.windows.net/models/"
+AZURE_HOST = HostConfig(
+    cloud="azure", region="us-east-1", bucket="models",
+    simapp_image="awsdeepracercommunity/deepracer-simapp:6.0.4-gpu", workers=3,
+    session_package_url=f"{BLOB}bootstrap/session.tar.gz", status_url=f"{BLOB}hosts/", host_user="azureuser",
+    minio_access_key="ABCDEFGHIJ0123456789", minio_secret_key="s3cr3tS3cr3tS3cr3tS3cr3tS3cr3tS3cr3tS3cr",
+    azure_storage_account="deepracerk3x9p2m7q4z8", azure_blob_container="models")
+
+
+@pytest.fixture(scope="module")
+def azure_user_data() -> str:
+    return render_user_data(AZURE_HOST)
+
+
+def test_cloud_init_schema_checker_accepts_the_azure_custom_data(azure_user_data: str, tmp_path: Path):
+    path = tmp_path / "custom-data"
+    path.write_text(azure_user_data)
+    result = subprocess.run(["cloud-init", "schema", "-c", str(path)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert set(yaml.safe_load(azure_user_data)) <= KNOWN_TOP_LEVEL_KEYS
+
+
+def test_schema_checker_checks_the_deferred_file(azure_user_data: str, tmp_path: Path):
+    """`defer` is ours on Azure only: the checker knows it and rejects a wrong type."""
+    broken = yaml.safe_load(azure_user_data)
+    broken["write_files"][0]["defer"] = "later"
+    path = tmp_path / "custom-data"
+    path.write_text("#cloud-config\n" + yaml.safe_dump(broken))
+    assert subprocess.run(["cloud-init", "schema", "-c", str(path)], capture_output=True).returncode != 0
+
+
+def test_custom_data_fits_azures_limit_as_azure_counts_it(azure_user_data: str):
+    encoded = azure_custom_data(AZURE_HOST)
+    decoded = base64.b64decode(encoded, validate=True)
+    assert decoded == azure_user_data.encode()
+    # Azure decodes customData and allows 65535 bytes of the result; ours is a fraction of it.
+    assert len(decoded) < AZURE_CUSTOM_DATA_LIMIT * 0.3, len(decoded)
+
+
+def test_azure_system_env_holds_minio_and_the_container_for_root_and_the_login_user(azure_user_data: str):
+    entry = files_of(azure_user_data)["/etc/deepracer/system.env"]
+    assert parse_env(entry["content"]) == {
+        "DR_CLOUD": "azure", "DR_AWS_APP_REGION": "us-east-1", "DR_LOCAL_S3_BUCKET": "models",
+        "DR_UPLOAD_S3_BUCKET": "not-defined", "DR_SIMAPP_SOURCE": "awsdeepracercommunity/deepracer-simapp",
+        "DR_SIMAPP_VERSION": "6.0.4-gpu", "DR_WORKERS": "3", "DR_LOCAL_ACCESS_KEY_ID": "ABCDEFGHIJ0123456789",
+        "DR_LOCAL_SECRET_ACCESS_KEY": "s3cr3tS3cr3tS3cr3tS3cr3tS3cr3tS3cr3tS3cr",
+        "DR_AZURE_STORAGE_ACCOUNT": "deepracerk3x9p2m7q4z8", "DR_AZURE_BLOB_CONTAINER": "models"}
+    # The owner's group is the login user, created by cloud-init after write_files: so written at the final stage.
+    assert (entry["permissions"], entry["owner"], entry["defer"]) == ("0640", "root:azureuser", True)
+
+
+def test_azure_bootstrap_env_has_blob_urls_and_no_aws_region(azure_user_data: str):
+    assert parse_env(files_of(azure_user_data)["/etc/deepracer/bootstrap.env"]["content"]) == {
+        "DR_SESSION_PACKAGE_URL": f"{BLOB}bootstrap/session.tar.gz", "DR_STATUS_URL": f"{BLOB}hosts/",
+        "DR_HOST_USER": "azureuser"}
+
+
+def test_both_clouds_run_the_same_scripts_and_units(azure_user_data: str, user_data: str):
+    aws, azure = files_of(user_data), files_of(azure_user_data)
+    for source in SCRIPTS + UNITS:
+        path = f"/opt/deepracer/bin/{source.name}" if source in SCRIPTS else f"/etc/systemd/system/{source.name}"
+        assert azure[path]["content"] == aws[path]["content"] == source.read_text()
+    assert yaml.safe_load(azure_user_data)["runcmd"] == yaml.safe_load(user_data)["runcmd"]
+
+
+@pytest.mark.parametrize("field", ["minio_access_key", "minio_secret_key", "azure_storage_account",
+                                   "azure_blob_container"])
+def test_an_azure_host_without_its_storage_values_is_refused(field: str):
+    with pytest.raises(ValueError, match="expected a value for an Azure host"):
+        render_user_data(HostConfig(**{**AZURE_HOST.__dict__, field: None}))
+
+
+def test_a_secret_that_bash_would_misread_is_refused():
+    with pytest.raises(ValueError, match="DR_LOCAL_SECRET_ACCESS_KEY: expected letters"):
+        render_user_data(HostConfig(**{**AZURE_HOST.__dict__, "minio_secret_key": "a$b c"}))
+
+
+def test_scratch_unit_waits_for_azures_temp_disk_and_knows_the_login_user():
+    unit = configparser.ConfigParser(strict=False)
+    unit.read(CLOUDINIT_DIR / "units" / "deepracer-scratch.service")
+    assert unit["Unit"]["RequiresMountsFor"] == "/mnt"
+    assert unit["Service"]["EnvironmentFile"] == "-/etc/deepracer/bootstrap.env"
+    script = (CLOUDINIT_DIR / "scripts" / "scratch-disk.sh").read_text()
+    assert 'OWNER=${DR_SCRATCH_OWNER:-${DR_HOST_USER:-ubuntu}}' in script

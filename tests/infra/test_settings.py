@@ -74,3 +74,67 @@ def test_spot_with_a_price_cap():
 @pytest.mark.parametrize("vcpus, workers", [(4, 1), (8, 3), (16, 7), (32, 8), (2, 1)])
 def test_workers_from_vcpus(vcpus, workers):
     assert workers_for_vcpus(vcpus) == workers
+
+
+# -- Azure ------------------------------------------------------------------------------------------------------
+
+from infra.settings import load_azure  # noqa: E402
+
+AZURE_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGx2cGaqZmVnJz0xB0dZ0m8Tq0sTlKk2rDqRz4jJtXyz builder@laptop"
+
+
+def load_az(overrides=None):
+    config = stack_file_config("azure")
+    config.update({"deepracer-cloud:sshPublicKey": AZURE_KEY, **(overrides or {})})
+    return load_azure("azure", config.get)
+
+
+def test_azure_stack_file_defaults():
+    s = load_az()
+    assert (s.location, s.vm_size, s.priority, s.os_disk_gb) == ("eastus", "Standard_NC8as_T4_v3", "regular", 150)
+    assert s.simapp == "awsdeepracercommunity/deepracer-simapp:6.0.4-gpu" and s.ubuntu_version == "24.04"
+    assert (s.admin_username, s.ssh_public_key, s.ssh_allowed_cidrs) == ("azureuser", AZURE_KEY, ())
+    assert s.keep_storage_on_destroy is True and s.spot_max_price is None and s.workers is None
+    assert s.ready_timeout_minutes == 45
+
+
+def test_azure_missing_keys_take_the_same_defaults_as_the_stack_file():
+    assert load_azure("azure", {"deepracer-cloud:sshPublicKey": AZURE_KEY}.get) == load_az()
+
+
+@pytest.mark.parametrize("key, value, expected", [
+    ("deepracer-cloud:sshPublicKey", "", "expected an OpenSSH RSA or Ed25519 public key (required on Azure"),
+    ("deepracer-cloud:sshPublicKey", "ecdsa-sha2-nistp256 AAAAE2VjZHNh me", "expected an OpenSSH RSA or Ed25519"),
+    ("deepracer-cloud:priority", "low", "expected one of regular, spot, got 'low'"),
+    ("deepracer-cloud:spotMaxPrice", "0.3", "expected no value unless priority is spot"),
+    ("deepracer-cloud:vmSize", "NC8as_T4_v3", "expected an Azure VM size such as Standard_NC8as_T4_v3"),
+    ("deepracer-cloud:osDiskGb", "30", "expected a whole number from 100 to 4095, got '30'"),
+    ("deepracer-cloud:adminUsername", "admin", "expected a user name Azure allows"),
+    ("deepracer-cloud:adminUsername", "Racer", "expected a Linux user name such as azureuser"),
+    ("deepracer-cloud:sshAllowedCidrs", '["0.0.0.0/0"]', "not the whole internet"),
+    ("deepracer-cloud:keepStorageOnDestroy", "perhaps", "expected true or false, got 'perhaps'"),
+    ("deepracer-cloud:ubuntuVersion", "20.04", "expected one of 22.04, 24.04, got '20.04'"),
+    ("deepracer-cloud:workers", "9", "expected a whole number from 1 to 8, got '9'"),
+    ("azure-native:location", "East US", "expected an Azure location such as eastus"),
+])
+def test_azure_bad_values_name_file_key_and_expectation(key, value, expected):
+    with pytest.raises(SettingsError) as raised:
+        load_az({key: value})
+    message = str(raised.value)
+    assert message.startswith(f"Pulumi.azure.yaml: {key}: ")
+    assert expected in message
+    assert "\n" not in message
+
+
+def test_a_vm_size_outside_the_table_needs_workers_and_says_so():
+    with pytest.raises(SettingsError) as raised:
+        load_az({"deepracer-cloud:vmSize": "Standard_ND96asr_v4"})
+    assert str(raised.value) == (
+        "Pulumi.azure.yaml: deepracer-cloud:workers: expected a number of workers from 1 to 8 for vmSize "
+        "Standard_ND96asr_v4, whose vCPUs this project does not know, got None")
+
+
+def test_azure_spot_with_a_price_cap_and_a_size_outside_the_table_with_workers():
+    s = load_az({"deepracer-cloud:priority": "spot", "deepracer-cloud:spotMaxPrice": "0.25",
+                 "deepracer-cloud:vmSize": "Standard_ND96asr_v4", "deepracer-cloud:workers": "6"})
+    assert (s.priority, s.spot_max_price, s.vm_size, s.workers) == ("spot", "0.25", "Standard_ND96asr_v4", 6)

@@ -310,3 +310,219 @@ def test_boto3_is_imported_lazily():
 def test_status_without_instance_id_falls_back_to_the_key():
     status = wait_ready.parse_status(b'{"state": "ready"}', "b", KEY)
     assert status.instance_id == INSTANCE_ID and status.log == "/var/log/deepracer-bootstrap.log"
+
+
+# -- Azure: the status blob in a container, read with azure-storage-blob (Azurite over HTTPS) -------------------
+
+from azure.core.exceptions import ClientAuthenticationError, HttpResponseError  # noqa: E402
+
+from infra import blob_upload  # noqa: E402
+from infra.wait_ready import BlobStore, render_result, wait  # noqa: E402
+from tests.azure_fakes import VM_ID  # noqa: E402
+
+BLOB_KEY = f"hosts/{VM_ID}/bootstrap.json"
+AZ_READY = {**READY, "instance_id": VM_ID}
+AZ_FAILED = {**FAILED, "instance_id": VM_ID}
+
+
+@pytest.fixture
+def container(azurite):
+    return azurite.new_container()
+
+
+def put_blob(container, body) -> None:
+    data = body if isinstance(body, bytes) else json.dumps(body).encode()
+    container.upload_blob(BLOB_KEY, data, overwrite=True)
+
+
+class Refusing:
+    """A container whose reads (and uploads) raise the given errors first, then go to the real one."""
+
+    def __init__(self, real, errors: list[Exception]) -> None:
+        self.real, self.errors, self.url = real, list(errors), real.url
+
+    def download_blob(self, key):
+        if self.errors:
+            raise self.errors.pop(0)
+        return self.real.download_blob(key)
+
+    def upload_blob(self, *args, **kwargs):
+        if self.errors:
+            raise self.errors.pop(0)
+        return self.real.upload_blob(*args, **kwargs)
+
+
+def storage_error(status: int, code: str) -> HttpResponseError:
+    error = HttpResponseError(message=f"{code} from storage")
+    error.status_code, error.error_code = status, code
+    return error
+
+
+def test_blob_ready_is_picked_up_mid_wait(container):
+    def host_reports_after_two_sleeps(fake: FakeTime) -> None:
+        if len(fake.sleeps) == 2:
+            put_blob(container, AZ_READY)
+
+    fake = FakeTime(on_sleep=host_reports_after_two_sleeps)
+    result = wait(BlobStore(container), BLOB_KEY, 600, 10, clock=fake.clock, sleep=fake.sleep, say=lambda _: None)
+    assert result.outcome is Outcome.READY and result.status.instance_id == VM_ID
+    assert render_result(result, BlobStore(container), BLOB_KEY, 600)[1] == \
+        f"host {VM_ID} is ready (2026-11-25T01:02:03Z)\n"
+
+
+def test_blob_failed_names_the_step_and_how_to_read_the_log(container):
+    put_blob(container, AZ_FAILED)
+    store = BlobStore(container, "deepracer-host1a2b3c4", "host1a2b3c4")
+    result = wait(store, BLOB_KEY, 600, 10, sleep=pytest.fail)
+    code, out, err = render_result(result, store, BLOB_KEY, 600)
+    assert code == 1 and out == ""
+    assert err.splitlines()[0] == (
+        f"host {VM_ID} failed at step pull-image; see /var/log/deepracer-bootstrap.log on the host (az vm "
+        "run-command invoke -g deepracer-host1a2b3c4 -n host1a2b3c4 --command-id RunShellScript --scripts "
+        "'tail -n 100 /var/log/deepracer-bootstrap.log')")
+    assert err.splitlines()[-1] == "step pull-image failed (exit 1)"
+
+
+def test_blob_missing_is_polled_until_the_timeout(container):
+    fake = FakeTime()
+    said: list[str] = []
+    store = BlobStore(container)
+    result = wait(store, BLOB_KEY, 120, 10, clock=fake.clock, sleep=fake.sleep, say=said.append)
+    assert result.outcome is Outcome.TIMEOUT and sum(fake.sleeps) == 120
+    assert said == [f"waiting for the host to report in {container.url}/{BLOB_KEY}: 1m00s of 2m00s"]
+    code, _, err = render_result(result, store, BLOB_KEY, 120)
+    assert code == 1 and err.count("\n") == 1 and "timed out after 2m00s" in err
+
+
+def test_missing_container_fails_at_once(azurite):
+    store = BlobStore(azurite.container("no-such-container"))
+    result = wait(store, BLOB_KEY, 600, 10, sleep=pytest.fail)
+    assert result.outcome is Outcome.ERROR
+    assert result.error == f"container {store.container.url} does not exist; check the stack's storage outputs"
+
+
+def test_unreadable_status_blob_is_named(container):
+    put_blob(container, b'{"state": "booting"}')
+    result = wait(BlobStore(container), BLOB_KEY, 600, 10, sleep=pytest.fail)
+    assert result.outcome is Outcome.ERROR
+    assert f"status object {container.url}/{BLOB_KEY} has state 'booting'" in result.error
+
+
+def test_a_new_role_assignment_is_waited_for(container):
+    put_blob(container, AZ_READY)
+    refusing = Refusing(container, [storage_error(403, "AuthorizationPermissionMismatch")] * 3)
+    fake = FakeTime()
+    said: list[str] = []
+    result = wait(BlobStore(refusing), BLOB_KEY, 600, 10, clock=fake.clock, sleep=fake.sleep, say=said.append)
+    assert result.outcome is Outcome.READY and fake.sleeps == [10, 10, 10]
+    assert len(said) == 1 and said[0].startswith("Blob storage not answering yet (AuthorizationPermissionMismatch")
+
+
+def test_a_role_that_never_arrives_ends_the_wait_with_what_to_check(container):
+    refusing = Refusing(container, [storage_error(403, "AuthorizationPermissionMismatch")] * 100)
+    fake = FakeTime()
+    result = wait(BlobStore(refusing), BLOB_KEY, 3600, 30, clock=fake.clock, sleep=fake.sleep, say=lambda _: None,
+                  role_propagation_s=900)
+    assert result.outcome is Outcome.ERROR and result.elapsed_s == 900
+    assert "Storage Blob Data Reader (or Contributor)" in result.error and "az account show" in result.error
+
+
+@pytest.mark.parametrize("error, expected", [
+    (ClientAuthenticationError("DefaultAzureCredential failed to retrieve a token\nmore lines"),
+     "cannot get an Azure token for the deployer (DefaultAzureCredential failed to retrieve a token); run `az login`"),
+    (storage_error(403, "AuthorizationSourceIPMismatch"), "access denied to "),
+])
+def test_credential_and_access_errors_fail_at_once(container, error, expected):
+    result = wait(BlobStore(Refusing(container, [error])), BLOB_KEY, 600, 10, sleep=pytest.fail)
+    assert result.outcome is Outcome.ERROR and expected in result.error
+    assert "\n" not in result.error
+
+
+@pytest.mark.parametrize("status, code", [(503, "ServerBusy"), (500, "InternalError"), (429, "")])
+def test_busy_storage_is_waited_out(container, status, code):
+    put_blob(container, AZ_READY)
+    fake = FakeTime()
+    result = wait(BlobStore(Refusing(container, [storage_error(status, code)] * 2)), BLOB_KEY, 600, 10,
+                  clock=fake.clock, sleep=fake.sleep, say=lambda _: None)
+    assert result.outcome is Outcome.READY and fake.sleeps == [10, 10]
+
+
+def azure_cli_env(azure_imds, azure_cert) -> dict[str, str]:
+    """The deployer's environment with no Azure login but the stand-in IMDS: DefaultAzureCredential finds a
+    managed identity there, as it would on a CI runner in Azure."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AZURE_", "IDENTITY_", "MSI_"))}
+    env.update(AZURE_POD_IDENTITY_AUTHORITY_HOST=azure_imds.url, REQUESTS_CA_BUNDLE=str(azure_cert[0]),
+               HOME=str(Path(azure_cert[0]).parent))  # no ~/.azure of the machine's user
+    return env
+
+
+def test_python_dash_m_waits_on_azure_with_default_azure_credential(container, azurite, azure_imds, azure_cert):
+    put_blob(container, AZ_READY)
+    proc = subprocess.run(
+        [sys.executable, "-m", "infra.wait_ready", "--account-url", azurite.url, "--container",
+         container.container_name, "--key", BLOB_KEY, "--timeout-minutes", "1", "--interval-seconds", "1"],
+        cwd=REPO_ROOT, env=azure_cli_env(azure_imds, azure_cert), capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == f"host {VM_ID} is ready (2026-11-25T01:02:03Z)\n"
+    assert azure_imds.token_requests and azure_imds.token_requests[-1]["resource"] == "https://storage.azure.com"
+
+
+@pytest.mark.parametrize("args", [
+    ["--key", KEY, "--timeout-minutes", "1"],
+    ["--bucket", "b", "--account-url", "https://a.blob.core.windows.net", "--container", "c", "--region", "r",
+     "--key", KEY, "--timeout-minutes", "1"],
+    ["--account-url", "https://a.blob.core.windows.net", "--key", KEY, "--timeout-minutes", "1"],
+])
+def test_one_store_must_be_named(args):
+    with pytest.raises(SystemExit) as exit_:
+        main(args)
+    assert exit_.value.code == 2
+
+
+def test_azure_sdk_is_imported_lazily():
+    proc = subprocess.run([sys.executable, "-c", "import sys, infra.wait_ready, infra.azure_blob; "
+                           "print(any(m.startswith('azure.') for m in sys.modules))"],
+                          cwd=REPO_ROOT, capture_output=True, text=True, timeout=60)
+    assert proc.stdout.strip() == "False", proc.stderr
+
+
+# -- the session package's upload (infra/blob_upload.py) ---------------------------------------------------------
+
+def test_upload_writes_the_package(container):
+    blob_upload.upload(container, "bootstrap/session.tar.gz", b"package v1", sleep=pytest.fail)
+    blob_upload.upload(container, "bootstrap/session.tar.gz", b"package v2", sleep=pytest.fail)
+    blob = container.download_blob("bootstrap/session.tar.gz")
+    assert blob.readall() == b"package v2"
+    assert blob.properties.content_settings.content_type == "application/gzip"
+
+
+def test_upload_waits_for_the_new_role_then_gives_up_with_one_line(container):
+    fake = FakeTime()
+    refusing = Refusing(container, [storage_error(403, "AuthorizationPermissionMismatch")] * 2)
+    said: list[str] = []
+    blob_upload.upload(refusing, "p", b"x", clock=fake.clock, sleep=fake.sleep, say=said.append)
+    assert container.download_blob("p").readall() == b"x" and len(said) == 1
+
+    never = Refusing(container, [storage_error(403, "AuthorizationPermissionMismatch")] * 1000)
+    with pytest.raises(Exception) as raised:
+        blob_upload.upload(never, "p", b"x", patience_s=300, interval_s=15, clock=fake.clock, sleep=fake.sleep,
+                           say=lambda _: None)
+    assert "AuthorizationPermissionMismatch" in str(raised.value) and "still after 300 s" in str(raised.value)
+
+
+def test_python_dash_m_upload_with_default_azure_credential(container, azurite, azure_imds, azure_cert, tmp_path):
+    package = tmp_path / "session.tar.gz"
+    package.write_bytes(os.urandom(50_000))
+    proc = subprocess.run(
+        [sys.executable, "-m", "infra.blob_upload", "--account-url", azurite.url, "--container",
+         container.container_name, "--blob", "bootstrap/session.tar.gz", "--file", str(package)],
+        cwd=REPO_ROOT, env=azure_cli_env(azure_imds, azure_cert), capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith(f"uploaded {container.url}/bootstrap/session.tar.gz (50000 bytes, sha256 ")
+    assert container.download_blob("bootstrap/session.tar.gz").readall() == package.read_bytes()
+
+
+def test_upload_of_a_missing_file_is_one_line(tmp_path, capsys):
+    assert blob_upload.main(["--account-url", "https://a.blob.core.windows.net", "--container", "c", "--blob", "b",
+                             "--file", str(tmp_path / "nope")]) == 1
+    assert capsys.readouterr().err == f"cannot read {tmp_path / 'nope'}: No such file or directory\n"
