@@ -239,10 +239,10 @@ class AzureEnvironment(pulumi.ComponentResource):
             hardware_profile={"vm_size": s.vm_size},
             identity={"type": "SystemAssigned"},
             # The NVIDIA driver comes from the first boot (cloudinit/scripts/bootstrap.sh, step gpu-runtime), not
-            # from the NvidiaGpuDriverLinux extension: the extension builds NVIDIA's driver with DKMS and reboots
-            # the VM to load it, in parallel with cloud-init and outside its log; Canonical's signed, prebuilt
-            # kernel modules for the image's own kernel load at once (modprobe), so the host is ready in one
-            # boot, and a failure reaches `pulumi up` with the step and the log like every other step.
+            # from the NvidiaGpuDriverLinux extension: the extension installs NVIDIA's driver beside cloud-init,
+            # outside its log, and reboots the VM to load it, cutting the first boot short. Canonical's signed,
+            # prebuilt kernel modules for the image's own kernel load at once (modprobe), so the host is ready
+            # after one boot, and a failure reaches `pulumi up` with the step and the log like every other step.
             storage_profile={
                 "image_reference": UBUNTU_IMAGES[s.ubuntu_version],
                 "os_disk": {"create_option": "FromImage", "disk_size_gb": s.os_disk_gb, "caching": "ReadWrite",
