@@ -222,15 +222,15 @@ class AzureEnvironment(pulumi.ComponentResource):
         secret_key = random.RandomPassword("minio-secret-key", length=40, special=False,
                                            opts=ResourceOptions(parent=self))
         # MinIO's secret goes in customData, which Azure never returns through its API nor serves on IMDS (unlike
-        # userData); on the VM only root reads it; in the Pulumi state it is a secret, as is everything
-        # computed from it.
-        custom_data = Output.all(self.account.name, access_key.result, secret_key.result).apply(
+        # userData); on the VM only root reads it; in the Pulumi state it is a secret (said here rather than left
+        # to the provider's marking of the password).
+        custom_data = Output.secret(Output.all(self.account.name, access_key.result, secret_key.result).apply(
             lambda a: azure_custom_data(HostConfig(
                 cloud="azure", region=MINIO_REGION, bucket=CONTAINER, simapp_image=s.simapp, workers=self.workers,
                 session_package_url=f"{azure_blob.account_url(a[0])}/{CONTAINER}/{PACKAGE_BLOB}",
                 status_url=f"{azure_blob.account_url(a[0])}/{CONTAINER}/{STATUS_PREFIX}",
                 host_user=s.admin_username, minio_access_key=a[1], minio_secret_key=a[2],
-                azure_storage_account=a[0], azure_blob_container=CONTAINER)))
+                azure_storage_account=a[0], azure_blob_container=CONTAINER))))
         spot = s.priority == "spot"
         return compute.VirtualMachine(
             "host",

@@ -44,6 +44,7 @@ class Registered:
 class ProgramRun:
     resources: list[Registered] = field(default_factory=list)
     options: dict[tuple[str, str], pulumi.ResourceOptions] = field(default_factory=dict)
+    secret_inputs: dict[tuple[str, str], set[str]] = field(default_factory=dict)  # top-level inputs that are secret
     invokes: list[tuple[str, dict]] = field(default_factory=list)
     outputs: dict[str, Any] = field(default_factory=dict)
 
@@ -98,6 +99,20 @@ class AwsMocks(pulumi.runtime.Mocks):
         raise AssertionError(f"the program made an invoke the mocks do not know: {args.token}")
 
 
+_SECRET_SIG, _SECRET_VALUE = "4dabf18193072939515e22adb298388d", "1b47061264138c4ac30d75fd1eb44270"  # a secret on the wire
+
+
+def _reveal(value: Any) -> Any:
+    """Inputs as the provider would use them: secrets unwrapped (ProgramRun.secret_inputs says which were)."""
+    if isinstance(value, dict):
+        if value.get(_SECRET_SIG) == _SECRET_VALUE:
+            return _reveal(value["value"])
+        return {k: _reveal(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_reveal(v) for v in value]
+    return value
+
+
 class AzureMocks(pulumi.runtime.Mocks):
     """Azure-native as the program sees it: autonamed resources (names are outputs), ARM ids, the VM's identity."""
 
@@ -105,9 +120,9 @@ class AzureMocks(pulumi.runtime.Mocks):
         self.run = run
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs):
-        self.run.resources.append(Registered(args.typ, args.name, dict(args.inputs)))
-        state = dict(args.inputs)
-        inputs = args.inputs
+        inputs = _reveal(dict(args.inputs))
+        self.run.resources.append(Registered(args.typ, args.name, inputs))
+        state = dict(inputs)
         name = f"{args.name}{'1a2b3c4'}"  # azure-native's autonaming: logical name + random suffix
         rid = f"/subscriptions/{SUBSCRIPTION}/resourceGroups/{inputs.get('resourceGroupName', 'none')}/{args.name}"
         if args.typ == "azure-native:resources:ResourceGroup":
@@ -166,8 +181,16 @@ def run_program(overrides: dict[str, str] | None = None, stack: str = "aws", **m
     settings.SETTINGS.outputs.clear()  # set_mocks leaves the last run's outputs to be awaited
 
     def record_options(args: pulumi.ResourceTransformationArgs) -> None:
-        # Mocks never see resource options (retain_on_delete, ignore_changes); a stack transformation does.
+        # Mocks never see resource options (retain_on_delete, ignore_changes) nor which inputs are secret;
+        # a stack transformation does.
         run.options[(args.type_, args.name)] = args.opts
+        secrets = run.secret_inputs.setdefault((args.type_, args.name), set())
+        for key, value in (args.props or {}).items():
+            def note(is_secret: bool, key: str = key) -> None:
+                if is_secret:
+                    secrets.add(key)
+            asyncio.ensure_future(pulumi.Output.from_input(value).is_secret()).add_done_callback(
+                lambda future, note=note: note(bool(future.result())) if not future.exception() else None)
         return None
 
     pulumi.runtime.register_stack_transformation(record_options)

@@ -280,6 +280,9 @@ def test_minio_credentials_are_random_and_secret(default_run):
     secret = named(default_run, "random:index/randomPassword:RandomPassword", "minio-secret-key").inputs
     assert (access["length"], secret["length"]) == (20, 40)
     assert secret["special"] is False  # system.env values stay single shell words
+    # The custom data that carries them is a secret in the Pulumi state, and nothing else is.
+    assert {key: value for key, value in default_run.secret_inputs.items() if value} == {
+        ("azure-native:compute:VirtualMachine", "host"): {"os_profile"}}
 
 
 # -- package, readiness and outputs -------------------------------------------------------------------------
