@@ -266,7 +266,7 @@ def test_a_secret_that_bash_would_misread_is_refused():
 def test_scratch_unit_waits_for_azures_temp_disk_and_knows_the_login_user():
     unit = configparser.ConfigParser(strict=False)
     unit.read(CLOUDINIT_DIR / "units" / "deepracer-scratch.service")
-    assert unit["Unit"]["RequiresMountsFor"] == "/mnt"
+    assert "mnt.mount" in unit["Unit"]["After"].split()
     assert unit["Service"]["EnvironmentFile"] == "-/etc/deepracer/bootstrap.env"
     script = (CLOUDINIT_DIR / "scripts" / "scratch-disk.sh").read_text()
     assert 'OWNER=${DR_SCRATCH_OWNER:-${DR_HOST_USER:-ubuntu}}' in script
