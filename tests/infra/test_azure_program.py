@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import base64
-import json
+import subprocess
 
 import pulumi
 import pytest
@@ -248,10 +248,15 @@ def test_vm_is_not_replaced_by_new_custom_data_and_waits_for_its_package(default
 
 # -- custom data ------------------------------------------------------------------------------------------
 
-def test_custom_data_is_the_cloud_config_within_azures_limit(default_run):
-    text = custom_data(default_run)
-    assert text.startswith("#cloud-config\n")
-    assert len(text.encode()) <= AZURE_CUSTOM_DATA_LIMIT * 0.5  # Azure counts the decoded bytes
+def test_custom_data_is_valid_cloud_config_within_azures_limit(default_run, custom_run, tmp_path):
+    for n, run in enumerate((default_run, custom_run)):
+        text = custom_data(run)
+        assert text.startswith("#cloud-config\n")
+        assert len(text.encode()) <= AZURE_CUSTOM_DATA_LIMIT * 0.5  # Azure counts the decoded bytes
+        path = tmp_path / f"custom-data-{n}"
+        path.write_text(text)
+        result = subprocess.run(["cloud-init", "schema", "-c", str(path)], capture_output=True, text=True)
+        assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_system_env_names_the_cloud_minio_and_the_blob_container(default_run):
