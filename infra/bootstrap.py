@@ -30,13 +30,15 @@ class HostConfig:
 
     cloud: Literal["aws", "azure"]
     region: str
-    bucket: str  # the working bucket (AWS) / storage container (Azure)
+    bucket: str  # the working bucket (AWS) / MinIO's bucket, named like the blob container (Azure)
     simapp_image: str  # image with tag, e.g. awsdeepracercommunity/deepracer-simapp:6.0.4-gpu
     workers: int
     # The session package built from the deployer's checkout. A fixed key (not a content hash) so that a
     # code change re-uploads the object without changing user data, which would stop or replace the VM.
-    session_package_url: str  # s3://<bucket>/bootstrap/session.tar.gz
-    status_url: str  # s3://<bucket>/hosts/ ; the host writes <status_url><instance-id>/bootstrap.json
+    # s3://<bucket>/bootstrap/session.tar.gz, or https://<account>.blob.core.windows.net/<container>/bootstrap/...
+    session_package_url: str
+    # s3://<bucket>/hosts/ or https://.../<container>/hosts/; the host writes <status_url><instance-id>/bootstrap.json
+    status_url: str
     upload_bucket: Optional[str] = None
     host_user: str = "ubuntu"  # the login user that owns ~/deepracer (the AMI's default user on AWS)
     # Azure: the simulator speaks S3, so the host runs MinIO with these credentials (a Pulumi secret), and the
