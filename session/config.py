@@ -30,7 +30,8 @@ from session.envfile import ConfigError, ConfigWarning, EnvFile, PathLike, read_
 
 __all__ = [
     "ConfigError", "ConfigWarning", "LoadedConfig", "Origin", "RunConfig", "SystemConfig", "default_run_env",
-    "default_run_env_text", "default_system_env", "load_config", "RUN_KEYS", "SYSTEM_KEYS", "WORKER_KEYS",
+    "default_run_env_text", "default_system_env", "load_config", "load_system_config", "RUN_KEYS", "SYSTEM_KEYS",
+    "WORKER_KEYS",
 ]
 
 # One place for the locations: cloud-init writes system.env there; the user's working directory holds run.env.
@@ -291,6 +292,12 @@ class SystemConfig(_Settings):
     droa_debug: Optional[str] = _setting("DR_DROA_DEBUG", _optional(TEXT), None)
     gazebo_args: Optional[str] = _setting("DR_GAZEBO_ARGS", _optional(TEXT), None)
     gazebo_render_engine: str = _setting("DR_GAZEBO_RENDER_ENGINE", NAME, "ogre2")
+    # Not DRfC's: cost controls of this project's hosts (session.idle, session.limits); the stack writes them.
+    idle_stop_minutes: int = _setting("DR_IDLE_STOP_MINUTES", _integer(0), "30",
+                                      "power the host off after this many minutes without training or "
+                                      "evaluation; 0: never")
+    power_off_after_max_minutes: bool = _setting("DR_POWER_OFF_AFTER_MAX_MINUTES", BOOL, "False",
+                                                 "power the host off once training reached its time limit")
     raw: Mapping[str, str] = field(repr=False)
     origins: Mapping[str, Origin] = field(repr=False, compare=False)
 
@@ -362,6 +369,10 @@ class RunConfig(_Settings):
     train_max_steps_per_iteration: Optional[int] = _setting(
         "DR_TRAIN_MAX_STEPS_PER_ITERATION", _optional(_integer(1)), None,
         "experience cap per iteration (limits GPU memory)", example="10000")
+    # Not DRfC's: `train --max-minutes` overrides it (session.limits).
+    train_max_minutes: Optional[int] = _setting(
+        "DR_TRAIN_MAX_MINUTES", _optional(_integer(1)), None,
+        "stop training cleanly after this many minutes of training (kept across spot resumes)", example="240")
     local_s3_model_prefix: str = _setting("DR_LOCAL_S3_MODEL_PREFIX", S3_PREFIX, "rl-deepracer-sagemaker",
                                           "the model's folder in the working bucket")
     local_s3_pretrained: bool = _setting("DR_LOCAL_S3_PRETRAINED", BOOL, "False", "start from another model")
@@ -524,6 +535,17 @@ def load_config(run_env: Optional[PathLike] = None, system_env: Optional[PathLik
     if workers:
         run = replace(run, worker_configs=MappingProxyType(workers))
     return LoadedConfig(system, run, tuple(warnings))
+
+
+def load_system_config(system_env: Optional[PathLike] = None, *,
+                       environ: Optional[Mapping[str, str]] = None) -> SystemConfig:
+    """system.env alone, for the host's own services (idle stop, spot watcher) that have no run.env to read.
+    Raises ConfigError like load_config; warnings are left to the commands that show them."""
+    environ = os.environ if environ is None else environ
+    path = Path(system_env) if system_env is not None else default_system_env(environ)
+    system_file = _read(path, {}, environ, "", SYSTEM_ENV_VARIABLE)
+    merged = {entry.key: (entry.value, Origin(system_file.path, entry.line)) for entry in system_file.entries}
+    return _build(SystemConfig, merged, str(path), _unknown(system_file))
 
 
 def default_run_env_text() -> str:

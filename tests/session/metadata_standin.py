@@ -1,0 +1,158 @@
+"""A local HTTP server that PLAYS THE CLOUDS' INSTANCE METADATA SERVICES for the tests (no cloud is asked).
+
+One server answers what this host asks 169.254.169.254 and Azure Resource Manager on AWS and Azure, with the
+status codes, headers and documents the real services use:
+
+- AWS IMDSv2: `PUT /latest/api/token` (needs X-aws-ec2-metadata-token-ttl-seconds) returns a token;
+  `GET /latest/meta-data/spot/instance-action` needs a valid X-aws-ec2-metadata-token (401 otherwise) and
+  answers 404 without a notice, else `{"action": ..., "time": ...}`.
+- Azure IMDS (every request needs `Metadata: true`, 400 otherwise): Scheduled Events
+  `GET /metadata/scheduledevents?api-version=2020-07-01` (`{"DocumentIncarnation", "Events": [...]}`) and
+  `POST` of `{"StartRequests": [{"EventId": ...}]}` to acknowledge; `/metadata/instance/compute/name`,
+  `/metadata/instance/compute` and the managed identity's token (`/metadata/identity/oauth2/token`).
+- Azure Resource Manager: `POST <vm id>/deallocate?api-version=...` with the identity's bearer token: 202, or
+  403 AuthorizationFailed when the identity has no role for it (`arm_allows_deallocate = False`).
+
+Tests set `aws_action` / `azure_events` and read `requests`, `acks` and `deallocations`.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import uuid
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Callable, Optional
+from urllib.parse import parse_qs, urlparse
+
+VM_NAME = "deepracer-vm"
+SUBSCRIPTION = "00000000-1111-2222-3333-444444444444"
+RESOURCE_GROUP = "deepracer-host"
+VM_ID = (f"/subscriptions/{SUBSCRIPTION}/resourceGroups/{RESOURCE_GROUP}/providers/Microsoft.Compute/"
+         f"virtualMachines/{VM_NAME}")
+IDENTITY_TOKEN = "eyJ0eXAi.identity.token"
+
+
+@dataclass
+class Request:
+    method: str
+    path: str
+    query: dict[str, list[str]]
+    headers: dict[str, str]
+    body: bytes
+
+
+@dataclass
+class MetadataStandin:
+    url: str = ""
+    aws_action: Optional[dict] = None
+    azure_events: list[dict] = field(default_factory=list)
+    arm_allows_deallocate: bool = True
+    requests: list[Request] = field(default_factory=list)
+    acks: list[Any] = field(default_factory=list)
+    deallocations: list[str] = field(default_factory=list)
+    aws_tokens: set[str] = field(default_factory=set)
+    on_ack: Optional[Callable[[Any], None]] = None
+
+    def expire_aws_tokens(self) -> None:
+        self.aws_tokens.clear()
+
+    def of(self, method: str, path: str) -> list[Request]:
+        return [r for r in self.requests if r.method == method and r.path == path]
+
+
+def _handler(standin: MetadataStandin) -> type:
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *_: Any) -> None:  # quiet
+            pass
+
+        def _send(self, status: int, body: Any = b"", content_type: str = "application/json") -> None:
+            data = body if isinstance(body, bytes) else (body if isinstance(body, str) else json.dumps(body)).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def _record(self) -> Request:
+            parsed = urlparse(self.path)
+            length = int(self.headers.get("Content-Length") or 0)
+            request = Request(self.command, parsed.path, parse_qs(parsed.query),
+                              {k.lower(): v for k, v in self.headers.items()}, self.rfile.read(length))
+            standin.requests.append(request)
+            return request
+
+        def do_PUT(self) -> None:
+            request = self._record()
+            if request.path == "/latest/api/token":
+                if "x-aws-ec2-metadata-token-ttl-seconds" not in request.headers:
+                    return self._send(400, "Missing TTL header", "text/plain")
+                token = uuid.uuid4().hex
+                standin.aws_tokens.add(token)
+                return self._send(200, token, "text/plain")
+            self._send(404, "Not Found", "text/plain")
+
+        def do_GET(self) -> None:
+            request = self._record()
+            if request.path.startswith("/latest/"):
+                if request.headers.get("x-aws-ec2-metadata-token") not in standin.aws_tokens:
+                    return self._send(401, "", "text/plain")
+                if request.path == "/latest/meta-data/spot/instance-action" and standin.aws_action is not None:
+                    return self._send(200, standin.aws_action)
+                return self._send(404, "Not Found", "text/plain")
+            if request.path.startswith("/metadata/"):
+                if request.headers.get("metadata") != "true":
+                    return self._send(400, {"error": "Bad request. Required metadata header not specified"})
+                if request.path == "/metadata/scheduledevents":
+                    return self._send(200, {"DocumentIncarnation": len(standin.azure_events),
+                                            "Events": standin.azure_events})
+                if request.path == "/metadata/instance/compute/name":
+                    return self._send(200, VM_NAME, "text/plain")
+                if request.path == "/metadata/instance/compute":
+                    return self._send(200, {"name": VM_NAME, "subscriptionId": SUBSCRIPTION,
+                                            "resourceGroupName": RESOURCE_GROUP, "resourceId": VM_ID})
+                if request.path == "/metadata/identity/oauth2/token":
+                    return self._send(200, {"access_token": IDENTITY_TOKEN, "token_type": "Bearer",
+                                            "resource": request.query.get("resource", [""])[0]})
+            self._send(404, {"error": "not found"})
+
+        def do_POST(self) -> None:
+            request = self._record()
+            if request.path == "/metadata/scheduledevents":
+                if request.headers.get("metadata") != "true":
+                    return self._send(400, {"error": "Bad request. Required metadata header not specified"})
+                body = json.loads(request.body)
+                standin.acks.append(body)
+                if standin.on_ack:
+                    standin.on_ack(body)
+                return self._send(200, b"")
+            if request.path == f"{VM_ID}/deallocate":
+                if request.headers.get("authorization") != f"Bearer {IDENTITY_TOKEN}":
+                    return self._send(401, {"error": {"code": "InvalidAuthenticationToken"}})
+                if not standin.arm_allows_deallocate:
+                    return self._send(403, {"error": {
+                        "code": "AuthorizationFailed",
+                        "message": "The client does not have authorization to perform action "
+                                   "'Microsoft.Compute/virtualMachines/deallocate/action'"}})
+                standin.deallocations.append(request.query.get("api-version", [""])[0])
+                return self._send(202, b"")
+            self._send(404, {"error": "not found"})
+
+    return Handler
+
+
+def start() -> tuple[MetadataStandin, Callable[[], None]]:
+    """The stand-in on 127.0.0.1 and a port of its own; returns it and the function that stops it."""
+    standin = MetadataStandin()
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(standin))
+    standin.url = f"http://127.0.0.1:{server.server_address[1]}"
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+
+    def stop() -> None:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)
+
+    return standin, stop
