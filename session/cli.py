@@ -18,6 +18,8 @@ _USER_ERRORS = (
     ("session.minio", "MinioError"),
     ("session.models", "ModelError"),
     ("session.droa", "DroaError"),
+    ("session.resume", "ResumeError"),
+    ("session.limits", "LimitError"),
 )
 
 
@@ -78,6 +80,9 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--workers", type=int, help="simulation workers (default: DR_WORKERS)")
     train.add_argument("--follow", action="store_true", help="follow the trainer's log once running")
     train.add_argument("--skip-validation", action="store_true", help=argparse.SUPPRESS)
+    train.add_argument("--max-minutes", type=int, metavar="N",
+                       help="stop training cleanly after N minutes of training, spot resumes included "
+                            "(default: DR_TRAIN_MAX_MINUTES; none)")
 
     stop = commands.add_parser("stop", help="stop this run's containers; checkpoints stay, logs go to <prefix>/logs/")
     stop.add_argument("--timeout", type=float, default=30, help="seconds before a container is killed (default 30)")
@@ -152,6 +157,18 @@ def _parser() -> argparse.ArgumentParser:
     increment.add_argument("--checkpoint", default="last", help="last, best or a number (default last)")
     increment.add_argument("--prefix", help="the new model prefix (default: the next serial that is free)")
     increment.add_argument("--offline", action="store_true", help="don't check storage (no checkpoint check)")
+
+    resume = commands.add_parser("resume", help="continue a run a spot interruption stopped, from its last "
+                                                "checkpoint under the next prefix (deepracer-resume.service at boot)")
+    resume.add_argument("--force", action="store_true",
+                        help="also a run not marked interrupted (e.g. the host went down without a notice)")
+
+    idle = commands.add_parser("idle-check", help="power the host off after DR_IDLE_STOP_MINUTES without training "
+                                                  "or evaluation (deepracer-idle.timer, as root, every 5 min)")
+    idle.add_argument("--dry-run", action="store_true", help="say what it would decide; power nothing off")
+
+    commands.add_parser("spot-watch", help="stop training gracefully on a spot interruption notice and mark it "
+                                           "resumable (deepracer-spot-watch.service)")
     return parser
 
 

@@ -153,9 +153,15 @@ def validate(args: argparse.Namespace) -> int:
 
 
 def train(args: argparse.Namespace) -> int:
+    from session.limits import max_minutes_for
+    from session.resume import RunStateStore
     from session.training import start_training
 
-    host, _ = _host(args)
+    host, run_env = _host(args)
+    max_minutes = max_minutes_for(host.run, args.max_minutes)
+    store = RunStateStore()
+    if max_minutes is not None:
+        store.check_writable()  # the limit lives in the run state: refuse before spending GPU time
     if not args.skip_validation:
         from session.validate import validate_for_training
 
@@ -170,17 +176,65 @@ def train(args: argparse.Namespace) -> int:
     started = start_training(host, workers=args.workers, overwrite=args.overwrite)
     print(f"training {host.run.local_s3_model_prefix}: {len(started)} containers running "
           f"(`deepracer status`, `deepracer logs trainer --follow`, `deepracer stop`)")
+    _record_run(store, host, run_env, _paths(args)[1], max_minutes)
     if args.follow:
         return _follow(host.engine, [c for c in started if c.role == "trainer"][0])
     return 0
 
 
+def _record_run(store, host, run_env: Path, system_env: Path, max_minutes: Optional[int]) -> None:
+    """The run state spot resume and the time limit read; a host without it still trains."""
+    from session.limits import arm
+    from session.resume import ResumeError, record_start
+
+    try:
+        state = record_start(store, host, run_env, system_env, max_minutes=max_minutes)
+    except ResumeError as error:
+        _err(f"warning: {error}: this run is not resumed after a spot interruption")
+        return
+    if max_minutes is not None:
+        print(arm(store, state))
+
+
 def stop(args: argparse.Namespace) -> int:
+    from session.resume import ResumeError, RunStateStore, mark_stopped
     from session.training import stop_training
 
     host, _ = _host(args)
     stop_training(host, timeout=args.timeout)
+    try:
+        mark_stopped(RunStateStore(), host.run.run_id)  # stopped by the user: not resumed at the next boot
+    except ResumeError as error:
+        _err(f"warning: {error}")
     return 0
+
+
+def _say(line: str) -> None:
+    print(line, flush=True)  # the journal sees each line as it comes
+
+
+def resume(args: argparse.Namespace) -> int:
+    from session.resume import resume as resume_run
+
+    result = resume_run(force=args.force, say=_say)
+    return 1 if result.failed else 0
+
+
+def idle_check(args: argparse.Namespace) -> int:
+    from session.config import load_system_config
+    from session.idle import idle_check as check
+
+    _, system_env = _paths(args)
+    check(load_system_config(system_env), dry_run=args.dry_run, say=_say)
+    return 0
+
+
+def spot_watch(args: argparse.Namespace) -> int:
+    from session.config import load_system_config
+    from session.spot import watch as watch_notices
+
+    _, system_env = _paths(args)
+    return watch_notices(load_system_config(system_env), say=_say)
 
 
 def logs(args: argparse.Namespace) -> int:

@@ -108,3 +108,27 @@ def test_watch_ends_by_itself_when_nothing_of_the_run_runs(workdir: Path, capsys
     assert main(["watch", "--refresh", "0.05", "--progress-every", "60"]) == 0
     assert "idle-model" in capsys.readouterr().out
     assert main(["status", "--follow", "--json"]) == 2
+
+
+def test_resume_with_nothing_recorded_does_nothing(workdir: Path, capsys, monkeypatch):
+    monkeypatch.setenv("DR_RUN_STATE", str(workdir / "run-state" / "state.json"))
+    (workdir / "run.env").write_text("DR_LOCAL_S3_MODEL_PREFIX=m-1\n")
+    assert main(["resume"]) == 0
+    assert capsys.readouterr().out.strip() != ""
+    assert (workdir / "run.env").read_text() == "DR_LOCAL_S3_MODEL_PREFIX=m-1\n"
+
+
+def test_idle_check_dry_run_powers_nothing_off(workdir: Path, capsys, docker_engine: str, monkeypatch):
+    monkeypatch.setenv("DOCKER_HOST", docker_engine)
+    monkeypatch.setenv("DR_RUN_STATE", str(workdir / "run-state" / "state.json"))
+    (workdir / "run.env").write_text("DR_LOCAL_S3_MODEL_PREFIX=m-1\n")
+    assert main(["idle-check", "--dry-run"]) == 0
+    assert capsys.readouterr().out.strip() != ""
+
+
+def test_a_bad_time_limit_is_one_line(workdir: Path, capsys, monkeypatch):
+    monkeypatch.setenv("DR_RUN_STATE", str(workdir / "run-state" / "state.json"))
+    (workdir / "run.env").write_text("DR_LOCAL_S3_MODEL_PREFIX=m-1\n")
+    assert main(["train", "--max-minutes", "0"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "max-minutes" in err
