@@ -15,6 +15,9 @@ VENV=/opt/deepracer/venv
 STATE_DIR=/var/lib/deepracer
 READY="$STATE_DIR/ready"
 PACKAGE=/opt/deepracer/session.tar.gz
+# The host's own units ship in the session package, so `deepracer-update` refreshes them with the code.
+SESSION_UNITS=/opt/deepracer/src/session/units
+UNIT_DIR=/etc/systemd/system
 
 exec >>"$LOG" 2>&1
 exec 9>/run/deepracer-bootstrap.lock
@@ -85,6 +88,20 @@ step_session_package() {
   # Login shells get the venv first on PATH, so `python -m session` is the session tool.
   echo "export PATH=\"$VENV/bin:\$PATH\"" >/etc/profile.d/deepracer.sh
   "$VENV/bin/deepracer" --version
+  install_units
+}
+
+install_units() {
+  # The run state (session/resume.py) belongs to the user who trains; root's services write it too.
+  install -d -o "$HOST_USER" -g "$HOST_USER" -m 0755 "$STATE_DIR/run"
+  install -m 0644 "$SESSION_UNITS"/deepracer-* "$UNIT_DIR/"
+  systemctl daemon-reload
+  # The spot watcher and every timer the package ships (idle auto-stop ...) run from now on and at each boot;
+  # the resume unit runs at boot only. A running watcher is restarted so that it runs the new code.
+  local timers=("$SESSION_UNITS"/deepracer-*.timer)
+  systemctl enable --now deepracer-spot-watch.service "${timers[@]##*/}"
+  systemctl enable deepracer-resume.service
+  systemctl try-restart deepracer-spot-watch.service
 }
 
 step_gpu_runtime() {
