@@ -78,7 +78,7 @@ def load(sources: Union[Source, Iterable[Source]], *, threads: Optional[int] = N
             notes.append(f"{member.name}: not read, the simtrace CSVs beside it hold the same {member.phase} steps")
     done += _parse_all([m for m in later if (m.source, m.phase) not in traced], problems, threads)
     order = {member: index for index, member in enumerate(found)}
-    done.sort(key=lambda rows: order[rows[0][0]])
+    done = sorted((rows for rows in done if rows[0]), key=lambda rows: order[rows[0][0]])
     groups: dict[tuple[str, str, str], int] = {}
     for member in found:
         groups.setdefault((member.source, member.phase, member.stream), len(groups))
@@ -87,10 +87,6 @@ def load(sources: Union[Source, Iterable[Source]], *, threads: Optional[int] = N
               if table is not None and table.num_rows]
     del done  # the pieces' memory goes as soon as they are one table
     return Trace(_assemble(tables), problems, files, notes)
-
-
-def empty_steps() -> "pd.DataFrame":
-    return _assemble([])
 
 
 def _is_pair(value: object) -> bool:
@@ -250,24 +246,40 @@ def _with_place(table: pa.Table, units: list[Member], counts: list[int],
 
 
 def _assemble(tables: list[pa.Table]) -> "pd.DataFrame":
+    """The pieces as one DataFrame, in order, with `unique_episode`. Each column is made contiguous (and
+    sorted, if needed) and its pieces let go before the next, so the peak is about one copy of the data."""
+    import pandas as pd
+
     if not tables:
         empty = normalize(pa.table({}))
         tables = [_with_place(empty, [Member("", CSV, TRAINING, "", UNKNOWN, UNKNOWN, "", bytes)], [0],
                               {("", TRAINING, ""): 0})]
-    table = pa.concat_tables(tables) if len(tables) > 1 else tables[0]
+    # Dictionaries unified first: pandas would unify them piece by piece, 4x slower.
+    table = (pa.concat_tables(tables) if len(tables) > 1 else tables[0]).unify_dictionaries()
     tables.clear()
-    # One chunk per column (dictionaries unified first: pandas would unify them chunk by chunk, 4x slower).
-    table = table.unify_dictionaries().combine_chunks()
     keys = [table.column(name).to_numpy() for name in ("_group", "iteration", "worker", "episode", "steps")]
     ordered, new = _order(keys)
+    order = None
     if not ordered:
         order = np.lexsort(keys[::-1])
-        table = table.take(order)
         keys = [key[order] for key in keys]
         _, new = _order(keys)
-    numbers = _unique_episodes(new, *keys[:4], table.column("phase"))
-    table = table.append_column("unique_episode", pa.array(numbers)).select(list(STEP_COLUMNS))
-    return table.to_pandas(split_blocks=True, self_destruct=True)
+    numbers = _unique_episodes(new, *keys[:4], table.column("phase").combine_chunks().take(order)
+                               if order is not None else table.column("phase"))
+    columns = {}
+    for name in STEP_COLUMNS:
+        if name == "unique_episode":
+            columns[name] = numbers
+            continue
+        column = table.column(name).combine_chunks()
+        table = table.drop_columns([name])  # its pieces go now
+        if order is not None:
+            column = column.take(order)
+        columns[name] = column.to_pandas() if pa.types.is_dictionary(column.type) else \
+            column.to_numpy(zero_copy_only=False)
+    frame = pd.DataFrame(columns, copy=False)
+    pa.default_memory_pool().release_unused()  # the pieces' memory back to the system, not kept in the pool
+    return frame
 
 
 def _order(keys: list[np.ndarray]) -> tuple[bool, np.ndarray]:

@@ -364,6 +364,27 @@ def test_every_field_count_parses(count, prefix):
             assert steps[name].isna().all()
 
 
+@pytest.mark.parametrize("csv_file", [DRFC_1 / "training-simtrace" / "3-iteration.csv",
+                                      next(DRFC_1.glob("evaluation-*/evaluation-simtrace/0-iteration.csv")),
+                                      next(DROA_EVAL.glob("*.csv"))], ids=["17 columns", "18", "19"])
+def test_csv_header_variants_and_no_header(csv_file):
+    text = csv_file.read_text()
+    header, body = text.split("\n", 1)
+    renamed = header.replace("X,Y", "x,y").replace("steer,throttle", "steering_angle,speed") \
+        .replace("all_wheels_on_track", "on_track")
+    reordered = header.split(",")
+    reordered[2], reordered[3] = reordered[3], reordered[2]  # by name, not by place
+    swapped = "\n".join(",".join(f[:2] + [f[3], f[2]] + f[4:]) for f in
+                        (line.split(",") for line in body.splitlines())) + "\n"
+    frames = [load([(csv_file.name, data.encode())]).steps
+              for data in (text, f"{renamed}\n{body}", body, ",".join(reordered) + "\n" + swapped)]
+    assert len(frames[0]) == csv_rows(csv_file.read_bytes())
+    columns = [c for c in STEP_COLUMNS if c not in ("iteration", "source")]
+    for frame in frames[1:]:
+        pd.testing.assert_frame_equal(frame[columns], frames[0][columns])
+    assert frames[0]["x"].iloc[0] == float(body.split(",")[2])
+
+
 def test_numpy_and_comma_continuous_actions_tabs_and_crlf():
     line = "0,1,0.6159,0.4622,131.5704,-24.62,0.97,[-24.62170029   0.97231483],0.0000,False,True,0.4212,0,33.28," \
            "35.279,prepare,0.00"
@@ -392,6 +413,16 @@ def test_bad_lines_are_counted_with_their_line_and_the_rest_kept():
     assert where[11].startswith("truncated line") and "not a number" in where[21]
     assert where[36].startswith("21 fields, expected 19")
     assert "cut.log" in str(trace.problems.examples[0]) and "6 lines skipped" in trace.problems.summary()
+
+
+def test_a_bad_discrete_action_is_a_bad_line():
+    lines = [line for line in next(ROS1.glob("*robomaker.1.*")).read_text().splitlines() if "SIM_TRACE_LOG:" in line]
+    fields = lines[7].split(",")
+    fields[7] = "7.5"
+    lines[7] = ",".join(fields)
+    trace = load([("robomaker.log", ("\n".join(lines) + "\n").encode())])
+    assert len(trace.steps) == len(lines) - 1 and trace.steps["action"].between(0, 9).all()
+    assert [(p.where, p.message) for p in trace.problems.examples] == [("line 8", "not an action: 7.5")]
 
 
 def test_csv_bad_rows_quotes_and_headers(tmp_path):
