@@ -522,7 +522,7 @@ def test_the_timer_runs_sync_models_every_10_minutes_as_the_user_who_trains_on_a
         units[name] = configparser.ConfigParser(strict=False, interpolation=None)
         units[name].read(UNITS_DIR / name)
     timer, service = units["deepracer-blob-sync.timer"], units["deepracer-blob-sync.service"]
-    assert timer["Timer"]["OnUnitInactiveSec"] == "10min" and timer["Install"]["WantedBy"] == "timers.target"
+    assert timer["Timer"]["OnCalendar"] == "*:0/10" and timer["Install"]["WantedBy"] == "timers.target"
     assert service["Service"]["Type"] == "oneshot"
     assert service["Service"]["ExecStart"] == \
         "/usr/sbin/runuser -u ${DR_HOST_USER} -- /opt/deepracer/venv/bin/deepracer sync-models --running"
