@@ -47,6 +47,12 @@ class HostConfig:
     minio_secret_key: Optional[str] = None
     azure_storage_account: Optional[str] = None
     azure_blob_container: Optional[str] = None
+    # Cost controls the host enforces itself (session/idle.py, session/limits.py): minutes without training
+    # before it powers off (0: never), and whether a training time limit powers it off too.
+    idle_stop_minutes: int = 30
+    power_off_after_max_minutes: bool = False
+    # AWS: the SNS topic the host publishes its notifications to (sns:Publish on this topic only); None: none.
+    notify_topic_arn: Optional[str] = None
 
 
 def _env_file(header: str, values: dict[str, str]) -> str:
@@ -63,6 +69,8 @@ def system_env(host: HostConfig) -> str:
         raise ValueError(f"simapp_image: expected <repository>:<tag>, got {host.simapp_image!r}")
     if host.workers < 1:
         raise ValueError(f"workers: expected at least 1, got {host.workers}")
+    if host.idle_stop_minutes < 0:
+        raise ValueError(f"idle_stop_minutes: expected 0 or more, got {host.idle_stop_minutes}")
     values = {
         "DR_CLOUD": host.cloud,
         "DR_AWS_APP_REGION": host.region,
@@ -71,7 +79,12 @@ def system_env(host: HostConfig) -> str:
         "DR_SIMAPP_SOURCE": source,
         "DR_SIMAPP_VERSION": version,
         "DR_WORKERS": str(host.workers),
+        # Not DRfC's: this project's cost controls, in the spelling session/config.py reads.
+        "DR_IDLE_STOP_MINUTES": str(host.idle_stop_minutes),
+        "DR_POWER_OFF_AFTER_MAX_MINUTES": str(host.power_off_after_max_minutes),
     }
+    if host.notify_topic_arn:
+        values["DR_NOTIFY_TOPIC_ARN"] = host.notify_topic_arn
     if host.cloud == "azure":
         azure = {
             # MinIO on the host (session/minio.py starts it with these; DRfC's names).

@@ -25,6 +25,11 @@ DEFAULT_ROOT_VOLUME_GB = 150
 MIN_ROOT_VOLUME_GB = 100
 DEFAULT_READY_TIMEOUT_MINUTES = 45
 MAX_WORKERS = 8  # DRfC's viewer and port ranges stop at 8; more never helped a single trainer.
+# Idle auto-stop (session/idle.py): minutes without training or evaluation before the host powers off.
+DEFAULT_IDLE_STOP_MINUTES = 30
+MAX_IDLE_STOP_MINUTES = 1440
+MAX_MONTHLY_BUDGET_USD = 1_000_000
+MAX_ALERT_EMAILS = 10  # e-mail subscribers of one AWS Budgets notification
 
 Market = Literal["on-demand", "spot"]
 Priority = Literal["regular", "spot"]
@@ -48,6 +53,17 @@ class SettingsError(ValueError):
 
 
 @dataclass(frozen=True)
+class CostControls:
+    """What keeps a forgotten host from spending a month's budget: the same keys on both clouds."""
+
+    idle_stop_minutes: int  # 0: the host never powers itself off for being idle
+    power_off_after_max_minutes: bool  # a training time limit also powers the host off
+    monthly_budget_usd: Optional[float]  # None: no budget
+    alert_emails: tuple[str, ...]  # budget alerts and notifications go here
+    notifications: bool  # e-mails on training start/finish/stall, interruption and auto-stop
+
+
+@dataclass(frozen=True)
 class AwsSettings:
     stack: str
     region: str
@@ -65,6 +81,8 @@ class AwsSettings:
     upload_bucket: Optional[str]
     ready_timeout_minutes: int
     aws_profile: Optional[str]
+    availability_zone: Optional[str]  # None: the first zone (by name) that offers the instance type
+    cost: CostControls
 
     @property
     def simapp(self) -> str:
@@ -88,6 +106,7 @@ class AzureSettings:
     ssh_allowed_cidrs: tuple[str, ...]
     keep_storage_on_destroy: bool
     ready_timeout_minutes: int
+    cost: CostControls
 
     @property
     def simapp(self) -> str:
@@ -164,6 +183,15 @@ class _Reader:
             raise self.fail(key, "a list of strings", value)
         return tuple(items)
 
+    def amount(self, key: str, high: float) -> Optional[float]:
+        value = self.raw(key)
+        if value is None:
+            return None
+        expected = f"an amount in USD above 0 and at most {high:,.0f}, such as 50, or no value"
+        if not re.fullmatch(r"\d+(\.\d{1,2})?", value) or not 0 < float(value) <= high:
+            raise self.fail(key, expected, value)
+        return float(value)
+
 
 def _full(key: str) -> str:
     return key if ":" in key else f"{PROJECT}:{key}"
@@ -183,6 +211,33 @@ def _cidrs(reader: _Reader, key: str) -> tuple[str, ...]:
     return tuple(cidrs)
 
 
+# Deliberately plain: the cloud checks deliverability; this catches a name, a list typed as text, a typo'd '@'.
+_EMAIL = r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+"
+
+
+def _cost_controls(r: _Reader) -> CostControls:
+    idle = r.integer("idleStopMinutes", DEFAULT_IDLE_STOP_MINUTES, 0, MAX_IDLE_STOP_MINUTES)
+    budget = r.amount("monthlyBudget", MAX_MONTHLY_BUDGET_USD)
+    notifications = r.boolean("notifications", False)
+    emails = r.string_list("alertEmails")
+    if len(emails) > MAX_ALERT_EMAILS:
+        raise r.fail("alertEmails", f"at most {MAX_ALERT_EMAILS} addresses (AWS Budgets' limit)", list(emails))
+    for email in emails:
+        if not re.fullmatch(_EMAIL, email):
+            raise r.fail("alertEmails", "e-mail addresses such as me@example.com", email)
+    if (budget is not None or notifications) and not emails:
+        raise r.fail("alertEmails", "at least one e-mail address when monthlyBudget or notifications is set", [])
+    if emails and budget is None and not notifications:
+        raise r.fail("alertEmails", "no addresses unless monthlyBudget or notifications is set", list(emails))
+    return CostControls(
+        idle_stop_minutes=idle,  # type: ignore[arg-type]
+        power_off_after_max_minutes=r.boolean("powerOffAfterMaxMinutes", False),
+        monthly_budget_usd=budget,
+        alert_emails=emails,
+        notifications=notifications,
+    )
+
+
 _SSH_KEY = r"(ssh-(rsa|ed25519)|ecdsa-sha2-nistp(256|384|521)) [A-Za-z0-9+/=]+( .*)?"
 # Azure accepts RSA (2048 bits or more) and Ed25519 keys for Linux VMs, not ECDSA.
 _AZURE_SSH_KEY = r"ssh-(rsa|ed25519) [A-Za-z0-9+/=]+( .*)?"
@@ -195,7 +250,7 @@ def load_aws(stack: str, get: Getter) -> AwsSettings:
     region = r.text("aws:region", None, r"[a-z]{2}(-[a-z]+)+-\d", "an AWS region such as us-east-1")
     if region is None:
         raise r.fail("aws:region", "an AWS region such as us-east-1", None)
-    market = r.choice("market", "on-demand", ("on-demand", "spot"))
+    market = r.choice("market", "spot", ("spot", "on-demand"))
     spot_max_price = r.text("spotMaxPrice", None, r"\d+(\.\d+)?", "a price in USD per hour such as 0.40")
     if spot_max_price is not None and market != "spot":
         raise r.fail("spotMaxPrice", "no value unless market is spot", spot_max_price)
@@ -203,6 +258,8 @@ def load_aws(stack: str, get: Getter) -> AwsSettings:
     ssh_allowed_cidrs = _cidrs(r, "sshAllowedCidrs")
     if ssh_allowed_cidrs and ssh_public_key is None:
         raise r.fail("sshPublicKey", "an OpenSSH public key when sshAllowedCidrs is set", None)
+    zone = r.text("availabilityZone", None, re.escape(region) + r"[a-z]",
+                  f"an availability zone of {region} such as {region}a, or no value")
     return AwsSettings(
         stack=stack,
         region=region,
@@ -223,6 +280,8 @@ def load_aws(stack: str, get: Getter) -> AwsSettings:
         upload_bucket=r.text("uploadBucket", None, _BUCKET, "an S3 bucket name"),
         ready_timeout_minutes=r.integer("readyTimeoutMinutes", DEFAULT_READY_TIMEOUT_MINUTES, 5, 180),
         aws_profile=r.text("aws:profile", None),
+        availability_zone=zone,
+        cost=_cost_controls(r),
     )
 
 
@@ -238,7 +297,7 @@ def load_azure(stack: str, get: Getter) -> AzureSettings:
     r = _Reader(stack, get)
     location = r.text("azure-native:location", DEFAULT_AZURE_LOCATION, r"[a-z][a-z0-9]{2,30}",
                       "an Azure location such as eastus (lowercase, no spaces)")
-    priority = r.choice("priority", "regular", ("regular", "spot"))
+    priority = r.choice("priority", "spot", ("spot", "regular"))
     spot_max_price = r.text("spotMaxPrice", None, r"\d+(\.\d+)?", "a price in USD per hour such as 0.40")
     if spot_max_price is not None and priority != "spot":
         raise r.fail("spotMaxPrice", "no value unless priority is spot", spot_max_price)
@@ -279,6 +338,7 @@ def load_azure(stack: str, get: Getter) -> AzureSettings:
         ssh_allowed_cidrs=_cidrs(r, "sshAllowedCidrs"),
         keep_storage_on_destroy=r.boolean("keepStorageOnDestroy", True),
         ready_timeout_minutes=r.integer("readyTimeoutMinutes", DEFAULT_READY_TIMEOUT_MINUTES, 5, 180),  # type: ignore[arg-type]
+        cost=_cost_controls(r),
     )
 
 

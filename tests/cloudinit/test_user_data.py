@@ -88,7 +88,26 @@ def test_system_env_has_drfc_names_and_the_stack_values(user_data: str):
     assert parse_env(entry["content"]) == {
         "DR_CLOUD": "aws", "DR_AWS_APP_REGION": "eu-west-1", "DR_LOCAL_S3_BUCKET": BUCKET,
         "DR_UPLOAD_S3_BUCKET": "not-defined", "DR_SIMAPP_SOURCE": "awsdeepracercommunity/deepracer-simapp",
-        "DR_SIMAPP_VERSION": "6.0.4-gpu", "DR_WORKERS": "3"}
+        "DR_SIMAPP_VERSION": "6.0.4-gpu", "DR_WORKERS": "3", "DR_IDLE_STOP_MINUTES": "30",
+        "DR_POWER_OFF_AFTER_MAX_MINUTES": "False"}
+
+
+def test_system_env_carries_the_stacks_cost_controls_and_notification_topic():
+    topic = "arn:aws:sns:eu-west-1:123456789012:deepracer-aws-notifications-1a2b3c4"
+    host = HostConfig(**{**HOST.__dict__, "idle_stop_minutes": 0, "power_off_after_max_minutes": True,
+                         "notify_topic_arn": topic})
+    values = parse_env(files_of(render_user_data(host))["/etc/deepracer/system.env"]["content"])
+    assert (values["DR_IDLE_STOP_MINUTES"], values["DR_POWER_OFF_AFTER_MAX_MINUTES"]) == ("0", "True")
+    assert values["DR_NOTIFY_TOPIC_ARN"] == topic
+    assert "DR_NOTIFY_TOPIC_ARN" not in render_user_data(HOST)  # no topic, no key
+
+
+def test_system_env_cost_keys_are_the_ones_the_session_reads():
+    """One place per name: the keys written here are settings of session.config's SystemConfig."""
+    from session.config import SystemConfig
+
+    keys = {setting.key for setting in SystemConfig.settings()}
+    assert {"DR_IDLE_STOP_MINUTES", "DR_POWER_OFF_AFTER_MAX_MINUTES"} <= keys
 
 
 def test_bootstrap_env_tells_the_host_where_its_package_and_status_go(user_data: str):
@@ -105,6 +124,8 @@ def test_bootstrap_env_tells_the_host_where_its_package_and_status_go(user_data:
     ("simapp_image", "repo:tag$(reboot)", "DR_SIMAPP_VERSION: expected letters"),
     ("workers", 0, "workers: expected at least 1"),
     ("host_user", "ubuntu;rm", "DR_HOST_USER: expected letters"),
+    ("idle_stop_minutes", -5, "idle_stop_minutes: expected 0 or more"),
+    ("notify_topic_arn", "arn:aws:sns:x y", "DR_NOTIFY_TOPIC_ARN: expected letters"),
 ])
 def test_values_that_bash_would_misread_are_refused(field: str, value, message: str):
     with pytest.raises(ValueError, match=message.replace("$", r"\$").replace("(", r"\(")):
@@ -230,7 +251,8 @@ def test_azure_system_env_holds_minio_and_the_container_for_root_and_the_login_u
     assert parse_env(entry["content"]) == {
         "DR_CLOUD": "azure", "DR_AWS_APP_REGION": "us-east-1", "DR_LOCAL_S3_BUCKET": "models",
         "DR_UPLOAD_S3_BUCKET": "not-defined", "DR_SIMAPP_SOURCE": "awsdeepracercommunity/deepracer-simapp",
-        "DR_SIMAPP_VERSION": "6.0.4-gpu", "DR_WORKERS": "3", "DR_LOCAL_ACCESS_KEY_ID": "ABCDEFGHIJ0123456789",
+        "DR_SIMAPP_VERSION": "6.0.4-gpu", "DR_WORKERS": "3", "DR_IDLE_STOP_MINUTES": "30",
+        "DR_POWER_OFF_AFTER_MAX_MINUTES": "False", "DR_LOCAL_ACCESS_KEY_ID": "ABCDEFGHIJ0123456789",
         "DR_LOCAL_SECRET_ACCESS_KEY": "s3cr3tS3cr3tS3cr3tS3cr3tS3cr3tS3cr3tS3cr",
         "DR_AZURE_STORAGE_ACCOUNT": "deepracerk3x9p2m7q4z8", "DR_AZURE_BLOB_CONTAINER": "models"}
     # The owner's group is the login user, created by cloud-init after write_files: so written at the final stage.
