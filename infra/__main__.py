@@ -54,6 +54,9 @@ def _aws(stack: str) -> None:
     pulumi.export("sessionPackageSha256", digest)
     pulumi.export("connect", env.ssm_command)
     pulumi.export("ssh", env.ssh_command)
+    pulumi.export("start", env.start_command)
+    pulumi.export("notificationTopic", env.notification_topic)
+    pulumi.export("budget", env.budget_name)
     pulumi.export("estimatedCostPerHour", env.hourly_estimate)
 
 

@@ -36,7 +36,7 @@ class AwsEnvironment(pulumi.ComponentResource):
         self._settings = settings
         child = ResourceOptions(parent=self)
 
-        zone = self._zone_offering(settings.instance_type, child)
+        zone = self._zone_offering(settings.instance_type, settings.availability_zone)
         self.workers: Output[int] = (
             Output.from_input(settings.workers) if settings.workers is not None
             else aws.ec2.get_instance_type_output(instance_type=settings.instance_type, opts=pulumi.InvokeOutputOptions(parent=self))
@@ -48,8 +48,10 @@ class AwsEnvironment(pulumi.ComponentResource):
         package = aws.s3.BucketObjectv2(
             "session-package", bucket=self.bucket.id, key=PACKAGE_KEY, source=pulumi.FileAsset(str(session_archive)),
             content_type="application/gzip", opts=child)
+        self.topic = self._notification_topic()
         profile = self._identity()
         self.instance = self._instance(subnet, profile, package)
+        self.budget = self._budget()
         self.ready = self._wait_until_ready()
 
         self.instance_id = self.instance.id
@@ -61,6 +63,13 @@ class AwsEnvironment(pulumi.ComponentResource):
         self.ssh_command: Output[Optional[str]] = (
             Output.concat("ssh ubuntu@", self.instance.public_dns) if settings.ssh_public_key
             else Output.from_input(None))
+        # A stopped host (idle auto-stop, time limit, or a spot host you stopped) starts again only when asked.
+        self.start_command = Output.concat(
+            "aws ec2 start-instances --instance-ids ", self.instance.id, " --region ", settings.region)
+        self.notification_topic: Output[Optional[str]] = (
+            self.topic.arn if self.topic is not None else Output.from_input(None))
+        self.budget_name: Output[Optional[str]] = (
+            self.budget.name if self.budget is not None else Output.from_input(None))
         self.hourly_estimate = pricing.aws_hourly_estimate(
             settings.instance_type, settings.market, settings.root_volume_gb, settings.spot_max_price)
         self.register_outputs({
@@ -70,21 +79,26 @@ class AwsEnvironment(pulumi.ComponentResource):
 
     # -- placement -----------------------------------------------------------------------------------------
 
-    def _zone_offering(self, instance_type: str, opts: ResourceOptions) -> Output[str]:
-        """The first availability zone (by name, so it is stable) that offers the instance type."""
+    def _zone_offering(self, instance_type: str, wanted: Optional[str]) -> Output[str]:
+        """The zone the stack names, or else the first one (by name, so it is stable) that offers the type."""
         offerings = aws.ec2.get_instance_type_offerings_output(
             location_type="availability-zone",
             filters=[{"name": "instance-type", "values": [instance_type]}],
             opts=pulumi.InvokeOutputOptions(parent=self))
+        stack_file = f"Pulumi.{self._settings.stack}.yaml"
 
-        def first(locations: list[str]) -> str:
+        def choose(locations: list[str]) -> str:
             if not locations:
                 raise pulumi.RunError(
-                    f"Pulumi.{self._settings.stack}.yaml: deepracer-cloud:instanceType: {instance_type} is not "
+                    f"{stack_file}: deepracer-cloud:instanceType: {instance_type} is not "
                     f"offered in any availability zone of {self._settings.region}; choose another type or region")
-            return sorted(locations)[0]
+            if wanted is not None and wanted not in locations:
+                raise pulumi.RunError(
+                    f"{stack_file}: deepracer-cloud:availabilityZone: {wanted} does not offer {instance_type}; "
+                    f"zones that do: {', '.join(sorted(locations))}")
+            return wanted or sorted(locations)[0]
 
-        return offerings.locations.apply(first)
+        return offerings.locations.apply(choose)
 
     # -- network -------------------------------------------------------------------------------------------
 
@@ -152,6 +166,34 @@ class AwsEnvironment(pulumi.ComponentResource):
             opts=ResourceOptions(parent=self, retain_on_delete=keep, depends_on=[access_block]))
         return bucket
 
+    # -- cost and notifications ----------------------------------------------------------------------------
+
+    def _notification_topic(self) -> Optional[aws.sns.Topic]:
+        """The topic the host publishes training start/finish/stall, interruption and auto-stop to."""
+        cost = self._settings.cost
+        if not cost.notifications:
+            return None
+        child = ResourceOptions(parent=self)
+        topic = aws.sns.Topic("notifications", name_prefix=f"deepracer-{self._settings.stack}-",
+                              display_name="DeepRacer", opts=child)
+        for email in cost.alert_emails:
+            # AWS mails each address a confirmation link first; until it is followed nothing is delivered there.
+            aws.sns.TopicSubscription(f"notify-{email}", topic=topic.arn, protocol="email", endpoint=email,
+                                      opts=child)
+        return topic
+
+    def _budget(self) -> Optional[aws.budgets.Budget]:
+        cost = self._settings.cost
+        if cost.monthly_budget_usd is None:
+            return None
+        # The account's whole monthly cost: a cost filter on the stack's tags would stay at $0 (and silent)
+        # until someone activates them as cost allocation tags in the Billing console.
+        return aws.budgets.Budget(
+            "monthly", name_prefix=f"deepracer-{self._settings.stack}-", budget_type="COST", time_unit="MONTHLY",
+            limit_amount=f"{cost.monthly_budget_usd:.2f}", limit_unit="USD",
+            notifications=aws_policies.budget_notifications(cost.alert_emails),
+            opts=ResourceOptions(parent=self))
+
     # -- identity ------------------------------------------------------------------------------------------
 
     def _identity(self) -> aws.iam.InstanceProfile:
@@ -166,6 +208,12 @@ class AwsEnvironment(pulumi.ComponentResource):
             opts=child)
         self.ssm_attachment = aws.iam.RolePolicyAttachment(
             "host-ssm", role=self.role.name, policy_arn=aws_policies.SSM_MANAGED_POLICY_ARN, opts=child)
+        self.notify_policy: Optional[aws.iam.RolePolicy] = None
+        if self.topic is not None:
+            self.notify_policy = aws.iam.RolePolicy(
+                "host-notify", role=self.role.id,
+                policy=self.topic.arn.apply(lambda arn: json.dumps(aws_policies.host_notify_policy(arn))),
+                opts=child)
         return aws.iam.InstanceProfile("host", role=self.role.name, opts=child)
 
     # -- instance ------------------------------------------------------------------------------------------
@@ -179,11 +227,13 @@ class AwsEnvironment(pulumi.ComponentResource):
         key_name = None
         if s.ssh_public_key:
             key_name = aws.ec2.KeyPair("host", public_key=s.ssh_public_key, opts=child).key_name
-        user_data = Output.all(self.bucket.bucket, self.workers).apply(
+        topic_arn = self.topic.arn if self.topic is not None else None
+        user_data = Output.all(self.bucket.bucket, self.workers, topic_arn).apply(
             lambda args: render_user_data(HostConfig(
                 cloud="aws", region=s.region, bucket=args[0], simapp_image=s.simapp, workers=args[1],
                 session_package_url=f"s3://{args[0]}/{PACKAGE_KEY}", status_url=f"s3://{args[0]}/{STATUS_PREFIX}",
-                upload_bucket=s.upload_bucket)))
+                upload_bucket=s.upload_bucket, idle_stop_minutes=s.cost.idle_stop_minutes,
+                power_off_after_max_minutes=s.cost.power_off_after_max_minutes, notify_topic_arn=args[2])))
         market = None
         if s.market == "spot":
             market = {"market_type": "spot", "spot_options": {
@@ -202,6 +252,9 @@ class AwsEnvironment(pulumi.ComponentResource):
             iam_instance_profile=profile.name,
             key_name=key_name,
             user_data=user_data,
+            # The idle check and a time limit power the host off from inside: that must stop it (disk kept, no
+            # compute billed), never terminate it. (AWS's default for EBS-backed instances; said, not assumed.)
+            instance_initiated_shutdown_behavior="stop",
             metadata_options={
                 "http_endpoint": "enabled",
                 "http_tokens": "required",
@@ -215,7 +268,8 @@ class AwsEnvironment(pulumi.ComponentResource):
             opts=ResourceOptions(
                 parent=self,
                 # The host must find its package and its permissions on first boot.
-                depends_on=[package, self.s3_policy, self.ssm_attachment],
+                depends_on=[package, self.s3_policy, self.ssm_attachment,
+                            *([self.notify_policy] if self.notify_policy is not None else [])],
                 # A new DLAMI is published every few weeks and user data only runs on first boot: neither
                 # should stop or replace a training host. `pulumi up --replace` rebuilds it on purpose.
                 ignore_changes=["ami", "userData"],

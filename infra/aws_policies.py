@@ -1,4 +1,4 @@
-"""IAM and bucket policy documents for the AWS environment (pure: ARNs in, policy dicts out)."""
+"""IAM, bucket and budget documents for the AWS environment (pure: ARNs and addresses in, dicts out)."""
 
 from __future__ import annotations
 
@@ -46,6 +46,25 @@ def host_s3_policy(bucket_arn: str, upload_bucket: Optional[str] = None) -> dict
              "Resource": f"{upload_arn}/*"},
         ]
     return {"Version": "2012-10-17", "Statement": statements}
+
+
+def host_notify_policy(topic_arn: str) -> dict:
+    """The host role may publish to the stack's notification topic, and do nothing else with SNS."""
+    return {
+        "Version": "2012-10-17",
+        "Statement": [{"Sid": "PublishNotifications", "Effect": "Allow", "Action": "sns:Publish",
+                       "Resource": topic_arn}],
+    }
+
+
+# AWS Budgets: e-mails at 80% and 100% of the actual month's cost, and when the forecast passes 100%.
+BUDGET_ALERTS = (("ACTUAL", 80.0), ("ACTUAL", 100.0), ("FORECASTED", 100.0))
+
+
+def budget_notifications(emails: tuple[str, ...]) -> list[dict]:
+    return [{"comparison_operator": "GREATER_THAN", "notification_type": kind, "threshold": percent,
+             "threshold_type": "PERCENTAGE", "subscriber_email_addresses": list(emails)}
+            for kind, percent in BUDGET_ALERTS]
 
 
 def tls_only_bucket_policy(bucket_arn: str) -> dict:

@@ -230,7 +230,9 @@ class AzureEnvironment(pulumi.ComponentResource):
                 session_package_url=f"{azure_blob.account_url(a[0])}/{CONTAINER}/{PACKAGE_BLOB}",
                 status_url=f"{azure_blob.account_url(a[0])}/{CONTAINER}/{STATUS_PREFIX}",
                 host_user=s.admin_username, minio_access_key=a[1], minio_secret_key=a[2],
-                azure_storage_account=a[0], azure_blob_container=CONTAINER))))
+                azure_storage_account=a[0], azure_blob_container=CONTAINER,
+                idle_stop_minutes=s.cost.idle_stop_minutes,
+                power_off_after_max_minutes=s.cost.power_off_after_max_minutes))))
         spot = s.priority == "spot"
         return compute.VirtualMachine(
             "host",

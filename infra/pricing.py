@@ -6,22 +6,23 @@ from typing import Optional
 
 PRICE_BASIS = "us-east-1 Linux list prices, 2026; other regions differ by up to ~30%"
 
-# On-demand USD per hour, us-east-1.
-AWS_ON_DEMAND_USD = {
-    "g4dn.xlarge": 0.526,
-    "g4dn.2xlarge": 0.752,
-    "g4dn.4xlarge": 1.204,
-    "g4dn.8xlarge": 2.176,
-    "g4dn.12xlarge": 3.912,
-    "g4dn.16xlarge": 4.352,
-    "g5.xlarge": 1.006,
-    "g5.2xlarge": 1.212,
-    "g5.4xlarge": 1.624,
-    "g5.8xlarge": 2.448,
-    "g6.xlarge": 0.805,
-    "g6.2xlarge": 0.978,
-    "g6.4xlarge": 1.323,
-    "g6.8xlarge": 2.014,
+# Instance type -> (vCPUs, on-demand USD per hour, us-east-1). The vCPUs are for the README's table of workers
+# per type; the program itself asks EC2 for them.
+AWS_INSTANCE_TYPES: dict[str, tuple[int, float]] = {
+    "g4dn.xlarge": (4, 0.526),
+    "g4dn.2xlarge": (8, 0.752),
+    "g4dn.4xlarge": (16, 1.204),
+    "g4dn.8xlarge": (32, 2.176),
+    "g4dn.12xlarge": (48, 3.912),
+    "g4dn.16xlarge": (64, 4.352),
+    "g5.xlarge": (4, 1.006),
+    "g5.2xlarge": (8, 1.212),
+    "g5.4xlarge": (16, 1.624),
+    "g5.8xlarge": (32, 2.448),
+    "g6.xlarge": (4, 0.805),
+    "g6.2xlarge": (8, 0.978),
+    "g6.4xlarge": (16, 1.323),
+    "g6.8xlarge": (32, 2.014),
 }
 
 # Spot prices move hourly; for these types they have sat around 40% of on-demand (g4dn.2xlarge ~$0.31).
@@ -30,22 +31,32 @@ GP3_USD_PER_GB_MONTH = 0.08
 HOURS_PER_MONTH = 730
 
 
+def _spot(on_demand: float, fraction: float, spot_max_price: Optional[str]) -> float:
+    typical = on_demand * fraction
+    return typical if spot_max_price is None else min(typical, float(spot_max_price))
+
+
 def aws_hourly_estimate(instance_type: str, market: str, root_volume_gb: int,
                         spot_max_price: Optional[str] = None) -> dict:
-    """The estimate as the stack output shows it; unknown types get None for the instance part."""
-    on_demand = AWS_ON_DEMAND_USD.get(instance_type)
-    instance: Optional[float] = None
-    if on_demand is not None:
-        instance = on_demand if market == "on-demand" else on_demand * SPOT_FRACTION
-        if market == "spot" and spot_max_price is not None:
-            instance = min(instance, float(spot_max_price))
+    """The estimate as the stack output shows it: the chosen market's hour, and a training hour (instance and
+    root volume) on both markets, so the fallback's price is in view. Unknown types get None for those parts."""
+    known = AWS_INSTANCE_TYPES.get(instance_type)
     disk = root_volume_gb * GP3_USD_PER_GB_MONTH / HOURS_PER_MONTH
+    if known is None:
+        return {"market": market, "instanceUsd": None, "rootVolumeUsd": round(disk, 3), "totalUsd": None,
+                "onDemandTotalUsd": None, "spotTotalUsd": None,
+                "basis": f"no list price known for {instance_type}"}
+    on_demand = known[1]
+    spot = _spot(on_demand, SPOT_FRACTION, spot_max_price)
+    instance = spot if market == "spot" else on_demand
     return {
-        "instanceUsd": None if instance is None else round(instance, 3),
-        "rootVolumeUsd": round(disk, 3),
-        "totalUsd": None if instance is None else round(instance + disk, 3),
         "market": market,
-        "basis": PRICE_BASIS if instance is not None else f"no list price known for {instance_type}",
+        "instanceUsd": round(instance, 3),
+        "rootVolumeUsd": round(disk, 3),
+        "totalUsd": round(instance + disk, 3),
+        "onDemandTotalUsd": round(on_demand + disk, 3),
+        "spotTotalUsd": round(spot + disk, 3),
+        "basis": f"{PRICE_BASIS}; spot taken as {SPOT_FRACTION:.0%} of on-demand (it moves hourly)",
     }
 
 
@@ -86,20 +97,26 @@ def azure_disk_usd_per_hour(os_disk_gb: int) -> float:
 
 def azure_hourly_estimate(vm_size: str, priority: str, os_disk_gb: int,
                           spot_max_price: Optional[str] = None) -> dict:
-    """The estimate as the stack output shows it; unknown sizes get None for the VM part."""
+    """The estimate as the stack output shows it: the chosen priority's hour, and a training hour (VM, OS disk,
+    public IP) at both priorities. Unknown sizes get None for those parts."""
     known = AZURE_VM_SIZES.get(vm_size)
-    vm: Optional[float] = None
-    if known is not None:
-        vm = known[1] if priority == "regular" else known[1] * AZURE_SPOT_FRACTION
-        if priority == "spot" and spot_max_price is not None:
-            vm = min(vm, float(spot_max_price))
     disk = azure_disk_usd_per_hour(os_disk_gb)
     fixed = disk + AZURE_PUBLIC_IP_USD_PER_HOUR
+    if known is None:
+        return {"priority": priority, "vmUsd": None, "osDiskUsd": round(disk, 3),
+                "publicIpUsd": AZURE_PUBLIC_IP_USD_PER_HOUR, "totalUsd": None, "regularTotalUsd": None,
+                "spotTotalUsd": None, "basis": f"no list price known for {vm_size}"}
+    regular = known[1]
+    spot = _spot(regular, AZURE_SPOT_FRACTION, spot_max_price)
+    vm = spot if priority == "spot" else regular
     return {
-        "vmUsd": None if vm is None else round(vm, 3),
+        "priority": priority,
+        "vmUsd": round(vm, 3),
         "osDiskUsd": round(disk, 3),
         "publicIpUsd": AZURE_PUBLIC_IP_USD_PER_HOUR,
-        "totalUsd": None if vm is None else round(vm + fixed, 3),
-        "priority": priority,
-        "basis": AZURE_PRICE_BASIS if vm is not None else f"no list price known for {vm_size}",
+        "totalUsd": round(vm + fixed, 3),
+        "regularTotalUsd": round(regular + fixed, 3),
+        "spotTotalUsd": round(spot + fixed, 3),
+        "basis": f"{AZURE_PRICE_BASIS}; spot taken as {AZURE_SPOT_FRACTION:.0%} of pay-as-you-go (it moves with "
+                 "demand)",
     }

@@ -83,6 +83,14 @@ class AwsMocks(pulumi.runtime.Mocks):
             state.update(name=f"{args.name}-profile")
         elif args.typ == "aws:ec2/keyPair:KeyPair":
             state.update(keyName=f"{args.name}-key")
+        elif args.typ == "aws:sns/topic:Topic":
+            name = f"{args.inputs.get('namePrefix', args.name + '-')}abc123"
+            rid = f"arn:aws:sns:us-east-1:{FAKE_ACCOUNT}:{name}"
+            state.update(name=name, arn=rid)
+        elif args.typ == "aws:budgets/budget:Budget":
+            name = f"{args.inputs.get('namePrefix', args.name + '-')}abc123"
+            rid = f"{FAKE_ACCOUNT}:{name}"
+            state.update(name=name)
         elif args.typ == "command:local:Command":
             state.update(stdout="host i-0abc123def4567890 is ready", stderr="")
         return [rid, state]

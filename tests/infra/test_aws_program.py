@@ -13,6 +13,8 @@ BUCKET = "deepracer-aws-abc123"
 BUCKET_ARN = f"arn:aws:s3:::{BUCKET}"
 INSTANCE_ID = "i-0abc123def4567890"
 SSH_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGx2cGaqZmVnJz0xB0dZ0m8Tq0sTlKk2rDqRz4jJtXyz builder@laptop"
+TOPIC_ARN = "arn:aws:sns:us-east-1:123456789012:deepracer-aws-abc123"
+EMAILS = ["me@example.com", "team@example.org"]
 
 
 @pytest.fixture(scope="module")
@@ -32,6 +34,20 @@ def custom_run():
         "deepracer-cloud:workers": "2",
         "deepracer-cloud:rootVolumeGb": "200",
         "deepracer-cloud:ubuntuVersion": "22.04",
+    })
+
+
+@pytest.fixture(scope="module")
+def cost_run():
+    """On-demand (the fallback), a budget, notifications, no idle stop, power-off after the time limit."""
+    return run_program({
+        "deepracer-cloud:market": "on-demand",
+        "deepracer-cloud:monthlyBudget": "75",
+        "deepracer-cloud:notifications": "true",
+        "deepracer-cloud:alertEmails": json.dumps(EMAILS),
+        "deepracer-cloud:idleStopMinutes": "0",
+        "deepracer-cloud:powerOffAfterMaxMinutes": "true",
+        "deepracer-cloud:availabilityZone": "us-east-1d",
     })
 
 
@@ -88,8 +104,13 @@ def test_session_package_is_uploaded_to_the_bucket(default_run):
 
 # -- identity ---------------------------------------------------------------------------------------------
 
+def _policy(run, name: str) -> dict:
+    (policy,) = [r for r in run.of_type("aws:iam/rolePolicy:RolePolicy") if r.name == name]
+    return json.loads(policy.inputs["policy"])
+
+
 def _statements(run):
-    return json.loads(run.one("aws:iam/rolePolicy:RolePolicy").inputs["policy"])["Statement"]
+    return _policy(run, "host-s3")["Statement"]
 
 
 def test_host_role_reaches_only_its_own_bucket(default_run):
@@ -109,12 +130,13 @@ def test_upload_bucket_is_writable_but_never_deletable(custom_run):
     assert "s3:DeleteObject" not in upload_actions
 
 
-def test_role_policies_pass_parliament(default_run, custom_run):
+def test_role_policies_pass_parliament(default_run, custom_run, cost_run):
     import parliament
 
-    for run in (default_run, custom_run):
-        policy = run.one("aws:iam/rolePolicy:RolePolicy").inputs["policy"]
-        analysed = parliament.analyze_policy_string(policy)
+    policies = [r for run in (default_run, custom_run, cost_run) for r in run.of_type("aws:iam/rolePolicy:RolePolicy")]
+    assert sorted({p.name for p in policies}) == ["host-notify", "host-s3"]
+    for policy in policies:
+        analysed = parliament.analyze_policy_string(policy.inputs["policy"])
         assert analysed.findings == [], [str(f) for f in analysed.findings]
 
 
@@ -165,7 +187,6 @@ def test_instance_uses_the_dlami_imdsv2_with_two_hops_and_an_encrypted_root(defa
                                            "httpPutResponseHopLimit": 2}
     assert instance["rootBlockDevice"] == {"volumeType": "gp3", "volumeSize": 150, "encrypted": True,
                                            "deleteOnTermination": True}
-    assert "instanceMarketOptions" not in instance or not instance["instanceMarketOptions"]
     assert "keyName" not in instance or not instance["keyName"]
 
 
@@ -173,10 +194,39 @@ def test_instance_is_not_replaced_by_a_new_ami_or_user_data(default_run):
     assert set(default_run.opts("aws:ec2/instance:Instance", "host").ignore_changes) == {"ami", "userData"}
 
 
-def test_spot_is_persistent_and_stops_on_interruption(custom_run):
+def test_spot_is_the_default_persistent_and_stops_on_interruption(default_run):
+    market = default_run.one("aws:ec2/instance:Instance").inputs["instanceMarketOptions"]
+    # No maxPrice: up to the on-demand price, which AWS recommends (a cap only adds interruptions).
+    assert market == {"marketType": "spot", "spotOptions": {
+        "spotInstanceType": "persistent", "instanceInterruptionBehavior": "stop"}}
+
+
+def test_spot_with_a_price_cap(custom_run):
     market = custom_run.one("aws:ec2/instance:Instance").inputs["instanceMarketOptions"]
     assert market == {"marketType": "spot", "spotOptions": {
         "spotInstanceType": "persistent", "instanceInterruptionBehavior": "stop", "maxPrice": "0.40"}}
+
+
+def test_on_demand_fallback_buys_no_spot(cost_run):
+    instance = cost_run.one("aws:ec2/instance:Instance").inputs
+    assert not instance.get("instanceMarketOptions")
+
+
+def test_shutdown_from_inside_stops_the_host_and_never_terminates_it(default_run, custom_run, cost_run):
+    """Idle auto-stop and the time limit run `systemctl poweroff` on the host: that must be an EC2 stop."""
+    for run in (default_run, custom_run, cost_run):
+        assert run.one("aws:ec2/instance:Instance").inputs["instanceInitiatedShutdownBehavior"] == "stop"
+
+
+def test_another_zone_as_a_spot_fallback(cost_run):
+    assert cost_run.one("aws:ec2/subnet:Subnet").inputs["availabilityZone"] == "us-east-1d"
+
+
+def test_a_zone_that_does_not_offer_the_type_is_named():
+    with pytest.raises(Exception) as raised:
+        run_program({"deepracer-cloud:availabilityZone": "us-east-1a"})
+    assert ("Pulumi.aws.yaml: deepracer-cloud:availabilityZone: us-east-1a does not offer g4dn.2xlarge; zones that "
+            "do: us-east-1b, us-east-1d, us-east-1f") in str(raised.value)
 
 
 def test_user_data_is_the_rendered_cloud_config_for_this_stack(default_run):
@@ -191,6 +241,8 @@ def test_user_data_is_the_rendered_cloud_config_for_this_stack(default_run):
     assert values["DR_SIMAPP_SOURCE"] == "awsdeepracercommunity/deepracer-simapp"
     assert values["DR_SIMAPP_VERSION"] == "6.0.4-gpu"
     assert values["DR_WORKERS"] == "3"  # 8 vCPUs: 2 for the trainer, 2 per worker
+    assert (values["DR_IDLE_STOP_MINUTES"], values["DR_POWER_OFF_AFTER_MAX_MINUTES"]) == ("30", "False")
+    assert "DR_NOTIFY_TOPIC_ARN" not in values
 
 
 def test_custom_settings_reach_instance_and_user_data(custom_run):
@@ -209,6 +261,59 @@ def test_workers_follow_the_instance_vcpus():
     run = run_program({"deepracer-cloud:instanceType": "g4dn.4xlarge"}, vcpus=16)
     assert run.outputs["workers"] == 7
     assert "DR_WORKERS=7\n" in run.one("aws:ec2/instance:Instance").inputs["userData"]
+
+
+# -- cost controls, budget and notifications ----------------------------------------------------------------
+
+def test_no_topic_budget_or_publish_permission_unless_asked(default_run, custom_run):
+    for run in (default_run, custom_run):
+        for typ in ("aws:sns/topic:Topic", "aws:sns/topicSubscription:TopicSubscription",
+                    "aws:budgets/budget:Budget"):
+            assert run.of_type(typ) == [], typ
+        assert [p.name for p in run.of_type("aws:iam/rolePolicy:RolePolicy")] == ["host-s3"]
+
+
+def test_notifications_go_to_a_topic_with_an_email_subscription_per_address(cost_run):
+    topic = cost_run.one("aws:sns/topic:Topic").inputs
+    assert topic["namePrefix"] == "deepracer-aws-"
+    subscriptions = cost_run.of_type("aws:sns/topicSubscription:TopicSubscription")
+    assert sorted((s.inputs["topic"], s.inputs["protocol"], s.inputs["endpoint"]) for s in subscriptions) == [
+        (TOPIC_ARN, "email", email) for email in sorted(EMAILS)]
+
+
+def test_host_may_publish_to_that_topic_and_nothing_else(cost_run):
+    policy = _policy(cost_run, "host-notify")
+    assert policy["Statement"] == [{"Sid": "PublishNotifications", "Effect": "Allow", "Action": "sns:Publish",
+                                    "Resource": TOPIC_ARN}]
+    every_action = {a for p in cost_run.of_type("aws:iam/rolePolicy:RolePolicy")
+                    for s in json.loads(p.inputs["policy"])["Statement"]
+                    for a in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])}
+    assert {a for a in every_action if a.startswith("sns:")} == {"sns:Publish"}
+    # The host finds its permission on first boot.
+    depends = cost_run.opts("aws:ec2/instance:Instance", "host").depends_on
+    assert "host-notify" in {getattr(d, "_name", None) for d in depends}
+
+
+def test_monthly_budget_mails_at_80_and_100_percent_actual_and_100_forecast(cost_run):
+    budget = cost_run.one("aws:budgets/budget:Budget").inputs
+    assert (budget["budgetType"], budget["timeUnit"], budget["limitAmount"], budget["limitUnit"]) == (
+        "COST", "MONTHLY", "75.00", "USD")
+    assert budget["namePrefix"] == "deepracer-aws-"
+    assert "costFilters" not in budget  # the whole account: see infra/aws.py
+    alerts = sorted((n["notificationType"], n["threshold"]) for n in budget["notifications"])
+    assert alerts == [("ACTUAL", 80.0), ("ACTUAL", 100.0), ("FORECASTED", 100.0)]
+    for notification in budget["notifications"]:
+        assert notification["comparisonOperator"] == "GREATER_THAN"
+        assert notification["thresholdType"] == "PERCENTAGE"
+        assert notification["subscriberEmailAddresses"] == EMAILS
+
+
+def test_system_env_tells_the_host_its_topic_and_cost_controls(cost_run):
+    config = yaml.safe_load(cost_run.one("aws:ec2/instance:Instance").inputs["userData"])
+    system_env = next(f["content"] for f in config["write_files"] if f["path"] == "/etc/deepracer/system.env")
+    values = dict(line.split("=", 1) for line in system_env.splitlines() if line and not line.startswith("#"))
+    assert values["DR_NOTIFY_TOPIC_ARN"] == TOPIC_ARN
+    assert (values["DR_IDLE_STOP_MINUTES"], values["DR_POWER_OFF_AFTER_MAX_MINUTES"]) == ("0", "True")
 
 
 # -- readiness and outputs --------------------------------------------------------------------------------
@@ -230,10 +335,24 @@ def test_outputs_tell_the_user_how_to_connect_and_what_it_costs(default_run, cus
     assert out["publicDns"] == "ec2-198-51-100-7.compute-1.amazonaws.com"
     assert out["connect"] == f"aws ssm start-session --target {INSTANCE_ID} --region us-east-1"
     assert out["ssh"] is None
-    assert out["estimatedCostPerHour"]["instanceUsd"] == 0.752
-    assert out["estimatedCostPerHour"]["market"] == "on-demand"
+    assert out["start"] == f"aws ec2 start-instances --instance-ids {INSTANCE_ID} --region us-east-1"
+    assert (out["notificationTopic"], out["budget"]) == (None, None)
+    assert out["estimatedCostPerHour"] == {
+        "market": "spot", "instanceUsd": 0.316, "rootVolumeUsd": 0.016, "totalUsd": 0.332,
+        "onDemandTotalUsd": 0.768, "spotTotalUsd": 0.332,
+        "basis": "us-east-1 Linux list prices, 2026; other regions differ by up to ~30%; spot taken as 42% of "
+                 "on-demand (it moves hourly)"}
     assert custom_run.outputs["ssh"] == "ssh ubuntu@ec2-198-51-100-7.compute-1.amazonaws.com"
-    assert custom_run.outputs["estimatedCostPerHour"]["instanceUsd"] == 0.316  # 42% of on-demand, under 0.40
+
+
+def test_outputs_show_the_price_of_both_markets_the_topic_and_the_budget(custom_run, cost_run):
+    capped = custom_run.outputs["estimatedCostPerHour"]
+    assert (capped["market"], capped["instanceUsd"]) == ("spot", 0.316)  # 42% of on-demand, under the 0.40 cap
+    on_demand = cost_run.outputs["estimatedCostPerHour"]
+    assert (on_demand["market"], on_demand["instanceUsd"], on_demand["totalUsd"]) == ("on-demand", 0.752, 0.768)
+    assert (on_demand["onDemandTotalUsd"], on_demand["spotTotalUsd"]) == (0.768, 0.332)
+    assert cost_run.outputs["notificationTopic"] == TOPIC_ARN
+    assert cost_run.outputs["budget"] == "deepracer-aws-abc123"
 
 
 # -- bad settings -----------------------------------------------------------------------------------------
@@ -244,7 +363,17 @@ def test_a_bad_setting_stops_the_program_naming_it():
     with pytest.raises(pulumi.RunError) as raised:
         run_program({"deepracer-cloud:market": "reserved"})
     assert str(raised.value) == (
-        "Pulumi.aws.yaml: deepracer-cloud:market: expected one of on-demand, spot, got 'reserved'")
+        "Pulumi.aws.yaml: deepracer-cloud:market: expected one of spot, on-demand, got 'reserved'")
+
+
+def test_a_budget_without_an_address_stops_the_program_naming_it():
+    import pulumi
+
+    with pytest.raises(pulumi.RunError) as raised:
+        run_program({"deepracer-cloud:monthlyBudget": "50"})
+    assert str(raised.value) == (
+        "Pulumi.aws.yaml: deepracer-cloud:alertEmails: expected at least one e-mail address when monthlyBudget or "
+        "notifications is set, got []")
 
 
 def test_an_instance_type_no_zone_offers_is_named():

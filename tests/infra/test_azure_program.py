@@ -211,6 +211,13 @@ def test_vm_is_a_t4_on_ubuntu_2404_with_a_premium_os_disk(default_run):
     assert inputs["storageProfile"]["osDisk"] == {
         "createOption": "FromImage", "diskSizeGB": 150, "caching": "ReadWrite",
         "managedDisk": {"storageAccountType": "Premium_LRS"}, "deleteOption": "Delete"}
+    # Spot by default: deallocated on eviction, paying up to the regular price (-1).
+    assert (inputs["priority"], inputs["evictionPolicy"], inputs["billingProfile"]) == (
+        "Spot", "Deallocate", {"maxPrice": -1})
+
+
+def test_regular_priority_is_the_fallback_and_buys_no_spot():
+    inputs = vm(run_azure({"deepracer-cloud:priority": "regular"}))
     assert inputs["priority"] == "Regular"
     assert "evictionPolicy" not in inputs and "billingProfile" not in inputs
 
@@ -225,11 +232,6 @@ def test_spot_deallocates_on_eviction_with_a_price_cap(custom_run):
     assert (inputs["priority"], inputs["evictionPolicy"]) == ("Spot", "Deallocate")
     assert inputs["billingProfile"] == {"maxPrice": 0.30}
     assert inputs["location"] == "westeurope"
-
-
-def test_spot_without_a_cap_pays_up_to_the_regular_price():
-    inputs = vm(run_azure({"deepracer-cloud:priority": "spot"}))
-    assert inputs["billingProfile"] == {"maxPrice": -1}
 
 
 def test_custom_settings_reach_the_vm(custom_run):
@@ -264,8 +266,8 @@ def test_system_env_names_the_cloud_minio_and_the_blob_container(default_run):
     assert env_values(entry["content"]) == {
         "DR_CLOUD": "azure", "DR_AWS_APP_REGION": "us-east-1", "DR_LOCAL_S3_BUCKET": "models",
         "DR_UPLOAD_S3_BUCKET": "not-defined", "DR_SIMAPP_SOURCE": "awsdeepracercommunity/deepracer-simapp",
-        "DR_SIMAPP_VERSION": "6.0.4-gpu", "DR_WORKERS": "3",
-        "DR_LOCAL_ACCESS_KEY_ID": MINIO_ACCESS_KEY, "DR_LOCAL_SECRET_ACCESS_KEY": MINIO_SECRET_KEY,
+        "DR_SIMAPP_VERSION": "6.0.4-gpu", "DR_WORKERS": "3", "DR_IDLE_STOP_MINUTES": "30",
+        "DR_POWER_OFF_AFTER_MAX_MINUTES": "False", "DR_LOCAL_ACCESS_KEY_ID": MINIO_ACCESS_KEY, "DR_LOCAL_SECRET_ACCESS_KEY": MINIO_SECRET_KEY,
         "DR_AZURE_STORAGE_ACCOUNT": ACCOUNT, "DR_AZURE_BLOB_CONTAINER": "models"}
     # MinIO's secret: root and the login user only, written once that user exists.
     assert (entry["permissions"], entry["owner"], entry["defer"]) == ("0640", "root:azureuser", True)
@@ -328,8 +330,10 @@ def test_outputs_tell_the_user_where_things_are_and_what_they_cost(default_run, 
     assert out["bootstrapLog"] == (f"az vm run-command invoke -g {HOST_GROUP} -n {VM_NAME} --command-id "
                                    "RunShellScript --scripts 'tail -n 100 /var/log/deepracer-bootstrap.log'")
     assert out["estimatedCostPerHour"] == {
-        "vmUsd": 0.752, "osDiskUsd": 0.052, "publicIpUsd": 0.005, "totalUsd": 0.809, "priority": "regular",
-        "basis": "East US Linux pay-as-you-go list prices, 2026; other regions differ by up to ~30%"}
+        "priority": "spot", "vmUsd": 0.226, "osDiskUsd": 0.052, "publicIpUsd": 0.005, "totalUsd": 0.283,
+        "regularTotalUsd": 0.809, "spotTotalUsd": 0.283,
+        "basis": "East US Linux pay-as-you-go list prices, 2026; other regions differ by up to ~30%; spot taken "
+                 "as 30% of pay-as-you-go (it moves with demand)"}
     assert custom_run.outputs["ssh"] == f"ssh racer@{AZURE_PUBLIC_IP}"
     assert custom_run.outputs["estimatedCostPerHour"]["vmUsd"] == 0.226  # 30% of 0.752, under the 0.30 cap
     assert custom_run.outputs["workers"] == 2
@@ -342,7 +346,7 @@ def test_outputs_tell_the_user_where_things_are_and_what_they_cost(default_run, 
      "Pulumi.azure.yaml: deepracer-cloud:sshPublicKey: expected an OpenSSH RSA or Ed25519 public key (required on "
      "Azure: password login is off), got None"),
     ({"deepracer-cloud:priority": "low"},
-     "Pulumi.azure.yaml: deepracer-cloud:priority: expected one of regular, spot, got 'low'"),
+     "Pulumi.azure.yaml: deepracer-cloud:priority: expected one of spot, regular, got 'low'"),
     ({"deepracer-cloud:sshAllowedCidrs": '["0.0.0.0/0"]'},
      "Pulumi.azure.yaml: deepracer-cloud:sshAllowedCidrs: expected your own address range (e.g. 203.0.113.7/32), "
      "not the whole internet, got '0.0.0.0/0'"),
