@@ -20,6 +20,7 @@ _USER_ERRORS = (
     ("session.droa", "DroaError"),
     ("session.resume", "ResumeError"),
     ("session.limits", "LimitError"),
+    ("session.blob_sync", "BlobSyncError"),
 )
 
 
@@ -142,6 +143,9 @@ def _parser() -> argparse.ArgumentParser:
     download.add_argument("source", metavar="s3://BUCKET/PREFIX")
     download.add_argument("prefix", help="its prefix in the working bucket")
     download.add_argument("--overwrite", action="store_true", help="write into a prefix that already holds files")
+    restore = actions.add_parser("restore", help="Azure: bring a model prefix back from the blob container into MinIO")
+    restore.add_argument("prefix")
+    restore.add_argument("--overwrite", action="store_true", help="replace objects MinIO holds with other content")
     imp = actions.add_parser("import-droa", help="export a model and import it into a DeepRacer on AWS install")
     imp.add_argument("prefix")
     imp.add_argument("--url", help="the DRoA web app's address (default: DR_DROA_URL)")
@@ -166,6 +170,14 @@ def _parser() -> argparse.ArgumentParser:
     idle = commands.add_parser("idle-check", help="power the host off after DR_IDLE_STOP_MINUTES without training "
                                                   "or evaluation (deepracer-idle.timer, as root, every 5 min)")
     idle.add_argument("--dry-run", action="store_true", help="say what it would decide; power nothing off")
+
+    sync = commands.add_parser("sync-models",
+                               help="Azure: copy model prefixes from MinIO (temp disk) to the blob container")
+    which = sync.add_mutually_exclusive_group()
+    which.add_argument("prefix", nargs="?", help="a model prefix (default: DR_LOCAL_S3_MODEL_PREFIX)")
+    which.add_argument("--running", action="store_true", help="the prefixes of the runs on this host (the timer)")
+    which.add_argument("--all", action="store_true", help="every top-level folder of the bucket")
+    sync.add_argument("--delete", action="store_true", help="also delete blobs whose objects MinIO no longer holds")
 
     commands.add_parser("spot-watch", help="stop training gracefully on a spot interruption notice and mark it "
                                            "resumable (deepracer-spot-watch.service)")

@@ -158,6 +158,9 @@ def train(args: argparse.Namespace) -> int:
     from session.training import start_training
 
     host, run_env = _host(args)
+    from session.blob_sync import before_pretrained
+
+    before_pretrained(host)  # Azure: a pretrained model only in Blob comes back into MinIO before validation
     max_minutes = max_minutes_for(host.run, args.max_minutes)
     store = RunStateStore()
     if max_minutes is not None:
@@ -201,7 +204,10 @@ def stop(args: argparse.Namespace) -> int:
     from session.training import stop_training
 
     host, _ = _host(args)
-    stop_training(host, timeout=args.timeout)
+    stopped = stop_training(host, timeout=args.timeout)
+    from session.blob_sync import after_stop
+
+    after_stop(host, stopped)  # Azure: the run's prefix to the blob container (MinIO's disk does not last)
     try:
         mark_stopped(RunStateStore(), host.run.run_id)  # stopped by the user: not resumed at the next boot
     except ResumeError as error:
@@ -214,9 +220,12 @@ def _say(line: str) -> None:
 
 
 def resume(args: argparse.Namespace) -> int:
+    from session import blob_sync
     from session.resume import resume as resume_run
 
-    result = resume_run(force=args.force, say=_say)
+    # Azure: a deallocated VM comes back with an empty MinIO; the interrupted prefix comes back from Blob.
+    result = resume_run(force=args.force, say=_say, restore=lambda host, prefix: blob_sync.ensure_in_minio(
+        host.system, host.storage, prefix, say=_say))
     return 1 if result.failed else 0
 
 
@@ -229,12 +238,39 @@ def idle_check(args: argparse.Namespace) -> int:
     return 0
 
 
+def sync_models(args: argparse.Namespace) -> int:
+    from session.blob_sync import blob_store_for, require_azure, sync_all, sync_prefix_to_blob, sync_running
+
+    if args.running:
+        from session.config import load_system_config
+        from session.containers import Engine
+
+        system = load_system_config(_paths(args)[1])
+        engine = Engine()
+        sync_running(system, engine, _storage(system, engine), say=_say)
+        return 0
+    loaded, _ = _load(args)
+    require_azure(loaded.system, "sync-models")
+    storage, blob = _storage(loaded.system), blob_store_for(loaded.system)
+    if args.all:
+        sync_all(storage, blob, delete=args.delete, say=_say)
+    else:
+        print(sync_prefix_to_blob(storage, blob, args.prefix or loaded.run.local_s3_model_prefix,
+                                  delete=args.delete).summary())
+    return 0
+
+
 def spot_watch(args: argparse.Namespace) -> int:
+    import functools
+
+    from session import blob_sync
     from session.config import load_system_config
     from session.spot import watch as watch_notices
 
     _, system_env = _paths(args)
-    return watch_notices(load_system_config(system_env), say=_say)
+    # Azure: the newest checkpoint must reach Blob before the VM (and MinIO's temp disk) goes.
+    return watch_notices(load_system_config(system_env), say=_say,
+                         after_stop=functools.partial(blob_sync.after_stop, say=_say))
 
 
 def logs(args: argparse.Namespace) -> int:

@@ -24,6 +24,13 @@ def models(args: argparse.Namespace, loaded, storage) -> int:
     from session import models as library
 
     action = args.models_command
+    if action == "restore":
+        from session.blob_sync import blob_store_for, require_azure, restore_prefix_from_blob
+
+        require_azure(loaded.system, "models restore")
+        print(restore_prefix_from_blob(blob_store_for(loaded.system), storage, args.prefix,
+                                       overwrite=args.overwrite).summary())
+        return 0
     if action == "import-droa":
         return import_droa(args, loaded, storage)
     if action == "list":

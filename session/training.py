@@ -148,6 +148,10 @@ def start_training(host: Host, *, workers: Optional[int] = None, overwrite: bool
     if not engine.image_present(image):
         raise TrainingError(f"image {image} is not on this host; pull it with `docker pull {image}`")
     _refuse_to_clobber(host, overwrite, say)
+    from session.blob_sync import before_pretrained, check_model_prefix
+
+    check_model_prefix(host, overwrite=overwrite, say=say)  # Azure: the name may hold an earlier VM's model
+    before_pretrained(host, say=say)
     _check_pretrained(host)
     names = upload_inputs(host, workers, say)
 

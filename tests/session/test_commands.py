@@ -132,3 +132,12 @@ def test_a_bad_time_limit_is_one_line(workdir: Path, capsys, monkeypatch):
     assert main(["train", "--max-minutes", "0"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "max-minutes" in err
+
+
+def test_blob_commands_say_they_are_for_azure(workdir: Path, capsys):
+    (workdir / "run.env").write_text("DR_LOCAL_S3_MODEL_PREFIX=m-1\n")
+    assert main(["sync-models", "m-1"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "azure" in err.lower()
+    assert main(["models", "restore", "m-1"]) == 2
+    assert "azure" in capsys.readouterr().err.lower()
