@@ -78,6 +78,8 @@ def _azure(stack: str) -> None:
     pulumi.export("sessionPackageSha256", digest)
     pulumi.export("ssh", env.ssh_command)
     pulumi.export("bootstrapLog", env.log_command)
+    pulumi.export("start", env.start_command)
+    pulumi.export("budget", env.budget_name)
     pulumi.export("estimatedCostPerHour", env.hourly_estimate)
 
 

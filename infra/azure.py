@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import shlex
 import sys
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Optional
 
 import pulumi
 import pulumi_azure_native.authorization as authorization
 import pulumi_azure_native.compute as compute
+import pulumi_azure_native.consumption as consumption
+import pulumi_azure_native.monitor as monitor
 import pulumi_azure_native.network as network
 import pulumi_azure_native.resources as resources
 import pulumi_azure_native.storage as storage
@@ -17,7 +20,7 @@ import pulumi_command as command
 import pulumi_random as random
 from pulumi import Output, ResourceOptions
 
-from infra import azure_blob, azure_roles, pricing
+from infra import azure_blob, azure_cost, azure_roles, pricing
 from infra.bootstrap import HostConfig, azure_custom_data
 from infra.settings import AzureSettings, workers_for_vcpus
 
@@ -84,6 +87,9 @@ class AzureEnvironment(pulumi.ComponentResource):
         # After the VM: a system-assigned identity exists only with its VM. The host retries its first reads
         # until the assignment reaches the storage service (cloudinit/scripts/host-storage.py).
         self.host_role = self._role("host-blob", self.vm.identity.apply(lambda i: i.principal_id), "ServicePrincipal")
+        self.deallocate_role = self._self_deallocate()
+        self.budget = self._budget()
+        self._notifications()
         self.ready = self._wait_until_ready(deployer_role)
 
         self.vm_id = self.vm.vm_id
@@ -98,6 +104,10 @@ class AzureEnvironment(pulumi.ComponentResource):
         self.log_command = Output.concat(
             "az vm run-command invoke -g ", self.host_group.name, " -n ", self.vm.name,
             " --command-id RunShellScript --scripts 'tail -n 100 /var/log/deepracer-bootstrap.log'")
+        # A deallocated VM (spot eviction, idle auto-stop, time limit) starts again only when asked.
+        self.start_command = Output.concat("az vm start -g ", self.host_group.name, " -n ", self.vm.name)
+        self.budget_name: Output[Optional[str]] = (
+            self.budget.name if self.budget is not None else Output.from_input(None))
         self.hourly_estimate = pricing.azure_hourly_estimate(s.vm_size, s.priority, s.os_disk_gb, s.spot_max_price)
         self.register_outputs({
             "vmId": self.vm_id, "publicIp": self.public_ip, "storageAccount": self.storage_account,
@@ -279,6 +289,69 @@ class AzureEnvironment(pulumi.ComponentResource):
                 ignore_changes=["osProfile.customData"],
             ),
         )
+
+    # -- cost controls ---------------------------------------------------------------------------------------
+
+    def _self_deallocate(self) -> authorization.RoleAssignment:
+        """The VM may deallocate itself and do nothing else with itself or anything else."""
+        s = self._settings
+        group_scope = Output.all(self._client.subscription_id, self.host_group.name).apply(
+            lambda a: azure_roles.resource_group_scope(*a))
+        role_id = random.RandomUuid("deallocate-role-id", opts=ResourceOptions(parent=self))
+        definition = authorization.RoleDefinition(
+            "vm-self-deallocate",
+            role_definition_id=role_id.result,
+            # Custom role names are unique in the whole tenant: the host group's random suffix makes it so.
+            role_name=Output.concat("deepracer-cloud VM self-deallocate (", self.host_group.name, ")"),
+            description=f"deepracer-cloud {s.stack}: lets the training VM deallocate itself when idle",
+            role_type="CustomRole",
+            permissions=azure_roles.vm_deallocate_permissions(),
+            scope=group_scope,
+            assignable_scopes=[group_scope],
+            opts=ResourceOptions(parent=self))
+        return authorization.RoleAssignment(
+            "host-deallocate",
+            principal_id=self.vm.identity.apply(lambda i: i.principal_id),
+            principal_type="ServicePrincipal",
+            role_definition_id=Output.all(self._client.subscription_id, role_id.result).apply(
+                lambda a: azure_roles.role_definition_id(*a)),
+            scope=self.vm.id,
+            description=f"deepracer-cloud {s.stack}: the VM deallocates itself (idle auto-stop, time limit)",
+            opts=ResourceOptions(parent=self, depends_on=[definition]))
+
+    def _budget(self) -> Optional[consumption.Budget]:
+        cost = self._settings.cost
+        if cost.monthly_budget_usd is None:
+            return None
+        return consumption.Budget(
+            "monthly",
+            budget_name=Output.concat("deepracer-cloud-", self.host_group.name),
+            scope=Output.concat("/subscriptions/", self._client.subscription_id),
+            amount=cost.monthly_budget_usd,
+            category="Cost",
+            time_grain="Monthly",
+            time_period={"start_date": azure_cost.budget_start(datetime.now(timezone.utc))},
+            filter=Output.all(self.host_group.name, self.data_group.name).apply(
+                lambda groups: azure_cost.budget_filter(list(groups))),
+            notifications=azure_cost.budget_notifications(cost.alert_emails),
+            # The start is the month of the first `pulumi up`; a later month must not move it (Azure refuses a
+            # past start outside the current month).
+            opts=ResourceOptions(parent=self, ignore_changes=["timePeriod"]))
+
+    def _notifications(self) -> None:
+        cost = self._settings.cost
+        if not cost.notifications:
+            return
+        child = ResourceOptions(parent=self)
+        group = monitor.ActionGroup(
+            "notify", resource_group_name=self.host_group.name, location="Global", enabled=True,
+            group_short_name=azure_cost.ACTION_GROUP_SHORT_NAME,
+            email_receivers=azure_cost.email_receivers(cost.alert_emails), tags=self._tags, opts=child)
+        monitor.ActivityLogAlert(
+            "vm-stopped", resource_group_name=self.host_group.name, location="Global", enabled=True,
+            description=f"deepracer-cloud {self._settings.stack}: the training VM was deallocated or evicted",
+            scopes=[self.vm.id], condition=azure_cost.vm_stopped_condition(),
+            actions={"action_groups": [{"action_group_id": group.id}]}, tags=self._tags, opts=child)
 
     def _wait_until_ready(self, deployer_role: authorization.RoleAssignment) -> command.local.Command:
         s = self._settings

@@ -1,8 +1,12 @@
-"""Who may do what on Azure (pure: names in, ARM ids out): the data role on the models container.
+"""Who may do what on Azure (pure: names in, ARM ids out): the data role on the models container, and the VM's
+right to deallocate itself.
 
 The VM's managed identity and the deployer each get Storage Blob Data Contributor on the one container that
 holds the models, nothing on the account, the resource group or the subscription. The account refuses shared
 keys, so these role assignments are the only way to its data.
+
+The VM's identity also gets a custom role with one action, deallocate, assigned on the VM itself: the idle
+auto-stop and a time limit stop billing the VM that way (an OS shutdown leaves an Azure VM allocated and billed).
 """
 
 from __future__ import annotations
@@ -36,3 +40,18 @@ def deployer_principal_type(client_id: str) -> str:
     ARM refuses a role assignment whose principal type does not match the principal, and pulumi-azure-native
     would send User for a CI pipeline's service principal if none were given."""
     return "User" if client_id.lower() in _USER_SIGN_IN_APPS else "ServicePrincipal"
+
+
+# The one thing the VM's identity may do to its own VM: deallocate it (idle auto-stop, a time limit; session/idle.py).
+# The host reads its resource id from IMDS, not from ARM, and does not poll the operation: no read is needed.
+VM_DEALLOCATE_ACTION = "Microsoft.Compute/virtualMachines/deallocate/action"
+
+
+def vm_deallocate_permissions() -> list[dict]:
+    return [{"actions": [VM_DEALLOCATE_ACTION], "not_actions": [], "data_actions": [], "not_data_actions": []}]
+
+
+def resource_group_scope(subscription_id: str, resource_group: str) -> str:
+    """Custom roles can be made assignable no narrower than a resource group (Azure refuses a resource there);
+    the assignment itself is on the VM."""
+    return f"/subscriptions/{subscription_id}/resourceGroups/{resource_group}"

@@ -31,6 +31,7 @@ STORAGE_SUFFIX = "k3x9p2m7q4z8"
 MINIO_ACCESS_KEY = "ABCDEFGHIJ0123456789"
 MINIO_SECRET_KEY = "s3cr3tS3cr3tS3cr3tS3cr3tS3cr3tS3cr3tS3cr"
 AZURE_PUBLIC_IP = "20.51.0.7"
+DEALLOCATE_ROLE_ID = "7c3f2a1e-5d4b-4c6a-8e9f-0a1b2c3d4e5f"
 
 
 @dataclass
@@ -138,6 +139,16 @@ class AzureMocks(pulumi.runtime.Mocks):
         elif args.typ == "random:index/randomString:RandomString":
             state["result"] = STORAGE_SUFFIX if args.name == "storage-suffix" else MINIO_ACCESS_KEY
             name = rid = state["result"]
+        elif args.typ == "azure-native:consumption:Budget":
+            name = inputs["budgetName"]  # ARM's name of a budget is the name given
+            rid = f"{inputs['scope']}/providers/Microsoft.Consumption/budgets/{name}"
+        elif args.typ == "random:index/randomUuid:RandomUuid":
+            state["result"] = rid = DEALLOCATE_ROLE_ID
+        elif args.typ == "azure-native:compute:VirtualMachine":
+            rid = (f"/subscriptions/{SUBSCRIPTION}/resourceGroups/{inputs['resourceGroupName']}/providers"
+                   f"/Microsoft.Compute/virtualMachines/{name}")
+            state.update(vmId=VM_ID, identity={"type": "SystemAssigned", "principalId": HOST_PRINCIPAL_ID,
+                                               "tenantId": TENANT})
         elif args.typ == "random:index/randomPassword:RandomPassword":
             state["result"] = MINIO_SECRET_KEY
             rid = "none"
@@ -151,9 +162,6 @@ class AzureMocks(pulumi.runtime.Mocks):
                    f"/Microsoft.Storage/storageAccounts/{inputs['accountName']}/blobServices/default/containers/{name}")
         elif args.typ == "azure-native:network:PublicIPAddress":
             state["ipAddress"] = AZURE_PUBLIC_IP
-        elif args.typ == "azure-native:compute:VirtualMachine":
-            state.update(vmId=VM_ID, identity={"type": "SystemAssigned", "principalId": HOST_PRINCIPAL_ID,
-                                               "tenantId": TENANT})
         elif args.typ == "command:local:Command":
             state.update(stdout=f"host {VM_ID} is ready", stderr="")
         state.setdefault("name", name)

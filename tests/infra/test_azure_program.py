@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import base64
+import json
+import re
 import subprocess
 
 import pulumi
@@ -10,8 +12,9 @@ import pytest
 import yaml
 
 from infra.bootstrap import AZURE_CUSTOM_DATA_LIMIT
-from tests.infra.mocked_program import (AZURE_PUBLIC_IP, DEPLOYER_OBJECT_ID, HOST_PRINCIPAL_ID, MINIO_ACCESS_KEY,
-                                        MINIO_SECRET_KEY, STORAGE_SUFFIX, SUBSCRIPTION, VM_ID, run_program)
+from tests.infra.mocked_program import (AZURE_PUBLIC_IP, DEALLOCATE_ROLE_ID, DEPLOYER_OBJECT_ID, HOST_PRINCIPAL_ID,
+                                        MINIO_ACCESS_KEY, MINIO_SECRET_KEY, STORAGE_SUFFIX, SUBSCRIPTION, VM_ID,
+                                        run_program)
 
 SSH_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGx2cGaqZmVnJz0xB0dZ0m8Tq0sTlKk2rDqRz4jJtXyz builder@laptop"
 ACCOUNT = f"deepracer{STORAGE_SUFFIX}"
@@ -22,6 +25,9 @@ CONTAINER_SCOPE = (f"/subscriptions/{SUBSCRIPTION}/resourceGroups/{DATA_GROUP}/p
                    f"/storageAccounts/{ACCOUNT}/blobServices/default/containers/models")
 BLOB_DATA_CONTRIBUTOR = (f"/subscriptions/{SUBSCRIPTION}/providers/Microsoft.Authorization/roleDefinitions/"
                          "ba92f5b4-2d11-453d-a403-e96b0029c9fe")
+VM_RESOURCE_ID = (f"/subscriptions/{SUBSCRIPTION}/resourceGroups/{HOST_GROUP}/providers/Microsoft.Compute"
+                  f"/virtualMachines/{VM_NAME}")
+EMAILS = ["me@example.com", "team@example.org"]
 STORAGE_TYPES = ("azure-native:resources:ResourceGroup", "azure-native:storage:StorageAccount",
                  "azure-native:storage:BlobContainer", "azure-native:storage:BlobServiceProperties",
                  "azure-native:storage:ManagementPolicy")
@@ -34,6 +40,19 @@ def run_azure(overrides: dict[str, str] | None = None):
 @pytest.fixture(scope="module")
 def default_run():
     return run_azure()
+
+
+@pytest.fixture(scope="module")
+def cost_run():
+    """Regular priority (the fallback), a budget, notifications, a 45-minute idle stop, power-off at the limit."""
+    return run_azure({
+        "deepracer-cloud:priority": "regular",
+        "deepracer-cloud:monthlyBudget": "60",
+        "deepracer-cloud:notifications": "true",
+        "deepracer-cloud:alertEmails": json.dumps(EMAILS),
+        "deepracer-cloud:idleStopMinutes": "45",
+        "deepracer-cloud:powerOffAfterMaxMinutes": "true",
+    })
 
 
 @pytest.fixture(scope="module")
@@ -156,11 +175,110 @@ def test_deployer_gets_the_same_role_on_the_same_container_to_upload_and_wait(de
     assert deployer["scope"] == CONTAINER_SCOPE
 
 
-def test_nothing_is_assigned_wider_than_the_container(default_run, custom_run):
+def test_nothing_is_assigned_wider_than_the_container_or_the_vm(default_run, custom_run, cost_run):
+    for run in (default_run, custom_run, cost_run):
+        assignments = {a.name: a.inputs for a in run.of_type("azure-native:authorization:RoleAssignment")}
+        assert sorted(assignments) == ["deployer-blob", "host-blob", "host-deallocate"]
+        assert {assignments[n]["scope"].split("/blobServices/")[1] for n in ("deployer-blob", "host-blob")} == {
+            "default/containers/models"}
+        assert assignments["host-deallocate"]["scope"] == VM_RESOURCE_ID
+
+
+def test_vm_may_deallocate_itself_and_do_nothing_else(default_run):
+    """A custom role with the one action the idle auto-stop's ARM call needs (session/idle.py), assignable only
+    in the host's resource group (Azure's narrowest assignable scope) and assigned on the VM alone."""
+    definition = default_run.one("azure-native:authorization:RoleDefinition").inputs
+    assert definition["permissions"] == [{"actions": ["Microsoft.Compute/virtualMachines/deallocate/action"],
+                                          "notActions": [], "dataActions": [], "notDataActions": []}]
+    group_scope = f"/subscriptions/{SUBSCRIPTION}/resourceGroups/{HOST_GROUP}"
+    assert definition["assignableScopes"] == [group_scope]
+    assert definition["scope"] == group_scope
+    assert definition["roleType"] == "CustomRole"
+    assert definition["roleDefinitionId"] == DEALLOCATE_ROLE_ID
+    assert definition["roleName"] == f"deepracer-cloud VM self-deallocate ({HOST_GROUP})"  # unique in the tenant
+    assignment = named(default_run, "azure-native:authorization:RoleAssignment", "host-deallocate").inputs
+    assert assignment["principalId"] == HOST_PRINCIPAL_ID
+    assert assignment["principalType"] == "ServicePrincipal"
+    assert assignment["roleDefinitionId"] == (
+        f"/subscriptions/{SUBSCRIPTION}/providers/Microsoft.Authorization/roleDefinitions/{DEALLOCATE_ROLE_ID}")
+    assert assignment["scope"] == VM_RESOURCE_ID
+    depends = default_run.opts("azure-native:authorization:RoleAssignment", "host-deallocate").depends_on
+    assert "vm-self-deallocate" in {getattr(d, "_name", None) for d in depends}
+
+
+def test_the_deallocate_action_is_the_one_the_host_calls():
+    from infra.azure_roles import VM_DEALLOCATE_ACTION
+    from session.idle import DEALLOCATE_ACTION
+
+    assert VM_DEALLOCATE_ACTION == DEALLOCATE_ACTION
+
+
+# -- budget and notifications --------------------------------------------------------------------------------
+
+def test_no_budget_or_alert_unless_asked(default_run, custom_run):
     for run in (default_run, custom_run):
-        assignments = run.of_type("azure-native:authorization:RoleAssignment")
-        assert len(assignments) == 2
-        assert {a.inputs["scope"].split("/blobServices/")[1] for a in assignments} == {"default/containers/models"}
+        for typ in ("azure-native:consumption:Budget", "azure-native:monitor:ActionGroup",
+                    "azure-native:monitor:ActivityLogAlert"):
+            assert run.of_type(typ) == [], typ
+
+
+def test_monthly_budget_covers_both_resource_groups_and_mails_at_80_100_and_forecast(cost_run):
+    budget = cost_run.one("azure-native:consumption:Budget").inputs
+    assert budget["scope"] == f"/subscriptions/{SUBSCRIPTION}"
+    assert budget["budgetName"] == f"deepracer-cloud-{HOST_GROUP}"
+    assert (budget["amount"], budget["category"], budget["timeGrain"]) == (60.0, "Cost", "Monthly")
+    assert budget["filter"] == {"dimensions": {"name": "ResourceGroupName", "operator": "In",
+                                               "values": [HOST_GROUP, DATA_GROUP]}}
+    assert re.fullmatch(r"\d{4}-\d{2}-01T00:00:00Z", budget["timePeriod"]["startDate"])
+    assert budget["notifications"] == {
+        f"{kind}_GreaterThan_{percent}_Percent": {
+            "enabled": True, "operator": "GreaterThan", "threshold": float(percent), "thresholdType": kind,
+            "contactEmails": EMAILS}
+        for kind, percent in (("Actual", 80), ("Actual", 100), ("Forecasted", 100))}
+    # The first month stays the start: Azure refuses a past start outside the current month.
+    assert cost_run.opts("azure-native:consumption:Budget", "monthly").ignore_changes == ["timePeriod"]
+
+
+def test_budget_starts_on_the_first_of_the_current_month():
+    from datetime import datetime, timezone
+
+    from infra.azure_cost import budget_start
+
+    assert budget_start(datetime(2026, 11, 25, 17, 30, tzinfo=timezone.utc)) == "2026-11-01T00:00:00Z"
+
+
+def test_deallocation_and_eviction_of_the_vm_mail_the_alert_emails(cost_run):
+    group = cost_run.one("azure-native:monitor:ActionGroup").inputs
+    assert (group["location"], group["enabled"], group["groupShortName"]) == ("Global", True, "deepracer")
+    assert group["resourceGroupName"] == HOST_GROUP
+    assert group["emailReceivers"] == [
+        {"name": f"email-{n}", "emailAddress": email, "useCommonAlertSchema": True}
+        for n, email in enumerate(EMAILS, start=1)]
+    alert = cost_run.one("azure-native:monitor:ActivityLogAlert").inputs
+    assert alert["scopes"] == [VM_RESOURCE_ID]  # this VM's events only
+    assert (alert["location"], alert["enabled"]) == ("Global", True)
+    assert alert["condition"] == {"allOf": [
+        {"field": "category", "equals": "Administrative"},
+        {"field": "status", "equals": "Succeeded"},
+        {"anyOf": [{"field": "operationName", "equals": "Microsoft.Compute/virtualMachines/deallocate/action"},
+                   {"field": "operationName", "equals": "Microsoft.Compute/virtualMachines/evictSpotVM/action"}]},
+    ]}
+    assert alert["actions"] == {"actionGroups": [
+        {"actionGroupId": f"/subscriptions/{SUBSCRIPTION}/resourceGroups/{HOST_GROUP}/notify"}]}
+
+
+def test_cost_controls_reach_system_env_and_azure_gets_no_topic(cost_run):
+    values = env_values(written_files(cost_run)["/etc/deepracer/system.env"]["content"])
+    assert (values["DR_IDLE_STOP_MINUTES"], values["DR_POWER_OFF_AFTER_MAX_MINUTES"]) == ("45", "True")
+    assert not any(key.startswith("DR_NOTIFY") for key in values)
+
+
+def test_regular_priority_costs_the_regular_price(cost_run):
+    estimate = cost_run.outputs["estimatedCostPerHour"]
+    assert (estimate["priority"], estimate["vmUsd"], estimate["totalUsd"]) == ("regular", 0.752, 0.809)
+    assert (estimate["regularTotalUsd"], estimate["spotTotalUsd"]) == (0.809, 0.283)
+    assert cost_run.outputs["budget"] == f"deepracer-cloud-{HOST_GROUP}"
+    assert vm(cost_run)["priority"] == "Regular"
 
 
 # -- network ----------------------------------------------------------------------------------------------
@@ -329,6 +447,8 @@ def test_outputs_tell_the_user_where_things_are_and_what_they_cost(default_run, 
         "simapp": "awsdeepracercommunity/deepracer-simapp:6.0.4-gpu", "ssh": None}
     assert out["bootstrapLog"] == (f"az vm run-command invoke -g {HOST_GROUP} -n {VM_NAME} --command-id "
                                    "RunShellScript --scripts 'tail -n 100 /var/log/deepracer-bootstrap.log'")
+    assert out["start"] == f"az vm start -g {HOST_GROUP} -n {VM_NAME}"
+    assert out["budget"] is None
     assert out["estimatedCostPerHour"] == {
         "priority": "spot", "vmUsd": 0.226, "osDiskUsd": 0.052, "publicIpUsd": 0.005, "totalUsd": 0.283,
         "regularTotalUsd": 0.809, "spotTotalUsd": 0.283,
@@ -350,6 +470,9 @@ def test_outputs_tell_the_user_where_things_are_and_what_they_cost(default_run, 
     ({"deepracer-cloud:sshAllowedCidrs": '["0.0.0.0/0"]'},
      "Pulumi.azure.yaml: deepracer-cloud:sshAllowedCidrs: expected your own address range (e.g. 203.0.113.7/32), "
      "not the whole internet, got '0.0.0.0/0'"),
+    ({"deepracer-cloud:notifications": "true"},
+     "Pulumi.azure.yaml: deepracer-cloud:alertEmails: expected at least one e-mail address when monthlyBudget or "
+     "notifications is set, got []"),
 ])
 def test_a_bad_setting_stops_the_program_naming_it(overrides, message):
     with pytest.raises(pulumi.RunError) as raised:
