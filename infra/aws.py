@@ -109,8 +109,11 @@ class AwsEnvironment(pulumi.ComponentResource):
         gateway = aws.ec2.InternetGateway("igw", vpc_id=vpc.id, opts=child)
         # Public subnet without NAT: the host pulls ~10 GB of images, and a NAT gateway would cost more per
         # hour than the GPU's spot price. Nothing can come in: the security group has no inbound rule.
+        # Another zone (the spot fallback) means a new subnet with the same range: the old one, and the host in
+        # it, must go first.
         subnet = aws.ec2.Subnet("public", vpc_id=vpc.id, cidr_block=SUBNET_CIDR, availability_zone=zone,
-                                map_public_ip_on_launch=True, opts=child)
+                                map_public_ip_on_launch=True,
+                                opts=ResourceOptions(parent=self, delete_before_replace=True))
         routes = aws.ec2.RouteTable("public", vpc_id=vpc.id,
                                     routes=[{"cidr_block": "0.0.0.0/0", "gateway_id": gateway.id}], opts=child)
         aws.ec2.RouteTableAssociation("public", subnet_id=subnet.id, route_table_id=routes.id, opts=child)
@@ -273,6 +276,8 @@ class AwsEnvironment(pulumi.ComponentResource):
                 # A new DLAMI is published every few weeks and user data only runs on first boot: neither
                 # should stop or replace a training host. `pulumi up --replace` rebuilds it on purpose.
                 ignore_changes=["ami", "userData"],
+                # AWS cannot change a spot instance's type (the fallback to another type): a new host, then.
+                replace_on_changes=["instanceType"] if s.market == "spot" else None,
             ),
         )
 

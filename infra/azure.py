@@ -287,6 +287,11 @@ class AzureEnvironment(pulumi.ComponentResource):
                 # customData only runs on first boot and Azure cannot change it: a new rendering must not replace
                 # a training host. `pulumi up --replace` rebuilds it on purpose.
                 ignore_changes=["osProfile.customData"],
+                # Azure sets spot or regular at creation only: the fallback to regular is a new VM. Its NIC can
+                # carry one VM at a time, so the old VM goes first (its OS disk with it; the models stay in the
+                # blob container).
+                replace_on_changes=["priority"],
+                delete_before_replace=True,
             ),
         )
 

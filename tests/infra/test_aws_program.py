@@ -220,6 +220,13 @@ def test_shutdown_from_inside_stops_the_host_and_never_terminates_it(default_run
 
 def test_another_zone_as_a_spot_fallback(cost_run):
     assert cost_run.one("aws:ec2/subnet:Subnet").inputs["availabilityZone"] == "us-east-1d"
+    # Same range in another zone: the old subnet (and its host) go before the new one is made.
+    assert cost_run.opts("aws:ec2/subnet:Subnet", "public").delete_before_replace is True
+
+
+def test_another_type_replaces_a_spot_host_which_aws_cannot_resize(default_run, cost_run):
+    assert default_run.opts("aws:ec2/instance:Instance", "host").replace_on_changes == ["instanceType"]
+    assert not cost_run.opts("aws:ec2/instance:Instance", "host").replace_on_changes  # on-demand: resized in place
 
 
 def test_a_zone_that_does_not_offer_the_type_is_named():

@@ -363,6 +363,8 @@ def test_custom_settings_reach_the_vm(custom_run):
 def test_vm_is_not_replaced_by_new_custom_data_and_waits_for_its_package(default_run):
     opts = default_run.opts("azure-native:compute:VirtualMachine", "host")
     assert opts.ignore_changes == ["osProfile.customData"]
+    # Spot <-> regular (the fallback) is a new VM, the old one deleted first: the NIC takes one VM at a time.
+    assert opts.replace_on_changes == ["priority"] and opts.delete_before_replace is True
     assert any(getattr(d, "_name", None) == "session-package" for d in opts.depends_on)
 
 
