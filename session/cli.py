@@ -21,6 +21,7 @@ _USER_ERRORS = (
     ("session.resume", "ResumeError"),
     ("session.limits", "LimitError"),
     ("session.blob_sync", "BlobSyncError"),
+    ("session.report", "ReportError"),
 )
 
 
@@ -156,6 +157,21 @@ def _parser() -> argparse.ArgumentParser:
     imp.add_argument("--description", default="")
     imp.add_argument("--wait", action="store_true", help="wait until DRoA has validated the model")
     imp.add_argument("--timeout", type=float, default=1800.0, help="seconds --wait waits (default 1800)")
+
+    report = commands.add_parser("report", help="plots, an HTML page and the numbers of a run: reward and completion "
+                                                "per iteration, path on the track, actions, lap times, workers")
+    report.add_argument("sources", nargs="+", metavar="PREFIX|LOGDIR",
+                        help="a model prefix in the bucket (or s3://BUCKET/PREFIX), a folder, a console/DRoA logs "
+                             ".tar.gz, a simulation log or a simtrace CSV")
+    report.add_argument("--out", metavar="DIR", help="folder for index.html, report.json and the PNGs "
+                                                     "(default: ./report-<name>)")
+    report.add_argument("--json", action="store_true", help="print the numbers as JSON instead of the summary")
+    report.add_argument("--track", metavar="NAME|FILE.npy",
+                        help="the track to draw (default: the run's training_params.yaml or simulation log)")
+    report.add_argument("--tracks", metavar="DIR",
+                        help="track .npy files (default: $DR_TRACKS_DIR or the host's cache)")
+    report.add_argument("--laps", type=lambda t: int(_positive(t)), default=1, metavar="N",
+                        help="draw the N fastest laps on the track (default 1)")
 
     increment = commands.add_parser("increment", help="continue from the current model under the next prefix")
     increment.add_argument("--checkpoint", default="last", help="last, best or a number (default last)")

@@ -392,6 +392,16 @@ def models(args: argparse.Namespace) -> int:
     return run_models(args, loaded, _storage(loaded.system))
 
 
+def report(args: argparse.Namespace) -> int:
+    from session.report import run as run_report
+
+    def storage():  # only for a model prefix in the bucket: local folders need no system.env
+        loaded, _ = _load(args, quiet=True)
+        return _storage(loaded.system)
+
+    return run_report(args, storage)
+
+
 def increment(args: argparse.Namespace) -> int:
     from session.increment import increment as do_increment
 
