@@ -197,8 +197,23 @@ def idle_check(system: "SystemConfig", *, engine: Optional["Engine"] = None,
         if stop_host is not None:
             stop_host(system.cloud)
         else:
+            _keep_models(system, say)
             power_off(system.cloud, say=say)
     return decision
+
+
+def _keep_models(system: "SystemConfig", say: Say) -> None:
+    """Azure: deallocation empties the temp disk under MinIO; every prefix goes to Blob first. A failed copy is
+    said loudly but does not keep an idle VM running (and billing) forever."""
+    if system.cloud != "azure":
+        return
+    try:
+        from session.blob_sync import blob_store_for, sync_all
+        from session.training import storage_for
+
+        sync_all(storage_for(system), blob_store_for(system), say=say)
+    except Exception as error:  # noqa: BLE001 - any failure: power off anyway, with the reason in the journal
+        say(f"WARNING: idle check: could not copy the models to Blob before powering off: {error}")
 
 
 def _wall(message: str) -> None:

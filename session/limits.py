@@ -97,7 +97,8 @@ def enforce(store: RunStateStore, *, now: Callable[[], datetime] = _utcnow, grac
     if now() < state.deadline + timedelta(seconds=grace_s):
         return None
     report = interrupt(store, status=TIME_LIMIT, reason=f"time limit of {state.max_minutes} min reached",
-                       timeout=STOP_TIMEOUT_S, host_factory=host_factory, say=say, now=now, token=state.token)
+                       timeout=STOP_TIMEOUT_S, host_factory=host_factory, say=say, now=now, token=state.token,
+                       after_stop=_keep_in_blob)
     if report is None or report.host is None or not report.host.system.power_off_after_max_minutes:
         return report
     if power_off is not None:
@@ -108,6 +109,13 @@ def enforce(store: RunStateStore, *, now: Callable[[], datetime] = _utcnow, grac
                      lambda current: replace(current, power_off=True))
     say("DR_POWER_OFF_AFTER_MAX_MINUTES: the idle timer (root) powers the host off within 5 minutes")
     return report
+
+
+def _keep_in_blob(host, stopped) -> object:
+    """Azure: the run's prefix to the blob container before any power-off empties MinIO's temp disk."""
+    from session.blob_sync import after_stop
+
+    return after_stop(host, stopped)
 
 
 def wait(store: RunStateStore, token: str, *, now: Callable[[], datetime] = _utcnow,
