@@ -298,6 +298,11 @@ class SystemConfig(_Settings):
                                       "evaluation; 0: never")
     power_off_after_max_minutes: bool = _setting("DR_POWER_OFF_AFTER_MAX_MINUTES", BOOL, "False",
                                                  "power the host off once training reached its time limit")
+    # Azure hosts: where MinIO's model prefixes are kept (session.blob_sync); the stack writes them.
+    azure_storage_account: Optional[str] = _setting("DR_AZURE_STORAGE_ACCOUNT", _optional(NAME), None,
+                                                    "Azure: the storage account that keeps the models")
+    azure_blob_container: Optional[str] = _setting("DR_AZURE_BLOB_CONTAINER", _optional(NAME), None,
+                                                   "Azure: the blob container that keeps the models")
     raw: Mapping[str, str] = field(repr=False)
     origins: Mapping[str, Origin] = field(repr=False, compare=False)
 
