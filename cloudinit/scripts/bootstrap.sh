@@ -80,7 +80,10 @@ step_session_package() {
   sha256sum "$PACKAGE"
   rm -rf /opt/deepracer/src && mkdir -p /opt/deepracer/src
   tar -xzf "$PACKAGE" -C /opt/deepracer/src
-  retry "$VENV/bin/pip" install -q /opt/deepracer/src
+  # Azure hosts also get the Azure SDK: models are kept in the stack's blob container (session.blob_sync).
+  local spec=/opt/deepracer/src
+  [ "$DR_CLOUD" = azure ] && spec="/opt/deepracer/src[azure]"
+  retry "$VENV/bin/pip" install -q "$spec"
   # Same version number as before after a code change: reinstall the package itself, not its dependencies.
   "$VENV/bin/pip" install -q --no-deps --force-reinstall /opt/deepracer/src
   ln -sf "$VENV/bin/deepracer" /usr/local/bin/deepracer
