@@ -180,6 +180,10 @@ def train(args: argparse.Namespace) -> int:
     print(f"training {host.run.local_s3_model_prefix}: {len(started)} containers running "
           f"(`deepracer status`, `deepracer logs trainer --follow`, `deepracer stop`)")
     _record_run(store, host, run_env, _paths(args)[1], max_minutes)
+    from session.notify import notify
+
+    notify(host.system, "training started", host.run.local_s3_model_prefix,
+           f"{len(started)} containers on {host.system.simapp_source}:{host.system.simapp_version}", say=_err)
     if args.follow:
         return _follow(host.engine, [c for c in started if c.role == "trainer"][0])
     return 0
@@ -208,6 +212,11 @@ def stop(args: argparse.Namespace) -> int:
     from session.blob_sync import after_stop
 
     after_stop(host, stopped)  # Azure: the run's prefix to the blob container (MinIO's disk does not last)
+    if stopped:
+        from session.notify import notify
+
+        notify(host.system, "training stopped", host.run.local_s3_model_prefix, "stopped with `deepracer stop`",
+               say=_err)
     try:
         mark_stopped(RunStateStore(), host.run.run_id)  # stopped by the user: not resumed at the next boot
     except ResumeError as error:
@@ -261,16 +270,21 @@ def sync_models(args: argparse.Namespace) -> int:
 
 
 def spot_watch(args: argparse.Namespace) -> int:
-    import functools
-
     from session import blob_sync
     from session.config import load_system_config
     from session.spot import watch as watch_notices
 
     _, system_env = _paths(args)
-    # Azure: the newest checkpoint must reach Blob before the VM (and MinIO's temp disk) goes.
-    return watch_notices(load_system_config(system_env), say=_say,
-                         after_stop=functools.partial(blob_sync.after_stop, say=_say))
+    from session.notify import notify
+
+    def after_stop(host, stopped):
+        # Azure: the newest checkpoint must reach Blob before the VM (and MinIO's temp disk) goes.
+        blob_sync.after_stop(host, stopped, say=_say)
+        notify(host.system, "training interrupted by spot", host.run.local_s3_model_prefix,
+               "the host is being stopped by the cloud; training resumes from the last checkpoint when it is back",
+               say=_say)
+
+    return watch_notices(load_system_config(system_env), say=_say, after_stop=after_stop)
 
 
 def logs(args: argparse.Namespace) -> int:

@@ -298,6 +298,8 @@ class SystemConfig(_Settings):
                                       "evaluation; 0: never")
     power_off_after_max_minutes: bool = _setting("DR_POWER_OFF_AFTER_MAX_MINUTES", BOOL, "False",
                                                  "power the host off once training reached its time limit")
+    notify_topic_arn: Optional[str] = _setting("DR_NOTIFY_TOPIC_ARN", _optional(TEXT), None,
+                                               "AWS: the SNS topic for e-mail notifications (session.notify)")
     # Azure hosts: where MinIO's model prefixes are kept (session.blob_sync); the stack writes them.
     azure_storage_account: Optional[str] = _setting("DR_AZURE_STORAGE_ACCOUNT", _optional(NAME), None,
                                                     "Azure: the storage account that keeps the models")

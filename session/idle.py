@@ -198,6 +198,9 @@ def idle_check(system: "SystemConfig", *, engine: Optional["Engine"] = None,
             stop_host(system.cloud)
         else:
             _keep_models(system, say)
+            from session.notify import notify
+
+            notify(system, "idle stop", "host", f"{decision.reason}; the host powers off", say=say)
             power_off(system.cloud, say=say)
     return decision
 

@@ -112,10 +112,14 @@ def enforce(store: RunStateStore, *, now: Callable[[], datetime] = _utcnow, grac
 
 
 def _keep_in_blob(host, stopped) -> object:
-    """Azure: the run's prefix to the blob container before any power-off empties MinIO's temp disk."""
+    """Azure: the run's prefix to the blob container before any power-off empties MinIO's temp disk; and the
+    e-mail notification, where the stack set one up."""
     from session.blob_sync import after_stop
+    from session.notify import notify
 
-    return after_stop(host, stopped)
+    kept = after_stop(host, stopped)
+    notify(host.system, "time limit reached", host.run.local_s3_model_prefix, "training was stopped at its time limit")
+    return kept
 
 
 def wait(store: RunStateStore, token: str, *, now: Callable[[], datetime] = _utcnow,

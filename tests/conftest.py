@@ -83,10 +83,27 @@ def docker_engine(tmp_path_factory) -> Iterator[str]:
     try:
         yield host
     finally:
+        _remove_everything(host)
         daemon.terminate()
         daemon.wait(timeout=30)
         log.close()
         shutil.rmtree(sock_dir, ignore_errors=True)
+
+
+def _remove_everything(host: str) -> None:
+    """Containers and networks go before the daemon: a killed daemon leaves its networks' bridges on the host,
+    and enough of them exhaust Docker's address pools for the next run."""
+    import docker
+
+    try:
+        client = docker.DockerClient(base_url=host)
+        for container in client.containers.list(all=True):
+            container.remove(force=True)
+        for network in client.networks.list():
+            if network.name not in ("bridge", "host", "none"):
+                network.remove()
+    except Exception:  # noqa: BLE001 - best effort: the daemon stops next either way
+        pass
 
 
 @pytest.fixture(scope="session")
