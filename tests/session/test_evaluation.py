@@ -11,10 +11,7 @@ evaluation metrics JSON and simtrace CSV from the shared data, at the keys the p
 
 from __future__ import annotations
 
-import io
 import json
-import shutil
-import tarfile
 import threading
 import uuid
 from datetime import datetime, timezone
@@ -25,6 +22,7 @@ import docker
 import pytest
 
 from session.config import load_config
+from tests.busybox_image import SIMAPP_CHANGES, busybox_image
 from session.containers import Engine
 from session.evaluation import (EvaluationError, EvaluationResult, Trial, check_model, evaluation_spec,
                                 find_evaluation, parse_metrics, read_result, render_table, result_so_far,
@@ -243,26 +241,8 @@ exec sleep 3600
 
 @pytest.fixture(scope="module")
 def eval_standin(docker_engine: str) -> str:
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w") as tar:
-        tar.add(shutil.which("busybox") or "/bin/busybox", arcname="bin/busybox")
-        for applet in ("sh", "echo", "sleep", "cat", "env", "true"):
-            link = tarfile.TarInfo(f"bin/{applet}")
-            link.type, link.linkname = tarfile.SYMTYPE, "busybox"
-            tar.addfile(link)
-        for path, text in (("bin/bash", "#!/bin/busybox ash\nexec /bin/busybox ash \"$@\"\n"),
-                           ("opt/ml/code/run.sh", RUN_SH)):
-            data = text.encode()
-            info = tarfile.TarInfo(path)
-            info.size, info.mode = len(data), 0o755
-            tar.addfile(info, io.BytesIO(data))
-        info = tarfile.TarInfo("tmp")
-        info.type, info.mode = tarfile.DIRTYPE, 0o1777
-        tar.addfile(info)
-    docker.DockerClient(base_url=docker_engine).api.import_image_from_data(
-        buffer.getvalue(), repository=IMAGE_SOURCE, tag=IMAGE_TAG,
-        changes=['ENTRYPOINT ["/bin/bash", "-c"]', "WORKDIR /opt/ml/code", "ENV PATH=/usr/bin:/bin"])
-    return f"{IMAGE_SOURCE}:{IMAGE_TAG}"
+    return busybox_image(docker_engine, IMAGE_SOURCE, IMAGE_TAG, {"opt/ml/code/run.sh": RUN_SH}, SIMAPP_CHANGES,
+                         directories=("tmp",))
 
 
 @pytest.fixture()

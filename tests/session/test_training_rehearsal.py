@@ -10,9 +10,7 @@ the track `crash_track` prints the simulator's simapp_exception JSON and exits, 
 
 from __future__ import annotations
 
-import io
 import shutil
-import tarfile
 import uuid
 from pathlib import Path
 
@@ -21,6 +19,7 @@ import docker
 import pytest
 
 from session.config import load_config
+from tests.busybox_image import ASH, SIMAPP_CHANGES, busybox_image
 from session.containers import Engine
 from session.storage import Storage
 from session.training import Host, TrainingError, start_training, stop_training
@@ -50,37 +49,14 @@ exec sleep 3600
 """
 
 
-def _add(tar: tarfile.TarFile, path: str, text: str, mode: int = 0o755) -> None:
-    data = text.encode()
-    info = tarfile.TarInfo(path)
-    info.size, info.mode = len(data), mode
-    tar.addfile(info, io.BytesIO(data))
-
-
 @pytest.fixture(scope="module")
 def simapp_standin(docker_engine: str) -> str:
-    buffer = io.BytesIO()
-    shell = "#!/bin/busybox ash\nexec /bin/busybox ash \"$@\"\n"
-    with tarfile.open(fileobj=buffer, mode="w") as tar:
-        tar.add(shutil.which("busybox") or "/bin/busybox", arcname="bin/busybox")
-        for applet in ("sh", "echo", "sleep", "cat", "env", "true"):
-            link = tarfile.TarInfo(f"bin/{applet}")
-            link.type, link.linkname = tarfile.SYMTYPE, "busybox"
-            tar.addfile(link)
-        _add(tar, "bin/bash", shell)
-        _add(tar, "usr/bin/python3", shell)
-        _add(tar, "root/sagemaker-venv/bin/activate", "# stand-in venv\n", 0o644)
-        _add(tar, "opt/ml/code/rl_coach/start.py", TRAINER)
-        _add(tar, "opt/ml/code/run.sh", "#!/bin/busybox ash\n" + WORKER)
-        for directory in ("tmp", "mnt", "var/run"):
-            info = tarfile.TarInfo(directory)
-            info.type, info.mode = tarfile.DIRTYPE, 0o1777
-            tar.addfile(info)
-    client = docker.DockerClient(base_url=docker_engine)
-    client.api.import_image_from_data(
-        buffer.getvalue(), repository=IMAGE_SOURCE, tag=IMAGE_TAG,
-        changes=['ENTRYPOINT ["/bin/bash", "-c"]', "WORKDIR /opt/ml/code", 'ENV PATH=/usr/bin:/bin'])
-    return f"{IMAGE_SOURCE}:{IMAGE_TAG}"
+    return busybox_image(docker_engine, IMAGE_SOURCE, IMAGE_TAG, {
+        "usr/bin/python3": ASH,  # the stand-in's start.py is shell, run by this "python3"
+        "root/sagemaker-venv/bin/activate": "# stand-in venv\n",
+        "opt/ml/code/rl_coach/start.py": TRAINER,
+        "opt/ml/code/run.sh": "#!/bin/busybox ash\n" + WORKER,
+    }, SIMAPP_CHANGES)
 
 
 @pytest.fixture()
