@@ -154,6 +154,12 @@ def idle_check(system: "SystemConfig", *, engine: Optional["Engine"] = None,
         # Nothing trains without Docker; the last activity a working check saw still counts.
         say(f"idle check: {error}; counting no container as active")
         containers = []
+    try:  # e-mails a run that finished by itself or stalls (session.watchdog), before it is recorded as ended
+        from session.watchdog import check  # it lists the containers itself: a Docker failure is no finish
+
+        dry_run or check(system, state=state, engine=engine, store=store, now=moment, say=say)
+    except Exception as error:  # noqa: BLE001 - a notification never stops the idle check
+        say(f"watchdog: {error}")
 
     try:
         if state is not None and state.status == RUNNING:
