@@ -13,11 +13,13 @@ simulator wrote:
   (`training-simtrace/<n>-iteration.csv`, ~1,460 rows a file as the simulator writes them) for
   `DeepRacerLog.load_training_trace()`.
 
-Each loader runs in a fresh interpreter per repeat (imports not timed), on the folder; printed: rows,
-episodes, seconds (best of --repeat), rows/s, the ratio, and memory: the process's peak RSS and what loading
-added to it (our loader maps a log file, whose pages count in RSS but are the page cache's), and the peak of
-the memory the process allocated (RssAnon, sampled every 10 ms) less what it had after imports. Both loaders must agree on rows and episodes, else the run
-fails. Then the per-episode tables: our `episodes()` against deepracer-utils' `simulation_agg`.
+Each loader runs in a fresh interpreter per repeat (imports not timed), the two taking turns so a busy
+spell of the machine hits both, on the folder. Printed: rows, episodes, seconds (best of --repeat), rows/s,
+the ratio, and memory: the process's peak RSS and what loading added to it (our loader maps a log file,
+whose pages count in RSS but belong to the page cache), and the peak of what the process allocated (RssAnon,
+sampled every 10 ms) less what it had after imports. The loaders must agree on rows, episodes and completed
+laps, else the run fails. Then the per-episode tables: our `episodes()` against deepracer-utils'
+`simulation_agg`.
 Needs deepracer-utils (the dev extra). The generated files (~200-240 bytes a row) go to a temporary folder
 unless --workdir keeps them for the next run.
 """
@@ -170,7 +172,7 @@ def main() -> int:
     except ImportError:
         raise SystemExit("deepracer-utils is not installed: pip install -e '.[dev]'")
     workdir = Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix="loader-speed-"))
-    print(f"cpus: {os.cpu_count()}, python {sys.version.split()[0]}, "
+    print(f"cpus: {os.cpu_count()} (load average {os.getloadavg()[0]:.1f}), python {sys.version.split()[0]}, "
           f"deepracer-utils {_version('deepracer-utils')}, pyarrow {_version('pyarrow')}, "
           f"pandas {_version('pandas')}; best of {args.repeat}")
     failed = False
@@ -181,9 +183,13 @@ def main() -> int:
             what = "one ROS 2 simulation log" if kind == "log" else \
                 f"{len(list(folder.glob('training-simtrace/*.csv')))} simtrace CSVs"
             print(f"\n{kind}: {rows:,} steps, {size:,.0f} MB in {what}")
+            # Runs alternate between the loaders, so a busy spell of the machine hits both alike.
+            runs_of: dict[str, list[dict]] = {"deepracer-utils": [], "ours": []}
+            for _ in range(args.repeat):
+                for which in runs_of:
+                    runs_of[which].append(run("ours" if which == "ours" else "theirs", kind, folder))
             results = {}
-            for which in ("deepracer-utils", "ours"):
-                runs = [run("ours" if which == "ours" else "theirs", kind, folder) for _ in range(args.repeat)]
+            for which, runs in runs_of.items():
                 best = min(runs, key=lambda r: r["seconds"])
                 best["all"] = [round(r["seconds"], 2) for r in runs]
                 best["agg_best"] = min(r["agg_seconds"] for r in runs)
@@ -201,6 +207,7 @@ def main() -> int:
                 if ours[key] != theirs[key]:
                     print(f"  MISMATCH: {key} ours {ours[key]} deepracer-utils {theirs[key]}")
                     failed = True
+        print(f"\nload average at the end: {os.getloadavg()[0]:.1f}")
     finally:
         if not args.workdir:
             shutil.rmtree(workdir, ignore_errors=True)
