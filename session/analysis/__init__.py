@@ -19,7 +19,9 @@ a model prefix in the bucket. Parsing is columnar (pyarrow's CSV reader on all l
 (a container's log stream), `TraceTail` turns appended bytes into new steps.
 
 The modules: columns (names and layouts), parse (bytes -> Arrow), sources (files, archives, bucket and what
-their paths say), loader (the per-step table), episode_table (per-episode table, summary), tail (a growing log).
+their paths say), loader (the per-step table), episode_table (per-episode table, summary), tail (a growing log),
+problems (what was skipped). Importing the package imports pandas and pyarrow (~0.6 s): commands import it
+inside the function that needs it.
 """
 
 from session.analysis.columns import EVALUATION, STEP_COLUMNS, TRAINING
