@@ -31,12 +31,13 @@ import hashlib
 import re
 import threading
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Optional, Sequence, TypeVar
 
-from session.storage import PART_SIZE, SHA256_METADATA, ObjectInfo, ObjectNotFound, Storage, StorageError, storage_error
+from session.progress import HANDOFF_MARKERS
+from session.storage import (PART_SIZE, SHA256_METADATA, ObjectInfo, ObjectNotFound, Storage, StorageError,
+                             run_parallel, storage_error)
 
 if TYPE_CHECKING:  # pragma: no cover
     from session.config import SystemConfig
@@ -57,7 +58,7 @@ BLOCK_SIZE = PART_SIZE  # one block staged to Blob, one part uploaded to MinIO: 
 # The trainer/worker hand-off markers (FORMATS.md §4.3): the state of a run on one VM. Restored on another VM a
 # `.lock` would be held by nobody and `.ready`/`.finished` would speak for a run that is not there; a model is
 # complete without them (session.export leaves them out too).
-SYNC_MARKERS = frozenset({"model/.lock", "model/.ready", "model/.finished"})
+SYNC_MARKERS = frozenset(f"model/{marker}" for marker in HANDOFF_MARKERS)
 # Written last, so the other side never holds a pointer to a checkpoint it lacks (session.export does the same).
 POINTERS = ("model/.coach_checkpoint", "model/deepracer_checkpoints.json")
 RECENT_EXIT = timedelta(hours=1)  # a run that ended on its own this recently is still synced by the timer
@@ -755,15 +756,7 @@ def _read_exactly(read: Callable[[int], bytes], size: int) -> bytes:
 
 
 def _parallel(work: Callable[[str], _T], items: list[str]) -> list[_T]:
-    """`work` over `items` on a few threads, results in order; the first error stops the rest and is raised."""
-    if len(items) <= 1:
-        return [work(item) for item in items]
-    executor = ThreadPoolExecutor(max_workers=min(_PARALLEL, len(items)), thread_name_prefix="blob-sync")
-    futures = [executor.submit(work, item) for item in items]
-    try:
-        return [future.result() for future in futures]
-    finally:
-        executor.shutdown(wait=True, cancel_futures=True)
+    return run_parallel(work, items, _PARALLEL)
 
 
 def _account_name(url: str) -> str:

@@ -40,7 +40,7 @@ from session.models import (COACH_CHECKPOINT, HYPERPARAMETERS, MODEL_METADATA, R
                             checkpoints_document, choose_checkpoint, coach_checkpoint_text, complete_checkpoints,
                             first_present, inventory, locate, metrics_prefix, model_names, params_key)
 from session.problems import Problem
-from session.progress import CHECKPOINTS_JSON, Checkpoint, parse_checkpoints_json
+from session.progress import CHECKPOINTS_JSON, HANDOFF_MARKERS, Checkpoint, parse_checkpoints_json
 from session.storage import PART_SIZE, ChecksumMismatch, Storage
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -53,7 +53,6 @@ CAR_METADATA, CAR_GRAPH = "model_metadata.json", "agent/model.pb"
 LOCATION_KEYS = ("SAGEMAKER_SHARED_S3_BUCKET", "SAGEMAKER_SHARED_S3_PREFIX", "METRICS_S3_BUCKET",
                  "METRICS_S3_OBJECT_KEY", "MODEL_METADATA_FILE_S3_KEY", "REWARD_FILE_S3_KEY", "SIMTRACE_S3_BUCKET",
                  "SIMTRACE_S3_PREFIX", "MP4_S3_BUCKET", "MP4_S3_OBJECT_PREFIX", "S3_ENDPOINT_URL")
-_SYNC_FILES = (".lock", ".ready", ".finished")  # trainer/worker hand-off markers in model/: never copied
 _DIRECTION_SUFFIXES = {"_cw": True, "_ccw": False}
 
 TargetSpec = Union["Target", Path, str]
@@ -802,7 +801,7 @@ def download_model(source_url: str, source: Storage, dest: Storage, dest_prefix:
                          f"{'; '.join(dict.fromkeys(missing))}")
     existing = _refuse_clobber(destination, overwrite)
     folder = f"{location.prefix}/model/"
-    names = [n for n in model_names(location, objects) if n not in _SYNC_FILES]
+    names = [n for n in model_names(location, objects) if n not in HANDOFF_MARKERS]
     pointers = (COACH_CHECKPOINT, CHECKPOINTS_JSON)
     items = [_Item(f"model/{name}", folder + name, final=name in pointers) for name in sorted(names)]
     newest = max(complete.values(), key=lambda f: (f.checkpoint.number or 0, f.checkpoint.steps or 0))

@@ -21,13 +21,13 @@ from __future__ import annotations
 
 import hashlib
 import posixpath
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Optional, Sequence, TypeVar, Union
 
 from session.progress import (CHECKPOINTS_JSON, Checkpoint, Iteration, TrainingProgress, checkpoint_files,
                               parse_checkpoints_json, read_progress)
+from session.storage import run_parallel
 
 if TYPE_CHECKING:  # pragma: no cover
     from session.storage import ObjectInfo, Storage
@@ -500,10 +500,7 @@ def show_model(storage: "Storage", prefix: str) -> ModelDetails:
 
 def in_parallel(work: Callable[[_T], _R], items: Sequence[_T]) -> list[_R]:
     """`work` over `items` on a few threads, results in order; the first error is raised."""
-    if len(items) <= 1:
-        return [work(item) for item in items]
-    with ThreadPoolExecutor(max_workers=min(_PARALLEL, len(items)), thread_name_prefix="models") as pool:
-        return list(pool.map(work, items))
+    return run_parallel(work, items, _PARALLEL)
 
 
 def yaml_scalar(value: Any) -> Any:

@@ -33,6 +33,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from session.storage import ObjectInfo, Storage
 
 CHECKPOINTS_JSON = "deepracer_checkpoints.json"
+# The trainer/worker hand-off markers in model/: they speak for one live run, so copies of a model leave them out.
+HANDOFF_MARKERS = (".lock", ".ready", ".finished")
 LAP_COMPLETE = "Lap complete"
 
 _STEM = TRAINING_METRICS_NAME.rsplit(".", 1)[0]  # TrainingMetrics

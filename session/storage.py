@@ -812,15 +812,19 @@ def _subscribers(progress: Optional[Progress], known: Optional[ObjectInfo] = Non
     return [Subscriber()]
 
 
-def _parallel(work: Callable[[str], _T], items: list[str]) -> list[_T]:
-    """`work` over `items` on a few threads, results in order; the first error stops the rest and is raised."""
+def run_parallel(work: Callable[[Any], _T], items: Sequence[Any], workers: int = _PARALLEL_FILES) -> list[_T]:
+    """`work` over `items` on a few threads, results in order; the first error stops the rest and is raised.
+    The one thread pool of every bulk transfer (storage, blob sync, model export)."""
     if len(items) <= 1:
         return [work(item) for item in items]
     from concurrent.futures import ThreadPoolExecutor
 
-    executor = ThreadPoolExecutor(max_workers=min(_PARALLEL_FILES, len(items)), thread_name_prefix="storage")
+    executor = ThreadPoolExecutor(max_workers=min(workers, len(items)), thread_name_prefix="transfer")
     futures = [executor.submit(work, item) for item in items]
     try:
         return [future.result() for future in futures]
     finally:
         executor.shutdown(wait=True, cancel_futures=True)
+
+
+_parallel = run_parallel

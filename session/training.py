@@ -78,41 +78,44 @@ def _refuse_to_clobber(host: Host, overwrite: bool, say: Say) -> None:
 
 
 def _check_pretrained(host: Host) -> None:
+    check_pretrained(host.run, host.storage)
+
+
+def check_pretrained(run: RunConfig, storage: Storage) -> None:
     """The model to start from must hold the checkpoint asked for, with all its files: the simulator would
-    only fail on it once the containers run."""
-    run = host.run
+    only fail on it once the containers run. Raises TrainingError naming the setting (also `validate`'s check)."""
     if not run.local_s3_pretrained:
         return
     model = f"{run.local_s3_pretrained_prefix}/model/"
-    names = {info.key.rsplit("/", 1)[-1] for info in host.storage.list_objects(model)}
+    names = {info.key.rsplit("/", 1)[-1] for info in storage.list_objects(model)}
     if not any(name.endswith(".ckpt.index") for name in names):
         raise TrainingError(f"DR_LOCAL_S3_PRETRAINED_PREFIX: expected a model with checkpoints at "
-                            f"{host.storage.url(model)}, got none")
+                            f"{storage.url(model)}, got none")
     checkpoint = run.local_s3_pretrained_checkpoint
     if isinstance(checkpoint, int):
         stems = {name[:-len(".ckpt.index")] for name in names if name.startswith(f"{checkpoint}_Step-")
                  and name.endswith(".ckpt.index")}
         if not stems:
             raise TrainingError(f"DR_LOCAL_S3_PRETRAINED_CHECKPOINT: expected a checkpoint under "
-                                f"{host.storage.url(model)}, got {checkpoint} which is not there")
+                                f"{storage.url(model)}, got {checkpoint} which is not there")
         stem = sorted(stems)[-1]
     else:
         if "deepracer_checkpoints.json" not in names:
             raise TrainingError(f"DR_LOCAL_S3_PRETRAINED_CHECKPOINT: '{checkpoint}' needs "
-                                f"{host.storage.url(model)}deepracer_checkpoints.json, which is missing")
-        document = host.storage.get_json(f"{model}deepracer_checkpoints.json")
+                                f"{storage.url(model)}deepracer_checkpoints.json, which is missing")
+        document = storage.get_json(f"{model}deepracer_checkpoints.json")
         entry = document.get(f"{checkpoint}_checkpoint") if isinstance(document, dict) else None
         stem = entry.get("name", "") if isinstance(entry, dict) else ""
         if stem.endswith(".ckpt"):
             stem = stem[:-len(".ckpt")]
         if not stem:
             raise TrainingError(f"DR_LOCAL_S3_PRETRAINED_CHECKPOINT: expected a {checkpoint}_checkpoint entry in "
-                                f"{host.storage.url(model)}deepracer_checkpoints.json, got none")
+                                f"{storage.url(model)}deepracer_checkpoints.json, got none")
     missing = [f"{stem}.ckpt{suffix}" for suffix in (".index", ".meta", ".data-00000-of-00001")
                if f"{stem}.ckpt{suffix}" not in names]
     if missing:
         raise TrainingError(f"DR_LOCAL_S3_PRETRAINED_CHECKPOINT: the {checkpoint} checkpoint {stem} misses "
-                            f"{', '.join(missing)} under {host.storage.url(model)}")
+                            f"{', '.join(missing)} under {storage.url(model)}")
 
 
 def upload_inputs(host: Host, workers: int, say: Say) -> list[str]:

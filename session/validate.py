@@ -73,6 +73,7 @@ def _action_space(custom_files: Path):
 def check_storage(run: RunConfig, storage) -> list[Problem]:
     """What `train` would refuse, found early: the bucket, the model prefix, the pretrained model."""
     from session.storage import StorageError
+    from session.training import TrainingError, check_pretrained
 
     problems: list[Problem] = []
     try:
@@ -82,17 +83,11 @@ def check_storage(run: RunConfig, storage) -> list[Problem]:
             problems.append(Problem(_run_env_name(run, "DR_LOCAL_S3_MODEL_PREFIX"), "DR_LOCAL_S3_MODEL_PREFIX",
                                     f"{storage.url(prefix + '/')} already holds a model: `train` refuses it "
                                     "without --overwrite (`deepracer increment` picks a new prefix)", "warning"))
-        if run.local_s3_pretrained:
-            model = f"{run.local_s3_pretrained_prefix}/model/"
-            names = [info.key.rsplit("/", 1)[-1] for info in storage.list_objects(model)]
-            checkpoint = run.local_s3_pretrained_checkpoint
-            where = _run_env_name(run, "DR_LOCAL_S3_PRETRAINED_PREFIX")
-            if not any(name.endswith(".ckpt.index") for name in names):
-                problems.append(Problem(where, "DR_LOCAL_S3_PRETRAINED_PREFIX",
-                                        f"expected a model with checkpoints at {storage.url(model)}, got none"))
-            elif isinstance(checkpoint, int) and not any(n.startswith(f"{checkpoint}_Step-") for n in names):
-                problems.append(Problem(where, "DR_LOCAL_S3_PRETRAINED_CHECKPOINT",
-                                        f"expected a checkpoint under {storage.url(model)}, got {checkpoint}"))
+        try:
+            check_pretrained(run, storage)  # the same rule `train` applies
+        except TrainingError as error:
+            key = str(error).split(":", 1)[0]
+            problems.append(Problem(_run_env_name(run, key), key, str(error).split(": ", 1)[-1]))
     except StorageError as error:
         problems.append(Problem("storage", storage.url(), str(error)))
     return problems
