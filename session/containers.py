@@ -43,6 +43,8 @@ _SIBLING_NAME = re.compile(r"-algo-\d+-")
 _TAIL_LINES = 20
 _COMPOSE_CONFIG_FILES = "com.docker.compose.project.config_files"
 _COMPOSE_WORKING_DIR = "com.docker.compose.project.working_dir"
+COMPOSE_NETWORK_LABEL = "com.docker.compose.network"
+COMPOSE_PROJECT_LABEL = "com.docker.compose.project"
 
 ContainerRef = Union["ContainerInfo", str]  # a ContainerInfo, or a container's id or name
 
@@ -52,6 +54,11 @@ class EngineError(Exception):
 
     def __init__(self, message: str) -> None:
         super().__init__(" ".join(message.split()))
+
+
+def compose_network_labels(name: str) -> Dict[str, str]:
+    """The labels by which Docker Compose v2 recognises `name` as the network its compose files declare."""
+    return {COMPOSE_NETWORK_LABEL: name, COMPOSE_PROJECT_LABEL: name}
 
 
 @dataclass(frozen=True)
@@ -282,16 +289,40 @@ class Engine:
     # --- networks, images ------------------------------------------------------------------------------------
 
     def ensure_network(self, name: str, subnet: Optional[str] = None) -> str:
-        """A user-defined bridge network called `name`, created (and labelled as ours) if missing."""
-        from docker.errors import APIError
+        """A user-defined bridge network called `name` that Docker Compose v2 accepts as its own, created if
+        missing.
+
+        The simulator's trainer starts its sibling through SageMaker's local mode, which writes a compose file
+        naming this network (not as external) and runs Compose v2; Compose refuses an existing network without
+        its `com.docker.compose.network` label (and may still exit 0, so the trainer never trains). So the
+        network carries Compose's labels, as DRfC's bin/activate.sh creates it, and an unlabelled one left by an
+        older version is re-created while nothing is attached to it.
+        """
+        from docker.errors import APIError, NotFound
         from docker.types import IPAMConfig, IPAMPool
 
         with self._translated(f"cannot create network {name}"):
-            if any(network.name == name for network in self._client.networks.list(names=[name])):
-                return name
+            existing = [network for network in self._client.networks.list(names=[name]) if network.name == name]
+            if existing:
+                network = existing[0]
+                network.reload()  # list() leaves out the attached containers
+                if (network.attrs.get("Labels") or {}).get(COMPOSE_NETWORK_LABEL) == name:
+                    return name
+                attached = sorted(c.get("Name", cid[:12]) for cid, c in (network.attrs.get("Containers") or {}).items())
+                if attached:
+                    raise EngineError(
+                        f"network {name} lacks Docker Compose's label {COMPOSE_NETWORK_LABEL}={name}, so the "
+                        f"trainer's SageMaker container could not start on it; it is re-created by itself once "
+                        f"nothing uses it, but {', '.join(attached)} still does: stop it ({STOP_COMMAND}, or "
+                        f"docker stop {' '.join(attached)}) and try again")
+                try:
+                    network.remove()
+                except NotFound:
+                    pass
             ipam = IPAMConfig(pool_configs=[IPAMPool(subnet=subnet)]) if subnet else None
+            labels = {LABEL_MANAGED: "true", **compose_network_labels(name)}
             try:
-                self._client.networks.create(name, driver="bridge", ipam=ipam, labels={LABEL_MANAGED: "true"})
+                self._client.networks.create(name, driver="bridge", ipam=ipam, labels=labels)
             except APIError as exc:
                 if exc.status_code == 409:  # created meanwhile by someone else: it exists, which is all we need
                     return name

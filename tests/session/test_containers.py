@@ -175,6 +175,48 @@ def test_ensure_network_is_idempotent_and_labels_what_it_made(engine, client):
             network.remove()
 
 
+def test_ensure_network_carries_compose_labels(engine, client):
+    # SageMaker's local mode names this network in a compose file; Compose v2 refuses it without these labels.
+    name = f"drt-{uuid.uuid4().hex[:8]}"
+    try:
+        engine.ensure_network(name)
+        [network] = client.networks.list(names=[name])
+        assert network.attrs["Labels"]["com.docker.compose.network"] == name
+        assert network.attrs["Labels"]["com.docker.compose.project"] == name
+    finally:
+        for network in client.networks.list(names=[name]):
+            network.remove()
+
+
+def test_ensure_network_recreates_an_unlabelled_network_nothing_uses(engine, client):
+    name = f"drt-{uuid.uuid4().hex[:8]}"
+    old = client.networks.create(name, driver="bridge", labels={LABEL_MANAGED: "true"})
+    try:
+        engine.ensure_network(name)
+        [network] = client.networks.list(names=[name])
+        assert network.id != old.id
+        assert network.attrs["Labels"]["com.docker.compose.network"] == name
+    finally:
+        for network in client.networks.list(names=[name]):
+            network.remove()
+
+
+def test_ensure_network_names_what_keeps_an_unlabelled_network(engine, client, standin_image):
+    name = f"drt-{uuid.uuid4().hex[:8]}"
+    old = client.networks.create(name, driver="bridge")
+    holder = client.containers.run(standin_image, ["sleep", "60"], name=f"{name}-holder", network=name, detach=True)
+    try:
+        with pytest.raises(EngineError) as caught:
+            engine.ensure_network(name)
+        message = str(caught.value)
+        assert "com.docker.compose.network" in message and f"{name}-holder" in message
+        assert "deepracer stop" in message and "\n" not in message
+        assert [n.id for n in client.networks.list(names=[name])] == [old.id]  # left alone while in use
+    finally:
+        holder.remove(force=True)
+        old.remove()
+
+
 def test_image_present(engine, standin_image):
     assert engine.image_present(standin_image)
     assert not engine.image_present("deepracer-standin:absent")
