@@ -6,12 +6,14 @@ tmp_path (DR_SCRATCH). The stand-ins refuse what the real commands refuse: mkfs 
 mount of an LVM member.
 
 What the AWS Deep Learning AMI does with instance store, which the layouts below follow:
-- dlami-nvme.service (oneshot, After=network-online.target, WantedBy=multi-user.target) runs
-  /opt/aws/dlami/bin/nvme_ephemeral_drives.sh at every boot. That script comes from aws-parallelcluster-cookbook's
-  setup-ephemeral-drives.sh: it unmounts each `Instance_Storage` NVMe device, makes them LVM physical volumes in
-  volume group `vg.01`, one logical volume `lv_ephemeral` striped over all of them (`lvcreate -i <disks> -I 64`),
-  formats it ext4 and mounts it on /opt/dlami/nvme (noatime, mode 1777); on later boots it finds the LV and only
-  activates and mounts it again.
+- /lib/systemd/system/dlami-nvme.service (oneshot, RemainAfterExit, WantedBy=multi-user.target; since the Base GPU
+  AMI of 2023-05-19) runs /opt/aws/dlami/bin/nvme_ephemeral_drives.sh at every boot. That script comes from
+  aws-parallelcluster-cookbook's setup-ephemeral-drives.sh: it unmounts each `Instance_Storage` NVMe device, makes
+  them LVM physical volumes of volume group `vg.01` with one logical volume `lv_ephemeral` striped over all of
+  them (`lvcreate -i <disks> -I 64`), formats it ext4 and mounts it on /opt/dlami/nvme (noatime, mode 1777); on
+  later boots it finds the LV and only activates and mounts it again.
+- AWS's own samples wait for that unit before they use /opt/dlami/nvme (aws-samples/awsome-distributed-training,
+  .../base-config/utils/install_enroot_pyxis.sh, the race of its issue 427), and back the unit up as it is.
 - The DLAMI release notes give `nvme_location: /opt/dlami/nvme` for the Base OSS Nvidia Driver GPU AMIs.
 """
 
@@ -34,13 +36,12 @@ UNIT = CLOUDINIT_DIR / "units" / "deepracer-scratch.service"
 DLAMI_MOUNT = "/opt/dlami/nvme"
 DLAMI_LV = "/dev/mapper/vg.01-lv_ephemeral"  # how findmnt names /dev/vg.01/lv_ephemeral
 
-# `systemctl cat dlami-nvme.service` on the DLAMI (the unit as public provisioning scripts that rebuild the
-# DLAMI's layout reproduce it).
+# `systemctl cat dlami-nvme.service` on the DLAMI (the unit as AWS's samples back it up from the AMI).
 DLAMI_UNIT = """\
-# /etc/systemd/system/dlami-nvme.service
+# /lib/systemd/system/dlami-nvme.service
 [Unit]
 Description=Mount Ephemeral NVME Storage to DLAMI
-After=network-online.target
+After=network.target
 [Service]
 Type=oneshot
 ExecStart=/opt/aws/dlami/bin/nvme_ephemeral_drives.sh
@@ -51,24 +52,22 @@ WantedBy=multi-user.target
 """
 
 # `lsblk -dnpo NAME,MODEL` (util-linux 2.39): EC2 reports EBS volumes and instance store by NVMe model name;
-# Ubuntu's snaps add loop devices without one; Hyper-V names Azure's disks "Virtual Disk".
-LSBLK_G4DN_2XLARGE = """\
-/dev/loop0
-/dev/loop1
-/dev/nvme0n1 Amazon Elastic Block Store
-/dev/nvme1n1 Amazon EC2 NVMe Instance Storage
-"""
+# Ubuntu's snaps add loop devices without one; Hyper-V names Azure's disks "Virtual Disk". The NAME column is
+# padded to the longest name, as lsblk prints it.
+LSBLK_G4DN_2XLARGE = (
+    "/dev/loop0   \n"
+    "/dev/loop1   \n"
+    "/dev/nvme0n1 Amazon Elastic Block Store\n"
+    "/dev/nvme1n1 Amazon EC2 NVMe Instance Storage\n")
 LSBLK_G4DN_METAL = LSBLK_G4DN_2XLARGE + "/dev/nvme2n1 Amazon EC2 NVMe Instance Storage\n"
-LSBLK_WITHOUT_INSTANCE_STORE = """\
-/dev/loop0
-/dev/nvme0n1 Amazon Elastic Block Store
-"""
-LSBLK_AZURE_NC8AS_T4_V3 = """\
-/dev/loop0
-/dev/sda   Virtual Disk
-/dev/sdb   Virtual Disk
-/dev/sr0   Virtual DVD-ROM
-"""
+LSBLK_WITHOUT_INSTANCE_STORE = (
+    "/dev/loop0   \n"
+    "/dev/nvme0n1 Amazon Elastic Block Store\n")
+LSBLK_AZURE_NC8AS_T4_V3 = (
+    "/dev/loop0 \n"
+    "/dev/sda   Virtual Disk\n"
+    "/dev/sdb   Virtual Disk\n"
+    "/dev/sr0   Virtual DVD-ROM\n")
 LVM_MEMBER = {"TYPE": "LVM2_member"}
 
 
