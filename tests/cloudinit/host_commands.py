@@ -192,7 +192,7 @@ def _mkfs(host: _Host, args: list[str]) -> None:
 def _mount(host: _Host, args: list[str]) -> None:
     target = args[-1]
     if "--bind" in args:
-        source = host.state["mounts"][args[-2]]
+        source = host.state["mounts"].get(args[-2], args[-2])  # findmnt names a bind of a mount by its device
     else:
         source = args[-2]
         if host.state["disks"].get(source, {}).get("TYPE") not in ("ext4",):

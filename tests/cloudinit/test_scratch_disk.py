@@ -83,14 +83,15 @@ class Boot:
 
 
 class Vm:
-    def __init__(self, tmp_path: Path, *, lsblk: str, disks: dict, mounts: dict, dlami: bool) -> None:
+    def __init__(self, tmp_path: Path, *, lsblk: str, disks: dict, mounts: dict, dlami: bool,
+                 root: str = "/dev/nvme0n1p1") -> None:
         self.fakes, self.scratch = tmp_path / "fakes", tmp_path / "mnt"
         self.fakes.mkdir()
         host_commands.install(self.fakes)
         self.state_file = tmp_path / "host.json"
         self.state_file.write_text(json.dumps({
             "calls": [], "bin": str(self.fakes), "lsblk": lsblk, "disks": disks,
-            "mounts": {"/": "/dev/nvme0n1p1", **mounts},
+            "mounts": {"/": root, **mounts},
             "units": {"dlami-nvme.service": DLAMI_UNIT} if dlami else {}}))
 
     def boot(self) -> Boot:
@@ -145,7 +146,8 @@ def test_second_run_in_the_same_boot_changes_nothing(tmp_path: Path):
 
 
 def test_azure_temp_disk_mounted_by_cloud_init_is_left_as_it_is(tmp_path: Path):
-    vm = Vm(tmp_path, lsblk=LSBLK_AZURE_NC8AS_T4_V3, disks={"/dev/sdb1": {"TYPE": "ext4"}}, mounts={}, dlami=False)
+    vm = Vm(tmp_path, lsblk=LSBLK_AZURE_NC8AS_T4_V3, disks={"/dev/sdb1": {"TYPE": "ext4"}}, mounts={}, dlami=False,
+            root="/dev/sda1")
     state = json.loads(vm.state_file.read_text())
     state["mounts"][str(vm.scratch)] = "/dev/sdb1"
     vm.state_file.write_text(json.dumps(state))
