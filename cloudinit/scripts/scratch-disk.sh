@@ -22,12 +22,12 @@ instance_store_device() {
 }
 
 mkdir -p "$SCRATCH"
-if source=$(mounted "$SCRATCH"); then
-  log "$SCRATCH is already mounted ($source)"
+if from=$(mounted "$SCRATCH"); then
+  log "$SCRATCH is already mounted ($from)"
 elif systemctl cat dlami-nvme.service >/dev/null 2>&1; then
-  if source=$(mounted "$DLAMI_MOUNT"); then
+  if from=$(mounted "$DLAMI_MOUNT"); then
     mount --bind "$DLAMI_MOUNT" "$SCRATCH"
-    log "bound $DLAMI_MOUNT ($source, the AMI's instance store) to $SCRATCH"
+    log "bound $DLAMI_MOUNT ($from, the AMI's instance store) to $SCRATCH"
   else
     log "the AMI mounted no instance store: $SCRATCH is on the root volume"
   fi
