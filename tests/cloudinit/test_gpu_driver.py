@@ -154,6 +154,27 @@ def test_running_kernel_without_modules_reboots_once_into_the_new_kernel_and_the
     assert resumed.calls("systemctl").count(["reboot"]) == 1
 
 
+def test_a_gpu_that_prefers_open_modules_gets_the_open_branch_with_the_branchs_one_nvidia_utils(tmp_path: Path):
+    """For a GPU whose driver prefers open modules, -server-open comes first (_get_fit_level_gpgpu); its
+    userspace, nvidia-smi included, is the branch's one nvidia-utils-<N>-server package."""
+    open_first = ("nvidia-driver-580-server-open, (kernel modules provided by "
+                  "linux-modules-nvidia-580-server-open-azure)\n" + LIST_GPGPU)
+    archive = {**ARCHIVE,
+               "nvidia-headless-no-dkms-580-server-open": ["libnvidia-compute-580-server"],
+               "linux-modules-nvidia-580-server-open-azure": [f"linux-modules-nvidia-580-server-open-{NEWEST_KERNEL}"],
+               f"linux-modules-nvidia-580-server-open-{NEWEST_KERNEL}": [f"linux-image-{NEWEST_KERNEL}"],
+               f"linux-modules-nvidia-580-server-open-{IMAGE_KERNEL}": [f"linux-image-{IMAGE_KERNEL}"]}
+    host = Host(tmp_path, archive)
+    state = host.state()
+    state["ubuntu_drivers_list"] = open_first
+    host.state_file.write_text(json.dumps(state))
+    run = host.gpu_step()
+    assert run.code == 0 and "STEP-DONE" in run.output, run.output
+    assert {"nvidia-headless-no-dkms-580-server-open", "nvidia-utils-580-server",
+            f"linux-modules-nvidia-580-server-open-{IMAGE_KERNEL}"} <= set(run.state["installed"])
+    assert "nvidia-headless-no-dkms-580-server" not in run.state["installed"]
+
+
 def test_no_second_reboot_when_the_new_kernel_did_not_boot(tmp_path: Path):
     host = Host(tmp_path, ARCHIVE)
     assert host.gpu_step().code == 0
