@@ -771,7 +771,9 @@ def _judge(name: str, cases: ParamCases, events: List[Dict[str, Any]], timed_out
 def _failure_key(call: Dict[str, Any]) -> Tuple[str, ...]:
     error = call["error"]
     if error is not None:
-        return ("exception", error["type"], error["message"], str(error["line"]))
+        # One line raising one type is one fault, whatever the value in the message (KeyError: 121, 125, ...).
+        detail = "" if error["line"] else error["message"]
+        return ("exception", error["type"], detail, str(error["line"]))
     if call["float_error"] is not None:
         return ("not-a-number", call["type"])
     value = call["value"]
@@ -801,7 +803,9 @@ def _failure_problem(name: str, key: Tuple[str, ...], first: Dict[str, Any], sum
     if kind == "exception":
         error = first["error"]
         hint = ""
-        if error["type"] == "KeyError" and error["message"].strip("'\"") not in PARAM_KEYS:
+        # Only a missing string key can be a misspelt params key (KeyError: 121 is some other dict's).
+        if error["type"] == "KeyError" and error["message"][:1] in "'\"" and error["message"] \
+                and error["message"].strip("'\"") not in PARAM_KEYS:
             hint = f"; params has no key {error['message']}{_key_hint(error['message'].strip(chr(39) + chr(34)))}"
         return Problem(name, _line(error), f"reward_function raised {_describe(error)} {summary}{hint}")
     if kind == "not-a-number":

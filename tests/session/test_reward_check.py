@@ -415,3 +415,54 @@ def test_failures_are_grouped_and_counted():
     offtrack = sum(case["is_offtrack"] for case in cases().cases)
     [problem] = dry_run(BROKEN / "rf_nan.py", cases()).problems
     assert offtrack >= 1 and f"returned nan on {offtrack} of {CALLS} calls" in problem.message
+
+
+# --- the working corpus: reward functions in the styles real builders write ---------------------------------------
+
+WORKING = HERE / "data" / "reward_corpus"
+# Files that need objects on the track; the others run in a time trial.
+RACE_TYPES = {"objects_same_lane.py": "OBJECT_AVOIDANCE", "objects_distance_heading.py": "OBJECT_AVOIDANCE",
+              "head_to_bot_overtake.py": "HEAD_TO_BOT"}
+# Broken on purpose -> what must be reported (an error each).
+BROKEN_IN_CORPUS = {
+    "broken_section_lookup.py": "line 9: reward_function raised KeyError: 121",
+    "broken_exponential_behind_import.py": "outside [-100000, 100000]",
+    "broken_returns_tuple.py": "(tuple), which is not a number",
+}
+WORKING_FILES = sorted(p.name for p in WORKING.glob("*.py") if p.name not in BROKEN_IN_CORPUS)
+CONSOLE_RULES = ("the DeepRacer console and DeepRacer on AWS", "the console/DRoA validator")
+
+
+def test_the_working_corpus_is_large_and_covers_the_styles():
+    assert len(WORKING_FILES) >= 25
+    sources = "\n".join((WORKING / name).read_text() for name in WORKING_FILES)
+    for needle in ("import numpy", "from scipy", "from shapely", "import bisect", "import time", "import json",
+                   "import logging", "from collections", "global ", "class ", "objects_location", "closest_objects"):
+        assert needle in sources, needle
+    assert max(len((WORKING / name).read_text().splitlines()) for name in WORKING_FILES) > 150  # a racing line
+
+
+@pytest.mark.parametrize("name", WORKING_FILES)
+def test_reward_functions_written_as_builders_write_them_pass(name):
+    result = check_reward_function(WORKING / name, LIBRARY.load("reInvent2019_track"), calls=300,
+                                   race_type=RACE_TYPES.get(name, "TIME_TRIAL"))
+    assert result.ok, [str(p) for p in result.problems]
+    assert result.stats is not None and result.stats.completed == 300
+    # The only warnings allowed are the retired console's rules, which the simulator does not apply.
+    assert all(any(rule in p.message for rule in CONSOLE_RULES) for p in result.problems), \
+        [str(p) for p in result.problems]
+
+
+@pytest.mark.parametrize("name", sorted(BROKEN_IN_CORPUS))
+def test_broken_reward_functions_in_the_corpus_fail_for_the_right_reason(name):
+    result = check_reward_function(WORKING / name, LIBRARY.load("reInvent2019_track"), calls=300)
+    errors = [str(p) for p in result.problems if p.is_error]
+    assert len(errors) == 1 and BROKEN_IN_CORPUS[name] in errors[0], errors
+    assert errors[0].startswith(f"{name}: ")
+
+
+def test_a_key_error_of_another_dict_is_not_blamed_on_params():
+    result = check_reward_function(WORKING / "broken_section_lookup.py", LIBRARY.load("reInvent2019_track"),
+                                   calls=300)
+    [error] = [p for p in result.problems if p.is_error]
+    assert "params has no key" not in error.message
