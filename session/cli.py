@@ -203,7 +203,9 @@ def _parser() -> argparse.ArgumentParser:
                         help="draw the N fastest laps on the track (default 1)")
 
     increment = commands.add_parser("increment", help="continue from the current model under the next prefix")
-    increment.add_argument("--checkpoint", default="last", help="last, best or a number (default last)")
+    increment.add_argument("--checkpoint", default="last",
+                           help="last or best, the checkpoints the simulator starts from (default last); for a "
+                                "numbered one, `models export --checkpoint N` it first")
     increment.add_argument("--prefix", help="the new model prefix (default: the next serial that is free)")
     increment.add_argument("--offline", action="store_true", help="don't check storage (no checkpoint check)")
 
