@@ -751,9 +751,11 @@ def _load_workers(run: RunConfig, system: SystemConfig, run_path: Path,
                 warnings.append(ConfigWarning(worker_file.path, entry.line, entry.key,
                                               "cannot differ per worker; ignored (set it in run.env)"))
         warnings.extend(_unknown_key_warnings(worker_file))
-        config, errors = _build(RunConfig, merged, str(run_path), run_unknown)
-        if errors:
-            raise combine(errors)
+        config, errors = _build(RunConfig, merged, str(run_path), run_unknown,
+                                skip={error.subject for error in worker_file.errors})
+        failed = combine([*worker_file.errors, *errors])
+        if failed is not None:
+            raise failed
         if config.race_type == "HEAD_TO_MODEL":
             raise config.error("DR_RACE_TYPE", "one of TIME_TRIAL, OBJECT_AVOIDANCE, HEAD_TO_BOT "
                                                "(workers train; HEAD_TO_MODEL is for evaluation only)")

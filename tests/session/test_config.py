@@ -503,6 +503,15 @@ def test_every_mistake_of_both_files_is_reported_in_one_run(tmp_path):
     assert len(caught.value.errors) == 6 and caught.value.subject == "DR_WORKERS"
 
 
+def test_every_mistake_of_a_worker_file_is_reported(tmp_path):
+    write(tmp_path / "worker-2.env", "DR_WORLD_NAME reInvent2019_track\nDR_CAR_COLOR=Pink\n")
+    with pytest.raises(ConfigError) as caught:
+        load(tmp_path, "DR_TRAIN_MULTI_CONFIG=True\n", MINIMAL_SYSTEM + "DR_WORKERS=2\n")
+    worker = tmp_path / "worker-2.env"
+    assert [line.split(": ")[:2] for line in str(caught.value).splitlines()] == [
+        [f"{worker}:1", "syntax"], [f"{worker}:2", "DR_CAR_COLOR"]]
+
+
 def test_a_missing_run_env_given_relative_names_the_absolute_path_looked_at(tmp_path, monkeypatch):
     system_env = write(tmp_path / "system.env", MINIMAL_SYSTEM)
     monkeypatch.chdir(tmp_path)
