@@ -45,7 +45,12 @@ IMAGE_MODULES = ALLOWED_MODULES + (
     "kubernetes", "bokeh", "rl_coach", "retrying", "eventlet", "flask", "gevent", "gunicorn", "h5py", "pytest",
     "tensorflow", "tensorflow_probability", "google", "pyparsing", "requests", "urllib3", "docutils", "rospkg",
     "yaml", "pytz", "dateutil", "kiwisolver", "pluggy", "em", "jsonschema", "typeguard", "lark", "catkin_pkg",
-    "telegraf", "argcomplete", "pygame", "setuptools", "pkg_resources", "markov")
+    "telegraf", "argcomplete", "pygame", "setuptools", "pkg_resources", "markov",
+    # ... and what those bring with them (tensorflow, scikit-image, matplotlib, flask, boto3)
+    "keras", "absl", "ml_dtypes", "opt_einsum", "gast", "wrapt", "termcolor", "flatbuffers", "tensorboard",
+    "grpc", "tree", "cloudpickle", "decorator", "six", "packaging", "networkx", "imageio", "tifffile",
+    "lazy_loader", "contourpy", "cycler", "fontTools", "tzdata", "jinja2", "markupsafe", "werkzeug", "click",
+    "itsdangerous", "blinker", "greenlet", "certifi", "idna", "charset_normalizer", "s3transfer", "jmespath")
 # Standard-library modules Python 3.12 (the simulator's) no longer has.
 REMOVED_IN_SIMULATOR_PYTHON = ("asynchat", "asyncore", "distutils", "imp", "smtpd")
 FORBIDDEN_CALLS = ("open", "exec", "eval", "compile", "input", "__import__")
