@@ -118,7 +118,7 @@ _LAPTOP_SYSTEM_ENV = "DR_CLOUD=local\nDR_SIMAPP_VERSION=6.0.4-gpu\n"
 def validate(args: argparse.Namespace) -> int:
     import tempfile
 
-    from session.validate import tracks_dir, validate as run_checks
+    from session.validate import NotChecked, tracks_dir, validate as run_checks
 
     run_env, system_env = _paths(args)
     notes = []
@@ -138,18 +138,22 @@ def validate(args: argparse.Namespace) -> int:
     problems = run_checks(loaded.system, loaded.run, custom_files_dir(run_env), workers=args.workers,
                           tracks=tracks_dir(args.tracks), calls=args.calls, storage=storage)
     failed = any(p.is_error for p in problems)
+    # Exit 1: no error found, but a check could not run (e.g. the reward dry run without track files).
+    unchecked = [p for p in problems if isinstance(p, NotChecked)]
+    code = 2 if failed else 1 if unchecked else 0
     if args.json:
-        print_json({"ok": not failed, "problems": [
+        print_json({"ok": not failed, "complete": not unchecked, "problems": [
             {"file": p.file, "where": p.where, "message": p.message, "severity": p.severity} for p in problems],
             "notes": notes, "warnings": [str(w) for w in loaded.warnings]})
-        return 2 if failed else 0
+        return code
     for warning in loaded.warnings:
         _err(f"warning: {warning}")
     for line in [*notes, *(str(p) for p in problems)]:
         print(line)
     errors = sum(p.is_error for p in problems)
-    print(f"{errors} error(s), {len(problems) - errors} warning(s)" if problems else "all checks passed")
-    return 2 if failed else 0
+    summary = f"{errors} error(s), {len(problems) - errors} warning(s)" if problems else "all checks passed"
+    print(summary + ("; NOT everything was checked (see above)" if unchecked else ""))
+    return code
 
 
 def train(args: argparse.Namespace) -> int:
