@@ -277,6 +277,18 @@ def test_sync_up_never_uploads_bytecode_caches(storage, tmp_path, s3_client):
     assert keys(s3_client, storage.bucket) == ["custom_files/reward_function.py"]
 
 
+def test_sync_down_never_brings_back_bytecode_caches(storage, tmp_path):
+    # A bucket filled by an older version's upload may hold them; `custom-files download` must not restore them.
+    storage.put_bytes("custom_files/reward_function.py", b"x")
+    storage.put_bytes("custom_files/__pycache__/reward_function.cpython-311.pyc", b"compiled")
+    local = tmp_path / "custom_files"
+    write(local / "__pycache__" / "mine.cpython-311.pyc", b"local")
+    result = storage.sync_down("custom_files", local, delete=True)
+    assert result.added == ["reward_function.py"] and result.deleted == []
+    assert sorted(str(p.relative_to(local)) for p in local.rglob("*") if p.is_file()) == [
+        "__pycache__/mine.cpython-311.pyc", "reward_function.py"]
+
+
 def test_sync_down_mirrors_the_folder_and_keeps_local_only_files(storage, tmp_path):
     storage.put_bytes("rl-1/metrics/TrainingMetrics.json", b'{"metrics": []}')
     storage.put_bytes("rl-1/model/.coach_checkpoint", b"3_Step-300.ckpt")
