@@ -8,6 +8,9 @@ from infra.package import build_session_archive
 from infra.settings import SettingsError, load_aws, load_azure
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+# The host's fallbacks (spot -> on-demand, another zone or type) replace it through `replacement_trigger`, which
+# older engines ignore without a word (3.208 added it, 3.226 stopped it from firing when nothing had changed).
+MIN_PULUMI_CLI = "3.226.0"
 
 
 def _config_getter():
@@ -21,7 +24,17 @@ def _config_getter():
     return get
 
 
+def _require_cli() -> None:
+    try:
+        pulumi.require_pulumi_version(f">={MIN_PULUMI_CLI}")
+    except Exception as error:  # the SDK raises a bare Exception for both a too old CLI and one without the RPC
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise pulumi.RunError(f"this program needs the Pulumi CLI {MIN_PULUMI_CLI} or newer (`pulumi version`; "
+                              f"https://www.pulumi.com/docs/iac/download-install/): {reason}") from None
+
+
 def main() -> None:
+    _require_cli()
     stack = pulumi.get_stack()
     builders = {"aws": _aws, "azure": _azure}
     if stack not in builders:

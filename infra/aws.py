@@ -27,6 +27,17 @@ SUBNET_CIDR = "10.42.1.0/24"
 NONCURRENT_VERSION_DAYS = 30
 
 
+def host_replacement_trigger(settings: AwsSettings, zone: pulumi.Input[str]) -> Output[dict]:
+    """The settings only a new instance can apply: any change to them replaces the host.
+
+    pulumi-aws reads `instance_market_options` as Optional+Computed: leaving it out (spot -> on-demand) or
+    leaving out its max price keeps the old value, with no diff, so without this the host would stay spot.
+    EC2 cannot change an instance's market or a spot request's price, nor move an instance to another zone.
+    """
+    return Output.from_input(zone).apply(lambda resolved: {
+        "market": settings.market, "spotMaxPrice": settings.spot_max_price or "", "availabilityZone": resolved})
+
+
 class AwsEnvironment(pulumi.ComponentResource):
     """Everything `pulumi up --stack aws` creates, as children of one component."""
 
@@ -43,14 +54,14 @@ class AwsEnvironment(pulumi.ComponentResource):
             .default_vcpus.apply(workers_for_vcpus)
         )
 
-        subnet = self._network(zone)
+        subnet, internet_route = self._network(zone)
         self.bucket = self._bucket()
         package = aws.s3.BucketObjectv2(
             "session-package", bucket=self.bucket.id, key=PACKAGE_KEY, source=pulumi.FileAsset(str(session_archive)),
             content_type="application/gzip", opts=child)
         self.topic = self._notification_topic()
         profile = self._identity()
-        self.instance = self._instance(subnet, profile, package)
+        self.instance = self._instance(subnet, internet_route, profile, package, zone)
         self.budget = self._budget()
         self.ready = self._wait_until_ready()
 
@@ -102,7 +113,8 @@ class AwsEnvironment(pulumi.ComponentResource):
 
     # -- network -------------------------------------------------------------------------------------------
 
-    def _network(self, zone: Output[str]) -> aws.ec2.Subnet:
+    def _network(self, zone: Output[str]) -> tuple[aws.ec2.Subnet, aws.ec2.RouteTableAssociation]:
+        """The public subnet, and the association that gives it its route to the internet gateway."""
         child = ResourceOptions(parent=self)
         vpc = aws.ec2.Vpc("vpc", cidr_block=VPC_CIDR, enable_dns_support=True, enable_dns_hostnames=True,
                           tags={"Name": f"deepracer-{self._settings.stack}"}, opts=child)
@@ -116,7 +128,8 @@ class AwsEnvironment(pulumi.ComponentResource):
                                 opts=ResourceOptions(parent=self, delete_before_replace=True))
         routes = aws.ec2.RouteTable("public", vpc_id=vpc.id,
                                     routes=[{"cidr_block": "0.0.0.0/0", "gateway_id": gateway.id}], opts=child)
-        aws.ec2.RouteTableAssociation("public", subnet_id=subnet.id, route_table_id=routes.id, opts=child)
+        internet_route = aws.ec2.RouteTableAssociation("public", subnet_id=subnet.id, route_table_id=routes.id,
+                                                       opts=child)
         self.security_group = aws.ec2.SecurityGroup(
             "host", vpc_id=vpc.id, description="DeepRacer training host",
             ingress=[{"description": "SSH from the configured networks", "protocol": "tcp", "from_port": 22,
@@ -126,7 +139,7 @@ class AwsEnvironment(pulumi.ComponentResource):
             egress=[{"description": port_name, "protocol": "tcp", "from_port": port, "to_port": port,
                      "cidr_blocks": ["0.0.0.0/0"]} for port, port_name in ((443, "HTTPS"), (80, "HTTP"))],
             opts=child)
-        return subnet
+        return subnet, internet_route
 
     # -- storage -------------------------------------------------------------------------------------------
 
@@ -221,8 +234,9 @@ class AwsEnvironment(pulumi.ComponentResource):
 
     # -- instance ------------------------------------------------------------------------------------------
 
-    def _instance(self, subnet: aws.ec2.Subnet, profile: aws.iam.InstanceProfile,
-                  package: aws.s3.BucketObjectv2) -> aws.ec2.Instance:
+    def _instance(self, subnet: aws.ec2.Subnet, internet_route: aws.ec2.RouteTableAssociation,
+                  profile: aws.iam.InstanceProfile, package: aws.s3.BucketObjectv2, zone: Output[str]
+                  ) -> aws.ec2.Instance:
         s = self._settings
         child = ResourceOptions(parent=self)
         ami = aws.ssm.get_parameter_output(name=AMI_PARAMETER.format(version=s.ubuntu_version),
@@ -270,14 +284,19 @@ class AwsEnvironment(pulumi.ComponentResource):
             tags={"Name": f"deepracer-{s.stack}"},
             opts=ResourceOptions(
                 parent=self,
-                # The host must find its package and its permissions on first boot.
-                depends_on=[package, self.s3_policy, self.ssm_attachment,
+                # The host must find its package and its permissions on first boot, and reach the internet: its
+                # first boot pulls packages and images the moment it starts, so the route must exist by then.
+                depends_on=[package, internet_route, self.s3_policy, self.ssm_attachment,
                             *([self.notify_policy] if self.notify_policy is not None else [])],
                 # A new DLAMI is published every few weeks and user data only runs on first boot: neither
                 # should stop or replace a training host. `pulumi up --replace` rebuilds it on purpose.
                 ignore_changes=["ami", "userData"],
                 # AWS cannot change a spot instance's type (the fallback to another type): a new host, then.
                 replace_on_changes=["instanceType"] if s.market == "spot" else None,
+                replacement_trigger=host_replacement_trigger(s, zone),
+                # The fallbacks exist for want of capacity, and the quota the README asks for is one host's
+                # vCPUs: the old host goes before its replacement is launched (the models stay in the bucket).
+                delete_before_replace=True,
             ),
         )
 

@@ -64,6 +64,17 @@ def security_rules(ssh_allowed_cidrs: tuple[str, ...]) -> list[dict]:
     return rules
 
 
+def host_replacement_trigger(settings: AzureSettings) -> dict:
+    """The settings only a new VM applies: any change to them replaces the host (the README's fallbacks).
+
+    Azure sets spot or regular at creation only; a spot VM that lost its capacity falls back to another size as
+    a new VM, as on AWS, rather than a resize in place that needs the capacity it lacks. A regular VM is
+    resized in place.
+    """
+    spot = settings.priority == "spot"
+    return {"priority": settings.priority, "vmSize": settings.vm_size if spot else ""}
+
+
 class AzureEnvironment(pulumi.ComponentResource):
     """Everything `pulumi up --stack azure` creates, as children of one component."""
 
@@ -291,6 +302,7 @@ class AzureEnvironment(pulumi.ComponentResource):
                 # carry one VM at a time, so the old VM goes first (its OS disk with it; the models stay in the
                 # blob container).
                 replace_on_changes=["priority"],
+                replacement_trigger=host_replacement_trigger(s),
                 delete_before_replace=True,
             ),
         )
