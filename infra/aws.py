@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import shlex
-import sys
 from pathlib import Path
 from typing import Optional
 
@@ -13,7 +11,7 @@ import pulumi_aws as aws
 import pulumi_command as command
 from pulumi import Output, ResourceOptions
 
-from infra import aws_policies, pricing
+from infra import aws_policies, local_commands, pricing
 from infra.bootstrap import HostConfig, render_user_data
 from infra.settings import AwsSettings, workers_for_vcpus
 
@@ -302,16 +300,16 @@ class AwsEnvironment(pulumi.ComponentResource):
 
     def _wait_until_ready(self) -> command.local.Command:
         s = self._settings
-        python = shlex.quote(sys.executable)
-        create = Output.concat(
-            python, " -m infra.wait_ready --bucket ", self.bucket.bucket,
-            " --key ", STATUS_PREFIX, self.instance.id, "/bootstrap.json",
-            " --region ", s.region, " --timeout-minutes ", str(s.ready_timeout_minutes))
+        create = local_commands.python_module(
+            REPO_ROOT, "infra.wait_ready", "--bucket", self.bucket.bucket,
+            "--key", Output.concat(STATUS_PREFIX, self.instance.id, "/bootstrap.json"),
+            "--region", s.region, "--timeout-minutes", str(s.ready_timeout_minutes))
         environment = {"AWS_REGION": s.region}
         if s.aws_profile:
             environment["AWS_PROFILE"] = s.aws_profile
         return command.local.Command(
-            "wait-ready", create=create, dir=str(REPO_ROOT), environment=environment,
-            # Wait again only for a new host; an existing ready host stays ready.
+            "wait-ready", create=create, dir=local_commands.checkout_dir(REPO_ROOT), environment=environment,
+            # Wait again only for a new host; an existing ready host stays ready. (A wait that failed is not kept
+            # in the state: the next `pulumi up` waits again, see infra/wait_ready.py on an old failure.)
             triggers=[self.instance.id],
             opts=ResourceOptions(parent=self, depends_on=[self.instance]))
