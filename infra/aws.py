@@ -61,6 +61,7 @@ class AwsEnvironment(pulumi.ComponentResource):
         profile = self._identity()
         self.instance = self._instance(subnet, internet_route, profile, package, zone)
         self.budget = self._budget()
+        self._cancel_spot_request_on_delete()
         self.ready = self._wait_until_ready()
 
         self.instance_id = self.instance.id
@@ -297,6 +298,24 @@ class AwsEnvironment(pulumi.ComponentResource):
                 delete_before_replace=True,
             ),
         )
+
+    def _cancel_spot_request_on_delete(self) -> command.local.Command:
+        """When the host goes (a fallback, `pulumi destroy`), its persistent spot request goes first.
+
+        Registered for an on-demand host too: a spot host's fallback to on-demand needs the command that was
+        registered with the spot host, and on an on-demand host it finds no request and does nothing.
+        """
+        s = self._settings
+        environment = {"AWS_REGION": s.region, **({"AWS_PROFILE": s.aws_profile} if s.aws_profile else {})}
+        return command.local.Command(
+            "spot-request",
+            delete=local_commands.python_module(REPO_ROOT, "infra.spot_request", "--instance-id", self.instance.id,
+                                                "--region", s.region),
+            dir=local_commands.checkout_dir(REPO_ROOT), environment=environment,
+            # A new host, a new command: replacing the instance deletes this one first (it depends on the
+            # instance's id), which cancels the old host's request before the old host is terminated.
+            triggers=[self.instance.id],
+            opts=ResourceOptions(parent=self, depends_on=[self.instance]))
 
     def _wait_until_ready(self) -> command.local.Command:
         s = self._settings

@@ -377,7 +377,7 @@ def test_system_env_tells_the_host_its_topic_and_cost_controls(cost_run):
 # -- readiness and outputs --------------------------------------------------------------------------------
 
 def test_up_waits_for_the_host_with_the_projects_waiter(default_run):
-    wait = default_run.one("command:local:Command").inputs
+    (wait,) = [c.inputs for c in default_run.of_type("command:local:Command") if c.name == "wait-ready"]
     assert " -m infra.wait_ready " in wait["create"]
     assert f"--bucket {BUCKET} --key hosts/{INSTANCE_ID}/bootstrap.json --region us-east-1" in wait["create"]
     assert wait["create"].endswith("--timeout-minutes 45")

@@ -37,12 +37,13 @@ def commands(run) -> dict[str, dict]:
 def test_the_commands_name_no_absolute_path(aws_run, azure_run):
     found = {**{f"aws {k}": v for k, v in commands(aws_run).items()},
              **{f"azure {k}": v for k, v in commands(azure_run).items()}}
-    assert sorted(found) == ["aws wait-ready", "azure session-package", "azure wait-ready"]
+    assert sorted(found) == ["aws spot-request", "aws wait-ready", "azure session-package", "azure wait-ready"]
     for name, inputs in found.items():
-        stored = json.dumps({key: inputs.get(key) for key in ("create", "dir", "environment", "interpreter")})
+        stored = json.dumps({key: inputs.get(key) for key in ("create", "delete", "dir", "environment", "interpreter")})
         for path in (str(REPO_ROOT), str(VENV_BIN), sys.executable, str(Path.home())):
             assert path not in stored, (name, path, stored)
-        assert inputs["create"].startswith('PATH=.venv/bin:"$PATH" python -m infra.'), name
+        line = inputs.get("create") or inputs["delete"]
+        assert line.startswith('PATH=.venv/bin:"$PATH" python -m infra.'), name
         # The engine starts pulumi-command in the program's directory (infra/): the checkout is its parent.
         assert inputs["dir"] == "..", name
         assert (PROGRAM_DIR / inputs["dir"]).resolve() == REPO_ROOT
@@ -56,6 +57,7 @@ def test_the_package_upload_reads_the_archive_from_the_checkout(azure_run):
 
 def test_triggers_are_the_host_and_the_package_digest_only(aws_run, azure_run):
     assert commands(aws_run)["wait-ready"]["triggers"] == [INSTANCE_ID]
+    assert commands(aws_run)["spot-request"]["triggers"] == [INSTANCE_ID]
     assert commands(azure_run)["wait-ready"]["triggers"] == [VM_ID]
     assert commands(azure_run)["session-package"]["triggers"] == [azure_run.outputs["sessionPackageSha256"]]
 
