@@ -49,7 +49,6 @@ class ProgramRun:
     secret_inputs: dict[tuple[str, str], set[str]] = field(default_factory=dict)  # top-level inputs that are secret
     invokes: list[tuple[str, dict]] = field(default_factory=list)
     outputs: dict[str, Any] = field(default_factory=dict)
-    required_cli: list[str] = field(default_factory=list)  # version ranges the program asked the engine for
 
     def of_type(self, typ: str) -> list[Registered]:
         return [r for r in self.resources if r.typ == typ]
@@ -188,26 +187,7 @@ def stack_file_config(stack: str = "aws") -> dict[str, str]:
     return {key: value if isinstance(value, str) else json.dumps(value) for key, value in raw.items()}
 
 
-class _EngineVersion:
-    """The engine's RequirePulumiVersion RPC, which Pulumi's MockEngine lacks: records the range asked for and
-    answers as a CLI of the given version would (the real one is plugin.ValidatePulumiVersionRange)."""
-
-    def __init__(self, run: ProgramRun, cli_version: str) -> None:
-        self.run, self.cli_version = run, cli_version
-
-    def __call__(self, request) -> None:
-        wanted = request.pulumi_version_range
-        self.run.required_cli.append(wanted)
-        assert wanted.startswith(">="), wanted
-        if _version(self.cli_version) < _version(wanted[2:]):
-            raise Exception(f"Pulumi CLI version {self.cli_version} does not satisfy the version range \"{wanted}\"")
-
-
-def _version(text: str) -> tuple[int, ...]:
-    return tuple(int(part) for part in text.split("."))
-
-
-def run_program(overrides: dict[str, str] | None = None, stack: str = "aws", cli_version: str = "3.272.0",
+def run_program(overrides: dict[str, str] | None = None, stack: str = "aws", engine_lacks: tuple[int, ...] = (),
                 **mock_args) -> ProgramRun:
     """Run infra/ with the stack file's config plus overrides; return what was registered and exported.
 
@@ -220,7 +200,8 @@ def run_program(overrides: dict[str, str] | None = None, stack: str = "aws", cli
     settings.ROOT.set(None)
     mocks = AzureMocks(run) if stack == "azure" else AwsMocks(run, **mock_args)
     pulumi.runtime.set_mocks(mocks, project="deepracer-cloud", stack=stack, preview=False)
-    settings.SETTINGS.engine.RequirePulumiVersion = _EngineVersion(run, cli_version)
+    # An older engine: features it does not report to the program (e.g. replacement triggers before 3.231).
+    settings.SETTINGS.monitor_features = set(settings.SETTINGS.monitor_features) - set(engine_lacks)
     settings.SETTINGS.outputs.clear()  # set_mocks leaves the last run's outputs to be awaited
 
     def record_options(args: pulumi.ResourceTransformationArgs) -> None:

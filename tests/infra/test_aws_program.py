@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pulumi
 import pytest
 import yaml
 
@@ -261,14 +262,15 @@ def test_a_replaced_host_goes_before_its_successor_starts(default_run, cost_run)
         assert run.opts("aws:ec2/instance:Instance", "host").delete_before_replace is True
 
 
-def test_the_program_needs_a_cli_that_honours_replacement_triggers(default_run):
-    assert default_run.required_cli == [">=3.226.0"]
-    with pytest.raises(Exception) as raised:
-        run_program(cli_version="3.207.0")
+def test_the_program_refuses_an_engine_that_would_ignore_the_trigger():
+    """An engine without replacement triggers would leave a spot host spot, silently: stop with one line."""
+    from pulumi.runtime.proto import resource_pb2
+
+    with pytest.raises(pulumi.RunError) as raised:
+        run_program(engine_lacks=(resource_pb2.RESOURCE_MONITOR_FEATURE_REPLACEMENT_TRIGGER,))
     assert str(raised.value) == (
-        "this program needs the Pulumi CLI 3.226.0 or newer (`pulumi version`; "
-        "https://www.pulumi.com/docs/iac/download-install/): Pulumi CLI version 3.207.0 does not satisfy the "
-        'version range ">=3.226.0"')
+        "this program needs the Pulumi CLI 3.231 or newer, whose engine replaces the host when a fallback setting "
+        "changes (replacement triggers); see `pulumi version` and https://www.pulumi.com/docs/iac/download-install/")
 
 
 def test_the_host_waits_for_its_route_to_the_internet(default_run):
