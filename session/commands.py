@@ -428,9 +428,9 @@ def increment(args: argparse.Namespace) -> int:
 
 
 def host(args: argparse.Namespace) -> int:
-    from session.host import print_host_state
+    from session.host import host_state, print_host_state
 
-    return print_host_state(as_json=args.json)
+    return print_host_state(as_json=args.json, state=host_state(_paths(args)[1]))
 
 
 def print_json(value: object) -> None:
