@@ -409,9 +409,10 @@ def models(args: argparse.Namespace) -> int:
 def report(args: argparse.Namespace) -> int:
     from session.report import run as run_report
 
-    def storage():  # only for a model prefix in the bucket: local folders need no system.env
-        loaded, _ = _load(args, quiet=True)
-        return _storage(loaded.system)
+    def storage():  # only for a model prefix in the bucket: local folders need no system.env (nor run.env)
+        from session.config import load_system_config
+
+        return _storage(load_system_config(_paths(args)[1]))
 
     return run_report(args, storage)
 
