@@ -124,7 +124,7 @@ def run_id(bucket: Optional[str], prefix: Optional[str]) -> Optional[RunId]:
         return None
     if prefix.endswith(CLONE_SUFFIX) and len(prefix) > len(CLONE_SUFFIX):
         prefix = prefix[:-len(CLONE_SUFFIX)]
-    return RunId(prefix, bucket.strip() or None if bucket else None)
+    return RunId(prefix, (bucket or "").strip() or None)
 
 
 @dataclass(frozen=True)
@@ -397,9 +397,13 @@ def run_from_log(head: bytes) -> Optional[RunId]:
         prefix = prefix_pattern.search(head)
         if prefix:
             bucket = bucket_pattern.search(head)
-            return run_id(bucket and (bucket.group(1) or bucket.group(2)).decode(errors="replace"),
-                          (prefix.group(1) or prefix.group(2)).decode(errors="replace"))
+            return run_id(_value(bucket) if bucket else None, _value(prefix))
     return None
+
+
+def _value(match: "re.Match[bytes]") -> str:
+    """The value a _RUN_PATTERNS match found, in whichever of its two forms."""
+    return next(group for group in match.groups() if group is not None).decode(errors="replace")
 
 
 def run_from_params(data: bytes) -> Optional[RunId]:

@@ -293,6 +293,8 @@ def test_a_log_and_a_params_file_name_their_run():
     assert run_from_params(b"SAGEMAKER_SHARED_S3_BUCKET: b\nSAGEMAKER_SHARED_S3_PREFIX: rl-1/\n") == RunId("rl-1", "b")
     assert run_from_params(b"WORLD_NAME: reinvent_base\n") is None
     assert run_from_log(b"SIM_TRACE_LOG:0,1,2\n") is None
+    assert run_from_log(b"'SAGEMAKER_SHARED_S3_BUCKET': [''], 'SAGEMAKER_SHARED_S3_PREFIX': ['rl-1/']") == RunId("rl-1")
+    assert run_from_log(b"'MODEL_S3_BUCKET': 'b', 'MODEL_S3_PREFIX': ''") is None
     assert RunId("rl-1", None).same_as(RunId("rl-1", "b")) and not RunId("rl-1", "a").same_as(RunId("rl-1", "b"))
 
 
