@@ -230,8 +230,12 @@ def _say(line: str) -> None:
 
 def resume(args: argparse.Namespace) -> int:
     from session import blob_sync
+    from session.resume import ResumeError
     from session.resume import resume as resume_run
 
+    if args.run_env or args.system_env:  # refused, not ignored: the files are the ones the run recorded
+        raise ResumeError("resume continues the interrupted run with the run.env and system.env it was started "
+                          "with; --run-env and --system-env do not apply (`deepracer train` starts another run)")
     # Azure: a deallocated VM comes back with an empty MinIO; the interrupted prefix comes back from Blob.
     result = resume_run(force=args.force, say=_say, restore=lambda host, prefix: blob_sync.ensure_in_minio(
         host.system, host.storage, prefix, say=_say))

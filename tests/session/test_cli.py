@@ -111,3 +111,13 @@ def test_debug_after_the_command_shows_the_traceback_of_a_user_error(tmp_path, c
     assert capsys.readouterr().err.startswith("deepracer: ")
     with pytest.raises(ReportError):
         main(["report", str(empty), "--debug"])
+
+
+@pytest.mark.parametrize("option", ["--run-env", "--system-env"])
+def test_resume_refuses_settings_files_it_would_not_read(option, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("DR_RUN_STATE", str(tmp_path / "state.json"))  # nothing to resume: would exit 0
+    for argv in ([option, str(tmp_path / "x.env"), "resume"], ["resume", option, str(tmp_path / "x.env")]):
+        assert main(argv) == 2
+        assert capsys.readouterr().err == (
+            "deepracer: resume continues the interrupted run with the run.env and system.env it was started with; "
+            "--run-env and --system-env do not apply (`deepracer train` starts another run)\n")
