@@ -14,7 +14,11 @@ episodes (of the evaluation episodes when nothing was trained), exactly: `episod
   beside the training numbers; and the only numbers when no step was traced (`"from": "metrics"`);
 - the track: `--track`, else WORLD_NAME (with TRACK_DIRECTION_CLOCKWISE) of a training_params YAML, else the
   params a simulation log prints when it starts, else a guess among the route files from the traced track
-  length and the car's path. Without a route file the path is drawn without borders and a note says why.
+  length and the car's path. Without a route file the path is drawn without borders and a note says why; with
+  only another variant's route (`_cw`/`_ccw`/base), that route is moved into the world's frame
+  (session.tracks.frame_shift) and drawn if the path fits it;
+- the run: the model prefix (and bucket) its training_params YAML or simulation logs name. Sources of two
+  different runs are a ReportError, not one report.
 Lines the loader could not read are counted (`problems`), never fatal; no trace data at all is a ReportError.
 """
 
