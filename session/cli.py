@@ -80,11 +80,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="deepracer", description="DeepRacer training on this host (also `python -m session`).")
     parser.add_argument("--version", action="version", version=f"deepracer-cloud session {__version__}")
-    parser.add_argument("--run-env", metavar="FILE",
-                        help="the run's settings (default: $DR_RUN_ENV, else ~/deepracer/run.env)")
-    parser.add_argument("--system-env", metavar="FILE",
-                        help="the host's settings (default: $DR_SYSTEM_ENV, else /etc/deepracer/system.env)")
-    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    _global_options(parser)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     host = commands.add_parser("host", help="is this host ready to train? (first-boot state and system.env)")
@@ -228,7 +224,31 @@ def _parser() -> argparse.ArgumentParser:
 
     commands.add_parser("spot-watch", help="stop training gracefully on a spot interruption notice and mark it "
                                            "resumable (deepracer-spot-watch.service)")
+    _share_global_options(parser)
     return parser
+
+
+def _global_options(parser: argparse.ArgumentParser, on_subcommand: bool = False) -> None:
+    """--run-env, --system-env and --debug. On a subcommand they default to SUPPRESS: argparse copies every
+    value a subcommand's parser sets over the main parser's, so a default there would undo `--debug status`."""
+    unset = argparse.SUPPRESS if on_subcommand else None
+    group = parser.add_argument_group("global options")
+    group.add_argument("--run-env", metavar="FILE", default=unset,
+                       help="the run's settings (default: $DR_RUN_ENV, else ~/deepracer/run.env)")
+    group.add_argument("--system-env", metavar="FILE", default=unset,
+                       help="the host's settings (default: $DR_SYSTEM_ENV, else /etc/deepracer/system.env)")
+    group.add_argument("--debug", action="store_true", default=unset if on_subcommand else False,
+                       help="show tracebacks")
+
+
+def _share_global_options(parser: argparse.ArgumentParser) -> None:
+    """The global options on every subcommand (nested ones too), so they work after the command's name as well
+    as before it."""
+    for action in parser._actions:  # argparse offers no public way to walk the subcommands
+        if isinstance(action, argparse._SubParsersAction):
+            for subcommand in dict.fromkeys(action.choices.values()):  # aliases map to the same parser
+                _global_options(subcommand, on_subcommand=True)
+                _share_global_options(subcommand)
 
 
 def _is_user_error(error: BaseException) -> bool:

@@ -234,8 +234,12 @@ def _say(line: str) -> None:
 
 def resume(args: argparse.Namespace) -> int:
     from session import blob_sync
+    from session.resume import ResumeError
     from session.resume import resume as resume_run
 
+    if args.run_env or args.system_env:  # refused, not ignored: the files are the ones the run recorded
+        raise ResumeError("resume continues the interrupted run with the run.env and system.env it was started "
+                          "with; --run-env and --system-env do not apply (`deepracer train` starts another run)")
     # Azure: a deallocated VM comes back with an empty MinIO; the interrupted prefix comes back from Blob.
     result = resume_run(force=args.force, say=_say, restore=lambda host, prefix: blob_sync.ensure_in_minio(
         host.system, host.storage, prefix, say=_say))
@@ -413,9 +417,10 @@ def models(args: argparse.Namespace) -> int:
 def report(args: argparse.Namespace) -> int:
     from session.report import run as run_report
 
-    def storage():  # only for a model prefix in the bucket: local folders need no system.env
-        loaded, _ = _load(args, quiet=True)
-        return _storage(loaded.system)
+    def storage():  # only for a model prefix in the bucket: local folders need no system.env (nor run.env)
+        from session.config import load_system_config
+
+        return _storage(load_system_config(_paths(args)[1]))
 
     return run_report(args, storage)
 
@@ -432,9 +437,9 @@ def increment(args: argparse.Namespace) -> int:
 
 
 def host(args: argparse.Namespace) -> int:
-    from session.host import print_host_state
+    from session.host import host_state, print_host_state
 
-    return print_host_state(as_json=args.json)
+    return print_host_state(as_json=args.json, state=host_state(_paths(args)[1]))
 
 
 def print_json(value: object) -> None:
