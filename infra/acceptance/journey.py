@@ -87,7 +87,8 @@ class Outcome:
 
     @property
     def passed(self) -> bool:
-        return all(r.result in (OK, KEPT) for r in self.results) and not self.interrupted
+        # Steps are skipped only after a failure, or (models kept) under --keep.
+        return not any(r.result == FAILED for r in self.results) and not self.interrupted
 
     def result_of(self, step: str) -> Optional[StepResult]:
         return next((r for r in self.results if r.step == step), None)
@@ -136,8 +137,7 @@ class Journey:
         self._step("stop", lambda: self._host("stop", commands.stop(user)))
         self._step("models in storage", self._models_in_storage)
         self._destroy()
-        self._step("models kept", self._models_kept,
-                   skip=None if self._destroyed() else "destroy did not succeed")
+        self._step("models kept", self._models_kept, skip=self._why_not_destroyed())
         self._outcome.seconds = self._clock() - started
         return self._outcome
 
@@ -248,9 +248,11 @@ class Journey:
 
         self._step("destroy", destroy, always=True)
 
-    def _destroyed(self) -> bool:
+    def _why_not_destroyed(self) -> Optional[str]:
         destroy = self._outcome.result_of("destroy")
-        return destroy is not None and destroy.result == OK
+        if destroy is None or destroy.result == OK:
+            return None
+        return "--keep: nothing was destroyed" if destroy.result == KEPT else "destroy did not succeed"
 
     def _models_kept(self) -> str:
         models = self._outcome.result_of("models in storage")

@@ -28,11 +28,12 @@ class PulumiStack:
                                    path=True)
 
     def up(self) -> Mapping[str, Any]:
-        result = self._live().up(on_output=self._output)
+        # show_secrets=False: the Azure stack's MinIO keys are secrets, and this output goes to a terminal or a log.
+        result = self._live().up(on_output=self._output, show_secrets=False)
         return {name: output.value for name, output in result.outputs.items()}
 
     def destroy(self) -> None:
-        self._live().destroy(on_output=self._output)
+        self._live().destroy(on_output=self._output, show_secrets=False)
 
     def remove(self) -> None:
         self._live().workspace.remove_stack(self.name)
