@@ -1,0 +1,58 @@
+"""The Automation API seam, against pulumi.automation's own names with its stack replaced by a recorder."""
+
+from __future__ import annotations
+
+from pulumi import automation as auto
+
+from infra.acceptance.cli import REPO_ROOT
+from infra.acceptance.pulumi_stack import PulumiStack
+
+
+class RecordedStack:
+    def __init__(self, calls: list) -> None:
+        self.calls = calls
+        self.workspace = self
+
+    def set_all_config(self, config, *, path=False):
+        self.calls.append(("set_all_config", {k: (v.value, v.secret) for k, v in config.items()}, path))
+
+    def up(self, **options):
+        self.calls.append(("up", options["show_secrets"]))
+        options["on_output"]("Updating (acc-aws-1)\n")
+        return auto.UpResult(stdout="", stderr="", summary=None, outputs={
+            "instanceId": auto.OutputValue("i-0abc", False), "minioSecret": auto.OutputValue("s3cr3t", True)})
+
+    def destroy(self, **options):
+        self.calls.append(("destroy", options["show_secrets"]))
+
+    def remove_stack(self, name):
+        self.calls.append(("remove_stack", name))
+
+
+def test_the_stack_is_created_on_this_checkouts_program_and_driven(monkeypatch):
+    calls: list = []
+
+    def create_stack(name, **options):
+        calls.append(("create_stack", name, options))
+        return RecordedStack(calls)
+
+    monkeypatch.setattr(auto, "create_stack", create_stack)
+    said: list[str] = []
+    stack = PulumiStack("acc-aws-1", REPO_ROOT, {"aws:region": "us-east-1", "aws:defaultTags.tags.stack": "acc-aws-1"},
+                        said.append)
+    stack.create()
+    outputs = stack.up()
+    stack.destroy()
+    stack.remove()
+
+    assert calls == [
+        ("create_stack", "acc-aws-1", {"work_dir": str(REPO_ROOT)}),
+        ("set_all_config", {"aws:region": ("us-east-1", False), "aws:defaultTags.tags.stack": ("acc-aws-1", False)},
+         True),
+        ("up", False),
+        ("destroy", False),
+        ("remove_stack", "acc-aws-1"),
+    ]
+    assert (REPO_ROOT / "Pulumi.yaml").is_file()
+    assert outputs == {"instanceId": "i-0abc", "minioSecret": "s3cr3t"}
+    assert said == ["Updating (acc-aws-1)"]
