@@ -31,6 +31,8 @@ class FakeClock:
         self.now += seconds
 
     def sleep(self, seconds: float) -> None:
+        # A poll that never ends would hang the test: fail it instead.
+        assert len(self.sleeps) < 1000, "sleeping without end: a poll lost its deadline"
         self.sleeps.append(seconds)
         self.now += seconds
 

@@ -80,6 +80,12 @@ def test_a_status_without_iterations_is_not_trained(host_bin):
     assert (digest.iterations, digest.last_checkpoint, digest.running, digest.trained) == (0, None, False, False)
 
 
+def test_an_iteration_without_a_checkpoint_to_evaluate_is_not_trained_yet(host_bin):
+    done = on_host(commands.status("ubuntu"), host_bin, json.dumps(status_document(1, None)))
+    digest = commands.parse_status(done.stdout)
+    assert (digest.iterations, digest.checkpoints, digest.last_checkpoint, digest.trained) == (1, 1, None, False)
+
+
 def test_a_failing_status_keeps_its_exit_code(host_bin):
     done = on_host(commands.status("ubuntu"), host_bin, "deepracer: /etc/deepracer/system.env not found\n", 2)
     assert done.returncode == 2

@@ -68,6 +68,13 @@ def test_a_stack_that_would_delete_the_models_is_refused(cloud, key):
         stack_config.stack_config(cloud, f"acc-{cloud}-1", template, {f"deepracer-cloud:{key}": "false"})
 
 
+def test_the_kept_storage_is_written_out_even_where_the_stack_file_leaves_it_to_the_default():
+    config = stack_config.stack_config("azure", "acc-azure-1", {"azure-native:location": "eastus"}, {})
+    assert config["deepracer-cloud:keepStorageOnDestroy"] == "true"
+    overridden = stack_config.stack_config("aws", "acc-aws-1", {}, {"deepracer-cloud:keepBucketOnDestroy": "yes"})
+    assert overridden["deepracer-cloud:keepBucketOnDestroy"] == "true"
+
+
 def test_an_override_without_a_value_is_refused():
     with pytest.raises(SettingsError, match=r"--config 'workers': expected KEY=VALUE"):
         stack_config.parse_overrides(["workers"])
