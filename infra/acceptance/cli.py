@@ -38,8 +38,9 @@ MakeCloud = Callable[[str, str, Mapping[str, str], Settings, Callable[[str], Non
 def _real_cloud(cloud: str, name: str, config: Mapping[str, str], settings: Settings,
                 say: Callable[[str], None]) -> Cloud:
     from infra.acceptance import aws_cloud, azure_cloud
-    from infra.acceptance.pulumi_stack import PulumiStack
+    from infra.acceptance.pulumi_stack import PulumiStack, preflight
 
+    preflight(REPO_ROOT, os.environ)
     stack = PulumiStack(name, REPO_ROOT, config, say)
     if isinstance(settings, AwsSettings):
         aws_cloud.preflight(settings)

@@ -10,6 +10,24 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Callable, Mapping, Optional
 
+from infra.acceptance.errors import Refused
+
+PASSPHRASE_VARS = ("PULUMI_CONFIG_PASSPHRASE", "PULUMI_CONFIG_PASSPHRASE_FILE")
+
+
+def preflight(work_dir: Path, env: Mapping[str, str]) -> None:
+    """A backend to keep the stack in, and for a local one the passphrase of its secrets: without them the stack
+    could not be created, or worse, created and then not destroyed."""
+    from pulumi import automation as auto
+
+    try:
+        who = auto.LocalWorkspace(work_dir=str(work_dir)).who_am_i()
+    except auto.CommandError:
+        raise Refused("the Pulumi CLI is not logged in: run `pulumi login --local` (or `pulumi login`)") from None
+    if (who.url or "").startswith("file://") and not any(name in env for name in PASSPHRASE_VARS):
+        raise Refused(f"the local Pulumi backend ({who.url}) needs PULUMI_CONFIG_PASSPHRASE (or "
+                      "PULUMI_CONFIG_PASSPHRASE_FILE) for the stack's secrets: export it as for `pulumi up`")
+
 
 class PulumiStack:
     def __init__(self, name: str, work_dir: Path, config: Mapping[str, str], say: Callable[[str], None]) -> None:

@@ -219,3 +219,22 @@ def test_importing_the_command_loads_no_cloud_sdk():
             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('pulumi', 'boto3', 'botocore', 'azure')))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=60)
     assert done.stdout.strip() == "[]", done.stderr
+
+
+@pytest.mark.parametrize("cloud, user", [("aws", "ubuntu"), ("azure", "racer")])
+def test_the_real_seams_are_wired_after_their_preflights(monkeypatch, cloud, user):
+    from infra.acceptance import aws_cloud, azure_cloud, pulumi_stack, stack_config
+
+    checked: list[str] = []
+    monkeypatch.setattr(pulumi_stack, "preflight", lambda root, env: checked.append(f"pulumi {root}"))
+    monkeypatch.setattr(aws_cloud, "preflight", lambda settings: checked.append("aws"))
+    monkeypatch.setattr(azure_cloud, "preflight", lambda: checked.append("azure"))
+    template = stack_config.read_template(REPO / f"Pulumi.{cloud}.yaml")
+    config = stack_config.stack_config(cloud, f"acc-{cloud}-1", template,
+                                       {"deepracer-cloud:sshPublicKey": SSH_KEY, "deepracer-cloud:adminUsername": "racer"}
+                                       if cloud == "azure" else {})
+    made = cli._real_cloud(cloud, f"acc-{cloud}-1", config, stack_config.validate(cloud, config), print)
+
+    assert checked == [f"pulumi {REPO}", cloud]
+    assert (made.name, made.user, made.stack.name) == (cloud, user, f"acc-{cloud}-1")
+    assert isinstance(made.stack, pulumi_stack.PulumiStack)

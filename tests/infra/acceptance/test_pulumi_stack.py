@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
 from pulumi import automation as auto
 
 from infra.acceptance.cli import REPO_ROOT
-from infra.acceptance.pulumi_stack import PulumiStack
+from infra.acceptance.errors import Refused
+from infra.acceptance.pulumi_stack import PulumiStack, preflight
 
 
 class RecordedStack:
@@ -56,3 +58,34 @@ def test_the_stack_is_created_on_this_checkouts_program_and_driven(monkeypatch):
     assert (REPO_ROOT / "Pulumi.yaml").is_file()
     assert outputs == {"instanceId": "i-0abc", "minioSecret": "s3cr3t"}
     assert said == ["Updating (acc-aws-1)"]
+
+
+class Workspace:
+    """LocalWorkspace answering `pulumi whoami --verbose` as the CLI would, or failing as it does when logged out."""
+
+    url: str | None = None
+
+    def __init__(self, work_dir: str) -> None:
+        assert work_dir == str(REPO_ROOT)
+
+    def who_am_i(self) -> auto.WhoAmIResult:
+        if self.url is None:
+            raise auto.CommandError(auto.CommandResult("", "error: no credentials", 255))
+        return auto.WhoAmIResult(user="me", url=self.url)
+
+
+@pytest.mark.parametrize("url, env, refused", [
+    ("file://~", {}, "the local Pulumi backend (file://~) needs PULUMI_CONFIG_PASSPHRASE"),
+    ("file://~", {"PULUMI_CONFIG_PASSPHRASE": ""}, None),
+    ("file:///srv/state", {"PULUMI_CONFIG_PASSPHRASE_FILE": "/run/secrets/p"}, None),
+    ("https://api.pulumi.com", {}, None),
+    (None, {"PULUMI_CONFIG_PASSPHRASE": "x"}, "the Pulumi CLI is not logged in: run `pulumi login --local`"),
+])
+def test_preflight_needs_a_backend_and_a_local_ones_passphrase(monkeypatch, url, env, refused):
+    monkeypatch.setattr(Workspace, "url", url)
+    monkeypatch.setattr(auto, "LocalWorkspace", Workspace)
+    if refused is None:
+        preflight(REPO_ROOT, env)
+    else:
+        with pytest.raises(Refused, match=refused.replace("(", r"\(").replace(")", r"\)")):
+            preflight(REPO_ROOT, env)
