@@ -7,10 +7,12 @@ set-up says); the Automation API drives the Pulumi CLI on PATH and writes the st
 
 from __future__ import annotations
 
+import contextlib
+import re
 from pathlib import Path
-from typing import Any, Callable, Mapping, Optional
+from typing import Any, Callable, Iterator, Mapping, Optional
 
-from infra.acceptance.errors import Refused
+from infra.acceptance.errors import Refused, StepFailed
 
 PASSPHRASE_VARS = ("PULUMI_CONFIG_PASSPHRASE", "PULUMI_CONFIG_PASSPHRASE_FILE")
 
@@ -29,6 +31,32 @@ def preflight(work_dir: Path, env: Mapping[str, str]) -> None:
                       "PULUMI_CONFIG_PASSPHRASE_FILE) for the stack's secrets: export it as for `pulumi up`")
 
 
+# Lines of Pulumi's failure output that say only that something failed.
+_SAYS_NOTHING = re.compile(r"(update failed|destroy failed|\d+ errors? occurred:?|an error occurred)", re.IGNORECASE)
+
+
+def pulumi_failure(text: str) -> str:
+    """The first line that says why, out of a CommandError's code, stdout and stderr (a resource's diagnostic or
+    the program's one-line RunError), and how many more there are."""
+    reasons: list[str] = []
+    for raw in text.splitlines():
+        line = raw.strip()
+        if line.startswith("* "):
+            line = line[2:]
+        elif "error:" in line.lower():
+            line = line[line.lower().index("error:") + len("error:"):].strip()
+        else:
+            continue
+        if line and not _SAYS_NOTHING.fullmatch(line) and line not in reasons:
+            reasons.append(line)
+    if not reasons:
+        # str(CommandResult) labels its parts: " stdout: ..." and " stderr: ...".
+        lines = [re.sub(r"^(stdout|stderr):\s*", "", line.strip()) for line in text.splitlines()]
+        lines = [line for line in lines if line]
+        return lines[-1] if lines else "failed without output"
+    return reasons[0] + (f" (and {len(reasons) - 1} more)" if len(reasons) > 1 else "")
+
+
 class PulumiStack:
     def __init__(self, name: str, work_dir: Path, config: Mapping[str, str], say: Callable[[str], None]) -> None:
         self.name = name
@@ -41,20 +69,25 @@ class PulumiStack:
         # Imported here: pulumi.automation costs a second or two, and only this seam needs it.
         from pulumi import automation as auto
 
-        self._stack = auto.create_stack(self.name, work_dir=str(self._work_dir))
-        self._stack.set_all_config({key: auto.ConfigValue(value) for key, value in self._config.items()},
-                                   path=True)
+        with _failing_as("pulumi stack init"):
+            self._stack = auto.create_stack(self.name, work_dir=str(self._work_dir))
+        with _failing_as("pulumi config set-all"):
+            self._stack.set_all_config({key: auto.ConfigValue(value) for key, value in self._config.items()},
+                                       path=True)
 
     def up(self) -> Mapping[str, Any]:
         # show_secrets=False: the Azure stack's MinIO keys are secrets, and this output goes to a terminal or a log.
-        result = self._live().up(on_output=self._output, show_secrets=False)
+        with _failing_as("pulumi up"):
+            result = self._live().up(on_output=self._output, show_secrets=False)
         return {name: output.value for name, output in result.outputs.items()}
 
     def destroy(self) -> None:
-        self._live().destroy(on_output=self._output, show_secrets=False)
+        with _failing_as("pulumi destroy"):
+            self._live().destroy(on_output=self._output, show_secrets=False)
 
     def remove(self) -> None:
-        self._live().workspace.remove_stack(self.name)
+        with _failing_as("pulumi stack rm"):
+            self._live().workspace.remove_stack(self.name)
 
     def _live(self) -> Any:
         if self._stack is None:  # a journey that failed before create() never calls these
@@ -64,3 +97,14 @@ class PulumiStack:
     def _output(self, line: Optional[str]) -> None:
         if line:
             self._say(line.rstrip("\n"))
+
+
+@contextlib.contextmanager
+def _failing_as(command: str) -> Iterator[None]:
+    """A CommandError (its text is the whole output of the CLI) as one line for the summary."""
+    from pulumi.automation import CommandError
+
+    try:
+        yield
+    except CommandError as error:
+        raise StepFailed(f"{command}: {pulumi_failure(str(error))}") from None

@@ -16,6 +16,7 @@ STACK_PREFIX = "acc"
 BUCKET_PREFIX_MAX = 37
 # The test checks that the models outlive `destroy`: the stack must keep its storage.
 KEEP_STORAGE = {"aws": f"{PROJECT}:keepBucketOnDestroy", "azure": f"{PROJECT}:keepStorageOnDestroy"}
+POWER_OFF = f"{PROJECT}:powerOffAfterMaxMinutes"
 _TRUE = ("true", "yes", "1")
 
 
@@ -85,6 +86,8 @@ def stack_config(cloud: str, stack: str, template: Mapping[str, Any], overrides:
         raise SettingsError(f"{keep}: the acceptance test checks that the models outlive `destroy`, so it keeps "
                             f"the storage; got {config[keep]!r}")
     config[keep] = "true"
+    # The 15-minute time limit must not power the host off: evaluate, car-package and stop come after it.
+    config[POWER_OFF] = "false"
     if cloud == "aws":
         # The bill and the console tell the test's resources from the user's own stack's.
         config["aws:defaultTags.tags.stack"] = stack

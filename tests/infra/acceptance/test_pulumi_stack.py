@@ -6,8 +6,8 @@ import pytest
 from pulumi import automation as auto
 
 from infra.acceptance.cli import REPO_ROOT
-from infra.acceptance.errors import Refused
-from infra.acceptance.pulumi_stack import PulumiStack, preflight
+from infra.acceptance.errors import Refused, StepFailed
+from infra.acceptance.pulumi_stack import PulumiStack, preflight, pulumi_failure
 
 
 class RecordedStack:
@@ -89,3 +89,47 @@ def test_preflight_needs_a_backend_and_a_local_ones_passphrase(monkeypatch, url,
     else:
         with pytest.raises(Refused, match=refused.replace("(", r"\(").replace(")", r"\)")):
             preflight(REPO_ROOT, env)
+
+
+def command_error(stdout: str, stderr: str = "", code: int = 255) -> auto.CommandError:
+    return auto.CommandError(auto.CommandResult(stdout, stderr, code))
+
+
+def test_a_failed_up_is_the_line_that_says_why(monkeypatch):
+    class FailingStack(RecordedStack):
+        def up(self, **options):
+            raise command_error(
+                "Updating (acc-aws-20261206-101500)\n\n"
+                "     Type                 Name                 Status\n"
+                " +   aws:ec2:Instance     host                 **creating failed**     1 error\n\n"
+                "Diagnostics:\n"
+                "  aws:ec2:Instance (host):\n"
+                "    error: 1 error occurred:\n"
+                "    \t* creating EC2 Instance: operation error EC2: RunInstances, api error "
+                "MaxSpotInstanceCountExceeded: Max spot instance count exceeded\n\n"
+                "  pulumi:pulumi:Stack (deepracer-cloud-acc-aws-20261206-101500):\n"
+                "    error: update failed\n",
+                "error: update failed\n")
+
+    monkeypatch.setattr(auto, "create_stack", lambda name, **options: FailingStack([]))
+    stack = PulumiStack("acc-aws-20261206-101500", REPO_ROOT, {}, print)
+    stack.create()
+    with pytest.raises(StepFailed) as failed:
+        stack.up()
+    assert str(failed.value) == ("pulumi up: creating EC2 Instance: operation error EC2: RunInstances, api error "
+                                 "MaxSpotInstanceCountExceeded: Max spot instance count exceeded")
+
+
+def test_the_programs_own_one_line_error_is_kept():
+    text = str(command_error(
+        "Previewing update (acc-azure-1)\n  pulumi:pulumi:Stack (deepracer-cloud-acc-azure-1):\n"
+        "    error: Pulumi.acc-azure-1.yaml: deepracer-cloud:vmSize: expected an Azure VM size\n"
+        "    error: another thing\n"))
+    assert pulumi_failure(text) == ("Pulumi.acc-azure-1.yaml: deepracer-cloud:vmSize: expected an Azure VM size "
+                                    "(and 1 more)")
+
+
+def test_output_without_an_error_line_gives_its_last_line():
+    assert pulumi_failure(str(command_error("", "no Pulumi.yaml project file found\n"))) == \
+        "no Pulumi.yaml project file found"
+    assert pulumi_failure("") == "failed without output"

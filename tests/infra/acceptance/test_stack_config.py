@@ -60,6 +60,14 @@ def test_overrides_win_and_the_storage_is_always_kept():
     assert config["aws:defaultTags.tags.stack"] == "acc-aws-1"
 
 
+@pytest.mark.parametrize("cloud", ["aws", "azure"])
+def test_the_time_limit_never_powers_the_test_host_off(cloud):
+    template = {**stack_config.read_template(REPO / f"Pulumi.{cloud}.yaml"),
+                "deepracer-cloud:powerOffAfterMaxMinutes": "true"}
+    config = stack_config.stack_config(cloud, f"acc-{cloud}-1", template, {})
+    assert config["deepracer-cloud:powerOffAfterMaxMinutes"] == "false"
+
+
 @pytest.mark.parametrize("cloud, key", [("aws", "keepBucketOnDestroy"), ("azure", "keepStorageOnDestroy")])
 def test_a_stack_that_would_delete_the_models_is_refused(cloud, key):
     template = stack_config.read_template(REPO / f"Pulumi.{cloud}.yaml")
