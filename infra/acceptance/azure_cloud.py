@@ -60,20 +60,20 @@ class RunCommandChannel:
 class ContainerModels:
     """The models in the stack's blob container, which `destroy` keeps (keepStorageOnDestroy)."""
 
-    def __init__(self, account: str, container: str, run: Run = subprocess.run) -> None:
+    def __init__(self, account: str, container: str, run: Run = subprocess.run, client: Any = None) -> None:
         self._account = account
         self._container = container
         self._run = run
+        self._client = client  # a ContainerClient; by default one on the deployer's Azure login
 
     def count(self, prefix: str) -> int:
         from infra.azure_blob import account_url, classify, container_client
 
-        url = account_url(self._account)
-        client = container_client(url, self._container)
+        client = self._client or container_client(account_url(self._account), self._container)
         try:
             return sum(1 for _ in client.list_blobs(name_starts_with=f"{prefix}/model/"))
         except Exception as error:  # the SDK's, turned into one line
-            raise StepFailed(str(classify(error, f"{url}/{self._container}"))) from None
+            raise StepFailed(str(classify(error, client.url))) from None
 
     def kept(self, prefix: str) -> str:
         argv = ["az", "storage", "container-rm", "exists", "--storage-account", self._account,

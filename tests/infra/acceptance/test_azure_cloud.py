@@ -96,3 +96,17 @@ def test_preflight_needs_the_azure_cli_and_a_login(monkeypatch):
         azure_cloud.preflight(az)
     assert az.calls[0][0] == ["az", "account", "show", "--output", "json"]
     azure_cloud.preflight(FakeAz(answered('{"id": "sub"}')))
+
+
+def test_the_models_in_the_container_are_counted(azurite):
+    client = azurite.new_container()
+    for name in ("rl-deepracer-0/model/model_metadata.json", "rl-deepracer-0/model/1_Step-1200.ckpt.index",
+                 "rl-deepracer-0/metrics/TrainingMetrics.json", "rl-deepracer-00/model/x"):
+        client.upload_blob(name, b"{}")
+    assert ContainerModels("devstoreaccount1", client.container_name, client=client).count("rl-deepracer-0") == 2
+
+
+def test_a_missing_container_is_one_line(azurite):
+    client = azurite.container("no-such-container")
+    with pytest.raises(StepFailed, match=r"^container .*/no-such-container does not exist"):
+        ContainerModels("devstoreaccount1", "no-such-container", client=client).count("rl-deepracer-0")
