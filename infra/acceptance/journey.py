@@ -102,7 +102,7 @@ class Outcome:
 
 def manual_cleanup(stack: str, repo_root: str) -> str:
     return (f"cd {repo_root} && pulumi destroy --stack {stack} --yes && pulumi stack rm {stack} --yes "
-            f"(every resource is named or tagged with the stack; on AWS also tagged stack={stack})")
+            f"(its resources carry the tag stack={stack})")
 
 
 class Journey:

@@ -164,8 +164,7 @@ def test_a_failed_destroy_says_how_to_clean_up_by_hand(tmp_path):
     assert harness.main("aws", "--yes-spend-money") == 1
     assert harness.stdout.getvalue().splitlines()[-1] == (
         f"The stack may still hold resources. Clean up by hand: `cd {REPO} && pulumi destroy --stack {STACK} --yes "
-        f"&& pulumi stack rm {STACK} --yes (every resource is named or tagged with the stack; on AWS also tagged "
-        f"stack={STACK})`")
+        f"&& pulumi stack rm {STACK} --yes (its resources carry the tag stack={STACK})`")
 
 
 def test_keep_says_how_to_take_it_down_later(tmp_path):
