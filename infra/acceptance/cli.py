@@ -24,7 +24,7 @@ from infra.acceptance.errors import Refused
 from infra.acceptance.journey import Cloud, Journey
 from infra.acceptance.stack_config import Settings
 from infra.acceptance.summary import RunFacts, render
-from infra.settings import AwsSettings, SettingsError
+from infra.settings import CLOUDS, AwsSettings, SettingsError
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 OPT_IN_FLAG = "--yes-spend-money"
@@ -82,7 +82,7 @@ def _parser() -> argparse.ArgumentParser:
         prog="scripts/cloud-acceptance",
         description="The whole journey on a real cloud account, on a fresh stack: up, doctor, validate, train, "
                     "status, evaluate, car-package, stop, destroy, models kept. Costs money; never runs in CI.")
-    parser.add_argument("cloud", choices=stack_config.KEEP_STORAGE.keys())
+    parser.add_argument("cloud", choices=CLOUDS)
     parser.add_argument(OPT_IN_FLAG, dest="opt_in", action="store_true",
                         help=f"agree to pay for a GPU host for about an hour (or set {OPT_IN_ENV}=1)")
     parser.add_argument("--config", action="append", default=[], metavar="KEY=VALUE",
