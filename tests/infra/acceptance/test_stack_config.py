@@ -105,16 +105,26 @@ def test_an_unreadable_stack_file_is_one_line(tmp_path):
         stack_config.read_template(tmp_path / "missing.yaml")
 
 
-def test_the_program_builds_a_fresh_acceptance_stack():
-    """The real program, under Pulumi's mocks, with the fresh stack's name and the aws stack file's config."""
-    name = stack_config.stack_name("aws", NOW)
+def run_program_as(stack: str) -> ProgramRun:
+    """The real program, under Pulumi's mocks, as stack `stack` with the aws stack file's config."""
     run = ProgramRun()
     runtime_settings.ROOT.set(None)
-    pulumi.runtime.set_mocks(AwsMocks(run), project="deepracer-cloud", stack=name, preview=False)
+    pulumi.runtime.set_mocks(AwsMocks(run), project="deepracer-cloud", stack=stack, preview=False)
     runtime_settings.SETTINGS.outputs.clear()
     pulumi.runtime.set_all_config(stack_file_config("aws"))
     runpy.run_path(str(PROGRAM_DIR), run_name="__main__")
     asyncio.get_event_loop().run_until_complete(pulumi.runtime.stack.wait_for_rpcs())
+    return run
+
+
+def test_the_program_builds_a_fresh_acceptance_stack():
+    name = stack_config.stack_name("aws", NOW)
+    run = run_program_as(name)
 
     assert run.one("aws:s3/bucket:Bucket").inputs["bucketPrefix"] == f"deepracer-{name}-"
     assert run.one("aws:ec2/instance:Instance").inputs["tags"]["Name"] == f"deepracer-{name}"
+
+
+def test_the_program_still_refuses_a_stack_that_names_no_cloud():
+    with pytest.raises(pulumi.RunError, match="stack 'prod': this program builds the stacks 'aws' and 'azure'"):
+        run_program_as("prod")
