@@ -98,7 +98,10 @@ def main(argv: Optional[Sequence[str]] = None, deps: Optional[Deps] = None) -> i
     deps = deps or Deps()
     args = _parser().parse_args(argv)
 
+    log: list[str] = []
+
     def say(line: str) -> None:
+        log.append(line)
         print(line, file=deps.stderr, flush=True)
 
     try:
@@ -112,8 +115,10 @@ def main(argv: Optional[Sequence[str]] = None, deps: Optional[Deps] = None) -> i
     path = Path(args.summary) if args.summary else deps.repo_root / "build" / "acceptance" / f"{outcome.stack}.md"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)
+    # Everything shown on the way (Pulumi's output with secrets hidden, each host command's last lines).
+    path.with_suffix(".log").write_text("\n".join(log) + "\n")
     deps.stdout.write(text)
-    say(f"summary written to {path}")
+    say(f"summary written to {path}, the progress log to {path.with_suffix('.log')}")
     if outcome.interrupted:
         return EXIT_INTERRUPTED
     return EXIT_PASSED if outcome.passed else EXIT_FAILED

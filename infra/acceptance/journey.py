@@ -24,6 +24,7 @@ STATUS_POLL_S = 60.0
 # From `train` returning to an iteration with a checkpoint; the 15-minute time limit ends training before it.
 TRAINED_DEADLINE_S = 20 * 60.0
 _DETAIL_CHARS = 240
+HOST_LINES = 40  # of each host command's output, in the progress log
 
 T = TypeVar("T")
 
@@ -195,7 +196,11 @@ class Journey:
 
     def _run(self, step: str, script: str) -> RemoteResult:
         assert self._channel is not None
+        self._say(f"    $ {script.splitlines()[0]}")
         result = self._channel.run(script, HOST_TIMEOUTS_S[step])
+        # The host's own words, for whoever reads the log after a failure (the summary keeps one line).
+        for line in (result.stdout.rstrip("\n").splitlines() + result.stderr.rstrip("\n").splitlines())[-HOST_LINES:]:
+            self._say(f"    {line}")
         if result.exit_code != 0:
             why = commands.last_line(result.stderr) or commands.last_line(result.stdout) or "no output"
             code = "no exit code reported" if result.exit_code is None else f"exit {result.exit_code}"

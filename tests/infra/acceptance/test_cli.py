@@ -135,7 +135,13 @@ def test_a_passing_run_prints_the_summary_and_writes_it(tmp_path):
     assert summary.splitlines()[-1] == ("| models kept | ok | 0 | s3://bucket/rl-deepracer-0/model/ still holds 14 "
                                         "object(s) |")
     assert len(summary.splitlines()) == 7 + 12
-    assert f"summary written to {tmp_path / 'summary.md'}" in harness.stderr.getvalue()
+    assert (f"summary written to {tmp_path / 'summary.md'}, the progress log to {tmp_path / 'summary.log'}"
+            in harness.stderr.getvalue())
+    log = (tmp_path / "summary.log").read_text().splitlines()
+    doctor = log.index("--- doctor")
+    assert log[doctor:doctor + 6] == ["--- doctor", "    $ sudo -i -u ubuntu deepracer doctor", "    gpu: ok",
+                                      "    storage: ok", "    doctor: the host can train",
+                                      "--- doctor: ok in 30 s: doctor: the host can train"]
 
 
 def test_the_summary_goes_to_build_by_default(tmp_path):

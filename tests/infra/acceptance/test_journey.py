@@ -232,3 +232,13 @@ def test_details_are_one_line_and_short():
     outcome = run(world)
     detail = outcome.result_of("doctor").detail
     assert len(detail) == 240 and detail.endswith("…") and "\n" not in detail
+
+
+def test_the_progress_log_keeps_the_last_40_lines_of_a_hosts_answer():
+    world = World()
+    world.answers["validate"] = [RemoteResult(2, "".join(f"line {n}\n" for n in range(100)), "the reason\n")]
+    lines: list[str] = []
+    run(world, say=lines.append)
+    start = lines.index("    $ sudo -i -u ubuntu deepracer validate")
+    assert lines[start + 1:start + 42] == [f"    line {n}" for n in range(61, 100)] + ["    the reason",
+                                                                                    "--- validate: FAILED in 30 s: exit 2: the reason"]
