@@ -112,13 +112,16 @@ def main(argv: Optional[Sequence[str]] = None, deps: Optional[Deps] = None) -> i
     cloud, facts = prepared
     outcome = Journey(cloud, keep=args.keep, clock=deps.clock, sleep=deps.sleep, say=say).run()
     text = render(outcome, facts)
+    deps.stdout.write(text)  # first: an hour's result must not depend on a writable folder
     path = Path(args.summary) if args.summary else deps.repo_root / "build" / "acceptance" / f"{outcome.stack}.md"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
-    # Everything shown on the way (Pulumi's output with secrets hidden, each host command's last lines).
-    path.with_suffix(".log").write_text("\n".join(log) + "\n")
-    deps.stdout.write(text)
-    say(f"summary written to {path}, the progress log to {path.with_suffix('.log')}")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+        # Everything shown on the way (Pulumi's output with secrets hidden, each host command's last lines).
+        path.with_suffix(".log").write_text("\n".join(log) + "\n")
+        say(f"summary written to {path}, the progress log to {path.with_suffix('.log')}")
+    except OSError as error:
+        say(f"cloud-acceptance: could not write {path} ({error.strerror or error}); the summary is above")
     if outcome.interrupted:
         return EXIT_INTERRUPTED
     return EXIT_PASSED if outcome.passed else EXIT_FAILED

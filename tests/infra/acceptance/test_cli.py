@@ -152,6 +152,15 @@ def test_the_summary_goes_to_build_by_default(tmp_path):
     assert (tmp_path / "build" / "acceptance" / f"{STACK}.md").read_text() == harness.stdout.getvalue()
 
 
+def test_an_unwritable_summary_file_loses_nothing(tmp_path):
+    (tmp_path / "file").write_text("")
+    harness = Harness(tmp_path)
+    assert cli.main(["aws", "--yes-spend-money", "--summary", str(tmp_path / "file" / "summary.md")], harness.deps) == 0
+    assert harness.stdout.getvalue().startswith("### deepracer-cloud acceptance on aws: PASSED\n")
+    assert harness.stderr.getvalue().splitlines()[-1] == (
+        f"cloud-acceptance: could not write {tmp_path / 'file' / 'summary.md'} (File exists); the summary is above")
+
+
 def test_a_failing_run_exits_1_and_the_summary_says_which_step(tmp_path):
     world = World()
     world.answers["validate"] = [RemoteResult(2, "", "custom_files/reward_function.py:3: NameError | bad\n")]
