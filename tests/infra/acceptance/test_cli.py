@@ -252,3 +252,44 @@ def test_the_real_seams_are_wired_after_their_preflights(monkeypatch, cloud, use
     assert checked == [f"pulumi {REPO}", cloud]
     assert (made.name, made.user, made.stack.name) == (cloud, user, f"acc-{cloud}-1")
     assert isinstance(made.stack, pulumi_stack.PulumiStack)
+
+
+@pytest.fixture
+def pulumi_cli(tmp_path: Path) -> Path:
+    """A stand-in Pulumi CLI for the real Automation API: `version`, and `whoami` of a local backend; anything
+    else (stack init, up ...) fails the test, since nothing may be created before every preflight passed."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    script = bin_dir / "pulumi"
+    script.write_text('#!/bin/sh\necho "$*" >> "$(dirname "$0")/calls"\ncase "$*" in\n'
+                      '  version) echo v3.272.0 ;;\n'
+                      '  *whoami*) echo \'{"user": "me", "url": "file://~", "organizations": []}\' ;;\n'
+                      '  *) echo "unexpected: $*" >&2; exit 1 ;;\nesac\n')
+    script.chmod(0o755)
+    return bin_dir
+
+
+def scrubbed_env(bin_dir: Path, tmp_path: Path, **extra: str) -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "PULUMI_"))}
+    env.update(PATH=f"{bin_dir}:/usr/bin:/bin", HOME=str(tmp_path), AWS_EC2_METADATA_DISABLED="true",
+               AWS_CONFIG_FILE=str(tmp_path / "aws-config"), AWS_SHARED_CREDENTIALS_FILE=str(tmp_path / "aws-creds"),
+               **extra)
+    return env
+
+
+def test_the_real_preflights_refuse_in_turn_before_anything_is_created(pulumi_cli, tmp_path):
+    def entry(**extra: str) -> subprocess.CompletedProcess:
+        return subprocess.run([str(REPO / "scripts" / "cloud-acceptance"), "aws", "--yes-spend-money"],
+                              capture_output=True, text=True, env=scrubbed_env(pulumi_cli, tmp_path, **extra),
+                              timeout=120)
+
+    done = entry()
+    assert (done.returncode, done.stdout) == (2, "")
+    assert done.stderr == ("cloud-acceptance: the local Pulumi backend (file://~) needs PULUMI_CONFIG_PASSPHRASE (or "
+                           "PULUMI_CONFIG_PASSPHRASE_FILE) for the stack's secrets: export it as for `pulumi up`\n")
+    done = entry(PULUMI_CONFIG_PASSPHRASE="")
+    assert (done.returncode, done.stdout) == (2, "")
+    assert done.stderr.startswith("cloud-acceptance: no AWS credentials: run `aws configure`")
+    calls = (pulumi_cli / "calls").read_text().splitlines()
+    assert all(call == "version" or call.endswith("whoami --json") for call in calls), calls
+    assert not list(REPO.glob("Pulumi.acc-*.yaml"))
