@@ -5,7 +5,7 @@ from pathlib import Path
 import pulumi
 
 from infra.package import build_session_archive
-from infra.settings import SettingsError, load_aws, load_azure
+from infra.settings import SettingsError, cloud_of, load_aws, load_azure
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 # The host's fallbacks (spot -> on-demand, another zone) replace it through `replacement_trigger`, which an engine
@@ -39,10 +39,11 @@ def main() -> None:
     _require_replacement_triggers()
     stack = pulumi.get_stack()
     builders = {"aws": _aws, "azure": _azure}
-    if stack not in builders:
-        raise pulumi.RunError(f"stack {stack!r}: this program builds the stacks 'aws' and 'azure'; "
-                              "run `pulumi up --stack aws` or `pulumi up --stack azure`")
-    builders[stack](stack)
+    cloud = cloud_of(stack)
+    if cloud is None:
+        raise pulumi.RunError(f"stack {stack!r}: this program builds the stacks 'aws' and 'azure' (or a stack named "
+                              "after one, such as acc-aws-1); run `pulumi up --stack aws` or `pulumi up --stack azure`")
+    builders[cloud](stack)
 
 
 def _settings(load, stack: str):

@@ -31,6 +31,8 @@ MAX_IDLE_STOP_MINUTES = 1440
 MAX_MONTHLY_BUDGET_USD = 1_000_000
 MAX_ALERT_EMAILS = 10  # e-mail subscribers of one AWS Budgets notification
 
+CLOUDS = ("aws", "azure")
+
 Market = Literal["on-demand", "spot"]
 Priority = Literal["regular", "spot"]
 
@@ -347,3 +349,11 @@ def load_azure(stack: str, get: Getter) -> AzureSettings:
 def workers_for_vcpus(vcpus: int) -> int:
     """Simulation workers a host can carry: 2 vCPUs for the trainer, then 2 per worker (DRfC's guidance)."""
     return max(1, min(MAX_WORKERS, (vcpus - 2) // 2))
+
+
+def cloud_of(stack: str) -> Optional[str]:
+    """The cloud a stack builds: the stacks `aws` and `azure`, and stacks with one of those names as a dash-separated
+    part, so that fresh stacks beside the user's own (scripts/cloud-acceptance's `acc-aws-20261206-101500`) build
+    the same program. None when the name says no cloud, or both."""
+    named = {part for part in stack.split("-") if part in CLOUDS}
+    return named.pop() if len(named) == 1 else None
