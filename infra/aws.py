@@ -12,7 +12,7 @@ import pulumi_command as command
 from pulumi import Output, ResourceOptions
 
 from infra import aws_policies, local_commands, pricing
-from infra.bootstrap import HostConfig, render_user_data
+from infra.bootstrap import HostConfig, aws_user_data
 from infra.settings import AwsSettings, workers_for_vcpus
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -245,7 +245,7 @@ class AwsEnvironment(pulumi.ComponentResource):
             key_name = aws.ec2.KeyPair("host", public_key=s.ssh_public_key, opts=child).key_name
         topic_arn = self.topic.arn if self.topic is not None else None
         user_data = Output.all(self.bucket.bucket, self.workers, topic_arn).apply(
-            lambda args: render_user_data(HostConfig(
+            lambda args: aws_user_data(HostConfig(
                 cloud="aws", region=s.region, bucket=args[0], simapp_image=s.simapp, workers=args[1],
                 session_package_url=f"s3://{args[0]}/{PACKAGE_KEY}", status_url=f"s3://{args[0]}/{STATUS_PREFIX}",
                 upload_bucket=s.upload_bucket, idle_stop_minutes=s.cost.idle_stop_minutes,
@@ -267,7 +267,7 @@ class AwsEnvironment(pulumi.ComponentResource):
             vpc_security_group_ids=[self.security_group.id],
             iam_instance_profile=profile.name,
             key_name=key_name,
-            user_data=user_data,
+            user_data_base64=user_data,
             # The idle check and a time limit power the host off from inside: that must stop it (disk kept, no
             # compute billed), never terminate it. (AWS's default for EBS-backed instances; said, not assumed.)
             instance_initiated_shutdown_behavior="stop",
@@ -288,8 +288,9 @@ class AwsEnvironment(pulumi.ComponentResource):
                 depends_on=[package, internet_route, self.s3_policy, self.ssm_attachment,
                             *([self.notify_policy] if self.notify_policy is not None else [])],
                 # A new DLAMI is published every few weeks and user data only runs on first boot: neither
-                # should stop or replace a training host. `pulumi up --replace` rebuilds it on purpose.
-                ignore_changes=["ami", "userData"],
+                # should stop or replace a training host. `pulumi up --replace` rebuilds it on purpose. (Hosts
+                # built before the user data was gzipped have it in userData: both are ignored.)
+                ignore_changes=["ami", "userData", "userDataBase64"],
                 # AWS cannot change a spot instance's type (the fallback to another type): a new host, then.
                 replace_on_changes=["instanceType"] if s.market == "spot" else None,
                 replacement_trigger=host_replacement_trigger(s, zone),

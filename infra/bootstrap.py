@@ -168,11 +168,19 @@ def render_user_data(host: HostConfig) -> str:
     body = yaml.dump(cloud_config(host), Dumper=_LiteralDumper, sort_keys=False, width=120)
     user_data = "#cloud-config\n" + body
     size = len(user_data.encode())
-    if host.cloud == "aws" and size > EC2_USER_DATA_LIMIT:
-        raise ValueError(f"user data is {size} bytes; EC2 accepts at most {EC2_USER_DATA_LIMIT}")
     if host.cloud == "azure" and size > AZURE_CUSTOM_DATA_LIMIT:
         raise ValueError(f"custom data is {size} bytes; Azure accepts at most {AZURE_CUSTOM_DATA_LIMIT}")
     return user_data
+
+
+def aws_user_data(host: HostConfig) -> str:
+    """The instance's user data, gzipped and base64-encoded (pulumi-aws' `user_data_base64`). EC2 takes 16 KB
+    before base64 and the plain cloud-config has outgrown it; cloud-init recognises gzip and unpacks it itself.
+    mtime=0 keeps it byte-identical for an unchanged checkout."""
+    packed = gzip.compress(render_user_data(host).encode(), mtime=0)
+    if len(packed) > EC2_USER_DATA_LIMIT:
+        raise ValueError(f"user data is {len(packed)} bytes gzipped; EC2 accepts at most {EC2_USER_DATA_LIMIT}")
+    return base64.b64encode(packed).decode()
 
 
 def azure_custom_data(host: HostConfig) -> str:

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from infra.bootstrap import CLOUDINIT_DIR, EC2_USER_DATA_LIMIT, HostConfig, render_user_data
+from infra.bootstrap import CLOUDINIT_DIR, EC2_USER_DATA_LIMIT, HostConfig, aws_user_data, render_user_data
 
 BUCKET = "deepracer-aws-0123abcd"
 HOST = HostConfig(
@@ -76,8 +76,22 @@ def test_only_known_top_level_keys(user_data: str):
 
 
 def test_fits_ec2_user_data_limit_with_room_to_grow(user_data: str):
-    size = len(user_data.encode())
+    # EC2 counts the bytes before base64: the gzipped cloud-config.
+    size = len(base64.b64decode(aws_user_data(HOST)))
     assert size < EC2_USER_DATA_LIMIT * 0.85, f"{size} bytes: close to EC2's {EC2_USER_DATA_LIMIT}"
+
+
+def test_aws_user_data_unpacks_to_the_cloud_config_as_cloud_init_does(user_data: str):
+    packed = base64.b64decode(aws_user_data(HOST))
+    assert packed[:2] == b"\x1f\x8b"  # gzip's magic: how cloud-init recognises compressed user data
+    assert gzip.decompress(packed).decode() == user_data
+    assert aws_user_data(HOST) == aws_user_data(HOST)  # no timestamp inside: no spurious diff in preview
+
+
+def test_user_data_over_ec2s_limit_is_refused(monkeypatch):
+    monkeypatch.setattr("infra.bootstrap.EC2_USER_DATA_LIMIT", 1000)
+    with pytest.raises(ValueError, match="bytes gzipped; EC2 accepts at most 1000"):
+        aws_user_data(HOST)
 
 
 def test_rendering_is_deterministic():

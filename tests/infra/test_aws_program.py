@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import gzip
 import json
 
 import pulumi
@@ -192,7 +194,8 @@ def test_instance_uses_the_dlami_imdsv2_with_two_hops_and_an_encrypted_root(defa
 
 
 def test_instance_is_not_replaced_by_a_new_ami_or_user_data(default_run):
-    assert set(default_run.opts("aws:ec2/instance:Instance", "host").ignore_changes) == {"ami", "userData"}
+    assert set(default_run.opts("aws:ec2/instance:Instance", "host").ignore_changes) == {
+        "ami", "userData", "userDataBase64"}
 
 
 def test_spot_is_the_default_persistent_and_stops_on_interruption(default_run):
@@ -289,8 +292,15 @@ def test_a_zone_that_does_not_offer_the_type_is_named():
             "do: us-east-1b, us-east-1d, us-east-1f") in str(raised.value)
 
 
+def user_data_of(run) -> str:
+    """The cloud-config the instance gets: its userDataBase64 unpacked as cloud-init does (gzip by its magic)."""
+    inputs = run.one("aws:ec2/instance:Instance").inputs
+    assert "userData" not in inputs  # one or the other: EC2 takes a single user data
+    return gzip.decompress(base64.b64decode(inputs["userDataBase64"])).decode()
+
+
 def test_user_data_is_the_rendered_cloud_config_for_this_stack(default_run):
-    user_data = default_run.one("aws:ec2/instance:Instance").inputs["userData"]
+    user_data = user_data_of(default_run)
     assert user_data.startswith("#cloud-config\n")
     config = yaml.safe_load(user_data)
     system_env = next(f["content"] for f in config["write_files"] if f["path"] == "/etc/deepracer/system.env")
@@ -310,8 +320,8 @@ def test_custom_settings_reach_instance_and_user_data(custom_run):
     assert instance["rootBlockDevice"]["volumeSize"] == 200
     assert instance["keyName"] == "host-key"
     assert custom_run.one("aws:ec2/keyPair:KeyPair").inputs["publicKey"] == SSH_KEY
-    assert "DR_WORKERS=2\n" in instance["userData"]
-    assert "DR_UPLOAD_S3_BUCKET=my-droa-uploads\n" in instance["userData"]
+    assert "DR_WORKERS=2\n" in user_data_of(custom_run)
+    assert "DR_UPLOAD_S3_BUCKET=my-droa-uploads\n" in user_data_of(custom_run)
     parameters = [args["name"] for token, args in custom_run.invokes if token == "aws:ssm/getParameter:getParameter"]
     assert parameters == [
         "/aws/service/deeplearning/ami/x86_64/base-oss-nvidia-driver-gpu-ubuntu-22.04/latest/ami-id"]
@@ -320,7 +330,7 @@ def test_custom_settings_reach_instance_and_user_data(custom_run):
 def test_workers_follow_the_instance_vcpus():
     run = run_program({"deepracer-cloud:instanceType": "g4dn.4xlarge"}, vcpus=16)
     assert run.outputs["workers"] == 7
-    assert "DR_WORKERS=7\n" in run.one("aws:ec2/instance:Instance").inputs["userData"]
+    assert "DR_WORKERS=7\n" in user_data_of(run)
 
 
 # -- cost controls, budget and notifications ----------------------------------------------------------------
@@ -369,7 +379,7 @@ def test_monthly_budget_mails_at_80_and_100_percent_actual_and_100_forecast(cost
 
 
 def test_system_env_tells_the_host_its_topic_and_cost_controls(cost_run):
-    config = yaml.safe_load(cost_run.one("aws:ec2/instance:Instance").inputs["userData"])
+    config = yaml.safe_load(user_data_of(cost_run))
     system_env = next(f["content"] for f in config["write_files"] if f["path"] == "/etc/deepracer/system.env")
     values = dict(line.split("=", 1) for line in system_env.splitlines() if line and not line.startswith("#"))
     assert values["DR_NOTIFY_TOPIC_ARN"] == TOPIC_ARN
