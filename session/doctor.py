@@ -5,16 +5,18 @@ prints them, `--json` hands them to programs, and the first boot's last step rep
 `pulumi up`. The checks that matter run the way training runs, not a way of their own:
 
 - gpu: a container of the image on `sagemaker-local` through Docker's DEFAULT runtime, with no device
-  request, runs `nvidia-smi -L`. That is how the trainer's SageMaker sibling gets the GPU: the SDK's compose
-  file for `local_gpu` asks for it with a compose device reservation that the NVIDIA runtime serves, and our
-  own containers' explicit request does not reach it (bootstrap makes nvidia the default runtime).
+  request, runs `nvidia-smi -L`: bootstrap makes nvidia the default runtime and the image sets
+  NVIDIA_VISIBLE_DEVICES=all, so any container of it gets the GPU, whoever starts it and however.
 - storage: the image's own python3 and boto3, in a container on that network, with the environment the
   simulator's containers get (StorageAccess: on AWS no keys at all, the instance role through IMDS, which a
   container behind the bridge reaches only with hop limit 2; on azure/local MinIO at its in-network name with
   the MinIO keys), lists, puts, reads back and deletes one object under doctor/ (session/doctor_probe.py).
 - compose: Compose v2 inside the image (as the trainer runs it, Docker socket mounted) brings up a one-service
-  project that joins `sagemaker-local` declared NOT external, as SageMaker's local mode writes it. Compose can
-  refuse the network and still exit 0, so the verdict is the container it made, not its exit code.
+  project written as SageMaker's local mode writes the sibling's: `sagemaker-local` by name and NOT external,
+  and for a -gpu image (`local_gpu`) the GPU as a Compose device reservation, served by the NVIDIA container
+  toolkit's hook; the service runs `nvidia-smi -L` first. That is the trainer's sibling's exact path to the
+  network and the GPU. Compose can refuse the network and still exit 0, so the verdict is the container it
+  made and the line it relayed, not its exit code.
 """
 
 from __future__ import annotations
@@ -206,10 +208,10 @@ def check_disk(needs: Sequence[DiskNeed], usage: Callable[[Path], Any] = shutil.
 # --- containers of the simulator image on the training network ------------------------------------------------
 
 def _spec(image: str, check: str, command: str, environment: Optional[dict[str, str]] = None,
-          mounts: tuple[Mount, ...] = ()) -> ContainerSpec:
+          mounts: tuple[Mount, ...] = (), network: str = NETWORK) -> ContainerSpec:
     return ContainerSpec(name=f"deepracer-doctor-{check}", image=image, command=(command,),
                          environment=environment or {}, labels={LABEL_RUN: "host", LABEL_ROLE: ROLE},
-                         mounts=mounts, network=NETWORK)
+                         mounts=mounts, network=network)
 
 
 def _last_line(text: str) -> str:
@@ -318,11 +320,16 @@ def check_storage(engine: Engine, system: SystemConfig, prepare: Optional[Callab
                                          f"{outcome.get('code')}: {outcome.get('message')}", fix)
 
 
-def compose_file(image: str, network: str = NETWORK) -> str:
-    """A one-service project that joins the network as SageMaker's local mode declares it: by name, not
-    external (sagemaker/local/image.py in the SDK the image pins)."""
-    return (f"services:\n  doctor:\n    image: {image}\n    command: [\"echo {COMPOSE_MARKER}\"]\n"
-            f"    networks:\n      {network}:\n        aliases: [doctor]\n"
+def compose_file(image: str, network: str = NETWORK, gpu: bool = False) -> str:
+    """A one-service project written as SageMaker's local mode writes the sibling's (sagemaker/local/image.py in
+    the SDK the image pins): the network by name and not external, the service on it with an alias, and for
+    `local_gpu` (a -gpu image) the GPU as a Compose device reservation. The service proves it ran by its line,
+    after `nvidia-smi -L` when it should have the GPU."""
+    command = f"nvidia-smi -L && echo {COMPOSE_MARKER}" if gpu else f"echo {COMPOSE_MARKER}"
+    reservation = ("    deploy:\n      resources:\n        reservations:\n          devices:\n"
+                   "          - count: all\n            capabilities: [gpu]\n") if gpu else ""
+    return (f"services:\n  doctor:\n    image: {image}\n    command: [{json.dumps(command)}]\n"
+            f"    networks:\n      {network}:\n        aliases: [doctor]\n{reservation}"
             f"networks:\n  {network}:\n    name: {network}\n")
 
 
@@ -336,47 +343,59 @@ docker-compose "$@" down --timeout 5 2>&1
 """.strip()
 
 
-def check_compose(engine: Engine, system: SystemConfig, docker_socket: str,
+def check_compose(engine: Engine, system: SystemConfig, docker_socket: str, network: str = NETWORK,
                   timeout_s: float = CONTAINER_TIMEOUT_S) -> Check:
     image = image_of(system)
     project = f"deepracer-doctor-{uuid.uuid4().hex[:8]}"
-    environment = {"DOCTOR_COMPOSE": compose_file(image), "DOCTOR_PROJECT": project}
+    environment = {"DOCTOR_COMPOSE": compose_file(image, network, wants_gpu(system)), "DOCTOR_PROJECT": project}
     try:
         result = _run(engine, _spec(image, "compose", _COMPOSE_SCRIPT, environment,
-                                    (Mount(docker_socket, "/var/run/docker.sock"),)), timeout_s)
+                                    (Mount(docker_socket, "/var/run/docker.sock"),), network), timeout_s)
     except EngineError as error:
         return Check("compose", Status.FAIL, f"the container that runs Compose did not start: {error}")
-    return judge_compose(result, image)
+    return judge_compose(result, image, network, wants_gpu(system))
 
 
-def judge_compose(result: Finished, image: str) -> Check:
-    """Compose made a container, it ran and its line came through: ok. Anything else names Compose's words."""
+_COMPOSE_REFUSALS = (r"incorrect label", r"error", r"refus|denied|not found|no such")
+
+
+def judge_compose(result: Finished, image: str, network: str = NETWORK, gpu: bool = False) -> Check:
+    """Compose made a container, it exited 0 and its line came through Compose: ok. Otherwise the cause is
+    Compose's own words (a label refusal first: Compose may print it and still exit 0)."""
+    lines = [re.sub(r"\x1b\[[0-9;]*[A-Za-z]", "", line).rstrip() for line in result.output.splitlines()]
     made = []
-    for line in result.output.splitlines():
+    for line in lines:
         if line.startswith(f"{PS_MARKER} "):
             try:
                 made.append(json.loads(line.split(" ", 1)[1]))
             except ValueError:
                 continue
-    ran = [c for c in made if str(c.get("State")) == "exited" and int(c.get("ExitCode", -1)) == 0]
-    if ran and any(COMPOSE_MARKER in line and "|" in line for line in result.output.splitlines()):
-        return Check("compose", Status.OK, f"Compose v2 in {image} started {ran[0].get('Name')} on {NETWORK} "
-                                           f"(declared as SageMaker's local mode declares it) and it ran")
-    said = [line.strip() for line in result.output.splitlines()
-            if line.strip() and not line.startswith(("DOCTOR-", f"{PS_MARKER}"))]
-    errors = [line for line in said if re.search(r"error|incorrect label|refus|denied|not found", line, re.I)]
+    ran = [c for c in made if str(c.get("State")) == "exited" and str(c.get("ExitCode")) == "0"]
+    relayed = any(line.endswith(f"| {COMPOSE_MARKER}") for line in lines)
+    what = f"a service on {network} declared as SageMaker's local mode declares it" + (
+        ", with its GPU reservation" if gpu else "")
+    if ran and relayed:
+        gpus = [line.split("| ", 1)[1] for line in lines if re.search(r"\| GPU \d+:", line)]
+        return Check("compose", Status.OK, f"Compose v2 in {image} ran {what}: {ran[0].get('Name')} exited 0"
+                                           + (f" and saw {'; '.join(gpus)}" if gpus else ""))
+    said = [line.strip() for line in lines if line.strip() and not line.startswith("DOCTOR-")]
     if result.timed_out:
         seen = "it did not finish in time"
-    elif not any(line.startswith("DOCTOR-COMPOSE-UP") for line in result.output.splitlines()):
+    elif not any(line.startswith("DOCTOR-COMPOSE-UP") for line in lines):
         seen = f"the script stopped: {_last_line(result.output)}"
     else:
-        seen = errors[0] if errors else (f"it made {len(made)} container(s), none ran to exit 0" if made
-                                         else "it made no container")
-    fix = ("stop what uses the network (deepracer stop) so that the next deepracer command re-creates it "
-           "with Compose's labels" if "label" in seen else
-           "see the cause; docker network inspect sagemaker-local shows the network's labels")
-    return Check("compose", Status.FAIL, f"Compose v2 in {image} could not run a service on {NETWORK}: {seen}",
-                 fix)
+        found = [line for pattern in _COMPOSE_REFUSALS for line in said if re.search(pattern, line, re.I)]
+        seen = found[0] if found else (f"its container {made[0].get('Name')} ended {made[0].get('Status')}: "
+                                       f"{_last_line(chr(10).join(said))}" if made else "it made no container")
+    if "label" in seen:
+        fix = (f"stop what uses {network} (deepracer stop) so that the next deepracer command re-creates it with "
+               f"Compose's labels")
+    elif gpu and re.search(r"device driver|gpu|nvidia", seen, re.I):
+        fix = ("install the NVIDIA container toolkit (its nvidia-container-runtime-hook serves Compose's GPU "
+               "reservation), then sudo systemctl restart docker")
+    else:
+        fix = f"see the cause; docker network inspect {network} shows the network's labels"
+    return Check("compose", Status.FAIL, f"Compose v2 in {image} could not run {what}: {seen}", fix)
 
 
 # --- all of them ----------------------------------------------------------------------------------------------
@@ -414,7 +433,7 @@ def run_checks(system_env: Path, engine: Engine, docker_socket: str, *,
     prepare = prepare_storage or start_minio
     checks.append(check_gpu(engine, system, str(info.get("DefaultRuntime") or ""), timeout_s))
     checks.append(check_storage(engine, system, lambda: prepare(system, engine), timeout_s))
-    checks.append(check_compose(engine, system, docker_socket, timeout_s))
+    checks.append(check_compose(engine, system, docker_socket, timeout_s=timeout_s))
     return Report(tuple(checks))
 
 
