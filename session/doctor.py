@@ -166,7 +166,8 @@ def disk_needs(system: SystemConfig, docker_root: str) -> list[DiskNeed]:
     """
     from session.minio import DATA_DIR, needs_minio
 
-    needs = [DiskNeed(docker_root, "Docker's data root", 10, 25), DiskNeed(SAGEMAKER_TMP, "SageMaker's job folders", 5, 10)]
+    needs = [DiskNeed(docker_root, "Docker's data root", 10, 25),
+             DiskNeed(SAGEMAKER_TMP, "SageMaker's job folders", 5, 10)]
     if needs_minio(system):
         needs.append(DiskNeed(DATA_DIR, "MinIO's data", 5, 20))
     return needs
@@ -219,10 +220,6 @@ def _last_line(text: str) -> str:
     return lines[-1] if lines else "it printed nothing"
 
 
-def _run(engine: Engine, spec: ContainerSpec, timeout_s: float) -> Finished:
-    return engine.run(spec, timeout_s)
-
-
 def check_gpu(engine: Engine, system: SystemConfig, default_runtime: str,
               timeout_s: float = CONTAINER_TIMEOUT_S) -> Check:
     image = image_of(system)
@@ -230,19 +227,22 @@ def check_gpu(engine: Engine, system: SystemConfig, default_runtime: str,
         return Check("gpu", Status.SKIP, f"cpu image ({system.simapp_version}): no GPU needed")
     where = f"a container of {image} on {NETWORK} through Docker's default runtime ({default_runtime or '?'})"
     try:
-        result = _run(engine, _spec(image, "gpu", "nvidia-smi -L"), timeout_s)
+        result = engine.run(_spec(image, "gpu", "nvidia-smi -L"), timeout_s)
     except EngineError as error:
-        return Check("gpu", Status.FAIL, f"{where} did not start: {error}",
-                     DEFAULT_RUNTIME_FIX if default_runtime != "nvidia" else
-                     "check the driver (nvidia-smi) and the NVIDIA container toolkit (nvidia-ctk --version) on the host")
+        return Check("gpu", Status.FAIL, f"{where} did not start: {error}", _gpu_fix(default_runtime))
     gpus = [line.strip() for line in result.output.splitlines() if re.match(r"\s*GPU \d+:", line)]
     if result.exit_code == 0 and gpus:
         return Check("gpu", Status.OK, f"{'; '.join(gpus)} in {where}")
     seen = "timed out" if result.timed_out else f"exited {result.exit_code}: {_last_line(result.output)}"
-    fix = (DEFAULT_RUNTIME_FIX if default_runtime != "nvidia" else
-           "check the driver on the host (nvidia-smi -L) and the NVIDIA container toolkit (nvidia-ctk --version), "
-           "then sudo systemctl restart docker")
+    fix = _gpu_fix(default_runtime)
     return Check("gpu", Status.FAIL, f"no GPU in {where}: nvidia-smi -L {seen}", fix)
+
+
+def _gpu_fix(default_runtime: str) -> str:
+    if default_runtime != "nvidia":
+        return DEFAULT_RUNTIME_FIX
+    return ("check the driver on the host (nvidia-smi -L) and the NVIDIA container toolkit (nvidia-ctk --version), "
+            "then sudo systemctl restart docker")
 
 
 def _probe_text() -> str:
@@ -263,8 +263,9 @@ def _storage_fix(system: SystemConfig, code: str, stage: str) -> tuple[str, str]
     if code in ("InvalidAccessKeyId", "SignatureDoesNotMatch", "InvalidClientTokenId", "ExpiredToken",
                 "InvalidToken"):
         if aws:
-            return ("S3 refused the instance role's credentials", "check the instance profile attached to the "
-                                                                  "instance (aws ec2 describe-iam-instance-profile-associations)")
+            return ("S3 refused the instance role's credentials",
+                    "check the instance profile attached to the instance "
+                    "(aws ec2 describe-iam-instance-profile-associations)")
         return ("MinIO refused the keys in system.env (DR_LOCAL_ACCESS_KEY_ID / DR_LOCAL_SECRET_ACCESS_KEY)",
                 "make them MinIO's root keys: docker rm -f minio, and the next deepracer command starts it with "
                 "system.env's keys")
@@ -300,17 +301,19 @@ def check_storage(engine: Engine, system: SystemConfig, prepare: Optional[Callab
     key = f"doctor/{socket.gethostname()}-{uuid.uuid4().hex[:8]}.txt"
     environment = {**access.environment(), "AWS_REGION": system.aws_app_region,
                    "DOCTOR_BUCKET": system.local_s3_bucket, "DOCTOR_KEY": key, "DOCTOR_PROBE": _probe_text()}
-    how = ("the instance role through IMDS" if system.cloud == "aws" else f"{access.endpoint_url} with the MinIO keys")
+    how = ("the instance role through IMDS" if system.cloud == "aws"
+           else f"{access.endpoint_url} with the MinIO keys")
     where = f"s3://{system.local_s3_bucket}/doctor/ from a container on {NETWORK} ({how})"
     try:
-        result = _run(engine, _spec(image, "storage", 'python3 -c "$DOCTOR_PROBE"', environment), timeout_s)
+        result = engine.run(_spec(image, "storage", 'python3 -c "$DOCTOR_PROBE"', environment), timeout_s)
     except EngineError as error:
         return Check("storage", Status.FAIL, f"the probe's container did not start: {error}")
     found = [line for line in result.output.splitlines() if line.startswith(f"{STORAGE_MARKER} ")]
     if not found:
         seen = "timed out" if result.timed_out else f"exited {result.exit_code}: {_last_line(result.output)}"
         return Check("storage", Status.FAIL, f"python3 with boto3 did not run in {image}: {seen}",
-                     f"check that {image} is the simulator image (docker run --rm {image} 'python3 -c \"import boto3\"')")
+                     f"check that {image} is the simulator image "
+                     f"(docker run --rm {image} 'python3 -c \"import boto3\"')")
     outcome = json.loads(found[-1].split(" ", 1)[1])
     if outcome.get("ok"):
         return Check("storage", Status.OK, f"listed, wrote, read back and deleted an object in {where}; "
@@ -349,7 +352,7 @@ def check_compose(engine: Engine, system: SystemConfig, docker_socket: str, netw
     project = f"deepracer-doctor-{uuid.uuid4().hex[:8]}"
     environment = {"DOCTOR_COMPOSE": compose_file(image, network, wants_gpu(system)), "DOCTOR_PROJECT": project}
     try:
-        result = _run(engine, _spec(image, "compose", _COMPOSE_SCRIPT, environment,
+        result = engine.run(_spec(image, "compose", _COMPOSE_SCRIPT, environment,
                                     (Mount(docker_socket, "/var/run/docker.sock"),), network), timeout_s)
     except EngineError as error:
         return Check("compose", Status.FAIL, f"the container that runs Compose did not start: {error}")

@@ -77,7 +77,8 @@ def test_a_failed_doctor_reaches_the_deployers_terminal_as_its_one_line_cause(ho
     state = host["dir"] / "state"
     assert not (state / "ready").exists()
     doctor = json.loads((state / "doctor.json").read_text())
-    expected = f"image: {IMAGE} is not on this host; fix: docker pull {IMAGE} (the first boot's simapp-image step pulls it)"
+    expected = (f"image: {IMAGE} is not on this host; fix: docker pull {IMAGE} (the first boot's simapp-image step "
+                f"pulls it)")
     assert doctor["ok"] is False and doctor["summary"] == expected
     assert (fakes / "sudo.log").read_text().split()[:4] == ["-u", "daemon", "-H", str(host["dir"] / "venv" / "bin" /
                                                                                         "deepracer")]

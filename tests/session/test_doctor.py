@@ -487,6 +487,16 @@ def test_the_default_needs_cover_docker_sagemaker_and_minio_where_the_cloud_keep
     assert all(0 < n.fail_gib < n.warn_gib for n in doctor.disk_needs(azure, "/var/lib/docker"))
 
 
+def test_a_container_that_outlives_its_time_is_killed_removed_and_said_to_have_timed_out(gpu_host: str):
+    engine = DoctorEngine(base_url=gpu_host)
+    Engine(base_url=gpu_host).ensure_network(NETWORK)
+    spec = doctor._spec(f"{SOURCE}:6.0.4-cpu", "timeout", "echo started; sleep 60")
+    result = engine.run(spec, timeout_s=1)
+
+    assert result.timed_out and result.exit_code == -1 and "started" in result.output
+    assert _doctor_containers(gpu_host) == []
+
+
 # --- the command -------------------------------------------------------------------------------------------------
 
 def test_deepracer_doctor_json_gives_every_check_as_data_and_exits_1_on_a_failure(
