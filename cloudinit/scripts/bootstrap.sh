@@ -171,20 +171,9 @@ step_custom_files() {
 }
 
 step_doctor() {
-  # The last word before "ready": the real image on this host proves it can train (GPU through the default
-  # runtime, storage with the simulator's credentials, Compose v2 on sagemaker-local, disk). The results stay
-  # in $STATE_DIR/doctor.json; its one-line summary is the cause host-storage.py reports when this step fails.
-  local result="$STATE_DIR/doctor.json" minio="minio/minio:${DR_MINIO_IMAGE:-latest}" code=0
-  rm -f "$result"
-  # azure/local keep the bucket in MinIO, which the doctor starts as train would; that needs its image.
-  case "$DR_CLOUD" in
-    azure | local) docker image inspect "$minio" >/dev/null 2>&1 || retry docker pull -q "$minio" ;;
-  esac
-  # As the user who trains (in the docker group), as `deepracer train` will run; root keeps the result file.
-  # shellcheck disable=SC2024
-  sudo -u "$HOST_USER" -H "$VENV/bin/deepracer" doctor --json >"$result" || code=$?
-  cat "$result"
-  return "$code"
+  # Last: the real image proves this host can train. A failure's cause is doctor.json's summary (host-storage.py).
+  case "$DR_CLOUD" in azure | local) retry docker pull -q "minio/minio:${DR_MINIO_IMAGE:-latest}" ;; esac
+  sudo -u "$HOST_USER" -H "$VENV/bin/deepracer" doctor --json | tee "$STATE_DIR/doctor.json"
 }
 
 ALL_STEPS=(prepare session-package gpu-runtime docker simapp-image tracks custom-files doctor)

@@ -8,9 +8,8 @@ URL is s3://bucket/key on AWS and https://<account>.blob.core.windows.net/<conta
 status URL in bootstrap.env has the same form, and its scheme says which cloud this is.
 
 The status object is what `pulumi up` waits for (infra/wait_ready.py reads it); `failed` carries the last
-lines of the bootstrap log so the deployer sees why without opening a shell, and the step's own one-line
-`cause` when the step left one: a step that knows why it failed writes <state dir>/<step>.json with a
-`summary` (the doctor step does), which is read only for that step. AWS: boto3 when this Python has
+lines of the bootstrap log so the deployer sees why without opening a shell, and as `cause` the one-line
+`summary` a failed step left in <state dir>/<step>.json (the doctor's). AWS: boto3 when this Python has
 it (the bootstrap venv), else the DLAMI's AWS CLI. Azure: the standard library only; instance id and managed
 identity token from IMDS, then the Blob REST API. A 403 for want of the data role is retried for a while: the
 stack assigns the role after it creates the VM, and Azure takes minutes to apply it.
@@ -208,25 +207,17 @@ def get(url: str, dest: str, region: str) -> None:
             os.unlink(partial)
 
 
-def step_cause(step: str, state_dir: str = None) -> str:
-    """The one-line summary a failed step left in <state dir>/<step>.json; "" when it left none (or garbage)."""
-    if not step.replace("-", "").isalnum():
-        return ""
+def step_cause(step: str) -> str:
     try:
-        with open(os.path.join(state_dir or STATE_DIR, f"{step}.json"), encoding="utf-8") as handle:
-            summary = json.load(handle).get("summary", "")
-    except (OSError, ValueError, AttributeError):
+        with open(f"{STATE_DIR}/{step}.json", encoding="utf-8") as handle:
+            return " ".join(str(json.load(handle)["summary"]).split())
+    except (OSError, ValueError, KeyError, TypeError):
         return ""
-    return " ".join(str(summary).split())[:1000]
 
 
-def status_document(state: str, step: str, host_id: str, now: datetime.datetime, tail: str,
-                    cause: str = "") -> dict:
-    document = {"state": state, "step": step, "instance_id": host_id, "time": now.isoformat(timespec="seconds"),
-                "log_tail": tail if state == "failed" else "", "log": LOG}
-    if state == "failed" and cause:
-        document["cause"] = cause
-    return document
+def status_document(state: str, step: str, host_id: str, now: datetime.datetime, tail: str, cause: str = "") -> dict:
+    return {"state": state, "step": step, "instance_id": host_id, "time": now.isoformat(timespec="seconds"),
+            "log_tail": tail if state == "failed" else "", "log": LOG, "cause": cause}
 
 
 def report(state: str, step: str, status_url: str, region: str) -> str:
