@@ -442,6 +442,19 @@ def test_minio_keys_it_refuses_are_named_with_the_setting_to_correct(minio_bench
     assert report.summary.startswith("storage: before the containers")
 
 
+def test_minio_that_cannot_start_is_named_before_any_container_of_the_image_runs(gpu_host: str, tmp_path: Path):
+    bench = Bench(tmp_path, gpu_host, "deepracer-local-nominio", DoctorEngine(base_url=gpu_host),
+                  extra="DR_LOCAL_ACCESS_KEY_ID=testing\nDR_LOCAL_SECRET_ACCESS_KEY=testing\n")
+    bench.write("local")
+    check = doctor.check_storage(bench.engine, bench.system(), lambda: doctor.start_minio(bench.system(), bench.engine),
+                                 TIMEOUT_S)
+
+    assert check.status is Status.FAIL
+    assert check.cause == ("before the containers: image minio/minio:latest is not on this host; pull it with "
+                           "`docker pull minio/minio:latest`")
+    assert [spec.name for spec in bench.engine.started] == ["minio"]
+
+
 # --- disk --------------------------------------------------------------------------------------------------------
 
 def test_disk_below_its_threshold_fails_with_free_and_needed_space(tmp_path: Path):
@@ -519,6 +532,17 @@ def test_deepracer_doctor_json_gives_every_check_as_data_and_exits_1_on_a_failur
     lines = capsys.readouterr().out.splitlines()
     assert code == 1 and lines[-1] == result["summary"]
     assert any(line.startswith("fail  image") for line in lines)
+
+
+def test_a_docker_that_does_not_answer_is_named_and_nothing_else_is_tried(tmp_path: Path):
+    (tmp_path / "system.env").write_text("DR_CLOUD=aws\nDR_SIMAPP_VERSION=6.0.4-gpu\n")
+    report = run_checks(tmp_path / "system.env", Engine(base_url=f"unix://{tmp_path}/no.sock"), "/var/run/docker.sock")
+
+    checks = _by_name(report)
+    assert checks["docker"].status is Status.FAIL and f"cannot reach the Docker Engine at unix://{tmp_path}/no.sock" in \
+        checks["docker"].cause
+    assert {checks[n].status for n in ("image", "network", "disk", "gpu", "storage", "compose")} == {Status.SKIP}
+    assert report.summary.startswith("docker: cannot reach the Docker Engine")
 
 
 def test_a_missing_system_env_is_named(tmp_path: Path, gpu_host: str):
