@@ -21,7 +21,7 @@ import pytest
 
 from infra.bootstrap import CLOUDINIT_DIR
 from infra.wait_ready import Outcome, S3Store, render_result, wait_for_status
-from tests.cloudinit.test_host_storage import INSTANCE_ID, host, imds, run  # noqa: F401 - fixtures
+from tests.cloudinit.test_host_storage import INSTANCE_ID, host, imds  # noqa: F401 - fixtures
 
 BOOTSTRAP = CLOUDINIT_DIR / "scripts" / "bootstrap.sh"
 IMAGE = "awsdeepracercommunity/deepracer-simapp:6.0.4-gpu"

@@ -29,9 +29,8 @@ import subprocess
 import time
 import uuid
 from pathlib import Path
-from typing import Any, Callable, Iterator, Optional
+from typing import Any, Iterator, Optional
 
-import boto3
 import docker
 import pytest
 
