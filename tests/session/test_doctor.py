@@ -544,6 +544,24 @@ def test_a_docker_that_does_not_answer_is_named_and_nothing_else_is_tried(tmp_pa
     assert report.summary.startswith("docker: cannot reach the Docker Engine")
 
 
+def test_a_system_env_this_user_cannot_read_is_one_line(tmp_path: Path, monkeypatch):
+    """Root reads any file, and the tests run as root: the refusal a user would get is played by read_text."""
+    path = tmp_path / "system.env"
+    path.write_text("DR_CLOUD=aws\n")
+    real = Path.read_text
+
+    def refuse(self: Path, *args: Any, **kwargs: Any) -> str:
+        if self == path:
+            raise PermissionError(13, "Permission denied", str(self))
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "read_text", refuse)
+    check, system = doctor.check_system_env(path)
+    assert system is None and check.status is Status.FAIL
+    assert check.line().startswith(f"system-env: {path}: file: expected a readable file")
+    assert "Permission denied" in check.line() and check.line().endswith(f"fix: correct {path}")
+
+
 def test_a_missing_system_env_is_named(tmp_path: Path, gpu_host: str):
     report = run_checks(tmp_path / "nowhere.env", Engine(base_url=gpu_host), "/var/run/docker.sock")
     assert report.summary.startswith(f"system-env: {tmp_path}/nowhere.env not found; fix: the first boot writes it")
