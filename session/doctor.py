@@ -456,4 +456,6 @@ def render(report: Report) -> Iterable[str]:
         yield f"{check.status.value:<4}  {check.name:<{width}}  {check.cause}"
         if check.fix and check.status in (Status.FAIL, Status.WARN):
             yield f"{'':<4}  {'':<{width}}  fix: {check.fix}"
-    yield report.summary
+    failed = [check.name for check in report.checks if check.failed]
+    yield (f"this host cannot train yet: {', '.join(failed)} failed; fix the first, then run deepracer doctor again"
+           if failed else report.summary)
