@@ -8,6 +8,10 @@ from infra.package import build_session_archive
 from infra.settings import SettingsError, load_aws, load_azure
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+# The host's fallbacks (spot -> on-demand, another zone) replace it through `replacement_trigger`, which an engine
+# without it ignores without a word. Engines have the option from 3.208 but tell a program so from 3.231 on
+# (GetDeploymentInfo); the SDK's probe of older ones does not ask about it.
+MIN_PULUMI_CLI = "3.231"
 
 
 def _config_getter():
@@ -21,7 +25,18 @@ def _config_getter():
     return get
 
 
+def _require_replacement_triggers() -> None:
+    from pulumi.runtime.proto import resource_pb2
+    from pulumi.runtime.settings import monitor_supports_feature
+
+    if not monitor_supports_feature(resource_pb2.RESOURCE_MONITOR_FEATURE_REPLACEMENT_TRIGGER):
+        raise pulumi.RunError(f"this program needs the Pulumi CLI {MIN_PULUMI_CLI} or newer, whose engine replaces the "
+                              "host when a fallback setting changes (replacement triggers); see `pulumi version` and "
+                              "https://www.pulumi.com/docs/iac/download-install/")
+
+
 def main() -> None:
+    _require_replacement_triggers()
     stack = pulumi.get_stack()
     builders = {"aws": _aws, "azure": _azure}
     if stack not in builders:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import shlex
-import sys
 from pathlib import Path
 from typing import Optional
 
@@ -13,7 +11,7 @@ import pulumi_aws as aws
 import pulumi_command as command
 from pulumi import Output, ResourceOptions
 
-from infra import aws_policies, pricing
+from infra import aws_policies, local_commands, pricing
 from infra.bootstrap import HostConfig, render_user_data
 from infra.settings import AwsSettings, workers_for_vcpus
 
@@ -25,6 +23,17 @@ STATUS_PREFIX = "hosts/"
 VPC_CIDR = "10.42.0.0/16"
 SUBNET_CIDR = "10.42.1.0/24"
 NONCURRENT_VERSION_DAYS = 30
+
+
+def host_replacement_trigger(settings: AwsSettings, zone: pulumi.Input[str]) -> Output[dict]:
+    """The settings only a new instance can apply: any change to them replaces the host.
+
+    pulumi-aws reads `instance_market_options` as Optional+Computed: leaving it out (spot -> on-demand) or
+    leaving out its max price keeps the old value, with no diff, so without this the host would stay spot.
+    EC2 cannot change an instance's market or a spot request's price, nor move an instance to another zone.
+    """
+    return Output.from_input(zone).apply(lambda resolved: {
+        "market": settings.market, "spotMaxPrice": settings.spot_max_price or "", "availabilityZone": resolved})
 
 
 class AwsEnvironment(pulumi.ComponentResource):
@@ -43,15 +52,16 @@ class AwsEnvironment(pulumi.ComponentResource):
             .default_vcpus.apply(workers_for_vcpus)
         )
 
-        subnet = self._network(zone)
+        subnet, internet_route = self._network(zone)
         self.bucket = self._bucket()
         package = aws.s3.BucketObjectv2(
             "session-package", bucket=self.bucket.id, key=PACKAGE_KEY, source=pulumi.FileAsset(str(session_archive)),
             content_type="application/gzip", opts=child)
         self.topic = self._notification_topic()
         profile = self._identity()
-        self.instance = self._instance(subnet, profile, package)
+        self.instance = self._instance(subnet, internet_route, profile, package, zone)
         self.budget = self._budget()
+        self._cancel_spot_request_on_delete()
         self.ready = self._wait_until_ready()
 
         self.instance_id = self.instance.id
@@ -102,7 +112,8 @@ class AwsEnvironment(pulumi.ComponentResource):
 
     # -- network -------------------------------------------------------------------------------------------
 
-    def _network(self, zone: Output[str]) -> aws.ec2.Subnet:
+    def _network(self, zone: Output[str]) -> tuple[aws.ec2.Subnet, aws.ec2.RouteTableAssociation]:
+        """The public subnet, and the association that gives it its route to the internet gateway."""
         child = ResourceOptions(parent=self)
         vpc = aws.ec2.Vpc("vpc", cidr_block=VPC_CIDR, enable_dns_support=True, enable_dns_hostnames=True,
                           tags={"Name": f"deepracer-{self._settings.stack}"}, opts=child)
@@ -116,7 +127,8 @@ class AwsEnvironment(pulumi.ComponentResource):
                                 opts=ResourceOptions(parent=self, delete_before_replace=True))
         routes = aws.ec2.RouteTable("public", vpc_id=vpc.id,
                                     routes=[{"cidr_block": "0.0.0.0/0", "gateway_id": gateway.id}], opts=child)
-        aws.ec2.RouteTableAssociation("public", subnet_id=subnet.id, route_table_id=routes.id, opts=child)
+        internet_route = aws.ec2.RouteTableAssociation("public", subnet_id=subnet.id, route_table_id=routes.id,
+                                                       opts=child)
         self.security_group = aws.ec2.SecurityGroup(
             "host", vpc_id=vpc.id, description="DeepRacer training host",
             ingress=[{"description": "SSH from the configured networks", "protocol": "tcp", "from_port": 22,
@@ -126,7 +138,7 @@ class AwsEnvironment(pulumi.ComponentResource):
             egress=[{"description": port_name, "protocol": "tcp", "from_port": port, "to_port": port,
                      "cidr_blocks": ["0.0.0.0/0"]} for port, port_name in ((443, "HTTPS"), (80, "HTTP"))],
             opts=child)
-        return subnet
+        return subnet, internet_route
 
     # -- storage -------------------------------------------------------------------------------------------
 
@@ -221,8 +233,9 @@ class AwsEnvironment(pulumi.ComponentResource):
 
     # -- instance ------------------------------------------------------------------------------------------
 
-    def _instance(self, subnet: aws.ec2.Subnet, profile: aws.iam.InstanceProfile,
-                  package: aws.s3.BucketObjectv2) -> aws.ec2.Instance:
+    def _instance(self, subnet: aws.ec2.Subnet, internet_route: aws.ec2.RouteTableAssociation,
+                  profile: aws.iam.InstanceProfile, package: aws.s3.BucketObjectv2, zone: Output[str]
+                  ) -> aws.ec2.Instance:
         s = self._settings
         child = ResourceOptions(parent=self)
         ami = aws.ssm.get_parameter_output(name=AMI_PARAMETER.format(version=s.ubuntu_version),
@@ -270,29 +283,52 @@ class AwsEnvironment(pulumi.ComponentResource):
             tags={"Name": f"deepracer-{s.stack}"},
             opts=ResourceOptions(
                 parent=self,
-                # The host must find its package and its permissions on first boot.
-                depends_on=[package, self.s3_policy, self.ssm_attachment,
+                # The host must find its package and its permissions on first boot, and reach the internet: its
+                # first boot pulls packages and images the moment it starts, so the route must exist by then.
+                depends_on=[package, internet_route, self.s3_policy, self.ssm_attachment,
                             *([self.notify_policy] if self.notify_policy is not None else [])],
                 # A new DLAMI is published every few weeks and user data only runs on first boot: neither
                 # should stop or replace a training host. `pulumi up --replace` rebuilds it on purpose.
                 ignore_changes=["ami", "userData"],
                 # AWS cannot change a spot instance's type (the fallback to another type): a new host, then.
                 replace_on_changes=["instanceType"] if s.market == "spot" else None,
+                replacement_trigger=host_replacement_trigger(s, zone),
+                # The fallbacks exist for want of capacity, and the quota the README asks for is one host's
+                # vCPUs: the old host goes before its replacement is launched (the models stay in the bucket).
+                delete_before_replace=True,
             ),
         )
 
+    def _cancel_spot_request_on_delete(self) -> command.local.Command:
+        """When the host goes (a fallback, `pulumi destroy`), its persistent spot request goes first.
+
+        Registered for an on-demand host too: a spot host's fallback to on-demand needs the command that was
+        registered with the spot host, and on an on-demand host it finds no request and does nothing.
+        """
+        s = self._settings
+        environment = {"AWS_REGION": s.region, **({"AWS_PROFILE": s.aws_profile} if s.aws_profile else {})}
+        return command.local.Command(
+            "spot-request",
+            delete=local_commands.python_module(REPO_ROOT, "infra.spot_request", "--instance-id", self.instance.id,
+                                                "--region", s.region),
+            dir=local_commands.checkout_dir(REPO_ROOT), environment=environment,
+            # A new host, a new command: replacing the instance deletes this one first (it depends on the
+            # instance's id), which cancels the old host's request before the old host is terminated.
+            triggers=[self.instance.id],
+            opts=ResourceOptions(parent=self, depends_on=[self.instance]))
+
     def _wait_until_ready(self) -> command.local.Command:
         s = self._settings
-        python = shlex.quote(sys.executable)
-        create = Output.concat(
-            python, " -m infra.wait_ready --bucket ", self.bucket.bucket,
-            " --key ", STATUS_PREFIX, self.instance.id, "/bootstrap.json",
-            " --region ", s.region, " --timeout-minutes ", str(s.ready_timeout_minutes))
+        create = local_commands.python_module(
+            REPO_ROOT, "infra.wait_ready", "--bucket", self.bucket.bucket,
+            "--key", Output.concat(STATUS_PREFIX, self.instance.id, "/bootstrap.json"),
+            "--region", s.region, "--timeout-minutes", str(s.ready_timeout_minutes))
         environment = {"AWS_REGION": s.region}
         if s.aws_profile:
             environment["AWS_PROFILE"] = s.aws_profile
         return command.local.Command(
-            "wait-ready", create=create, dir=str(REPO_ROOT), environment=environment,
-            # Wait again only for a new host; an existing ready host stays ready.
+            "wait-ready", create=create, dir=local_commands.checkout_dir(REPO_ROOT), environment=environment,
+            # Wait again only for a new host; an existing ready host stays ready. (A wait that failed is not kept
+            # in the state: the next `pulumi up` waits again, see infra/wait_ready.py on an old failure.)
             triggers=[self.instance.id],
             opts=ResourceOptions(parent=self, depends_on=[self.instance]))

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import shlex
-import sys
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Optional
@@ -20,7 +18,7 @@ import pulumi_command as command
 import pulumi_random as random
 from pulumi import Output, ResourceOptions
 
-from infra import azure_blob, azure_cost, azure_roles, pricing
+from infra import azure_blob, azure_cost, azure_roles, local_commands, pricing
 from infra.bootstrap import HostConfig, azure_custom_data
 from infra.settings import AzureSettings, workers_for_vcpus
 
@@ -62,6 +60,17 @@ def security_rules(ssh_allowed_cidrs: tuple[str, ...]) -> list[dict]:
                   "protocol": "*", "source_address_prefix": "*", "source_port_range": "*",
                   "destination_address_prefix": "Internet", "destination_port_range": "*"})
     return rules
+
+
+def host_replacement_trigger(settings: AzureSettings) -> dict:
+    """The settings only a new VM applies: any change to them replaces the host (the README's fallbacks).
+
+    Azure sets spot or regular at creation only; a spot VM that lost its capacity falls back to another size as
+    a new VM, as on AWS, rather than a resize in place that needs the capacity it lacks. A regular VM is
+    resized in place.
+    """
+    spot = settings.priority == "spot"
+    return {"priority": settings.priority, "vmSize": settings.vm_size if spot else ""}
 
 
 class AzureEnvironment(pulumi.ComponentResource):
@@ -186,12 +195,11 @@ class AzureEnvironment(pulumi.ComponentResource):
                         ) -> command.local.Command:
         # pulumi-azure-native's Blob resource signs with the account key, which this account refuses; the
         # deployer's own login uploads it instead, again whenever the package's content changes.
-        python = shlex.quote(sys.executable)
-        create = Output.concat(
-            python, " -m infra.blob_upload --account-url ", self.account_url, " --container ", CONTAINER,
-            " --blob ", PACKAGE_BLOB, " --file ", shlex.quote(str(archive)))
+        create = local_commands.python_module(
+            REPO_ROOT, "infra.blob_upload", "--account-url", self.account_url, "--container", CONTAINER,
+            "--blob", PACKAGE_BLOB, "--file", archive.relative_to(REPO_ROOT).as_posix())
         return command.local.Command(
-            "session-package", create=create, dir=str(REPO_ROOT), triggers=[digest],
+            "session-package", create=create, dir=local_commands.checkout_dir(REPO_ROOT), triggers=[digest],
             opts=ResourceOptions(parent=self, depends_on=[deployer_role, self.container]))
 
     # -- network -------------------------------------------------------------------------------------------
@@ -291,6 +299,7 @@ class AzureEnvironment(pulumi.ComponentResource):
                 # carry one VM at a time, so the old VM goes first (its OS disk with it; the models stay in the
                 # blob container).
                 replace_on_changes=["priority"],
+                replacement_trigger=host_replacement_trigger(s),
                 delete_before_replace=True,
             ),
         )
@@ -360,14 +369,13 @@ class AzureEnvironment(pulumi.ComponentResource):
 
     def _wait_until_ready(self, deployer_role: authorization.RoleAssignment) -> command.local.Command:
         s = self._settings
-        python = shlex.quote(sys.executable)
-        create = Output.concat(
-            python, " -m infra.wait_ready --account-url ", self.account_url, " --container ", CONTAINER,
-            " --key ", STATUS_PREFIX, self.vm.vm_id, "/bootstrap.json",
-            " --resource-group ", self.host_group.name, " --vm-name ", self.vm.name,
-            " --timeout-minutes ", str(s.ready_timeout_minutes))
+        create = local_commands.python_module(
+            REPO_ROOT, "infra.wait_ready", "--account-url", self.account_url, "--container", CONTAINER,
+            "--key", Output.concat(STATUS_PREFIX, self.vm.vm_id, "/bootstrap.json"),
+            "--resource-group", self.host_group.name, "--vm-name", self.vm.name,
+            "--timeout-minutes", str(s.ready_timeout_minutes))
         return command.local.Command(
-            "wait-ready", create=create, dir=str(REPO_ROOT),
+            "wait-ready", create=create, dir=local_commands.checkout_dir(REPO_ROOT),
             # Wait again only for a new host; an existing ready host stays ready.
             triggers=[self.vm.vm_id],
             opts=ResourceOptions(parent=self, depends_on=[self.vm, self.host_role, deployer_role]))

@@ -131,18 +131,22 @@ def _packed_file(path: str, content: str, permissions: str) -> dict:
     return {**_file(path, packed, permissions), "encoding": "gz+b64"}
 
 
-def _sources(directory: Path) -> list[Path]:
-    """The files to ship from a cloudinit/ folder; caches and editor files stay behind."""
-    return sorted(p for p in directory.iterdir() if p.is_file() and not p.name.startswith((".", "#")))
+def _sources(directory: Path, cloud: str) -> list[Path]:
+    """The files to ship from a cloudinit/ folder and its subfolder for this cloud (what only that cloud needs,
+    such as Azure's driver installer: EC2's 16 KB of user data has no room for it); caches and editor files stay
+    behind."""
+    folders = [directory, directory / cloud]
+    return sorted((p for folder in folders if folder.is_dir() for p in folder.iterdir()
+                   if p.is_file() and not p.name.startswith((".", "#"))), key=lambda p: p.name)
 
 
 def cloud_config(host: HostConfig, cloudinit_dir: Path = CLOUDINIT_DIR) -> dict:
     """The cloud-config as a dict: the static template plus this host's files."""
     config = yaml.safe_load((cloudinit_dir / "cloud-config.yaml").read_text())
     files = [_system_env_file(host), _file(BOOTSTRAP_ENV_PATH, bootstrap_env(host), "0644")]
-    for script in _sources(cloudinit_dir / "scripts"):
+    for script in _sources(cloudinit_dir / "scripts", host.cloud):
         files.append(_packed_file(f"{HOST_BIN}/{script.name}", script.read_text(), "0755"))
-    for unit in _sources(cloudinit_dir / "units"):
+    for unit in _sources(cloudinit_dir / "units", host.cloud):
         files.append(_packed_file(f"{UNIT_DIR}/{unit.name}", unit.read_text(), "0644"))
     config["write_files"] = files
     return config

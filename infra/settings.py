@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Callable, Literal, Optional
 
 from infra.pricing import azure_vcpus
+from session.config import MAX_WORKERS  # one maximum for the stack and the host's DR_WORKERS
 
 PROJECT = "deepracer-cloud"
 
@@ -24,7 +25,6 @@ DEFAULT_AWS_INSTANCE_TYPE = "g4dn.2xlarge"
 DEFAULT_ROOT_VOLUME_GB = 150
 MIN_ROOT_VOLUME_GB = 100
 DEFAULT_READY_TIMEOUT_MINUTES = 45
-MAX_WORKERS = 8  # DRfC's viewer and port ranges stop at 8; more never helped a single trainer.
 # Idle auto-stop (session/idle.py): minutes without training or evaluation before the host powers off.
 DEFAULT_IDLE_STOP_MINUTES = 30
 MAX_IDLE_STOP_MINUTES = 1440
@@ -197,7 +197,7 @@ def _full(key: str) -> str:
     return key if ":" in key else f"{PROJECT}:{key}"
 
 
-def _cidrs(reader: _Reader, key: str) -> tuple[str, ...]:
+def _cidrs(reader: _Reader, key: str, ipv4_only_because: str) -> tuple[str, ...]:
     cidrs = []
     for item in reader.string_list(key):
         try:
@@ -207,6 +207,8 @@ def _cidrs(reader: _Reader, key: str) -> tuple[str, ...]:
         if network.prefixlen == 0:
             # The whole internet on SSH is the one mistake this setting exists to prevent.
             raise reader.fail(key, "your own address range (e.g. 203.0.113.7/32), not the whole internet", item)
+        if network.version != 4:
+            raise reader.fail(key, f"IPv4 CIDRs such as 203.0.113.7/32 ({ipv4_only_because})", item)
         cidrs.append(str(network))
     return tuple(cidrs)
 
@@ -238,9 +240,8 @@ def _cost_controls(r: _Reader) -> CostControls:
     )
 
 
-_SSH_KEY = r"(ssh-(rsa|ed25519)|ecdsa-sha2-nistp(256|384|521)) [A-Za-z0-9+/=]+( .*)?"
-# Azure accepts RSA (2048 bits or more) and Ed25519 keys for Linux VMs, not ECDSA.
-_AZURE_SSH_KEY = r"ssh-(rsa|ed25519) [A-Za-z0-9+/=]+( .*)?"
+# EC2 imports RSA and Ed25519 public keys only, and Azure accepts the same two for Linux VMs: not ECDSA.
+_SSH_KEY = r"ssh-(rsa|ed25519) [A-Za-z0-9+/=]+( .*)?"
 _BUCKET = r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]"
 
 
@@ -254,8 +255,9 @@ def load_aws(stack: str, get: Getter) -> AwsSettings:
     spot_max_price = r.text("spotMaxPrice", None, r"\d+(\.\d+)?", "a price in USD per hour such as 0.40")
     if spot_max_price is not None and market != "spot":
         raise r.fail("spotMaxPrice", "no value unless market is spot", spot_max_price)
-    ssh_public_key = r.text("sshPublicKey", None, _SSH_KEY, "an OpenSSH public key (ssh-ed25519 AAAA...)")
-    ssh_allowed_cidrs = _cidrs(r, "sshAllowedCidrs")
+    ssh_public_key = r.text("sshPublicKey", None, _SSH_KEY,
+                            "an OpenSSH public key, RSA or Ed25519 (ssh-ed25519 AAAA...; EC2 imports no other kind)")
+    ssh_allowed_cidrs = _cidrs(r, "sshAllowedCidrs", "a security group's cidr_blocks take IPv4 only")
     if ssh_allowed_cidrs and ssh_public_key is None:
         raise r.fail("sshPublicKey", "an OpenSSH public key when sshAllowedCidrs is set", None)
     zone = r.text("availabilityZone", None, re.escape(region) + r"[a-z]",
@@ -309,7 +311,7 @@ def load_azure(stack: str, get: Getter) -> AzureSettings:
     if admin in _AZURE_RESERVED_USERS:
         raise r.fail("adminUsername", "a user name Azure allows (not admin, root, user, test ...)", admin)
     # Password authentication is off, so without a key nobody could ever log in to the VM.
-    ssh_public_key = r.text("sshPublicKey", None, _AZURE_SSH_KEY,
+    ssh_public_key = r.text("sshPublicKey", None, _SSH_KEY,
                             "an OpenSSH RSA or Ed25519 public key (ssh-ed25519 AAAA...)")
     if ssh_public_key is None:
         raise r.fail("sshPublicKey", "an OpenSSH RSA or Ed25519 public key (required on Azure: password "
@@ -335,7 +337,7 @@ def load_azure(stack: str, get: Getter) -> AzureSettings:
         workers=workers,
         admin_username=admin,
         ssh_public_key=ssh_public_key,
-        ssh_allowed_cidrs=_cidrs(r, "sshAllowedCidrs"),
+        ssh_allowed_cidrs=_cidrs(r, "sshAllowedCidrs", "the VM has an IPv4 address only"),
         keep_storage_on_destroy=r.boolean("keepStorageOnDestroy", True),
         ready_timeout_minutes=r.integer("readyTimeoutMinutes", DEFAULT_READY_TIMEOUT_MINUTES, 5, 180),  # type: ignore[arg-type]
         cost=_cost_controls(r),

@@ -5,6 +5,12 @@ runs this module (through a pulumi-command local command) so that the stack fini
 The host has no inbound port, so the bucket (AWS) or the blob container (Azure) is the only channel: polling
 it with the deployer's credentials.
 
+A `pulumi up` whose wait failed keeps no record of it (pulumi-command returns no partial state), so the next
+`pulumi up` waits again. By then the status object may hold the failure that ended the last wait: a `failed`
+report written before this wait began (by the storage service's clock) is the previous attempt's, and the wait
+goes on until the host writes a newer one, which a rerun of the bootstrap on the host does (README: "If the
+first boot fails"). A report written during the wait, ready or failed, ends it at once.
+
     python -m infra.wait_ready --bucket B --key hosts/i-0abc/bootstrap.json --region R --timeout-minutes 25
     python -m infra.wait_ready --account-url https://A.blob.core.windows.net --container models \
         --key hosts/<vm-id>/bootstrap.json --resource-group G --vm-name V --timeout-minutes 25
@@ -17,11 +23,20 @@ import json
 import sys
 import time
 from dataclasses import dataclass
+from datetime import datetime
+from email.utils import parsedate_to_datetime
 from enum import Enum
 from typing import Any, Callable, Optional, Protocol, Sequence
 
+from infra.bootstrap import HOST_BIN
+
 BOOTSTRAP_LOG = "/var/log/deepracer-bootstrap.log"
+RERUN_BOOTSTRAP = f"sudo {HOST_BIN}/bootstrap.sh"  # every step again; only a full run reports its outcome
 PROGRESS_EVERY_S = 60.0
+# A `failed` report older than this when the wait began is the previous attempt's. The margin covers a host that
+# fails while the wait is starting (its report can precede the first read by seconds), not clock skew: both
+# times come from the storage service.
+STALE_AFTER_S = 120.0
 # Azure: a role assignment made by this `pulumi up` may take minutes to reach the storage service; a 403 for
 # want of a data role is waited out this long before it counts as final.
 ROLE_PROPAGATION_S = 15 * 60.0
@@ -60,10 +75,18 @@ class HostStatus:
 
 
 @dataclass(frozen=True)
+class Report:
+    """The status object as read: its bytes, and how old it was then by the storage service's own clock."""
+
+    body: bytes
+    age_s: Optional[float] = None  # the response's Date minus the object's Last-Modified; None if either is missing
+
+
+@dataclass(frozen=True)
 class WaitResult:
     outcome: Outcome
     elapsed_s: float
-    status: Optional[HostStatus] = None
+    status: Optional[HostStatus] = None  # TIMEOUT: the previous attempt's failure, if that was all there was
     error: str = ""  # ERROR: the one line to show; TIMEOUT: the last transient error seen, if any
 
 
@@ -149,17 +172,33 @@ def _classify(error: Exception, bucket: str) -> Exception:
     return error
 
 
-def _read(client: Any, bucket: str, key: str) -> Optional[bytes]:
-    """The object's bytes, or None while it does not exist."""
+def age_s(last_modified: Optional[datetime], date_header: Optional[str]) -> Optional[float]:
+    """Seconds between an object's Last-Modified and the response's Date header: both the service's clock."""
+    if last_modified is None or not date_header:
+        return None
+    try:
+        now = parsedate_to_datetime(date_header)
+    except (TypeError, ValueError):
+        return None
+    if now.tzinfo is None or last_modified.tzinfo is None:
+        return None
+    return max(0.0, (now - last_modified).total_seconds())
+
+
+def _read(client: Any, bucket: str, key: str) -> Optional[Report]:
+    """The object as read, or None while it does not exist."""
     from botocore.exceptions import BotoCoreError, ClientError
 
     try:
-        return client.get_object(Bucket=bucket, Key=key)["Body"].read()
+        response = client.get_object(Bucket=bucket, Key=key)
+        body = response["Body"].read()
     except (ClientError, BotoCoreError) as error:
         mapped = _classify(error, bucket)
         if isinstance(mapped, LookupError):
             return None
         raise mapped from None
+    headers = response.get("ResponseMetadata", {}).get("HTTPHeaders", {})
+    return Report(body, age_s(response.get("LastModified"), headers.get("date")))
 
 
 def _minutes(seconds: float) -> str:
@@ -178,8 +217,8 @@ class Store(Protocol):
 
     def url(self, key: str) -> str: ...
 
-    def read(self, key: str) -> Optional[bytes]:
-        """The object's bytes, None while it does not exist; raises _Fatal, _Transient or _NotAuthorizedYet."""
+    def read(self, key: str) -> Optional[Report]:
+        """The object as read, None while it does not exist; raises _Fatal, _Transient or _NotAuthorizedYet."""
 
     def shell(self, instance_id: str) -> str:
         """The command that reaches the host's log without SSH."""
@@ -194,7 +233,7 @@ class S3Store:
     def url(self, key: str) -> str:
         return f"s3://{self.bucket}/{key}"
 
-    def read(self, key: str) -> Optional[bytes]:
+    def read(self, key: str) -> Optional[Report]:
         return _read(self.client, self.bucket, key)
 
     def shell(self, instance_id: str) -> str:
@@ -212,11 +251,15 @@ class BlobStore:
     def url(self, key: str) -> str:
         return f"{self.container.url.rstrip('/')}/{key}"
 
-    def read(self, key: str) -> Optional[bytes]:
+    def read(self, key: str) -> Optional[Report]:
         from infra import azure_blob
 
+        dates: list[str] = []
         try:
-            return self.container.download_blob(key).readall()
+            download = self.container.download_blob(
+                key, raw_response_hook=lambda response: dates.append(response.http_response.headers.get("Date", "")))
+            body = download.readall()
+            return Report(body, age_s(download.properties.last_modified, dates[0] if dates else None))
         except Exception as error:  # the SDK's errors have no common base but Exception; classify sorts them
             mapped = azure_blob.classify(error, self.container.url)
             if isinstance(mapped, LookupError):
@@ -246,18 +289,27 @@ def wait(store: Store, key: str, timeout_s: float, interval_s: float,
          say: Callable[[str], None] = _print, role_propagation_s: float = ROLE_PROPAGATION_S) -> WaitResult:
     """Polls the store's key until it holds a ready/failed status, or until timeout_s has passed.
 
-    Always polls once more at the deadline, so a host that reports just in time is not missed.
+    Always polls once more at the deadline, so a host that reports just in time is not missed. A `failed` report
+    already there when the wait began is a previous attempt's: the wait goes on until a newer report.
     """
     start = clock()
     next_progress = start + PROGRESS_EVERY_S
     last_note: Optional[float] = None
     last_transient = ""
+    first_report = True
+    previous: Optional[Report] = None  # the previous attempt's failure, while it is all the store holds
+    previous_status: Optional[HostStatus] = None
     while True:
         try:
-            body = store.read(key)
-            if body is not None:
-                status = _parse(body, store.url(key), key)
-                return WaitResult(Outcome(status.state), clock() - start, status=status)
+            report = store.read(key)
+            if report is not None and (previous is None or report.body != previous.body):
+                status = _parse(report.body, store.url(key), key)
+                if first_report and status.state == Outcome.FAILED.value and _before_wait(report, clock() - start):
+                    previous, previous_status = report, status
+                    say(_previous_failure(status, store))
+                else:
+                    return WaitResult(Outcome(status.state), clock() - start, status=status)
+            first_report = first_report and report is None
         except _Fatal as error:
             return WaitResult(Outcome.ERROR, clock() - start, error=str(error))
         except _Transient as error:
@@ -274,13 +326,25 @@ def wait(store: Store, key: str, timeout_s: float, interval_s: float,
         now = clock()
         elapsed = now - start
         if elapsed >= timeout_s:
-            return WaitResult(Outcome.TIMEOUT, elapsed, error=last_transient)
+            return WaitResult(Outcome.TIMEOUT, elapsed, status=previous_status, error=last_transient)
         if now >= next_progress:
             say(f"waiting for the host to report in {store.url(key)}: "
                 f"{_minutes(elapsed)} of {_minutes(timeout_s)}")
             while next_progress <= now:
                 next_progress += PROGRESS_EVERY_S
         sleep(max(0.0, min(interval_s, timeout_s - elapsed)))
+
+
+def _before_wait(report: Report, elapsed_s: float) -> bool:
+    """Whether the object was written more than STALE_AFTER_S before the wait began."""
+    return report.age_s is not None and report.age_s - elapsed_s > STALE_AFTER_S
+
+
+def _previous_failure(status: HostStatus, store: Store) -> str:
+    when = f" at {status.time}" if status.time else ""
+    return (f"host {status.instance_id} reported a failed first boot{when} (step {status.step or '(unknown)'}), "
+            f"before this wait began; waiting for a newer report. Fix the cause, then rerun the whole bootstrap on "
+            f"the host: {RERUN_BOOTSTRAP} ({store.shell(status.instance_id)})")
 
 
 def render(result: WaitResult, bucket: str, key: str, region: str, timeout_s: float) -> tuple[int, str, str]:
@@ -303,6 +367,14 @@ def render_result(result: WaitResult, store: Store, key: str, timeout_s: float) 
         head = (f"host {status.instance_id} failed at step {step}: {status.cause}\n{where}" if status.cause
                 else f"host {status.instance_id} failed at step {step}; {where}")
         tail = status.log_tail.rstrip("\n")
+        return 1, "", head + (f"--- last lines of {status.log} ---\n{tail}\n" if tail else "")
+    if result.outcome is Outcome.TIMEOUT and result.status is not None:
+        status = result.status
+        tail = status.log_tail.rstrip("\n")
+        head = (f"timed out after {_minutes(timeout_s)} waiting for a newer report than host {status.instance_id}'s "
+                f"failed first boot (step {status.step or '(unknown)'}{', ' + status.time if status.time else ''}); "
+                f"fix the cause, then rerun the whole bootstrap on the host: {RERUN_BOOTSTRAP} "
+                f"({store.shell(status.instance_id)}), and `pulumi up` again\n")
         return 1, "", head + (f"--- last lines of {status.log} ---\n{tail}\n" if tail else "")
     if result.outcome is Outcome.TIMEOUT:
         instance_id = instance_id_from_key(key)

@@ -25,6 +25,34 @@ _USER_ERRORS = (
 )
 
 
+class _Parser(argparse.ArgumentParser):
+    """A wrong argument is one line on stderr and exit 2, like every other user error (no usage dump)."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(2, f"{self.prog}: {message} (`{self.prog} --help` lists the options)\n")
+
+
+def _whole_number(low: int, high: Optional[int] = None):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or value < low or (high is not None and value > high):
+            expected = f"a whole number from {low} to {high}" if high is not None else \
+                f"a whole number of at least {low}"
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
+        return value
+
+    return parse
+
+
+def _workers(text: str) -> int:
+    from session.config import MAX_WORKERS  # small module; kept out of `--help`'s imports all the same
+
+    return _whole_number(1, MAX_WORKERS)(text)
+
+
 def _positive(text: str) -> float:
     try:
         value = float(text)
@@ -49,14 +77,10 @@ def _watch_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="deepracer", description="DeepRacer training on this host (also `python -m session`).")
     parser.add_argument("--version", action="version", version=f"deepracer-cloud session {__version__}")
-    parser.add_argument("--run-env", metavar="FILE",
-                        help="the run's settings (default: $DR_RUN_ENV, else ~/deepracer/run.env)")
-    parser.add_argument("--system-env", metavar="FILE",
-                        help="the host's settings (default: $DR_SYSTEM_ENV, else /etc/deepracer/system.env)")
-    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    _global_options(parser)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     host = commands.add_parser("host", help="is this host ready to train? (first-boot state and system.env)")
@@ -70,8 +94,9 @@ def _parser() -> argparse.ArgumentParser:
 
     validate = commands.add_parser("validate", help="check run.env, custom files and reward function before training")
     validate.add_argument("--tracks", metavar="DIR", help="track .npy files (default: $DR_TRACKS_DIR or the host's cache)")
-    validate.add_argument("--workers", type=int, help="check for this many workers (default: DR_WORKERS)")
-    validate.add_argument("--calls", type=int, default=500, help="reward function calls in the dry run (default 500)")
+    validate.add_argument("--workers", type=_workers, help="check for this many workers (default: DR_WORKERS)")
+    validate.add_argument("--calls", type=_whole_number(1), default=500,
+                          help="reward function calls in the dry run (default 500)")
     validate.add_argument("--offline", action="store_true", help="skip the checks that need storage")
     validate.add_argument("--json", action="store_true", help="print the problems as JSON")
 
@@ -83,7 +108,7 @@ def _parser() -> argparse.ArgumentParser:
     train = commands.add_parser("train", help="validate, upload, start the trainer and workers, watch them start")
     train.add_argument("--overwrite", action="store_true",
                        help="delete what the model prefix already holds (default: refuse)")
-    train.add_argument("--workers", type=int, help="simulation workers (default: DR_WORKERS)")
+    train.add_argument("--workers", type=_workers, help="simulation workers (default: DR_WORKERS)")
     train.add_argument("--follow", action="store_true", help="follow the trainer's log once running")
     train.add_argument("--skip-validation", action="store_true", help=argparse.SUPPRESS)
     train.add_argument("--max-minutes", type=int, metavar="N",
@@ -178,7 +203,9 @@ def _parser() -> argparse.ArgumentParser:
                         help="draw the N fastest laps on the track (default 1)")
 
     increment = commands.add_parser("increment", help="continue from the current model under the next prefix")
-    increment.add_argument("--checkpoint", default="last", help="last, best or a number (default last)")
+    increment.add_argument("--checkpoint", default="last",
+                           help="last or best, the checkpoints the simulator starts from (default last); for a "
+                                "numbered one, `models export --checkpoint N` it first")
     increment.add_argument("--prefix", help="the new model prefix (default: the next serial that is free)")
     increment.add_argument("--offline", action="store_true", help="don't check storage (no checkpoint check)")
 
@@ -201,7 +228,31 @@ def _parser() -> argparse.ArgumentParser:
 
     commands.add_parser("spot-watch", help="stop training gracefully on a spot interruption notice and mark it "
                                            "resumable (deepracer-spot-watch.service)")
+    _share_global_options(parser)
     return parser
+
+
+def _global_options(parser: argparse.ArgumentParser, on_subcommand: bool = False) -> None:
+    """--run-env, --system-env and --debug. On a subcommand they default to SUPPRESS: argparse copies every
+    value a subcommand's parser sets over the main parser's, so a default there would undo `--debug status`."""
+    unset = argparse.SUPPRESS if on_subcommand else None
+    group = parser.add_argument_group("global options")
+    group.add_argument("--run-env", metavar="FILE", default=unset,
+                       help="the run's settings (default: $DR_RUN_ENV, else ~/deepracer/run.env)")
+    group.add_argument("--system-env", metavar="FILE", default=unset,
+                       help="the host's settings (default: $DR_SYSTEM_ENV, else /etc/deepracer/system.env)")
+    group.add_argument("--debug", action="store_true", default=unset if on_subcommand else False,
+                       help="show tracebacks")
+
+
+def _share_global_options(parser: argparse.ArgumentParser) -> None:
+    """The global options on every subcommand (nested ones too), so they work after the command's name as well
+    as before it."""
+    for action in parser._actions:  # argparse offers no public way to walk the subcommands
+        if isinstance(action, argparse._SubParsersAction):
+            for subcommand in dict.fromkeys(action.choices.values()):  # aliases map to the same parser
+                _global_options(subcommand, on_subcommand=True)
+                _share_global_options(subcommand)
 
 
 def _is_user_error(error: BaseException) -> bool:
@@ -226,7 +277,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except Exception as error:
         if args.debug or not _is_user_error(error):
             raise
-        print(f"deepracer: {error}", file=sys.stderr)
+        for line in str(error).splitlines():  # several mistakes (e.g. in run.env) are one line each
+            print(f"deepracer: {line}", file=sys.stderr)
         return 2
 
 

@@ -118,7 +118,7 @@ _LAPTOP_SYSTEM_ENV = "DR_CLOUD=local\nDR_SIMAPP_VERSION=6.0.4-gpu\n"
 def validate(args: argparse.Namespace) -> int:
     import tempfile
 
-    from session.validate import tracks_dir, validate as run_checks
+    from session.validate import NotChecked, tracks_dir, validate as run_checks
 
     run_env, system_env = _paths(args)
     notes = []
@@ -138,18 +138,22 @@ def validate(args: argparse.Namespace) -> int:
     problems = run_checks(loaded.system, loaded.run, custom_files_dir(run_env), workers=args.workers,
                           tracks=tracks_dir(args.tracks), calls=args.calls, storage=storage)
     failed = any(p.is_error for p in problems)
+    # Exit 1: no error found, but a check could not run (e.g. the reward dry run without track files).
+    unchecked = [p for p in problems if isinstance(p, NotChecked)]
+    code = 2 if failed else 1 if unchecked else 0
     if args.json:
-        print_json({"ok": not failed, "problems": [
+        print_json({"ok": not failed, "complete": not unchecked, "problems": [
             {"file": p.file, "where": p.where, "message": p.message, "severity": p.severity} for p in problems],
             "notes": notes, "warnings": [str(w) for w in loaded.warnings]})
-        return 2 if failed else 0
+        return code
     for warning in loaded.warnings:
         _err(f"warning: {warning}")
     for line in [*notes, *(str(p) for p in problems)]:
         print(line)
     errors = sum(p.is_error for p in problems)
-    print(f"{errors} error(s), {len(problems) - errors} warning(s)" if problems else "all checks passed")
-    return 2 if failed else 0
+    summary = f"{errors} error(s), {len(problems) - errors} warning(s)" if problems else "all checks passed"
+    print(summary + ("; NOT everything was checked (see above)" if unchecked else ""))
+    return code
 
 
 def train(args: argparse.Namespace) -> int:
@@ -230,8 +234,12 @@ def _say(line: str) -> None:
 
 def resume(args: argparse.Namespace) -> int:
     from session import blob_sync
+    from session.resume import ResumeError
     from session.resume import resume as resume_run
 
+    if args.run_env or args.system_env:  # refused, not ignored: the files are the ones the run recorded
+        raise ResumeError("resume continues the interrupted run with the run.env and system.env it was started "
+                          "with; --run-env and --system-env do not apply (`deepracer train` starts another run)")
     # Azure: a deallocated VM comes back with an empty MinIO; the interrupted prefix comes back from Blob.
     result = resume_run(force=args.force, say=_say, restore=lambda host, prefix: blob_sync.ensure_in_minio(
         host.system, host.storage, prefix, say=_say))
@@ -409,9 +417,10 @@ def models(args: argparse.Namespace) -> int:
 def report(args: argparse.Namespace) -> int:
     from session.report import run as run_report
 
-    def storage():  # only for a model prefix in the bucket: local folders need no system.env
-        loaded, _ = _load(args, quiet=True)
-        return _storage(loaded.system)
+    def storage():  # only for a model prefix in the bucket: local folders need no system.env (nor run.env)
+        from session.config import load_system_config
+
+        return _storage(load_system_config(_paths(args)[1]))
 
     return run_report(args, storage)
 
@@ -428,9 +437,9 @@ def increment(args: argparse.Namespace) -> int:
 
 
 def host(args: argparse.Namespace) -> int:
-    from session.host import print_host_state
+    from session.host import host_state, print_host_state
 
-    return print_host_state(as_json=args.json)
+    return print_host_state(as_json=args.json, state=host_state(_paths(args)[1]))
 
 
 def doctor(args: argparse.Namespace) -> int:

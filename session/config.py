@@ -26,7 +26,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Callable, Mapping, NamedTuple, Optional, Union
 
-from session.envfile import ConfigError, ConfigWarning, EnvFile, PathLike, read_env_file
+from session.envfile import ConfigError, ConfigWarning, EnvFile, PathLike, combine, read_env_file
 
 __all__ = [
     "ConfigError", "ConfigWarning", "LoadedConfig", "Origin", "RunConfig", "SystemConfig", "default_run_env",
@@ -39,7 +39,9 @@ SYSTEM_ENV_VARIABLE = "DR_SYSTEM_ENV"
 RUN_ENV_VARIABLE = "DR_RUN_ENV"
 DEFAULT_SYSTEM_ENV = "/etc/deepracer/system.env"
 DEFAULT_RUN_ENV = "~/deepracer/run.env"
-MAX_WORKERS = 12
+# The most simulation workers the stack deploys and documents (README: 1-8); infra.settings uses this one too.
+# DRfC's viewer and port ranges stop at 8, and more never helped a single trainer.
+MAX_WORKERS = 8
 
 
 # --- value kinds -----------------------------------------------------------------------------------------------
@@ -125,11 +127,12 @@ def _number(low: float = 0.0, high: Optional[float] = None, *, above: bool = Fal
     return _Kind(expected, parse, repr)
 
 
-def _parse_checkpoint(text: str) -> Union[str, int]:
+def _parse_checkpoint(text: str) -> str:
+    # simapp 6.0.4 honours `best` and takes anything else as `last` (bundle/markov/training_worker.py, `if
+    # args.pretrained_checkpoint.lower() == "best": ... else: get_deepracer_last_checkpoint()`), so a checkpoint
+    # number would silently train from the last one.
     if text.lower() in ("best", "last"):
         return text.lower()
-    if text.isdigit():
-        return int(text)
     raise ValueError(text)
 
 
@@ -169,7 +172,8 @@ RACE_TYPE = _choice("TIME_TRIAL", "OBJECT_AVOIDANCE", "HEAD_TO_BOT", "HEAD_TO_MO
 CAR_COLOR = _choice("Black", "Grey", "Blue", "Red", "Orange", "White", "Purple",
                     also=_pattern(r"f1_car_[0-9A-Fa-f]+", ""),
                     expected="one of Black, Grey, Blue, Red, Orange, White, Purple (or f1_car_<hex>)")
-CHECKPOINT = _Kind("best, last or a checkpoint number", _parse_checkpoint)
+CHECKPOINT = _Kind("best or last", _parse_checkpoint)
+PRETRAINED_CHECKPOINT_KEY = "DR_LOCAL_S3_PRETRAINED_CHECKPOINT"
 POSITIONS = _Kind("<lap fraction 0-1>,<lane 1 or -1> pairs joined by ; such as 0.23,-1;0.46,1",
                   _parse_positions, _render_positions)
 
@@ -384,8 +388,9 @@ class RunConfig(_Settings):
                                           "the model's folder in the working bucket")
     local_s3_pretrained: bool = _setting("DR_LOCAL_S3_PRETRAINED", BOOL, "False", "start from another model")
     local_s3_pretrained_prefix: str = _setting("DR_LOCAL_S3_PRETRAINED_PREFIX", S3_PREFIX, "rl-sagemaker-pretrained")
-    local_s3_pretrained_checkpoint: Union[str, int] = _setting(
-        "DR_LOCAL_S3_PRETRAINED_CHECKPOINT", CHECKPOINT, "last", "best, last or a checkpoint number")
+    local_s3_pretrained_checkpoint: str = _setting(
+        "DR_LOCAL_S3_PRETRAINED_CHECKPOINT", CHECKPOINT, "last",
+        "best or last (the simulator honours no other; `deepracer models export` makes any checkpoint a model's last)")
     local_s3_custom_files_prefix: str = _setting("DR_LOCAL_S3_CUSTOM_FILES_PREFIX", S3_PREFIX, "custom_files")
     local_s3_training_params_file: str = _setting("DR_LOCAL_S3_TRAINING_PARAMS_FILE", YAML_NAME,
                                                   "training_params.yaml", "names under the model prefix")
@@ -500,11 +505,13 @@ def load_config(run_env: Optional[PathLike] = None, system_env: Optional[PathLik
 
     Paths default to default_system_env() and default_run_env(); `environ` (default os.environ) supplies the
     DR_SYSTEM_ENV / DR_RUN_ENV overrides and the values of `$VAR` references that no file defines.
-    Raises ConfigError (one line: file, line, key, what is expected) for the first mistake found.
+    Raises ConfigError (one line: file, line, key, what is expected) for a mistake, ConfigErrors (one line
+    each) for several: every mistake of system.env and run.env is reported in one run.
     """
     environ = os.environ if environ is None else environ
     system_path = Path(system_env) if system_env is not None else default_system_env(environ)
     system_file = _read(system_path, {}, environ, "", SYSTEM_ENV_VARIABLE)
+    errors: list[ConfigError] = list(system_file.errors)
     if run_env is not None:
         run_path = Path(run_env)
     else:
@@ -512,7 +519,11 @@ def load_config(run_env: Optional[PathLike] = None, system_env: Optional[PathLik
         experiment = system_file.values.get("DR_EXPERIMENT_NAME", "")
         run_path = default_run_env(environ, experiment if re.fullmatch(r"[A-Za-z0-9_.-]+", experiment)
                                    and experiment.strip(".") else None)
-    run_file = _read(run_path, system_file.values, environ, str(system_path), RUN_ENV_VARIABLE)
+    try:
+        run_file = _read(run_path, system_file.values, environ, str(system_path), RUN_ENV_VARIABLE)
+    except ConfigError as missing:
+        raise combine([*errors, missing]) from None
+    errors += run_file.errors
     warnings = [*system_file.warnings, *run_file.warnings]
 
     merged: dict[str, tuple[str, Origin]] = {}
@@ -525,8 +536,15 @@ def load_config(run_env: Optional[PathLike] = None, system_env: Optional[PathLik
             warnings.append(ConfigWarning(run_file.path, entry.line, entry.key,
                                           f"overrides '{system_values[entry.key]}' from {system_path}"))
 
-    system = _build(SystemConfig, merged, str(system_path), _unknown(system_file))
-    run = _build(RunConfig, merged, str(run_path), _unknown(run_file))
+    # Lines that did not parse are left out of `merged`; reporting their keys again as missing would repeat them.
+    broken = {error.subject for error in errors}
+    system, system_errors = _build(SystemConfig, merged, str(system_path), _unknown(system_file), skip=broken)
+    run, run_errors = _build(RunConfig, merged, str(run_path), _unknown(run_file), skip=broken)
+    bucket = system.local_s3_bucket if system is not None else "BUCKET"
+    run_errors = [_with_export_hint(error, merged, bucket) for error in run_errors]
+    failed = combine(sorted([*errors, *system_errors, *run_errors], key=_file_order([system_path, run_path])))
+    if failed is not None:
+        raise failed
     for env_file in (system_file, run_file):
         warnings.extend(_unknown_key_warnings(env_file))
     if system.cloud == "remote" and not system.remote_minio_url:
@@ -552,7 +570,12 @@ def load_system_config(system_env: Optional[PathLike] = None, *,
     path = Path(system_env) if system_env is not None else default_system_env(environ)
     system_file = _read(path, {}, environ, "", SYSTEM_ENV_VARIABLE)
     merged = {entry.key: (entry.value, Origin(system_file.path, entry.line)) for entry in system_file.entries}
-    return _build(SystemConfig, merged, str(path), _unknown(system_file))
+    broken = {error.subject for error in system_file.errors}
+    system, errors = _build(SystemConfig, merged, str(path), _unknown(system_file), skip=broken)
+    failed = combine([*system_file.errors, *errors])
+    if failed is not None:
+        raise failed
+    return system
 
 
 def default_run_env_text() -> str:
@@ -588,9 +611,11 @@ def default_run_env_text() -> str:
 def _read(path: Path, base: Mapping[str, str], environ: Mapping[str, str], base_label: str,
           variable: str) -> EnvFile:
     try:
-        return read_env_file(path, base, environ, base_label or None)
+        return read_env_file(path, base, environ, base_label or None, strict=False)
     except FileNotFoundError:
-        raise ConfigError(path, None, "file", f"an existing file (or {variable} naming another)", None) from None
+        # The absolute path: a relative one (or ~) does not say where it was looked for.
+        raise ConfigError(Path(path).expanduser().absolute(), None, "file",
+                          f"an existing file (or {variable} naming another)", None) from None
     except UnicodeDecodeError:
         raise ConfigError(path, None, "file", "UTF-8 text", "undecodable bytes") from None
     except OSError as error:
@@ -620,11 +645,16 @@ def _unknown_key_warnings(env_file: EnvFile) -> list[ConfigWarning]:
 
 
 def _build(cls: type, merged: Mapping[str, tuple[str, Origin]], default_path: str,
-           extra: Mapping[str, str]) -> Any:
-    """Resolve every setting of `cls` in order: the files' text or DRfC's default, parsed by its kind."""
+           extra: Mapping[str, str], skip: frozenset[str] | set[str] = frozenset()) -> tuple[Any, list[ConfigError]]:
+    """Resolve every setting of `cls` in order: the files' text or DRfC's default, parsed by its kind.
+
+    Returns the config, or None with every mistake found. A default that refers to a setting in error, or
+    a key in `skip` (already reported), is not reported again."""
     resolved: dict[str, str] = {}  # normalised text of the settings so far; defaults may refer to them
     typed: dict[str, Any] = {}
     origins: dict[str, Origin] = {}
+    errors: list[ConfigError] = []
+    failed = set(skip)
     for f in fields(cls):
         setting: Optional[Setting] = f.metadata.get("setting")
         if setting is None:
@@ -634,10 +664,14 @@ def _build(cls: type, merged: Mapping[str, tuple[str, Origin]], default_path: st
             text, origin = merged[setting.key]
         else:
             origin = Origin(default_path, None)
+            if setting.key in failed or _refers_to(setting.default, failed):
+                failed.add(setting.key)
+                continue
             default = setting.default(resolved) if callable(setting.default) else setting.default
             if default is None:
                 if not kind.optional:
-                    raise ConfigError(default_path, None, setting.key, kind.expected, None)
+                    errors.append(ConfigError(default_path, None, setting.key, kind.expected, None))
+                    failed.add(setting.key)
                 typed[f.name] = None
                 origins[setting.key] = origin
                 continue
@@ -645,13 +679,43 @@ def _build(cls: type, merged: Mapping[str, tuple[str, Origin]], default_path: st
         try:
             value = kind.parse(text)
         except (ValueError, KeyError):
-            raise ConfigError(origin.path, origin.line, setting.key, kind.expected, text) from None
+            errors.append(ConfigError(origin.path, origin.line, setting.key, kind.expected, text))
+            failed.add(setting.key)
+            continue
         typed[f.name] = value
         origins[setting.key] = origin
         if value is not None:
             resolved[setting.key] = kind.render(value)
+    if errors or any("setting" in f.metadata and f.name not in typed for f in fields(cls)):
+        return None, errors
     raw = {**extra, **resolved}
-    return cls(**typed, raw=MappingProxyType(raw), origins=MappingProxyType(origins))
+    return cls(**typed, raw=MappingProxyType(raw), origins=MappingProxyType(origins)), errors
+
+
+def _with_export_hint(error: ConfigError, merged: Mapping[str, tuple[str, Origin]], bucket: str) -> ConfigError:
+    """A pretrained checkpoint other than best/last: say how to start from that checkpoint after all."""
+    if error.subject != PRETRAINED_CHECKPOINT_KEY or error.got is None:
+        return error
+    source = merged.get("DR_LOCAL_S3_PRETRAINED_PREFIX", ("rl-sagemaker-pretrained", None))[0]
+    number = error.got if error.got.isdigit() else "N"
+    new = f"{source}-checkpoint-{number}"
+    return ConfigError(error.path, error.line, error.subject,
+                       f"best or last (the simulator reads anything else as last); to start from checkpoint "
+                       f"{number}: `deepracer models export {source} --checkpoint {number} --to s3://{bucket}/{new}`, "
+                       f"then DR_LOCAL_S3_PRETRAINED_PREFIX={new} and {PRETRAINED_CHECKPOINT_KEY}=last", error.got)
+
+
+def _file_order(paths: list[Path]):
+    """Sort key for errors: the files in reading order, then by line."""
+    order = {str(path): index for index, path in enumerate(paths)}
+    return lambda error: (order.get(error.path, len(order)), error.line or 0)
+
+
+def _refers_to(default: Default, keys: set[str]) -> bool:
+    """Whether DRfC's default text refers to one of `keys` (a computed default depends on DR_CLOUD only)."""
+    if callable(default):
+        return "DR_CLOUD" in keys
+    return isinstance(default, str) and any(f"${key}" in default or f"${{{key}}}" in default for key in keys)
 
 
 def _load_workers(run: RunConfig, system: SystemConfig, run_path: Path,
@@ -687,7 +751,11 @@ def _load_workers(run: RunConfig, system: SystemConfig, run_path: Path,
                 warnings.append(ConfigWarning(worker_file.path, entry.line, entry.key,
                                               "cannot differ per worker; ignored (set it in run.env)"))
         warnings.extend(_unknown_key_warnings(worker_file))
-        config: RunConfig = _build(RunConfig, merged, str(run_path), run_unknown)
+        config, errors = _build(RunConfig, merged, str(run_path), run_unknown,
+                                skip={error.subject for error in worker_file.errors})
+        failed = combine([*worker_file.errors, *errors])
+        if failed is not None:
+            raise failed
         if config.race_type == "HEAD_TO_MODEL":
             raise config.error("DR_RACE_TYPE", "one of TIME_TRIAL, OBJECT_AVOIDANCE, HEAD_TO_BOT "
                                                "(workers train; HEAD_TO_MODEL is for evaluation only)")

@@ -19,8 +19,11 @@ from session.problems import Problem
 MODEL_METADATA = "model_metadata.json"
 HYPERPARAMETERS = "hyperparameters.json"
 
-STEERING_RANGE = (-30.0, 30.0)   # degrees; the simulator clips to this
-SPEED_RANGE = (0.1, 4.0)         # m/s; the simulator clips to this
+# The simulator clamps every action to these before driving (simapp 6.0.4 bundle/markov/agent_ctrl/constants.py
+# MIN_ANGLE/MAX_ANGLE, MIN_SPEED/MAX_SPEED; applied in rollout_agent_ctrl.py `send_action` and `_update_speed`).
+STEERING_RANGE = (-30.0, 30.0)   # degrees
+SPEED_RANGE = (0.1, 4.0)         # m/s
+_UNITS = {"steering_angle": "°", "speed": " m/s"}
 ACTION_SPACE_TYPES = ("discrete", "continuous")
 TRAINING_ALGORITHMS = ("clipped_ppo", "sac")
 CAMERAS = ("FRONT_FACING_CAMERA", "STEREO_CAMERAS", "LEFT_CAMERA", "observation")
@@ -129,6 +132,19 @@ def _suggest(value: str, choices: Sequence[str]) -> str:
         return f"; did you mean {containing[0]!r}?"
     close = difflib.get_close_matches(value.lower(), list(lowered), n=1, cutoff=0.6)
     return f"; did you mean {lowered[close[0]]!r}?" if close else ""
+
+
+def _action_value(file: str, where: str, key: str, value: Any) -> Optional[Problem]:
+    """An action's steering angle or speed: not a number stops the simulator (an error); a number outside the
+    range it clamps to is a warning saying what the car really does."""
+    low, high = STEERING_RANGE if key == "steering_angle" else SPEED_RANGE
+    problem = _number_between(file, where, value, low, high)
+    if problem is None or not _is_number(value) or not math.isfinite(value):
+        return problem
+    unit = _UNITS[key]
+    clamped = min(max(value, low), high)
+    return Problem(file, where, f"is {_show(value)}; the simulator clamps {key} to {low:g}{unit} .. {high:g}{unit}, "
+                                f"so the car uses {clamped:g}{unit}", "warning")
 
 
 def _choice(value: Any, choices: Sequence[str]) -> Optional[str]:
@@ -251,15 +267,15 @@ def _check_discrete(file: str, actions: List[Any]) -> List[Problem]:
                                                  f"got {_show(action)}"))
             continue
         valid = True
-        for key, (low, high) in (("steering_angle", STEERING_RANGE), ("speed", SPEED_RANGE)):
+        for key in ("steering_angle", "speed"):
             if key not in action:
                 problems.append(Problem(file, f"{where}.{key}", "missing"))
                 valid = False
                 continue
-            problem = _number_between(file, f"{where}.{key}", action[key], low, high)
+            problem = _action_value(file, f"{where}.{key}", key, action[key])
             if problem:
                 problems.append(problem)
-                valid = False
+                valid = valid and not problem.is_error
         problems += _unknown_keys(file, action, ("steering_angle", "speed", "index"), prefix=f"{where}.")
         if "index" in action and action["index"] != i:
             problems.append(Problem(file, f"{where}.index", f"is {_show(action['index'])} at position {i}; the "
@@ -281,7 +297,7 @@ def _check_discrete(file: str, actions: List[Any]) -> List[Problem]:
 
 def _check_continuous(file: str, space: Dict[str, Any]) -> List[Problem]:
     problems = _unknown_keys(file, space, ("steering_angle", "speed"), prefix="action_space.")
-    for key, (low, high) in (("steering_angle", STEERING_RANGE), ("speed", SPEED_RANGE)):
+    for key in ("steering_angle", "speed"):
         where = f"action_space.{key}"
         bounds = space.get(key)
         if bounds is None:
@@ -297,10 +313,10 @@ def _check_continuous(file: str, space: Dict[str, Any]) -> List[Problem]:
                 problems.append(Problem(file, f"{where}.{end}", "missing"))
                 ok = False
                 continue
-            problem = _number_between(file, f"{where}.{end}", bounds[end], low, high)
+            problem = _action_value(file, f"{where}.{end}", key, bounds[end])
             if problem:
                 problems.append(problem)
-                ok = False
+                ok = ok and not problem.is_error
         if ok and bounds["low"] >= bounds["high"]:
             problems.append(Problem(file, where, f"low ({_show(bounds['low'])}) must be less than high "
                                                  f"({_show(bounds['high'])})"))

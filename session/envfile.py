@@ -26,7 +26,7 @@ import re
 import shutil
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Mapping, Optional, Union
 
@@ -60,6 +60,26 @@ class ConfigError(ValueError):
         super().__init__(f"{where}: {subject}: expected {expected}, got {shown}")
 
 
+class ConfigErrors(ConfigError):
+    """Several mistakes found in one read, so a user fixes them all in one go: `str()` is one line per mistake.
+    The attributes of ConfigError are the first mistake's; `errors` holds them all."""
+
+    def __init__(self, errors: "list[ConfigError]") -> None:
+        first = errors[0]
+        ValueError.__init__(self, "\n".join(str(error) for error in errors))
+        self.path, self.line, self.subject, self.expected, self.got = (
+            first.path, first.line, first.subject, first.expected, first.got)
+        self.errors = tuple(errors)
+
+
+def combine(errors: "list[ConfigError]") -> Optional[ConfigError]:
+    """None for no mistake, the mistake itself for one, ConfigErrors for several (nested ones flattened)."""
+    flat = [inner for error in errors for inner in (error.errors if isinstance(error, ConfigErrors) else (error,))]
+    if not flat:
+        return None
+    return flat[0] if len(flat) == 1 else ConfigErrors(flat)
+
+
 @dataclass(frozen=True)
 class ConfigWarning:
     """Something accepted but probably not meant; printed as `<file>:<line>: <subject>: <message>`."""
@@ -90,6 +110,7 @@ class EnvFile:
     path: str
     entries: tuple[Entry, ...]  # every assignment in file order, repeated keys included
     warnings: tuple[ConfigWarning, ...]
+    errors: tuple[ConfigError, ...] = ()  # lines that do not parse (only when read with strict=False)
 
     @property
     def values(self) -> dict[str, str]:
@@ -107,20 +128,29 @@ class EnvFile:
 
 
 def read_env_file(path: PathLike, base: Optional[Mapping[str, str]] = None,
-                  environ: Optional[Mapping[str, str]] = None, base_label: Optional[str] = None) -> EnvFile:
+                  environ: Optional[Mapping[str, str]] = None, base_label: Optional[str] = None, *,
+                  strict: bool = True) -> EnvFile:
     """Parse a file (see the module docstring). `base_label` names `base` in warnings, e.g. a system.env path.
 
-    `environ` defaults to os.environ; pass {} to expand from the files alone.
+    `environ` defaults to os.environ; pass {} to expand from the files alone. Every line that does not parse is
+    found; `strict` raises them (ConfigErrors for several), otherwise they are left in `EnvFile.errors`.
     """
-    return parse_env_text(Path(path).read_text(encoding="utf-8"), path, base, environ, base_label)
+    return parse_env_text(Path(path).read_text(encoding="utf-8"), path, base, environ, base_label, strict=strict)
 
 
 def parse_env_text(text: str, path: PathLike = "<text>", base: Optional[Mapping[str, str]] = None,
-                   environ: Optional[Mapping[str, str]] = None, base_label: Optional[str] = None) -> EnvFile:
+                   environ: Optional[Mapping[str, str]] = None, base_label: Optional[str] = None, *,
+                   strict: bool = True) -> EnvFile:
     parser = _Parser(str(path), base or {}, os.environ if environ is None else environ, base_label)
+    errors = []
     for number, line in enumerate(text.splitlines(), start=1):
-        parser.line(number, line)
-    return parser.finish()
+        try:
+            parser.line(number, line)
+        except ConfigError as error:
+            errors.append(error)
+    if strict and errors:
+        raise combine(errors)
+    return replace(parser.finish(), errors=tuple(errors))
 
 
 def format_value(value: str) -> str:

@@ -6,11 +6,13 @@ import json
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Mapping, Optional
 
-# One place for these paths: cloud-init writes them (cloudinit/), this module reads them.
-SYSTEM_ENV = Path(os.environ.get("DR_SYSTEM_ENV", "/etc/deepracer/system.env"))
-READY_MARKER = Path(os.environ.get("DR_READY_MARKER", "/var/lib/deepracer/ready"))
+from session.config import default_system_env
+
+# cloud-init writes these (cloudinit/), this module reads them; system.env's path belongs to session.config.
+READY_MARKER_VARIABLE = "DR_READY_MARKER"
+DEFAULT_READY_MARKER = "/var/lib/deepracer/ready"
 BOOTSTRAP_LOG = "/var/log/deepracer-bootstrap.log"
 
 
@@ -29,7 +31,18 @@ def read_system_env(path: Path) -> dict[str, str]:
     return dict(read_env_file(path, environ={}).values)
 
 
-def host_state(system_env: Path = SYSTEM_ENV, marker: Path = READY_MARKER) -> HostState:
+def default_ready_marker(environ: Optional[Mapping[str, str]] = None) -> Path:
+    """/var/lib/deepracer/ready, or the file $DR_READY_MARKER names; read when asked, not at import, so that
+    a variable set after the import (a test, a wrapper) counts."""
+    environ = os.environ if environ is None else environ
+    return Path(environ.get(READY_MARKER_VARIABLE) or DEFAULT_READY_MARKER)
+
+
+def host_state(system_env: Optional[Path] = None, marker: Optional[Path] = None) -> HostState:
+    """The first-boot state: `system_env` defaults to session.config's (--system-env, else $DR_SYSTEM_ENV, else
+    /etc/deepracer/system.env), `marker` to default_ready_marker()."""
+    system_env = Path(system_env) if system_env is not None else default_system_env()
+    marker = Path(marker) if marker is not None else default_ready_marker()
     values: dict[str, str] = read_system_env(system_env) if system_env.is_file() else {}
     return HostState(ready=marker.is_file(), system_env=values, system_env_path=str(system_env), log=BOOTSTRAP_LOG)
 

@@ -135,13 +135,13 @@ def idle_check(system: "SystemConfig", *, engine: Optional["Engine"] = None,
     """`deepracer idle-check`: reconcile the run state, decide, remember the activity, power off if due.
     `stop_host` defaults to `power_off`; `warn` to `wall` (a note to logged-in users)."""
     from session.containers import Engine, EngineError
-    from session.host import READY_MARKER
+    from session.host import default_ready_marker
     from session.limits import BACKSTOP_GRACE_S, enforce
     from session.resume import ENDED, RUNNING, TIME_LIMIT, ResumeError, RunStateStore, mark_stopped
 
     engine = engine or Engine()
     store = store or RunStateStore()
-    marker = ready_marker or READY_MARKER
+    marker = ready_marker or default_ready_marker()
     moment = now or datetime.now(timezone.utc)
     try:
         state = store.read()  # before the containers: a run `train` records meanwhile has its containers listed

@@ -68,13 +68,22 @@ def plan_increment(run: RunConfig, storage: Optional[Storage], *, checkpoint: st
 
 
 def increment(run_env: Path, run: RunConfig, storage: Optional[Storage], *, checkpoint: str = "last",
-              prefix: Optional[str] = None) -> Increment:
-    if checkpoint not in ("last", "best") and not checkpoint.isdigit():
-        raise IncrementError(f"--checkpoint: expected last, best or a checkpoint number, got '{checkpoint}'")
+              prefix: Optional[str] = None, pretrained_prefix: Optional[str] = None) -> Increment:
+    """`pretrained_prefix`: start from that model (e.g. one checkpoint exported on its own) instead of the
+    current one, which still gives the new prefix its serial."""
+    if checkpoint not in ("last", "best"):
+        # simapp 6.0.4 honours best, else last (bundle/markov/training_worker.py): a number would be ignored.
+        old = run.local_s3_model_prefix
+        number = checkpoint if checkpoint.isdigit() else "N"
+        raise IncrementError(f"--checkpoint: expected last or best (the simulator starts from no other), got "
+                             f"'{checkpoint}'; to continue from checkpoint {number}: `deepracer models export {old} "
+                             f"--checkpoint {number} --to s3://BUCKET/{old}-checkpoint-{number}`, then set "
+                             f"DR_LOCAL_S3_PRETRAINED_PREFIX={old}-checkpoint-{number} and "
+                             f"DR_LOCAL_S3_PRETRAINED_CHECKPOINT=last")
     old, new = plan_increment(run, storage, checkpoint=checkpoint, prefix=prefix)
     backup = rewrite_env_file(run_env, {
         "DR_LOCAL_S3_PRETRAINED": "True",
-        "DR_LOCAL_S3_PRETRAINED_PREFIX": old,
+        "DR_LOCAL_S3_PRETRAINED_PREFIX": pretrained_prefix or old,
         "DR_LOCAL_S3_PRETRAINED_CHECKPOINT": checkpoint,
         "DR_LOCAL_S3_MODEL_PREFIX": new,
     })

@@ -14,7 +14,11 @@ episodes (of the evaluation episodes when nothing was trained), exactly: `episod
   beside the training numbers; and the only numbers when no step was traced (`"from": "metrics"`);
 - the track: `--track`, else WORLD_NAME (with TRACK_DIRECTION_CLOCKWISE) of a training_params YAML, else the
   params a simulation log prints when it starts, else a guess among the route files from the traced track
-  length and the car's path. Without a route file the path is drawn without borders and a note says why.
+  length and the car's path. Without a route file the path is drawn without borders and a note says why; with
+  only another variant's route (`_cw`/`_ccw`/base), that route is moved into the world's frame
+  (session.tracks.frame_shift) and drawn if the path fits it;
+- the run: the model prefix (and bucket) its training_params YAML or simulation logs name. Sources of two
+  different runs are a ReportError, not one report.
 Lines the loader could not read are counted (`problems`), never fatal; no trace data at all is a ReportError.
 """
 
@@ -28,6 +32,8 @@ import tarfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Optional, Sequence, Union
+
+from session.evaluation import CLONE_SUFFIX
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -45,17 +51,33 @@ GENERATOR = "deepracer-cloud report"  # in every index.html we write: a folder h
 JSON_NAME = "report.json"
 HTML_NAME = "index.html"
 HEAD_BYTES = 2 << 20  # of a log, searched for the params the simulator prints when it starts
+GUESS_SHARE = 0.9  # of the car's positions on a route's road, for the route to be guessed as the track
+FIT_SHARE = 0.5  # ... for another variant's route to be drawn (a route in another frame holds next to none)
 
 TRAINING, EVALUATION = "training", "evaluation"
 _PARAMS = re.compile(r"(^|/)training_params(_\d+)?\.ya?ml$", re.IGNORECASE)
 _WORKER_SUFFIX = re.compile(r"_(\d+)\.json$", re.IGNORECASE)
 _ARCHIVES = (".tar.gz", ".tgz", ".tar", ".tar.bz2", ".tar.xz")
+# `archive.tar.gz:` before a member's name; file names keep their own colons (DRoA's start times: 08:23:21.847Z).
+_ARCHIVE_MEMBER = re.compile(r"^.*?\.(?:tar\.gz|tgz|tar\.bz2|tar\.xz|tar):", re.IGNORECASE)
 # How a simulation log names its track, most reliable first: the params dict after the simulator appended the
 # direction, the ROS 1 parameter dump, the line before the dict, an environment dump.
 _WORLD_PATTERNS = (re.compile(rb"""['"]WORLD_NAME['"]\s*:\s*['"]([\w.-]+)['"]"""),
                    re.compile(rb"/WORLD_NAME:\s*([\w.-]+)"),
                    re.compile(rb"World name passed in YAML:\s*([\w.-]+)"),
                    re.compile(rb"\bWORLD_NAME=([\w.-]+)"))
+
+# The run a simulation log or a training params YAML belongs to: the model prefix the simulator trains into
+# (training) or evaluates (evaluation), with its bucket; as a params dict (values in lists for multi-agent
+# races) or an environment dump.
+_RUN_KEYS = (("SAGEMAKER_SHARED_S3_BUCKET", "SAGEMAKER_SHARED_S3_PREFIX"), ("MODEL_S3_BUCKET", "MODEL_S3_PREFIX"))
+
+
+def _log_value(key: str) -> "re.Pattern[bytes]":
+    return re.compile(rb"""['"]%s['"]\s*:\s*\[?\s*['"]([^'"\s]*)['"]|\b%s=(\S+)""" % (key.encode(), key.encode()))
+
+
+_RUN_PATTERNS = tuple((_log_value(bucket), _log_value(prefix)) for bucket, prefix in _RUN_KEYS)
 
 
 class ReportError(Exception):
@@ -77,11 +99,36 @@ class TrackChoice:
         """Where the name came from, for people: `--track`, `guessed ...`, `from <file name>`."""
         if not self.origin or self.origin == "--track" or self.origin.startswith("guessed"):
             return self.origin
-        return "from " + re.split(r"[/:]", self.origin)[-1]
+        return "from " + _ARCHIVE_MEMBER.sub("", self.origin).rsplit("/", 1)[-1]
 
     def as_json(self) -> dict[str, Any]:
         return {"name": self.name, "origin": self.origin or None, "drawn": self.track.name if self.track else None,
                 "note": self.note or None}
+
+
+@dataclass(frozen=True)
+class RunId:
+    """Which run a source's steps come from: its model prefix, and the bucket when the source says it."""
+
+    prefix: str
+    bucket: Optional[str] = None
+
+    def same_as(self, other: "RunId") -> bool:
+        return self.prefix == other.prefix and (self.bucket is None or other.bucket is None
+                                                or self.bucket == other.bucket)
+
+    def __str__(self) -> str:
+        return f"s3://{self.bucket}/{self.prefix}" if self.bucket else self.prefix
+
+
+def run_id(bucket: Optional[str], prefix: Optional[str]) -> Optional[RunId]:
+    """A RunId, or None without a prefix. `evaluate --clone` evaluates a copy under <prefix>-E: the same run."""
+    prefix = (prefix or "").strip().strip("/")
+    if not prefix:
+        return None
+    if prefix.endswith(CLONE_SUFFIX) and len(prefix) > len(CLONE_SUFFIX):
+        prefix = prefix[:-len(CLONE_SUFFIX)]
+    return RunId(prefix, (bucket or "").strip() or None)
 
 
 @dataclass(frozen=True)
@@ -146,14 +193,15 @@ def build(sources: Union["Source", Sequence["Source"]], *, track: Optional[str] 
     if pair or isinstance(sources, (str, Path)) or not isinstance(sources, Sequence):
         sources = [sources]  # type: ignore[list-item]
     sources = list(sources)  # type: ignore[arg-type]
-    try:
-        trace = load(sources)
-    except AnalysisError as error:
-        raise ReportError(str(error)) from None
     labels = [_label(source) for source in sources]
     side = _Side()
     for source, label in zip(sources, labels):
         _scan(source, label, side)
+    _one_run(side.runs)
+    try:
+        trace = load(sources)
+    except AnalysisError as error:
+        raise ReportError(str(error)) from None
     notes = [*trace.notes, *side.notes]
     if len(sources) > 1:
         notes.append(f"{len(sources)} sources: their episodes are counted together, iteration by iteration number")
@@ -241,16 +289,14 @@ def choose_track(library: Optional["TrackLibrary"], *, explicit: Optional[str] =
         if library is None:
             return TrackChoice(name, origin, None, f"track {name}: no track files (--tracks DIR, DR_TRACKS_DIR or "
                                                    f"{_host_tracks()}); the path is drawn without borders")
-        variants = library.directions(name)
-        for candidate in (name, variants.get(""), variants.get("ccw"), variants.get("cw")):
-            if candidate and candidate in library:
-                try:
-                    drawn = library.load(candidate)
-                except TrackError as error:
-                    return TrackChoice(name, origin, None, f"track {name}: {error}; the path is drawn without borders")
-                note = "" if candidate == name else (f"track {name}: no route file of that name; borders drawn from "
-                                                     f"{candidate}, the same layout")
-                return TrackChoice(name, origin, drawn, note)
+        for candidate in _variants(library, name):
+            try:
+                drawn = library.load(candidate)
+            except TrackError as error:
+                return TrackChoice(name, origin, None, f"track {name}: {error}; the path is drawn without borders")
+            if candidate == name:
+                return TrackChoice(name, origin, drawn)
+            return _fallback(name, origin, drawn, steps)
         return TrackChoice(name, origin, None, f"track {name}: no route file {name}.npy in {library.directory}; the "
                                                "path is drawn without borders")
     if steps is None or not len(steps):
@@ -269,6 +315,47 @@ def choose_track(library: Optional["TrackLibrary"], *, explicit: Optional[str] =
                        f"set it)")
 
 
+def _variants(library: "TrackLibrary", name: str) -> list[str]:
+    """The route files that can draw world `name`, best first: its own; for a directional world the other
+    direction (routes in the same frame), then the base; for a base world its counter-clockwise, then its
+    clockwise route."""
+    from session.tracks import split_direction
+
+    variants = library.directions(name)
+    direction = split_direction(name)[1]
+    order = ["cw" if direction == "ccw" else "ccw", ""] if direction else ["ccw", "cw"]
+    return [candidate for candidate in (name, *(variants.get(key) for key in order))
+            if candidate and candidate in library]
+
+
+def _fallback(name: str, origin: str, drawn: "Track", steps: Optional["pd.DataFrame"]) -> TrackChoice:
+    """Another variant's route drawn for world `name`, moved into that world's frame (session.tracks.frame_shift)
+    and checked against the path: a route the path does not fit is not drawn."""
+    from session.tracks import frame_shift
+
+    note = f"track {name}: no route file of that name; borders drawn from {drawn.name}, the same layout"
+    shift = frame_shift(drawn, name)
+    if shift is not None and shift != (0.0, 0.0):
+        drawn = drawn.moved(*shift)
+        note += f", moved by ({shift[0]:+.2f}, {shift[1]:+.2f}) m to where {name} lies"
+    share = _share_on_road(drawn, steps)
+    if share is not None and share < FIT_SHARE:
+        return TrackChoice(name, origin, None, f"track {name}: no route file of that name, and the path does not fit "
+                                               f"the borders of {drawn.name} ({share:.0%} of it on the road); the "
+                                               f"path is drawn without borders")
+    return TrackChoice(name, origin, drawn, note)
+
+
+def _share_on_road(track: "Track", steps: Optional["pd.DataFrame"], sample: int = 200) -> Optional[float]:
+    """The share of a sample of the car's positions that lies on the road of `track`; None without steps."""
+    if steps is None or not len(steps):
+        return None
+    index = sorted({int(i) for i in _spread(len(steps), sample)})
+    points = list(zip(steps["x"].to_numpy()[index].tolist(), steps["y"].to_numpy()[index].tolist()))
+    view = track.view()
+    return sum(view.on_road(p) for p in points) / len(points)
+
+
 def guess_track(library: "TrackLibrary", steps: Optional["pd.DataFrame"], *,
                 sample: int = 200) -> Optional[tuple["Track", float]]:
     """The route file whose centre line is as long as the traced `track_len` (within 1 %) and whose road holds
@@ -278,8 +365,6 @@ def guess_track(library: "TrackLibrary", steps: Optional["pd.DataFrame"], *,
     if steps is None or not len(steps) or steps["track_len"].isna().all():
         return None
     length = float(steps["track_len"].median())
-    index = sorted({int(i) for i in _spread(len(steps), sample)})
-    points = list(zip(steps["x"].to_numpy()[index].tolist(), steps["y"].to_numpy()[index].tolist()))
     best: Optional[tuple[float, str]] = None
     try:
         names = library.names()
@@ -293,9 +378,8 @@ def guess_track(library: "TrackLibrary", steps: Optional["pd.DataFrame"], *,
         centre = track.centre
         if abs(sum(math.dist(a, b) for a, b in zip(centre, centre[1:])) - length) > max(0.05, 0.01 * length):
             continue
-        view = track.view()
-        inside = sum(view.on_road(p) for p in points) / len(points)
-        if inside >= 0.9 and (best is None or inside > best[0]):
+        inside = _share_on_road(track, steps, sample) or 0.0
+        if inside >= GUESS_SHARE and (best is None or inside > best[0]):
             best = (inside, name)
     return (library.load(best[1]), length) if best else None
 
@@ -311,23 +395,55 @@ def world_from_log(head: bytes) -> Optional[tuple[str, None]]:
     return None
 
 
+def run_from_log(head: bytes) -> Optional[RunId]:
+    """The run of a simulation log, from the params it prints when it starts (None when it prints none)."""
+    for bucket_pattern, prefix_pattern in _RUN_PATTERNS:
+        prefix = prefix_pattern.search(head)
+        if prefix:
+            bucket = bucket_pattern.search(head)
+            return run_id(_value(bucket) if bucket else None, _value(prefix))
+    return None
+
+
+def _value(match: "re.Match[bytes]") -> str:
+    """The value a _RUN_PATTERNS match found, in whichever of its two forms."""
+    return next(group for group in match.groups() if group is not None).decode(errors="replace")
+
+
+def run_from_params(data: bytes) -> Optional[RunId]:
+    """The run a training (or evaluation) params YAML writes to; None when it names none."""
+    document = _yaml(data)
+    for bucket_key, prefix_key in _RUN_KEYS:
+        prefix, bucket = _first(document.get(prefix_key)), _first(document.get(bucket_key))
+        if isinstance(prefix, str) and prefix.strip():
+            return run_id(bucket if isinstance(bucket, str) else None, prefix)
+    return None
+
+
 def world_from_params(data: bytes) -> Optional[tuple[str, Optional[bool]]]:
     """(WORLD_NAME, TRACK_DIRECTION_CLOCKWISE or None) of a training_params YAML; None when it names none."""
+    document = _yaml(data)
+    name = _first(document.get("WORLD_NAME"))
+    if not isinstance(name, str) or not name.strip():
+        return None
+    clockwise = document.get("TRACK_DIRECTION_CLOCKWISE")
+    return name.strip(), (None if clockwise is None else _truth(str(clockwise)))
+
+
+def _yaml(data: bytes) -> dict[str, Any]:
+    """A params YAML as a dict ({} when it is not one)."""
     import yaml
 
     try:
         document = yaml.safe_load(data)
     except (yaml.YAMLError, UnicodeDecodeError):
-        return None
-    if not isinstance(document, dict):
-        return None
-    name = document.get("WORLD_NAME")
-    if isinstance(name, list) and name:
-        name = name[0]
-    if not isinstance(name, str) or not name.strip():
-        return None
-    clockwise = document.get("TRACK_DIRECTION_CLOCKWISE")
-    return name.strip(), (None if clockwise is None else _truth(str(clockwise)))
+        return {}
+    return document if isinstance(document, dict) else {}
+
+
+def _first(value: Any) -> Any:
+    """A params value: multi-agent races give one per car, in a list; the first is the agent's."""
+    return value[0] if isinstance(value, list) and value else value
 
 
 # --- what the sources hold beside the steps ----------------------------------------------------------------------
@@ -336,6 +452,7 @@ def world_from_params(data: bytes) -> Optional[tuple[str, Optional[bool]]]:
 @dataclass
 class _Side:
     world: Optional[tuple[str, Optional[bool], str]] = None
+    runs: list[tuple[str, Optional[RunId]]] = field(default_factory=list)  # (source label, its run) per source
     metrics: list[MetricsRun] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
@@ -349,19 +466,42 @@ class _File:
 
 
 def _scan(source: "Source", label: str, side: _Side) -> None:
-    """Training params, training metrics and the heads of logs of one source into `side`."""
+    """Training params, training metrics and the heads of logs of one source into `side`: the track (from the
+    first source that names one) and the run of every source."""
+    from session.analysis.sources import StoragePrefix
+
     files = list(_side_files(source, side))
-    if side.world is None:
-        params = sorted((f for f in files if f.kind == "params"),
-                        key=lambda f: (f.rel.count("/"), not f.rel.lower().endswith("training_params.yaml"), f.rel))
-        logs = [f for f in files if f.kind == "log"]
-        for file in [*params, *sorted(logs, key=lambda f: ("sagemaker" in f.rel or "-training" in f.rel, f.rel))]:
-            found = _read_quietly(file, side)
-            world = found and (world_from_params(found) if file.kind == "params" else world_from_log(found))
+    params = sorted((f for f in files if f.kind == "params"),
+                    key=lambda f: (f.rel.count("/"), not f.rel.lower().endswith("training_params.yaml"), f.rel))
+    logs = [f for f in files if f.kind == "log"]
+    run: Optional[RunId] = None
+    for file in [*params, *sorted(logs, key=lambda f: ("sagemaker" in f.rel or "-training" in f.rel, f.rel))]:
+        if side.world is not None and run is not None:
+            break
+        found = _read_quietly(file, side)
+        if not found:
+            continue
+        if side.world is None:
+            world = world_from_params(found) if file.kind == "params" else world_from_log(found)
             if world:
                 side.world = (*world, file.name)
-                break
+        if run is None:
+            run = run_from_params(found) if file.kind == "params" else run_from_log(found)
+    if run is None and isinstance(source, StoragePrefix):
+        run = run_id(source.storage.bucket, source.prefix)  # nothing in it says otherwise: where it lies
+    side.runs.append((label, run))
     _read_metrics(label, [f for f in files if f.kind == "metrics"], side)
+
+
+def _one_run(runs: Sequence[tuple[str, Optional[RunId]]]) -> None:
+    """Sources of two different runs are refused (their episodes would be counted as one run's); parts of one
+    run (each worker's log, its training and its evaluations) and sources that do not say are read together."""
+    known = [(label, run) for label, run in runs if run is not None]
+    for label, run in known[1:]:
+        first_label, first = known[0]
+        if not run.same_as(first):
+            raise ReportError(f"report: {first_label} and {label} are different runs ({first} and {run}); report "
+                              f"them one at a time")
 
 
 def _read_metrics(label: str, files: list[_File], side: _Side) -> None:
@@ -485,9 +625,13 @@ def _storage_head(storage: "Storage", key: str) -> bytes:
 
 
 def resolve_sources(names: Sequence[str], storage: Callable[[], "Storage"]) -> list["Source"]:
-    """Local files and folders as they are; anything else is a model prefix in the working bucket (`PREFIX` or
-    `s3://<bucket>/PREFIX`), opened through `storage()` only when one is named."""
+    """Local files and folders as they are; `s3://<bucket>/PREFIX` and any other name that is not a local path
+    are model prefixes in the working bucket, opened through `storage()` (which reads system.env) only then.
+    A name is a local path when it exists, starts with `.`, `/` or `~`, ends in a file extension the report
+    reads, or starts with a folder that exists here."""
     from session.analysis import from_storage
+    from session.envfile import ConfigError
+    from session.storage import StorageError
 
     found: list["Source"] = []
     bucket: Optional["Storage"] = None
@@ -496,10 +640,15 @@ def resolve_sources(names: Sequence[str], storage: Callable[[], "Storage"]) -> l
         if path.exists():
             found.append(path)
             continue
-        if not name.startswith("s3://") and (name.startswith((".", "/", "~")) or name.lower().endswith(
-                (*_ARCHIVES, ".log", ".csv", ".json"))):
-            raise ReportError(f"{name}: no such file or folder")
-        bucket = bucket or storage()
+        missing = f"report: {name}: no such file or folder"
+        if not name.startswith("s3://") and _local_path(name, path):
+            raise ReportError(f"{missing}, and not a model prefix")
+        try:
+            bucket = bucket or storage()
+        except (ConfigError, StorageError) as error:
+            if name.startswith("s3://"):
+                raise
+            raise ReportError(f"{missing}; no bucket to look for a model prefix in: {error}") from None
         prefix = name
         if name.startswith("s3://"):
             named, _, prefix = name[len("s3://"):].partition("/")
@@ -511,6 +660,13 @@ def resolve_sources(names: Sequence[str], storage: Callable[[], "Storage"]) -> l
             raise ReportError(f"{name}: not a local file or folder, and {bucket.url(prefix + '/')} holds nothing")
         found.append(from_storage(bucket, prefix))
     return found
+
+
+def _local_path(name: str, path: Path) -> bool:
+    """Whether a name that does not exist can only mean a local path (a model prefix has none of these)."""
+    if name.startswith((".", "/", "~")) or name.lower().endswith((*_ARCHIVES, ".log", ".csv", ".json", ".txt")):
+        return True
+    return "/" in name.rstrip("/") and Path(name.split("/", 1)[0]).expanduser().exists()
 
 
 # --- output --------------------------------------------------------------------------------------------------------

@@ -416,7 +416,8 @@ def _resume_claimed(store: RunStateStore, state: RunState, host_factory: HostFac
     from session.increment import increment
     from session.training import start_training
 
-    step = increment(Path(state.run_env), host.run, storage, checkpoint=str(checkpoint.number))
+    base = _checkpoint_as_last(storage, state.prefix, checkpoint, now())
+    step = increment(Path(state.run_env), host.run, storage, checkpoint="last", pretrained_prefix=base)
     say(f"resuming {state.prefix} as {step.new_prefix}, from checkpoint {checkpoint.name} ({state.run_env} "
         f"rewritten" + (f"; backup {step.backup})" if step.backup else ")"))
     try:
@@ -441,6 +442,23 @@ def _resume_claimed(store: RunStateStore, state: RunState, host_factory: HostFac
     message = f"training {step.new_prefix}, continued from {checkpoint.url}"
     say(message)
     return ResumeResult(True, message, new, step)
+
+
+def _checkpoint_as_last(storage: "Storage", prefix: str, checkpoint: StoredCheckpoint, now: datetime) -> str:
+    """A pretrained base whose `last` checkpoint is `checkpoint`; returns its prefix.
+
+    The simulator starts only from a model's best or last checkpoint as deepracer_checkpoints.json names them
+    (simapp 6.0.4 bundle/markov/training_worker.py), and the interrupted model's last may be older than its
+    newest complete checkpoint (rollout worker 0 names it after evaluating). So the model's checkpoints are
+    copied server-side into a prefix of resume's own, `<prefix>-checkpoint-<n>` (re-written on a retry), with
+    a deepracer_checkpoints.json and .coach_checkpoint naming `checkpoint`; the interrupted model is only read.
+    """
+    base = f"{prefix}-checkpoint-{checkpoint.number}"
+    storage.copy_prefix(f"{prefix}/model", storage.bucket, f"{base}/model", overwrite=True)
+    entry = {"name": checkpoint.name, "time_stamp": now.timestamp(), "avg_eval_metric": 0.0}
+    storage.put_text(f"{base}/model/.coach_checkpoint", checkpoint.name)
+    storage.put_json(f"{base}/model/deepracer_checkpoints.json", {"best_checkpoint": entry, "last_checkpoint": entry})
+    return base
 
 
 def _nothing(say: Say, message: str, state: Optional[RunState] = None) -> ResumeResult:

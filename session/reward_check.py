@@ -1,13 +1,18 @@
 """Checks of a reward function before GPU time is spent on it.
 
 Two stages. Static (nothing of the user's runs): the file reads and compiles, defines a top-level
-`reward_function(params)`, imports only what the DeepRacer validator allows, reads only keys that `params` has.
+`reward_function(params)`, imports only modules the simulator image has, reads only keys that `params` has.
 Then a dry run in a separate Python process with a time limit: the module is imported once, as the simulator
 does, and `reward_function` is called hundreds of times with params built from a real track exactly as the
 simulator builds them (types included: `steps` a float, `waypoints` a list of tuples, ...), along and off the
 centre line, in both directions, to the finish, off track and (with objects) crashed. The simulator converts
 each result with `float()` and stops training on an exception, NaN, ±inf or a value outside [-1e5, 1e5]
 (FORMATS.md §1.1); so do we.
+
+An error means "this breaks training". What only the retired DeepRacer console or DeepRacer on AWS refuses (its
+validator's module allow-list, forbidden calls and words) is a warning naming that rule: the simulator imports the
+file with no such rule (simapp 6.0.4 bundle/markov/boto/s3/files/reward_function.py, `get_reward_function`:
+a plain `__import__`), so the dry run still runs after such a warning.
 """
 
 from __future__ import annotations
@@ -30,8 +35,26 @@ from typing import Any, Dict, List, Optional, Tuple, Union
 from session.problems import Problem
 from session.tracks import Point, Track, TrackView, inside_ring
 
+# The console/DRoA validator's allow-list (simapp 6.0.4 docker/files/ml-code/reward_func_validator/constants.py,
+# ALLOWLIST_IMPORTS); the training simulator does not apply it.
 ALLOWED_MODULES = ("math", "random", "numpy", "scipy", "shapely")
+# Third-party import names the simulator's Python has: simapp 6.0.4 bundle/configs/environment.yml (the
+# sagemaker_env conda environment, Python 3.12) and what those packages bring. The standard library comes on top.
+IMAGE_MODULES = ALLOWED_MODULES + (
+    "cv2", "annoy", "PIL", "matplotlib", "pandas", "OpenGL", "skimage", "boto3", "botocore", "minio", "cryptography",
+    "kubernetes", "bokeh", "rl_coach", "retrying", "eventlet", "flask", "gevent", "gunicorn", "h5py", "pytest",
+    "tensorflow", "tensorflow_probability", "google", "pyparsing", "requests", "urllib3", "docutils", "rospkg",
+    "yaml", "pytz", "dateutil", "kiwisolver", "pluggy", "em", "jsonschema", "typeguard", "lark", "catkin_pkg",
+    "telegraf", "argcomplete", "pygame", "setuptools", "pkg_resources", "markov",
+    # ... and what those bring with them (tensorflow, scikit-image, matplotlib, flask, boto3)
+    "keras", "absl", "ml_dtypes", "opt_einsum", "gast", "wrapt", "termcolor", "flatbuffers", "tensorboard",
+    "grpc", "tree", "cloudpickle", "decorator", "six", "packaging", "networkx", "imageio", "tifffile",
+    "lazy_loader", "contourpy", "cycler", "fontTools", "tzdata", "jinja2", "markupsafe", "werkzeug", "click",
+    "itsdangerous", "blinker", "greenlet", "certifi", "idna", "charset_normalizer", "s3transfer", "jmespath")
+# Standard-library modules Python 3.12 (the simulator's) no longer has.
+REMOVED_IN_SIMULATOR_PYTHON = ("asynchat", "asyncore", "distutils", "imp", "smtpd")
 FORBIDDEN_CALLS = ("open", "exec", "eval", "compile", "input", "__import__")
+_CONSOLE_RULE = "the DeepRacer console and DeepRacer on AWS refuse that (the simulator runs it)"
 # The console/DRoA validator rejects any source containing these, even inside comments or longer names.
 VALIDATOR_BANNED_WORDS = ("__import__", "fromfile", "genfromtxt", "loadtxt", "tofile", "savez", "savetxt",
                           "memmap", "load", "save")
@@ -127,28 +150,42 @@ def _check_imports_and_calls(name: str, tree: ast.Module) -> List[Problem]:
             modules = [alias.name for alias in node.names]
         elif isinstance(node, ast.ImportFrom):
             if node.level:
-                problems.append(Problem(name, f"line {node.lineno}", "relative import; the simulator loads the "
-                                        f"file on its own (allowed modules: {allowed})"))
+                problems.append(Problem(name, f"line {node.lineno}", "relative import; the simulator downloads "
+                                        "the reward function alone, so there is nothing beside it to import"))
             elif node.module != "__future__":
                 modules = [node.module or ""]
         for module in modules:
-            top = module.split(".")[0]
-            if top not in ALLOWED_MODULES:
-                problems.append(Problem(name, f"line {node.lineno}", f"imports {module}; the DeepRacer validator "
-                                        f"allows only {allowed}"))
-            elif nested:
-                problems.append(Problem(name, f"line {node.lineno}", f"imports {module} inside a function; the "
-                                        f"DeepRacer validator rejects that: import it at the top of the file",
-                                        "warning"))
+            problem = _import_problem(name, node.lineno, module, nested, allowed)
+            if problem is not None:
+                problems.append(problem)
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in FORBIDDEN_CALLS:
-            problems.append(Problem(name, f"line {node.lineno}", f"calls {node.func.id}(); the DeepRacer "
-                                    f"validator forbids {', '.join(FORBIDDEN_CALLS)}"))
+            problems.append(Problem(name, f"line {node.lineno}", f"calls {node.func.id}(); the console/DRoA "
+                                    f"validator forbids {', '.join(FORBIDDEN_CALLS)}: {_CONSOLE_RULE}",
+                                    "warning"))
         inner = nested or isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef))
         for child in ast.iter_child_nodes(node):
             visit(child, inner)
 
     visit(tree, False)
     return problems
+
+
+def _import_problem(name: str, line: int, module: str, nested: bool, allowed: str) -> Optional[Problem]:
+    """An error only for a module the simulator's Python cannot import; the console's rules are warnings."""
+    top = module.split(".")[0]
+    where = f"line {line}"
+    if top in REMOVED_IN_SIMULATOR_PYTHON:
+        return Problem(name, where, f"imports {module}, which Python 3.12 (the simulator's) no longer has")
+    if top not in IMAGE_MODULES and top not in sys.stdlib_module_names:
+        return Problem(name, where, f"imports {module}, which the simulator image does not have (its Python has "
+                                    f"the standard library, {allowed} and the simulator's own packages)")
+    if top not in ALLOWED_MODULES:
+        return Problem(name, where, f"imports {module}; the DeepRacer console and DeepRacer on AWS allow only "
+                                    f"{allowed} (the simulator imports any module it has)", "warning")
+    if nested:
+        return Problem(name, where, f"imports {module} inside a function; {_CONSOLE_RULE}: import it at the top "
+                                    f"of the file", "warning")
+    return None
 
 
 def _find_reward_function(name: str, tree: ast.Module) -> Tuple[Optional[ast.FunctionDef], List[Problem]]:
@@ -638,7 +675,8 @@ def _run_child(python: str, arguments: List[str], cwd: str, stderr_file: Path, t
     with open(stderr_file, "wb") as stderr:
         # stdout is a pipe the harness never writes to: communicate() returns the moment the child exits
         # (waiting on the process itself would poll).
-        child = subprocess.Popen([python, "-I", "-c", _HARNESS, *arguments], cwd=cwd, env=env,
+        # -B: importing the user's file must not leave __pycache__ in their custom_files folder.
+        child = subprocess.Popen([python, "-I", "-B", "-c", _HARNESS, *arguments], cwd=cwd, env=env,
                                  stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=stderr,
                                  start_new_session=True)
         try:
@@ -681,7 +719,7 @@ def _judge(name: str, cases: ParamCases, events: List[Dict[str, Any]], timed_out
     if imported["error"] is not None:
         error = imported["error"]
         if error["type"] in ("ModuleNotFoundError", "ImportError") and \
-                (error.get("module") or "").split(".")[0] in ALLOWED_MODULES:
+                (error.get("module") or "").split(".")[0] in IMAGE_MODULES:
             return RewardCheck([Problem(name, _line(error), f"not dry-run: this host's Python has no "
                                         f"{error['module']}, which the simulator has; install it here to dry-run "
                                         f"the reward function", "warning")], None)
@@ -738,7 +776,9 @@ def _judge(name: str, cases: ParamCases, events: List[Dict[str, Any]], timed_out
 def _failure_key(call: Dict[str, Any]) -> Tuple[str, ...]:
     error = call["error"]
     if error is not None:
-        return ("exception", error["type"], error["message"], str(error["line"]))
+        # One line raising one type is one fault, whatever the value in the message (KeyError: 121, 125, ...).
+        detail = "" if error["line"] else error["message"]
+        return ("exception", error["type"], detail, str(error["line"]))
     if call["float_error"] is not None:
         return ("not-a-number", call["type"])
     value = call["value"]
@@ -768,7 +808,9 @@ def _failure_problem(name: str, key: Tuple[str, ...], first: Dict[str, Any], sum
     if kind == "exception":
         error = first["error"]
         hint = ""
-        if error["type"] == "KeyError" and error["message"].strip("'\"") not in PARAM_KEYS:
+        # Only a missing string key can be a misspelt params key (KeyError: 121 is some other dict's).
+        if error["type"] == "KeyError" and error["message"][:1] in "'\"" and error["message"] \
+                and error["message"].strip("'\"") not in PARAM_KEYS:
             hint = f"; params has no key {error['message']}{_key_hint(error['message'].strip(chr(39) + chr(34)))}"
         return Problem(name, _line(error), f"reward_function raised {_describe(error)} {summary}{hint}")
     if kind == "not-a-number":

@@ -92,8 +92,8 @@ def run_status(system: "SystemConfig", run: "RunConfig", *, progress: str = "aut
     checked_at = now or datetime.now(timezone.utc)
     timings: dict[str, float] = {}
     with _timed(timings, "host"):
-        state = host_module.host_state(Path(system_env) if system_env is not None else host_module.SYSTEM_ENV,
-                                       Path(ready_marker) if ready_marker is not None else host_module.READY_MARKER)
+        state = host_module.host_state(Path(system_env) if system_env is not None else None,
+                                       Path(ready_marker) if ready_marker is not None else None)
     url = docker_host or os.environ.get("DOCKER_HOST") or DEFAULT_HOST
     with _timed(timings, "docker"):
         containers, engine_error = _containers(url, system, run)

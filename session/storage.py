@@ -40,6 +40,10 @@ MAX_COPY_SIZE = 5 * 1024 ** 3  # CopyObject's limit
 _DELETE_BATCH = 1000  # DeleteObjects' limit
 _PARALLEL_FILES = 8
 _TEMP_MARK = ".deepracer-part"  # in names of partial downloads; never synced
+# Python's bytecode caches: what the user's Python (an editor, a test run) left beside their files is never
+# synced either way (the simulator compiles the reward function itself; an older version's upload may have put
+# some in the bucket).
+NEVER_SYNCED = ("__pycache__/*", "*/__pycache__/*", "*.pyc", "*.pyo")
 
 _T = TypeVar("_T")
 
@@ -281,14 +285,15 @@ class Storage:
         """Make the folder `prefix` hold the files of `local_dir`: upload new and changed files.
 
         Objects only in the bucket stay unless `delete`. `exclude`: glob patterns matched against the relative
-        path and the file name. `on_total` gets the number of bytes to upload before the first byte moves.
+        path and the file name, besides NEVER_SYNCED (bytecode caches). `on_total` gets the number of bytes to
+        upload before the first byte moves.
         A dry run compares and moves nothing; its `target_only` is what `delete` would remove.
         """
         root = Path(local_dir)
         if not root.is_dir():
             raise StorageError(f"local folder {root} does not exist (nothing to upload)", code="NoLocalFolder")
         folder = _folder(prefix)
-        local = _local_files(root, exclude)
+        local = _local_files(root, (*exclude, *NEVER_SYNCED))
         remote = {_relative(info.key, folder): info for info in self._list(self.bucket, folder)
                   if not info.key.endswith("/")}
         result = SyncResult(source=str(root), target=self.url(folder), dry_run=dry_run)
@@ -328,6 +333,7 @@ class Storage:
         """
         root = Path(local_dir)
         folder = _folder(prefix)
+        exclude = (*exclude, *NEVER_SYNCED)
         remote: dict[str, ObjectInfo] = {}
         for info in self._list(self.bucket, folder):
             if info.key.endswith("/"):

@@ -29,6 +29,7 @@ COUNTER_CLOCKWISE_SUFFIX = "_ccw"
 _NPY_MAGIC = b"\x93NUMPY"
 _NPY_DTYPES = {"f8": "d", "f4": "f"}
 _CHUNK = 8
+CENTRED_WITHIN = 0.5  # metres: a route whose box centre is this close to the origin is centred on it
 
 
 class TrackError(Exception):
@@ -410,6 +411,18 @@ class Track:
         """Centre-line length in metres (`params['track_length']`)."""
         return self.view().length
 
+    @property
+    def bounds_centre(self) -> Point:
+        """The centre of the box around the centre line and both borders."""
+        xs = [v for r in self.rows for v in r[0::2]]
+        ys = [v for r in self.rows for v in r[1::2]]
+        return ((min(xs) + max(xs)) / 2, (min(ys) + max(ys)) / 2)
+
+    def moved(self, dx: float, dy: float) -> "Track":
+        """The same route shifted by (dx, dy) metres."""
+        rows = tuple((r[0] + dx, r[1] + dy, r[2] + dx, r[3] + dy, r[4] + dx, r[5] + dy) for r in self.rows)
+        return Track(name=self.name, rows=rows)
+
     @cached_property
     def widths(self) -> List[float]:
         """`params['track_width']` at every waypoint: the distance between the inner and outer border points
@@ -441,6 +454,24 @@ def split_direction(world_name: str) -> Tuple[str, Optional[str]]:
         if world_name.endswith(suffix) and len(world_name) > len(suffix):
             return world_name[: -len(suffix)], suffix[1:]
     return world_name, None
+
+
+def frame_shift(track: Track, world_name: str) -> Optional[Point]:
+    """How far to move a route file of another variant of `world_name`'s track to lie where that world's own
+    route lies: (0, 0) between variants in one frame, None when the route cannot tell.
+
+    The simulator's `_cw`/`_ccw` routes are their layout centred on the origin (every one of simapp 6.0.4's
+    127 routes, within 0.15 m), and so are most base routes; a few older bases sit elsewhere
+    (reInvent2019_track, reInvent2019_wide and 2022_summit_speedway, by 3 to 5 m). So such a base drawn for a
+    directional world is moved to the origin; a directional route drawn for a base world is in its frame only
+    if that base is centred, which only the base's own file could say."""
+    wanted, drawn = split_direction(world_name)[1], split_direction(track.name)[1]
+    if (wanted is None) == (drawn is None):
+        return (0.0, 0.0)
+    if wanted is not None:
+        cx, cy = track.bounds_centre
+        return (-cx, -cy) if math.hypot(cx, cy) > CENTRED_WITHIN else (0.0, 0.0)
+    return None
 
 
 class TrackLibrary:

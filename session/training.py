@@ -83,7 +83,10 @@ def _check_pretrained(host: Host) -> None:
 
 def check_pretrained(run: RunConfig, storage: Storage) -> None:
     """The model to start from must hold the checkpoint asked for, with all its files: the simulator would
-    only fail on it once the containers run. Raises TrainingError naming the setting (also `validate`'s check)."""
+    only fail on it once the containers run. Raises TrainingError naming the setting (also `validate`'s check).
+
+    The checkpoint is `best` or `last` as deepracer_checkpoints.json names them, the only two the simulator
+    honours (simapp 6.0.4 bundle/markov/training_worker.py; run.env refuses any other value)."""
     if not run.local_s3_pretrained:
         return
     model = f"{run.local_s3_pretrained_prefix}/model/"
@@ -92,25 +95,20 @@ def check_pretrained(run: RunConfig, storage: Storage) -> None:
         raise TrainingError(f"DR_LOCAL_S3_PRETRAINED_PREFIX: expected a model with checkpoints at "
                             f"{storage.url(model)}, got none")
     checkpoint = run.local_s3_pretrained_checkpoint
-    if isinstance(checkpoint, int):
-        stems = {name[:-len(".ckpt.index")] for name in names if name.startswith(f"{checkpoint}_Step-")
-                 and name.endswith(".ckpt.index")}
-        if not stems:
-            raise TrainingError(f"DR_LOCAL_S3_PRETRAINED_CHECKPOINT: expected a checkpoint under "
-                                f"{storage.url(model)}, got {checkpoint} which is not there")
-        stem = sorted(stems)[-1]
-    else:
-        if "deepracer_checkpoints.json" not in names:
-            raise TrainingError(f"DR_LOCAL_S3_PRETRAINED_CHECKPOINT: '{checkpoint}' needs "
-                                f"{storage.url(model)}deepracer_checkpoints.json, which is missing")
-        document = storage.get_json(f"{model}deepracer_checkpoints.json")
-        entry = document.get(f"{checkpoint}_checkpoint") if isinstance(document, dict) else None
-        stem = entry.get("name", "") if isinstance(entry, dict) else ""
-        if stem.endswith(".ckpt"):
-            stem = stem[:-len(".ckpt")]
-        if not stem:
-            raise TrainingError(f"DR_LOCAL_S3_PRETRAINED_CHECKPOINT: expected a {checkpoint}_checkpoint entry in "
-                                f"{storage.url(model)}deepracer_checkpoints.json, got none")
+    if checkpoint not in ("best", "last"):
+        raise TrainingError(f"DR_LOCAL_S3_PRETRAINED_CHECKPOINT: expected best or last (the simulator reads "
+                            f"anything else as last), got '{checkpoint}'")
+    if "deepracer_checkpoints.json" not in names:
+        raise TrainingError(f"DR_LOCAL_S3_PRETRAINED_CHECKPOINT: '{checkpoint}' needs "
+                            f"{storage.url(model)}deepracer_checkpoints.json, which is missing")
+    document = storage.get_json(f"{model}deepracer_checkpoints.json")
+    entry = document.get(f"{checkpoint}_checkpoint") if isinstance(document, dict) else None
+    stem = entry.get("name", "") if isinstance(entry, dict) else ""
+    if stem.endswith(".ckpt"):
+        stem = stem[:-len(".ckpt")]
+    if not stem:
+        raise TrainingError(f"DR_LOCAL_S3_PRETRAINED_CHECKPOINT: expected a {checkpoint}_checkpoint entry in "
+                            f"{storage.url(model)}deepracer_checkpoints.json, got none")
     missing = [f"{stem}.ckpt{suffix}" for suffix in (".index", ".meta", ".data-00000-of-00001")
                if f"{stem}.ckpt{suffix}" not in names]
     if missing:

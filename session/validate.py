@@ -8,13 +8,20 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Optional
 
-from session.config import ConfigError, RunConfig, SystemConfig
+from session.config import MAX_WORKERS, ConfigError, RunConfig, SystemConfig
 from session.problems import Problem
 
 HOST_TRACKS_DIR = "/var/lib/deepracer/tracks"  # where the first boot caches the simulator image's tracks
+
+
+@dataclass(frozen=True)
+class NotChecked(Problem):
+    """A check that could not run (e.g. no track files for the reward dry run): a warning for `validate`, which
+    then does not report success, and an error for `train`, which must not start on an unchecked reward."""
 
 
 def tracks_dir(explicit: Optional[str] = None, environ: Optional[dict] = None) -> Optional[Path]:
@@ -46,8 +53,9 @@ def check_tracks(run: RunConfig, workers: int, directory: Optional[Path]) -> tup
     from session.tracks import TrackLibrary, check_world_name
 
     if directory is None:
-        return [Problem("tracks", "DR_WORLD_NAME", f"warning: no track files (--tracks DIR, DR_TRACKS_DIR or "
-                        f"{HOST_TRACKS_DIR}): world name and reward dry run not checked", "warning")], None
+        return [NotChecked("tracks", "DR_WORLD_NAME", f"no track files (--tracks DIR, DR_TRACKS_DIR or "
+                           f"{HOST_TRACKS_DIR}): the world name and the reward function's dry run were NOT checked",
+                           "warning")], None
     library = TrackLibrary(directory)
     problems: list[Problem] = []
     seen = set()
@@ -98,12 +106,14 @@ def validate(system: SystemConfig, run: RunConfig, custom_files: Path, *, worker
     from session.custom_files_check import check_custom_files
     from session.reward_check import check_reward_function
 
-    workers = workers or system.workers
+    workers = system.workers if workers is None else workers
+    if not 1 <= workers <= MAX_WORKERS:
+        raise ValueError(f"workers must be from 1 to {MAX_WORKERS}, got {workers}")  # the CLI refuses it first
     problems = check_config(run)
     track_problems, track = check_tracks(run, workers, tracks)
     problems += track_problems
     if not custom_files.is_dir():
-        problems.append(Problem(str(custom_files), "custom_files",
+        problems.append(Problem(str(custom_files), "",
                                 "expected a folder with reward_function.py, model_metadata.json and "
                                 "hyperparameters.json (`deepracer init` writes the defaults)"))
         return problems
@@ -118,5 +128,10 @@ def validate(system: SystemConfig, run: RunConfig, custom_files: Path, *, worker
 
 
 def validate_for_training(host, workers: Optional[int] = None) -> list[Problem]:
-    """What `train` checks first (the storage checks that `train` makes itself are left to it)."""
-    return validate(host.system, host.run, host.custom_files, workers=workers, tracks=tracks_dir())
+    """What `train` checks first (the storage checks that `train` makes itself are left to it). A check that
+    could not run is an error here: training must not start on a reward function nobody dry-ran."""
+    problems = validate(host.system, host.run, host.custom_files, workers=workers, tracks=tracks_dir())
+    return [replace(p, severity="error", message=f"{p.message}; `train` does not start without them (the first "
+                                                 f"boot caches the image's tracks there; DR_TRACKS_DIR names "
+                                                 f"another folder)") if isinstance(p, NotChecked) else p
+            for p in problems]

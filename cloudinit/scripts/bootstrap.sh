@@ -109,12 +109,10 @@ install_units() {
 
 step_gpu_runtime() {
   if ! nvidia-smi -L; then
-    # Plain Ubuntu (Azure): Canonical's signed, prebuilt modules for the running kernel load without a reboot.
-    log "no working NVIDIA driver; installing the recommended server driver"
-    apt_install ubuntu-drivers-common
-    ubuntu-drivers install --gpgpu
-    modprobe nvidia || true
-    nvidia-smi -L || { log "the driver needs a reboot: sudo reboot, then sudo $BIN/bootstrap.sh"; return 1; }
+    # The AWS AMI brings its driver; plain Ubuntu (Azure) has none and gets this installer.
+    # shellcheck source=azure/gpu-driver.sh
+    . "$BIN/gpu-driver.sh"
+    install_gpu_driver
   fi
   if ! command -v nvidia-ctk >/dev/null; then
     log "installing the NVIDIA container toolkit"

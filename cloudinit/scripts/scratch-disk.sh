@@ -1,46 +1,46 @@
 #!/usr/bin/env bash
-# Scratch space on /mnt for simulation data, MinIO and logs: the instance-store NVMe when the VM has one
-# (fast, free, wiped on stop), Azure's temp disk (cloud-init mounts it on /mnt itself; wiped on deallocation),
-# otherwise a directory on the root volume. Runs on every boot; safe to rerun.
+# Scratch space on /mnt for simulation data, MinIO and logs, at every boot (a stop wipes what it is on):
+# - Azure: the temp disk, mounted there by cloud-init.
+# - AWS Deep Learning AMI: its dlami-nvme.service stripes the instance-store disks into LVM (vg.01/lv_ephemeral)
+#   mounted on /opt/dlami/nvme; our unit runs after it and binds that to /mnt. Never touching its disks here
+#   keeps two owners from fighting over them at every boot.
+# - other images: the first instance-store disk, formatted if blank. Otherwise the root volume.
 set -euo pipefail
 
-SCRATCH=/mnt
-DLAMI_MOUNT=/opt/dlami/nvme   # where the Deep Learning AMI mounts instance store itself
+SCRATCH=${DR_SCRATCH:-/mnt}  # DR_SCRATCH: tests only
+DLAMI_MOUNT=/opt/dlami/nvme
+LABEL=dr-scratch
 OWNER=${DR_SCRATCH_OWNER:-${DR_HOST_USER:-ubuntu}}
 
 log() { echo "scratch-disk: $*"; }
 
+mounted() { findmnt -rno SOURCE --mountpoint "$1"; }  # the source of a mount point, or fails
+
 instance_store_device() {
-  # EC2 names its local disks by model; EBS volumes report "Amazon Elastic Block Store".
-  local dev model
-  for dev in /sys/block/nvme*n1; do
-    [ -e "$dev/device/model" ] || continue
-    model=$(tr -s ' ' <"$dev/device/model")
-    case "$model" in
-      *"Instance Storage"*) echo "/dev/$(basename "$dev")"; return 0 ;;
-    esac
-  done
-  return 1
+  # EC2 names local disks by model ("Amazon EC2 NVMe Instance Storage"); EBS is "Amazon Elastic Block Store".
+  lsblk -dnpo NAME,MODEL | awk '/Instance Storage/ && !n++ { print $1 }'
 }
 
-if mountpoint -q "$SCRATCH"; then
-  # Azure's temp disk (cloud-init's mounts module), or an earlier run of this script: leave it as it is.
-  log "$SCRATCH is already mounted ($(findmnt -no SOURCE "$SCRATCH"))"
-elif mountpoint -q "$DLAMI_MOUNT"; then
-  mkdir -p "$SCRATCH"
-  mount --bind "$DLAMI_MOUNT" "$SCRATCH"
-  log "bound $DLAMI_MOUNT (instance store mounted by the AMI) to $SCRATCH"
-elif device=$(instance_store_device); then
-  # Format only a disk that has no filesystem: a fresh or wiped instance store, never a disk with data.
-  if [ -z "$(blkid -o value -s TYPE "$device" || true)" ]; then
-    log "formatting blank instance store $device"
-    mkfs.ext4 -q -E nodiscard -L dr-scratch "$device"
+mkdir -p "$SCRATCH"
+if from=$(mounted "$SCRATCH"); then
+  log "$SCRATCH is already mounted ($from)"
+elif systemctl cat dlami-nvme.service >/dev/null 2>&1; then
+  if from=$(mounted "$DLAMI_MOUNT"); then
+    mount --bind "$DLAMI_MOUNT" "$SCRATCH"
+    log "bound $DLAMI_MOUNT ($from, the AMI's instance store) to $SCRATCH"
+  else
+    log "the AMI mounted no instance store: $SCRATCH is on the root volume"
   fi
-  mkdir -p "$SCRATCH"
-  mount -o defaults,noatime,discard "$device" "$SCRATCH"
-  log "mounted instance store $device on $SCRATCH"
+elif device=$(instance_store_device) && [ -n "$device" ]; then
+  # Formats only a blank disk and mounts only our own filesystem: never someone else's data.
+  [ -n "$(blkid -o value -s TYPE "$device" || true)" ] || mkfs.ext4 -q -E nodiscard -L "$LABEL" "$device"
+  if [ "$(blkid -o value -s LABEL "$device" || true)" = "$LABEL" ]; then
+    mount -o defaults,noatime,discard "$device" "$SCRATCH"
+    log "mounted instance store $device on $SCRATCH"
+  else
+    log "$device holds a filesystem that is not ours: left alone"
+  fi
 else
-  mkdir -p "$SCRATCH"
   log "no instance store on this VM: $SCRATCH stays on the root volume"
 fi
 

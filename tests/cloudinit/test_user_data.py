@@ -21,6 +21,9 @@ HOST = HostConfig(
     session_package_url=f"s3://{BUCKET}/bootstrap/session.tar.gz", status_url=f"s3://{BUCKET}/hosts/")
 SCRIPTS = sorted(p for p in (CLOUDINIT_DIR / "scripts").iterdir() if p.is_file())
 UNITS = sorted(p for p in (CLOUDINIT_DIR / "units").iterdir() if p.is_file())
+# What only Azure's hosts get (plain Ubuntu needs a driver installer, and the unit that resumes after its reboot).
+AZURE_SCRIPTS = sorted((CLOUDINIT_DIR / "scripts" / "azure").iterdir())
+AZURE_UNITS = sorted((CLOUDINIT_DIR / "units" / "azure").iterdir())
 # cloud-init's schema check accepts any top-level key; a typo there would be silently ignored on the VM.
 KNOWN_TOP_LEVEL_KEYS = {"package_update", "package_upgrade", "runcmd", "write_files", "final_message"}
 
@@ -164,7 +167,7 @@ def test_scratch_unit_runs_on_every_boot_before_docker():
     assert unit["Install"]["WantedBy"] == "multi-user.target"
 
 
-@pytest.mark.parametrize("unit", UNITS, ids=lambda u: u.name)
+@pytest.mark.parametrize("unit", UNITS + AZURE_UNITS, ids=lambda u: u.name)
 def test_units_pass_systemd_analyze_verify(unit: Path, tmp_path: Path):
     """systemd's own checker, offline. It wants ExecStart to exist, so the unit points at copies of our
     scripts in tmp_path; a typo'd key is printed (exit 0), so stderr must be empty."""
@@ -176,10 +179,11 @@ def test_units_pass_systemd_analyze_verify(unit: Path, tmp_path: Path):
     assert result.returncode == 0 and result.stderr == "", result.stderr
 
 
-@pytest.mark.parametrize("script", [s for s in SCRIPTS if s.suffix == ".sh"], ids=lambda s: s.name)
+@pytest.mark.parametrize("script", [s for s in SCRIPTS + AZURE_SCRIPTS if s.suffix == ".sh"], ids=lambda s: s.name)
 def test_every_shell_script_passes_shellcheck(script: Path):
-    result = subprocess.run(["shellcheck", "--severity=style", "--shell=bash", str(script)],
-                            capture_output=True, text=True)
+    # -x: what a script sources from cloudinit/ (bootstrap.sh the Azure installer) is checked with it.
+    result = subprocess.run(["shellcheck", "-x", "--source-path=SCRIPTDIR", "--severity=style", "--shell=bash",
+                             str(script)], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout
 
 
@@ -265,12 +269,30 @@ def test_azure_bootstrap_env_has_blob_urls_and_no_aws_region(azure_user_data: st
         "DR_HOST_USER": "azureuser"}
 
 
+def _host_path(source: Path) -> str:
+    scripts = "scripts" in source.relative_to(CLOUDINIT_DIR).parts
+    return f"/opt/deepracer/bin/{source.name}" if scripts else f"/etc/systemd/system/{source.name}"
+
+
 def test_both_clouds_run_the_same_scripts_and_units(azure_user_data: str, user_data: str):
     aws, azure = files_of(user_data), files_of(azure_user_data)
     for source in SCRIPTS + UNITS:
-        path = f"/opt/deepracer/bin/{source.name}" if source in SCRIPTS else f"/etc/systemd/system/{source.name}"
+        path = _host_path(source)
         assert azure[path]["content"] == aws[path]["content"] == source.read_text()
     assert yaml.safe_load(azure_user_data)["runcmd"] == yaml.safe_load(user_data)["runcmd"]
+
+
+def test_only_azure_gets_the_driver_installer_and_its_resume_unit(azure_user_data: str, user_data: str):
+    """EC2's AMI brings the NVIDIA driver; its 16 KB of user data carries no installer for one."""
+    aws, azure = files_of(user_data), files_of(azure_user_data)
+    assert [p.name for p in AZURE_SCRIPTS] == ["gpu-driver.sh"]
+    assert [p.name for p in AZURE_UNITS] == ["deepracer-bootstrap.service"]
+    for source in AZURE_SCRIPTS + AZURE_UNITS:
+        path = _host_path(source)
+        assert azure[path]["content"] == source.read_text() and path not in aws
+        assert azure[path]["permissions"] == ("0755" if source in AZURE_SCRIPTS else "0644")
+    shipped = {p.name for p in SCRIPTS + UNITS + AZURE_SCRIPTS + AZURE_UNITS}
+    assert len(shipped) == len(SCRIPTS + UNITS + AZURE_SCRIPTS + AZURE_UNITS)  # one name, one file on the host
 
 
 @pytest.mark.parametrize("field", ["minio_access_key", "minio_secret_key", "azure_storage_account",

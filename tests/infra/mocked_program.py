@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import runpy
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -186,14 +187,21 @@ def stack_file_config(stack: str = "aws") -> dict[str, str]:
     return {key: value if isinstance(value, str) else json.dumps(value) for key, value in raw.items()}
 
 
-def run_program(overrides: dict[str, str] | None = None, stack: str = "aws", **mock_args) -> ProgramRun:
-    """Run infra/ with the stack file's config plus overrides; return what was registered and exported."""
+def run_program(overrides: dict[str, str] | None = None, stack: str = "aws", engine_lacks: tuple[int, ...] = (),
+                **mock_args) -> ProgramRun:
+    """Run infra/ with the stack file's config plus overrides; return what was registered and exported.
+
+    It runs in infra/, as `pulumi up` runs it (the language host changes into the project's `main` directory,
+    which is also where the engine starts provider plugins, pulumi-command's included).
+    """
     run = ProgramRun()
     # A fresh root stack and output set per run: a program that failed (a test of a bad setting) leaves
     # exports and outputs behind that the next run's wait would otherwise await, and fail on.
     settings.ROOT.set(None)
     mocks = AzureMocks(run) if stack == "azure" else AwsMocks(run, **mock_args)
     pulumi.runtime.set_mocks(mocks, project="deepracer-cloud", stack=stack, preview=False)
+    # An older engine: features it does not report to the program (e.g. replacement triggers before 3.231).
+    settings.SETTINGS.monitor_features = set(settings.SETTINGS.monitor_features) - set(engine_lacks)
     settings.SETTINGS.outputs.clear()  # set_mocks leaves the last run's outputs to be awaited
 
     def record_options(args: pulumi.ResourceTransformationArgs) -> None:
@@ -213,9 +221,14 @@ def run_program(overrides: dict[str, str] | None = None, stack: str = "aws", **m
     config = stack_file_config(stack)
     config.update(overrides or {})
     pulumi.runtime.set_all_config(config)
-    runpy.run_path(str(PROGRAM_DIR), run_name="__main__")
-    loop = asyncio.get_event_loop()
-    loop.run_until_complete(pulumi.runtime.stack.wait_for_rpcs())
+    cwd = os.getcwd()
+    os.chdir(PROGRAM_DIR)
+    try:
+        runpy.run_path(str(PROGRAM_DIR), run_name="__main__")
+        loop = asyncio.get_event_loop()
+        loop.run_until_complete(pulumi.runtime.stack.wait_for_rpcs())
+    finally:
+        os.chdir(cwd)
 
     root = pulumi.runtime.settings.get_root_resource()
     outputs = getattr(root, "outputs", None) or {}
@@ -224,3 +237,11 @@ def run_program(overrides: dict[str, str] | None = None, stack: str = "aws", **m
         loop.run_until_complete(pulumi.runtime.stack.wait_for_rpcs())
         del resolved
     return run
+
+
+def resolve(value: Any) -> Any:
+    """The value of an Output (or a plain value) after a mocked run, e.g. a resource option such as
+    `replacement_trigger`."""
+    if not isinstance(value, pulumi.Output):
+        return value
+    return asyncio.get_event_loop().run_until_complete(value.future())

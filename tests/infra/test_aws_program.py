@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 
+import pulumi
 import pytest
 import yaml
 
-from tests.infra.mocked_program import FAKE_AMI, run_program
+from tests.infra.mocked_program import FAKE_AMI, resolve, run_program
 
 BUCKET = "deepracer-aws-abc123"
 BUCKET_ARN = f"arn:aws:s3:::{BUCKET}"
@@ -229,6 +230,58 @@ def test_another_type_replaces_a_spot_host_which_aws_cannot_resize(default_run, 
     assert not cost_run.opts("aws:ec2/instance:Instance", "host").replace_on_changes  # on-demand: resized in place
 
 
+# -- the fallbacks replace the host, the old one first --------------------------------------------------------
+
+def _trigger(run) -> dict:
+    return resolve(run.opts("aws:ec2/instance:Instance", "host").replacement_trigger)
+
+
+def test_the_market_price_cap_and_zone_are_a_replacement_trigger(default_run, custom_run, cost_run):
+    """pulumi-aws shows no diff when instance_market_options is left out (Optional+Computed): spot -> on-demand
+    would keep a spot host. The trigger is what replaces it."""
+    assert _trigger(default_run) == {"market": "spot", "spotMaxPrice": "", "availabilityZone": "us-east-1b"}
+    assert _trigger(custom_run) == {"market": "spot", "spotMaxPrice": "0.40", "availabilityZone": "us-east-1b"}
+    assert _trigger(cost_run) == {"market": "on-demand", "spotMaxPrice": "", "availabilityZone": "us-east-1d"}
+
+
+def test_each_documented_aws_fallback_changes_the_trigger(default_run):
+    """The README's fallbacks, one at a time from the default spot host: each is a new host."""
+    on_demand = run_program({"deepracer-cloud:market": "on-demand"})
+    other_zone = run_program({"deepracer-cloud:availabilityZone": "us-east-1d"})
+    assert _trigger(on_demand) != _trigger(default_run)
+    assert _trigger(other_zone) != _trigger(default_run)
+    # Another type on spot: AWS cannot resize a spot instance (replace_on_changes, tested above).
+    # Naming the zone the host already is in changes nothing.
+    same_zone = run_program({"deepracer-cloud:availabilityZone": "us-east-1b"})
+    assert _trigger(same_zone) == _trigger(default_run)
+
+
+def test_a_replaced_host_goes_before_its_successor_starts(default_run, cost_run):
+    """Twice the GPU quota is what the README does not ask for: delete before replace."""
+    for run in (default_run, cost_run):
+        assert run.opts("aws:ec2/instance:Instance", "host").delete_before_replace is True
+
+
+def test_the_program_refuses_an_engine_that_would_ignore_the_trigger():
+    """An engine without replacement triggers would leave a spot host spot, silently: stop with one line."""
+    from pulumi.runtime.proto import resource_pb2
+
+    with pytest.raises(pulumi.RunError) as raised:
+        run_program(engine_lacks=(resource_pb2.RESOURCE_MONITOR_FEATURE_REPLACEMENT_TRIGGER,))
+    assert str(raised.value) == (
+        "this program needs the Pulumi CLI 3.231 or newer, whose engine replaces the host when a fallback setting "
+        "changes (replacement triggers); see `pulumi version` and https://www.pulumi.com/docs/iac/download-install/")
+
+
+def test_the_host_waits_for_its_route_to_the_internet(default_run):
+    """First boot pulls packages and images at once; without the route it would fail to reach them."""
+    depends = default_run.opts("aws:ec2/instance:Instance", "host").depends_on
+    routes = [d for d in depends if getattr(d, "_type", None) == "aws:ec2/routeTableAssociation:RouteTableAssociation"]
+    assert [getattr(d, "_name", None) for d in routes] == ["public"]
+    association = default_run.one("aws:ec2/routeTableAssociation:RouteTableAssociation").inputs
+    assert (association["subnetId"], association["routeTableId"]) == ("public-id", "public-id")
+
+
 def test_a_zone_that_does_not_offer_the_type_is_named():
     with pytest.raises(Exception) as raised:
         run_program({"deepracer-cloud:availabilityZone": "us-east-1a"})
@@ -326,7 +379,7 @@ def test_system_env_tells_the_host_its_topic_and_cost_controls(cost_run):
 # -- readiness and outputs --------------------------------------------------------------------------------
 
 def test_up_waits_for_the_host_with_the_projects_waiter(default_run):
-    wait = default_run.one("command:local:Command").inputs
+    (wait,) = [c.inputs for c in default_run.of_type("command:local:Command") if c.name == "wait-ready"]
     assert " -m infra.wait_ready " in wait["create"]
     assert f"--bucket {BUCKET} --key hosts/{INSTANCE_ID}/bootstrap.json --region us-east-1" in wait["create"]
     assert wait["create"].endswith("--timeout-minutes 45")

@@ -368,6 +368,21 @@ def test_vm_is_not_replaced_by_new_custom_data_and_waits_for_its_package(default
     assert any(getattr(d, "_name", None) == "session-package" for d in opts.depends_on)
 
 
+def _trigger(run) -> dict:
+    return run.opts("azure-native:compute:VirtualMachine", "host").replacement_trigger
+
+
+def test_the_fallbacks_from_a_spot_vm_are_a_replacement_trigger(default_run, cost_run):
+    """The README's Azure fallbacks: regular priority, or another size for a spot VM; each a new VM."""
+    assert _trigger(default_run) == {"priority": "spot", "vmSize": "Standard_NC8as_T4_v3"}
+    assert _trigger(cost_run) == {"priority": "regular", "vmSize": ""}
+    other_size = run_azure({"deepracer-cloud:vmSize": "Standard_NC16as_T4_v3"})
+    assert _trigger(other_size) == {"priority": "spot", "vmSize": "Standard_NC16as_T4_v3"}
+    # A regular VM is resized in place: a size change is no new host there.
+    regular_resized = run_azure({"deepracer-cloud:priority": "regular", "deepracer-cloud:vmSize": "Standard_NC16as_T4_v3"})
+    assert _trigger(regular_resized) == _trigger(cost_run)
+
+
 # -- custom data ------------------------------------------------------------------------------------------
 
 def test_custom_data_is_valid_cloud_config_within_azures_limit(default_run, custom_run, tmp_path):

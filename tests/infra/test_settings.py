@@ -66,6 +66,35 @@ def test_bad_values_name_file_key_and_expectation(key, value, expected):
     assert "\n" not in message
 
 
+ECDSA_KEY = "ecdsa-sha2-nistp256 AAAAE2VjZHNhLXNoYTItbmlzdHAyNTYAAAAIbmlzdHAyNTY= me@laptop"
+
+
+def test_an_ecdsa_key_is_refused_because_ec2_imports_only_rsa_and_ed25519():
+    with pytest.raises(SettingsError) as raised:
+        load({"deepracer-cloud:sshPublicKey": ECDSA_KEY})
+    assert str(raised.value) == (
+        "Pulumi.aws.yaml: deepracer-cloud:sshPublicKey: expected an OpenSSH public key, RSA or Ed25519 "
+        f"(ssh-ed25519 AAAA...; EC2 imports no other kind), got {ECDSA_KEY!r}")
+
+
+@pytest.mark.parametrize("key", [
+    "ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABAQC7 me@laptop",
+    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGx2cGaqZmVnJz0xB0dZ0m8Tq0sTlKk2rDqRz4jJtXyz",
+])
+def test_rsa_and_ed25519_keys_are_taken(key):
+    assert load({"deepracer-cloud:sshPublicKey": key}).ssh_public_key == key
+
+
+@pytest.mark.parametrize("cidr", ["2001:db8::/32", "2001:db8::7/128"])
+def test_an_ipv6_network_is_refused_because_security_groups_take_ipv4_cidr_blocks(cidr):
+    with pytest.raises(SettingsError) as raised:
+        load({"deepracer-cloud:sshPublicKey": ECDSA_KEY.replace("ecdsa-sha2-nistp256", "ssh-ed25519"),
+              "deepracer-cloud:sshAllowedCidrs": json.dumps(["203.0.113.7/32", cidr])})
+    assert str(raised.value) == (
+        "Pulumi.aws.yaml: deepracer-cloud:sshAllowedCidrs: expected IPv4 CIDRs such as 203.0.113.7/32 "
+        f"(a security group's cidr_blocks take IPv4 only), got {cidr!r}")
+
+
 def test_missing_region_is_named():
     with pytest.raises(SettingsError, match=r"^Pulumi.aws.yaml: aws:region: expected an AWS region"):
         load_aws("aws", {}.get)
@@ -202,6 +231,14 @@ def test_azure_bad_values_name_file_key_and_expectation(key, value, expected):
     assert message.startswith(f"Pulumi.azure.yaml: {key}: ")
     assert expected in message
     assert "\n" not in message
+
+
+def test_azure_refuses_an_ipv6_network_the_vm_cannot_be_reached_from():
+    with pytest.raises(SettingsError) as raised:
+        load_az({"deepracer-cloud:sshAllowedCidrs": '["2001:db8::/32"]'})
+    assert str(raised.value) == (
+        "Pulumi.azure.yaml: deepracer-cloud:sshAllowedCidrs: expected IPv4 CIDRs such as 203.0.113.7/32 "
+        "(the VM has an IPv4 address only), got '2001:db8::/32'")
 
 
 def test_a_vm_size_outside_the_table_needs_workers_and_says_so():

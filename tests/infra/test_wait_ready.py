@@ -18,7 +18,7 @@ from botocore.response import StreamingBody
 from botocore.stub import Stubber
 
 from infra import wait_ready
-from infra.wait_ready import Outcome, main, make_client, render, wait_for_status
+from infra.wait_ready import Outcome, main, make_client, render, wait, wait_for_status
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 REGION = "us-east-1"
@@ -282,6 +282,116 @@ def test_unreachable_endpoint_is_transient_until_the_timeout():
     assert "timed out after 5m00s" in err and "last S3 error: Could not connect" in err
 
 
+# -- a later `pulumi up` after a failed first boot ---------------------------------------------------------------
+
+RERUN = "sudo /opt/deepracer/bin/bootstrap.sh"
+SSM = f"aws ssm start-session --target {INSTANCE_ID} --region {REGION}"
+FAILED_AGAIN = {**FAILED, "step": "simapp-image", "time": "2026-11-25T02:10:00Z", "log_tail": "pull access denied\n"}
+READY_LATER = {**READY, "time": "2026-11-25T02:20:00Z"}
+
+
+class WrittenEarlier(CountingClient):
+    """Real S3 answers, with every object's Last-Modified moved back: as if written `minutes` before it was."""
+
+    def __init__(self, client, minutes: float) -> None:
+        super().__init__(client)
+        self.minutes = minutes
+
+    def get_object(self, **kwargs):
+        import datetime
+
+        response = super().get_object(**kwargs)
+        response["LastModified"] -= datetime.timedelta(minutes=self.minutes)
+        return response
+
+
+def test_a_failure_from_before_the_wait_waits_for_the_rerun_bootstrap_to_report_ready(s3, bucket):
+    put(s3, bucket, FAILED)
+
+    def rerun_reports_after_three_sleeps(fake: FakeTime) -> None:
+        if len(fake.sleeps) == 3:
+            put(s3, bucket, READY_LATER)
+
+    fake = FakeTime(on_sleep=rerun_reports_after_three_sleeps)
+    said: list[str] = []
+    store = wait_ready.S3Store(WrittenEarlier(s3, 30), bucket, REGION)
+    result = wait(store, KEY, 2700, 10, clock=fake.clock, sleep=fake.sleep, say=said.append)
+    assert result.outcome is Outcome.READY and result.status.time == "2026-11-25T02:20:00Z"
+    assert result.elapsed_s == 30
+    assert said == [f"host {INSTANCE_ID} reported a failed first boot at 2026-11-25T01:02:03Z (step pull-image), "
+                    f"before this wait began; waiting for a newer report. Fix the cause, then rerun the whole "
+                    f"bootstrap on the host: {RERUN} ({SSM})"]
+
+
+def test_a_rerun_that_fails_again_ends_the_wait_with_its_own_failure(s3, bucket):
+    put(s3, bucket, FAILED)
+
+    def rerun_fails_after_two_sleeps(fake: FakeTime) -> None:
+        if len(fake.sleeps) == 2:
+            put(s3, bucket, FAILED_AGAIN)
+
+    fake = FakeTime(on_sleep=rerun_fails_after_two_sleeps)
+    client = WrittenEarlier(s3, 30)
+    result = wait_for_status(client, bucket, KEY, 2700, 10, clock=fake.clock, sleep=fake.sleep, say=lambda _: None)
+    assert result.outcome is Outcome.FAILED and result.status.step == "simapp-image"
+    assert client.polls == 3
+    code, _, err = render(result, bucket, KEY, REGION, 2700)
+    assert code == 1 and err.splitlines()[0].startswith(f"host {INSTANCE_ID} failed at step simapp-image; ")
+
+
+def test_only_the_old_failure_times_out_saying_how_to_retry(s3, bucket):
+    put(s3, bucket, FAILED)
+    fake = FakeTime()
+    client = WrittenEarlier(s3, 30)
+    said: list[str] = []
+    result = wait_for_status(client, bucket, KEY, 300, 10, clock=fake.clock, sleep=fake.sleep, say=said.append)
+    assert result.outcome is Outcome.TIMEOUT and client.polls == 31
+    assert result.status.step == "pull-image"
+    assert len([line for line in said if line.startswith(f"host {INSTANCE_ID} reported a failed")]) == 1
+    code, out, err = render(result, bucket, KEY, REGION, 300)
+    assert (code, out) == (1, "")
+    assert err.splitlines() == [
+        f"timed out after 5m00s waiting for a newer report than host {INSTANCE_ID}'s failed first boot "
+        f"(step pull-image, 2026-11-25T01:02:03Z); fix the cause, then rerun the whole bootstrap on the host: "
+        f"{RERUN} ({SSM}), and `pulumi up` again",
+        "--- last lines of /var/log/deepracer-bootstrap.log ---",
+        "docker: Error response from daemon: manifest unknown",
+        "step pull-image failed (exit 1)"]
+
+
+@pytest.mark.parametrize("minutes", [0, 1.5])
+def test_a_failure_written_as_the_wait_starts_is_this_hosts_and_ends_it(s3, bucket, minutes):
+    """The first `pulumi up`: a host that fails while the wait is starting reports just before the first read."""
+    put(s3, bucket, FAILED)
+    result = wait_for_status(WrittenEarlier(s3, minutes), bucket, KEY, 2700, 10, sleep=pytest.fail)
+    assert result.outcome is Outcome.FAILED
+
+
+def test_a_failure_during_the_wait_ends_it_however_long_it_took(s3, bucket):
+    def fails_after_four_sleeps(fake: FakeTime) -> None:
+        if len(fake.sleeps) == 4:
+            put(s3, bucket, FAILED)
+
+    fake = FakeTime(on_sleep=fails_after_four_sleeps)
+    result = wait_for_status(s3, bucket, KEY, 2700, 300, clock=fake.clock, sleep=fake.sleep, say=lambda _: None)
+    assert result.outcome is Outcome.FAILED and result.elapsed_s == 1200
+
+
+def test_a_host_that_became_ready_before_the_wait_is_ready(s3, bucket):
+    put(s3, bucket, READY)
+    result = wait_for_status(WrittenEarlier(s3, 600), bucket, KEY, 2700, 10, sleep=pytest.fail)
+    assert result.outcome is Outcome.READY
+
+
+def test_the_age_is_the_storage_services_own():
+    import datetime
+
+    written = datetime.datetime(2026, 11, 25, 1, 0, 0, tzinfo=datetime.timezone.utc)
+    assert wait_ready.age_s(written, "Wed, 25 Nov 2026 01:30:00 GMT") == 1800
+    assert wait_ready.age_s(written, None) is None and wait_ready.age_s(None, "Wed, 25 Nov 2026 01:30:00 GMT") is None
+    assert wait_ready.age_s(written, "not a date") is None
+
+
 # -- the command line ---------------------------------------------------------------------------------------
 
 def test_bad_arguments_exit_two(capsys):
@@ -341,10 +451,10 @@ class Refusing:
     def __init__(self, real, errors: list[Exception]) -> None:
         self.real, self.errors, self.url = real, list(errors), real.url
 
-    def download_blob(self, key):
+    def download_blob(self, key, **kwargs):
         if self.errors:
             raise self.errors.pop(0)
-        return self.real.download_blob(key)
+        return self.real.download_blob(key, **kwargs)
 
     def upload_blob(self, *args, **kwargs):
         if self.errors:
@@ -484,6 +594,45 @@ def test_azure_sdk_is_imported_lazily():
                            "print(any(m.startswith('azure.') for m in sys.modules))"],
                           cwd=REPO_ROOT, capture_output=True, text=True, timeout=60)
     assert proc.stdout.strip() == "False", proc.stderr
+
+
+class BlobWrittenEarlier(Refusing):
+    """Azurite's answers, with the blob's Last-Modified moved back by `minutes`."""
+
+    def __init__(self, real, minutes: float) -> None:
+        super().__init__(real, [])
+        self.minutes = minutes
+
+    def download_blob(self, key, **kwargs):
+        import datetime
+
+        download = super().download_blob(key, **kwargs)
+        download.properties.last_modified -= datetime.timedelta(minutes=self.minutes)
+        return download
+
+
+def test_blob_age_comes_from_azurites_headers(container):
+    put_blob(container, AZ_READY)
+    report = BlobStore(container).read(BLOB_KEY)
+    assert report.body == json.dumps(AZ_READY).encode()
+    assert report.age_s is not None and 0 <= report.age_s < 60
+
+
+def test_blob_failure_from_before_the_wait_waits_for_the_rerun(container):
+    put_blob(container, AZ_FAILED)
+
+    def rerun_reports_after_two_sleeps(fake: FakeTime) -> None:
+        if len(fake.sleeps) == 2:
+            put_blob(container, {**AZ_READY, "time": "2026-11-25T02:20:00Z"})
+
+    fake = FakeTime(on_sleep=rerun_reports_after_two_sleeps)
+    store = BlobStore(BlobWrittenEarlier(container, 30), "deepracer-host1a2b3c4", "host1a2b3c4")
+    said: list[str] = []
+    result = wait(store, BLOB_KEY, 2700, 10, clock=fake.clock, sleep=fake.sleep, say=said.append)
+    assert result.outcome is Outcome.READY and result.status.time == "2026-11-25T02:20:00Z"
+    assert len(said) == 1 and said[0].endswith(
+        f"{RERUN} (az vm run-command invoke -g deepracer-host1a2b3c4 -n host1a2b3c4 --command-id RunShellScript "
+        "--scripts 'tail -n 100 /var/log/deepracer-bootstrap.log')")
 
 
 # -- the session package's upload (infra/blob_upload.py) ---------------------------------------------------------

@@ -393,11 +393,11 @@ def test_choices_ignore_case_and_are_normalised(tmp_path):
 
 
 def test_typed_values(tmp_path):
-    run = load(tmp_path, "DR_OA_OBJECT_POSITIONS=\"0.23,-1;0.46,1\"\nDR_LOCAL_S3_PRETRAINED_CHECKPOINT=12\n"
+    run = load(tmp_path, "DR_OA_OBJECT_POSITIONS=\"0.23,-1;0.46,1\"\nDR_LOCAL_S3_PRETRAINED_CHECKPOINT=Best\n"
                          "DR_TRAIN_MAX_STEPS_PER_ITERATION=8000\nDR_EVAL_RTF=1.5\nDR_H2B_BOT_CAR_SPEED=1\n").run
     assert run.oa_object_positions == ((0.23, -1), (0.46, 1))
     assert run.raw["DR_OA_OBJECT_POSITIONS"] == "0.23,-1;0.46,1"
-    assert (run.local_s3_pretrained_checkpoint, run.train_max_steps_per_iteration) == (12, 8000)
+    assert (run.local_s3_pretrained_checkpoint, run.train_max_steps_per_iteration) == ("best", 8000)
     assert (run.eval_rtf, run.h2b_bot_car_speed, run.raw["DR_H2B_BOT_CAR_SPEED"]) == (1.5, 1.0, "1.0")
 
 
@@ -422,7 +422,10 @@ def test_drfc_users_trailing_comments_work(tmp_path):
     ("DR_EVAL_RTF=0", "DR_EVAL_RTF: expected a number above 0, got '0'"),
     ("DR_EVAL_CHECKPOINT=3", "DR_EVAL_CHECKPOINT: expected one of best, last, got '3'"),
     ("DR_LOCAL_S3_PRETRAINED_CHECKPOINT=first",
-     "DR_LOCAL_S3_PRETRAINED_CHECKPOINT: expected best, last or a checkpoint number, got 'first'"),
+     "DR_LOCAL_S3_PRETRAINED_CHECKPOINT: expected best or last (the simulator reads anything else as last); to "
+     "start from checkpoint N: `deepracer models export rl-sagemaker-pretrained --checkpoint N --to "
+     "s3://bucket/rl-sagemaker-pretrained-checkpoint-N`, then DR_LOCAL_S3_PRETRAINED_PREFIX=rl-sagemaker-pretrained-"
+     "checkpoint-N and DR_LOCAL_S3_PRETRAINED_CHECKPOINT=last, got 'first'"),
     ("DR_TRAIN_BEST_MODEL_METRIC=speed",
      "DR_TRAIN_BEST_MODEL_METRIC: expected one of progress, reward, laptime, got 'speed'"),
     ("DR_LOCAL_S3_MODEL_PREFIX=/rl-1/", "DR_LOCAL_S3_MODEL_PREFIX: expected an S3 prefix of letters, digits and "
@@ -449,8 +452,9 @@ def test_a_bad_run_value_is_one_line_naming_file_line_key_and_expected(tmp_path,
      ":1: DR_CLOUD: expected one of aws, azure, local, remote, got '<CLOUD_REPLACE>'"),
     ("DR_SIMAPP_VERSION=6.0.4-gpu\n", ": DR_CLOUD: expected one of aws, azure, local, remote, got nothing"),
     ("DR_CLOUD=aws\n", ": DR_SIMAPP_VERSION: expected an image tag such as 6.0.4-gpu, got nothing"),
-    (MINIMAL_SYSTEM + "DR_WORKERS=13\n", ":3: DR_WORKERS: expected a whole number from 1 to 12, got '13'"),
-    (MINIMAL_SYSTEM + "DR_WORKERS=0\n", ":3: DR_WORKERS: expected a whole number from 1 to 12, got '0'"),
+    # The stack's documented maximum (README: 1-8 workers), one constant for stack and host (issue 10).
+    (MINIMAL_SYSTEM + "DR_WORKERS=9\n", ":3: DR_WORKERS: expected a whole number from 1 to 8, got '9'"),
+    (MINIMAL_SYSTEM + "DR_WORKERS=0\n", ":3: DR_WORKERS: expected a whole number from 1 to 8, got '0'"),
     (MINIMAL_SYSTEM + "DR_UPLOAD_S3_BUCKET=My_Bucket\n",
      ":3: DR_UPLOAD_S3_BUCKET: expected an S3 bucket name (3-63 of a-z 0-9 . -), got 'My_Bucket'"),
     (MINIMAL_SYSTEM + "DR_MINIO_URL=minio:9000\n",
@@ -465,6 +469,55 @@ def test_a_bad_or_missing_system_value_names_system_env(tmp_path, system, messag
 def test_a_syntax_error_in_run_env_is_reported_by_load_config(tmp_path):
     assert load_error(tmp_path, "DR_RUN_ID=1\nDR_CAR_NAME='Fast\n") == \
         f"{tmp_path / 'run.env'}:2: DR_CAR_NAME: expected a closing ' quote, got ''Fast'"
+
+
+def test_a_checkpoint_number_is_refused_with_how_to_start_from_that_checkpoint(tmp_path):
+    # simapp 6.0.4 reads anything but `best` as `last` (bundle/markov/training_worker.py): 12 would silently
+    # train from the last checkpoint.
+    message = load_error(tmp_path, "DR_LOCAL_S3_PRETRAINED=True\nDR_LOCAL_S3_PRETRAINED_PREFIX=rl-base-3\n"
+                                   "DR_LOCAL_S3_PRETRAINED_CHECKPOINT=12\n",
+                         MINIMAL_SYSTEM + "DR_LOCAL_S3_BUCKET=my-models\n")
+    assert message == (f"{tmp_path / 'run.env'}:3: DR_LOCAL_S3_PRETRAINED_CHECKPOINT: expected best or last (the "
+                       "simulator reads anything else as last); to start from checkpoint 12: `deepracer models "
+                       "export rl-base-3 --checkpoint 12 --to s3://my-models/rl-base-3-checkpoint-12`, then "
+                       "DR_LOCAL_S3_PRETRAINED_PREFIX=rl-base-3-checkpoint-12 and "
+                       "DR_LOCAL_S3_PRETRAINED_CHECKPOINT=last, got '12'")
+
+
+def test_every_mistake_of_both_files_is_reported_in_one_run(tmp_path):
+    run_env, system_env = tmp_path / "run.env", tmp_path / "system.env"
+    with pytest.raises(ConfigError) as caught:
+        load(tmp_path, "DR_RUN_ID=abc\nDR_CAR_NAME='Fast\nDR_RACE_TYPE=TIME_TRAIL\nfoo bar\n"
+                       "DR_LOCAL_S3_MODEL_PREFIX=/bad/\n",
+             MINIMAL_SYSTEM + "DR_WORKERS=20\n")
+    assert str(caught.value).splitlines() == [
+        f"{system_env}:3: DR_WORKERS: expected a whole number from 1 to 8, got '20'",
+        f"{run_env}:1: DR_RUN_ID: expected a whole number of at least 0, got 'abc'",
+        f"{run_env}:2: DR_CAR_NAME: expected a closing ' quote, got ''Fast'",
+        f"{run_env}:3: DR_RACE_TYPE: expected one of TIME_TRIAL, OBJECT_AVOIDANCE, HEAD_TO_BOT (or HEAD_TO_MODEL "
+        "to evaluate), got 'TIME_TRAIL'",
+        f"{run_env}:4: syntax: expected KEY=value, a # comment or a blank line, got 'foo bar'",
+        f"{run_env}:5: DR_LOCAL_S3_MODEL_PREFIX: expected an S3 prefix of letters, digits and !_.*'()- parts joined "
+        "by single /, no / at either end, got '/bad/'",
+    ]  # and nothing about the keys whose defaults name the bad prefix (DR_LOCAL_S3_METRICS_PREFIX ...)
+    assert len(caught.value.errors) == 6 and caught.value.subject == "DR_WORKERS"
+
+
+def test_every_mistake_of_a_worker_file_is_reported(tmp_path):
+    write(tmp_path / "worker-2.env", "DR_WORLD_NAME reInvent2019_track\nDR_CAR_COLOR=Pink\n")
+    with pytest.raises(ConfigError) as caught:
+        load(tmp_path, "DR_TRAIN_MULTI_CONFIG=True\n", MINIMAL_SYSTEM + "DR_WORKERS=2\n")
+    worker = tmp_path / "worker-2.env"
+    assert [line.split(": ")[:2] for line in str(caught.value).splitlines()] == [
+        [f"{worker}:1", "syntax"], [f"{worker}:2", "DR_CAR_COLOR"]]
+
+
+def test_a_missing_run_env_given_relative_names_the_absolute_path_looked_at(tmp_path, monkeypatch):
+    system_env = write(tmp_path / "system.env", MINIMAL_SYSTEM)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError) as caught:
+        load_config("run.env", system_env, environ={})
+    assert str(caught.value).startswith(f"{tmp_path / 'run.env'}: file: expected an existing file")
 
 
 def test_missing_files_name_the_variable_that_moves_them(tmp_path):

@@ -85,14 +85,26 @@ def test_values_are_read_the_way_the_simulator_reads_them():
     assert validate_hyperparameters({"loss_type": "Huber", "exploration_type": "E-Greedy", "batch_size": 64.0}) == []
 
 
+def test_a_continuous_range_beyond_what_the_simulator_drives_is_a_clamp_warning():
+    metadata = dict(CONTINUOUS, action_space={"steering_angle": {"low": -40, "high": 40},
+                                              "speed": {"low": 0.5, "high": 5.5}})
+    problems = validate_model_metadata(metadata)
+    assert [(p.where, p.severity) for p in problems] == [
+        ("action_space.steering_angle.low", "warning"), ("action_space.steering_angle.high", "warning"),
+        ("action_space.speed.high", "warning")]
+    assert problems[2].message == "is 5.5; the simulator clamps speed to 0.1 m/s .. 4 m/s, so the car uses 4 m/s"
+
+
 # --- the corpus ---------------------------------------------------------------------------------------------------
 
 # file -> (expected line, severity, hyperparameter options). The expected text is the whole `str(problem)`.
 CORPUS = {
-    "md_speed_too_high.json": ("md_speed_too_high.json: action_space[2].speed: expected a number between 0.1 and "
-                               "4.0, got 7", "error", {}),
-    "md_steering_out_of_range.json": ("md_steering_out_of_range.json: action_space[0].steering_angle: expected a "
-                                      "number between -30.0 and 30.0, got -45", "error", {}),
+    # The simulator clamps actions (simapp agent_ctrl/constants.py): a warning saying what the car really does.
+    "md_speed_too_high.json": ("md_speed_too_high.json: action_space[2].speed: warning: is 7; the simulator clamps "
+                               "speed to 0.1 m/s .. 4 m/s, so the car uses 4 m/s", "warning", {}),
+    "md_steering_out_of_range.json": ("md_steering_out_of_range.json: action_space[0].steering_angle: warning: is "
+                                      "-45; the simulator clamps steering_angle to -30° .. 30°, so the car uses "
+                                      "-30°", "warning", {}),
     "md_speed_string.json": ("md_speed_string.json: action_space[0].speed: expected a number between 0.1 and 4.0, "
                              "got '1.0' (a string)", "error", {}),
     "md_action_missing_speed.json": ("md_action_missing_speed.json: action_space[1].speed: missing", "error", {}),

@@ -149,6 +149,27 @@ def test_export_a_checkpoint_by_number(real_models, source, other):
     assert other.get_text("n/model/.coach_checkpoint") == chosen and result.notes == []
 
 
+def test_a_numbered_checkpoint_exported_on_its_own_is_what_training_starts_from_with_last(real_models, source,
+                                                                                            tmp_path):
+    # What run.env's error for DR_LOCAL_S3_PRETRAINED_CHECKPOINT=<number> tells a user to do (simapp 6.0.4 starts
+    # only from best or last): the export's `last` is that checkpoint, complete, so train's check accepts it.
+    from session.training import TrainingError, check_pretrained
+
+    facts = real_models.models["rl-drfc-1"]
+    chosen = next(name for name in facts.kept if name not in (facts.best, facts.last))
+    number = facts.number(chosen)
+    base = f"rl-drfc-1-checkpoint-{number}-{uuid.uuid4().hex[:6]}"
+    export_model(source, "rl-drfc-1", number, f"s3://{source.bucket}/{base}")
+    _, run = run_config(tmp_path, source.bucket, f"DR_LOCAL_S3_PRETRAINED=True\nDR_LOCAL_S3_PRETRAINED_PREFIX={base}\n"
+                                                 "DR_LOCAL_S3_PRETRAINED_CHECKPOINT=last\n")
+    check_pretrained(run, source)
+    assert source.get_json(f"{base}/model/{CHECKPOINTS_JSON}")["last_checkpoint"]["name"] == chosen
+    source.client.delete_object(Bucket=source.bucket, Key=f"{base}/model/{chosen}.meta")
+    with pytest.raises(TrainingError, match=f"the last checkpoint {chosen.removesuffix('.ckpt')} misses"):
+        check_pretrained(run, source)
+    source.delete_prefix(base)
+
+
 def test_export_into_the_same_bucket_and_refusing_to_export_into_the_model_itself(source):
     with Storage(source.bucket, endpoint_url=source.endpoint_url, access_key="testing", secret_key="testing") as s:
         result = export_model(s, DROA_ROOT, "last", f"s3://{s.bucket}/copies/droa")

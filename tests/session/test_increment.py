@@ -84,5 +84,17 @@ def test_explicit_prefix_must_be_empty_and_new(setup):
 
 def test_bad_checkpoint_value_is_named(setup):
     tmp_path, storage = setup
-    with pytest.raises(IncrementError, match="--checkpoint: expected last, best or a checkpoint number, got 'newest'"):
+    with pytest.raises(IncrementError, match="--checkpoint: expected last or best \\(the simulator starts from no "
+                                             "other\\), got 'newest'"):
         increment(tmp_path / "run.env", load(tmp_path), storage, checkpoint="newest")
+
+
+def test_a_checkpoint_number_says_how_to_continue_from_it_and_changes_nothing(setup):
+    # simapp 6.0.4 starts from best, else last: run.env with a number would silently train from the last one.
+    tmp_path, storage = setup
+    before = (tmp_path / "run.env").read_text()
+    with pytest.raises(IncrementError) as caught:
+        increment(tmp_path / "run.env", load(tmp_path), storage, checkpoint="2")
+    assert "`deepracer models export rl-deepracer-3 --checkpoint 2 --to s3://BUCKET/rl-deepracer-3-checkpoint-2`" \
+        in str(caught.value) and "DR_LOCAL_S3_PRETRAINED_CHECKPOINT=last" in str(caught.value)
+    assert (tmp_path / "run.env").read_text() == before

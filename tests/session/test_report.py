@@ -11,6 +11,7 @@ import argparse
 import base64
 import io
 import json
+import math
 import re
 import shutil
 import struct
@@ -21,8 +22,9 @@ from pathlib import Path
 import pytest
 
 from session.analysis import episodes, load, summary
-from session.report import (HTML_NAME, JSON_NAME, ReportError, as_json, build, choose_track, render_text,
-                            resolve_sources, run, world_from_log, world_from_params, write)
+from session.report import (HTML_NAME, JSON_NAME, ReportError, RunId, TrackChoice, as_json, build, choose_track,
+                            render_text, resolve_sources, run, run_from_log, run_from_params, world_from_log,
+                            world_from_params, write)
 from session.report_plots import SQUARE, WIDE
 from session.tracks import TrackLibrary
 from tests.shared_data import LOGS, TRACKS
@@ -225,6 +227,114 @@ def test_an_explicit_track_wins_and_an_unknown_one_is_an_error():
         choose_track(None, explicit="reinvent_base")
 
 
+def on_road_share(track, steps) -> float:
+    view = track.view()
+    return sum(view.on_road(p) for p in zip(steps["x"].tolist(), steps["y"].tolist())) / len(steps)
+
+
+def test_a_fallback_route_is_drawn_where_the_lap_was_driven(made):
+    """DRoA drove reInvent2019_wide_cw (centred on the origin); only the base route, 4.9 m off, is at hand."""
+    report = made[DROA][0]
+    lap = report.steps[report.steps["unique_episode"] == report.best_laps(1).iloc[0]["unique_episode"]]
+    assert report.track.track.name == "reInvent2019_wide"
+    assert on_road_share(TrackLibrary(TRACKS).load("reInvent2019_wide"), lap) == 0  # the file as it lies
+    assert on_road_share(report.track.track, lap) > 0.95
+    assert "the same layout, moved by (-4.00, -2.80) m to where reInvent2019_wide_cw lies" in report.track.note
+
+
+def test_a_directional_world_is_drawn_from_its_other_direction_before_its_base(tmp_path):
+    for name in ("reInvent2019_track", "reInvent2019_track_cw"):
+        shutil.copy(TRACKS / f"{name}.npy", tmp_path / f"{name.replace('_cw', '_ccw')}.npy")
+    choice = choose_track(TrackLibrary(tmp_path), world=("reInvent2019_track_cw", None, "x"))
+    assert choice.track.name == "reInvent2019_track_ccw" and choice.track.rows[0][0] < 0  # as the file lies
+    assert "moved" not in choice.note
+
+
+def test_a_fallback_route_the_path_does_not_fit_is_not_drawn(tmp_path):
+    """A base world drawn from a directional route: only the path can tell whether the frames agree."""
+    import pandas as pd
+
+    shutil.copy(TRACKS / "reInvent2019_track_cw.npy", tmp_path / "reInvent2019_track_ccw.npy")
+    library = TrackLibrary(tmp_path)
+    view = library.load("reInvent2019_track_ccw").view()
+    lap = [view.place(d / 10, 0.2 * math.sin(d / 7))[0] for d in range(int(view.length * 10))]
+    here = pd.DataFrame({"x": [x for x, _ in lap], "y": [y for _, y in lap]})
+    choice = choose_track(library, world=("reInvent2019_track", None, "x"), steps=here)
+    assert choice.track.name == "reInvent2019_track_ccw" and "moved" not in choice.note
+    elsewhere = pd.DataFrame({"x": here["x"] + 4.32, "y": here["y"] + 3.17})  # where the base route lies
+    choice = choose_track(library, world=("reInvent2019_track", None, "x"), steps=elsewhere)
+    assert choice.track is None and choice.name == "reInvent2019_track"
+    assert "the path does not fit the borders of reInvent2019_track_ccw (" in choice.note
+
+
+def test_names_keep_their_colons(made):
+    droa = made[TARBALLS[-1]][0]  # DRoA's logs archive: its files are named after their start time
+    started = "2026-03-11T08:23:21.847Z"
+    assert droa.track.describe() == f"from {started}-deepracerindy-training-30wm3cccH9SOOML-simulation.log"
+    assert f"({droa.track.describe()})" in render_text(droa)
+    assert TrackChoice("x", "/a/b.tar.gz:top/x:y-robomaker.log").describe() == "from x:y-robomaker.log"
+    assert TrackChoice("x", "/a/b.tgz:x:y.log").describe() == "from x:y.log"
+    assert TrackChoice("x", "s3://bucket/rl-1/training_params.yaml").describe() == "from training_params.yaml"
+    assert TrackChoice("x", "/home/me/12:00/training_params.yaml").describe() == "from training_params.yaml"
+
+
+# --- one run at a time ------------------------------------------------------------------------------------------------
+
+
+def test_a_log_and_a_params_file_name_their_run():
+    head = next(ROS1.glob("*.log")).read_bytes()
+    assert run_from_log(head) == RunId("Four-Worker-Test", "dmh-base-2023-jan-bucket-1x1o0jxxrxubo")
+    assert run_from_log(DROA_LOG.read_bytes()[:1 << 20]) == RunId(
+        "admin19c0b9859c/models/30wm3cccH9SOOML/sagemaker-artifacts",
+        "drdev-deepracer-on-aws-s3bucketmodelstoragebucket0-flvihr9w2whi")
+    evaluation = run_from_log((DROA_EVAL / "evaluation-simulation.log").read_bytes())
+    assert evaluation.prefix == "admin19c0b9859c/models/ACGVRmRuFNU9NkQ/sagemaker-artifacts"
+    assert run_from_log(b"MODEL_S3_BUCKET=b\nMODEL_S3_PREFIX=rl-1-E\n") == RunId("rl-1", "b")  # evaluate --clone
+    assert run_from_params(b"SAGEMAKER_SHARED_S3_BUCKET: b\nSAGEMAKER_SHARED_S3_PREFIX: rl-1/\n") == RunId("rl-1", "b")
+    assert run_from_params(b"WORLD_NAME: reinvent_base\n") is None
+    assert run_from_log(b"SIM_TRACE_LOG:0,1,2\n") is None
+    assert run_from_log(b"'SAGEMAKER_SHARED_S3_BUCKET': [''], 'SAGEMAKER_SHARED_S3_PREFIX': ['rl-1/']") == RunId("rl-1")
+    assert run_from_log(b"'MODEL_S3_BUCKET': 'b', 'MODEL_S3_PREFIX': ''") is None
+    assert RunId("rl-1", None).same_as(RunId("rl-1", "b")) and not RunId("rl-1", "a").same_as(RunId("rl-1", "b"))
+
+
+def test_two_different_runs_given_together_are_refused_naming_both(tmp_path):
+    with pytest.raises(ReportError) as error:
+        build([TARBALLS[0], TARBALLS[1]])
+    message = str(error.value)
+    assert message.startswith(f"report: {TARBALLS[0]} and {TARBALLS[1]} are different runs (s3://")
+    assert message.endswith("; report them one at a time") and "\n" not in message
+    with pytest.raises(ReportError, match=r"different runs \(s3://.*/30wm3cccH9SOOML/.* and s3://.*/ACGV"):
+        build([DROA, DROA_EVAL])
+
+
+def test_the_parts_of_one_run_are_read_together(tmp_path):
+    logs = sorted(ROS1.glob("*.log"))  # two workers' logs of one DRfC run, given one by one
+    apart, together = build(logs, tracks=TRACKS), build(ROS1, tracks=TRACKS)
+    assert {k: apart.numbers[k] for k in HEADLINE} == {k: together.numbers[k] for k in HEADLINE}
+    assert len(apart.numbers["workers"]) == 2
+    # a run's training folder and the evaluation of its clone (`evaluate --clone`: <prefix>-E)
+    folder = tmp_path / "rl-1"
+    shutil.copytree(DRFC_3, folder)
+    (folder / "training_params.yaml").write_text("SAGEMAKER_SHARED_S3_BUCKET: deepracer-abc\n"
+                                                "SAGEMAKER_SHARED_S3_PREFIX: rl-1\nWORLD_NAME: reinvent_base\n")
+    data = (DROA_EVAL / "evaluation-simulation.log").read_bytes()
+    bucket, prefix = b"drdev-deepracer-on-aws-s3bucketmodelstoragebucket0-flvihr9w2whi", \
+        b"admin19c0b9859c/models/ACGVRmRuFNU9NkQ/sagemaker-artifacts/"
+    clone = tmp_path / "rl-1-E-evaluation-simulation.log"
+    clone.write_bytes(data.replace(bucket, b"deepracer-abc").replace(prefix, b"rl-1-E"))
+    report = build([folder, clone], tracks=TRACKS)
+    assert report.numbers["episodes"] == 60 and _evaluation_episodes(report) > 0
+    other = tmp_path / "rl-2-evaluation-simulation.log"
+    other.write_bytes(data.replace(bucket, b"deepracer-abc").replace(prefix, b"rl-2"))
+    with pytest.raises(ReportError, match=r"different runs \(s3://deepracer-abc/rl-1 and s3://deepracer-abc/rl-2\)"):
+        build([folder, other], tracks=TRACKS)
+
+
+def _evaluation_episodes(report) -> int:
+    return int((report.table["phase"] == "evaluation").sum())
+
+
 # --- bad, cut and missing data --------------------------------------------------------------------------------------
 
 
@@ -319,6 +429,32 @@ def test_local_paths_never_reach_for_the_bucket(tmp_path):
         resolve_sources([str(tmp_path / "missing.tar.gz")], no_storage)
 
 
+def test_a_path_that_does_not_exist_is_named_and_needs_no_system_env(tmp_path, monkeypatch, capsys):
+    from session import cli
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("DR_SYSTEM_ENV", str(tmp_path / "no-system.env"))
+    (tmp_path / "runs").mkdir()
+    for name in ("runs/rl-1", "./rl-1", "~/no-such-folder-here/rl-1", "rl-1.tar.gz", "rl-1-simulation.log"):
+        assert cli.main(["report", name]) == 2
+        assert capsys.readouterr().err == f"deepracer: report: {name}: no such file or folder, and not a model prefix\n"
+    # a bare name can be a model prefix: without system.env there is no bucket to look in, and the line says so
+    assert cli.main(["report", "rl-1"]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith("deepracer: report: rl-1: no such file or folder; no bucket to look for a model prefix "
+                            f"in: {tmp_path / 'no-system.env'}: ")
+    assert error.count("\n") == 1
+
+
+def test_a_prefix_with_a_slash_is_looked_for_in_the_bucket_unless_its_folder_is_here(storage, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    put_folder(storage, DRFC_3, "team/rl-3")
+    assert [s.prefix for s in resolve_sources(["team/rl-3"], lambda: storage)] == ["team/rl-3"]
+    (tmp_path / "team").mkdir()
+    with pytest.raises(ReportError, match="^report: team/rl-3: no such file or folder, and not a model prefix$"):
+        resolve_sources(["team/rl-3"], lambda: storage)
+
+
 def args(*sources, **options) -> argparse.Namespace:
     values = {"out": None, "json": False, "track": None, "tracks": str(TRACKS), "laps": None, **options}
     return argparse.Namespace(sources=[str(s) for s in sources], **values)
@@ -349,10 +485,6 @@ def test_the_command_prints_the_summary_or_the_json_and_keeps_foreign_folders(tm
 def test_the_cli_reports_and_turns_a_user_error_into_one_line(tmp_path, capsys):
     from session import cli
 
-    try:
-        cli._parser().parse_args(["report", str(DRFC_3)])
-    except SystemExit:
-        pytest.skip("`report` is not wired into session.cli yet")
     assert cli.main(["report", str(ROS1), "--out", str(tmp_path / "r"), "--tracks", str(TRACKS)]) == 0
     assert "report of drfc-ros1-robomaker" in capsys.readouterr().out
     empty = tmp_path / "empty"

@@ -83,11 +83,14 @@ def test_interrupted_mid_iteration_then_resumed_from_the_kept_checkpoint_under_t
     assert result.resumed, result.message
     assert result.message == f"training {new_model}, continued from s3://{rehearsal.bucket}/{model}/model/{kept}"
 
-    # run.env: the next prefix, pretrained from the interrupted model's recorded checkpoint
+    # run.env: the next prefix, pretrained from the interrupted model's recorded checkpoint, exported on its own
+    # as that package's last (simapp 6.0.4 starts only from best or last, issue 10)
+    base = f"{model}-checkpoint-{number}"
     host = rehearsal.host()
     run = host.run
     assert (run.local_s3_model_prefix, run.local_s3_pretrained, run.local_s3_pretrained_prefix,
-            run.local_s3_pretrained_checkpoint) == (new_model, True, model, number)
+            run.local_s3_pretrained_checkpoint) == (new_model, True, base, "last")
+    assert storage.get_json(f"{base}/model/deepracer_checkpoints.json")["last_checkpoint"]["name"] == kept
     assert result.increment.backup is not None and result.increment.backup.is_file()
 
     # and it really trains again: the trainer restored that checkpoint and saves the new model's own
@@ -96,7 +99,7 @@ def test_interrupted_mid_iteration_then_resumed_from_the_kept_checkpoint_under_t
     sibling = the_sibling(host)
     poll(lambda: checkpoints(storage, new_model), "the resumed model's first checkpoint")
     weights = storage.get_json(f"{new_model}/model/{checkpoints(storage, new_model)[0]}.data-00000-of-00001")
-    assert weights["trained_from"] == f"s3://{rehearsal.bucket}/{model}/model/{kept}"
+    assert weights["trained_from"] == f"s3://{rehearsal.bucket}/{base}/model/{kept}"
     assert f"Checkpoint> Restoring from path=./pretrained_checkpoint_sagemaker/agent/{kept}" in \
         host.engine.logs(sibling)
 

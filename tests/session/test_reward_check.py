@@ -180,6 +180,51 @@ def test_allowed_imports_and_assigned_functions_pass(tmp_path):
     assert check_reward_source(write(tmp_path, source)) == []
 
 
+def test_a_standard_library_import_is_a_console_warning_and_the_dry_run_still_runs(tmp_path):
+    # The simulator imports the file with no allow-list (simapp markov/boto/s3/files/reward_function.py); a fault
+    # behind such an import must still be found.
+    source = ("import bisect\nimport json\nimport logging\nimport time\nfrom collections import deque\n"
+              "LAST = deque(maxlen=3)\n"
+              "def reward_function(params):\n"
+              "    LAST.append(params['progress'])\n"
+              "    i = bisect.bisect_left([25.0, 50.0, 75.0], params['progress'])\n"
+              "    return 2e5 if params['progress'] == 100 else float(i + 1)\n")
+    result = check_reward_function(write(tmp_path, source), LIBRARY.load("Oval_track"), calls=60)
+    warnings = [p for p in result.problems if not p.is_error]
+    assert [p.where for p in warnings] == ["line 1", "line 2", "line 3", "line 4", "line 5"]
+    assert all("the DeepRacer console and DeepRacer on AWS allow only math, random, numpy, scipy, shapely "
+               "(the simulator imports any module it has)" in p.message for p in warnings)
+    [error] = [p for p in result.problems if p.is_error]
+    assert "returned 200000, outside [-100000, 100000]" in error.message
+    assert result.stats is not None and result.stats.completed == 60
+
+
+@pytest.mark.parametrize("module, expected", [
+    ("sklearn", "imports sklearn, which the simulator image does not have"),
+    ("my_racing_line", "imports my_racing_line, which the simulator image does not have"),
+    ("imp", "imports imp, which Python 3.12 (the simulator's) no longer has"),
+])
+def test_a_module_the_simulator_cannot_import_is_still_an_error(tmp_path, module, expected):
+    source = f"import {module}\ndef reward_function(params):\n    return 1.0\n"
+    [problem] = check_reward_source(write(tmp_path, source))
+    assert problem.is_error and problem.where == "line 1" and problem.message.startswith(expected)
+
+
+def test_modules_of_the_simulator_image_beyond_the_allow_list_are_warnings(tmp_path):
+    source = "import pandas\nfrom tensorflow import math as tfm\ndef reward_function(params):\n    return 1.0\n"
+    problems = check_reward_source(write(tmp_path, source))
+    assert [(p.where, p.severity) for p in problems] == [("line 1", "warning"), ("line 2", "warning")]
+
+
+def test_the_dry_run_leaves_no_bytecode_beside_the_reward_function(tmp_path):
+    custom_files = tmp_path / "custom_files"
+    custom_files.mkdir()
+    path = write(custom_files, "import json\ndef reward_function(params):\n    return 1.0 + params['progress']\n")
+    result = check_reward_function(path, LIBRARY.load("Oval_track"), calls=5)
+    assert result.ok and result.stats.completed == 5
+    assert sorted(p.name for p in custom_files.iterdir()) == ["reward_function.py"]
+
+
 def test_a_keyword_only_argument_without_default_is_an_error(tmp_path):
     [problem] = check_reward_source(write(tmp_path, "def reward_function(params, *, scale):\n    return 1.0\n"))
     assert "requires keyword arguments (scale)" in problem.message
@@ -280,10 +325,11 @@ REWARD_CORPUS = {
     "rf_two_arguments.py": ("requires 2 arguments (params, track); the simulator passes only params", "error", {}),
     "rf_no_argument.py": ("takes no argument", "error", {}),
     "rf_async.py": ("reward_function is async", "error", {}),
-    "rf_import_os.py": ("line 1: imports os; the DeepRacer validator allows only math, random, numpy, scipy, "
-                        "shapely", "error", {}),
-    "rf_import_subprocess.py": ("line 1: imports subprocess", "error", {}),
-    "rf_calls_open.py": ("line 2: calls open()", "error", {}),
+    # The console's rules, which the simulator does not apply (issue 10): warnings, and the dry run still runs.
+    "rf_import_os.py": ("line 1: warning: imports os; the DeepRacer console and DeepRacer on AWS allow only math, "
+                        "random, numpy, scipy, shapely (the simulator imports any module it has)", "warning", {}),
+    "rf_import_subprocess.py": ("line 1: warning: imports subprocess", "warning", {}),
+    "rf_calls_open.py": ("line 2: warning: calls open()", "warning", {}),
     "rf_relative_import.py": ("line 1: relative import", "error", {}),
     "rf_misspelt_key.py": ("line 3: params['distance_from_centre']: params has no key 'distance_from_centre', so "
                            "every call raises KeyError; did you mean 'distance_from_center'?", "error", {}),
@@ -369,3 +415,54 @@ def test_failures_are_grouped_and_counted():
     offtrack = sum(case["is_offtrack"] for case in cases().cases)
     [problem] = dry_run(BROKEN / "rf_nan.py", cases()).problems
     assert offtrack >= 1 and f"returned nan on {offtrack} of {CALLS} calls" in problem.message
+
+
+# --- the working corpus: reward functions in the styles real builders write ---------------------------------------
+
+WORKING = HERE / "data" / "reward_corpus"
+# Files that need objects on the track; the others run in a time trial.
+RACE_TYPES = {"objects_same_lane.py": "OBJECT_AVOIDANCE", "objects_distance_heading.py": "OBJECT_AVOIDANCE",
+              "head_to_bot_overtake.py": "HEAD_TO_BOT"}
+# Broken on purpose -> what must be reported (an error each).
+BROKEN_IN_CORPUS = {
+    "broken_section_lookup.py": "line 9: reward_function raised KeyError: 121",
+    "broken_exponential_behind_import.py": "outside [-100000, 100000]",
+    "broken_returns_tuple.py": "(tuple), which is not a number",
+}
+WORKING_FILES = sorted(p.name for p in WORKING.glob("*.py") if p.name not in BROKEN_IN_CORPUS)
+CONSOLE_RULES = ("the DeepRacer console and DeepRacer on AWS", "the console/DRoA validator")
+
+
+def test_the_working_corpus_is_large_and_covers_the_styles():
+    assert len(WORKING_FILES) >= 25
+    sources = "\n".join((WORKING / name).read_text() for name in WORKING_FILES)
+    for needle in ("import numpy", "from scipy", "from shapely", "import bisect", "import time", "import json",
+                   "import logging", "from collections", "global ", "class ", "objects_location", "closest_objects"):
+        assert needle in sources, needle
+    assert max(len((WORKING / name).read_text().splitlines()) for name in WORKING_FILES) > 150  # a racing line
+
+
+@pytest.mark.parametrize("name", WORKING_FILES)
+def test_reward_functions_written_as_builders_write_them_pass(name):
+    result = check_reward_function(WORKING / name, LIBRARY.load("reInvent2019_track"), calls=300,
+                                   race_type=RACE_TYPES.get(name, "TIME_TRIAL"))
+    assert result.ok, [str(p) for p in result.problems]
+    assert result.stats is not None and result.stats.completed == 300
+    # The only warnings allowed are the retired console's rules, which the simulator does not apply.
+    assert all(any(rule in p.message for rule in CONSOLE_RULES) for p in result.problems), \
+        [str(p) for p in result.problems]
+
+
+@pytest.mark.parametrize("name", sorted(BROKEN_IN_CORPUS))
+def test_broken_reward_functions_in_the_corpus_fail_for_the_right_reason(name):
+    result = check_reward_function(WORKING / name, LIBRARY.load("reInvent2019_track"), calls=300)
+    errors = [str(p) for p in result.problems if p.is_error]
+    assert len(errors) == 1 and BROKEN_IN_CORPUS[name] in errors[0], errors
+    assert errors[0].startswith(f"{name}: ")
+
+
+def test_a_key_error_of_another_dict_is_not_blamed_on_params():
+    result = check_reward_function(WORKING / "broken_section_lookup.py", LIBRARY.load("reInvent2019_track"),
+                                   calls=300)
+    [error] = [p for p in result.problems if p.is_error]
+    assert "params has no key" not in error.message

@@ -265,6 +265,30 @@ def test_sync_up_dry_run_exclude_and_partial_downloads_change_nothing(storage, t
     assert keys(s3_client, storage.bucket) == ["custom_files/old.txt"]
 
 
+def test_sync_up_never_uploads_bytecode_caches(storage, tmp_path, s3_client):
+    # custom-files upload and train's upload both go through sync_up (issue 10: uploads never send __pycache__).
+    local = tmp_path / "custom_files"
+    write(local / "reward_function.py", b"x")
+    write(local / "__pycache__" / "reward_function.cpython-311.pyc", b"compiled")
+    write(local / "helpers" / "__pycache__" / "lines.cpython-312.opt-1.pyc", b"compiled")
+    write(local / "old.pyc", b"compiled")
+    result = storage.sync_up(local, "custom_files")
+    assert result.added == ["reward_function.py"]
+    assert keys(s3_client, storage.bucket) == ["custom_files/reward_function.py"]
+
+
+def test_sync_down_never_brings_back_bytecode_caches(storage, tmp_path):
+    # A bucket filled by an older version's upload may hold them; `custom-files download` must not restore them.
+    storage.put_bytes("custom_files/reward_function.py", b"x")
+    storage.put_bytes("custom_files/__pycache__/reward_function.cpython-311.pyc", b"compiled")
+    local = tmp_path / "custom_files"
+    write(local / "__pycache__" / "mine.cpython-311.pyc", b"local")
+    result = storage.sync_down("custom_files", local, delete=True)
+    assert result.added == ["reward_function.py"] and result.deleted == []
+    assert sorted(str(p.relative_to(local)) for p in local.rglob("*") if p.is_file()) == [
+        "__pycache__/mine.cpython-311.pyc", "reward_function.py"]
+
+
 def test_sync_down_mirrors_the_folder_and_keeps_local_only_files(storage, tmp_path):
     storage.put_bytes("rl-1/metrics/TrainingMetrics.json", b'{"metrics": []}')
     storage.put_bytes("rl-1/model/.coach_checkpoint", b"3_Step-300.ckpt")

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from session.tracks import (Polyline, Track, TrackError, TrackLibrary, UnknownTrackError, check_world_name,
-                            read_npy, ring_is_ccw, signed_area, split_direction)
+                            frame_shift, read_npy, ring_is_ccw, signed_area, split_direction)
 
 from tests.shared_data import TRACKS  # noqa: E402
 CATALOGUE = {row["world_name"]: row for row in csv.DictReader((TRACKS / "tracks.csv").read_text().splitlines())}
@@ -271,3 +271,23 @@ def test_split_direction():
     assert split_direction("arctic_open_ccw") == ("arctic_open", "ccw")
     assert split_direction("reinvent_base") == ("reinvent_base", None)
     assert split_direction("_cw") == ("_cw", None)  # a bare suffix is a name, not a direction
+
+
+def test_a_base_route_moved_into_a_directional_frame_lies_on_that_route(library):
+    """The simulator's _cw/_ccw routes are centred on the origin; reInvent2019_track's base route is not."""
+    base, clockwise = library.load("reInvent2019_track"), library.load("reInvent2019_track_cw")
+    assert max(base.view().centre.distance(p) for p in clockwise.centre) > 4  # as the file lies
+    dx, dy = frame_shift(base, "reInvent2019_track_cw")
+    assert (round(dx, 2), round(dy, 2)) == (-4.32, -3.17)
+    moved = base.moved(dx, dy)
+    assert moved.name == base.name and moved.length == pytest.approx(base.length)
+    for mine, theirs in ((moved.view().centre, clockwise.centre), (moved.view().inner, clockwise.inner),
+                         (moved.view().outer, clockwise.outer)):
+        assert max(mine.distance(p) for p in theirs) < 0.02
+
+
+def test_routes_in_one_frame_are_not_moved_and_a_base_frame_is_unknown_from_a_variant(library):
+    counter = library.load("2024_reinvent_champ_ccw")
+    assert frame_shift(counter, "2024_reinvent_champ_cw") == (0.0, 0.0)  # both directions share the frame
+    assert frame_shift(library.load("penbay_pro"), "penbay_pro_cw") == (0.0, 0.0)  # a base already centred
+    assert frame_shift(library.load("reInvent2019_track_cw"), "reInvent2019_track") is None

@@ -48,7 +48,76 @@ def test_without_tracks_the_world_name_is_not_checked_and_says_so(workdir: Path,
     out = capsys.readouterr().out
     if Path("/var/lib/deepracer/tracks").is_dir():
         pytest.fail("this test assumes a machine without the host's track cache")
-    assert code == 0 and "no track files" in out and "not checked" in out
+    # Issue 10: without tracks the reward dry run did not happen, so validate must not exit 0 as if it had.
+    assert code == 1 and "no track files" in out and "NOT checked" in out
+    assert out.splitlines()[-1] == "0 error(s), 1 warning(s); NOT everything was checked (see above)"
+    assert "warning: warning:" not in out
+
+
+def test_train_refuses_to_start_without_tracks(workdir: Path, monkeypatch):
+    from types import SimpleNamespace
+
+    from session.config import load_config
+    from session.validate import validate_for_training
+
+    monkeypatch.setenv("DR_TRACKS_DIR", str(workdir / "missing"))
+    system_env = workdir / "system.env"
+    system_env.write_text("DR_CLOUD=local\nDR_SIMAPP_VERSION=6.0.4-gpu\n")
+    loaded = load_config(workdir / "run.env", system_env)
+    host = SimpleNamespace(system=loaded.system, run=loaded.run, custom_files=workdir / "custom_files")
+    [problem] = validate_for_training(host)
+    assert problem.is_error and "the reward function's dry run were NOT checked" in problem.message
+    assert "`train` does not start without them" in problem.message
+
+
+@pytest.mark.parametrize("arguments, expected", [
+    (["--workers", "0"], "deepracer validate: argument --workers: expected a whole number from 1 to 8, got '0'"),
+    (["--workers", "-3"], "deepracer validate: argument --workers: expected a whole number from 1 to 8, got '-3'"),
+    (["--workers", "9"], "deepracer validate: argument --workers: expected a whole number from 1 to 8, got '9'"),
+    (["--calls", "0"], "deepracer validate: argument --calls: expected a whole number of at least 1, got '0'"),
+    (["--calls", "-5"], "deepracer validate: argument --calls: expected a whole number of at least 1, got '-5'"),
+])
+def test_bad_workers_or_calls_are_one_line_and_exit_2(arguments, expected, workdir: Path, capsys):
+    with pytest.raises(SystemExit) as caught:
+        main(["validate", "--tracks", str(TRACKS), *arguments])
+    captured = capsys.readouterr()
+    assert caught.value.code == 2
+    assert captured.err.count("\n") == 1 and captured.err.startswith(expected), captured.err
+    assert "Traceback" not in captured.err and captured.out == ""
+
+
+def test_train_workers_above_the_stacks_maximum_are_refused(capsys):
+    with pytest.raises(SystemExit) as caught:
+        main(["train", "--workers", "12"])
+    assert caught.value.code == 2
+    assert capsys.readouterr().err.startswith(
+        "deepracer train: argument --workers: expected a whole number from 1 to 8, got '12'")
+
+
+def test_no_doubled_prefixes(workdir: Path, capsys, monkeypatch):
+    monkeypatch.setenv("DR_TRACKS_DIR", str(workdir / "missing"))
+    shutil.rmtree(workdir / "custom_files")
+    assert main(["validate", "--calls", "10"]) == 2
+    out = capsys.readouterr().out
+    assert "warning: warning:" not in out and "custom_files: custom_files:" not in out
+    assert f"{workdir / 'custom_files'}: expected a folder with reward_function.py" in out
+
+
+def test_every_run_env_mistake_in_one_run(workdir: Path, capsys):
+    (workdir / "run.env").write_text("DR_RUN_ID=x\nDR_RACE_TYPE=TIME_TRAIL\nDR_LOCAL_S3_PRETRAINED_CHECKPOINT=7\n")
+    assert main(["validate", "--tracks", str(TRACKS)]) == 2
+    lines = capsys.readouterr().err.splitlines()
+    assert [line.split(": ")[2] for line in lines] == ["DR_RUN_ID", "DR_RACE_TYPE", "DR_LOCAL_S3_PRETRAINED_CHECKPOINT"]
+    assert all(line.startswith(f"deepracer: {workdir / 'run.env'}:") for line in lines)
+
+
+def test_validate_leaves_no_bytecode_in_custom_files(workdir: Path, capsys):
+    (workdir / "custom_files" / "reward_function.py").write_text(
+        "import json\nfrom collections import deque\ndef reward_function(params):\n    return 1.0 + params['x']\n")
+    before = sorted(p.name for p in (workdir / "custom_files").iterdir())
+    code, lines = validate(capsys)
+    assert code == 0, lines
+    assert sorted(p.name for p in (workdir / "custom_files").iterdir()) == before
 
 
 @pytest.mark.parametrize("name", sorted(k for k, v in REWARD_CORPUS.items() if v[1] == "error" and not v[2]))

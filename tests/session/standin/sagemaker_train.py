@@ -89,28 +89,22 @@ class Trainer:
         return source
 
     def pretrained(self) -> str:
-        """The checkpoint to start from: `best`/`last` from the model's deepracer_checkpoints.json, or a number."""
+        """The checkpoint to start from, as simapp 6.0.4's training_worker.py picks it: `best` from the model's
+        deepracer_checkpoints.json, anything else its `last` (a checkpoint number too)."""
         bucket, prefix = self.hp.get("pretrained_s3_bucket"), str(self.hp["pretrained_s3_prefix"]).strip("/")
-        choice = str(self.hp.get("pretrained_checkpoint", "best"))
+        choice = "best" if str(self.hp.get("pretrained_checkpoint", "best")).lower() == "best" else "last"
         model = f"{prefix}/model/"
-        if choice.isdigit():
-            names = {key[len(model):].split(".ckpt", 1)[0] for key in keys_under(self.s3, bucket, model)
-                     if re.match(rf"{choice}_Step-\d+\.ckpt\.index$", key[len(model):])}
-            if not names:
-                fail(f"Unable to find checkpoint {choice} of the pretrained model in s3://{bucket}/{model}")
-            name = f"{names.pop()}.ckpt"
-        else:
-            document = get_json(self.s3, bucket, f"{model}deepracer_checkpoints.json")
-            if document is None:
-                fail(f"Unable to find deepracer checkpoint json of the pretrained model at "
-                     f"s3://{bucket}/{model}deepracer_checkpoints.json")
-            log(f"[s3] Successfully downloaded deepracer checkpoint json from                  s3 key "
-                f"{model}deepracer_checkpoints.json to local pretrained_checkpoint_sagemaker/agent/"
-                "deepracer_checkpoints.json.")
-            name = (document.get(f"{choice}_checkpoint") or {}).get("name")
-            if not name:
-                fail(f"deepracer_checkpoints.json of the pretrained model s3://{bucket}/{model} has no {choice} "
-                     "checkpoint")
+        document = get_json(self.s3, bucket, f"{model}deepracer_checkpoints.json")
+        if document is None:
+            fail(f"Unable to find deepracer checkpoint json of the pretrained model at "
+                 f"s3://{bucket}/{model}deepracer_checkpoints.json")
+        log(f"[s3] Successfully downloaded deepracer checkpoint json from                  s3 key "
+            f"{model}deepracer_checkpoints.json to local pretrained_checkpoint_sagemaker/agent/"
+            "deepracer_checkpoints.json.")
+        name = (document.get(f"{choice}_checkpoint") or {}).get("name")
+        if not name:
+            fail(f"deepracer_checkpoints.json of the pretrained model s3://{bucket}/{model} has no {choice} "
+                 "checkpoint")
         for suffix in CHECKPOINT_FILES:
             key = f"{model}{name.removesuffix('.ckpt')}{suffix}"
             if get_bytes(self.s3, bucket, key) is None:

@@ -2,5 +2,5 @@ import os
 
 
 def reward_function(params):
-    os.makedirs("/tmp/rewards", exist_ok=True)
+    os.makedirs("rewards", exist_ok=True)  # relative: the dry run's scratch folder, the simulator's work folder
     return 1.0
