@@ -71,6 +71,7 @@ class HostStatus:
     time: str = ""
     log_tail: str = ""
     log: str = BOOTSTRAP_LOG
+    cause: str = ""  # the failed step's own one line (the doctor's first failed check), when it left one
 
 
 @dataclass(frozen=True)
@@ -135,6 +136,7 @@ def _parse(body: bytes, where: str, key: str) -> HostStatus:
         time=text("time"),
         log_tail=text("log_tail"),
         log=text("log") or BOOTSTRAP_LOG,
+        cause=" ".join(text("cause").split()),
     )
 
 
@@ -360,8 +362,10 @@ def render_result(result: WaitResult, store: Store, key: str, timeout_s: float) 
     if result.outcome is Outcome.FAILED:
         status = result.status
         assert status is not None
-        head = (f"host {status.instance_id} failed at step {status.step or '(unknown)'}; see {status.log} on the "
-                f"host ({store.shell(status.instance_id)})\n")
+        where = f"see {status.log} on the host ({store.shell(status.instance_id)})\n"
+        step = status.step or "(unknown)"
+        head = (f"host {status.instance_id} failed at step {step}: {status.cause}\n{where}" if status.cause
+                else f"host {status.instance_id} failed at step {step}; {where}")
         tail = status.log_tail.rstrip("\n")
         return 1, "", head + (f"--- last lines of {status.log} ---\n{tail}\n" if tail else "")
     if result.outcome is Outcome.TIMEOUT and result.status is not None:

@@ -86,6 +86,10 @@ def _parser() -> argparse.ArgumentParser:
     host = commands.add_parser("host", help="is this host ready to train? (first-boot state and system.env)")
     host.add_argument("--json", action="store_true", help="print the result as JSON")
 
+    doctor = commands.add_parser("doctor", help="can this host train? the GPU, storage and Compose from containers of "
+                                                "the simulator image on sagemaker-local, and the disk")
+    doctor.add_argument("--json", action="store_true", help="print the checks as JSON")
+
     commands.add_parser("init", help="write a default run.env and custom files where they are missing")
 
     validate = commands.add_parser("validate", help="check run.env, custom files and reward function before training")

@@ -442,5 +442,21 @@ def host(args: argparse.Namespace) -> int:
     return print_host_state(as_json=args.json, state=host_state(_paths(args)[1]))
 
 
+def doctor(args: argparse.Namespace) -> int:
+    """Exit 0 when this host can train (warnings allowed), 1 when a check failed."""
+    from session.containers import Engine
+    from session.doctor import render, run_checks
+    from session.training import docker_socket_path
+
+    _, system_env = _paths(args)
+    report = run_checks(system_env, Engine(), docker_socket_path())
+    if args.json:
+        print_json(report.as_dict())
+    else:
+        for line in render(report):
+            print(line)
+    return 0 if report.ok else 1
+
+
 def print_json(value: object) -> None:
     print(json.dumps(value, indent=2, default=str))

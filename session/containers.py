@@ -124,6 +124,16 @@ class ContainerInfo:
 
 
 @dataclass(frozen=True)
+class Finished:
+    """A container that ran to its end (`Engine.run`): exit code and output; `timed_out` when it was killed."""
+
+    name: str
+    exit_code: int
+    output: str
+    timed_out: bool = False
+
+
+@dataclass(frozen=True)
 class SimappException:
     """The simulator's fatal-error line: `{"simapp_exception": {"date", "function", "message", ...}}`."""
 
@@ -367,6 +377,36 @@ class Engine:
     def create(self, spec: ContainerSpec) -> ContainerInfo:
         """Creates the container without starting it (what `start` does first)."""
         return _info(self._create(spec).attrs)
+
+    def run(self, spec: ContainerSpec, timeout_s: float) -> "Finished":
+        """Starts the container, waits until it exits, returns its exit code and output, and removes it.
+
+        After `timeout_s` the container is killed and removed, and the result says it timed out."""
+        import requests
+        from docker.errors import APIError, NotFound
+
+        info = self.start(spec)
+        timed_out = False
+        try:
+            with self._translated(f"cannot wait for container {spec.name}"):
+                try:
+                    code = int(self._client.api.wait(info.id, timeout=max(1, int(timeout_s)))["StatusCode"])
+                except requests.exceptions.RequestException as exc:
+                    if not _timed_out(exc):
+                        raise
+                    timed_out, code = True, -1
+                    with contextlib.suppress(APIError, NotFound):
+                        self._client.api.kill(info.id)
+            output = self.logs(info)
+        finally:
+            with contextlib.suppress(APIError, NotFound):
+                self._client.api.remove_container(info.id, v=True, force=True)
+        return Finished(spec.name, code, output, timed_out)
+
+    def info(self) -> Dict[str, Any]:
+        """The daemon's `docker info` document (DefaultRuntime, Runtimes, DockerRootDir, ServerVersion ...)."""
+        with self._translated("cannot read the Docker Engine's settings"):
+            return dict(self._client.info())
 
     def _create(self, spec: ContainerSpec):
         from docker.errors import ImageNotFound, NotFound
@@ -710,6 +750,13 @@ def _compose_files(folder: str, labels: Mapping[str, str], root: Path) -> Iterat
             yield resolved.read_text(errors="replace")
         except OSError:
             continue
+
+
+def _timed_out(exc: BaseException) -> bool:
+    """A wait that ran out of time (the SDK raises a read timeout, sometimes wrapped as a connection error)."""
+    import requests
+
+    return isinstance(exc, requests.exceptions.ReadTimeout) or "timed out" in str(exc).lower()
 
 
 def _split_lines(chunks: Iterable[bytes]) -> Iterator[str]:

@@ -168,7 +168,13 @@ step_custom_files() {
   sudo -u "$HOST_USER" -H "$VENV/bin/deepracer" init
 }
 
-ALL_STEPS=(prepare session-package gpu-runtime docker simapp-image tracks custom-files)
+step_doctor() {
+  # Last: the real image proves this host can train. A failure's cause is doctor.json's summary (host-storage.py).
+  case "$DR_CLOUD" in azure | local) retry docker pull -q "minio/minio:${DR_MINIO_IMAGE:-latest}" ;; esac
+  sudo -u "$HOST_USER" -H "$VENV/bin/deepracer" doctor --json | tee "$STATE_DIR/doctor.json"
+}
+
+ALL_STEPS=(prepare session-package gpu-runtime docker simapp-image tracks custom-files doctor)
 full_run=no
 if (($# == 0)); then
   set -- "${ALL_STEPS[@]}"

@@ -8,7 +8,8 @@ URL is s3://bucket/key on AWS and https://<account>.blob.core.windows.net/<conta
 status URL in bootstrap.env has the same form, and its scheme says which cloud this is.
 
 The status object is what `pulumi up` waits for (infra/wait_ready.py reads it); `failed` carries the last
-lines of the bootstrap log so the deployer sees why without opening a shell. AWS: boto3 when this Python has
+lines of the bootstrap log so the deployer sees why without opening a shell, and as `cause` the one-line
+`summary` a failed step left in <state dir>/<step>.json (the doctor's). AWS: boto3 when this Python has
 it (the bootstrap venv), else the DLAMI's AWS CLI. Azure: the standard library only; instance id and managed
 identity token from IMDS, then the Blob REST API. A 403 for want of the data role is retried for a while: the
 stack assigns the role after it creates the VM, and Azure takes minutes to apply it.
@@ -31,6 +32,7 @@ import urllib.request
 BOOTSTRAP_ENV = os.environ.get("DR_BOOTSTRAP_ENV", "/etc/deepracer/bootstrap.env")
 LOG = os.environ.get("DR_BOOTSTRAP_LOG", "/var/log/deepracer-bootstrap.log")
 LOCAL_STATUS = os.environ.get("DR_BOOTSTRAP_STATUS", "/var/lib/deepracer/bootstrap.json")
+STATE_DIR = os.environ.get("DR_STATE_DIR", "/var/lib/deepracer")
 IMDS = os.environ.get("DR_IMDS_ENDPOINT", "http://169.254.169.254")
 TAIL_LINES = 40
 # Azure: the Blob REST version (bearer tokens need 2017-11-09 or later) and how long to wait for the role.
@@ -205,15 +207,24 @@ def get(url: str, dest: str, region: str) -> None:
             os.unlink(partial)
 
 
-def status_document(state: str, step: str, host_id: str, now: datetime.datetime, tail: str) -> dict:
+def step_cause(step: str) -> str:
+    try:
+        with open(f"{STATE_DIR}/{step}.json", encoding="utf-8") as handle:
+            return " ".join(str(json.load(handle)["summary"]).split())
+    except (OSError, ValueError, KeyError, TypeError):
+        return ""
+
+
+def status_document(state: str, step: str, host_id: str, now: datetime.datetime, tail: str, cause: str = "") -> dict:
     return {"state": state, "step": step, "instance_id": host_id, "time": now.isoformat(timespec="seconds"),
-            "log_tail": tail if state == "failed" else "", "log": LOG}
+            "log_tail": tail if state == "failed" else "", "log": LOG, "cause": cause}
 
 
 def report(state: str, step: str, status_url: str, region: str) -> str:
     azure = is_blob_url(status_url)
     host_id = instance_id(azure)
-    document = status_document(state, step, host_id, datetime.datetime.now(datetime.timezone.utc), log_tail(LOG))
+    document = status_document(state, step, host_id, datetime.datetime.now(datetime.timezone.utc), log_tail(LOG),
+                               step_cause(step) if state == "failed" else "")
     body = json.dumps(document, indent=2).encode()
     os.makedirs(os.path.dirname(LOCAL_STATUS), exist_ok=True)
     with open(LOCAL_STATUS, "wb") as handle:

@@ -5,7 +5,12 @@ status codes, headers and documents the real services use:
 
 - AWS IMDSv2: `PUT /latest/api/token` (needs X-aws-ec2-metadata-token-ttl-seconds) returns a token;
   `GET /latest/meta-data/spot/instance-action` needs a valid X-aws-ec2-metadata-token (401 otherwise) and
-  answers 404 without a notice, else `{"action": ..., "time": ...}`.
+  answers 404 without a notice, else `{"action": ..., "time": ...}`. The instance role's credentials:
+  `GET /latest/meta-data/iam/security-credentials/` names the role, `.../<role>` returns the keys document
+  (Code, AccessKeyId, SecretAccessKey, Token, Expiration, ...). Tokens are required (http_tokens=required).
+  `aws_hop_limit = 1` plays an instance whose metadata hop limit is 1: a token's answer to a client that is
+  not on this server's own address (a container behind a Docker bridge is one hop further) never arrives, so
+  the connection is closed unanswered; with 2 (our instances) it arrives.
 - Azure IMDS (every request needs `Metadata: true`, 400 otherwise): Scheduled Events
   `GET /metadata/scheduledevents?api-version=2020-07-01` (`{"DocumentIncarnation", "Events": [...]}`) and
   `POST` of `{"StartRequests": [{"EventId": ...}]}` to acknowledge; `/metadata/instance/compute/name`,
@@ -54,6 +59,10 @@ class MetadataStandin:
     deallocations: list[str] = field(default_factory=list)
     aws_tokens: set[str] = field(default_factory=set)
     on_ack: Optional[Callable[[Any], None]] = None
+    aws_role: str = "deepracer-host-role"
+    aws_credentials: dict = field(default_factory=lambda: {
+        "AccessKeyId": "ASIAIMDSSTANDIN00001", "SecretAccessKey": "imds-standin-secret", "Token": "imds-token"})
+    aws_hop_limit: int = 2
 
     def expire_aws_tokens(self) -> None:
         self.aws_tokens.clear()
@@ -88,6 +97,9 @@ def _handler(standin: MetadataStandin) -> type:
             if request.path == "/latest/api/token":
                 if "x-aws-ec2-metadata-token-ttl-seconds" not in request.headers:
                     return self._send(400, "Missing TTL header", "text/plain")
+                if standin.aws_hop_limit < 2 and self.client_address[0] != self.server.server_address[0]:
+                    self.close_connection = True  # the answer dies on the bridge: the client sees none
+                    return None
                 token = uuid.uuid4().hex
                 standin.aws_tokens.add(token)
                 return self._send(200, token, "text/plain")
@@ -100,6 +112,12 @@ def _handler(standin: MetadataStandin) -> type:
                     return self._send(401, "", "text/plain")
                 if request.path == "/latest/meta-data/spot/instance-action" and standin.aws_action is not None:
                     return self._send(200, standin.aws_action)
+                if request.path == "/latest/meta-data/iam/security-credentials/":
+                    return self._send(200, standin.aws_role, "text/plain")
+                if request.path == f"/latest/meta-data/iam/security-credentials/{standin.aws_role}":
+                    return self._send(200, {"Code": "Success", "LastUpdated": "2026-12-06T10:00:00Z",
+                                            "Type": "AWS-HMAC", "Expiration": "2099-01-01T00:00:00Z",
+                                            **standin.aws_credentials})
                 return self._send(404, "Not Found", "text/plain")
             if request.path.startswith("/metadata/"):
                 if request.headers.get("metadata") != "true":
@@ -142,11 +160,12 @@ def _handler(standin: MetadataStandin) -> type:
     return Handler
 
 
-def start() -> tuple[MetadataStandin, Callable[[], None]]:
-    """The stand-in on 127.0.0.1 and a port of its own; returns it and the function that stops it."""
+def start(host: str = "127.0.0.1") -> tuple[MetadataStandin, Callable[[], None]]:
+    """The stand-in on `host` (default 127.0.0.1; a Docker network's gateway for containers) and a port of its
+    own; returns it and the function that stops it."""
     standin = MetadataStandin()
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(standin))
-    standin.url = f"http://127.0.0.1:{server.server_address[1]}"
+    server = ThreadingHTTPServer((host, 0), _handler(standin))
+    standin.url = f"http://{host}:{server.server_address[1]}"
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
 
