@@ -131,8 +131,9 @@ step_gpu_runtime() {
 step_docker() {
   command -v docker >/dev/null || apt_install docker.io
   systemctl enable --now docker
-  # The trainer starts its own sibling container through the Docker socket, so a per-container GPU
-  # request cannot reach it: the NVIDIA runtime has to be Docker's default.
+  # As DRfC's prepare.sh: the NVIDIA runtime as Docker's default, so every container of the image sees the
+  # GPU, those the trainer starts itself through the Docker socket included (its SageMaker sibling also
+  # asks for it by a Compose device reservation, which needs the same runtime).
   if [ "$(docker info --format '{{.DefaultRuntime}}')" != nvidia ]; then
     nvidia-ctk runtime configure --runtime=docker --set-as-default
     systemctl restart docker
