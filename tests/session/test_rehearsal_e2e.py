@@ -51,7 +51,7 @@ METRICS_FIELDS = {"reward_score", "metric_time", "start_time", "elapsed_time_in_
 STATUSES = {"prepare", "in_progress", "off_track", "crashed", "immobilized", "reversed", "lap_complete", "time_up",
             "pause", "park"}
 ROS2_AGENT = "[download_params_and_roslaunch_agent_node-1] [agent-9] "
-SIBLING_NAME = re.compile(r"tmp\w+-algo-1-[a-z0-9]{5}")
+SIBLING_NAME = re.compile(r"[a-z0-9]{10}-algo-1-[a-z0-9]{5}")  # as the SageMaker SDK's local mode names it
 
 
 @pytest.fixture(scope="module")
@@ -132,8 +132,10 @@ class Rehearsal:
                     if f"RUN_ID={self.run_id}" in (c.attrs["Config"].get("Env") or [])]
         for container in ours + siblings:
             container.remove(force=True)
-        for sibling in siblings:
-            shutil.rmtree(Path(SAGEMAKER_TMP) / sibling.name.split("-algo-")[0], ignore_errors=True)
+        for sibling in siblings:  # compose ran in the SDK's folder for the job, /tmp/sagemaker/tmpXXXX
+            folder = (sibling.labels.get("com.docker.compose.project.working_dir") or "").rstrip("/")
+            if folder.startswith(f"{SAGEMAKER_TMP}/tmp"):
+                shutil.rmtree(folder, ignore_errors=True)
         shutil.rmtree(Path(COMMS_ROOT) / f"comms.{self.run_id}", ignore_errors=True)
         client.close()
         for storage in self.storages:
@@ -264,8 +266,9 @@ def test_train_status_logs_stop_then_increment_and_train_from_the_old_model(
     assert re.search(r"^Policy training> Surrogate loss=.*, Entropy=[\d.]+, training epoch=0, ", training_log, re.M)
     assert "Checkpoint> Saving in path=['./checkpoint_sagemaker/agent/1_Step-" in training_log
     relayed = engine.logs(started[0])
-    assert re.search(r"^algo-1-[a-z0-9]{5}  \| Using the following hyper-parameters$", relayed, re.M)
-    assert re.search(r"^algo-1-[a-z0-9]{5}  \| Checkpoint> Saving in path=", relayed, re.M)
+    # Compose v2 prefixes each relayed line with the container's name
+    assert re.search(rf"^{sibling.name}  \| Using the following hyper-parameters$", relayed, re.M)
+    assert re.search(rf"^{sibling.name}  \| Checkpoint> Saving in path=", relayed, re.M)
     for worker in (1, 2):
         worker_log = cli(rehearsal, capsys, "logs", "worker", str(worker))
         assert f"Starting as worker {worker - 1}, using world reInvent2019_track" in worker_log
