@@ -82,10 +82,11 @@ def bridge_s3(docker_engine: str, s3_server: str) -> Iterator[str]:
     finally:
         server.stop()
         requests_log.setLevel(level)
-        if created:
-            network.reload()
-            if not network.attrs.get("Containers"):
-                network.remove()
+        if created:  # by name: a test may have re-made it meanwhile
+            for network in client.networks.list(names=[NETWORK]):
+                network.reload()
+                if not network.attrs.get("Containers"):
+                    network.remove()
         client.close()
 
 
