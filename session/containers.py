@@ -465,13 +465,14 @@ class Engine:
         """The SageMaker-local containers the trainer of one run started itself through the Docker socket.
 
         They carry none of our labels, so they are found the way DRfC's `dr-find-sagemaker` finds them:
-        SageMaker-local names each container `<its temp folder>-algo-<n>-<random>` and writes its compose file
-        to `<root>/<its temp folder>/docker-compose.yaml`. A container counts when its name has `-algo-<n>-`,
-        it runs `image` (by reference or by image id), it is not one of ours, and `marker` (the model prefix,
-        which the trainer hands down in the environment) appears as a whole word in its environment or in its
-        compose file (the compose labels' files or working dir, else the folder its name points to; read only
-        under `root`, and skipped when unreadable, as it is root-only on some hosts). When `run` is given and
-        the container's environment has a RUN_ID, it must be that run's.
+        the SageMaker SDK's local mode (2.x) names each container `<random>-algo-<n>-<random>` and writes its
+        compose file to `<root>/tmpXXXX/docker-compose.yaml`, which Compose v2 records in the container's
+        labels (older versions named the container after that folder). A container counts when its name has
+        `-algo-<n>-`, it runs `image` (by reference or by image id), it is not one of ours, and `marker` (the
+        model prefix: the SDK hands it down as TRAINING_JOB_NAME) appears as a whole word in its environment or
+        in its compose file (the compose labels' files or working dir, else the folder its name points to; read
+        only under `root`, and skipped when unreadable, as it is root-only on some hosts). When `run` is given
+        and the container's environment has a RUN_ID, it must be that run's.
         """
         with self._translated("cannot list containers"):
             candidates = self._client.containers.list(all=True, filters={"name": "-algo-"}, ignore_removed=True)
