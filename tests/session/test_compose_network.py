@@ -23,7 +23,8 @@ from session.training import TrainingError, run_containers, start_training, stop
 from session.training_specs import NETWORK
 from tests.session.standin import StandinEngine, compose_binary
 from tests.session.test_rehearsal_e2e import bridge_s3, rehearsal, simapp_image  # noqa: F401 - fixtures
-from tests.session.test_rehearsal_e2e import READY_S, STOP_S, Rehearsal, checkpoints, poll, the_sibling
+from tests.session.test_rehearsal_e2e import (READY_S, STOP_S, Rehearsal, checkpoints, network_use,
+                                              only_storage_reached, poll, the_sibling)
 
 COMPOSE_LABEL_ERROR = (f'network {NETWORK} was found but has incorrect label com.docker.compose.network set to ""')
 
@@ -94,6 +95,8 @@ def test_a_trainer_whose_compose_refused_the_network_is_reported_with_composes_e
                               f'(expected: "{NETWORK}"); `deepracer train` re-creates network {NETWORK} with '
                               "Compose's labels while nothing is attached to it; stopped the run's containers"), message
     assert "\n" not in message
+    trainer = host.engine.logs(f"deepracer-{host.run.run_id}-trainer")
+    assert only_storage_reached(trainer, rehearsal.endpoint), network_use(trainer)  # `fit` returned: no telemetry
     assert host.engine.sagemaker_siblings(f"{host.system.simapp_source}:{host.system.simapp_version}",
                                           host.run.local_s3_model_prefix) == []
     assert not any(c.running for c in run_containers(host.engine, host.system, host.run))

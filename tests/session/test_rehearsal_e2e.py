@@ -40,7 +40,7 @@ from session.training_specs import COMMS_ROOT, NETWORK, SAGEMAKER_TMP, image_of
 from tests.session.standin import StandinEngine, build_image
 
 IMAGE_SOURCE, IMAGE_TAG = "deepracer-simapp-e2e-standin", "6.0.4-cpu"  # -gpu would request GPUs
-READY_S = 60  # generous for a loaded CI machine; a start takes ~2 s here
+READY_S = 120  # generous for a loaded CI machine; a start takes 10-30 s here (the trainer imports the SageMaker SDK)
 PROGRESS_S = 40
 STOP_S = 5
 SIMTRACE_COLUMNS = ["episode", "steps", "X", "Y", "yaw", "steer", "throttle", "action", "reward", "done",
@@ -182,6 +182,19 @@ def the_sibling(host: Host) -> ContainerInfo:
     return found[0]
 
 
+def network_use(log: str) -> set[str]:
+    """What the stand-in trainer's process looked up and connected to (its `standin-network:` lines)."""
+    return {line.split("standin-network: ", 1)[1] for line in log.splitlines() if line.startswith("standin-network: ")}
+
+
+def only_storage_reached(log: str, endpoint: str) -> bool:
+    """True when the trainer (the real SageMaker SDK in it) reached nothing but the S3 endpoint: no telemetry, no
+    AWS endpoint, nothing outside this machine."""
+    host, port = endpoint.removeprefix("http://").rsplit(":", 1)
+    used = network_use(log)
+    return bool(used) and used <= {f"lookup {host}", f"connect ('{host}', {port})"}
+
+
 def sim_trace_fields(log: str) -> list[list[str]]:
     """FORMATS.md §5.1: split on `SIM_TRACE_LOG:`, cut at a tab, comma-separated."""
     return [line.split("SIM_TRACE_LOG:", 1)[1].split("\t", 1)[0].split(",")
@@ -270,6 +283,7 @@ def test_train_status_logs_stop_then_increment_and_train_from_the_old_model(
     # Compose v2 prefixes each relayed line with the container's name
     assert re.search(rf"^{sibling.name}  \| Using the following hyper-parameters$", relayed, re.M)
     assert re.search(rf"^{sibling.name}  \| Checkpoint> Saving in path=", relayed, re.M)
+    assert only_storage_reached(relayed, rehearsal.endpoint), network_use(relayed)
     for worker in (1, 2):
         worker_log = cli(rehearsal, capsys, "logs", "worker", str(worker))
         assert f"Starting as worker {worker - 1}, using world reInvent2019_track" in worker_log

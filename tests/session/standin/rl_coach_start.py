@@ -10,10 +10,11 @@ binary — against the Docker socket mounted into this container. Compose starts
 (`<random>-algo-1-<random>`, command `train`, on the `sagemaker-local` network), relays its log as
 `algo-1-xxxxx  | <line>`, and the script ends when compose does, as the real one.
 
-What the stand-in changes is only what this machine needs, all in the image (tests/session/standin/__init__.py),
-none here: the SDK's telemetry is opted out, and the sibling gets this host's Python through the image's
-SageMaker config. Like the real one, this script does not notice when compose started nothing: `fit` returns
-and the container exits 0.
+What the stand-in changes is only what this machine needs, in the image (tests/session/standin/__init__.py): the
+SDK's telemetry is opted out, and the sibling gets this host's Python through the image's SageMaker config. Here
+it only adds a log line per name lookup and connection this process makes (`NETWORK_LOG`), so a test can prove
+that nothing leaves the machine. Like the real one, this script does not notice when compose started nothing:
+`fit` returns and the container exits 0.
 """
 
 from __future__ import annotations
@@ -23,11 +24,19 @@ import json
 import os
 import sys
 
-import boto3
-import sagemaker
-from sagemaker.estimator import Estimator
-
 JOB_DURATION_S = 24 * 60 * 60
+NETWORK_LOG = "standin-network:"  # + `lookup <host>` or `connect <address>`
+
+
+def log_network_use() -> None:
+    """One line per name lookup and connection of this process (Python's audit events)."""
+    def hook(event: str, args: tuple) -> None:
+        if event == "socket.getaddrinfo":
+            print(f"{NETWORK_LOG} lookup {args[0]}", flush=True)
+        elif event == "socket.connect":
+            print(f"{NETWORK_LOG} connect {args[1]}", flush=True)
+
+    sys.addaudithook(hook)
 
 
 def str2bool(value: str) -> bool:
@@ -35,6 +44,10 @@ def str2bool(value: str) -> bool:
 
 
 def main() -> None:
+    import boto3  # here, so that the network log sees what importing them does too
+    import sagemaker
+    from sagemaker.estimator import Estimator
+
     boto_session = boto3.session.Session(region_name=os.environ.get("AWS_REGION", "us-east-1"))
     endpoint_url = os.environ.get("S3_ENDPOINT_URL", None)
     # An empty S3_ENDPOINT_URL (AWS) goes to boto as no endpoint at all, and to the SDK as it is, as in the real one.
@@ -107,4 +120,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    log_network_use()
     main()
