@@ -131,12 +131,15 @@ class Rehearsal:
         ours = client.containers.list(all=True, filters={"label": f"deepracer.run={self.run_id}"})
         siblings = [c for c in client.containers.list(all=True, filters={"name": "-algo-"})
                     if f"RUN_ID={self.run_id}" in (c.attrs["Config"].get("Env") or [])]
+        # The SDK's folder per job, /tmp/sagemaker/tmpXXXX, as the trainers' logs name it (compose may have
+        # started nothing there).
+        folders = {match for trainer in ours if trainer.labels.get("deepracer.role") == "trainer"
+                   for match in re.findall(rf"-f ({re.escape(SAGEMAKER_TMP)}/tmp\w+)/docker-compose\.yaml",
+                                           trainer.logs().decode("utf-8", "replace"))}
         for container in ours + siblings:
             container.remove(force=True)
-        for sibling in siblings:  # compose ran in the SDK's folder for the job, /tmp/sagemaker/tmpXXXX
-            folder = (sibling.labels.get("com.docker.compose.project.working_dir") or "").rstrip("/")
-            if folder.startswith(f"{SAGEMAKER_TMP}/tmp"):
-                shutil.rmtree(folder, ignore_errors=True)
+        for folder in folders:
+            shutil.rmtree(folder, ignore_errors=True)
         shutil.rmtree(Path(COMMS_ROOT) / f"comms.{self.run_id}", ignore_errors=True)
         client.close()
         for storage in self.storages:
