@@ -4,8 +4,8 @@ DRfC's known-working set (its docker-compose-training.yml plus the aws/endpoint 
 trainer (`rl_coach`, which starts the SageMaker-local trainer as a sibling container through the Docker
 socket) and N simulation workers (`robomaker`), all from the one simapp image, on the `sagemaker-local`
 network that the sibling's own compose file expects by name. Our containers of a `-gpu` image request the
-GPUs explicitly; the sibling, which we don't create, gets them only because the host's Docker has the NVIDIA
-runtime as its default (cloud-init sets that up).
+GPUs explicitly; so does the sibling, which we don't create: simapp 6.0.4's start.py picks the SageMaker SDK's
+`local_gpu` for an image whose name says gpu, and the SDK's compose file then reserves every GPU.
 """
 
 from __future__ import annotations
