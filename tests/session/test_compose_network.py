@@ -153,3 +153,52 @@ def test_compose_errors_are_told_from_its_warnings_and_the_siblings_lines():
                   'was not created by compose.\\nSet `external: true` to use an existing network"',
                   f"abcdefghij-algo-1-abcde  | {gpu}", "INFO:sagemaker.local.image:===== Job Complete =====", ""):
         assert parse_compose_error(other) is None
+
+
+def test_a_gpu_image_makes_the_trainer_reserve_every_gpu_for_its_sibling(
+        tmp_path: Path, s3_server: str, make_bucket, s3_client, docker_engine: str, simapp_image: str):
+    """The stand-in start.py (the real one's steps, the real SDK and Compose) run on this host for a `-gpu` image:
+    the SDK's `local_gpu` reserves every GPU in the compose file; with no GPU here the daemon refuses, compose
+    says so and still exits 0, and so does the trainer, whose log names the cause the way train reads it."""
+    import json
+
+    import yaml
+
+    from session.containers import parse_compose_error
+    from tests.session.standin import HERE, SAGEMAKER_LOCAL_CONFIG, TELEMETRY_OPT_OUT
+
+    gpu_image = simapp_image.rsplit(":", 1)[0] + ":6.0.4-gpu"  # tagged here: nothing may be pulled
+    client = docker.DockerClient(base_url=docker_engine)
+    client.images.get(simapp_image).tag(gpu_image)
+    Engine(base_url=docker_engine).ensure_network(NETWORK)
+    bucket = make_bucket("gpu")
+    s3_client.put_object(Bucket=bucket, Key="custom_files/hyperparameters.json", Body=json.dumps({"batch_size": 64}))
+    home, root = tmp_path / "home", tmp_path / "sagemaker"
+    (home / ".sagemaker").mkdir(parents=True)
+    root.mkdir()
+    (home / ".sagemaker" / "config.yaml").write_text(SAGEMAKER_LOCAL_CONFIG.replace("/tmp/sagemaker", str(root)))
+    (home / "telemetry.yaml").write_text(TELEMETRY_OPT_OUT)
+    env = {"HOME": str(home), "PATH": f"{Path(compose_binary()).parent}:/usr/bin:/bin", "DOCKER_HOST": docker_engine,
+           "SAGEMAKER_USER_CONFIG_OVERRIDE": str(home / "telemetry.yaml"), "AWS_REGION": "us-east-1",
+           "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "S3_ENDPOINT_URL": s3_server,
+           "MODEL_S3_BUCKET": bucket, "MODEL_S3_PREFIX": "gpu-model", "SAGEMAKER_IMAGE": gpu_image,
+           "HYPERPARAMETER_FILE_S3_KEY": "custom_files/hyperparameters.json", "PYTHONDONTWRITEBYTECODE": "1",
+           "RUN_ID": "5", "CUDA_VISIBLE_DEVICES": "0"}
+    try:
+        result = subprocess.run([sys.executable, str(HERE / "rl_coach_start.py")], env=env, capture_output=True,
+                                text=True, timeout=300, cwd=tmp_path)
+    finally:
+        for container in client.containers.list(all=True, filters={"name": "-algo-"}):
+            if "RUN_ID=5" in container.attrs["Config"]["Env"] and container.attrs["Config"]["Image"] == gpu_image:
+                container.remove(force=True)
+        client.images.remove(gpu_image)
+        client.close()
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    [compose_file] = root.glob("tmp*/docker-compose.yaml")
+    [service] = yaml.safe_load(compose_file.read_text())["services"].values()
+    assert service["deploy"]["resources"]["reservations"]["devices"] == [{"count": "all", "capabilities": ["gpu"]}]
+    assert "CUDA_VISIBLE_DEVICES=0" in service["environment"]  # handed down for local_gpu only
+    refusals = [line for line in output.splitlines() if parse_compose_error(line)]
+    assert refusals and "could not select device driver" in refusals[0], output
+    assert only_storage_reached(result.stdout, s3_server), network_use(result.stdout)
