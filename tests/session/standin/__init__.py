@@ -125,9 +125,12 @@ def image_tarball() -> bytes:
         for applet in APPLETS:
             _symlink(tar, f"bin/{applet}", "busybox")
         _symlink(tar, "standin/bin/docker-compose", compose_binary())
+        # The SDK asks `docker compose version` first and dies of FileNotFoundError without a `docker` (the real
+        # image has docker-ce-cli, without the compose plugin, as docker.io's CLI here).
         docker_cli = shutil.which("docker")
-        if docker_cli:  # without it the SDK's `docker compose version` dies with FileNotFoundError
-            _symlink(tar, "standin/bin/docker", os.path.realpath(docker_cli))
+        if not docker_cli:
+            raise RuntimeError("no docker CLI on this host: install docker.io (scripts/test does)")
+        _symlink(tar, "standin/bin/docker", os.path.realpath(docker_cli))
         # busybox has no bash applet; its ash runs what the image's `bash -c` gets (`source` and `&&` included).
         _file(tar, "bin/bash", (ASH + 'exec /bin/busybox ash "$@"\n').encode())
         _file(tar, "etc/passwd", b"root:x:0:0:root:/root:/bin/sh\n", 0o644)
