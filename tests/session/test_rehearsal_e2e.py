@@ -1,12 +1,14 @@
 """Training end to end: `train`, `status`, `logs`, `stop`, `increment`, and `train` again from the old model.
 
 Everything here is real — the production code (session.training, .containers, .storage, .config, .increment), a
-Docker Engine of the tests' own, moto's S3 server over HTTP — except the simulator. ONLY THE SIMULATOR IS A
-STAND-IN (tests/session/standin/): an image imported from a tarball with the real image's ENTRYPOINT, WORKDIR
-and script paths, whose trainer starts its SageMaker sibling through the Docker socket and whose workers fetch
-their training_params YAML from S3, play episodes and write what the real ones write (checkpoints,
+Docker Engine of the tests' own, moto's S3 server over HTTP, and the SageMaker SDK's local mode with Docker
+Compose v2 that start the trainer's SageMaker sibling — except the simulator. ONLY THE SIMULATOR IS A STAND-IN
+(tests/session/standin/): an image imported from a tarball with the real image's ENTRYPOINT, WORKDIR and script
+paths, whose trainer takes simapp's start.py's steps with the real SDK, and whose workers fetch their
+training_params YAML from S3, play episodes and write what the real ones write (checkpoints,
 deepracer_checkpoints.json, metrics JSON, simtrace CSV, SIM_TRACE_LOG lines). It runs on the host's Python,
-which `StandinEngine` mounts into each container; that mount is the one thing production does not do.
+which `StandinEngine` mounts into each container (and the image's SageMaker config into the sibling); that
+mount is the one thing production does not do.
 
 The test daemon has no default bridge and no NAT, so the containers reach the S3 server on the gateway address
 of the `sagemaker-local` network: the server listens there, and system.env's DR_MINIO_URL (the containers' side)
