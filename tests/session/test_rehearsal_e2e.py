@@ -34,7 +34,7 @@ import docker
 import pytest
 
 from session.config import load_config
-from session.containers import ContainerInfo, Engine
+from session.containers import ContainerInfo, Engine, sibling_info
 from session.increment import increment
 from session.storage import Storage
 from session.training import Host, TrainingError, run_containers, start_training, stop_training
@@ -242,6 +242,14 @@ def test_train_status_logs_stop_then_increment_and_train_from_the_old_model(
     # status: the run's containers by label, and the SageMaker sibling the trainer started through the socket
     sibling = the_sibling(host)
     assert SIBLING_NAME.fullmatch(sibling.name) and sibling.role == "sagemaker" and sibling.running
+    # Also found by the compose file Compose v2 names in its labels, without the marker in its environment
+    attrs = docker.DockerClient(base_url=rehearsal.docker_host).api.inspect_container(sibling.id)
+    assert re.fullmatch(rf"{SAGEMAKER_TMP}/tmp\w+/docker-compose\.yaml",
+                        attrs["Config"]["Labels"]["com.docker.compose.project.config_files"])
+    env = [item for item in attrs["Config"]["Env"] if not item.startswith("TRAINING_JOB_NAME=")]
+    assert not any(model in item for item in env)
+    stripped = {**attrs, "Config": {**attrs["Config"], "Env": env}}
+    assert sibling_info(stripped, image_of(host.system), None, model, str(host.run.run_id)) is not None
     status = run_containers(engine, host.system, host.run)
     assert sorted((c.role, c.worker or 0, c.running) for c in status) == [
         ("sagemaker", 0, True), ("trainer", 0, True), ("worker", 1, True), ("worker", 2, True)]
