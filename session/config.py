@@ -286,7 +286,9 @@ class SystemConfig(_Settings):
     local_access_key_id: Optional[str] = _setting("DR_LOCAL_ACCESS_KEY_ID", _optional(TEXT), None)
     local_secret_access_key: Optional[str] = _setting("DR_LOCAL_SECRET_ACCESS_KEY", _optional(TEXT), None,
                                                       secret=True)
-    robomaker_cuda_devices: Optional[str] = _setting("DR_ROBOMAKER_CUDA_DEVICES", _optional(DEVICES), None)
+    robomaker_cuda_devices: Optional[str] = _setting(
+        "DR_ROBOMAKER_CUDA_DEVICES", _optional(DEVICES), None,
+        "GPUs the simulation workers' TensorFlow may use; unset: none, the trainer keeps the GPU", example="0")
     sagemaker_cuda_devices: Optional[str] = _setting("DR_SAGEMAKER_CUDA_DEVICES", _optional(DEVICES), None)
     experiment_name: Optional[str] = _setting("DR_EXPERIMENT_NAME", _optional(NAME), None)
     telegraf_host: Optional[str] = _setting("DR_TELEGRAF_HOST", _optional(NAME), None)

@@ -171,6 +171,7 @@ class Readiness:
     error_lines: Tuple[str, ...] = ()
     exception: Optional[SimappException] = None
     not_ready: Tuple[str, ...] = ()
+    compose_error: Optional[str] = None  # why Docker Compose started no SageMaker container, if it said
 
     @property
     def summary(self) -> str:
@@ -181,6 +182,8 @@ class Readiness:
             head = f"{self.failed.name} exited with code {self.failed.exit_code}"
             if self.exception is not None:
                 return f"{head}: {self.exception}"
+            if self.compose_error is not None:
+                return f"{head}: Docker Compose did not start its SageMaker container: {self.compose_error}"
             last = self.error_lines[-1] if self.error_lines else "it printed nothing"
             return " ".join(f"{head}; last line: {last}".split())
         return f"not ready in time: {', '.join(self.not_ready)}"
@@ -203,6 +206,22 @@ def parse_simapp_exception(line: str) -> Optional[SimappException]:
     return SimappException(message=text["message"], error_code=text["errorCode"],
                            exception_type=text["exceptionType"], event_type=text["eventType"],
                            function=text["function"], date=text["date"])
+
+
+# What Compose v2 prints when it starts nothing (the SageMaker SDK relays it into the trainer's log): its fatal
+# errors stand alone at the start of a line, unlike its `time=... level=warning` notes and the sibling's own lines.
+_COMPOSE_LABEL_ERROR = re.compile(r"^network (\S+) was found but has incorrect label \S+ set to .*$")
+_COMPOSE_DAEMON_ERROR = re.compile(r"^Error response from daemon: .+$")
+
+
+def parse_compose_error(line: str) -> Optional[str]:
+    """Compose's reason for starting no container, if `line` is one, with what to do about a network refused."""
+    label = _COMPOSE_LABEL_ERROR.match(line.strip())
+    if label is not None:
+        return (f"{label.group(0)}; `deepracer train` re-creates network {label.group(1)} with Compose's labels "
+                f"while nothing is attached to it")
+    daemon = _COMPOSE_DAEMON_ERROR.match(line.strip())
+    return daemon.group(0) if daemon is not None else None
 
 
 def container_info(attrs: Dict[str, Any]) -> ContainerInfo:
@@ -306,11 +325,13 @@ class Engine:
         naming this network (not as external) and runs Compose v2; Compose refuses an existing network without
         its `com.docker.compose.network` label (and may still exit 0, so the trainer never trains). So the
         network carries Compose's labels, as DRfC's bin/activate.sh creates it, and an unlabelled one left by an
-        older version is re-created while nothing is attached to it.
+        older version is re-created while nothing is attached to it, on its old addresses unless `subnet` says
+        otherwise (whatever reaches the host on its gateway, or avoids a clash with its subnet, still does).
         """
         from docker.errors import APIError, NotFound
         from docker.types import IPAMConfig, IPAMPool
 
+        previous: Optional[IPAMConfig] = None
         with self._translated(f"cannot create network {name}"):
             existing = [network for network in self._client.networks.list(names=[name]) if network.name == name]
             if existing:
@@ -329,7 +350,11 @@ class Engine:
                     network.remove()
                 except NotFound:
                     pass
-            ipam = IPAMConfig(pool_configs=[IPAMPool(subnet=subnet)]) if subnet else None
+                if not subnet:
+                    pools = [IPAMPool(subnet=pool["Subnet"], gateway=pool.get("Gateway"), iprange=pool.get("IPRange"))
+                             for pool in (network.attrs.get("IPAM") or {}).get("Config") or [] if pool.get("Subnet")]
+                    previous = IPAMConfig(pool_configs=pools) if pools else None
+            ipam = IPAMConfig(pool_configs=[IPAMPool(subnet=subnet)]) if subnet else previous
             labels = {LABEL_MANAGED: "true", **compose_network_labels(name)}
             try:
                 self._client.networks.create(name, driver="bridge", ipam=ipam, labels=labels)
@@ -480,13 +505,14 @@ class Engine:
         """The SageMaker-local containers the trainer of one run started itself through the Docker socket.
 
         They carry none of our labels, so they are found the way DRfC's `dr-find-sagemaker` finds them:
-        SageMaker-local names each container `<its temp folder>-algo-<n>-<random>` and writes its compose file
-        to `<root>/<its temp folder>/docker-compose.yaml`. A container counts when its name has `-algo-<n>-`,
-        it runs `image` (by reference or by image id), it is not one of ours, and `marker` (the model prefix,
-        which the trainer hands down in the environment) appears as a whole word in its environment or in its
-        compose file (the compose labels' files or working dir, else the folder its name points to; read only
-        under `root`, and skipped when unreadable, as it is root-only on some hosts). When `run` is given and
-        the container's environment has a RUN_ID, it must be that run's.
+        the SageMaker SDK's local mode (2.x) names each container `<random>-algo-<n>-<random>` and writes its
+        compose file to `<root>/tmpXXXX/docker-compose.yaml`, which Compose v2 records in the container's
+        labels (older versions named the container after that folder). A container counts when its name has
+        `-algo-<n>-`, it runs `image` (by reference or by image id), it is not one of ours, and `marker` (the
+        model prefix: the SDK hands it down as TRAINING_JOB_NAME) appears as a whole word in its environment or
+        in its compose file (the compose labels' files or working dir, else the folder its name points to; read
+        only under `root`, and skipped when unreadable, as it is root-only on some hosts). When `run` is given
+        and the container's environment has a RUN_ID, it must be that run's.
         """
         with self._translated("cannot list containers"):
             candidates = self._client.containers.list(all=True, filters={"name": "-algo-"}, ignore_removed=True)
@@ -598,13 +624,15 @@ class Engine:
         role (`re.search`); a role without patterns is ready as soon as it runs.
 
         Stops early when a container exits before it is ready, or exits non-zero at all: the result names it
-        with its exit code and the simulator's simapp_exception if it printed one, else its last lines. After
+        with its exit code and the simulator's simapp_exception if it printed one, else Docker Compose's error if
+        it relayed one (the trainer's compose started no sibling), else its last lines. After
         `timeout_s` the result names the containers that never got ready. `on_event` is called on this thread.
         """
         patterns = {role: [re.compile(p) for p in found] for role, found in ready_patterns.items()}
         by_name = {info.name: info for info in containers}
         tails: Dict[str, Deque[str]] = {name: deque(maxlen=_TAIL_LINES) for name in by_name}
         errors: Dict[str, SimappException] = {}
+        compose_errors: Dict[str, str] = {}
         ready = {name for name, info in by_name.items() if not patterns.get(info.role or "")}
         events: "queue.Queue[Tuple[str, str, Any]]" = queue.Queue()
         cancelled = threading.Event()
@@ -637,6 +665,9 @@ class Engine:
                     error = parse_simapp_exception(value)
                     if error is not None:
                         errors[name] = error
+                    compose_error = parse_compose_error(value)
+                    if compose_error is not None:
+                        compose_errors[name] = compose_error
                     emit(WatchEvent(info, "line", value))
                     if name not in ready and any(p.search(value) for p in patterns.get(info.role or "", ())):
                         ready.add(name)
@@ -648,9 +679,11 @@ class Engine:
                     continue
                 final = self.get(info.id) or info
                 emit(WatchEvent(final, "exited"))
-                error = errors.get(name)
-                lines = (str(error),) if error is not None else tuple(tails[name])
-                return Readiness(False, failed=final, error_lines=lines, exception=error)
+                error, compose_error = errors.get(name), compose_errors.get(name)
+                lines = ((str(error),) if error is not None else (compose_error,) if compose_error is not None
+                         else tuple(tails[name]))
+                return Readiness(False, failed=final, error_lines=lines, exception=error,
+                                 compose_error=compose_error)
             return Readiness(True)
         finally:
             cancelled.set()

@@ -35,7 +35,8 @@ from session.progress import CHECKPOINTS_JSON, LAP_COMPLETE, parse_checkpoints_j
 from session.storage import ObjectNotFound, Storage, StorageError
 from session.training import READY_TIMEOUT_S, Host, TrainingError
 from session.training_params import dump
-from session.training_specs import NETWORK, StorageAccess, container_name, image_of, wants_gpu
+from session.training_specs import (NETWORK, StorageAccess, container_name, image_of, wants_gpu,
+                                    worker_cuda_devices)
 
 Say = Callable[[str], None]
 
@@ -289,8 +290,8 @@ def evaluation_spec(system: SystemConfig, run: RunConfig, storage: StorageAccess
         "ROS_MASTER_URI": "http://localhost:11311/",
         "ROS_IP": "127.0.0.1",
         "GAZEBO_RENDER_ENGINE": system.gazebo_render_engine,
+        "CUDA_VISIBLE_DEVICES": worker_cuda_devices(system),
         **{key: str(value) for key, value in {
-            "CUDA_VISIBLE_DEVICES": system.robomaker_cuda_devices,
             "RTF_OVERRIDE": run.eval_rtf,
             "GAZEBO_ARGS": system.gazebo_args,
             "TELEGRAF_HOST": system.telegraf_host,

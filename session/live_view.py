@@ -8,8 +8,8 @@ and passes a snapshot to `on_snapshot` at every refresh. It ends when nothing of
 log has been read, when `until(snapshot)` says so, or after `max_refreshes`; Ctrl-C ends `watch_run`.
 
 The trainer's lines come from its SageMaker sibling when it exists as the follower starts, else from the
-rl_coach container, which relays the sibling's log (`algo-1-xxxxx  | <line>`); never both, or every episode
-would count twice.
+rl_coach container, which relays the sibling's log as Compose v2 does (`<container name>  | <line>`); never both,
+or every episode would count twice.
 """
 
 from __future__ import annotations

@@ -4,8 +4,8 @@ DRfC's known-working set (its docker-compose-training.yml plus the aws/endpoint 
 trainer (`rl_coach`, which starts the SageMaker-local trainer as a sibling container through the Docker
 socket) and N simulation workers (`robomaker`), all from the one simapp image, on the `sagemaker-local`
 network that the sibling's own compose file expects by name. Our containers of a `-gpu` image request the
-GPUs explicitly; the sibling, which we don't create, gets them only because the host's Docker has the NVIDIA
-runtime as its default (cloud-init sets that up).
+GPUs explicitly; so does the sibling, which we don't create: simapp 6.0.4's start.py picks the SageMaker SDK's
+`local_gpu` for an image whose name says gpu, and the SDK's compose file then reserves every GPU.
 """
 
 from __future__ import annotations
@@ -71,6 +71,14 @@ def _optional(env: dict[str, Optional[object]]) -> dict[str, str]:
     return {key: str(value) for key, value in env.items() if value not in (None, "")}
 
 
+def worker_cuda_devices(system: SystemConfig) -> str:
+    """CUDA_VISIBLE_DEVICES for a simulation worker: DR_ROBOMAKER_CUDA_DEVICES, else no device at all, so the
+    TensorFlow in each worker (it runs the policy) takes no GPU memory the trainer needs. As DRfC 6.0.4's
+    docker/docker-compose-training.yml and docker-compose-eval.yml:
+    `CUDA_VISIBLE_DEVICES=${DR_ROBOMAKER_CUDA_DEVICES:-}`."""
+    return system.robomaker_cuda_devices or ""
+
+
 def trainer_spec(system: SystemConfig, run: RunConfig, storage: StorageAccess,
                  docker_socket: str = "/var/run/docker.sock") -> ContainerSpec:
     """`docker_socket`: the host path of the engine's socket (rootless Docker has its own), which the trainer
@@ -134,9 +142,9 @@ def worker_specs(system: SystemConfig, run: RunConfig, storage: StorageAccess, w
             "GAZEBO_RENDER_ENGINE": system.gazebo_render_engine,
             # Compose-scaled replicas learn their number from swarm's slot; we start each one ourselves.
             "DOCKER_REPLICA_SLOT": str(worker),
+            "CUDA_VISIBLE_DEVICES": worker_cuda_devices(system),
             **_optional({
                 "MULTI_CONFIG": multi_config,
-                "CUDA_VISIBLE_DEVICES": system.robomaker_cuda_devices,
                 "RTF_OVERRIDE": run.train_rtf,
                 "GAZEBO_ARGS": system.gazebo_args,
                 "TELEGRAF_HOST": system.telegraf_host,

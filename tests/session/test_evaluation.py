@@ -176,7 +176,8 @@ def test_spec_on_minio_carries_the_endpoint_and_keys_and_a_cpu_image_asks_no_gpu
     assert spec.gpus is False
     assert spec.environment["S3_ENDPOINT_URL"] == "http://minio:9000"
     assert spec.environment["AWS_ACCESS_KEY_ID"] == "k" and spec.environment["DEBUG_REWARD"] == "False"
-    assert "RTF_OVERRIDE" not in spec.environment and "CUDA_VISIBLE_DEVICES" not in spec.environment
+    assert "RTF_OVERRIDE" not in spec.environment
+    assert spec.environment["CUDA_VISIBLE_DEVICES"] == ""  # no GPU for its TensorFlow, as DRfC's eval compose
 
 
 # --- checking the model ----------------------------------------------------------------------------------------

@@ -1,12 +1,14 @@
 """Training end to end: `train`, `status`, `logs`, `stop`, `increment`, and `train` again from the old model.
 
 Everything here is real — the production code (session.training, .containers, .storage, .config, .increment), a
-Docker Engine of the tests' own, moto's S3 server over HTTP — except the simulator. ONLY THE SIMULATOR IS A
-STAND-IN (tests/session/standin/): an image imported from a tarball with the real image's ENTRYPOINT, WORKDIR
-and script paths, whose trainer starts its SageMaker sibling through the Docker socket and whose workers fetch
-their training_params YAML from S3, play episodes and write what the real ones write (checkpoints,
+Docker Engine of the tests' own, moto's S3 server over HTTP, and the SageMaker SDK's local mode with Docker
+Compose v2 that start the trainer's SageMaker sibling — except the simulator. ONLY THE SIMULATOR IS A STAND-IN
+(tests/session/standin/): an image imported from a tarball with the real image's ENTRYPOINT, WORKDIR and script
+paths, whose trainer takes simapp's start.py's steps with the real SDK, and whose workers fetch their
+training_params YAML from S3, play episodes and write what the real ones write (checkpoints,
 deepracer_checkpoints.json, metrics JSON, simtrace CSV, SIM_TRACE_LOG lines). It runs on the host's Python,
-which `StandinEngine` mounts into each container; that mount is the one thing production does not do.
+which `StandinEngine` mounts into each container (and the image's SageMaker config into the sibling); that
+mount is the one thing production does not do.
 
 The test daemon has no default bridge and no NAT, so the containers reach the S3 server on the gateway address
 of the `sagemaker-local` network: the server listens there, and system.env's DR_MINIO_URL (the containers' side)
@@ -32,7 +34,7 @@ import docker
 import pytest
 
 from session.config import load_config
-from session.containers import ContainerInfo, Engine
+from session.containers import ContainerInfo, Engine, sibling_info
 from session.increment import increment
 from session.storage import Storage
 from session.training import Host, TrainingError, run_containers, start_training, stop_training
@@ -40,7 +42,7 @@ from session.training_specs import COMMS_ROOT, NETWORK, SAGEMAKER_TMP, image_of
 from tests.session.standin import StandinEngine, build_image
 
 IMAGE_SOURCE, IMAGE_TAG = "deepracer-simapp-e2e-standin", "6.0.4-cpu"  # -gpu would request GPUs
-READY_S = 60  # generous for a loaded CI machine; a start takes ~2 s here
+READY_S = 120  # generous for a loaded CI machine; a start takes 10-30 s here (the trainer imports the SageMaker SDK)
 PROGRESS_S = 40
 STOP_S = 5
 SIMTRACE_COLUMNS = ["episode", "steps", "X", "Y", "yaw", "steer", "throttle", "action", "reward", "done",
@@ -51,7 +53,7 @@ METRICS_FIELDS = {"reward_score", "metric_time", "start_time", "elapsed_time_in_
 STATUSES = {"prepare", "in_progress", "off_track", "crashed", "immobilized", "reversed", "lap_complete", "time_up",
             "pause", "park"}
 ROS2_AGENT = "[download_params_and_roslaunch_agent_node-1] [agent-9] "
-SIBLING_NAME = re.compile(r"tmp\w+-algo-1-[a-z0-9]{5}")
+SIBLING_NAME = re.compile(r"[a-z0-9]{10}-algo-1-[a-z0-9]{5}")  # as the SageMaker SDK's local mode names it
 
 
 @pytest.fixture(scope="module")
@@ -82,10 +84,11 @@ def bridge_s3(docker_engine: str, s3_server: str) -> Iterator[str]:
     finally:
         server.stop()
         requests_log.setLevel(level)
-        if created:
-            network.reload()
-            if not network.attrs.get("Containers"):
-                network.remove()
+        if created:  # by name: a test may have re-made it meanwhile
+            for network in client.networks.list(names=[NETWORK]):
+                network.reload()
+                if not network.attrs.get("Containers"):
+                    network.remove()
         client.close()
 
 
@@ -130,10 +133,15 @@ class Rehearsal:
         ours = client.containers.list(all=True, filters={"label": f"deepracer.run={self.run_id}"})
         siblings = [c for c in client.containers.list(all=True, filters={"name": "-algo-"})
                     if f"RUN_ID={self.run_id}" in (c.attrs["Config"].get("Env") or [])]
+        # The SDK's folder per job, /tmp/sagemaker/tmpXXXX, as the trainers' logs name it (compose may have
+        # started nothing there).
+        folders = {match for trainer in ours if trainer.labels.get("deepracer.role") == "trainer"
+                   for match in re.findall(rf"-f ({re.escape(SAGEMAKER_TMP)}/tmp\w+)/docker-compose\.yaml",
+                                           trainer.logs().decode("utf-8", "replace"))}
         for container in ours + siblings:
             container.remove(force=True)
-        for sibling in siblings:
-            shutil.rmtree(Path(SAGEMAKER_TMP) / sibling.name.split("-algo-")[0], ignore_errors=True)
+        for folder in folders:
+            shutil.rmtree(folder, ignore_errors=True)
         shutil.rmtree(Path(COMMS_ROOT) / f"comms.{self.run_id}", ignore_errors=True)
         client.close()
         for storage in self.storages:
@@ -179,6 +187,19 @@ def the_sibling(host: Host) -> ContainerInfo:
     return found[0]
 
 
+def network_use(log: str) -> set[str]:
+    """What the stand-in trainer's process looked up and connected to (its `standin-network:` lines)."""
+    return {line.split("standin-network: ", 1)[1] for line in log.splitlines() if line.startswith("standin-network: ")}
+
+
+def only_storage_reached(log: str, endpoint: str) -> bool:
+    """True when the trainer (the real SageMaker SDK in it) reached nothing but the S3 endpoint: no telemetry, no
+    AWS endpoint, nothing outside this machine."""
+    host, port = endpoint.removeprefix("http://").rsplit(":", 1)
+    used = network_use(log)
+    return bool(used) and used <= {f"lookup {host}", f"connect ('{host}', {port})"}
+
+
 def sim_trace_fields(log: str) -> list[list[str]]:
     """FORMATS.md §5.1: split on `SIM_TRACE_LOG:`, cut at a tab, comma-separated."""
     return [line.split("SIM_TRACE_LOG:", 1)[1].split("\t", 1)[0].split(",")
@@ -221,6 +242,14 @@ def test_train_status_logs_stop_then_increment_and_train_from_the_old_model(
     # status: the run's containers by label, and the SageMaker sibling the trainer started through the socket
     sibling = the_sibling(host)
     assert SIBLING_NAME.fullmatch(sibling.name) and sibling.role == "sagemaker" and sibling.running
+    # Also found by the compose file Compose v2 names in its labels, without the marker in its environment
+    attrs = docker.DockerClient(base_url=rehearsal.docker_host).api.inspect_container(sibling.id)
+    assert re.fullmatch(rf"{SAGEMAKER_TMP}/tmp\w+/docker-compose\.yaml",
+                        attrs["Config"]["Labels"]["com.docker.compose.project.config_files"])
+    env = [item for item in attrs["Config"]["Env"] if not item.startswith("TRAINING_JOB_NAME=")]
+    assert not any(model in item for item in env)
+    stripped = {**attrs, "Config": {**attrs["Config"], "Env": env}}
+    assert sibling_info(stripped, image_of(host.system), None, model, str(host.run.run_id)) is not None
     status = run_containers(engine, host.system, host.run)
     assert sorted((c.role, c.worker or 0, c.running) for c in status) == [
         ("sagemaker", 0, True), ("trainer", 0, True), ("worker", 1, True), ("worker", 2, True)]
@@ -264,8 +293,10 @@ def test_train_status_logs_stop_then_increment_and_train_from_the_old_model(
     assert re.search(r"^Policy training> Surrogate loss=.*, Entropy=[\d.]+, training epoch=0, ", training_log, re.M)
     assert "Checkpoint> Saving in path=['./checkpoint_sagemaker/agent/1_Step-" in training_log
     relayed = engine.logs(started[0])
-    assert re.search(r"^algo-1-[a-z0-9]{5}  \| Using the following hyper-parameters$", relayed, re.M)
-    assert re.search(r"^algo-1-[a-z0-9]{5}  \| Checkpoint> Saving in path=", relayed, re.M)
+    # Compose v2 prefixes each relayed line with the container's name
+    assert re.search(rf"^{sibling.name}  \| Using the following hyper-parameters$", relayed, re.M)
+    assert re.search(rf"^{sibling.name}  \| Checkpoint> Saving in path=", relayed, re.M)
+    assert only_storage_reached(relayed, rehearsal.endpoint), network_use(relayed)
     for worker in (1, 2):
         worker_log = cli(rehearsal, capsys, "logs", "worker", str(worker))
         assert f"Starting as worker {worker - 1}, using world reInvent2019_track" in worker_log

@@ -105,3 +105,31 @@ def test_the_created_containers_carry_the_gpu_device_request(tmp_path: Path, doc
         assert attrs["Config"]["Labels"]["deepracer.role"] == "trainer" and info.status == "created"
     finally:
         engine.remove([info])
+
+
+def test_workers_see_no_gpu_unless_dr_robomaker_cuda_devices_names_one(tmp_path: Path, docker_engine: str,
+                                                                        standin_image: str):
+    """DRfC's compose gives workers `CUDA_VISIBLE_DEVICES=${DR_ROBOMAKER_CUDA_DEVICES:-}`: set but empty, so their
+    TensorFlow stays off the GPU the trainer needs. On the real engine the empty value reaches the container."""
+    import dataclasses
+
+    import docker
+
+    from session.containers import Engine
+
+    system, run = load(tmp_path, AWS_SYSTEM, "DR_RUN_ID=78\n")
+    access = StorageAccess.from_system(system)
+    specs = worker_specs(system, run, access, 2, ["training_params.yaml"])
+    assert [s.environment["CUDA_VISIBLE_DEVICES"] for s in specs] == ["", ""]
+    assert "CUDA_VISIBLE_DEVICES" not in trainer_spec(system, run, access).environment  # its sibling takes the GPU
+    engine = Engine(base_url=docker_engine)
+    info = engine.create(dataclasses.replace(specs[0], image=standin_image, network="none", mounts=()))
+    try:
+        env = docker.DockerClient(base_url=docker_engine).containers.get(info.id).attrs["Config"]["Env"]
+        assert "CUDA_VISIBLE_DEVICES=" in env
+    finally:
+        engine.remove([info])
+
+    system, run = load(tmp_path, AWS_SYSTEM + "DR_ROBOMAKER_CUDA_DEVICES=1\n")
+    assert [s.environment["CUDA_VISIBLE_DEVICES"] for s in worker_specs(system, run, access, 2, ["p.yaml"])] == \
+        ["1", "1"]

