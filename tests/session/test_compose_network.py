@@ -21,7 +21,7 @@ from docker.types import IPAMConfig, IPAMPool
 from session.containers import LABEL_MANAGED, Engine
 from session.training import TrainingError, run_containers, start_training, stop_training
 from session.training_specs import NETWORK
-from tests.session.standin import StandinEngine, compose_binary
+from tests.session.standin import StandinEngine, compose_binary, sagemaker_python
 from tests.session.test_rehearsal_e2e import bridge_s3, rehearsal, simapp_image  # noqa: F401 - fixtures
 from tests.session.test_rehearsal_e2e import (READY_S, STOP_S, Rehearsal, checkpoints, network_use,
                                               only_storage_reached, poll, the_sibling)
@@ -185,7 +185,7 @@ def test_a_gpu_image_makes_the_trainer_reserve_every_gpu_for_its_sibling(
            "HYPERPARAMETER_FILE_S3_KEY": "custom_files/hyperparameters.json", "PYTHONDONTWRITEBYTECODE": "1",
            "RUN_ID": "5", "CUDA_VISIBLE_DEVICES": "0"}
     try:
-        result = subprocess.run([sys.executable, str(HERE / "rl_coach_start.py")], env=env, capture_output=True,
+        result = subprocess.run([sagemaker_python(), str(HERE / "rl_coach_start.py")], env=env, capture_output=True,
                                 text=True, timeout=300, cwd=tmp_path)
     finally:
         for container in client.containers.list(all=True, filters={"name": "-algo-"}):

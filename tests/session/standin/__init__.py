@@ -57,12 +57,29 @@ SCRIPTS = {
 ASH = "#!/bin/busybox ash\n"
 
 
+# The SageMaker SDK's own venv, as the image has /root/sagemaker-venv (docker/Dockerfile.combined): sagemaker 2.x
+# cannot share the test venv with pulumi (it caps `packaging`). scripts/test builds it; DR_TEST_SAGEMAKER_VENV
+# points elsewhere.
+SAGEMAKER_VENV = Path(os.environ.get("DR_TEST_SAGEMAKER_VENV", HERE.parents[2] / ".cache" / "sagemaker-venv"))
+
+
+def sagemaker_python() -> str:
+    """The interpreter of the SageMaker SDK's venv: what the stand-in trainer's start.py runs on."""
+    python = SAGEMAKER_VENV / "bin" / "python3"
+    if not python.is_file():
+        raise RuntimeError(f"no SageMaker SDK venv at {SAGEMAKER_VENV}: scripts/test builds it "
+                           f"(python3 -m venv {SAGEMAKER_VENV} && {python} -m pip install -c "
+                           f"sagemaker-constraints.txt -r sagemaker-requirements.txt)")
+    return str(python)
+
+
 def python_mounts() -> tuple[Mount, ...]:
-    """Read-only mounts that let this host's Python (and the venv with boto3, PyYAML and the docker SDK) run in
-    a container: the system's /usr, /lib, /lib64 and the interpreter's prefixes, each at its own path."""
+    """Read-only mounts that let this host's Python (and the venv with boto3, PyYAML and the docker SDK) and the
+    SageMaker SDK's venv run in a container: the system's /usr, /lib, /lib64 and the interpreters' prefixes, each
+    at its own path."""
     paths: list[str] = []
     for path in ("/usr", "/lib", "/lib64", sys.base_prefix, sys.prefix,
-                 os.path.dirname(os.path.dirname(os.path.realpath(sys.executable)))):
+                 os.path.dirname(os.path.dirname(os.path.realpath(sys.executable))), str(SAGEMAKER_VENV)):
         path = os.path.normpath(path)
         if os.path.exists(path) and ":" not in path and path not in paths:
             paths.append(path)
@@ -137,7 +154,7 @@ def image_tarball() -> bytes:
         _file(tar, "etc/group", b"root:x:0:\n", 0o644)
         _file(tar, "standin/bin/python3", python.encode())
         _file(tar, "standin/bin/train", (ASH + "exec python3 /opt/ml/code/standin/sagemaker_train.py\n").encode())
-        _file(tar, "root/sagemaker-venv/bin/python3", python.encode())
+        _file(tar, "root/sagemaker-venv/bin/python3", (ASH + f'exec {sagemaker_python()} "$@"\n').encode())
         _file(tar, "root/sagemaker-venv/bin/activate",
               b'# stand-in for the image\'s SageMaker venv\nexport VIRTUAL_ENV=/root/sagemaker-venv\n'
               b'export PATH="$VIRTUAL_ENV/bin:$PATH"\n', 0o644)
