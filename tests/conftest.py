@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Mapping, Optional, Sequence
 
 import pytest
 
@@ -45,11 +46,12 @@ def s3_server() -> Iterator[str]:
                 os.environ[name] = value
 
 
-@pytest.fixture(scope="session")
-def docker_engine(tmp_path_factory) -> Iterator[str]:
-    """A real Docker Engine of the tests' own (docker.io's dockerd, see ../shared/docker-engine-for-tests.md):
-    yields its DOCKER_HOST. No registry, no GPU and no default bridge here; the tests create their own images
-    (`standin_image`) and networks. scripts/test installs docker.io and busybox-static."""
+@contextlib.contextmanager
+def private_dockerd(root: Path, name: str, extra_args: Sequence[str] = (),
+                    env: Optional[Mapping[str, str]] = None) -> Iterator[str]:
+    """Runs a dockerd of the tests' own (../shared/docker-engine-for-tests.md) with its data under `root` until
+    the block ends; yields its DOCKER_HOST. `extra_args` add to the flags every test daemon gets (a default
+    runtime, say); everything it ran is removed before it stops."""
     import shutil
     import subprocess
     import time
@@ -58,18 +60,16 @@ def docker_engine(tmp_path_factory) -> Iterator[str]:
 
     if os.geteuid() != 0:
         pytest.fail("the Docker Engine tests start their own dockerd and need root (CI runs as root)")
-    root = tmp_path_factory.mktemp("dockerd")
     # A unix socket path must stay under ~100 bytes; pytest's tmp paths can be longer.
-    sock_dir = Path(f"/tmp/dr-dockerd-{os.getpid()}")
+    sock_dir = Path(f"/tmp/dr-{name}-{os.getpid()}")
     sock_dir.mkdir(exist_ok=True)
-    sock = sock_dir / "docker.sock"
+    host = f"unix://{sock_dir / 'docker.sock'}"
     log = open(root / "dockerd.log", "wb")
     daemon = subprocess.Popen(
         [shutil.which("dockerd") or "dockerd", "--data-root", str(root / "data"), "--exec-root", str(sock_dir / "x"),
-         "-H", f"unix://{sock}", "--pidfile", str(root / "docker.pid"), "--storage-driver=vfs",
-         "--iptables=false", "--ip6tables=false", "--bridge=none"],
-        stdout=log, stderr=subprocess.STDOUT)
-    host = f"unix://{sock}"
+         "-H", host, "--pidfile", str(root / "docker.pid"), "--storage-driver=vfs",
+         "--iptables=false", "--ip6tables=false", "--bridge=none", *extra_args],
+        stdout=log, stderr=subprocess.STDOUT, env=dict(env) if env is not None else None)
     deadline = time.monotonic() + 30
     while True:  # the daemon's API answering is the readiness signal; there is no event to wait on
         try:
@@ -88,6 +88,15 @@ def docker_engine(tmp_path_factory) -> Iterator[str]:
         daemon.wait(timeout=30)
         log.close()
         shutil.rmtree(sock_dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def docker_engine(tmp_path_factory) -> Iterator[str]:
+    """A real Docker Engine of the tests' own: yields its DOCKER_HOST. No registry, no GPU and no default bridge
+    here; the tests create their own images (`standin_image`) and networks. scripts/test installs docker.io and
+    busybox-static."""
+    with private_dockerd(tmp_path_factory.mktemp("dockerd"), "dockerd") as host:
+        yield host
 
 
 def _remove_everything(host: str) -> None:

@@ -25,8 +25,6 @@ import json
 import logging
 import os
 import shutil
-import subprocess
-import time
 import uuid
 from pathlib import Path
 from typing import Any, Iterator, Optional
@@ -40,7 +38,7 @@ from session.config import load_system_config
 from session.containers import ContainerInfo, ContainerSpec, Engine, Mount
 from session.doctor import DiskNeed, Status, check_compose, check_disk, check_gpu, check_network, run_checks
 from session.training_specs import NETWORK
-from tests.conftest import _remove_everything
+from tests.conftest import private_dockerd
 from tests.session import metadata_standin
 from tests.session.standin import StandinEngine, gpu, image_tarball, python_mounts
 
@@ -72,38 +70,11 @@ def nvidia(tmp_path_factory) -> Path:
 def gpu_host(tmp_path_factory, nvidia: Path) -> Iterator[str]:
     """A dockerd as bootstrap.sh leaves a GPU host: NVIDIA's (stand-in) runtime as the default, its hook on
     PATH. Yields its DOCKER_HOST."""
-    if os.geteuid() != 0:
-        pytest.fail("the doctor's tests start their own dockerd and need root (CI runs as root)")
-    root = tmp_path_factory.mktemp("gpu-dockerd")
-    sock_dir = Path(f"/tmp/dr-doctor-{os.getpid()}")
-    sock_dir.mkdir(exist_ok=True)
-    host = f"unix://{sock_dir / 'docker.sock'}"
-    log = open(root / "dockerd.log", "wb")
-    daemon = subprocess.Popen(
-        [shutil.which("dockerd") or "dockerd", "--data-root", str(root / "data"), "--exec-root", str(sock_dir / "x"),
-         "-H", host, "--pidfile", str(root / "docker.pid"), "--storage-driver=vfs", "--iptables=false",
-         "--ip6tables=false", "--bridge=none", "--add-runtime", f"nvidia={nvidia / gpu.RUNTIME}",
-         "--default-runtime=nvidia"],
-        stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PATH": f"{nvidia}:{os.environ['PATH']}"})
-    deadline = time.monotonic() + 30
-    while True:  # the API answering is the readiness signal; there is no event to wait on
-        try:
-            docker.DockerClient(base_url=host).ping()
-            break
-        except Exception:
-            if daemon.poll() is not None or time.monotonic() > deadline:
-                log.close()
-                pytest.fail(f"dockerd did not start: {(root / 'dockerd.log').read_text()[-2000:]}")
-            time.sleep(0.1)
-    try:
+    with private_dockerd(tmp_path_factory.mktemp("gpu-dockerd"), "doctor",
+                         ["--add-runtime", f"nvidia={nvidia / gpu.RUNTIME}", "--default-runtime=nvidia"],
+                         env={**os.environ, "PATH": f"{nvidia}:{os.environ['PATH']}"}) as host:
         _import_images(host)
         yield host
-    finally:
-        _remove_everything(host)
-        daemon.terminate()
-        daemon.wait(timeout=30)
-        log.close()
-        shutil.rmtree(sock_dir, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
