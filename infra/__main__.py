@@ -1,6 +1,8 @@
 """Entry point of the Pulumi program: settings -> one environment component -> stack outputs."""
 
+import contextlib
 from pathlib import Path
+from typing import Iterator
 
 import pulumi
 
@@ -46,6 +48,16 @@ def main() -> None:
     builders[cloud](stack)
 
 
+@contextlib.contextmanager
+def _provider_installed(cloud: str) -> Iterator[None]:
+    """Each cloud's providers come with its own extra (`.[aws]`, `.[azure]`): say which one is missing."""
+    try:
+        yield
+    except ModuleNotFoundError as missing:
+        raise pulumi.RunError(f"the {cloud} stack needs {missing.name}, which this Python lacks: "
+                              f".venv/bin/pip install -e '.[{cloud}]'") from None
+
+
 def _settings(load, stack: str):
     try:
         return load(stack, _config_getter())
@@ -56,7 +68,8 @@ def _settings(load, stack: str):
 
 def _aws(stack: str) -> None:
     settings = _settings(load_aws, stack)
-    from infra.aws import AwsEnvironment  # after validation: a bad setting should not wait for pulumi-aws
+    with _provider_installed("aws"):  # after validation: a bad setting should not wait for pulumi-aws
+        from infra.aws import AwsEnvironment
 
     archive, digest = build_session_archive(REPO_ROOT, REPO_ROOT / "build")
     env = AwsEnvironment("deepracer", settings, archive)
@@ -78,7 +91,8 @@ def _aws(stack: str) -> None:
 
 def _azure(stack: str) -> None:
     settings = _settings(load_azure, stack)
-    from infra.azure import AzureEnvironment  # after validation, as above
+    with _provider_installed("azure"):  # after validation, as above
+        from infra.azure import AzureEnvironment
 
     archive, digest = build_session_archive(REPO_ROOT, REPO_ROOT / "build")
     env = AzureEnvironment("deepracer", settings, archive, digest)

@@ -178,7 +178,7 @@ class BlobStore:
                     import azure.storage.blob  # noqa: F401
                 except ImportError:
                     raise BlobSyncError("the Azure SDK is not installed in this Python: pip install "
-                                        "'deepracer-cloud[azure]' (the azure hosts' bootstrap does)",
+                                        "'deepracer-cloud[azure-host]' (the azure hosts' bootstrap does)",
                                         code="NoAzureSdk") from None
                 with self.errors("connecting"):
                     from azure.storage.blob import ContainerClient

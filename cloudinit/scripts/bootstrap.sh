@@ -82,7 +82,7 @@ step_session_package() {
   tar -xzf "$PACKAGE" -C /opt/deepracer/src
   # Azure hosts also get the Azure SDK: models are kept in the stack's blob container (session.blob_sync).
   local spec=/opt/deepracer/src
-  [ "$DR_CLOUD" = azure ] && spec="/opt/deepracer/src[azure]"
+  [ "$DR_CLOUD" = azure ] && spec="/opt/deepracer/src[azure-host]"
   retry "$VENV/bin/pip" install -q "$spec"
   # Same version number as before after a code change: reinstall the package itself, not its dependencies.
   "$VENV/bin/pip" install -q --no-deps --force-reinstall /opt/deepracer/src

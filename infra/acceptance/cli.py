@@ -29,6 +29,8 @@ from infra.settings import CLOUDS, AwsSettings, SettingsError
 REPO_ROOT = Path(__file__).resolve().parents[2]
 OPT_IN_FLAG = "--yes-spend-money"
 OPT_IN_ENV = "DR_ACCEPTANCE"
+# What each cloud's extra (`.[aws]`, `.[azure]`) brings that the journey cannot do without: the stack's provider.
+PROVIDER_MODULES = {"aws": "pulumi_aws", "azure": "pulumi_azure_native"}
 EXIT_PASSED, EXIT_FAILED, EXIT_REFUSED, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 # (cloud, stack name, stack config, validated settings, say) -> the journey's seams, after the cloud's preflight.
@@ -135,8 +137,9 @@ def _prepare(args: argparse.Namespace, deps: Deps, say: Callable[[str], None]) -
     if deps.which("pulumi") is None:
         raise Refused("the Pulumi CLI is not on PATH: install it (https://www.pulumi.com/docs/iac/download-install/) "
                       "and run `pulumi login`")
-    if not deps.has_module("pulumi.automation"):
-        raise Refused("the infra extra is missing from this Python: .venv/bin/pip install -e '.[infra]'")
+    if not all(deps.has_module(name) for name in ("pulumi.automation", PROVIDER_MODULES[args.cloud])):
+        raise Refused(f"the {args.cloud} extra is missing from this Python: .venv/bin/pip install -e "
+                      f"'.[{args.cloud}]'")
     started = deps.now()
     name = stack_config.stack_name(args.cloud, started)
     template = stack_config.read_template(stack_config.template_path(deps.repo_root, args.cloud))

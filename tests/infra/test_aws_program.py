@@ -276,6 +276,18 @@ def test_the_program_refuses_an_engine_that_would_ignore_the_trigger():
         "changes (replacement triggers); see `pulumi version` and https://www.pulumi.com/docs/iac/download-install/")
 
 
+def test_without_the_aws_extra_the_program_names_it(monkeypatch):
+    """The deployer installs one cloud's extra (`.[aws]`): a missing provider is one line that says which."""
+    import sys
+
+    monkeypatch.delitem(sys.modules, "infra.aws", raising=False)  # imported again, as in a fresh `pulumi up`
+    monkeypatch.setitem(sys.modules, "pulumi_aws", None)  # what `import pulumi_aws` meets when it is not installed
+    with pytest.raises(pulumi.RunError) as raised:
+        run_program()
+    assert str(raised.value) == ("the aws stack needs pulumi_aws, which this Python lacks: "
+                                 ".venv/bin/pip install -e '.[aws]'")
+
+
 def test_the_host_waits_for_its_route_to_the_internet(default_run):
     """First boot pulls packages and images at once; without the route it would fail to reach them."""
     depends = default_run.opts("aws:ec2/instance:Instance", "host").depends_on

@@ -171,3 +171,20 @@ def test_pip_install_brings_the_defaults_and_leaves_out_infra(repo, tmp_path):
     assert (target / "session" / "cli.py").is_file()
     assert not (target / "infra").exists()
     assert not (target / "tests").exists()
+
+
+def test_each_cloud_has_an_extra_with_only_its_own_provider():
+    """`pip install -e '.[aws]'` must not bring pulumi-azure-native (~350 MB), nor `.[azure]` pulumi-aws."""
+    import tomllib
+
+    extras = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+
+    def names(extra: str) -> set[str]:
+        return {requirement.split(">")[0].split("<")[0].split("[")[0].strip() for requirement in extras[extra]}
+
+    assert {"pulumi", "pulumi-aws", "pulumi-command"} <= names("aws") and "pulumi-azure-native" not in names("aws")
+    assert {"pulumi", "pulumi-azure-native", "pulumi-command"} <= names("azure") and "pulumi-aws" not in names("azure")
+    assert extras["infra"] == ["deepracer-cloud[aws,azure]"]
+    # An Azure host installs the blob SDK only, never a Pulumi provider (bootstrap.sh's session-package step).
+    assert not any(name.startswith("pulumi") for name in names("azure-host"))
+    assert "src[azure-host]" in (REPO_ROOT / "cloudinit" / "scripts" / "bootstrap.sh").read_text()

@@ -24,7 +24,7 @@ SSH_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIKey me@laptop"
 
 class Harness:
     def __init__(self, tmp_path: Path, world: World | None = None, env: dict | None = None,
-                 path: tuple[str, ...] = ("pulumi", "az"), modules: tuple[str, ...] = ("pulumi.automation",),
+                 path: tuple[str, ...] = ("pulumi", "az"), modules: tuple[str, ...] = ("pulumi.automation", "pulumi_aws", "pulumi_azure_native"),
                  refuse: str | None = None) -> None:
         self.world = world or World()
         self.made: list[tuple] = []
@@ -83,8 +83,15 @@ def test_no_pulumi_cli_no_start(tmp_path):
 def test_no_infra_extra_no_start(tmp_path):
     harness = Harness(tmp_path, modules=())
     assert harness.main("aws", "--yes-spend-money") == 2
-    assert refusal(harness) == ("cloud-acceptance: the infra extra is missing from this Python: "
-                                ".venv/bin/pip install -e '.[infra]'")
+    assert refusal(harness) == ("cloud-acceptance: the aws extra is missing from this Python: "
+                                ".venv/bin/pip install -e '.[aws]'")
+
+
+def test_the_other_clouds_extra_is_not_enough(tmp_path):
+    harness = Harness(tmp_path, modules=("pulumi.automation", "pulumi_aws"))
+    assert harness.main("azure", "--yes-spend-money") == 2
+    assert refusal(harness) == ("cloud-acceptance: the azure extra is missing from this Python: "
+                                ".venv/bin/pip install -e '.[azure]'")
 
 
 def test_a_bad_setting_is_refused_before_any_cloud_is_asked(tmp_path):
