@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Optional, Sequence, TypeVar
 
+from session.errors import DeepracerError
 from session.progress import HANDOFF_MARKERS
 from session.storage import (PART_SIZE, SHA256_METADATA, ObjectInfo, ObjectNotFound, Storage, StorageError,
                              run_parallel, storage_error)
@@ -73,7 +74,7 @@ _NOT_AUTHORIZED = frozenset({"AuthorizationPermissionMismatch", "AuthorizationFa
                              "AuthorizationProtocolMismatch", "AuthorizationServiceMismatch"})
 
 
-class BlobSyncError(Exception):
+class BlobSyncError(DeepracerError):
     """A failure to keep or restore a model in Blob; `str()` is one line for the user."""
 
     def __init__(self, message: str, code: str = "") -> None:

@@ -7,29 +7,14 @@ import sys
 from typing import Optional, Sequence
 
 from session import __version__
-
-# Errors a user can fix: printed as one line, exit 2. Anything else is a bug: traceback (always with --debug).
-_USER_ERRORS = (
-    ("session.envfile", "ConfigError"),
-    ("session.storage", "StorageError"),
-    ("session.containers", "EngineError"),
-    ("session.training", "TrainingError"),
-    ("session.increment", "IncrementError"),
-    ("session.minio", "MinioError"),
-    ("session.models", "ModelError"),
-    ("session.droa", "DroaError"),
-    ("session.resume", "ResumeError"),
-    ("session.limits", "LimitError"),
-    ("session.blob_sync", "BlobSyncError"),
-    ("session.report", "ReportError"),
-)
+from session.errors import EXIT_USER_ERROR, DeepracerError
 
 
 class _Parser(argparse.ArgumentParser):
     """A wrong argument is one line on stderr and exit 2, like every other user error (no usage dump)."""
 
     def error(self, message: str):  # type: ignore[override]
-        self.exit(2, f"{self.prog}: {message} (`{self.prog} --help` lists the options)\n")
+        self.exit(EXIT_USER_ERROR, f"{self.prog}: {message} (`{self.prog} --help` lists the options)\n")
 
 
 def _whole_number(low: int, high: Optional[int] = None):
@@ -255,14 +240,6 @@ def _share_global_options(parser: argparse.ArgumentParser) -> None:
                 _share_global_options(subcommand)
 
 
-def _is_user_error(error: BaseException) -> bool:
-    for module_name, class_name in _USER_ERRORS:
-        module = sys.modules.get(module_name)  # not imported means it cannot have raised
-        if module is not None and isinstance(error, getattr(module, class_name)):
-            return True
-    return False
-
-
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
@@ -274,12 +251,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     handler = getattr(commands, args.command.replace("-", "_"))
     try:
         return handler(args)
-    except Exception as error:
-        if args.debug or not _is_user_error(error):
+    except DeepracerError as error:  # a user's mistake; anything else is a bug and keeps its traceback
+        if args.debug:
             raise
         for line in str(error).splitlines():  # several mistakes (e.g. in run.env) are one line each
             print(f"deepracer: {line}", file=sys.stderr)
-        return 2
+        return EXIT_USER_ERROR
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -24,6 +24,8 @@ from pathlib import Path
 from typing import (TYPE_CHECKING, Any, Callable, Deque, Dict, Iterable, Iterator, List, Mapping, Optional,
                     Pattern, Sequence, Tuple, Union)
 
+from session.errors import DeepracerError
+
 if TYPE_CHECKING:  # pragma: no cover
     import docker
 
@@ -49,7 +51,7 @@ COMPOSE_PROJECT_LABEL = "com.docker.compose.project"
 ContainerRef = Union["ContainerInfo", str]  # a ContainerInfo, or a container's id or name
 
 
-class EngineError(Exception):
+class EngineError(DeepracerError):
     """A Docker Engine failure; `str()` is one line for the user."""
 
     def __init__(self, message: str) -> None:

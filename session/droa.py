@@ -40,6 +40,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Optional, Union
 
+from session.errors import DeepracerError
 from session.tracks import split_direction
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -81,7 +82,7 @@ Source = Union[str, "os.PathLike[str]", Mapping[str, Union[str, "os.PathLike[str
 """A folder, or {path inside the model folder ("model/x.ckpt.index"): local file}."""
 
 
-class DroaError(Exception):
+class DroaError(DeepracerError):
     """A DRoA failure; `str()` is one line for the user and never holds the password."""
 
     def __init__(self, message: str) -> None:

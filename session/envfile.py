@@ -30,6 +30,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Mapping, Optional, Union
 
+from session.errors import DeepracerError
+
 PathLike = Union[str, "os.PathLike[str]"]
 
 KEY_PATTERN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -41,7 +43,7 @@ _BARE_VALUE = re.compile(r"[A-Za-z0-9_./:,@%+=-]+")
 _EXPECTED_KEY = "a KEY of letters, digits and _ that does not start with a digit"
 
 
-class ConfigError(ValueError):
+class ConfigError(DeepracerError, ValueError):
     """A mistake in a configuration file, as one line a user can act on.
 
     `<file>:<line>: <subject>: expected <expected>, got '<got>'`; the line part is left out when the mistake

@@ -34,6 +34,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterable, Optional, Sequence
 
+from session.errors import DeepracerError
 from session.spot import IMDS, NoticeError, metadata_request
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -51,7 +52,7 @@ DEALLOCATE_ACTION = "Microsoft.Compute/virtualMachines/deallocate/action"
 Say = Callable[[str], None]
 
 
-class PowerOffError(Exception):
+class PowerOffError(DeepracerError):
     """The cloud refused to stop this host; `str()` is one line."""
 
 

@@ -12,13 +12,14 @@ from typing import Callable, Optional
 
 from session.config import RunConfig
 from session.envfile import rewrite_env_file
+from session.errors import DeepracerError
 from session.storage import Storage
 
 _SERIAL = re.compile(r"^(.*?)(\d+)$")
 MAX_SKIPS = 100  # prefixes tried past ones that already hold objects
 
 
-class IncrementError(Exception):
+class IncrementError(DeepracerError):
     """`str()` is one line for the user."""
 
 

@@ -33,6 +33,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Optional, Sequence
 
+from session.errors import DeepracerError
 from session.resume import RUNNING, TIME_LIMIT, RunState, RunStateStore, StopReport, interrupt
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -47,7 +48,7 @@ Say = Callable[[str], None]
 PowerOff = Callable[[str], object]  # the cloud (system.env DR_CLOUD) -> powers this host off
 
 
-class LimitError(Exception):
+class LimitError(DeepracerError):
     """`str()` is one line for the user."""
 
 

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Callable, Optional
 
 from session.config import SystemConfig
 from session.containers import LABEL_ROLE, LABEL_RUN, ContainerSpec, Engine, Mount, Port
+from session.errors import DeepracerError
 from session.training_specs import NETWORK
 
 if TYPE_CHECKING:
@@ -25,7 +26,7 @@ HOST_RUN_LABEL = "host"  # MinIO serves every run on the host
 READY_TIMEOUT_S = 60.0
 
 
-class MinioError(Exception):
+class MinioError(DeepracerError):
     """`str()` is one line for the user."""
 
 

@@ -25,6 +25,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Optional, Sequence, TypeVar, Union
 
+from session.errors import DeepracerError
 from session.progress import (CHECKPOINTS_JSON, Checkpoint, Iteration, TrainingProgress, checkpoint_files,
                               parse_checkpoints_json, read_progress)
 from session.storage import run_parallel
@@ -47,7 +48,7 @@ _T = TypeVar("_T")
 _R = TypeVar("_R")
 
 
-class ModelError(Exception):
+class ModelError(DeepracerError):
     """A model is missing, incomplete or cannot go where it was asked to; `str()` is one line for the user."""
 
     def __init__(self, message: str) -> None:

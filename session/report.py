@@ -33,6 +33,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Optional, Sequence, Union
 
+from session.errors import DeepracerError
 from session.evaluation import CLONE_SUFFIX
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -80,7 +81,7 @@ def _log_value(key: str) -> "re.Pattern[bytes]":
 _RUN_PATTERNS = tuple((_log_value(bucket), _log_value(prefix)) for bucket, prefix in _RUN_KEYS)
 
 
-class ReportError(Exception):
+class ReportError(DeepracerError):
     """A report that cannot be made: no trace data in the sources, an unknown --track, an --out folder that
     holds someone else's files."""
 

@@ -31,6 +31,8 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Optional
 
+from session.errors import DeepracerError
+
 if TYPE_CHECKING:  # pragma: no cover
     from session.containers import ContainerInfo
     from session.increment import Increment
@@ -58,7 +60,7 @@ AfterStop = Callable[["Host", list["ContainerInfo"]], object]  # e.g. copy the s
 Restore = Callable[["Host", str], object]  # e.g. bring an interrupted prefix back from Blob before resuming it
 
 
-class ResumeError(Exception):
+class ResumeError(DeepracerError):
     """The run state cannot be read or written; `str()` is one line for the user."""
 
 

@@ -31,6 +31,8 @@ from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any, Callable, Optional, Protocol
 
+from session.errors import DeepracerError
+
 if TYPE_CHECKING:  # pragma: no cover
     from session.config import SystemConfig
     from session.resume import AfterStop, HostFactory, RunStateStore, StopReport
@@ -46,7 +48,7 @@ _TIMEOUT_S = 2.0
 Say = Callable[[str], None]
 
 
-class NoticeError(Exception):
+class NoticeError(DeepracerError):
     """The metadata service could not be asked, or answered something unexpected; `str()` is one line."""
 
 

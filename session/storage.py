@@ -25,6 +25,8 @@ from pathlib import Path
 from stat import S_ISREG
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional, Sequence, TypeVar, Union
 
+from session.errors import DeepracerError
+
 if TYPE_CHECKING:  # pragma: no cover
     from botocore.client import BaseClient
 
@@ -48,7 +50,7 @@ NEVER_SYNCED = ("__pycache__/*", "*/__pycache__/*", "*.pyc", "*.pyo")
 _T = TypeVar("_T")
 
 
-class StorageError(Exception):
+class StorageError(DeepracerError):
     """A storage failure; `str()` is one line for the user. `code` is the S3 error code or the error's kind."""
 
     def __init__(self, message: str, code: str = "") -> None:

@@ -20,6 +20,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
+from session.errors import DeepracerError
 from session.problems import Problem
 
 Point = Tuple[float, float]
@@ -32,7 +33,7 @@ _CHUNK = 8
 CENTRED_WITHIN = 0.5  # metres: a route whose box centre is this close to the origin is centred on it
 
 
-class TrackError(Exception):
+class TrackError(DeepracerError):
     """A route file that cannot be read as a track."""
 
 

@@ -10,6 +10,7 @@ from typing import Callable, Optional
 
 from session.config import RunConfig, SystemConfig
 from session.containers import ContainerInfo, Engine, WatchEvent
+from session.errors import DeepracerError
 from session.storage import Storage
 from session.training_params import dump, multi_config, params_files
 from session.training_specs import (NETWORK, SAGEMAKER_TMP, StorageAccess, comms_dir, image_of, trainer_spec,
@@ -26,7 +27,7 @@ READY_PATTERNS = {
 READY_TIMEOUT_S = 15 * 60  # a cold simulator start (Gazebo, track meshes) can take several minutes
 
 
-class TrainingError(Exception):
+class TrainingError(DeepracerError):
     """A reason not to start (or a failed start); `str()` is one line for the user."""
 
 

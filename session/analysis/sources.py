@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Callable, Iterator, Optional, Union
 
 from session.analysis.columns import EVALUATION, TRAINING, UNKNOWN
 from session.analysis.problems import LoadProblems
+from session.errors import DeepracerError
 
 if TYPE_CHECKING:  # pragma: no cover
     from session.storage import Storage
@@ -45,7 +46,7 @@ _EPISODES = re.compile(rb'"num_episodes_between_training"\s*:\s*"?(\d+)')
 _WORKERS = re.compile(rb"""['"]NUM_WORKERS['"]\s*:\s*['"]?(\d+)""")
 
 
-class AnalysisError(Exception):
+class AnalysisError(DeepracerError):
     """A source the loader cannot use at all (it does not exist, or is not a file it can read)."""
 
 
