@@ -1,4 +1,5 @@
-"""The README's tables of recommended types say what infra/pricing.py and the workers rule compute."""
+"""The docs' tables of recommended types (docs/aws.md, docs/azure.md) say what infra/pricing.py and the workers rule
+compute."""
 
 from __future__ import annotations
 
@@ -10,11 +11,11 @@ import pytest
 from infra import pricing
 from infra.settings import DEFAULT_AWS_INSTANCE_TYPE, DEFAULT_AZURE_VM_SIZE, DEFAULT_ROOT_VOLUME_GB, workers_for_vcpus
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+DOCS = Path(__file__).resolve().parents[2] / "docs"
 
 
-def _table(heading: str) -> list[list[str]]:
-    text = README.read_text()
+def _table(page: str, heading: str) -> list[list[str]]:
+    text = (DOCS / page).read_text()
     section = text.split(f"\n{heading}\n", 1)[1]
     rows = []
     for line in section.splitlines():
@@ -29,16 +30,16 @@ def _name(cell: str) -> str:
     return re.sub(r"\*\*|\(default\)", "", cell).strip()
 
 
-@pytest.mark.parametrize("heading, known, default, estimate, columns", [
-    ("## What it costs", pricing.AWS_INSTANCE_TYPES, DEFAULT_AWS_INSTANCE_TYPE,
+@pytest.mark.parametrize("page, heading, known, default, estimate, columns", [
+    ("aws.md", "## What it costs", pricing.AWS_INSTANCE_TYPES, DEFAULT_AWS_INSTANCE_TYPE,
      lambda name: pricing.aws_hourly_estimate(name, "spot", DEFAULT_ROOT_VOLUME_GB), ("onDemandTotalUsd",
                                                                                       "spotTotalUsd")),
-    ("### What it costs on Azure", pricing.AZURE_VM_SIZES, DEFAULT_AZURE_VM_SIZE,
+    ("azure.md", "## What it costs on Azure", pricing.AZURE_VM_SIZES, DEFAULT_AZURE_VM_SIZE,
      lambda name: pricing.azure_hourly_estimate(name, "spot", DEFAULT_ROOT_VOLUME_GB), ("regularTotalUsd",
                                                                                         "spotTotalUsd")),
 ], ids=["aws", "azure"])
-def test_cost_table_matches_the_pricing_module(heading, known, default, estimate, columns):
-    rows = _table(heading)
+def test_cost_table_matches_the_pricing_module(page, heading, known, default, estimate, columns):
+    rows = _table(page, heading)
     assert len(rows) >= 3
     assert [row[0] for row in rows if "(default)" in row[0]] == [f"**{default}** (default)"]
     for name_cell, _gpu, vcpus, workers, first, second in rows:
