@@ -491,7 +491,7 @@ class DroaClient:
                 response = self._client("cognito-idp").initiate_auth(
                     AuthFlow="USER_PASSWORD_AUTH", ClientId=config.user_pool_client_id,
                     AuthParameters={"USERNAME": self.username, "PASSWORD": password})
-        except Exception as error:  # noqa: BLE001 - botocore's errors become one line; the rest re-raise
+        except Exception as error:  # botocore's errors become one line; the rest re-raise
             mapped = self._cognito_error(error, doing)
             if mapped is None:
                 raise
@@ -626,7 +626,7 @@ class DroaClient:
                 identity = self._client("cognito-identity")
                 identity_id = identity.get_id(IdentityPoolId=config.identity_pool_id, Logins=logins)["IdentityId"]
                 answer = identity.get_credentials_for_identity(IdentityId=identity_id, Logins=logins)
-        except Exception as error:  # noqa: BLE001
+        except Exception as error:
             mapped = self._cognito_error(error, f"getting AWS credentials for {self.username!r}")
             if mapped is None:
                 raise
@@ -659,7 +659,7 @@ class DroaClient:
                 response = self._client("cognito-idp").initiate_auth(
                     AuthFlow="REFRESH_TOKEN_AUTH", ClientId=config.user_pool_client_id,
                     AuthParameters={"REFRESH_TOKEN": self._refresh_token})
-        except Exception as error:  # noqa: BLE001
+        except Exception as error:
             mapped = self._cognito_error(error, "renewing the DRoA session")
             if mapped is None:
                 raise
@@ -826,7 +826,7 @@ class DroaClient:
                     with open(content, "rb") as handle:
                         s3.put_object(Bucket=config.upload_bucket, Key=key, Body=handle, ContentMD5=checksum,
                                       ContentType=kind)
-        except Exception as error:  # noqa: BLE001 - SDK and file errors become one line; the rest re-raise
+        except Exception as error:  # SDK and file errors become one line; the rest re-raise
             if _is_sdk_error(error):  # before OSError: some of botocore's timeouts are OSErrors too
                 raise self._s3_error(error, rel, key) from None
             if isinstance(error, OSError):

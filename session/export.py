@@ -238,7 +238,7 @@ def _stream_sha256(storage: Storage, key: str) -> str:
         body = storage.client.get_object(Bucket=storage.bucket, Key=key)["Body"]
         while chunk := body.read(PART_SIZE):
             digest.update(chunk)
-    except Exception as error:  # noqa: BLE001 - botocore's and the network's errors become one line
+    except Exception as error:  # botocore's and the network's errors become one line
         mapped = storage_error(error, f"reading back {storage.url(key)}", bucket=storage.bucket, key=key,
                                region=storage.region, endpoint_url=storage.endpoint_url,
                                access_key=storage.access_key, max_attempts=storage.max_attempts)

@@ -540,7 +540,7 @@ def _read_metrics(label: str, files: list[_File], side: _Side) -> None:
 def _read_quietly(file: _File, side: _Side) -> Optional[bytes]:
     try:
         return file.read()
-    except Exception as error:  # an unreadable side file costs its numbers, never the report
+    except Exception as error:  # noqa: BLE001 - an unreadable side file costs its numbers, never the report
         side.notes.append(f"{file.name}: not read ({str(error).splitlines()[0] if str(error) else repr(error)})")
         return None
 

@@ -172,7 +172,7 @@ def track_plot(runs: Sequence[tuple[str, "pd.DataFrame"]], track: Optional["Trac
         low, high = low - 0.5, high + 0.5
     norm = Normalize(low, high)
     collection = None
-    for index, (label, run) in enumerate(runs):
+    for index, (_label, run) in enumerate(runs):
         xy = run[["x", "y"]].to_numpy(float)
         if len(xy) < 2:
             continue

@@ -266,7 +266,7 @@ def host_env(imds: Imds, cert: Path, **extra: str) -> dict[str, str]:
 
 # -- fixtures (imported by the conftest.py of the test packages that use them) --------------------------------
 
-import pytest  # noqa: E402
+import pytest  # noqa: E402 - only the fixtures below need pytest
 
 
 @pytest.fixture(scope="session")

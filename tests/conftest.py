@@ -75,7 +75,7 @@ def private_dockerd(root: Path, name: str, extra_args: Sequence[str] = (),
         try:
             docker.DockerClient(base_url=host).ping()
             break
-        except Exception:
+        except Exception:  # noqa: BLE001 - not answering yet, whatever the error: try again until the deadline
             if daemon.poll() is not None or time.monotonic() > deadline:
                 log.close()
                 pytest.fail(f"dockerd did not start: {(root / 'dockerd.log').read_text()[-2000:]}")

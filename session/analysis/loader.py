@@ -136,7 +136,7 @@ def _parse_csvs(unit: list[Member], problems: LoadProblems) -> Rows:
     for member in unit:
         try:
             datas.append(member.read())
-        except Exception as error:  # an unreadable file or object is counted, not fatal
+        except Exception as error:  # noqa: BLE001 - an unreadable file or object is counted, not fatal
             problems.add(member.name, 0, "unreadable", _first_line(error))
             datas.append(None)
     readable = [(m, d) for m, d in zip(unit, datas) if d is not None]
@@ -175,7 +175,7 @@ def _pieces(member: Member, problems: LoadProblems) -> Iterator[tuple[memoryview
             if end >= len(view):
                 return
             start = end
-    except Exception as error:  # an unreadable file or object is counted, not fatal
+    except Exception as error:  # noqa: BLE001 - an unreadable file or object is counted, not fatal
         problems.add(member.name, 0, "unreadable", _first_line(error))
 
 

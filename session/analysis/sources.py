@@ -4,8 +4,8 @@ console/DRoA logs tarball (read in memory), the objects under a model prefix in 
 A container (folder, tarball, prefix) is searched for simtrace CSVs (`<iter>-iteration.csv`, or any CSV with
 `simtrace` in its path) and logs (`*.log` but the trainer's; the ones with SIM_TRACE_LOG lines count). The
 loader leaves out a container's logs of a phase whose simtrace CSVs gave rows: they repeat the same steps
-with less precision (console/DRoA archives hold both). Tarballs found inside a folder are not opened (the shared sample folders
-keep an archive beside its extracted files); pass them on their own.
+with less precision (console/DRoA archives hold both). Tarballs found inside a folder are not opened (the shared
+sample folders keep an archive beside its extracted files); pass them on their own.
 
 From the path of a file inside its container (FORMATS.md §4.3, §4.4, §7.1):
 - phase: `evaluation` (or `leaderboard`) anywhere in it -> evaluation, else training;
