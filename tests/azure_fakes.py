@@ -99,6 +99,9 @@ class Azurite:
 
 
 def start_azurite(directory: Path, cert: Path, key: Path) -> tuple[subprocess.Popen, str]:
+    from tests import tiers  # imports pytest, which the helpers above do without
+
+    tiers.require("azurite", "Azurite")
     if not AZURITE.exists():
         raise RuntimeError(f"{AZURITE} is missing: scripts/test installs Azurite (npm install azurite into "
                            ".cache/node)")
