@@ -236,7 +236,7 @@ class BlobStore:
                 return digests
             # Unique ids per upload: a second upload of the same name at the same time stages blocks of its own.
             stem = uuid.uuid4().hex[:16]
-            blocks = []
+            blocks: list[Any] = []
             while piece:
                 block_id = base64.b64encode(f"{stem}-{len(blocks):08d}".encode()).decode()
                 digests.update(piece)
@@ -552,7 +552,7 @@ def _put_object(storage: Storage, key: str, reader: "_Reader", metadata: dict[st
     with _s3_errors(storage, doing, key):
         upload_id = client.create_multipart_upload(Bucket=bucket, Key=key, **extra)["UploadId"]
     try:
-        parts = []
+        parts: list[dict[str, Any]] = []
         while piece:
             with _s3_errors(storage, doing, key):
                 response = client.upload_part(Bucket=bucket, Key=key, UploadId=upload_id, PartNumber=len(parts) + 1,

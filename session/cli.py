@@ -28,7 +28,7 @@ _USER_ERRORS = (
 class _Parser(argparse.ArgumentParser):
     """A wrong argument is one line on stderr and exit 2, like every other user error (no usage dump)."""
 
-    def error(self, message: str):  # type: ignore[override]
+    def error(self, message: str):
         self.exit(2, f"{self.prog}: {message} (`{self.prog} --help` lists the options)\n")
 
 

@@ -718,7 +718,7 @@ class DroaClient:
             with urllib.request.urlopen(request, timeout=self._timeout) as response:
                 return response.status, response.headers, response.read()
         except urllib.error.HTTPError as error:
-            return error.code, error.headers, error.read()
+            return error.code, error.headers, error.read()  # type: ignore[return-value]  # read with .get() only
         except (urllib.error.URLError, OSError) as error:
             reason = getattr(error, "reason", None) or error
             raise DroaError(f"cannot reach DRoA's API at {config.api_endpoint_url} while {doing} ({reason}): check "
@@ -813,7 +813,8 @@ class DroaClient:
                     for chunk in iter(lambda: handle.read(1024 * 1024), b""):
                         digest.update(chunk)
         except OSError as error:
-            raise DroaError(f"cannot read {content}: {error.strerror or error}") from None
+            # `content` is a Path here: bytes raise no OSError.
+            raise DroaError(f"cannot read {content}: {error.strerror or error}") from None  # type: ignore[str-bytes-safe]
         checksum = base64.b64encode(digest.digest()).decode()
         kind = _content_type(rel)
         try:
@@ -830,7 +831,8 @@ class DroaClient:
             if _is_sdk_error(error):  # before OSError: some of botocore's timeouts are OSErrors too
                 raise self._s3_error(error, rel, key) from None
             if isinstance(error, OSError):
-                raise DroaError(f"cannot read {content}: {error.strerror or error}") from None
+                # `content` is a Path here: bytes raise no OSError.
+                raise DroaError(f"cannot read {content}: {error.strerror or error}") from None  # type: ignore[str-bytes-safe]
             raise
 
     def _s3_error(self, error: BaseException, rel: str, key: str) -> DroaError:

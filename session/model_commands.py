@@ -91,7 +91,8 @@ def models(args: argparse.Namespace, loaded, storage) -> int:
         if args.json:
             _print_json(result.to_dict())
         else:
-            print(f"exported {result.checkpoint.name} of {result.source} to {result.target}: "
+            # An export names its checkpoint.
+            print(f"exported {result.checkpoint.name} of {result.source} to {result.target}: "  # type: ignore[union-attr]
                   f"{len(result.files)} files, {_gib(result.bytes)}, checksums verified")
             for name in result.left_alone:
                 print(f"left alone: {name} (already there)")

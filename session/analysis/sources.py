@@ -88,7 +88,8 @@ def members(source: Source, problems: LoadProblems, notes: list[str]) -> list[Me
         found = list(_storage_members(source, notes))
     elif isinstance(source, tuple):
         name, data = source
-        found = [_member(name, name, name, lambda data=data: data, kind=_kind(name))]
+        # The ignores on lambdas here and in report.py: mypy cannot type a lambda's default argument.
+        found = [_member(name, name, name, lambda data=data: data, kind=_kind(name))]  # type: ignore[misc]
     else:
         path = Path(source).expanduser()
         if path.is_dir():
@@ -103,8 +104,8 @@ def members(source: Source, problems: LoadProblems, notes: list[str]) -> list[Me
             raise AnalysisError(f"{source}: no such file or folder")
         if path.is_file() and not found:
             notes.append(f"{source}: no simtrace CSV or log in it")
-    found = [member for member in found if member is not None]
-    return sorted(found, key=lambda m: (m.phase != TRAINING, m.stream, m.iteration, m.worker, m.name))
+    kept = [member for member in found if member is not None]
+    return sorted(kept, key=lambda m: (m.phase != TRAINING, m.stream, m.iteration, m.worker, m.name))
 
 
 def describe(rel: str, kind: str) -> tuple[str, str, int, int]:
@@ -211,7 +212,8 @@ def _archive_members(path: Path, problems: LoadProblems, notes: list[str]) -> It
                     continue
                 handle = archive.extractfile(info)
                 data = handle.read() if handle else b""
-                found.append(_member(f"{path}:{info.name}", rel, str(path), lambda data=data: data, kind=kind))
+                found.append(_member(f"{path}:{info.name}", rel, str(path), lambda data=data: data,  # type: ignore[misc]
+                                     kind=kind))  # (mypy cannot type a lambda's default argument)
     except (tarfile.TarError, OSError, EOFError) as error:  # a cut download: keep what was read
         problems.add(str(path), 0, "archive unreadable from here on", str(error))
     return iter(found)
@@ -227,5 +229,5 @@ def _storage_members(source: StoragePrefix, notes: list[str]) -> Iterator[Option
             continue
         kind = _wanted(rel)
         if kind:
-            yield _member(storage.url(info.key), rel, label, lambda key=info.key: storage.get_bytes(key),
+            yield _member(storage.url(info.key), rel, label, lambda key=info.key: storage.get_bytes(key),  # type: ignore[misc]
                           kind=kind)
