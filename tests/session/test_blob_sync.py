@@ -361,7 +361,7 @@ def test_an_unreachable_endpoint_is_one_line_naming_the_url(storage, model):
 def test_a_host_without_the_azure_sdk_is_told_how_to_get_it(monkeypatch):
     monkeypatch.setitem(sys.modules, "azure.storage.blob", None)  # what `import` sees when it is not installed
     store = BlobStore("https://deepracer1a2b.blob.core.windows.net", "models")
-    with pytest.raises(BlobSyncError, match=r"^the Azure SDK is not installed .*deepracer-cloud\[azure\]"):
+    with pytest.raises(BlobSyncError, match=r"^the Azure SDK is not installed .*deepracer-cloud\[azure-host\]"):
         store.check()
 
 
