@@ -113,8 +113,9 @@ def build_log(folder: Path, rows: int) -> int:
         out.writelines(head)
         for copy in range(copies):
             shift = copy * episodes
-            out.write(b"".join(trace.sub(lambda m: m.group(1) + str(int(m.group(2)) + shift).encode(), line)
-                               if b"SIM_TRACE_LOG:" in line else line for line in body))
+            def renumber(m: re.Match, shift: int = shift) -> bytes:
+                return m.group(1) + str(int(m.group(2)) + shift).encode()
+            out.write(b"".join(trace.sub(renumber, line) if b"SIM_TRACE_LOG:" in line else line for line in body))
     return copies * per_copy
 
 
@@ -168,9 +169,9 @@ def main() -> int:
     parser.add_argument("--workdir", help="keep the generated runs here (reused when present)")
     args = parser.parse_args()
     try:
-        import deepracer.logs  # noqa: F401
+        import deepracer.logs  # noqa: F401 - only whether it is installed
     except ImportError:
-        raise SystemExit("deepracer-utils is not installed: pip install -e '.[dev]'")
+        raise SystemExit("deepracer-utils is not installed: pip install -e '.[dev]'") from None
     workdir = Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix="loader-speed-"))
     print(f"cpus: {os.cpu_count()} (load average {os.getloadavg()[0]:.1f}), python {sys.version.split()[0]}, "
           f"deepracer-utils {_version('deepracer-utils')}, pyarrow {_version('pyarrow')}, "

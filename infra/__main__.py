@@ -2,12 +2,12 @@
 
 import contextlib
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Optional
 
 import pulumi
 
 from infra.package import build_session_archive
-from infra.settings import SettingsError, cloud_of, load_aws, load_azure
+from infra.settings import Getter, SettingsError, cloud_of, load_aws, load_azure
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 # The host's fallbacks (spot -> on-demand, another zone) replace it through `replacement_trigger`, which an engine
@@ -16,10 +16,10 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 MIN_PULUMI_CLI = "3.231"
 
 
-def _config_getter():
+def _config_getter() -> Getter:
     configs: dict[str, pulumi.Config] = {}
 
-    def get(full_key: str):
+    def get(full_key: str) -> Optional[str]:
         namespace, name = full_key.split(":", 1)
         config = configs.setdefault(namespace, pulumi.Config(namespace))
         return config.get(name)

@@ -48,7 +48,8 @@ class AwsEnvironment(pulumi.ComponentResource):
         zone = self._zone_offering(settings.instance_type, settings.availability_zone)
         self.workers: Output[int] = (
             Output.from_input(settings.workers) if settings.workers is not None
-            else aws.ec2.get_instance_type_output(instance_type=settings.instance_type, opts=pulumi.InvokeOutputOptions(parent=self))
+            else aws.ec2.get_instance_type_output(instance_type=settings.instance_type,
+                                                  opts=pulumi.InvokeOutputOptions(parent=self))
             .default_vcpus.apply(workers_for_vcpus)
         )
 

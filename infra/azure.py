@@ -242,7 +242,8 @@ class AzureEnvironment(pulumi.ComponentResource):
         # MinIO's secret goes in customData, which Azure never returns through its API nor serves on IMDS (unlike
         # userData); on the VM only root reads it; in the Pulumi state it is a secret (said here rather than left
         # to the provider's marking of the password).
-        custom_data = Output.secret(Output.all(self.account.name, access_key.result, secret_key.result).apply(
+        parts = Output.all(self.account.name, access_key.result, secret_key.result)
+        custom_data: Output[str] = Output.secret(parts.apply(
             lambda a: azure_custom_data(HostConfig(
                 cloud="azure", region=MINIO_REGION, bucket=CONTAINER, simapp_image=s.simapp, workers=self.workers,
                 session_package_url=f"{azure_blob.account_url(a[0])}/{CONTAINER}/{PACKAGE_BLOB}",

@@ -35,9 +35,10 @@ def upload(container: Any, blob: str, data: bytes, content_type: str = "applicat
     said = ""
     while True:
         try:
-            container.upload_blob(blob, data, overwrite=True, content_settings=ContentSettings(content_type=content_type))
+            container.upload_blob(blob, data, overwrite=True,
+                                  content_settings=ContentSettings(content_type=content_type))
             return
-        except Exception as error:  # the SDK's errors share no base but Exception; classify sorts them
+        except Exception as error:  # noqa: BLE001 - the SDK's errors share no base but Exception; classify sorts them
             mapped = azure_blob.classify(error, container.url)
             if not isinstance(mapped, azure_blob.Transient):
                 raise mapped from None

@@ -10,7 +10,7 @@ import ipaddress
 import json
 import re
 from dataclasses import dataclass
-from typing import Callable, Literal, Optional
+from typing import Callable, Literal, Optional, TypeVar, Union
 
 from infra.pricing import azure_vcpus
 from session.config import MAX_WORKERS  # one maximum for the stack and the host's DR_WORKERS
@@ -119,6 +119,11 @@ class AzureSettings:
 Getter = Callable[[str], Optional[str]]
 
 
+# A setting's type is its default's: str (int) with one, Optional without.
+_Text = TypeVar("_Text", str, None)
+_Number = TypeVar("_Number", int, None)
+
+
 class _Reader:
     """Typed reads of raw config strings, each failing with the file and key in the message."""
 
@@ -136,8 +141,8 @@ class _Reader:
         value = value.strip()
         return value or None
 
-    def text(self, key: str, default: Optional[str], pattern: Optional[str] = None,
-             expected: str = "") -> Optional[str]:
+    def text(self, key: str, default: _Text, pattern: Optional[str] = None,
+             expected: str = "") -> Union[str, _Text]:
         value = self.raw(key)
         if value is None:
             return default
@@ -151,7 +156,7 @@ class _Reader:
             raise self.fail(key, "one of " + ", ".join(choices), value)
         return value
 
-    def integer(self, key: str, default: Optional[int], low: int, high: int) -> Optional[int]:
+    def integer(self, key: str, default: _Number, low: int, high: int) -> Union[int, _Number]:
         value = self.raw(key)
         if value is None:
             return default
@@ -234,7 +239,7 @@ def _cost_controls(r: _Reader) -> CostControls:
     if emails and budget is None and not notifications:
         raise r.fail("alertEmails", "no addresses unless monthlyBudget or notifications is set", list(emails))
     return CostControls(
-        idle_stop_minutes=idle,  # type: ignore[arg-type]
+        idle_stop_minutes=idle,
         power_off_after_max_minutes=r.boolean("powerOffAfterMaxMinutes", False),
         monthly_budget_usd=budget,
         alert_emails=emails,
@@ -322,26 +327,26 @@ def load_azure(stack: str, get: Getter) -> AzureSettings:
     vm_size = r.text("vmSize", DEFAULT_AZURE_VM_SIZE, r"Standard_[A-Za-z0-9_]+",
                      "an Azure VM size such as Standard_NC8as_T4_v3")
     workers = r.integer("workers", None, 1, MAX_WORKERS)
-    if workers is None and azure_vcpus(vm_size) is None:  # type: ignore[arg-type]
+    if workers is None and azure_vcpus(vm_size) is None:
         # Azure has no lookup of a size's vCPUs that works before the VM exists; the table knows the GPU sizes.
         raise r.fail("workers", f"a number of workers from 1 to {MAX_WORKERS} for vmSize {vm_size}, whose vCPUs "
                      "this project does not know", None)
     return AzureSettings(
         stack=stack,
-        location=location,  # type: ignore[arg-type]
-        vm_size=vm_size,  # type: ignore[arg-type]
+        location=location,
+        vm_size=vm_size,
         priority=priority,  # type: ignore[arg-type]
         spot_max_price=spot_max_price,
-        os_disk_gb=r.integer("osDiskGb", DEFAULT_ROOT_VOLUME_GB, MIN_ROOT_VOLUME_GB, 4095),  # type: ignore[arg-type]
+        os_disk_gb=r.integer("osDiskGb", DEFAULT_ROOT_VOLUME_GB, MIN_ROOT_VOLUME_GB, 4095),
         ubuntu_version=r.choice("ubuntuVersion", "24.04", ("22.04", "24.04")),
-        simapp_image=simapp_image,  # type: ignore[arg-type]
-        simapp_version=simapp_version,  # type: ignore[arg-type]
+        simapp_image=simapp_image,
+        simapp_version=simapp_version,
         workers=workers,
         admin_username=admin,
         ssh_public_key=ssh_public_key,
         ssh_allowed_cidrs=_cidrs(r, "sshAllowedCidrs", "the VM has an IPv4 address only"),
         keep_storage_on_destroy=r.boolean("keepStorageOnDestroy", True),
-        ready_timeout_minutes=r.integer("readyTimeoutMinutes", DEFAULT_READY_TIMEOUT_MINUTES, 5, 180),  # type: ignore[arg-type]
+        ready_timeout_minutes=r.integer("readyTimeoutMinutes", DEFAULT_READY_TIMEOUT_MINUTES, 5, 180),
         cost=_cost_controls(r),
     )
 

@@ -175,8 +175,8 @@ class BlobStore:
         with self._lock:
             if self._client is None:
                 try:
-                    import azure.identity  # noqa: F401
-                    import azure.storage.blob  # noqa: F401
+                    import azure.identity
+                    import azure.storage.blob  # noqa: F401 - only whether the SDK is installed
                 except ImportError:
                     raise BlobSyncError("the Azure SDK is not installed in this Python: pip install "
                                         "'deepracer-cloud[azure-host]' (the azure hosts' bootstrap does)",
@@ -237,7 +237,7 @@ class BlobStore:
                 return digests
             # Unique ids per upload: a second upload of the same name at the same time stages blocks of its own.
             stem = uuid.uuid4().hex[:16]
-            blocks = []
+            blocks: list[Any] = []
             while piece:
                 block_id = base64.b64encode(f"{stem}-{len(blocks):08d}".encode()).decode()
                 digests.update(piece)
@@ -278,7 +278,7 @@ class BlobStore:
             yield
         except (BlobSyncError, StorageError):
             raise
-        except Exception as error:  # noqa: BLE001 - only the Azure SDK's and the OS's errors are translated
+        except Exception as error:  # only the Azure SDK's and the OS's errors are translated
             mapped = self.error(error, doing)
             if mapped is None:
                 raise
@@ -441,7 +441,7 @@ def _copy_up(storage: Storage, blob: BlobStore, folder: str, rel: str, source: O
     with _s3_errors(storage, f"reading {storage.url(key)}", key):
         try:
             response = storage.client.get_object(Bucket=storage.bucket, Key=key)
-        except Exception as error:  # noqa: BLE001 - only "no such key" is expected here
+        except Exception as error:  # only "no such key" is expected here
             if _is_missing(error):
                 report.vanished.append(rel)
                 return
@@ -553,7 +553,7 @@ def _put_object(storage: Storage, key: str, reader: "_Reader", metadata: dict[st
     with _s3_errors(storage, doing, key):
         upload_id = client.create_multipart_upload(Bucket=bucket, Key=key, **extra)["UploadId"]
     try:
-        parts = []
+        parts: list[dict[str, Any]] = []
         while piece:
             with _s3_errors(storage, doing, key):
                 response = client.upload_part(Bucket=bucket, Key=key, UploadId=upload_id, PartNumber=len(parts) + 1,
@@ -730,7 +730,7 @@ def _s3_errors(storage: Storage, doing: str, key: str) -> Iterator[None]:
         yield
     except (StorageError, BlobSyncError):
         raise
-    except Exception as error:  # noqa: BLE001 - only botocore's and the OS's errors are translated
+    except Exception as error:  # only botocore's and the OS's errors are translated
         mapped = storage_error(error, doing, bucket=storage.bucket, key=key, region=storage.region,
                                endpoint_url=storage.endpoint_url, access_key=storage.access_key,
                                max_attempts=storage.max_attempts)

@@ -13,7 +13,7 @@ from session.errors import EXIT_USER_ERROR, DeepracerError
 class _Parser(argparse.ArgumentParser):
     """A wrong argument is one line on stderr and exit 2, like every other user error (no usage dump)."""
 
-    def error(self, message: str):  # type: ignore[override]
+    def error(self, message: str):
         self.exit(EXIT_USER_ERROR, f"{self.prog}: {message} (`{self.prog} --help` lists the options)\n")
 
 
@@ -78,7 +78,8 @@ def _parser() -> argparse.ArgumentParser:
     commands.add_parser("init", help="write a default run.env and custom files where they are missing")
 
     validate = commands.add_parser("validate", help="check run.env, custom files and reward function before training")
-    validate.add_argument("--tracks", metavar="DIR", help="track .npy files (default: $DR_TRACKS_DIR or the host's cache)")
+    validate.add_argument("--tracks", metavar="DIR",
+                          help="track .npy files (default: $DR_TRACKS_DIR or the host's cache)")
     validate.add_argument("--workers", type=_workers, help="check for this many workers (default: DR_WORKERS)")
     validate.add_argument("--calls", type=_whole_number(1), default=500,
                           help="reward function calls in the dry run (default 500)")
@@ -150,7 +151,8 @@ def _parser() -> argparse.ArgumentParser:
                         help="for a folder: the S3 location its training_params.yaml should name")
     export.add_argument("--overwrite", action="store_true", help="write into a target that already holds files")
     export.add_argument("--json", action="store_true", help="print the result as JSON")
-    car = actions.add_parser("car-package", help="the physical car's model tar.gz (model_metadata.json, agent/model.pb)")
+    car = actions.add_parser("car-package",
+                             help="the physical car's model tar.gz (model_metadata.json, agent/model.pb)")
     car.add_argument("prefix")
     car.add_argument("--checkpoint", default="last", help="last, best or a number (default last)")
     car.add_argument("--out", metavar="FILE", help="default: <prefix>-<checkpoint>.tar.gz in this folder")

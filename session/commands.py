@@ -384,12 +384,12 @@ def stop_evaluation(args: argparse.Namespace) -> int:
     found = ev.find_evaluation(host)
     was_running = found is not None and found.container is not None and found.container.running
     ev.stop_evaluation(host, say=say, timeout=args.timeout)
-    result = ev.result_so_far(host.storage, found) if was_running else None
+    result = ev.result_so_far(host.storage, found) if found is not None and was_running else None
     if result is None:
         return 0
     if not result.complete:
         result = replace(result, note=result.note or "stopped by `deepracer stop-evaluation`")
-    key = ev.save_result(host.storage, found.source_prefix, result)
+    key = ev.save_result(host.storage, found.source_prefix, result)  # type: ignore[union-attr]  # was_running: found
     print(json.dumps(result.to_dict(), indent=2) if args.json else ev.render_table(result))
     say(f"saved {host.storage.url(key)}")
     return 0

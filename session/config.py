@@ -524,7 +524,7 @@ def load_config(run_env: Optional[PathLike] = None, system_env: Optional[PathLik
     try:
         run_file = _read(run_path, system_file.values, environ, str(system_path), RUN_ENV_VARIABLE)
     except ConfigError as missing:
-        raise combine([*errors, missing]) from None
+        raise combine([*errors, missing]) from None  # type: ignore[misc]  # not None: one at least
     errors += run_file.errors
     warnings = [*system_file.warnings, *run_file.warnings]
 

@@ -281,11 +281,11 @@ def _check_discrete(file: str, actions: List[Any]) -> List[Problem]:
             problems.append(Problem(file, f"{where}.index", f"is {_show(action['index'])} at position {i}; the "
                                                             f"simulator uses the position", "warning"))
         if valid:
-            key = (float(action["steering_angle"]), float(action["speed"]))
-            if key in seen:
-                problems.append(Problem(file, where, f"repeats action_space[{seen[key]}] (steering "
-                                                     f"{key[0]:g}, speed {key[1]:g})", "warning"))
-            seen.setdefault(key, i)
+            pair = (float(action["steering_angle"]), float(action["speed"]))
+            if pair in seen:
+                problems.append(Problem(file, where, f"repeats action_space[{seen[pair]}] (steering "
+                                                     f"{pair[0]:g}, speed {pair[1]:g})", "warning"))
+            seen.setdefault(pair, i)
     if len(actions) == 1:
         problems.append(Problem(file, "action_space", "has a single action, so there is nothing to learn",
                                 "warning"))

@@ -195,10 +195,10 @@ def check_disk(needs: Sequence[DiskNeed], usage: Callable[[Path], Any] = shutil.
         status = Status.FAIL if free_gib < fail_gib else Status.WARN if free_gib < warn_gib else Status.OK
         if status is Status.FAIL or (status is Status.WARN and worst is Status.OK):
             worst = status
-        need = fail_gib if status is Status.FAIL else warn_gib
+        needed = fail_gib if status is Status.FAIL else warn_gib
         text = f"{names}: {free_gib:.1f} GiB free"
         if status is not Status.OK:
-            text += f", {'needs' if status is Status.FAIL else 'tight below'} {need:g} GiB"
+            text += f", {'needs' if status is Status.FAIL else 'tight below'} {needed:g} GiB"
             short.append(str(group[0][1]))
         parts.append(text)
     fix = (f"free space on {', '.join(short)} (docker system prune removes stopped containers and unused images; "

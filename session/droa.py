@@ -492,7 +492,7 @@ class DroaClient:
                 response = self._client("cognito-idp").initiate_auth(
                     AuthFlow="USER_PASSWORD_AUTH", ClientId=config.user_pool_client_id,
                     AuthParameters={"USERNAME": self.username, "PASSWORD": password})
-        except Exception as error:  # noqa: BLE001 - botocore's errors become one line; the rest re-raise
+        except Exception as error:  # botocore's errors become one line; the rest re-raise
             mapped = self._cognito_error(error, doing)
             if mapped is None:
                 raise
@@ -627,7 +627,7 @@ class DroaClient:
                 identity = self._client("cognito-identity")
                 identity_id = identity.get_id(IdentityPoolId=config.identity_pool_id, Logins=logins)["IdentityId"]
                 answer = identity.get_credentials_for_identity(IdentityId=identity_id, Logins=logins)
-        except Exception as error:  # noqa: BLE001
+        except Exception as error:
             mapped = self._cognito_error(error, f"getting AWS credentials for {self.username!r}")
             if mapped is None:
                 raise
@@ -660,7 +660,7 @@ class DroaClient:
                 response = self._client("cognito-idp").initiate_auth(
                     AuthFlow="REFRESH_TOKEN_AUTH", ClientId=config.user_pool_client_id,
                     AuthParameters={"REFRESH_TOKEN": self._refresh_token})
-        except Exception as error:  # noqa: BLE001
+        except Exception as error:
             mapped = self._cognito_error(error, "renewing the DRoA session")
             if mapped is None:
                 raise
@@ -719,7 +719,7 @@ class DroaClient:
             with urllib.request.urlopen(request, timeout=self._timeout) as response:
                 return response.status, response.headers, response.read()
         except urllib.error.HTTPError as error:
-            return error.code, error.headers, error.read()
+            return error.code, error.headers, error.read()  # type: ignore[return-value]  # read with .get() only
         except (urllib.error.URLError, OSError) as error:
             reason = getattr(error, "reason", None) or error
             raise DroaError(f"cannot reach DRoA's API at {config.api_endpoint_url} while {doing} ({reason}): check "
@@ -814,7 +814,8 @@ class DroaClient:
                     for chunk in iter(lambda: handle.read(1024 * 1024), b""):
                         digest.update(chunk)
         except OSError as error:
-            raise DroaError(f"cannot read {content}: {error.strerror or error}") from None
+            # `content` is a Path here: bytes raise no OSError.
+            raise DroaError(f"cannot read {content}: {error.strerror or error}") from None  # type: ignore[str-bytes-safe]
         checksum = base64.b64encode(digest.digest()).decode()
         kind = _content_type(rel)
         try:
@@ -827,11 +828,12 @@ class DroaClient:
                     with open(content, "rb") as handle:
                         s3.put_object(Bucket=config.upload_bucket, Key=key, Body=handle, ContentMD5=checksum,
                                       ContentType=kind)
-        except Exception as error:  # noqa: BLE001 - SDK and file errors become one line; the rest re-raise
+        except Exception as error:  # SDK and file errors become one line; the rest re-raise
             if _is_sdk_error(error):  # before OSError: some of botocore's timeouts are OSErrors too
                 raise self._s3_error(error, rel, key) from None
             if isinstance(error, OSError):
-                raise DroaError(f"cannot read {content}: {error.strerror or error}") from None
+                # `content` is a Path here: bytes raise no OSError.
+                raise DroaError(f"cannot read {content}: {error.strerror or error}") from None  # type: ignore[str-bytes-safe]
             raise
 
     def _s3_error(self, error: BaseException, rel: str, key: str) -> DroaError:

@@ -151,7 +151,7 @@ def parse_env_text(text: str, path: PathLike = "<text>", base: Optional[Mapping[
         except ConfigError as error:
             errors.append(error)
     if strict and errors:
-        raise combine(errors)
+        raise combine(errors)  # type: ignore[misc]  # not None: there are errors
     return replace(parser.finish(), errors=tuple(errors))
 
 

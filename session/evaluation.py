@@ -429,7 +429,7 @@ def start_evaluation(host: Host, *, checkpoint: Optional[str] = None, trials: Op
         raise EvaluationError(f"evaluation did not start: {readiness.summary}; stopped it")
     return EvaluationRun(
         model_prefix=prefix, source_prefix=source, timestamp=timestamp, checkpoint=checkpoint, trials=trials,
-        params_key=params_key, metrics_key=_first(params["METRICS_S3_OBJECT_KEY"]),
+        params_key=params_key, metrics_key=_first(params["METRICS_S3_OBJECT_KEY"]) or "",
         simtrace_prefix=simtrace_prefix(prefix, timestamp), race_type=run.race_type, world_name=run.world_name,
         checkpoint_name=checkpoint_name, mp4_prefix=mp4_prefix(prefix) if mp4 else None,
         opponent_prefix=opponent, container=engine.get(started.id) or started)

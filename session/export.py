@@ -238,7 +238,7 @@ def _stream_sha256(storage: Storage, key: str) -> str:
         body = storage.client.get_object(Bucket=storage.bucket, Key=key)["Body"]
         while chunk := body.read(PART_SIZE):
             digest.update(chunk)
-    except Exception as error:  # noqa: BLE001 - botocore's and the network's errors become one line
+    except Exception as error:  # botocore's and the network's errors become one line
         mapped = storage_error(error, f"reading back {storage.url(key)}", bucket=storage.bucket, key=key,
                                region=storage.region, endpoint_url=storage.endpoint_url,
                                access_key=storage.access_key, max_attempts=storage.max_attempts)
@@ -407,7 +407,8 @@ def _transfer(source: Storage, items: Sequence[_Item], target: Target) -> list[E
             if item.data is not None:
                 path.write_bytes(item.data)
             else:
-                source.download_file(item.key, path)  # checked against the object's sha256 metadata, if any
+                # An item without data has a key.
+                source.download_file(item.key, path)  # type: ignore[arg-type]  # checked against the object's sha256 metadata, if any
             return stage_digest(path)
 
         staged = in_parallel(stage, list(enumerate(items)))
@@ -732,7 +733,8 @@ def car_package(source: Storage, prefix: str, checkpoint: CheckpointChoice = "la
                                checkpoints_document=checkpoints_document(source, location, objects),
                                coach_checkpoint=coach_checkpoint_text(source, location, objects), url=source.url)
     if chosen.frozen_graph is None:
-        with_graph = sorted(f.checkpoint.number for f in complete_checkpoints(location, objects).values()
+        # Complete checkpoints are numbered.
+        with_graph = sorted(f.checkpoint.number for f in complete_checkpoints(location, objects).values()  # type: ignore[type-var]
                             if f.frozen_graph)
         raise ModelError(f"model_{chosen.checkpoint.number}.pb of {chosen.checkpoint.name} is not in "
                          f"{source.url(location.prefix + '/model/')}; checkpoints with a frozen graph: "
@@ -811,9 +813,9 @@ def download_model(source_url: str, source: Storage, dest: Storage, dest_prefix:
         items.append(_Item(f"model/{COACH_CHECKPOINT}", data=named.encode(), final=True))
         notes.append(f"model/{COACH_CHECKPOINT} written, naming {named}")
     if CHECKPOINTS_JSON not in names:
-        entry = _checkpoint_entry(source, location, objects, None, newest, notes)
+        newest_entry = _checkpoint_entry(source, location, objects, None, newest, notes)
         items.append(_Item(f"model/{CHECKPOINTS_JSON}", data=(json.dumps(
-            {"best_checkpoint": entry, "last_checkpoint": entry}, indent=2) + "\n").encode(), final=True))
+            {"best_checkpoint": newest_entry, "last_checkpoint": newest_entry}, indent=2) + "\n").encode(), final=True))
         notes.append(f"model/{CHECKPOINTS_JSON} written with {newest.checkpoint.name} as last and best")
     if MODEL_METADATA not in names:
         items.append(_Item(f"model/{MODEL_METADATA}", keys["metadata"]))

@@ -199,7 +199,7 @@ def idle_check(system: "SystemConfig", *, engine: Optional["Engine"] = None,
     if decision.power_off:
         if limit_power_off:
             # Done once: the next boot must not power off again for the same run.
-            store.transition(lambda current: current.token == state.token,
+            store.transition(lambda current: current.token == state.token,  # type: ignore[union-attr]  # limit_power_off: a state
                              lambda current: replace(current, power_off=False))
         if stop_host is not None:
             stop_host(system.cloud)

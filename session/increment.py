@@ -51,9 +51,9 @@ def plan_increment(run: RunConfig, storage: Optional[Storage], *, checkpoint: st
     old = run.local_s3_model_prefix
     if storage is not None:
         if not _has_checkpoint(storage, old):
-            raise IncrementError(f"DR_LOCAL_S3_MODEL_PREFIX: expected a trained model at {storage.url(old + '/model/')}, "
-                                 "got no checkpoint there; train first")
-        available = lambda name: not storage.prefix_has_objects(f"{name}/")  # noqa: E731
+            raise IncrementError("DR_LOCAL_S3_MODEL_PREFIX: expected a trained model at "
+                                 f"{storage.url(old + '/model/')}, got no checkpoint there; train first")
+        available = lambda name: not storage.prefix_has_objects(f"{name}/")  # noqa: E731 - the parameter's default, inline
     if prefix:
         if prefix == old:
             raise IncrementError(f"--prefix: expected a prefix other than the current model, got '{prefix}'")

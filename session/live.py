@@ -629,6 +629,7 @@ class LiveState:
                 by_number.setdefault(container.worker, []).append(container)
         for number, found in by_number.items():
             chosen = _pick(found)
+            assert chosen is not None  # found is never empty
             worker = self._worker(number)
             _change(worker.view, dict(state=chosen.status, exit_code=chosen.exit_code,
                                       started_at=_epoch(chosen.started_at)))
@@ -696,7 +697,8 @@ class LiveState:
             candidates.append(BestCheckpoint(self._trainer.view.best_reported, source="trainer"))
         stored = self._progress.best_checkpoint if self._progress is not None else None
         if stored is not None and stored.number is not None:
-            candidates.append(BestCheckpoint(stored.number, stored.metric, self._progress.best_model_metric,
+            # `stored` came from self._progress.
+            candidates.append(BestCheckpoint(stored.number, stored.metric, self._progress.best_model_metric,  # type: ignore[union-attr]
                                              source="storage"))
         if not candidates:
             return None
@@ -833,7 +835,8 @@ def exception_stalls(trainer: TrainerView, workers: Sequence[WorkerView]) -> lis
 def exited_stalls(trainer: TrainerView, workers: Sequence[WorkerView]) -> list:
     """Containers that ended badly: a non-zero exit, or a worker that ended while the trainer runs."""
     stalls = []
-    for subject, view in (("trainer", trainer), *((w.name, w) for w in workers)):
+    views: list[tuple[str, Union[TrainerView, WorkerView]]] = [("trainer", trainer), *((w.name, w) for w in workers)]
+    for subject, view in views:
         if view.state not in _ENDED:
             continue
         code = view.exit_code

@@ -42,15 +42,16 @@ def models(args: argparse.Namespace, loaded, storage) -> int:
             print(f"no models in {storage.url()}")
             return 0
         width = max(len("PREFIX"), *(len(s.prefix) for s in found))
-        print(f"{'PREFIX':{width}} {'ITER':>4} {'LAST':>5} {'BEST':>5} {'REWARD':>12} {'LAP':>12} {'SIZE':>10}  UPDATED")
+        print(f"{'PREFIX':{width}} {'ITER':>4} {'LAST':>5} {'BEST':>5} {'REWARD':>12} {'LAP':>12} {'SIZE':>10}"
+              "  UPDATED")
         for s in found:
             reward = f"{s.best_by_reward.number}:{s.best_by_reward.value:.0f}" if s.best_by_reward else "-"
             lap = f"{s.best_by_lap_time.number}:{s.best_by_lap_time.value:.2f}s" if s.best_by_lap_time else "-"
             updated = s.updated.strftime("%Y-%m-%d %H:%M") if s.updated else "-"
             last = s.last.number if s.last else "-"
             best = s.best.number if s.best else "-"
-            print(f"{s.prefix:{width}} {s.iterations:>4} {last:>5} {best:>5} {reward:>12} {lap:>12} {_gib(s.size):>10}  "
-                  f"{updated}")
+            print(f"{s.prefix:{width}} {s.iterations:>4} {last:>5} {best:>5} {reward:>12} {lap:>12} "
+                  f"{_gib(s.size):>10}  {updated}")
         return 0
     if action == "show":
         details = library.show_model(storage, args.prefix)
@@ -90,7 +91,8 @@ def models(args: argparse.Namespace, loaded, storage) -> int:
         if args.json:
             _print_json(result.to_dict())
         else:
-            print(f"exported {result.checkpoint.name} of {result.source} to {result.target}: "
+            # An export names its checkpoint.
+            print(f"exported {result.checkpoint.name} of {result.source} to {result.target}: "  # type: ignore[union-attr]
                   f"{len(result.files)} files, {_gib(result.bytes)}, checksums verified")
             for name in result.left_alone:
                 print(f"left alone: {name} (already there)")
@@ -140,7 +142,7 @@ def import_droa(args: argparse.Namespace, loaded, storage) -> int:
     name = args.name or droa.droa_model_name(args.prefix)
     droa.check_model_name(name, args.description)
     client = droa.DroaClient(url, user, lambda: droa.read_password(user))
-    client.config  # a wrong URL fails before the export and before the password prompt
+    client.config  # noqa: B018 - reading it is the check: a wrong URL fails before the export and before the password prompt
     with tempfile.TemporaryDirectory(prefix="droa-import-") as folder:
         result = packaging.export_model(storage, args.prefix, library.parse_choice(args.checkpoint), Path(folder))
         errors = [p for p in result.problems if p.is_error]

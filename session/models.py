@@ -74,6 +74,7 @@ class ModelLocation:
 
     def candidates(self, role: str) -> tuple[str, ...]:
         """Keys, most specific first, where a file of `role` (metadata, reward, hyperparameters) may be."""
+        keys: tuple[str, ...]
         if role == "metadata":
             keys = (f"{self.prefix}/model/{MODEL_METADATA}", f"{self.prefix}/{MODEL_METADATA}",
                     f"{self.root}/{MODEL_METADATA}")

@@ -289,9 +289,10 @@ def read_progress(storage: "Storage", model_prefix: str, metrics_prefix: str, *,
 
     notes: list[str] = []
     checkpoints_document = None
-    if fetched.get(checkpoints_key) is not None:
+    checkpoints_data = fetched.get(checkpoints_key)
+    if checkpoints_data is not None:
         try:
-            checkpoints_document = json.loads(fetched[checkpoints_key])
+            checkpoints_document = json.loads(checkpoints_data)
         except (ValueError, UnicodeDecodeError) as error:
             notes.append(f"{checkpoints_key} is not yet readable ({_reason(error)}); last and best checkpoint "
                          "unknown for now")

@@ -541,7 +541,7 @@ def _read_metrics(label: str, files: list[_File], side: _Side) -> None:
 def _read_quietly(file: _File, side: _Side) -> Optional[bytes]:
     try:
         return file.read()
-    except Exception as error:  # an unreadable side file costs its numbers, never the report
+    except Exception as error:  # noqa: BLE001 - an unreadable side file costs its numbers, never the report
         side.notes.append(f"{file.name}: not read ({str(error).splitlines()[0] if str(error) else repr(error)})")
         return None
 
@@ -574,7 +574,8 @@ def _side_files(source: "Source", side: _Side) -> Iterator[_File]:
                 rel = file.relative_to(path).as_posix()
                 kind = _kind(rel)
                 if kind:
-                    yield _File(kind, str(file), rel, lambda file=file, kind=kind: _read_local(file, kind))
+                    # The ignores on lambdas: mypy cannot type a lambda's default argument.
+                    yield _File(kind, str(file), rel, lambda file=file, kind=kind: _read_local(file, kind))  # type: ignore[misc]
         elif path.is_file() and path.name.lower().endswith(_ARCHIVES):
             yield from _archive_files(path, side)
         elif path.is_file():
@@ -600,7 +601,7 @@ def _archive_files(path: Path, side: _Side) -> Iterator[_File]:
                 if handle is None:
                     continue
                 data = handle.read(HEAD_BYTES) if kind == "log" else handle.read()
-                found.append(_File(kind, f"{path}:{info.name}", rel, lambda data=data: data))  # type: ignore[arg-type]
+                found.append(_File(kind, f"{path}:{info.name}", rel, lambda data=data: data))  # type: ignore[arg-type, misc]
     except (tarfile.TarError, OSError, EOFError) as error:
         side.notes.append(f"{path}: read up to a damaged part ({error})")
     return iter(found)
@@ -612,9 +613,9 @@ def _storage_files(source: Any) -> Iterator[_File]:
         rel = info.key[len(prefix):].lstrip("/") if prefix else info.key
         kind = _kind(rel)
         if kind == "log":
-            yield _File(kind, storage.url(info.key), rel, lambda key=info.key: _storage_head(storage, key))
+            yield _File(kind, storage.url(info.key), rel, lambda key=info.key: _storage_head(storage, key))  # type: ignore[misc]
         elif kind:
-            yield _File(kind, storage.url(info.key), rel, lambda key=info.key: storage.get_bytes(key))
+            yield _File(kind, storage.url(info.key), rel, lambda key=info.key: storage.get_bytes(key))  # type: ignore[misc]
 
 
 def _storage_head(storage: "Storage", key: str) -> bytes:

@@ -163,7 +163,7 @@ def track_plot(runs: Sequence[tuple[str, "pd.DataFrame"]], track: Optional["Trac
                               (track.inner, dict(color="0.2", lw=1.4)),
                               (track.centre, dict(color="0.6", lw=0.8, ls="--", label="centre line"))):
             xy = np.asarray(points, float)
-            axes.plot(xy[:, 0], xy[:, 1], **style)
+            axes.plot(xy[:, 0], xy[:, 1], **style)  # type: ignore[arg-type]  # matplotlib's keywords, mixed types
     speeds = [run["speed"].to_numpy(float) for _, run in runs if len(run)]
     finite = np.concatenate(speeds) if speeds else np.zeros(0)
     finite = finite[np.isfinite(finite)]
@@ -172,12 +172,13 @@ def track_plot(runs: Sequence[tuple[str, "pd.DataFrame"]], track: Optional["Trac
         low, high = low - 0.5, high + 0.5
     norm = Normalize(low, high)
     collection = None
-    for index, (label, run) in enumerate(runs):
+    for index, (_label, run) in enumerate(runs):
         xy = run[["x", "y"]].to_numpy(float)
         if len(xy) < 2:
             continue
         segments = np.stack([xy[:-1], xy[1:]], axis=1)
-        collection = LineCollection(segments, cmap=_SPEED_MAP, norm=norm, linewidths=3.0 if index == 0 else 1.6,
+        collection = LineCollection(segments,  # type: ignore[arg-type]  # an (n, 2, 2) array, as it takes
+                                    cmap=_SPEED_MAP, norm=norm, linewidths=3.0 if index == 0 else 1.6,
                                     alpha=1.0 if index == 0 else 0.6, zorder=3 + (len(runs) - index))
         collection.set_array(run["speed"].to_numpy(float)[:-1])
         axes.add_collection(collection)

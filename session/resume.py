@@ -424,7 +424,7 @@ def _resume_claimed(store: RunStateStore, state: RunState, host_factory: HostFac
         f"rewritten" + (f"; backup {step.backup})" if step.backup else ")"))
     try:
         host = host_factory(Path(state.run_env), Path(state.system_env))
-        options = {} if ready_timeout_s is None else {"timeout_s": ready_timeout_s}
+        options: dict[str, Any] = {} if ready_timeout_s is None else {"timeout_s": ready_timeout_s}
         start_training(host, say=say, **options)
     except Exception as failure:  # noqa: BLE001 - recorded, so that the next boot does not try again unasked
         message = (f"{step.new_prefix} did not start: {failure}; run.env names it already, "

@@ -155,7 +155,7 @@ def _check_imports_and_calls(name: str, tree: ast.Module) -> List[Problem]:
             elif node.module != "__future__":
                 modules = [node.module or ""]
         for module in modules:
-            problem = _import_problem(name, node.lineno, module, nested, allowed)
+            problem = _import_problem(name, node.lineno, module, nested, allowed)  # type: ignore[attr-defined]  # an import
             if problem is not None:
                 problems.append(problem)
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in FORBIDDEN_CALLS:
@@ -278,11 +278,12 @@ def _check_params_keys(name: str, function: ast.FunctionDef) -> List[Problem]:
             continue
         seen.add((key, how))
         hint = _key_hint(key)
+        line = f"line {node.lineno}"  # type: ignore[attr-defined]  # a Subscript or a Call: they have lines
         if how == "subscript":
-            problems.append(Problem(name, f"line {node.lineno}", f"{params}[{key!r}]: params has no key {key!r}, "
+            problems.append(Problem(name, line, f"{params}[{key!r}]: params has no key {key!r}, "
                                                                  f"so every call raises KeyError{hint}"))
         else:
-            problems.append(Problem(name, f"line {node.lineno}", f"{params}.get({key!r}): params has no key "
+            problems.append(Problem(name, line, f"{params}.get({key!r}): params has no key "
                                                                  f"{key!r}, so this is always the default{hint}"))
     return problems
 

@@ -27,7 +27,7 @@ import time
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator, Optional, Sequence, Union
+from typing import TYPE_CHECKING, Any, Iterator, Mapping, Optional, Sequence, Union
 from urllib.parse import quote
 
 from session.containers import (DEFAULT_HOST, LABEL_ROLE, LABEL_RUN, ROLE_SAGEMAKER, SAGEMAKER_ROOT, ContainerInfo,
@@ -125,7 +125,7 @@ def host_status(host: "Host", **options: Any) -> Status:
                       **options)
 
 
-def default_cache_dir(environ: Optional[dict] = None) -> Path:
+def default_cache_dir(environ: Optional[Mapping[str, str]] = None) -> Path:
     environ = os.environ if environ is None else environ
     base = environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return Path(base) / "deepracer"
@@ -188,7 +188,8 @@ def _parse_response(raw: bytes) -> tuple[int, bytes]:
 
 
 def _dechunk(body: bytes) -> bytes:
-    out, position = [], 0
+    out: list[bytes] = []
+    position = 0
     while True:
         end = body.index(b"\r\n", position)
         size = int(body[position:end].split(b";")[0], 16)

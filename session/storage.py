@@ -467,7 +467,7 @@ class Storage:
             yield
         except StorageError:
             raise
-        except Exception as error:  # noqa: BLE001 - only botocore's and the OS's errors are translated
+        except Exception as error:  # only botocore's and the OS's errors are translated
             mapped = storage_error(error, doing, bucket=bucket or self.bucket, key=key, region=self.region,
                                    endpoint_url=self.endpoint_url, access_key=self.access_key,
                                    max_attempts=self.max_attempts)

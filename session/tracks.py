@@ -82,7 +82,7 @@ def read_npy(path: Path) -> Tuple[Tuple[int, ...], List[float]]:
     if fortran and len(shape) == 2:
         rows, cols = shape
         flat = [flat[c * rows + r] for r in range(rows) for c in range(cols)]
-    return shape, flat
+    return shape, flat  # type: ignore[return-value]  # floats: only float64 arrays are read
 
 
 # --- polylines (what shapely's LineString / LinearRing do for the simulator) --------------------------------

@@ -12,7 +12,7 @@ from session.config import RunConfig, SystemConfig
 from session.containers import ContainerInfo, Engine, WatchEvent
 from session.errors import DeepracerError
 from session.storage import Storage
-from session.training_params import dump, multi_config, params_files
+from session.training_params import Params, dump, multi_config, params_files
 from session.training_specs import (NETWORK, SAGEMAKER_TMP, StorageAccess, comms_dir, image_of, trainer_spec,
                                     worker_specs)
 
@@ -117,10 +117,10 @@ def check_pretrained(run: RunConfig, storage: Storage) -> None:
                             f"{', '.join(missing)} under {storage.url(model)}")
 
 
-def upload_inputs(host: Host, workers: int, say: Say) -> list[str]:
+def upload_inputs(host: Host, workers: int, say: Say) -> dict[str, Params]:
     """Custom files, the reward function beside the model (console layout) and the params files.
 
-    Returns the params file names, one per worker with multi-config, else one shared name."""
+    Returns the params files by name, one per worker with multi-config, else one shared file."""
     system, run, storage = host.system, host.run, host.storage
     synced = storage.sync_up(host.custom_files, run.local_s3_custom_files_prefix)
     for name in synced.transferred:
@@ -132,7 +132,7 @@ def upload_inputs(host: Host, workers: int, say: Say) -> list[str]:
     for name, params in files.items():
         storage.put_text(f"{run.local_s3_model_prefix}/{name}", dump(params), "application/x-yaml")
         say(f"wrote {storage.url(f'{run.local_s3_model_prefix}/{name}')}")
-    return list(files)
+    return files
 
 
 def start_training(host: Host, *, workers: Optional[int] = None, overwrite: bool = False,
@@ -155,7 +155,8 @@ def start_training(host: Host, *, workers: Optional[int] = None, overwrite: bool
     check_model_prefix(host, overwrite=overwrite, say=say)  # Azure: the name may hold an earlier VM's model
     before_pretrained(host, say=say)
     _check_pretrained(host)
-    names = upload_inputs(host, workers, say)
+    files = upload_inputs(host, workers, say)
+    names = list(files)
 
     engine.ensure_network(NETWORK)
     os.makedirs(SAGEMAKER_TMP, exist_ok=True)
@@ -164,7 +165,6 @@ def start_training(host: Host, *, workers: Optional[int] = None, overwrite: bool
         shutil.rmtree(comms_dir(run.run_id), ignore_errors=True)
         os.makedirs(comms_dir(run.run_id))
     storage_access = StorageAccess.from_system(system)
-    files = {name: None for name in names}
     specs = [trainer_spec(system, run, storage_access, host.docker_socket),
              *worker_specs(system, run, storage_access, workers, names,
                            multi_config(files) if len(names) > 1 else None)]

@@ -10,10 +10,13 @@ import json
 import os
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Mapping, Optional
 
 from session.config import MAX_WORKERS, ConfigError, RunConfig, SystemConfig
 from session.problems import Problem
+
+if TYPE_CHECKING:
+    from session.tracks import Track
 
 HOST_TRACKS_DIR = "/var/lib/deepracer/tracks"  # where the first boot caches the simulator image's tracks
 
@@ -24,7 +27,7 @@ class NotChecked(Problem):
     then does not report success, and an error for `train`, which must not start on an unchecked reward."""
 
 
-def tracks_dir(explicit: Optional[str] = None, environ: Optional[dict] = None) -> Optional[Path]:
+def tracks_dir(explicit: Optional[str] = None, environ: Optional[Mapping[str, str]] = None) -> Optional[Path]:
     environ = os.environ if environ is None else environ
     for candidate in (explicit, environ.get("DR_TRACKS_DIR"), HOST_TRACKS_DIR):
         if candidate and Path(candidate).is_dir():
@@ -48,7 +51,7 @@ def check_config(run: RunConfig) -> list[Problem]:
     return []
 
 
-def check_tracks(run: RunConfig, workers: int, directory: Optional[Path]) -> tuple[list[Problem], object]:
+def check_tracks(run: RunConfig, workers: int, directory: Optional[Path]) -> tuple[list[Problem], Optional[Track]]:
     """World names of run.env and every worker config; returns the track the dry run drives on."""
     from session.tracks import TrackLibrary, check_world_name
 

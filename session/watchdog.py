@@ -154,7 +154,7 @@ def check(system: "SystemConfig", *, state: Optional[RunState] = None,
             from session.training import storage_for
 
             storage = storage_for(system)
-            checkpoint_time = lambda run: newest_checkpoint_time(storage, run.prefix)  # noqa: E731
+            checkpoint_time = lambda run: newest_checkpoint_time(storage, run.prefix)  # noqa: E731 - the parameter's default, inline
         newest = checkpoint_time(state)
     path = sent_path or store.path.with_name(SENT_NAME)
     sent = read_sent(path)

@@ -99,6 +99,9 @@ class Azurite:
 
 
 def start_azurite(directory: Path, cert: Path, key: Path) -> tuple[subprocess.Popen, str]:
+    from tests import tiers  # imports pytest, which the helpers above do without
+
+    tiers.require("azurite", "Azurite")
     if not AZURITE.exists():
         raise RuntimeError(f"{AZURITE} is missing: scripts/test installs Azurite (npm install azurite into "
                            ".cache/node)")
@@ -266,7 +269,7 @@ def host_env(imds: Imds, cert: Path, **extra: str) -> dict[str, str]:
 
 # -- fixtures (imported by the conftest.py of the test packages that use them) --------------------------------
 
-import pytest  # noqa: E402
+import pytest  # noqa: E402 - only the fixtures below need pytest
 
 
 @pytest.fixture(scope="session")

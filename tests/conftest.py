@@ -9,6 +9,8 @@ from typing import Iterator, Mapping, Optional, Sequence
 
 import pytest
 
+from tests import tiers
+
 # Dummy credentials for the S3 server; the deployer's real ones (a profile, an endpoint override) must not leak
 # into tests, nor a request from a test reach AWS with them.
 _TEST_AWS_ENV = {
@@ -18,6 +20,31 @@ _TEST_AWS_ENV = {
 }
 _CLEARED_AWS_ENV = ("AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN", "AWS_PROFILE", "AWS_DEFAULT_PROFILE",
                     "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_REGION")
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--fast", action="store_true", help=f"only the fast tier: -m '{tiers.FAST}'")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if config.getoption("fast"):
+        given = config.option.markexpr
+        config.option.markexpr = f"({given}) and {tiers.FAST}" if given else tiers.FAST
+
+
+@pytest.hookimpl(tryfirst=True)  # before the -m deselection reads the marks
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    tiers.mark(items)  # docker, azurite, shared_data: see tests/tiers.py
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    tiers.running(item)  # the test whose fixtures are being set up, for tiers.require
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_runtest_teardown(item: pytest.Item) -> None:
+    tiers.running(None)
 
 
 @pytest.fixture(scope="session")
@@ -58,6 +85,7 @@ def private_dockerd(root: Path, name: str, extra_args: Sequence[str] = (),
 
     import docker
 
+    tiers.require("docker", "a dockerd")
     if os.geteuid() != 0:
         pytest.fail("the Docker Engine tests start their own dockerd and need root (CI runs as root)")
     # A unix socket path must stay under ~100 bytes; pytest's tmp paths can be longer.
@@ -75,7 +103,7 @@ def private_dockerd(root: Path, name: str, extra_args: Sequence[str] = (),
         try:
             docker.DockerClient(base_url=host).ping()
             break
-        except Exception:
+        except Exception:  # noqa: BLE001 - not answering yet, whatever the error: try again until the deadline
             if daemon.poll() is not None or time.monotonic() > deadline:
                 log.close()
                 pytest.fail(f"dockerd did not start: {(root / 'dockerd.log').read_text()[-2000:]}")

@@ -121,7 +121,8 @@ def _with_retries(what: str, call, also: tuple = ()):
             return call()
         except urllib.error.HTTPError as error:
             code = _error_code(error)
-            retry = error.code >= 500 or error.code in (429, *also) or (error.code == 403 and code in _NOT_AUTHORIZED_YET)
+            retry = (error.code >= 500 or error.code in (429, *also)
+                     or (error.code == 403 and code in _NOT_AUTHORIZED_YET))
             reason = f"HTTP {error.code} {code or error.reason}"
             if not retry or time.monotonic() >= deadline:
                 raise SystemExit(f"host-storage: {what}: {reason}") from None
@@ -133,7 +134,8 @@ def _with_retries(what: str, call, also: tuple = ()):
         time.sleep(min(RETRY_INTERVAL, max(0.0, deadline - time.monotonic())))
 
 
-def _blob_request(method: str, url: str, token: str, data: bytes = None, content_type: str = "") -> urllib.request.Request:
+def _blob_request(method: str, url: str, token: str, data: bytes = None,
+                  content_type: str = "") -> urllib.request.Request:
     headers = {"Authorization": f"Bearer {token}", "x-ms-version": BLOB_API_VERSION,
                "x-ms-date": datetime.datetime.now(datetime.timezone.utc).strftime("%a, %d %b %Y %H:%M:%S GMT")}
     if method == "PUT":
@@ -180,7 +182,7 @@ def _client(region: str):
 
 def _has_boto3() -> bool:
     try:
-        import boto3  # noqa: F401
+        import boto3  # noqa: F401 - only whether it is installed
     except ImportError:
         return False
     return True

@@ -72,7 +72,7 @@ class ContainerModels:
         client = self._client or container_client(account_url(self._account), self._container)
         try:
             return sum(1 for _ in client.list_blobs(name_starts_with=f"{prefix}/model/"))
-        except Exception as error:  # the SDK's, turned into one line
+        except Exception as error:  # noqa: BLE001 - the SDK's, turned into one line
             raise StepFailed(str(classify(error, client.url))) from None
 
     def kept(self, prefix: str) -> str:

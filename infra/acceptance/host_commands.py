@@ -73,8 +73,9 @@ def evaluate(user: str) -> str:
 
 
 def car_package(user: str, model_prefix: str) -> str:
-    return (f"{as_user(user, 'deepracer', 'models', 'car-package', model_prefix, '--checkpoint', 'last', '--out', CAR_PACKAGE)}"
-            f" && tar -tzf {CAR_PACKAGE}")
+    package = as_user(user, "deepracer", "models", "car-package", model_prefix, "--checkpoint", "last",
+                      "--out", CAR_PACKAGE)
+    return f"{package} && tar -tzf {CAR_PACKAGE}"
 
 
 def stop(user: str) -> str:

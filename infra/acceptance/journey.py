@@ -160,7 +160,7 @@ class Journey:
         except KeyboardInterrupt:
             detail, result = "interrupted (Ctrl-C)", FAILED
             self._outcome.interrupted = True
-        except Exception as error:  # a cloud SDK's or the CLI's error: recorded, and destroy still runs
+        except Exception as error:  # noqa: BLE001 - a cloud SDK's or the CLI's error: recorded, and destroy still runs
             detail, result = f"{type(error).__name__}: {error}", FAILED
         if result == FAILED:
             self._failed = True

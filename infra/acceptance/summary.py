@@ -36,7 +36,8 @@ def render(outcome: Outcome, facts: RunFacts) -> str:
     if outcome.interrupted:
         lines += ["", "Interrupted with Ctrl-C."]
     if outcome.left_behind:
-        lines += ["", f"The stack may still hold resources. Clean up by hand: `{manual_cleanup(outcome.stack, facts.repo_root)}`"]
+        cleanup = manual_cleanup(outcome.stack, facts.repo_root)
+        lines += ["", f"The stack may still hold resources. Clean up by hand: `{cleanup}`"]
     return "\n".join(lines) + "\n"
 
 

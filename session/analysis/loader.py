@@ -15,7 +15,7 @@ import os
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Iterable, Iterator, Optional, Sequence, Union
+from typing import TYPE_CHECKING, Iterable, Iterator, Optional, Sequence, Union, cast
 
 import numpy as np
 import pyarrow as pa
@@ -61,9 +61,10 @@ def load(sources: Union[Source, Iterable[Source]], *, threads: Optional[int] = N
     never raised; a source that does not exist raises AnalysisError."""
     if isinstance(sources, (str, os.PathLike, StoragePrefix)) or _is_pair(sources):
         sources = [sources]  # type: ignore[list-item]
-    problems, notes = LoadProblems(), []
+    problems = LoadProblems()
+    notes: list[str] = []
     found: list[Member] = []
-    for source in sources:  # type: ignore[union-attr]
+    for source in cast(Iterable[Source], sources):
         found.extend(members(source, problems, notes))
     threads = threads or min(8, os.cpu_count() or 2)
     # Logs repeat the steps of the simtrace CSVs beside them (with less precision): read a container's logs
@@ -136,7 +137,7 @@ def _parse_csvs(unit: list[Member], problems: LoadProblems) -> Rows:
     for member in unit:
         try:
             datas.append(member.read())
-        except Exception as error:  # an unreadable file or object is counted, not fatal
+        except Exception as error:  # noqa: BLE001 - an unreadable file or object is counted, not fatal
             problems.add(member.name, 0, "unreadable", _first_line(error))
             datas.append(None)
     readable = [(m, d) for m, d in zip(unit, datas) if d is not None]
@@ -175,7 +176,7 @@ def _pieces(member: Member, problems: LoadProblems) -> Iterator[tuple[memoryview
             if end >= len(view):
                 return
             start = end
-    except Exception as error:  # an unreadable file or object is counted, not fatal
+    except Exception as error:  # noqa: BLE001 - an unreadable file or object is counted, not fatal
         problems.add(member.name, 0, "unreadable", _first_line(error))
 
 
@@ -264,7 +265,9 @@ def _assemble(tables: list[pa.Table]) -> "pd.DataFrame":
         order = np.lexsort(keys[::-1])
         keys = [key[order] for key in keys]
         _, new = _order(keys)
-    numbers = _unique_episodes(new, *keys[:4], table.column("phase").combine_chunks().take(order)
+    group, iteration, worker, episode = keys[:4]
+    numbers = _unique_episodes(new, group, iteration, worker, episode,
+                               table.column("phase").combine_chunks().take(order)
                                if order is not None else table.column("phase"))
     columns = {}
     for name in STEP_COLUMNS:

@@ -4,8 +4,8 @@ console/DRoA logs tarball (read in memory), the objects under a model prefix in 
 A container (folder, tarball, prefix) is searched for simtrace CSVs (`<iter>-iteration.csv`, or any CSV with
 `simtrace` in its path) and logs (`*.log` but the trainer's; the ones with SIM_TRACE_LOG lines count). The
 loader leaves out a container's logs of a phase whose simtrace CSVs gave rows: they repeat the same steps
-with less precision (console/DRoA archives hold both). Tarballs found inside a folder are not opened (the shared sample folders
-keep an archive beside its extracted files); pass them on their own.
+with less precision (console/DRoA archives hold both). Tarballs found inside a folder are not opened (the shared
+sample folders keep an archive beside its extracted files); pass them on their own.
 
 From the path of a file inside its container (FORMATS.md §4.3, §4.4, §7.1):
 - phase: `evaluation` (or `leaderboard`) anywhere in it -> evaluation, else training;
@@ -89,7 +89,8 @@ def members(source: Source, problems: LoadProblems, notes: list[str]) -> list[Me
         found = list(_storage_members(source, notes))
     elif isinstance(source, tuple):
         name, data = source
-        found = [_member(name, name, name, lambda data=data: data, kind=_kind(name))]
+        # The ignores on lambdas here and in report.py: mypy cannot type a lambda's default argument.
+        found = [_member(name, name, name, lambda data=data: data, kind=_kind(name))]  # type: ignore[misc]
     else:
         path = Path(source).expanduser()
         if path.is_dir():
@@ -104,8 +105,8 @@ def members(source: Source, problems: LoadProblems, notes: list[str]) -> list[Me
             raise AnalysisError(f"{source}: no such file or folder")
         if path.is_file() and not found:
             notes.append(f"{source}: no simtrace CSV or log in it")
-    found = [member for member in found if member is not None]
-    return sorted(found, key=lambda m: (m.phase != TRAINING, m.stream, m.iteration, m.worker, m.name))
+    kept = [member for member in found if member is not None]
+    return sorted(kept, key=lambda m: (m.phase != TRAINING, m.stream, m.iteration, m.worker, m.name))
 
 
 def describe(rel: str, kind: str) -> tuple[str, str, int, int]:
@@ -212,7 +213,8 @@ def _archive_members(path: Path, problems: LoadProblems, notes: list[str]) -> It
                     continue
                 handle = archive.extractfile(info)
                 data = handle.read() if handle else b""
-                found.append(_member(f"{path}:{info.name}", rel, str(path), lambda data=data: data, kind=kind))
+                found.append(_member(f"{path}:{info.name}", rel, str(path), lambda data=data: data,  # type: ignore[misc]
+                                     kind=kind))  # (mypy cannot type a lambda's default argument)
     except (tarfile.TarError, OSError, EOFError) as error:  # a cut download: keep what was read
         problems.add(str(path), 0, "archive unreadable from here on", str(error))
     return iter(found)
@@ -228,5 +230,5 @@ def _storage_members(source: StoragePrefix, notes: list[str]) -> Iterator[Option
             continue
         kind = _wanted(rel)
         if kind:
-            yield _member(storage.url(info.key), rel, label, lambda key=info.key: storage.get_bytes(key),
+            yield _member(storage.url(info.key), rel, label, lambda key=info.key: storage.get_bytes(key),  # type: ignore[misc]
                           kind=kind)

@@ -223,7 +223,7 @@ def test_bootstrap_refuses_an_unknown_step_before_doing_anything():
 
 # -- Azure: the same cloudinit/, rendered with the blob container, MinIO's credentials and the admin user ---------
 
-from infra.bootstrap import AZURE_CUSTOM_DATA_LIMIT, azure_custom_data  # noqa: E402
+from infra.bootstrap import AZURE_CUSTOM_DATA_LIMIT, azure_custom_data  # noqa: E402 - with the Azure tests that use it
 
 BLOB = "https://deepracerk3x9p2m7q4z8.blob.core.windows.net/models/"
 AZURE_HOST = HostConfig(

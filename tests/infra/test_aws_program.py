@@ -459,8 +459,6 @@ def test_a_budget_without_an_address_stops_the_program_naming_it():
 
 
 def test_an_instance_type_no_zone_offers_is_named():
-    import pulumi
-
     with pytest.raises(Exception) as raised:
         run_program({"deepracer-cloud:instanceType": "p9.mega"}, zones=[])
     assert "deepracer-cloud:instanceType: p9.mega is not offered" in str(raised.value)

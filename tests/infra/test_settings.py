@@ -185,7 +185,7 @@ def test_workers_from_vcpus(vcpus, workers):
 
 # -- Azure ------------------------------------------------------------------------------------------------------
 
-from infra.settings import load_azure  # noqa: E402
+from infra.settings import load_azure  # noqa: E402 - with the Azure tests that use it
 
 AZURE_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGx2cGaqZmVnJz0xB0dZ0m8Tq0sTlKk2rDqRz4jJtXyz builder@laptop"
 

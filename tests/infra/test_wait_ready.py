@@ -424,11 +424,11 @@ def test_status_without_instance_id_falls_back_to_the_key():
 
 # -- Azure: the status blob in a container, read with azure-storage-blob (Azurite over HTTPS) -------------------
 
-from azure.core.exceptions import ClientAuthenticationError, HttpResponseError  # noqa: E402
+from azure.core.exceptions import ClientAuthenticationError, HttpResponseError  # noqa: E402 - with the Azure tests that use it
 
-from infra import blob_upload  # noqa: E402
-from infra.wait_ready import BlobStore, render_result, wait  # noqa: E402
-from tests.azure_fakes import VM_ID  # noqa: E402
+from infra import blob_upload  # noqa: E402 - with the Azure tests that use it
+from infra.wait_ready import BlobStore, render_result  # noqa: E402 - with the Azure tests that use it
+from tests.azure_fakes import VM_ID  # noqa: E402 - with the Azure tests that use it
 
 BLOB_KEY = f"hosts/{VM_ID}/bootstrap.json"
 AZ_READY = {**READY, "instance_id": VM_ID}

@@ -243,7 +243,7 @@ class DroaStandIn:
             metadata = json.loads(self._read(f"{prefix}/model_metadata.json"))
             self._read(f"{prefix}/reward_function.py")
             json.loads(self._read(f"{prefix}/ip/hyperparameters.json"))
-        except Exception:  # noqa: BLE001
+        except Exception:  # noqa: BLE001 - a missing or malformed file is DRoA's InternalFailure
             return _json(500, {"message": "Internal Failure"}, "InternalFailureError")
         track = params.get("WORLD_NAME")
         directions = TRACKS.get(track, set())
@@ -356,10 +356,10 @@ def _handler(standin: DroaStandIn) -> type[BaseHTTPRequestHandler]:
             with standin._lock:
                 standin.requests.append(Seen(self.command, self.path, dict(self.headers.items()), body, target))
 
-        def do_GET(self) -> None:  # noqa: N802
+        def do_GET(self) -> None:
             self._dispatch(b"")
 
-        def do_POST(self) -> None:  # noqa: N802
+        def do_POST(self) -> None:
             self._dispatch(self._body())
 
         def _dispatch(self, body: bytes) -> None:

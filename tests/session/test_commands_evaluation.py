@@ -19,7 +19,7 @@ from tests.session.test_evaluation import (DROA, IMAGE_SOURCE, IMAGE_TAG, eval_s
 
 
 @pytest.fixture()
-def workdir(tmp_path: Path, s3_server: str, docker_engine: str, eval_standin: str, monkeypatch):  # noqa: F811
+def workdir(tmp_path: Path, s3_server: str, docker_engine: str, eval_standin: str, monkeypatch):
     bucket = f"deepracer-{uuid.uuid4().hex[:8]}"
     boto3.client("s3", endpoint_url=s3_server, region_name="us-east-1").create_bucket(Bucket=bucket)
     run_id = 5000 + int(uuid.uuid4().int % 4000)

@@ -87,7 +87,7 @@ def test_unknown_model_is_one_line(workdir: Path, capsys):
     assert err.count("\n") == 1 and "no-such-model" in err
 
 
-def test_import_droa_exports_and_imports(workdir: Path, droa, factory, monkeypatch, capsys):  # noqa: F811
+def test_import_droa_exports_and_imports(workdir: Path, droa, factory, monkeypatch, capsys):
     # The stand-in DRoA's Cognito and S3 endpoints: the client's factory points boto3 at them.
     monkeypatch.setattr(session.droa, "DroaClient",
                         lambda url, user, password, **kw: DroaClientWithFactory(url, user, password, factory))
@@ -107,5 +107,5 @@ def test_import_droa_exports_and_imports(workdir: Path, droa, factory, monkeypat
 
 
 class DroaClientWithFactory(session.droa.DroaClient):  # the real client, bound before the test replaces the name
-    def __init__(self, url, user, password, factory):  # noqa: F811
+    def __init__(self, url, user, password, factory):
         super().__init__(url, user, password, client_factory=factory)

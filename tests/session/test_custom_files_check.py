@@ -11,11 +11,11 @@ from session.custom_files_check import (HYPERPARAMETER_SPECS, check_custom_files
                                         check_hyperparameters, check_model_metadata, load_json,
                                         training_algorithm_of, validate_hyperparameters, validate_model_metadata)
 from session.problems import Problem, errors, warnings
+from tests.shared_data import LOGS
 
 HERE = Path(__file__).resolve().parent
 BROKEN = HERE / "data" / "broken"
 DEFAULTS = HERE.parents[1] / "session" / "defaults"
-from tests.shared_data import LOGS  # noqa: E402
 REAL_MODELS = ["drfc-2022-single-worker", "drfc-2022-three-workers", "console-2022-discrete-ppo"]
 
 CONTINUOUS = {"action_space": {"steering_angle": {"low": -25, "high": 25}, "speed": {"low": 1, "high": 2}},

@@ -19,7 +19,7 @@ import pytest
 from session.progress import (CHECKPOINTS_JSON, Checkpoint, TrainingProgress, checkpoint_files, group_iterations,
                               metrics_worker, parse_checkpoints_json, read_progress)
 
-from tests.shared_data import LOGS as DATA  # noqa: E402
+from tests.shared_data import LOGS as DATA
 DRFC_3 = DATA / "drfc-2022-three-workers"
 DRFC_1 = DATA / "drfc-2022-single-worker"
 DROA = DATA / "droa-2026-continuous-ppo-training"

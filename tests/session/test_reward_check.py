@@ -12,11 +12,11 @@ import pytest
 from session.reward_check import (ALLOWED_MODULES, PARAM_KEYS, ParamCases, _progress, build_cases,
                                   check_reward_function, check_reward_source, dry_run)
 from session.tracks import TrackLibrary
+from tests.shared_data import TRACKS
 
 HERE = Path(__file__).resolve().parent
 BROKEN = HERE / "data" / "broken"
 DEFAULT_REWARD = HERE.parents[1] / "session" / "defaults" / "reward_function.py"
-from tests.shared_data import TRACKS  # noqa: E402
 LIBRARY = TrackLibrary(TRACKS)
 CALLS = 120  # enough for every kind of episode (lap, off track, normal) in both directions
 

@@ -20,9 +20,9 @@ from session.containers import LABEL_PREFIX, LABEL_ROLE, LABEL_RUN, LABEL_WORKER
 from session.status import as_json, host_status, render, run_status
 from session.storage import Storage
 from session.training import Host, run_containers
+from tests.shared_data import LOGS
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-from tests.shared_data import LOGS  # noqa: E402
 
 DROA_METRICS = LOGS / "droa-2026-continuous-ppo-training" / "training-metrics.json"
 UNREACHABLE_S3 = "http://127.0.0.1:9"

@@ -12,7 +12,7 @@ import pytest
 from session.tracks import (Polyline, Track, TrackError, TrackLibrary, UnknownTrackError, check_world_name,
                             frame_shift, read_npy, ring_is_ccw, signed_area, split_direction)
 
-from tests.shared_data import TRACKS  # noqa: E402
+from tests.shared_data import TRACKS
 CATALOGUE = {row["world_name"]: row for row in csv.DictReader((TRACKS / "tracks.csv").read_text().splitlines())}
 NAMES = sorted(p.stem for p in TRACKS.glob("*.npy"))
 

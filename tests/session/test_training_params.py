@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
 
 import yaml
@@ -14,7 +15,7 @@ SYSTEM_ENV = "DR_CLOUD=aws\nDR_AWS_APP_REGION=eu-west-1\nDR_LOCAL_S3_BUCKET=deep
              "DR_SIMAPP_SOURCE=awsdeepracercommunity/deepracer-simapp\nDR_SIMAPP_VERSION=6.0.4-gpu\nDR_WORKERS=3\n"
 
 
-def configs(tmp_path: Path, run_env: str, system_env: str = SYSTEM_ENV, workers: dict[int, str] = {}):
+def configs(tmp_path: Path, run_env: str, system_env: str = SYSTEM_ENV, workers: Mapping[int, str] = {}):
     (tmp_path / "system.env").write_text(system_env)
     (tmp_path / "run.env").write_text(run_env)
     for number, text in workers.items():

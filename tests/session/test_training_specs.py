@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 from session.config import load_config
@@ -14,7 +15,7 @@ AZURE_SYSTEM = AWS_SYSTEM.replace("DR_CLOUD=aws", "DR_CLOUD=azure") + \
     "DR_LOCAL_ACCESS_KEY_ID=minio-key\nDR_LOCAL_SECRET_ACCESS_KEY=minio-secret\n"
 
 
-def load(tmp_path: Path, system: str, run: str = "", workers: dict[int, str] = {}):
+def load(tmp_path: Path, system: str, run: str = "", workers: Mapping[int, str] = {}):
     (tmp_path / "system.env").write_text(system)
     (tmp_path / "run.env").write_text(run)
     for number, text in workers.items():

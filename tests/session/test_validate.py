@@ -13,7 +13,7 @@ from session.cli import main
 from tests.session.test_custom_files_check import CORPUS as FILE_CORPUS
 from tests.session.test_reward_check import REWARD_CORPUS
 
-from tests.shared_data import TRACKS  # noqa: E402
+from tests.shared_data import TRACKS
 BROKEN = Path(__file__).resolve().parent / "data" / "broken"
 DEFAULTS = Path(__file__).resolve().parents[2] / "session" / "defaults"
 

@@ -195,7 +195,7 @@ def test_a_stall_then_the_finish_reach_the_topic_once_each(tmp_path: Path, s3_se
 
     settings = system(tmp_path, topic)
     store = store_with(tmp_path, run())
-    checkpoint = lambda state: NOW - timedelta(minutes=25)  # noqa: E731
+    checkpoint = lambda state: NOW - timedelta(minutes=25)  # noqa: E731 - a one-line stand-in
     for minutes in (0, 5):  # the stall, then the same stall again: once
         check(settings, store=store, containers=RUNNING_SET, checkpoint_time=checkpoint,
               now=NOW + timedelta(minutes=minutes), notify=via_moto, say=lambda _: None)

@@ -215,7 +215,7 @@ class Trainer:
         iteration = 0
         while True:
             def enough() -> list:
-                found = self.episodes_of(iteration)
+                found = self.episodes_of(iteration)  # noqa: B023 - wait_for calls it in this iteration only
                 return found if len(found) >= wanted else []
 
             played = wait_for(enough, f"{wanted} episodes of iteration {iteration}")
