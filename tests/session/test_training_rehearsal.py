@@ -10,6 +10,7 @@ the track `crash_track` prints the simulator's simapp_exception JSON and exits, 
 
 from __future__ import annotations
 
+import json
 import shutil
 import uuid
 from pathlib import Path
@@ -119,6 +120,27 @@ def test_train_starts_trainer_and_workers_then_stop_keeps_logs(host_factory):
     assert "SIM_TRACE_LOG:" in worker_log
     trainer_log = storage.get_text(next(k.key for k in storage.list_objects("rehearsal-1/logs/") if "trainer" in k.key))
     assert "Using the following hyper-parameters" in trainer_log
+
+
+def test_multi_config_gives_each_worker_its_own_params_file_and_world(host_factory, tmp_path, docker_engine):
+    # DRfC's multi-config: worker 2 trains on its worker-2.env's track, told so by MULTI_CONFIG.
+    (tmp_path / "worker-2.env").write_text("DR_WORLD_NAME=Oval_track\n")
+    host = host_factory("DR_WORLD_NAME=reInvent2019_track\nDR_LOCAL_S3_MODEL_PREFIX=multi-1\n"
+                        "DR_TRAIN_MULTI_CONFIG=True\n", workers=2)
+    said, say = lines()
+    started = start_training(host, say=say, timeout_s=60)
+    try:
+        worlds = {name: host.storage.get_yaml(f"multi-1/{name}")["WORLD_NAME"]
+                  for name in ("training_params_1.yaml", "training_params_2.yaml")}
+        assert worlds == {"training_params_1.yaml": "reInvent2019_track", "training_params_2.yaml": "Oval_track"}
+        [worker_2] = [c for c in started if c.worker == 2]
+        inspected = docker.DockerClient(base_url=docker_engine).api.inspect_container(worker_2.id)
+        env = dict(item.split("=", 1) for item in inspected["Config"]["Env"])
+        assert json.loads(env["MULTI_CONFIG"])["multi_config"] == [
+            {"config_file": "training_params_1.yaml", "world_name": "reInvent2019_track"},
+            {"config_file": "training_params_2.yaml", "world_name": "Oval_track"}]
+    finally:
+        stop_training(host, say=say, timeout=5)
 
 
 def test_existing_model_prefix_is_refused_without_overwrite(host_factory):
