@@ -42,7 +42,14 @@ if TYPE_CHECKING:  # pragma: no cover
     from session.containers import ContainerInfo, Engine
     from session.resume import HostFactory, RunStateStore
 
-IDLE_STATE = Path(os.environ.get("DR_IDLE_STATE", "/var/lib/deepracer/idle.json"))
+IDLE_STATE_VARIABLE = "DR_IDLE_STATE"
+DEFAULT_IDLE_STATE = "/var/lib/deepracer/idle.json"
+
+
+def default_idle_state() -> Path:
+    """/var/lib/deepracer/idle.json, or the file $DR_IDLE_STATE names; read when asked, not at import (as the
+    ready marker), so a variable set after the import counts."""
+    return Path(os.environ.get(IDLE_STATE_VARIABLE) or DEFAULT_IDLE_STATE)
 CHECK_EVERY_MIN = 5  # deepracer-idle.timer's OnUnitActiveSec
 ACTIVE_ROLES = ("trainer", "worker", "evaluation")
 ARM = "https://management.azure.com"
@@ -128,7 +135,7 @@ def _write_last_active(path: Path, moment: Optional[datetime]) -> None:
 
 
 def idle_check(system: "SystemConfig", *, engine: Optional["Engine"] = None,
-               store: Optional["RunStateStore"] = None, idle_state: Path = IDLE_STATE,
+               store: Optional["RunStateStore"] = None, idle_state: Optional[Path] = None,
                ready_marker: Optional[Path] = None, now: Optional[datetime] = None,
                booted: Optional[datetime] = None, stop_host: Optional[Callable[[str], object]] = None,
                host_factory: Optional["HostFactory"] = None, dry_run: bool = False,
@@ -138,6 +145,8 @@ def idle_check(system: "SystemConfig", *, engine: Optional["Engine"] = None,
     from session.containers import Engine, EngineError
     from session.host import default_ready_marker
     from session.limits import BACKSTOP_GRACE_S, enforce
+
+    idle_state = idle_state if idle_state is not None else default_idle_state()
     from session.resume import ENDED, RUNNING, TIME_LIMIT, ResumeError, RunStateStore, mark_stopped
 
     engine = engine or Engine()

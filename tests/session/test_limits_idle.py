@@ -353,3 +353,13 @@ def test_the_spot_watcher_always_runs_and_outlives_a_stop_in_progress():
     assert watch["Service"]["ExecStart"] == "/opt/deepracer/venv/bin/deepracer spot-watch"
     assert watch["Service"]["Restart"] == "always" and int(watch["Service"]["TimeoutStopSec"]) >= 90
     assert "docker.service" in watch["Unit"]["After"]  # stopped before Docker at shutdown
+
+
+def test_the_idle_state_file_is_read_from_the_environment_when_asked(monkeypatch, tmp_path):
+    # Set after the module was imported (a systemd drop-in, a test): it must still count, as DR_READY_MARKER does.
+    from session.idle import default_idle_state
+
+    monkeypatch.setenv("DR_IDLE_STATE", str(tmp_path / "idle.json"))
+    assert default_idle_state() == tmp_path / "idle.json"
+    monkeypatch.delenv("DR_IDLE_STATE")
+    assert default_idle_state() == Path("/var/lib/deepracer/idle.json")
