@@ -1,4 +1,4 @@
-"""session.analysis against deepracer-utils on the same multi-million-row logs, in one run.
+"""session.insight.analysis against deepracer-utils on the same multi-million-row logs, in one run.
 
     .venv/bin/python benchmarks/loader_speed.py [--rows 2000000] [--repeat 3] [--formats log,csv] [--workdir DIR]
 
@@ -69,7 +69,7 @@ def sample():
         time.sleep(0.01)
 
 if which == "ours":
-    from session.analysis import load, episodes
+    from session.insight.analysis import load, episodes
 else:
     from deepracer.logs import DeepRacerLog, AnalysisUtils
 before, anon_before = status_mb("VmRSS"), status_mb("RssAnon")

@@ -41,9 +41,9 @@ RUN_ENV = "DR_RUN_ID={run_id}\nDR_LOCAL_S3_MODEL_PREFIX=status-benchmark\n"
 # CLI does not route `status` yet.
 DIRECT = """
 import json, sys
-from session.cli import _parser
-from session.commands import _load
-from session.status import as_json, render, run_status
+from session.cli.main import _parser
+from session.cli.commands import _load
+from session.insight.status import as_json, render, run_status
 args = _parser().parse_args(sys.argv[1:])
 loaded, _ = _load(args, quiet=True)
 status = run_status(loaded.system, loaded.run, system_env=args.system_env,

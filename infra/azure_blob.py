@@ -59,8 +59,13 @@ def classify(error: Exception, where: str) -> Exception:
     """An Azure SDK error as LookupError (no such blob yet), NotAuthorizedYet, Transient or Fatal.
 
     `where` is the container's URL, for the messages."""
-    from azure.core.exceptions import (ClientAuthenticationError, HttpResponseError, ResourceNotFoundError,
-                                       ServiceRequestError, ServiceResponseError)
+    from azure.core.exceptions import (
+        ClientAuthenticationError,
+        HttpResponseError,
+        ResourceNotFoundError,
+        ServiceRequestError,
+        ServiceResponseError,
+    )
 
     if isinstance(error, ClientAuthenticationError):
         status = getattr(error, "status_code", None)

@@ -42,7 +42,8 @@ def deployer_principal_type(client_id: str) -> str:
     return "User" if client_id.lower() in _USER_SIGN_IN_APPS else "ServicePrincipal"
 
 
-# The one thing the VM's identity may do to its own VM: deallocate it (idle auto-stop, a time limit; session/idle.py).
+# The one thing the VM's identity may do to its own VM: deallocate it (idle auto-stop, a time limit;
+# session/lifecycle/idle.py).
 # The host reads its resource id from IMDS, not from ARM, and does not poll the operation: no read is needed.
 VM_DEALLOCATE_ACTION = "Microsoft.Compute/virtualMachines/deallocate/action"
 

@@ -47,8 +47,8 @@ class HostConfig:
     minio_secret_key: Optional[str] = None
     azure_storage_account: Optional[str] = None
     azure_blob_container: Optional[str] = None
-    # Cost controls the host enforces itself (session/idle.py, session/limits.py): minutes without training
-    # before it powers off (0: never), and whether a training time limit powers it off too.
+    # Cost controls the host enforces itself (session/lifecycle/idle.py, session/lifecycle/limits.py): minutes
+    # without training before it powers off (0: never), and whether a training time limit powers it off too.
     idle_stop_minutes: int = 30
     power_off_after_max_minutes: bool = False
     # AWS: the SNS topic the host publishes its notifications to (sns:Publish on this topic only); None: none.
@@ -79,7 +79,7 @@ def system_env(host: HostConfig) -> str:
         "DR_SIMAPP_SOURCE": source,
         "DR_SIMAPP_VERSION": version,
         "DR_WORKERS": str(host.workers),
-        # Not DRfC's: this project's cost controls, in the spelling session/config.py reads.
+        # Not DRfC's: this project's cost controls, in the spelling session/core/config.py reads.
         "DR_IDLE_STOP_MINUTES": str(host.idle_stop_minutes),
         "DR_POWER_OFF_AFTER_MAX_MINUTES": str(host.power_off_after_max_minutes),
     }
@@ -87,7 +87,7 @@ def system_env(host: HostConfig) -> str:
         values["DR_NOTIFY_TOPIC_ARN"] = host.notify_topic_arn
     if host.cloud == "azure":
         azure = {
-            # MinIO on the host (session/minio.py starts it with these; DRfC's names).
+            # MinIO on the host (session/storage/minio.py starts it with these; DRfC's names).
             "DR_LOCAL_ACCESS_KEY_ID": host.minio_access_key,
             "DR_LOCAL_SECRET_ACCESS_KEY": host.minio_secret_key,
             # Where MinIO's models are kept across VMs (the session's sync; the managed identity may write there).

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Callable, Literal, Optional, TypeVar, Union
 
 from infra.pricing import azure_vcpus
-from session.config import MAX_WORKERS  # one maximum for the stack and the host's DR_WORKERS
+from session.core.config import MAX_WORKERS  # one maximum for the stack and the host's DR_WORKERS
 
 PROJECT = "deepracer-cloud"
 
@@ -25,7 +25,7 @@ DEFAULT_AWS_INSTANCE_TYPE = "g4dn.2xlarge"
 DEFAULT_ROOT_VOLUME_GB = 150
 MIN_ROOT_VOLUME_GB = 100
 DEFAULT_READY_TIMEOUT_MINUTES = 45
-# Idle auto-stop (session/idle.py): minutes without training or evaluation before the host powers off.
+# Idle auto-stop (session/lifecycle/idle.py): minutes without training or evaluation before the host powers off.
 DEFAULT_IDLE_STOP_MINUTES = 30
 MAX_IDLE_STOP_MINUTES = 1440
 MAX_MONTHLY_BUDGET_USD = 1_000_000

@@ -142,8 +142,14 @@ def _parse(body: bytes, where: str, key: str) -> HostStatus:
 
 def _classify(error: Exception, bucket: str) -> Exception:
     """A boto3 error as LookupError (no object yet), _Transient (poll again) or _Fatal (stop now)."""
-    from botocore.exceptions import (BotoCoreError, ClientError, ConnectionError, HTTPClientError,
-                                     IncompleteReadError, SSLError)
+    from botocore.exceptions import (
+        BotoCoreError,
+        ClientError,
+        ConnectionError,
+        HTTPClientError,
+        IncompleteReadError,
+        SSLError,
+    )
 
     if isinstance(error, ClientError):
         err = error.response.get("Error", {})

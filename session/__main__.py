@@ -2,6 +2,6 @@
 
 import sys
 
-from session.cli import main
+from session.cli.main import main
 
 sys.exit(main())

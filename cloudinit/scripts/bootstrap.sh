@@ -80,7 +80,7 @@ step_session_package() {
   sha256sum "$PACKAGE"
   rm -rf /opt/deepracer/src && mkdir -p /opt/deepracer/src
   tar -xzf "$PACKAGE" -C /opt/deepracer/src
-  # Azure hosts also get the Azure SDK: models are kept in the stack's blob container (session.blob_sync).
+  # Azure hosts also get the Azure SDK: models are kept in the stack's blob container (session.storage.blob).
   local spec=/opt/deepracer/src
   [ "$DR_CLOUD" = azure ] && spec="/opt/deepracer/src[azure-host]"
   retry "$VENV/bin/pip" install -q "$spec"
@@ -95,7 +95,7 @@ step_session_package() {
 }
 
 install_units() {
-  # The run state (session/resume.py) belongs to the user who trains; root's services write it too.
+  # The run state (session/lifecycle/resume.py) belongs to the user who trains; root's services write it too.
   install -d -o "$HOST_USER" -g "$HOST_USER" -m 0755 "$STATE_DIR/run"
   install -m 0644 "$SESSION_UNITS"/deepracer-* "$UNIT_DIR/"
   systemctl daemon-reload

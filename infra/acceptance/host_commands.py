@@ -24,7 +24,7 @@ EXIT_MARKER = "deepracer-acceptance-exit="
 
 # `status --json` holds the host's log, every container and every iteration: more than Azure's run command
 # returns (4 KiB) after a few iterations. The host cuts it down to what the test checks, with the fields of
-# session/status.py's `as_json` and session/progress.py's `TrainingProgress.to_dict`.
+# session/insight/status.py's `as_json` and session/run/progress.py's `TrainingProgress.to_dict`.
 STATUS_DIGEST = """import json, sys
 status = json.load(open(sys.argv[1]))
 progress = status.get("progress") or {}

@@ -142,8 +142,7 @@ def test_a_url_that_is_not_s3_is_named(host: dict):
 
 # -- Azure: Azurite's Blob service over HTTPS with bearer tokens, a stand-in IMDS for the VM id and tokens --------
 
-from tests.azure_fakes import (VM_ID, RefusingBlobServer, host_env,  # noqa: E402 - with the Azure tests that use it
-                               refusing_blob_server)
+from tests.azure_fakes import VM_ID, RefusingBlobServer, host_env, refusing_blob_server  # noqa: E402 - with the Azure tests that use it
 
 
 @pytest.fixture()

@@ -120,8 +120,8 @@ def test_system_env_carries_the_stacks_cost_controls_and_notification_topic():
 
 
 def test_system_env_cost_keys_are_the_ones_the_session_reads():
-    """One place per name: the keys written here are settings of session.config's SystemConfig."""
-    from session.config import SystemConfig
+    """One place per name: the keys written here are settings of session.core.config's SystemConfig."""
+    from session.core.config import SystemConfig
 
     keys = {setting.key for setting in SystemConfig.settings()}
     assert {"DR_IDLE_STOP_MINUTES", "DR_POWER_OFF_AFTER_MAX_MINUTES"} <= keys

@@ -12,9 +12,18 @@ import pytest
 import yaml
 
 from infra.bootstrap import AZURE_CUSTOM_DATA_LIMIT
-from tests.infra.mocked_program import (AZURE_PUBLIC_IP, DEALLOCATE_ROLE_ID, DEPLOYER_OBJECT_ID, HOST_PRINCIPAL_ID,
-                                        MINIO_ACCESS_KEY, MINIO_SECRET_KEY, STORAGE_SUFFIX, SUBSCRIPTION, VM_ID,
-                                        run_program)
+from tests.infra.mocked_program import (
+    AZURE_PUBLIC_IP,
+    DEALLOCATE_ROLE_ID,
+    DEPLOYER_OBJECT_ID,
+    HOST_PRINCIPAL_ID,
+    MINIO_ACCESS_KEY,
+    MINIO_SECRET_KEY,
+    STORAGE_SUFFIX,
+    SUBSCRIPTION,
+    VM_ID,
+    run_program,
+)
 
 SSH_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGx2cGaqZmVnJz0xB0dZ0m8Tq0sTlKk2rDqRz4jJtXyz builder@laptop"
 ACCOUNT = f"deepracer{STORAGE_SUFFIX}"
@@ -185,7 +194,7 @@ def test_nothing_is_assigned_wider_than_the_container_or_the_vm(default_run, cus
 
 
 def test_vm_may_deallocate_itself_and_do_nothing_else(default_run):
-    """A custom role with the one action the idle auto-stop's ARM call needs (session/idle.py), assignable only
+    """A custom role with the one action the idle auto-stop's ARM call needs (session/lifecycle/idle.py), assignable only
     in the host's resource group (Azure's narrowest assignable scope) and assigned on the VM alone."""
     definition = default_run.one("azure-native:authorization:RoleDefinition").inputs
     assert definition["permissions"] == [{"actions": ["Microsoft.Compute/virtualMachines/deallocate/action"],
@@ -208,7 +217,7 @@ def test_vm_may_deallocate_itself_and_do_nothing_else(default_run):
 
 def test_the_deallocate_action_is_the_one_the_host_calls():
     from infra.azure_roles import VM_DEALLOCATE_ACTION
-    from session.idle import DEALLOCATE_ACTION
+    from session.lifecycle.idle import DEALLOCATE_ACTION
 
     assert VM_DEALLOCATE_ACTION == DEALLOCATE_ACTION
 

@@ -160,7 +160,7 @@ def test_pip_installs_the_real_repository_archive_as_session_only(tmp_path):
     assert (dist_info / "top_level.txt").read_text().split() == ["session"]
     entry_points = (dist_info / "entry_points.txt").read_text()
     assert "[console_scripts]" in entry_points
-    assert "deepracer = session.cli:main" in entry_points
+    assert "deepracer = session.cli.main:main" in entry_points
 
 
 def test_pip_install_brings_the_defaults_and_leaves_out_infra(repo, tmp_path):

@@ -39,7 +39,7 @@ def bucket(make_bucket) -> str:
 @pytest.fixture
 def storage(s3_server, bucket):
     """A Storage on a new, empty bucket of the S3 server, the way a MinIO host gets one (endpoint + keys)."""
-    from session.storage import Storage
+    from session.storage.s3 import Storage
 
     with Storage(bucket, endpoint_url=s3_server, access_key="testing", secret_key="testing") as store:
         yield store

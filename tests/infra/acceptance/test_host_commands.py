@@ -1,5 +1,5 @@
 """The shell text sent to the host, run here under `sh` with stand-ins for `sudo` and `deepracer`, and how the
-answers are read: the status digest against session.status's real JSON, Azure's run-command message."""
+answers are read: the status digest against session.insight.status's real JSON, Azure's run-command message."""
 
 from __future__ import annotations
 
@@ -13,15 +13,15 @@ import pytest
 
 from infra.acceptance import host_commands as commands
 from infra.acceptance.errors import StepFailed
-from session.containers import ContainerInfo
-from session.progress import Checkpoint, Iteration, TrainingProgress
-from session.status import Status, as_json
+from session.engine.containers import ContainerInfo
+from session.insight.status import Status, as_json
+from session.run.progress import Checkpoint, Iteration, TrainingProgress
 
 NOW = datetime(2026, 12, 6, 10, 30, tzinfo=timezone.utc)
 
 
 def status_document(iterations: int, last: str | None, running: bool = True) -> dict:
-    """What `deepracer status --json --progress` prints, made by session.status itself."""
+    """What `deepracer status --json --progress` prints, made by session.insight.status itself."""
     progress = TrainingProgress(
         model_prefix="rl-deepracer-0", metrics_prefix="rl-deepracer-0/metrics",
         iterations=tuple(Iteration(number=n, episodes=30, mean_reward=12.5) for n in range(iterations)),

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from infra.acceptance.journey import STEPS, Journey, Outcome
 from infra.acceptance.host_commands import RemoteResult
+from infra.acceptance.journey import STEPS, Journey, Outcome
 from tests.infra.acceptance.fakes import OUTPUTS, PREFIX, STACK, FakeModels, FakeStack, World, digest, ok
 
 STATUS = ("sudo -i -u ubuntu deepracer status --json --progress > /tmp/deepracer-acceptance-status.json "

@@ -28,7 +28,7 @@ import tarfile
 from pathlib import Path
 from typing import Any, Optional
 
-from session.containers import ContainerSpec, ContainerInfo, Engine, Mount
+from session.engine.containers import ContainerInfo, ContainerSpec, Engine, Mount
 
 HERE = Path(__file__).resolve().parent
 PYTHON_HOLDER = "deepracer-standin-python"  # a created, never started container holding `python_mounts`

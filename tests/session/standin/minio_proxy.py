@@ -3,7 +3,7 @@
 No MinIO can run here (no registry). moto's S3 server plays its API, listening on the network's gateway; this
 proxy runs in a container NAMED `minio` on the network, so that containers reach storage at MinIO's real
 in-network name, http://minio:9000 (DRfC's DR_MINIO_URL), through Docker's own name resolution. MinIO's
-liveness probe (`GET /minio/health/live`, which session.minio polls) is answered here, as MinIO answers it.
+liveness probe (`GET /minio/health/live`, which session.storage.minio polls) is answered here, as MinIO answers it.
 
     python3 minio_proxy.py TARGET_HOST TARGET_PORT
 """

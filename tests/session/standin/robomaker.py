@@ -25,8 +25,21 @@ import time
 import types
 from typing import Any, Optional
 
-from simapp import (ROUTES, STEP_S, TRACKS, checkpoint_number, exit_on_sigterm, get_bytes, get_json, log, put,
-                    s3_client, sensor_line, simapp_exit, wait_for)
+from simapp import (
+    ROUTES,
+    STEP_S,
+    TRACKS,
+    checkpoint_number,
+    exit_on_sigterm,
+    get_bytes,
+    get_json,
+    log,
+    put,
+    s3_client,
+    sensor_line,
+    simapp_exit,
+    wait_for,
+)
 
 LAUNCH = "[download_params_and_roslaunch_agent_node-1] "
 AGENT = LAUNCH + "[agent-9] "

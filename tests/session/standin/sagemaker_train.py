@@ -25,8 +25,19 @@ import socket
 import sys
 import time
 
-from simapp import (NUM_MODELS_TO_KEEP, exit_on_sigterm, get_bytes, get_json, keys_under, log, put, s3_client,
-                    sensor_line, simapp_exit, wait_for)
+from simapp import (
+    NUM_MODELS_TO_KEEP,
+    exit_on_sigterm,
+    get_bytes,
+    get_json,
+    keys_under,
+    log,
+    put,
+    s3_client,
+    sensor_line,
+    simapp_exit,
+    wait_for,
+)
 
 CHECKPOINT_FILES = (".ckpt.index", ".ckpt.meta", ".ckpt.data-00000-of-00001")
 

@@ -1,0 +1,140 @@
+"""`validate`: everything that can be checked before GPU time is spent, as one list of problems.
+
+Runs on the training host and on a laptop alike: tracks come from a directory (the host caches the image's),
+and the storage checks run only when storage is given.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Mapping, Optional
+
+from session.core.config import MAX_WORKERS, ConfigError, RunConfig, SystemConfig
+from session.core.problems import Problem
+
+if TYPE_CHECKING:
+    from session.checks.tracks import Track
+
+HOST_TRACKS_DIR = "/var/lib/deepracer/tracks"  # where the first boot caches the simulator image's tracks
+
+
+@dataclass(frozen=True)
+class NotChecked(Problem):
+    """A check that could not run (e.g. no track files for the reward dry run): a warning for `validate`, which
+    then does not report success, and an error for `train`, which must not start on an unchecked reward."""
+
+
+def tracks_dir(explicit: Optional[str] = None, environ: Optional[Mapping[str, str]] = None) -> Optional[Path]:
+    environ = os.environ if environ is None else environ
+    for candidate in (explicit, environ.get("DR_TRACKS_DIR"), HOST_TRACKS_DIR):
+        if candidate and Path(candidate).is_dir():
+            return Path(candidate)
+    if explicit:
+        raise ConfigError(explicit, None, "--tracks", "a directory of track .npy files", explicit)
+    return None
+
+
+def _run_env_name(run: RunConfig, key: str) -> str:
+    origin = run.origins.get(key)
+    return f"{origin.path}:{origin.line}" if origin and origin.line else (origin.path if origin else "run.env")
+
+
+def check_config(run: RunConfig) -> list[Problem]:
+    try:
+        run.check_training()
+    except ConfigError as error:
+        return [Problem(_run_env_name(run, "DR_RACE_TYPE"), "DR_RACE_TYPE",
+                        f"expected {error.expected}, got '{error.got}'")]
+    return []
+
+
+def check_tracks(run: RunConfig, workers: int, directory: Optional[Path]) -> tuple[list[Problem], Optional[Track]]:
+    """World names of run.env and every worker config; returns the track the dry run drives on."""
+    from session.checks.tracks import TrackLibrary, check_world_name
+
+    if directory is None:
+        return [NotChecked("tracks", "DR_WORLD_NAME", f"no track files (--tracks DIR, DR_TRACKS_DIR or "
+                           f"{HOST_TRACKS_DIR}): the world name and the reward function's dry run were NOT checked",
+                           "warning")], None
+    library = TrackLibrary(directory)
+    problems: list[Problem] = []
+    seen = set()
+    for worker in range(1, workers + 1):
+        config = run.for_worker(worker)
+        if config.world_name in seen:
+            continue
+        seen.add(config.world_name)
+        problems += check_world_name(library, config.world_name, file=_run_env_name(config, "DR_WORLD_NAME"))
+    track = None
+    if not any(p.is_error for p in problems):
+        track = library.load(run.world_name)
+    return problems, track
+
+
+def _action_space(custom_files: Path):
+    try:
+        return json.loads((custom_files / "model_metadata.json").read_text()).get("action_space")
+    except (OSError, ValueError, AttributeError):
+        return None  # the metadata check reports why
+
+
+def check_storage(run: RunConfig, storage) -> list[Problem]:
+    """What `train` would refuse, found early: the bucket, the model prefix, the pretrained model."""
+    from session.run.training import TrainingError, check_pretrained
+    from session.storage.s3 import StorageError
+
+    problems: list[Problem] = []
+    try:
+        storage.check_bucket()
+        prefix = run.local_s3_model_prefix
+        if storage.prefix_has_objects(f"{prefix}/"):
+            problems.append(Problem(_run_env_name(run, "DR_LOCAL_S3_MODEL_PREFIX"), "DR_LOCAL_S3_MODEL_PREFIX",
+                                    f"{storage.url(prefix + '/')} already holds a model: `train` refuses it "
+                                    "without --overwrite (`deepracer increment` picks a new prefix)", "warning"))
+        try:
+            check_pretrained(run, storage)  # the same rule `train` applies
+        except TrainingError as error:
+            key = str(error).split(":", 1)[0]
+            problems.append(Problem(_run_env_name(run, key), key, str(error).split(": ", 1)[-1]))
+    except StorageError as error:
+        problems.append(Problem("storage", storage.url(), str(error)))
+    return problems
+
+
+def validate(system: SystemConfig, run: RunConfig, custom_files: Path, *, workers: Optional[int] = None,
+             tracks: Optional[Path] = None, calls: int = 500, storage=None) -> list[Problem]:
+    from session.checks.custom_files import check_custom_files
+    from session.checks.reward import check_reward_function
+
+    workers = system.workers if workers is None else workers
+    if not 1 <= workers <= MAX_WORKERS:
+        raise ValueError(f"workers must be from 1 to {MAX_WORKERS}, got {workers}")  # the CLI refuses it first
+    problems = check_config(run)
+    track_problems, track = check_tracks(run, workers, tracks)
+    problems += track_problems
+    if not custom_files.is_dir():
+        problems.append(Problem(str(custom_files), "",
+                                "expected a folder with reward_function.py, model_metadata.json and "
+                                "hyperparameters.json (`deepracer init` writes the defaults)"))
+        return problems
+    problems += check_custom_files(custom_files, workers=workers,
+                                   round_robin_advance_dist=run.train_round_robin_advance_dist)
+    reverse = None if run.train_alternate_driving_direction else run.train_reverse_direction
+    problems += check_reward_function(custom_files / "reward_function.py", track, calls=calls, reverse=reverse,
+                                      race_type=run.race_type, action_space=_action_space(custom_files)).problems
+    if storage is not None:
+        problems += check_storage(run, storage)
+    return problems
+
+
+def validate_for_training(host, workers: Optional[int] = None) -> list[Problem]:
+    """What `train` checks first (the storage checks that `train` makes itself are left to it). A check that
+    could not run is an error here: training must not start on a reward function nobody dry-ran."""
+    problems = validate(host.system, host.run, host.custom_files, workers=workers, tracks=tracks_dir())
+    return [replace(p, severity="error", message=f"{p.message}; `train` does not start without them (the first "
+                                                 f"boot caches the image's tracks there; DR_TRACKS_DIR names "
+                                                 f"another folder)") if isinstance(p, NotChecked) else p
+            for p in problems]

@@ -1,0 +1,1 @@
+"""The thin command line on top: parses arguments and calls the layers below with plain parameters."""

@@ -1,0 +1,463 @@
+"""One function per command: arguments in, output and an exit code out. The work lives in the other modules.
+
+User mistakes are raised as the modules' own errors and turned into one line and exit 2 by `session.cli.main`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+from pathlib import Path
+from typing import Optional
+
+from session.core.config import LoadedConfig, default_run_env, default_run_env_text, default_system_env, load_config
+
+DEFAULTS_DIR = Path(__file__).resolve().parents[1] / "defaults"
+
+
+def _err(message: str) -> None:
+    print(message, file=sys.stderr)
+
+
+def _paths(args: argparse.Namespace) -> tuple[Path, Path]:
+    run_env = Path(args.run_env).expanduser() if args.run_env else default_run_env()
+    system_env = Path(args.system_env).expanduser() if args.system_env else default_system_env()
+    return run_env, system_env
+
+
+def _load(args: argparse.Namespace, quiet: bool = False) -> tuple[LoadedConfig, Path]:
+    run_env, system_env = _paths(args)
+    loaded = load_config(run_env, system_env)
+    if not quiet:
+        for warning in loaded.warnings:
+            _err(f"warning: {warning}")
+    return loaded, run_env
+
+
+def custom_files_dir(run_env: Path) -> Path:
+    """custom_files/ beside run.env, as DRfC keeps them beside its run.env."""
+    return run_env.parent / "custom_files"
+
+
+def _storage(system, engine=None):
+    """The working bucket; on azure/local clouds MinIO is started first if it isn't running."""
+    from session.run.training import storage_for
+    from session.storage.minio import ensure_minio, needs_minio
+
+    storage = storage_for(system)
+    if needs_minio(system):
+        from session.engine.containers import Engine
+
+        ensure_minio(engine or Engine(), system, storage=storage)
+    return storage
+
+
+def _host(args: argparse.Namespace):
+    from session.engine.containers import Engine
+    from session.run.training import Host, docker_socket_path
+
+    loaded, run_env = _load(args)
+    engine = Engine()
+    return Host(loaded.system, loaded.run, custom_files_dir(run_env), engine, _storage(loaded.system, engine),
+                docker_socket=docker_socket_path(), warnings=loaded.warnings), run_env
+
+
+# --- commands ------------------------------------------------------------------------------------------------
+
+def init(args: argparse.Namespace) -> int:
+    """A run.env with DRfC's defaults and the default custom files, where they are missing; never overwrites."""
+    run_env, _ = _paths(args)
+    custom = custom_files_dir(run_env)
+    custom.mkdir(parents=True, exist_ok=True)
+    if run_env.exists():
+        print(f"kept {run_env}")
+    else:
+        run_env.write_text(default_run_env_text())
+        print(f"wrote {run_env}")
+    for default in sorted(p for p in DEFAULTS_DIR.iterdir() if p.is_file() and not p.name.startswith(".")):
+        target = custom / default.name
+        if target.exists():
+            print(f"kept {target}")
+        else:
+            shutil.copyfile(default, target)
+            print(f"wrote {target}")
+    return 0
+
+
+def custom_files(args: argparse.Namespace) -> int:
+    loaded, run_env = _load(args)
+    local = custom_files_dir(run_env)
+    prefix = loaded.run.local_s3_custom_files_prefix
+    storage = _storage(loaded.system)
+    if args.direction == "upload":
+        result = storage.sync_up(local, prefix, dry_run=args.dry_run)
+    else:
+        preview = storage.sync_down(prefix, local, dry_run=True)
+        if preview.changed and not args.overwrite and not args.dry_run:
+            from session.run.training import TrainingError
+
+            raise TrainingError(f"custom-files download would replace your local {', '.join(preview.changed)} in "
+                                f"{local}; pass --overwrite to replace them (or upload them first)")
+        result = preview if args.dry_run else storage.sync_down(prefix, local)
+    verb = "would copy" if args.dry_run else "copied"
+    for name in result.added:
+        print(f"{verb} {name} (new)")
+    for name in result.changed:
+        print(f"{verb} {name} (changed)")
+    if not result.has_changes:
+        print(f"{result.target}: up to date ({len(result.unchanged)} files)")
+    return 0
+
+
+# Without a system.env (validating on a laptop before anything is deployed) these stand in; storage is skipped.
+_LAPTOP_SYSTEM_ENV = "DR_CLOUD=local\nDR_SIMAPP_VERSION=6.0.4-gpu\n"
+
+
+def validate(args: argparse.Namespace) -> int:
+    import tempfile
+
+    from session.checks.validate import NotChecked, tracks_dir
+    from session.checks.validate import validate as run_checks
+
+    run_env, system_env = _paths(args)
+    notes = []
+    if system_env.is_file():
+        loaded = load_config(run_env, system_env)
+    else:
+        with tempfile.TemporaryDirectory() as scratch:
+            stand_in = Path(scratch) / "system.env"
+            stand_in.write_text(_LAPTOP_SYSTEM_ENV)
+            loaded = load_config(run_env, stand_in)
+        notes.append(f"note: {system_env} not found: storage checks skipped")
+    storage = None
+    if system_env.is_file() and not args.offline:
+        storage = _storage(loaded.system)
+    elif system_env.is_file():
+        notes.append("note: --offline: storage checks skipped")
+    problems = run_checks(loaded.system, loaded.run, custom_files_dir(run_env), workers=args.workers,
+                          tracks=tracks_dir(args.tracks), calls=args.calls, storage=storage)
+    failed = any(p.is_error for p in problems)
+    # Exit 1: no error found, but a check could not run (e.g. the reward dry run without track files).
+    unchecked = [p for p in problems if isinstance(p, NotChecked)]
+    code = 2 if failed else 1 if unchecked else 0
+    if args.json:
+        print_json({"ok": not failed, "complete": not unchecked, "problems": [
+            {"file": p.file, "where": p.where, "message": p.message, "severity": p.severity} for p in problems],
+            "notes": notes, "warnings": [str(w) for w in loaded.warnings]})
+        return code
+    for warning in loaded.warnings:
+        _err(f"warning: {warning}")
+    for line in [*notes, *(str(p) for p in problems)]:
+        print(line)
+    errors = sum(p.is_error for p in problems)
+    summary = f"{errors} error(s), {len(problems) - errors} warning(s)" if problems else "all checks passed"
+    print(summary + ("; NOT everything was checked (see above)" if unchecked else ""))
+    return code
+
+
+def train(args: argparse.Namespace) -> int:
+    from session.lifecycle.limits import max_minutes_for
+    from session.lifecycle.resume import RunStateStore
+    from session.run.training import start_training
+
+    host, run_env = _host(args)
+    from session.storage.blob import before_pretrained
+
+    before_pretrained(host)  # Azure: a pretrained model only in Blob comes back into MinIO before validation
+    max_minutes = max_minutes_for(host.run, args.max_minutes)
+    store = RunStateStore()
+    if max_minutes is not None:
+        store.check_writable()  # the limit lives in the run state: refuse before spending GPU time
+    if not args.skip_validation:
+        from session.checks.validate import validate_for_training
+
+        problems = validate_for_training(host, workers=args.workers)
+        if any(p.severity == "error" for p in problems):
+            for problem in problems:
+                _err(str(problem))
+            _err("not starting: fix the problems above (or `deepracer validate` to see them again)")
+            return 2
+        for problem in problems:
+            _err(str(problem))
+    started = start_training(host, workers=args.workers, overwrite=args.overwrite)
+    print(f"training {host.run.local_s3_model_prefix}: {len(started)} containers running "
+          f"(`deepracer status`, `deepracer logs trainer --follow`, `deepracer stop`)")
+    _record_run(store, host, run_env, _paths(args)[1], max_minutes)
+    from session.lifecycle.notify import notify
+
+    notify(host.system, "training started", host.run.local_s3_model_prefix,
+           f"{len(started)} containers on {host.system.simapp_source}:{host.system.simapp_version}", say=_err)
+    if args.follow:
+        return _follow(host.engine, [c for c in started if c.role == "trainer"][0])
+    return 0
+
+
+def _record_run(store, host, run_env: Path, system_env: Path, max_minutes: Optional[int]) -> None:
+    """The run state spot resume and the time limit read; a host without it still trains."""
+    from session.lifecycle.limits import arm
+    from session.lifecycle.resume import ResumeError, record_start
+
+    try:
+        state = record_start(store, host, run_env, system_env, max_minutes=max_minutes)
+    except ResumeError as error:
+        _err(f"warning: {error}: this run is not resumed after a spot interruption")
+        return
+    if max_minutes is not None:
+        print(arm(store, state))
+
+
+def stop(args: argparse.Namespace) -> int:
+    from session.lifecycle.resume import ResumeError, RunStateStore, mark_stopped
+    from session.run.training import stop_training
+
+    host, _ = _host(args)
+    stopped = stop_training(host, timeout=args.timeout)
+    from session.storage.blob import after_stop
+
+    after_stop(host, stopped)  # Azure: the run's prefix to the blob container (MinIO's disk does not last)
+    if stopped:
+        from session.lifecycle.notify import notify
+
+        notify(host.system, "training stopped", host.run.local_s3_model_prefix, "stopped with `deepracer stop`",
+               say=_err)
+    try:
+        mark_stopped(RunStateStore(), host.run.run_id)  # stopped by the user: not resumed at the next boot
+    except ResumeError as error:
+        _err(f"warning: {error}")
+    return 0
+
+
+def _say(line: str) -> None:
+    print(line, flush=True)  # the journal sees each line as it comes
+
+
+def resume(args: argparse.Namespace) -> int:
+    from session.lifecycle.resume import ResumeError
+    from session.lifecycle.resume import resume as resume_run
+    from session.storage import blob as blob_sync
+
+    if args.run_env or args.system_env:  # refused, not ignored: the files are the ones the run recorded
+        raise ResumeError("resume continues the interrupted run with the run.env and system.env it was started "
+                          "with; --run-env and --system-env do not apply (`deepracer train` starts another run)")
+    # Azure: a deallocated VM comes back with an empty MinIO; the interrupted prefix comes back from Blob.
+    result = resume_run(force=args.force, say=_say, restore=lambda host, prefix: blob_sync.ensure_in_minio(
+        host.system, host.storage, prefix, say=_say))
+    return 1 if result.failed else 0
+
+
+def idle_check(args: argparse.Namespace) -> int:
+    from session.core.config import load_system_config
+    from session.lifecycle.idle import idle_check as check
+
+    _, system_env = _paths(args)
+    check(load_system_config(system_env), dry_run=args.dry_run, say=_say)
+    return 0
+
+
+def sync_models(args: argparse.Namespace) -> int:
+    from session.storage.blob import blob_store_for, require_azure, sync_all, sync_prefix_to_blob, sync_running
+
+    if args.running:
+        from session.core.config import load_system_config
+        from session.engine.containers import Engine
+
+        system = load_system_config(_paths(args)[1])
+        engine = Engine()
+        sync_running(system, engine, _storage(system, engine), say=_say)
+        return 0
+    loaded, _ = _load(args)
+    require_azure(loaded.system, "sync-models")
+    storage, blob = _storage(loaded.system), blob_store_for(loaded.system)
+    if args.all:
+        sync_all(storage, blob, delete=args.delete, say=_say)
+    else:
+        print(sync_prefix_to_blob(storage, blob, args.prefix or loaded.run.local_s3_model_prefix,
+                                  delete=args.delete).summary())
+    return 0
+
+
+def spot_watch(args: argparse.Namespace) -> int:
+    from session.core.config import load_system_config
+    from session.lifecycle.spot import watch as watch_notices
+    from session.storage import blob as blob_sync
+
+    _, system_env = _paths(args)
+    from session.lifecycle.notify import notify
+
+    def after_stop(host, stopped):
+        # Azure: the newest checkpoint must reach Blob before the VM (and MinIO's temp disk) goes.
+        blob_sync.after_stop(host, stopped, say=_say)
+        notify(host.system, "training interrupted by spot", host.run.local_s3_model_prefix,
+               "the host is being stopped by the cloud; training resumes from the last checkpoint when it is back",
+               say=_say)
+
+    return watch_notices(load_system_config(system_env), say=_say, after_stop=after_stop)
+
+
+def logs(args: argparse.Namespace) -> int:
+    from session.engine.containers import Engine
+    from session.run.training import run_containers
+
+    loaded, _ = _load(args, quiet=True)
+    engine = Engine()
+    containers = run_containers(engine, loaded.system, loaded.run)
+    if args.role == "trainer":
+        # The SageMaker sibling holds the training itself; the rl_coach container only starts it.
+        wanted = [c for c in containers if c.role == "sagemaker"] or [c for c in containers if c.role == "trainer"]
+    elif args.role == "evaluation":
+        wanted = engine.list(run=str(loaded.run.run_id), role="evaluation")
+    else:
+        wanted = [c for c in containers if c.role == "worker" and c.worker == (args.worker or 1)]
+    if not wanted:
+        which = f"worker {args.worker or 1}" if args.role == "worker" else args.role
+        from session.run.training import TrainingError
+
+        raise TrainingError(f"run {loaded.run.run_id} has no {which} container; `deepracer status` shows what runs")
+    container = sorted(wanted, key=lambda c: c.started_at or 0)[-1]
+    if args.follow:
+        return _follow(engine, container, tail=args.tail)
+    sys.stdout.write(engine.logs(container, tail=args.tail))
+    return 0
+
+
+def _follow(engine, container, tail: Optional[int] = None) -> int:
+    if tail:
+        sys.stdout.write(engine.logs(container, tail=tail))
+    try:
+        for line in engine.follow(container):
+            print(line, flush=True)
+    except KeyboardInterrupt:
+        pass  # Ctrl-C ends following, not the training
+    return 0
+
+
+def status(args: argparse.Namespace) -> int:
+    if args.follow:
+        if args.json:
+            _err("deepracer: status --follow shows a live view; --json is for a single status")
+            return 2
+        return watch(args)
+    # Kept light: when nothing runs this answers from Docker's socket and a local cache, without boto3.
+    from session.insight.status import as_json, render, run_status
+
+    run_env, system_env = _paths(args)
+    loaded = load_config(run_env, system_env)
+    result = run_status(loaded.system, loaded.run, system_env=system_env,
+                        progress="always" if args.progress else "auto")
+    if args.json:
+        print_json(as_json(result))
+    else:
+        sys.stdout.write(render(result))
+    return 0
+
+
+def evaluate(args: argparse.Namespace) -> int:
+    from session.run.evaluation import render_table, save_result, start_evaluation, stop_evaluation, wait_for_result
+
+    host, _ = _host(args)
+    say = _err if args.json else print
+    evaluation = start_evaluation(host, checkpoint=args.checkpoint, trials=args.trials, mp4=args.mp4,
+                                  clone=args.clone, say=say)
+    if args.detach:
+        say(f"evaluating {evaluation.model_prefix}; `deepracer stop-evaluation` ends it and shows the result")
+        return 0
+    try:
+        result = wait_for_result(host, evaluation, say=say)
+    except KeyboardInterrupt:
+        _err("the evaluation keeps running; `deepracer stop-evaluation` stops it and shows the result so far")
+        return 130
+    stop_evaluation(host, say=say)  # a worker may idle after its last trial; this ends it and saves its log
+    key = save_result(host.storage, evaluation.source_prefix, result)
+    print(json.dumps(result.to_dict(), indent=2) if args.json else render_table(result))
+    say(f"saved {host.storage.url(key)}")
+    return 0 if result.complete else 1
+
+
+def stop_evaluation(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    from session.run import evaluation as ev
+
+    host, _ = _host(args)
+    say = _err if args.json else print
+    found = ev.find_evaluation(host)
+    was_running = found is not None and found.container is not None and found.container.running
+    ev.stop_evaluation(host, say=say, timeout=args.timeout)
+    result = ev.result_so_far(host.storage, found) if found is not None and was_running else None
+    if result is None:
+        return 0
+    if not result.complete:
+        result = replace(result, note=result.note or "stopped by `deepracer stop-evaluation`")
+    key = ev.save_result(host.storage, found.source_prefix, result)  # type: ignore[union-attr]  # was_running: found
+    print(json.dumps(result.to_dict(), indent=2) if args.json else ev.render_table(result))
+    say(f"saved {host.storage.url(key)}")
+    return 0
+
+
+def watch(args: argparse.Namespace) -> int:
+    """The live view until the run ends or Ctrl-C."""
+    from session.insight.live import StallRules
+    from session.insight.live_view import watch_run
+
+    loaded, _ = _load(args)
+    rules = StallRules(checkpoint_minutes=args.stall_minutes, worker_minutes=args.worker_minutes,
+                       evaluation_loop=args.eval_loop)
+    return watch_run(loaded.system, loaded.run, rules=rules, refresh_s=args.refresh,
+                     progress_every_s=args.progress_every)
+
+
+def models(args: argparse.Namespace) -> int:
+    from session.cli.model_commands import models as run_models
+
+    loaded, _ = _load(args, quiet=getattr(args, "json", False))
+    return run_models(args, loaded, _storage(loaded.system))
+
+
+def report(args: argparse.Namespace) -> int:
+    from session.insight.report import run as run_report
+
+    def storage():  # only for a model prefix in the bucket: local folders need no system.env (nor run.env)
+        from session.core.config import load_system_config
+
+        return _storage(load_system_config(_paths(args)[1]))
+
+    return run_report(args, storage)
+
+
+def increment(args: argparse.Namespace) -> int:
+    from session.run.increment import increment as do_increment
+
+    loaded, run_env = _load(args)
+    storage = None if args.offline else _storage(loaded.system)
+    result = do_increment(run_env, loaded.run, storage, checkpoint=args.checkpoint, prefix=args.prefix)
+    print(f"{run_env}: DR_LOCAL_S3_MODEL_PREFIX={result.new_prefix}, pretrained from {result.old_prefix} "
+          f"({result.checkpoint} checkpoint)" + (f"; backup {result.backup}" if result.backup else ""))
+    return 0
+
+
+def host(args: argparse.Namespace) -> int:
+    from session.host.first_boot import host_state, print_host_state
+
+    return print_host_state(as_json=args.json, state=host_state(_paths(args)[1]))
+
+
+def doctor(args: argparse.Namespace) -> int:
+    """Exit 0 when this host can train (warnings allowed), 1 when a check failed."""
+    from session.checks.doctor import render, run_checks
+    from session.engine.containers import Engine
+    from session.run.training import docker_socket_path
+
+    _, system_env = _paths(args)
+    report = run_checks(system_env, Engine(), docker_socket_path())
+    if args.json:
+        print_json(report.as_dict())
+    else:
+        for line in render(report):
+            print(line)
+    return 0 if report.ok else 1
+
+
+def print_json(value: object) -> None:
+    print(json.dumps(value, indent=2, default=str))

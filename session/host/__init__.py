@@ -1,0 +1,3 @@
+"""This machine: its first-boot state, and the one factory that opens a Host (settings, storage, engine) for
+every command.
+"""

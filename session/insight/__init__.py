@@ -1,0 +1,1 @@
+"""What a run did and does: status, the live view, log analysis and the report."""

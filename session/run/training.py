@@ -1,0 +1,225 @@
+"""Start and stop a training run: storage first, then containers, then watch them until they really run."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Optional
+
+from session.core.config import RunConfig, SystemConfig
+from session.core.errors import DeepracerError
+from session.engine.containers import ContainerInfo, Engine, WatchEvent
+from session.engine.specs import NETWORK, SAGEMAKER_TMP, StorageAccess, comms_dir, image_of, trainer_spec, worker_specs
+from session.run.training_params import Params, dump, multi_config, params_files
+from session.storage.s3 import Storage
+
+Say = Callable[[str], None]
+
+# Lines that prove a container is past start-up (FORMATS.md §5.5, §5.1): the trainer has loaded the model
+# and its hyperparameters (SageMaker-local's output reaches the rl_coach container's log), a worker simulates.
+READY_PATTERNS = {
+    "trainer": [r"Using the following hyper-parameters", r"Training> ", r"Sensor list \["],
+    "worker": [r"SIM_TRACE_LOG:"],
+}
+READY_TIMEOUT_S = 15 * 60  # a cold simulator start (Gazebo, track meshes) can take several minutes
+
+
+class TrainingError(DeepracerError):
+    """A reason not to start (or a failed start); `str()` is one line for the user."""
+
+
+@dataclass
+class Host:
+    """What a command needs from this machine: the configs, the custom files, the bucket and the engine."""
+
+    system: SystemConfig
+    run: RunConfig
+    custom_files: Path
+    engine: Engine
+    storage: Storage
+    docker_socket: str = "/var/run/docker.sock"
+    warnings: tuple = field(default_factory=tuple)
+
+
+def storage_for(system: SystemConfig) -> Storage:
+    """The working bucket as this host sees it: the instance role on AWS, MinIO with keys elsewhere."""
+    return Storage(system.local_s3_bucket, system.aws_app_region, endpoint_url=system.local_s3_endpoint_url,
+                   access_key=system.local_access_key_id, secret_key=system.local_secret_access_key)
+
+
+def docker_socket_path(environ: Optional[dict] = None) -> str:
+    host = (environ if environ is not None else os.environ).get("DOCKER_HOST", "")
+    return host[len("unix://"):] if host.startswith("unix://") else "/var/run/docker.sock"
+
+
+TRAINING_ROLES = ("trainer", "worker")
+
+
+def run_containers(engine: Engine, system: SystemConfig, run: RunConfig) -> list[ContainerInfo]:
+    """This run's training containers (any state), plus the trainer's SageMaker sibling, which carries no
+    labels. An evaluation of the same run is not training: `train` and `stop` leave it alone."""
+    ours = [c for c in engine.list(run=str(run.run_id)) if c.role in TRAINING_ROLES]
+    siblings = engine.sagemaker_siblings(image_of(system), run.local_s3_model_prefix, run=str(run.run_id))
+    return ours + [s for s in siblings if s.id not in {o.id for o in ours}]
+
+
+def _refuse_to_clobber(host: Host, overwrite: bool, say: Say) -> None:
+    prefix = host.run.local_s3_model_prefix
+    if not host.storage.prefix_has_objects(f"{prefix}/"):
+        return
+    where = host.storage.url(f"{prefix}/")
+    if not overwrite:
+        raise TrainingError(f"{where} already holds a model; set a new DR_LOCAL_S3_MODEL_PREFIX "
+                            "(`deepracer increment` does it) or pass --overwrite to delete it first")
+    removed = host.storage.delete_prefix(f"{prefix}/")
+    say(f"--overwrite: deleted {removed} objects under {where}")
+
+
+def _check_pretrained(host: Host) -> None:
+    check_pretrained(host.run, host.storage)
+
+
+def check_pretrained(run: RunConfig, storage: Storage) -> None:
+    """The model to start from must hold the checkpoint asked for, with all its files: the simulator would
+    only fail on it once the containers run. Raises TrainingError naming the setting (also `validate`'s check).
+
+    The checkpoint is `best` or `last` as deepracer_checkpoints.json names them, the only two the simulator
+    honours (simapp 6.0.4 bundle/markov/training_worker.py; run.env refuses any other value)."""
+    if not run.local_s3_pretrained:
+        return
+    model = f"{run.local_s3_pretrained_prefix}/model/"
+    names = {info.key.rsplit("/", 1)[-1] for info in storage.list_objects(model)}
+    if not any(name.endswith(".ckpt.index") for name in names):
+        raise TrainingError(f"DR_LOCAL_S3_PRETRAINED_PREFIX: expected a model with checkpoints at "
+                            f"{storage.url(model)}, got none")
+    checkpoint = run.local_s3_pretrained_checkpoint
+    if checkpoint not in ("best", "last"):
+        raise TrainingError(f"DR_LOCAL_S3_PRETRAINED_CHECKPOINT: expected best or last (the simulator reads "
+                            f"anything else as last), got '{checkpoint}'")
+    if "deepracer_checkpoints.json" not in names:
+        raise TrainingError(f"DR_LOCAL_S3_PRETRAINED_CHECKPOINT: '{checkpoint}' needs "
+                            f"{storage.url(model)}deepracer_checkpoints.json, which is missing")
+    document = storage.get_json(f"{model}deepracer_checkpoints.json")
+    entry = document.get(f"{checkpoint}_checkpoint") if isinstance(document, dict) else None
+    stem = entry.get("name", "") if isinstance(entry, dict) else ""
+    if stem.endswith(".ckpt"):
+        stem = stem[:-len(".ckpt")]
+    if not stem:
+        raise TrainingError(f"DR_LOCAL_S3_PRETRAINED_CHECKPOINT: expected a {checkpoint}_checkpoint entry in "
+                            f"{storage.url(model)}deepracer_checkpoints.json, got none")
+    missing = [f"{stem}.ckpt{suffix}" for suffix in (".index", ".meta", ".data-00000-of-00001")
+               if f"{stem}.ckpt{suffix}" not in names]
+    if missing:
+        raise TrainingError(f"DR_LOCAL_S3_PRETRAINED_CHECKPOINT: the {checkpoint} checkpoint {stem} misses "
+                            f"{', '.join(missing)} under {storage.url(model)}")
+
+
+def upload_inputs(host: Host, workers: int, say: Say) -> dict[str, Params]:
+    """Custom files, the reward function beside the model (console layout) and the params files.
+
+    Returns the params files by name, one per worker with multi-config, else one shared file."""
+    system, run, storage = host.system, host.run, host.storage
+    synced = storage.sync_up(host.custom_files, run.local_s3_custom_files_prefix)
+    for name in synced.transferred:
+        say(f"uploaded custom_files/{name}")
+    storage.put_bytes(f"{run.local_s3_model_prefix}/reward_function.py",
+                      (host.custom_files / "reward_function.py").read_bytes(), "text/x-python")
+    endpoint = StorageAccess.from_system(system).endpoint_url
+    files = params_files(system, run, workers, s3_endpoint_url=endpoint)
+    for name, params in files.items():
+        storage.put_text(f"{run.local_s3_model_prefix}/{name}", dump(params), "application/x-yaml")
+        say(f"wrote {storage.url(f'{run.local_s3_model_prefix}/{name}')}")
+    return files
+
+
+def start_training(host: Host, *, workers: Optional[int] = None, overwrite: bool = False,
+                   timeout_s: float = READY_TIMEOUT_S, say: Say = print,
+                   on_event: Optional[Callable[[WatchEvent], None]] = None) -> list[ContainerInfo]:
+    """Everything `train` does after validation. Raises TrainingError; on a failed start nothing keeps running."""
+    system, run, engine = host.system, host.run, host.engine
+    run.check_training()
+    workers = workers or system.workers
+    running = [c for c in run_containers(engine, system, run) if c.running]
+    if running:
+        raise TrainingError(f"run {run.run_id} is already running ({', '.join(c.name for c in running)}); "
+                            "`deepracer stop` first, or use another DR_RUN_ID")
+    image = image_of(system)
+    if not engine.image_present(image):
+        raise TrainingError(f"image {image} is not on this host; pull it with `docker pull {image}`")
+    _refuse_to_clobber(host, overwrite, say)
+    from session.storage.blob import before_pretrained, check_model_prefix
+
+    check_model_prefix(host, overwrite=overwrite, say=say)  # Azure: the name may hold an earlier VM's model
+    before_pretrained(host, say=say)
+    _check_pretrained(host)
+    files = upload_inputs(host, workers, say)
+    names = list(files)
+
+    engine.ensure_network(NETWORK)
+    os.makedirs(SAGEMAKER_TMP, exist_ok=True)
+    if workers > 1:
+        # Workers coordinate through files here; leftovers of an earlier run would confuse them.
+        shutil.rmtree(comms_dir(run.run_id), ignore_errors=True)
+        os.makedirs(comms_dir(run.run_id))
+    storage_access = StorageAccess.from_system(system)
+    specs = [trainer_spec(system, run, storage_access, host.docker_socket),
+             *worker_specs(system, run, storage_access, workers, names,
+                           multi_config(files) if len(names) > 1 else None)]
+    started: list[ContainerInfo] = []
+    try:
+        for spec in specs:
+            started.append(engine.start(spec))
+            say(f"started {spec.name}")
+        say(f"waiting until the trainer and {workers} worker(s) run (up to {timeout_s / 60:.0f} min) ...")
+        readiness = engine.watch_until_ready(started, READY_PATTERNS, timeout_s, on_event=on_event)
+    except BaseException:
+        _stop_run(engine, system, run, timeout=10)
+        raise
+    if not readiness.ready:
+        for line in readiness.error_lines:
+            say(f"  | {line}")
+        _stop_run(engine, system, run, timeout=10)
+        raise TrainingError(f"training did not start: {readiness.summary}; stopped the run's containers "
+                            f"(`deepracer logs` shows their logs)")
+    return started
+
+
+def _stop_run(engine: Engine, system: SystemConfig, run: RunConfig, timeout: float) -> list[ContainerInfo]:
+    """The trainer first, so it starts no new SageMaker container; then the sibling(s), listed only now; then
+    the workers (a worker stopping under a running trainer looks to it like a crash)."""
+    ours = [c for c in engine.list(run=str(run.run_id)) if c.running and c.role in TRAINING_ROLES]
+    stopped = engine.stop([c for c in ours if c.role == "trainer"], timeout=timeout)
+    # The prefix the containers were started with: run.env may name a new one already (after `increment`).
+    prefixes = {c.prefix for c in ours if c.prefix} | {run.local_s3_model_prefix}
+    siblings = {c.id: c for prefix in sorted(prefixes)
+                for c in engine.sagemaker_siblings(image_of(system), prefix, run=str(run.run_id)) if c.running}
+    stopped += engine.stop(list(siblings.values()), timeout=timeout)
+    stopped += engine.stop([c for c in ours if c.role != "trainer"], timeout=timeout)
+    return stopped
+
+
+def stop_training(host: Host, *, say: Say = print, timeout: float = 30) -> list[ContainerInfo]:
+    """Stops the run's containers, the trainer's sibling included; checkpoints in storage stay, the logs go
+    to `<prefix>/logs/` so they outlive the containers."""
+    stopped = _stop_run(host.engine, host.system, host.run, timeout)
+    if not stopped:
+        say(f"run {host.run.run_id}: nothing is running")
+        return []
+    for container in stopped:
+        say(f"stopped {container.name}")
+    upload_logs(host, stopped, say)
+    return stopped
+
+
+def upload_logs(host: Host, containers: list[ContainerInfo], say: Say) -> None:
+    for container in containers:
+        # The prefix the container trained, which run.env may no longer name (after `increment`).
+        prefix = container.prefix or host.run.local_s3_model_prefix
+        role = container.role or "sagemaker"
+        name = f"{role}-{container.worker}" if container.worker else role
+        stamp = (container.started_at.strftime("%Y%m%d%H%M%S") if container.started_at else "unknown")
+        key = f"{prefix}/logs/{stamp}-{name}.log"
+        host.storage.put_text(key, host.engine.logs(container))
+        say(f"saved the {name} log to {host.storage.url(key)}")
