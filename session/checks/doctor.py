@@ -442,7 +442,7 @@ def run_checks(system_env: Path, engine: Engine, docker_socket: str, *,
 
 def start_minio(system: SystemConfig, engine: Engine) -> None:
     """On azure/local, MinIO running with the working bucket in it, as `train` makes sure first."""
-    from session.run.training import storage_for
+    from session.host.factory import storage_for
     from session.storage.minio import ensure_minio, needs_minio
 
     if needs_minio(system):

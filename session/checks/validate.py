@@ -7,18 +7,18 @@ and the storage checks run only when storage is given.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Mapping, Optional
 
+from session.checks.pretrained import PretrainedError, check_pretrained
 from session.core.config import MAX_WORKERS, ConfigError, RunConfig, SystemConfig
+from session.core.paths import HOST_TRACKS_DIR, tracks_dir_candidates
 from session.core.problems import Problem
 
 if TYPE_CHECKING:
     from session.checks.tracks import Track
 
-HOST_TRACKS_DIR = "/var/lib/deepracer/tracks"  # where the first boot caches the simulator image's tracks
 
 
 @dataclass(frozen=True)
@@ -28,9 +28,8 @@ class NotChecked(Problem):
 
 
 def tracks_dir(explicit: Optional[str] = None, environ: Optional[Mapping[str, str]] = None) -> Optional[Path]:
-    environ = os.environ if environ is None else environ
-    for candidate in (explicit, environ.get("DR_TRACKS_DIR"), HOST_TRACKS_DIR):
-        if candidate and Path(candidate).is_dir():
+    for candidate in tracks_dir_candidates(explicit, environ):
+        if Path(candidate).is_dir():
             return Path(candidate)
     if explicit:
         raise ConfigError(explicit, None, "--tracks", "a directory of track .npy files", explicit)
@@ -83,7 +82,6 @@ def _action_space(custom_files: Path):
 
 def check_storage(run: RunConfig, storage) -> list[Problem]:
     """What `train` would refuse, found early: the bucket, the model prefix, the pretrained model."""
-    from session.run.training import TrainingError, check_pretrained
     from session.storage.s3 import StorageError
 
     problems: list[Problem] = []
@@ -96,7 +94,7 @@ def check_storage(run: RunConfig, storage) -> list[Problem]:
                                     "without --overwrite (`deepracer increment` picks a new prefix)", "warning"))
         try:
             check_pretrained(run, storage)  # the same rule `train` applies
-        except TrainingError as error:
+        except PretrainedError as error:
             key = str(error).split(":", 1)[0]
             problems.append(Problem(_run_env_name(run, key), key, str(error).split(": ", 1)[-1]))
     except StorageError as error:

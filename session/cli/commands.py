@@ -12,9 +12,8 @@ import sys
 from pathlib import Path
 from typing import Optional
 
-from session.core.config import LoadedConfig, default_run_env, default_run_env_text, default_system_env, load_config
-
-DEFAULTS_DIR = Path(__file__).resolve().parents[1] / "defaults"
+from session.core.config import LoadedConfig, default_run_env_text, load_config
+from session.core.paths import DEFAULTS_DIR, custom_files_dir, default_run_env, default_system_env
 
 
 def _err(message: str) -> None:
@@ -36,32 +35,18 @@ def _load(args: argparse.Namespace, quiet: bool = False) -> tuple[LoadedConfig, 
     return loaded, run_env
 
 
-def custom_files_dir(run_env: Path) -> Path:
-    """custom_files/ beside run.env, as DRfC keeps them beside its run.env."""
-    return run_env.parent / "custom_files"
-
-
 def _storage(system, engine=None):
     """The working bucket; on azure/local clouds MinIO is started first if it isn't running."""
-    from session.run.training import storage_for
-    from session.storage.minio import ensure_minio, needs_minio
+    from session.host.factory import open_storage  # start-up: boto3 loads only for commands that use storage
 
-    storage = storage_for(system)
-    if needs_minio(system):
-        from session.engine.containers import Engine
-
-        ensure_minio(engine or Engine(), system, storage=storage)
-    return storage
+    return open_storage(system, engine)
 
 
 def _host(args: argparse.Namespace):
-    from session.engine.containers import Engine
-    from session.run.training import Host, docker_socket_path
+    from session.host.factory import open_host  # start-up: boto3 and the Docker SDK only when a command needs them
 
     loaded, run_env = _load(args)
-    engine = Engine()
-    return Host(loaded.system, loaded.run, custom_files_dir(run_env), engine, _storage(loaded.system, engine),
-                docker_socket=docker_socket_path(), warnings=loaded.warnings), run_env
+    return open_host(run_env, _paths(args)[1], loaded=loaded), run_env
 
 
 # --- commands ------------------------------------------------------------------------------------------------
@@ -160,12 +145,10 @@ def validate(args: argparse.Namespace) -> int:
 def train(args: argparse.Namespace) -> int:
     from session.lifecycle.limits import max_minutes_for
     from session.lifecycle.resume import RunStateStore
-    from session.run.training import start_training
+    from session.run.training import restore_pretrained, start_training
 
     host, run_env = _host(args)
-    from session.storage.blob import before_pretrained
-
-    before_pretrained(host)  # Azure: a pretrained model only in Blob comes back into MinIO before validation
+    restore_pretrained(host)  # Azure: a pretrained model only in Blob comes back into MinIO before validation
     max_minutes = max_minutes_for(host.run, args.max_minutes)
     store = RunStateStore()
     if max_minutes is not None:
@@ -213,10 +196,7 @@ def stop(args: argparse.Namespace) -> int:
     from session.run.training import stop_training
 
     host, _ = _host(args)
-    stopped = stop_training(host, timeout=args.timeout)
-    from session.storage.blob import after_stop
-
-    after_stop(host, stopped)  # Azure: the run's prefix to the blob container (MinIO's disk does not last)
+    stopped = stop_training(host, timeout=args.timeout)  # Azure: the keeper copies the run's prefix to Blob
     if stopped:
         from session.lifecycle.notify import notify
 
@@ -236,14 +216,12 @@ def _say(line: str) -> None:
 def resume(args: argparse.Namespace) -> int:
     from session.lifecycle.resume import ResumeError
     from session.lifecycle.resume import resume as resume_run
-    from session.storage import blob as blob_sync
 
     if args.run_env or args.system_env:  # refused, not ignored: the files are the ones the run recorded
         raise ResumeError("resume continues the interrupted run with the run.env and system.env it was started "
                           "with; --run-env and --system-env do not apply (`deepracer train` starts another run)")
-    # Azure: a deallocated VM comes back with an empty MinIO; the interrupted prefix comes back from Blob.
-    result = resume_run(force=args.force, say=_say, restore=lambda host, prefix: blob_sync.ensure_in_minio(
-        host.system, host.storage, prefix, say=_say))
+    # Azure: a deallocated VM comes back with an empty MinIO; the host's keeper brings the prefix back from Blob.
+    result = resume_run(force=args.force, say=_say)
     return 1 if result.failed else 0
 
 
@@ -280,15 +258,12 @@ def sync_models(args: argparse.Namespace) -> int:
 
 def spot_watch(args: argparse.Namespace) -> int:
     from session.core.config import load_system_config
+    from session.lifecycle.notify import notify
     from session.lifecycle.spot import watch as watch_notices
-    from session.storage import blob as blob_sync
 
     _, system_env = _paths(args)
-    from session.lifecycle.notify import notify
 
-    def after_stop(host, stopped):
-        # Azure: the newest checkpoint must reach Blob before the VM (and MinIO's temp disk) goes.
-        blob_sync.after_stop(host, stopped, say=_say)
+    def after_stop(host, stopped):  # the stop is recorded and the models kept (Azure: Blob) by now
         notify(host.system, "training interrupted by spot", host.run.local_s3_model_prefix,
                "the host is being stopped by the cloud; training resumes from the last checkpoint when it is back",
                say=_say)
@@ -447,7 +422,7 @@ def doctor(args: argparse.Namespace) -> int:
     """Exit 0 when this host can train (warnings allowed), 1 when a check failed."""
     from session.checks.doctor import render, run_checks
     from session.engine.containers import Engine
-    from session.run.training import docker_socket_path
+    from session.host.factory import docker_socket_path
 
     _, system_env = _paths(args)
     report = run_checks(system_env, Engine(), docker_socket_path())

@@ -28,17 +28,15 @@ from typing import Any, Callable, Mapping, NamedTuple, Optional, Union
 
 from session.core.envfile import ConfigError, ConfigWarning, EnvFile, PathLike, combine, read_env_file
 
+# The locations live in session.core.paths; these two are part of this module's API (load_config's defaults).
+from session.core.paths import RUN_ENV_VARIABLE, SYSTEM_ENV_VARIABLE, default_run_env, default_system_env
+
 __all__ = [
     "ConfigError", "ConfigWarning", "LoadedConfig", "Origin", "RunConfig", "SystemConfig", "default_run_env",
     "default_run_env_text", "default_system_env", "load_config", "load_system_config", "RUN_KEYS", "SYSTEM_KEYS",
     "WORKER_KEYS",
 ]
 
-# One place for the locations: cloud-init writes system.env there; the user's working directory holds run.env.
-SYSTEM_ENV_VARIABLE = "DR_SYSTEM_ENV"
-RUN_ENV_VARIABLE = "DR_RUN_ENV"
-DEFAULT_SYSTEM_ENV = "/etc/deepracer/system.env"
-DEFAULT_RUN_ENV = "~/deepracer/run.env"
 # The most simulation workers the stack deploys and documents (README: 1-8); infra.settings uses this one too.
 # DRfC's viewer and port ranges stop at 8, and more never helped a single trainer.
 MAX_WORKERS = 8
@@ -485,21 +483,6 @@ class LoadedConfig(NamedTuple):
     system: SystemConfig
     run: RunConfig
     warnings: tuple[ConfigWarning, ...]
-
-
-def default_system_env(environ: Optional[Mapping[str, str]] = None) -> Path:
-    """/etc/deepracer/system.env, or the file $DR_SYSTEM_ENV names."""
-    environ = os.environ if environ is None else environ
-    return Path(environ.get(SYSTEM_ENV_VARIABLE) or DEFAULT_SYSTEM_ENV).expanduser()
-
-
-def default_run_env(environ: Optional[Mapping[str, str]] = None, experiment: Optional[str] = None) -> Path:
-    """$DR_RUN_ENV, else ~/deepracer/run.env, or ~/deepracer/experiments/<experiment>/run.env (DRfC's -e)."""
-    environ = os.environ if environ is None else environ
-    if environ.get(RUN_ENV_VARIABLE):
-        return Path(environ[RUN_ENV_VARIABLE]).expanduser()
-    default = Path(DEFAULT_RUN_ENV).expanduser()
-    return default.parent / "experiments" / experiment / default.name if experiment else default
 
 
 def load_config(run_env: Optional[PathLike] = None, system_env: Optional[PathLike] = None, *,

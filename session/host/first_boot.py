@@ -3,17 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Mapping, Optional
+from typing import Optional
 
-from session.core.config import default_system_env
-
-# cloud-init writes these (cloudinit/), this module reads them; system.env's path belongs to session.core.config.
-READY_MARKER_VARIABLE = "DR_READY_MARKER"
-DEFAULT_READY_MARKER = "/var/lib/deepracer/ready"
-BOOTSTRAP_LOG = "/var/log/deepracer-bootstrap.log"
+from session.core.envfile import read_env_file
+from session.core.paths import BOOTSTRAP_LOG, default_ready_marker, default_system_env
 
 
 @dataclass(frozen=True)
@@ -26,16 +21,7 @@ class HostState:
 
 def read_system_env(path: Path) -> dict[str, str]:
     """KEY=value lines with the session's own dotenv parser (no shell evaluation)."""
-    from session.core.envfile import read_env_file
-
     return dict(read_env_file(path, environ={}).values)
-
-
-def default_ready_marker(environ: Optional[Mapping[str, str]] = None) -> Path:
-    """/var/lib/deepracer/ready, or the file $DR_READY_MARKER names; read when asked, not at import, so that
-    a variable set after the import (a test, a wrapper) counts."""
-    environ = os.environ if environ is None else environ
-    return Path(environ.get(READY_MARKER_VARIABLE) or DEFAULT_READY_MARKER)
 
 
 def host_state(system_env: Optional[Path] = None, marker: Optional[Path] = None) -> HostState:

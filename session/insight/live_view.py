@@ -439,7 +439,7 @@ def watch_run(system: "SystemConfig", run: "RunConfig", *, rules: StallRules = S
         from session.run.progress import read_progress as read
 
         if "storage" not in lazily:
-            from session.run.training import storage_for
+            from session.host.factory import storage_for
 
             lazily["storage"] = storage if storage is not None else storage_for(system)
         return read(lazily["storage"], run.local_s3_model_prefix, run.local_s3_metrics_prefix)

@@ -27,9 +27,10 @@ import time
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator, Mapping, Optional, Sequence, Union
+from typing import TYPE_CHECKING, Any, Iterator, Optional, Sequence, Union
 from urllib.parse import quote
 
+from session.core.paths import default_cache_dir
 from session.engine.containers import (
     DEFAULT_HOST,
     LABEL_ROLE,
@@ -43,8 +44,8 @@ from session.engine.containers import (
 
 if TYPE_CHECKING:  # pragma: no cover
     from session.core.config import RunConfig, SystemConfig
+    from session.host.factory import Host
     from session.run.progress import TrainingProgress
-    from session.run.training import Host
     from session.storage.s3 import Storage
 
 PROGRESS_MODES = ("auto", "always", "never")
@@ -131,12 +132,6 @@ def host_status(host: "Host", **options: Any) -> Status:
     """run_status for a `session.run.training.Host` (its configs, storage and Docker socket)."""
     return run_status(host.system, host.run, storage=host.storage, docker_host=f"unix://{host.docker_socket}",
                       **options)
-
-
-def default_cache_dir(environ: Optional[Mapping[str, str]] = None) -> Path:
-    environ = os.environ if environ is None else environ
-    base = environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "deepracer"
 
 
 # --- the Docker Engine, asked over its socket ------------------------------------------------------------------
@@ -297,7 +292,7 @@ def _read_storage(system: "SystemConfig", run: "RunConfig",
 
     try:
         if storage is None:
-            from session.run.training import storage_for
+            from session.host.factory import storage_for
 
             storage = storage_for(system)
         return read_progress(storage, run.local_s3_model_prefix, run.local_s3_metrics_prefix), None

@@ -35,21 +35,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterable, Optional, Sequence
 
 from session.core.errors import DeepracerError
+from session.core.paths import default_idle_state
+from session.host.factory import storage_for
 from session.lifecycle.spot import IMDS, NoticeError, metadata_request
+from session.storage.blob import Keeper
 
 if TYPE_CHECKING:  # pragma: no cover
     from session.core.config import SystemConfig
     from session.engine.containers import ContainerInfo, Engine
-    from session.lifecycle.resume import HostFactory, RunStateStore
+    from session.host.factory import HostFactory
+    from session.lifecycle.resume import RunStateStore
 
-IDLE_STATE_VARIABLE = "DR_IDLE_STATE"
-DEFAULT_IDLE_STATE = "/var/lib/deepracer/idle.json"
-
-
-def default_idle_state() -> Path:
-    """/var/lib/deepracer/idle.json, or the file $DR_IDLE_STATE names; read when asked, not at import (as the
-    ready marker), so a variable set after the import counts."""
-    return Path(os.environ.get(IDLE_STATE_VARIABLE) or DEFAULT_IDLE_STATE)
 CHECK_EVERY_MIN = 5  # deepracer-idle.timer's OnUnitActiveSec
 ACTIVE_ROLES = ("trainer", "worker", "evaluation")
 ARM = "https://management.azure.com"
@@ -224,13 +220,11 @@ def idle_check(system: "SystemConfig", *, engine: Optional["Engine"] = None,
 def _keep_models(system: "SystemConfig", say: Say) -> None:
     """Azure: deallocation empties the temp disk under MinIO; every prefix goes to Blob first. A failed copy is
     said loudly but does not keep an idle VM running (and billing) forever."""
-    if system.cloud != "azure":
+    keeper = Keeper(system, storage_for(system))
+    if not keeper.active:
         return
     try:
-        from session.run.training import storage_for
-        from session.storage.blob import blob_store_for, sync_all
-
-        sync_all(storage_for(system), blob_store_for(system), say=say)
+        keeper.keep_everything(say=say)
     except Exception as error:  # noqa: BLE001 - any failure: power off anyway, with the reason in the journal
         say(f"WARNING: idle check: could not copy the models to Blob before powering off: {error}")
 

@@ -34,11 +34,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Optional, Sequence
 
 from session.core.errors import DeepracerError
+from session.lifecycle.notify import notify
 from session.lifecycle.resume import RUNNING, TIME_LIMIT, RunState, RunStateStore, StopReport, interrupt
 
 if TYPE_CHECKING:  # pragma: no cover
     from session.core.config import RunConfig
-    from session.lifecycle.resume import HostFactory
+    from session.host.factory import HostFactory
 
 WAKE_S = 30.0  # how often a sleeping timer process looks whether its run ended otherwise
 BACKSTOP_GRACE_S = 60.0  # the idle timer leaves the timer process this long to stop the run on time
@@ -99,7 +100,7 @@ def enforce(store: RunStateStore, *, now: Callable[[], datetime] = _utcnow, grac
         return None
     report = interrupt(store, status=TIME_LIMIT, reason=f"time limit of {state.max_minutes} min reached",
                        timeout=STOP_TIMEOUT_S, host_factory=host_factory, say=say, now=now, token=state.token,
-                       after_stop=_keep_in_blob)
+                       after_stop=_tell_time_limit)
     if report is None or report.host is None or not report.host.system.power_off_after_max_minutes:
         return report
     if power_off is not None:
@@ -112,15 +113,9 @@ def enforce(store: RunStateStore, *, now: Callable[[], datetime] = _utcnow, grac
     return report
 
 
-def _keep_in_blob(host, stopped) -> object:
-    """Azure: the run's prefix to the blob container before any power-off empties MinIO's temp disk; and the
-    e-mail notification, where the stack set one up."""
-    from session.lifecycle.notify import notify
-    from session.storage.blob import after_stop
-
-    kept = after_stop(host, stopped)
+def _tell_time_limit(host, stopped) -> None:
+    """The e-mail notification, where the stack set one up (the stop kept the models already)."""
     notify(host.system, "time limit reached", host.run.local_s3_model_prefix, "training was stopped at its time limit")
-    return kept
 
 
 def wait(store: RunStateStore, token: str, *, now: Callable[[], datetime] = _utcnow,

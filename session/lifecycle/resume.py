@@ -32,15 +32,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Optional
 
 from session.core.errors import DeepracerError
+from session.core.paths import RUN_STATE_VARIABLE, default_run_state
+from session.host.factory import Host, HostFactory, open_host
+from session.run.training import stop_training, stopped_prefixes
+from session.storage.layout import CHECKPOINT_SUFFIXES, CHECKPOINTS_JSON, COACH_CHECKPOINT
 
 if TYPE_CHECKING:  # pragma: no cover
     from session.engine.containers import ContainerInfo
     from session.run.increment import Increment
-    from session.run.training import Host
     from session.storage.s3 import Storage
 
-STATE_VARIABLE = "DR_RUN_STATE"
-DEFAULT_STATE = "/var/lib/deepracer/run/state.json"
 _VERSION = 1
 
 RUNNING = "running"
@@ -51,13 +52,10 @@ ENDED = "ended"  # its containers stopped without any of us
 RESUMING = "resuming"
 RESUME_FAILED = "resume-failed"
 
-_CHECKPOINT_SUFFIXES = (".ckpt.index", ".ckpt.meta", ".ckpt.data-00000-of-00001")
 
 Say = Callable[[str], None]
-HostFactory = Callable[[Path, Path], "Host"]
-# Hooks for storage that does not outlive the host (Azure's MinIO on the temp disk; session.storage.blob):
-AfterStop = Callable[["Host", list["ContainerInfo"]], object]  # e.g. copy the stopped run's prefix to Blob
-Restore = Callable[["Host", str], object]  # e.g. bring an interrupted prefix back from Blob before resuming it
+AfterStop = Callable[["Host", list["ContainerInfo"]], object]  # e.g. an e-mail, once the stop is recorded and kept
+Restore = Callable[["Host", str], object]  # the interrupted prefix back in storage (default: the host's keeper)
 
 
 class ResumeError(DeepracerError):
@@ -66,11 +64,6 @@ class ResumeError(DeepracerError):
 
 def _utcnow() -> datetime:
     return datetime.now(timezone.utc)
-
-
-def default_state_path(environ: Optional[Mapping[str, str]] = None) -> Path:
-    environ = os.environ if environ is None else environ
-    return Path(environ.get(STATE_VARIABLE) or DEFAULT_STATE)
 
 
 @dataclass(frozen=True)
@@ -136,7 +129,7 @@ class RunStateStore:
     """The state file: read, replaced atomically, changed under a lock."""
 
     def __init__(self, path: Optional[os.PathLike] = None) -> None:
-        self.path = Path(path) if path is not None else default_state_path()
+        self.path = Path(path) if path is not None else default_run_state()
 
     def read(self) -> Optional[RunState]:
         try:
@@ -168,7 +161,7 @@ class RunStateStore:
         folder = self.path.parent
         if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
             raise ResumeError(f"{folder}: expected a folder you can write for the run state (spot resume and "
-                              f"time limits need it); set {STATE_VARIABLE} to a file elsewhere")
+                              f"time limits need it); set {RUN_STATE_VARIABLE} to a file elsewhere")
 
     @contextlib.contextmanager
     def locked(self) -> Iterator[None]:
@@ -251,7 +244,7 @@ def complete_checkpoints(storage: "Storage", prefix: str) -> list[StoredCheckpoi
     found = []
     for checkpoint in checkpoint_files(names):
         stem = checkpoint.name[:-len(".ckpt")]
-        if all(f"{stem}{suffix}" in names for suffix in _CHECKPOINT_SUFFIXES) and checkpoint.number is not None:
+        if all(f"{stem}{suffix}" in names for suffix in CHECKPOINT_SUFFIXES) and checkpoint.number is not None:
             found.append(StoredCheckpoint(checkpoint.name, checkpoint.number, storage.url(f"{folder}{stem}.ckpt")))
     return found
 
@@ -279,10 +272,11 @@ def interrupt(store: RunStateStore, *, status: str, reason: str, timeout: float,
               host_factory: Optional[HostFactory] = None, say: Say = print,
               now: Callable[[], datetime] = _utcnow, token: Optional[str] = None,
               after_stop: Optional[AfterStop] = None) -> Optional[StopReport]:
-    """The graceful stop the spot watcher and the time limit share: claim the running state (as `status`),
-    stop the run's containers with `stop_training` (logs to `<prefix>/logs/`), record the newest complete
-    checkpoint in storage, then run `after_stop`, if any. Returns None when no run is recorded as running (or not
-    the one `token` names)."""
+    """The graceful stop the spot watcher and the time limit share: claim the running state (as `status`), stop the
+    run's containers with `stop_training` (logs to `<prefix>/logs/`), record the newest complete checkpoint in
+    storage, have the host's keeper keep the stopped prefixes (Azure: to Blob, which may take longer than a notice
+    lasts, so it comes after the record), then run `after_stop`, if any. Returns None when no run is recorded as
+    running (or not the one `token` names)."""
     claimed = store.transition(
         lambda state: state.status == RUNNING and (token is None or state.token == token),
         lambda state: replace(state, status=status, reason=reason, stopped=now()))
@@ -290,12 +284,10 @@ def interrupt(store: RunStateStore, *, status: str, reason: str, timeout: float,
         say(f"no training is recorded as running in {store.path}: nothing to stop")
         return None
     say(f"{reason}: stopping {claimed.prefix} (run {claimed.run_id}) ...")
-    from session.run.training import stop_training
-
     host, stopped, checkpoint, error = None, [], None, None
     try:
-        host = (host_factory or load_host)(Path(claimed.run_env), Path(claimed.system_env))
-        stopped = stop_training(host, say=say, timeout=timeout)
+        host = (host_factory or open_host)(Path(claimed.run_env), Path(claimed.system_env))
+        stopped = stop_training(host, say=say, timeout=timeout, keep=False)
         checkpoint = newest_checkpoint(host.storage, claimed.prefix)
     except Exception as failure:  # noqa: BLE001 - the host may be going down: record what we know, go on
         error = f"{type(failure).__name__}: {failure}"
@@ -307,6 +299,11 @@ def interrupt(store: RunStateStore, *, status: str, reason: str, timeout: float,
     final = store.transition(lambda state: state.token == claimed.token,
                              lambda state: replace(state, stopped=now(), message=error or "",
                                                    checkpoint=checkpoint.name if checkpoint else None))
+    if host is not None and stopped:
+        try:
+            host.keeper.keep(stopped_prefixes(stopped, host.run), say=say)
+        except Exception as failure:  # noqa: BLE001 - the stop itself is done and recorded
+            say(f"keeping the models after the stop: {type(failure).__name__}: {failure}")
     if after_stop is not None and host is not None and stopped:
         try:
             after_stop(host, list(stopped))
@@ -333,23 +330,6 @@ class ResumeResult:
         return self.state is not None and self.state.status == RESUME_FAILED
 
 
-def load_host(run_env: Path, system_env: Path) -> "Host":
-    """The Host `train` builds from these files (MinIO started first where storage is MinIO)."""
-    from session.cli.commands import custom_files_dir
-    from session.core.config import load_config
-    from session.engine.containers import Engine
-    from session.run.training import Host, docker_socket_path, storage_for
-    from session.storage.minio import ensure_minio, needs_minio
-
-    loaded = load_config(run_env, system_env)
-    engine = Engine()
-    storage = storage_for(loaded.system)
-    if needs_minio(loaded.system):
-        ensure_minio(engine, loaded.system, storage=storage)
-    return Host(loaded.system, loaded.run, custom_files_dir(Path(run_env)), engine, storage,
-                docker_socket=docker_socket_path(), warnings=loaded.warnings)
-
-
 def resume(store: Optional[RunStateStore] = None, *, force: bool = False,
            host_factory: Optional[HostFactory] = None, say: Say = print, now: Callable[[], datetime] = _utcnow,
            ready_timeout_s: Optional[float] = None, restore: Optional[Restore] = None,
@@ -358,7 +338,8 @@ def resume(store: Optional[RunStateStore] = None, *, force: bool = False,
 
     Only an `interrupted` run is resumed, unless `force` (then any recorded run, e.g. one the host lost without
     a notice). Nothing changes when the checkpoint is not in storage, when run.env names another model by now,
-    or when the run's time limit is used up. `restore` runs before the checkpoint is looked for; `arm` re-arms
+    or when the run's time limit is used up. `restore` (default: the host's keeper brings the prefix back from
+    where it kept it) runs before the checkpoint is looked for; `arm` re-arms
     the time limit (default: session.lifecycle.limits.arm)."""
     store = store or RunStateStore()
     state = store.read()
@@ -376,7 +357,7 @@ def resume(store: Optional[RunStateStore] = None, *, force: bool = False,
         return _nothing(say, f"the run state in {store.path} changed meanwhile: not resuming", state)
 
     try:
-        return _resume_claimed(store, state, host_factory or load_host, say, now, ready_timeout_s, restore, arm)
+        return _resume_claimed(store, state, host_factory or open_host, say, now, ready_timeout_s, restore, arm)
     except Exception as failure:  # noqa: BLE001 - recorded, so that the next boot does not try again unasked
         message = f"resuming {state.prefix} failed: {failure}"
         store.transition(lambda current: current.token == state.token and current.status == RESUMING,
@@ -397,7 +378,9 @@ def _resume_claimed(store: RunStateStore, state: RunState, host_factory: HostFac
     if host.run.local_s3_model_prefix != state.prefix:
         return give_back(f"{state.run_env} names {host.run.local_s3_model_prefix} by now, not the interrupted "
                          f"{state.prefix}: not resuming (`deepracer increment` continues a model by hand)")
-    if restore is not None:
+    if restore is None:
+        host.keeper.restore(state.prefix, say=say)  # Azure: a deallocated VM comes back with an empty MinIO
+    else:
         restore(host, state.prefix)
     model_url = storage.url(f"{state.prefix}/model/")
     stored = {checkpoint.name: checkpoint for checkpoint in complete_checkpoints(storage, state.prefix)}
@@ -458,8 +441,8 @@ def _checkpoint_as_last(storage: "Storage", prefix: str, checkpoint: StoredCheck
     base = f"{prefix}-checkpoint-{checkpoint.number}"
     storage.copy_prefix(f"{prefix}/model", storage.bucket, f"{base}/model", overwrite=True)
     entry = {"name": checkpoint.name, "time_stamp": now.timestamp(), "avg_eval_metric": 0.0}
-    storage.put_text(f"{base}/model/.coach_checkpoint", checkpoint.name)
-    storage.put_json(f"{base}/model/deepracer_checkpoints.json", {"best_checkpoint": entry, "last_checkpoint": entry})
+    storage.put_text(f"{base}/model/{COACH_CHECKPOINT}", checkpoint.name)
+    storage.put_json(f"{base}/model/{CHECKPOINTS_JSON}", {"best_checkpoint": entry, "last_checkpoint": entry})
     return base
 
 

@@ -35,7 +35,8 @@ from session.core.errors import DeepracerError
 
 if TYPE_CHECKING:  # pragma: no cover
     from session.core.config import SystemConfig
-    from session.lifecycle.resume import AfterStop, HostFactory, RunStateStore, StopReport
+    from session.host.factory import HostFactory
+    from session.lifecycle.resume import AfterStop, RunStateStore, StopReport
 
 IMDS = "http://169.254.169.254"  # AWS and Azure alike
 POLL_S = 5.0

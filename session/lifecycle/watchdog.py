@@ -151,7 +151,7 @@ def check(system: "SystemConfig", *, state: Optional[RunState] = None,
     newest = None
     if state.status == RUNNING and run_containers_running(state, containers):
         if checkpoint_time is None:
-            from session.run.training import storage_for
+            from session.host.factory import storage_for
 
             storage = storage_for(system)
             checkpoint_time = lambda run: newest_checkpoint_time(storage, run.prefix)  # noqa: E731 - the parameter's default, inline

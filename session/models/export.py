@@ -59,7 +59,8 @@ from session.models.library import (
     params_key,
     yaml_scalar,
 )
-from session.run.progress import CHECKPOINTS_JSON, HANDOFF_MARKERS, Checkpoint, parse_checkpoints_json
+from session.run.progress import Checkpoint, parse_checkpoints_json
+from session.storage.layout import CHECKPOINTS_JSON, HANDOFF_MARKERS
 from session.storage.s3 import PART_SIZE, ChecksumMismatch, Storage
 
 if TYPE_CHECKING:  # pragma: no cover

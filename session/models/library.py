@@ -27,7 +27,6 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Optional, Se
 
 from session.core.errors import DeepracerError
 from session.run.progress import (
-    CHECKPOINTS_JSON,
     Checkpoint,
     Iteration,
     TrainingProgress,
@@ -35,6 +34,7 @@ from session.run.progress import (
     parse_checkpoints_json,
     read_progress,
 )
+from session.storage.layout import CHECKPOINTS_JSON, COACH_CHECKPOINT
 from session.storage.s3 import run_parallel
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -43,7 +43,6 @@ if TYPE_CHECKING:  # pragma: no cover
 ARTIFACT_FOLDERS = ("sagemaker-artifacts", "sagemaker-robomaker-artifacts")  # DRoA, console service bucket
 SKIPPED_FOLDERS = ("custom_files", "hosts", "bootstrap")  # the bucket's other top-level folders
 MAX_DEPTH = 5  # folders down to a model prefix: <profile>/models/<id>/sagemaker-artifacts is 4
-COACH_CHECKPOINT = ".coach_checkpoint"
 MODEL_METADATA = "model_metadata.json"
 HYPERPARAMETERS = "ip/hyperparameters.json"
 REWARD_FUNCTION = "reward_function.py"

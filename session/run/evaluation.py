@@ -38,10 +38,12 @@ from session.engine.containers import (
     parse_simapp_exception,
 )
 from session.engine.specs import NETWORK, StorageAccess, container_name, image_of, wants_gpu, worker_cuda_devices
+from session.host.factory import Host
 from session.run.evaluation_params import CHECKPOINTS, evaluation_params, mp4_prefix, simtrace_prefix
-from session.run.progress import CHECKPOINTS_JSON, LAP_COMPLETE, parse_checkpoints_json
-from session.run.training import READY_TIMEOUT_S, Host, TrainingError
+from session.run.progress import LAP_COMPLETE, parse_checkpoints_json
+from session.run.training import READY_TIMEOUT_S, TrainingError
 from session.run.training_params import dump
+from session.storage.layout import CHECKPOINTS_JSON
 from session.storage.s3 import ObjectNotFound, Storage, StorageError
 
 Say = Callable[[str], None]

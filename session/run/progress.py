@@ -28,13 +28,11 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Iterable, Mapping, Optional, Sequence
 
 from session.run.training_params import TRAINING_METRICS_NAME
+from session.storage.layout import CHECKPOINTS_JSON
 
 if TYPE_CHECKING:  # pragma: no cover
     from session.storage.s3 import ObjectInfo, Storage
 
-CHECKPOINTS_JSON = "deepracer_checkpoints.json"
-# The trainer/worker hand-off markers in model/: they speak for one live run, so copies of a model leave them out.
-HANDOFF_MARKERS = (".lock", ".ready", ".finished")
 LAP_COMPLETE = "Lap complete"
 
 _STEM = TRAINING_METRICS_NAME.rsplit(".", 1)[0]  # TrainingMetrics

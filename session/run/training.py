@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import os
 import shutil
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Callable, Optional
 
+from session.checks.pretrained import PretrainedError, check_pretrained
 from session.core.config import RunConfig, SystemConfig
 from session.core.errors import DeepracerError
 from session.engine.containers import ContainerInfo, Engine, WatchEvent
 from session.engine.specs import NETWORK, SAGEMAKER_TMP, StorageAccess, comms_dir, image_of, trainer_spec, worker_specs
+from session.host.factory import Host
 from session.run.training_params import Params, dump, multi_config, params_files
-from session.storage.s3 import Storage
+from session.storage.blob import SyncReport
 
 Say = Callable[[str], None]
 
@@ -28,30 +28,6 @@ READY_TIMEOUT_S = 15 * 60  # a cold simulator start (Gazebo, track meshes) can t
 
 class TrainingError(DeepracerError):
     """A reason not to start (or a failed start); `str()` is one line for the user."""
-
-
-@dataclass
-class Host:
-    """What a command needs from this machine: the configs, the custom files, the bucket and the engine."""
-
-    system: SystemConfig
-    run: RunConfig
-    custom_files: Path
-    engine: Engine
-    storage: Storage
-    docker_socket: str = "/var/run/docker.sock"
-    warnings: tuple = field(default_factory=tuple)
-
-
-def storage_for(system: SystemConfig) -> Storage:
-    """The working bucket as this host sees it: the instance role on AWS, MinIO with keys elsewhere."""
-    return Storage(system.local_s3_bucket, system.aws_app_region, endpoint_url=system.local_s3_endpoint_url,
-                   access_key=system.local_access_key_id, secret_key=system.local_secret_access_key)
-
-
-def docker_socket_path(environ: Optional[dict] = None) -> str:
-    host = (environ if environ is not None else os.environ).get("DOCKER_HOST", "")
-    return host[len("unix://"):] if host.startswith("unix://") else "/var/run/docker.sock"
 
 
 TRAINING_ROLES = ("trainer", "worker")
@@ -78,42 +54,10 @@ def _refuse_to_clobber(host: Host, overwrite: bool, say: Say) -> None:
 
 
 def _check_pretrained(host: Host) -> None:
-    check_pretrained(host.run, host.storage)
-
-
-def check_pretrained(run: RunConfig, storage: Storage) -> None:
-    """The model to start from must hold the checkpoint asked for, with all its files: the simulator would
-    only fail on it once the containers run. Raises TrainingError naming the setting (also `validate`'s check).
-
-    The checkpoint is `best` or `last` as deepracer_checkpoints.json names them, the only two the simulator
-    honours (simapp 6.0.4 bundle/markov/training_worker.py; run.env refuses any other value)."""
-    if not run.local_s3_pretrained:
-        return
-    model = f"{run.local_s3_pretrained_prefix}/model/"
-    names = {info.key.rsplit("/", 1)[-1] for info in storage.list_objects(model)}
-    if not any(name.endswith(".ckpt.index") for name in names):
-        raise TrainingError(f"DR_LOCAL_S3_PRETRAINED_PREFIX: expected a model with checkpoints at "
-                            f"{storage.url(model)}, got none")
-    checkpoint = run.local_s3_pretrained_checkpoint
-    if checkpoint not in ("best", "last"):
-        raise TrainingError(f"DR_LOCAL_S3_PRETRAINED_CHECKPOINT: expected best or last (the simulator reads "
-                            f"anything else as last), got '{checkpoint}'")
-    if "deepracer_checkpoints.json" not in names:
-        raise TrainingError(f"DR_LOCAL_S3_PRETRAINED_CHECKPOINT: '{checkpoint}' needs "
-                            f"{storage.url(model)}deepracer_checkpoints.json, which is missing")
-    document = storage.get_json(f"{model}deepracer_checkpoints.json")
-    entry = document.get(f"{checkpoint}_checkpoint") if isinstance(document, dict) else None
-    stem = entry.get("name", "") if isinstance(entry, dict) else ""
-    if stem.endswith(".ckpt"):
-        stem = stem[:-len(".ckpt")]
-    if not stem:
-        raise TrainingError(f"DR_LOCAL_S3_PRETRAINED_CHECKPOINT: expected a {checkpoint}_checkpoint entry in "
-                            f"{storage.url(model)}deepracer_checkpoints.json, got none")
-    missing = [f"{stem}.ckpt{suffix}" for suffix in (".index", ".meta", ".data-00000-of-00001")
-               if f"{stem}.ckpt{suffix}" not in names]
-    if missing:
-        raise TrainingError(f"DR_LOCAL_S3_PRETRAINED_CHECKPOINT: the {checkpoint} checkpoint {stem} misses "
-                            f"{', '.join(missing)} under {storage.url(model)}")
+    try:
+        check_pretrained(host.run, host.storage)
+    except PretrainedError as error:
+        raise TrainingError(str(error)) from None
 
 
 def upload_inputs(host: Host, workers: int, say: Say) -> dict[str, Params]:
@@ -149,10 +93,8 @@ def start_training(host: Host, *, workers: Optional[int] = None, overwrite: bool
     if not engine.image_present(image):
         raise TrainingError(f"image {image} is not on this host; pull it with `docker pull {image}`")
     _refuse_to_clobber(host, overwrite, say)
-    from session.storage.blob import before_pretrained, check_model_prefix
-
-    check_model_prefix(host, overwrite=overwrite, say=say)  # Azure: the name may hold an earlier VM's model
-    before_pretrained(host, say=say)
+    host.keeper.claim(run.local_s3_model_prefix, overwrite=overwrite, say=say)  # an earlier VM's model, kept
+    restore_pretrained(host, say=say)
     _check_pretrained(host)
     files = upload_inputs(host, workers, say)
     names = list(files)
@@ -200,9 +142,10 @@ def _stop_run(engine: Engine, system: SystemConfig, run: RunConfig, timeout: flo
     return stopped
 
 
-def stop_training(host: Host, *, say: Say = print, timeout: float = 30) -> list[ContainerInfo]:
+def stop_training(host: Host, *, say: Say = print, timeout: float = 30, keep: bool = True) -> list[ContainerInfo]:
     """Stops the run's containers, the trainer's sibling included; checkpoints in storage stay, the logs go
-    to `<prefix>/logs/` so they outlive the containers."""
+    to `<prefix>/logs/` so they outlive the containers, and with `keep` the keeper keeps the stopped prefixes
+    (Azure: to Blob). The graceful stop of a notice passes keep=False: it records the checkpoint first."""
     stopped = _stop_run(host.engine, host.system, host.run, timeout)
     if not stopped:
         say(f"run {host.run.run_id}: nothing is running")
@@ -210,7 +153,24 @@ def stop_training(host: Host, *, say: Say = print, timeout: float = 30) -> list[
     for container in stopped:
         say(f"stopped {container.name}")
     upload_logs(host, stopped, say)
+    if keep:
+        host.keeper.keep(stopped_prefixes(stopped, host.run), say=say)
     return stopped
+
+
+def stopped_prefixes(stopped: list[ContainerInfo], run: RunConfig) -> list[str]:
+    """The model prefix each container trained, which run.env may no longer name (after `increment`); the
+    SageMaker sibling carries no prefix label and counts for run.env's."""
+    return sorted({c.prefix or run.local_s3_model_prefix for c in stopped})
+
+
+def restore_pretrained(host: Host, *, say: Say = print) -> Optional[SyncReport]:
+    """The model the run starts from, back in the working bucket where the keeper kept it (a fresh Azure VM);
+    asked once per host, so `train` may call it before validating and start_training again. None when there
+    was nothing to restore."""
+    if not host.run.local_s3_pretrained:
+        return None
+    return host.keeper.restore(host.run.local_s3_pretrained_prefix, say=say)
 
 
 def upload_logs(host: Host, containers: list[ContainerInfo], say: Say) -> None:

@@ -4,10 +4,10 @@ On azure the simulator's S3 is MinIO on this VM, its data on the temp disk (/mnt
 the VM is deallocated (spot eviction, idle stop, `az vm deallocate`), redeployed or destroyed. The blob container
 outlives all of that (the stack keeps the storage account on destroy), so:
 
-- up: a model prefix is copied to blobs of the same names after `stop` (`after_stop`), every 10 minutes for
+- up: a model prefix is copied to blobs of the same names after a stop (`Keeper.keep`), every 10 minutes for
   the runs on the host (`sync_running`, deepracer-blob-sync.timer), and on demand (`deepracer sync-models`);
-- down: a prefix the container holds and MinIO lacks comes back when a run starts from it as pretrained
-  (`before_pretrained`), and on demand (`deepracer models restore`).
+- down: a prefix the container holds and MinIO lacks comes back when a run starts from it as pretrained or
+  resumes it (`Keeper.restore`), and on demand (`deepracer models restore`).
 
 Sameness: the size, then the content's SHA-256, kept in blob metadata `sha256` (and on MinIO objects in the
 metadata `Storage` writes). A blob also records in `source_etag` the MinIO ETag it was copied from, so an
@@ -36,7 +36,7 @@ from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Optional, Sequence, TypeVar
 
 from session.core.errors import DeepracerError
-from session.run.progress import HANDOFF_MARKERS
+from session.storage.layout import CHECKPOINTS_JSON, COACH_CHECKPOINT, HANDOFF_MARKERS
 from session.storage.s3 import (
     PART_SIZE,
     SHA256_METADATA,
@@ -51,7 +51,6 @@ from session.storage.s3 import (
 if TYPE_CHECKING:  # pragma: no cover
     from session.core.config import SystemConfig
     from session.engine.containers import ContainerInfo, Engine
-    from session.run.training import Host
 
 Say = Callable[[str], None]
 _T = TypeVar("_T")
@@ -69,7 +68,7 @@ BLOCK_SIZE = PART_SIZE  # one block staged to Blob, one part uploaded to MinIO: 
 # complete without them (session.models.export leaves them out too).
 SYNC_MARKERS = frozenset(f"model/{marker}" for marker in HANDOFF_MARKERS)
 # Written last, so the other side never holds a pointer to a checkpoint it lacks (session.models.export does the same).
-POINTERS = ("model/.coach_checkpoint", "model/deepracer_checkpoints.json")
+POINTERS = (f"model/{COACH_CHECKPOINT}", f"model/{CHECKPOINTS_JSON}")
 RECENT_EXIT = timedelta(hours=1)  # a run that ended on its own this recently is still synced by the timer
 _RANGE_SIZE = 4 * 1024 * 1024
 _PARALLEL = 8
@@ -606,33 +605,75 @@ class _Reader:
         return data
 
 
-# -- the session's hooks --------------------------------------------------------------------------------------
+# -- the keeper: what the run layer asks, on any cloud ----------------------------------------------------------
 
-def after_stop(host: "Host", stopped: Iterable["ContainerInfo"], *, say: Say = print,
-               blob: Optional[BlobStore] = None) -> list[SyncReport]:
-    """After `stop` has saved the logs: each stopped run's prefix (checkpoints, metrics, logs) to Blob.
-    A no-op unless DR_CLOUD=azure."""
-    stopped = list(stopped)
-    if not is_azure(host.system) or not stopped:
-        return []
-    # The prefix each container trained, which run.env may no longer name (after `increment`).
-    prefixes = sorted({c.prefix or host.run.local_s3_model_prefix for c in stopped})
-    return _sync_each(host.storage, blob or blob_store_for(host.system), prefixes, say)
+class Keeper:
+    """Keeps this host's models beyond the VM. On Azure the working bucket is MinIO on the VM's temp disk and the
+    stack's blob container keeps the models; on other clouds the working bucket is durable and every method does
+    nothing. The Host carries one (session.host.factory); the run layer calls it where a model's life needs it
+    (start, stop, resume), so no caller asks which cloud it is on.
 
+    `blob` replaces the stack's blob container (tests: Azurite); it is built when first needed."""
 
-def before_pretrained(host: "Host", *, say: Say = print, blob: Optional[BlobStore] = None) -> Optional[SyncReport]:
-    """Before the pretrained model is checked: its prefix back from Blob when MinIO lacks it (a fresh VM). A no-op
-    unless DR_CLOUD=azure and the run starts from a pretrained model."""
-    if not host.run.local_s3_pretrained:
-        return None
-    return ensure_in_minio(host.system, host.storage, host.run.local_s3_pretrained_prefix, say=say, blob=blob)
+    def __init__(self, system: "SystemConfig", storage: Storage, blob: Optional[BlobStore] = None) -> None:
+        self.system, self.storage, self._blob = system, storage, blob
+        self._present: set[str] = set()  # prefixes found in MinIO already: a second restore asks nothing
+
+    @property
+    def active(self) -> bool:
+        return is_azure(self.system)
+
+    @property
+    def blob(self) -> BlobStore:
+        if self._blob is None:
+            self._blob = blob_store_for(self.system)
+        return self._blob
+
+    def keep(self, prefixes: Iterable[str], *, say: Say = print) -> list[SyncReport]:
+        """After a stop has saved the logs: each prefix (checkpoints, metrics, logs) to Blob."""
+        prefixes = sorted(set(prefixes))
+        if not self.active or not prefixes:
+            return []
+        return _sync_each(self.storage, self.blob, prefixes, say)
+
+    def restore(self, prefix: str, *, say: Say = print) -> Optional[SyncReport]:
+        """A model prefix back from Blob when MinIO holds nothing under its model/ and Blob holds the prefix (what
+        a model needs before training or resuming from it on a fresh VM). None when nothing was to do, and on
+        clouds other than azure; whoever needed the model says what is missing."""
+        if not self.active or prefix in self._present:
+            return None
+        report = ensure_in_minio(self.system, self.storage, prefix, say=say, blob=self.blob)
+        self._present.add(prefix)
+        return report
+
+    def claim(self, prefix: str, *, overwrite: bool = False, say: Say = print) -> None:
+        """Before training into `prefix` (after MinIO's own check): a model Blob keeps under that name from an
+        earlier VM is not mixed with the new one; `overwrite` (train --overwrite) deletes it."""
+        if not self.active:
+            return
+        folder = _folder(prefix)
+        if not self.blob.has_objects(folder):
+            return
+        if not overwrite:
+            raise BlobSyncError(f"{self.blob.url_of(folder)} already holds a model (kept from an earlier run or VM); "
+                                f"`deepracer models restore {folder.rstrip('/')}` brings it back, set a new "
+                                "DR_LOCAL_S3_MODEL_PREFIX (`deepracer increment` does it), or pass --overwrite to "
+                                "delete it", code="TargetNotEmpty")
+        names = [info.name for info in self.blob.list(folder)]
+        self.blob.delete(names)
+        say(f"--overwrite: deleted {len(names)} blobs under {self.blob.url_of(folder)}")
+
+    def keep_everything(self, *, say: Say = print) -> list[SyncReport]:
+        """Every top-level folder of MinIO's bucket to Blob: before the VM powers off."""
+        if not self.active:
+            return []
+        return sync_all(self.storage, self.blob, say=say)
 
 
 def ensure_in_minio(system: "SystemConfig", storage: Storage, prefix: str, *, say: Say = print,
                     blob: Optional[BlobStore] = None) -> Optional[SyncReport]:
-    """A model prefix restored from Blob when MinIO holds nothing under its model/ and Blob holds the prefix (what
-    a model needs before training or resuming from it on a fresh VM). None when nothing was to do, and on clouds
-    other than azure; whoever needed the model says what is missing."""
+    """A model prefix restored from Blob when MinIO holds nothing under its model/ and Blob holds the prefix.
+    None when nothing was to do, and on clouds other than azure."""
     if not is_azure(system):
         return None
     folder = _folder(prefix)
@@ -645,26 +686,6 @@ def ensure_in_minio(system: "SystemConfig", storage: Storage, prefix: str, *, sa
     report = restore_prefix_from_blob(blob, storage, folder)
     say(report.summary())
     return report
-
-
-def check_model_prefix(host: "Host", *, overwrite: bool = False, say: Say = print,
-                       blob: Optional[BlobStore] = None) -> None:
-    """Before training into the model prefix (after MinIO's own check): a model Blob keeps under that name from an
-    earlier VM is not mixed with the new one; `overwrite` (train --overwrite) deletes it. A no-op unless azure."""
-    if not is_azure(host.system):
-        return
-    folder = _folder(host.run.local_s3_model_prefix)
-    blob = blob or blob_store_for(host.system)
-    if not blob.has_objects(folder):
-        return
-    if not overwrite:
-        raise BlobSyncError(f"{blob.url_of(folder)} already holds a model (kept from an earlier run or VM); "
-                            f"`deepracer models restore {folder.rstrip('/')}` brings it back, set a new "
-                            "DR_LOCAL_S3_MODEL_PREFIX (`deepracer increment` does it), or pass --overwrite to delete "
-                            "it", code="TargetNotEmpty")
-    names = [info.name for info in blob.list(folder)]
-    blob.delete(names)
-    say(f"--overwrite: deleted {len(names)} blobs under {blob.url_of(folder)}")
 
 
 def prefixes_to_sync(containers: Iterable["ContainerInfo"], now: Optional[datetime] = None,

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Callable, Optional
 
 from session.core.config import SystemConfig
 from session.core.errors import DeepracerError
+from session.core.paths import MINIO_DATA_DIR
 from session.engine.containers import LABEL_ROLE, LABEL_RUN, ContainerSpec, Engine, Mount, Port
 from session.engine.specs import NETWORK
 
@@ -21,7 +22,7 @@ if TYPE_CHECKING:
     from session.storage.s3 import Storage
 
 NAME = "minio"
-DATA_DIR = "/mnt/deepracer/minio"
+DATA_DIR = MINIO_DATA_DIR
 HOST_RUN_LABEL = "host"  # MinIO serves every run on the host
 READY_TIMEOUT_S = 60.0
 

@@ -222,7 +222,9 @@ DR_NEW='a;b'
     assert read_env_file(path, environ={}).values["DR_UPLOAD_S3_PREFIX"] == "rl-3-up"
 
 
-def test_rewrite_never_overwrites_a_backup(tmp_path):
+def test_rewrite_never_overwrites_a_backup(tmp_path, monkeypatch):
+    # One second for all three rewrites: under load the real clock may tick between the second and the third.
+    monkeypatch.setattr(envfile.time, "strftime", lambda pattern: "20261206-120000")
     path = write(tmp_path / "run.env", "A=1\n")
     first = rewrite_env_file(path, {"A": "2"})
     second = rewrite_env_file(path, {"A": "3"})

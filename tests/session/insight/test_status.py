@@ -17,8 +17,9 @@ import pytest
 
 from session.core.config import load_config
 from session.engine.containers import LABEL_PREFIX, LABEL_ROLE, LABEL_RUN, LABEL_WORKER, Engine
+from session.host.factory import Host
 from session.insight.status import as_json, host_status, render, run_status
-from session.run.training import Host, run_containers
+from session.run.training import run_containers
 from session.storage.s3 import Storage
 from tests.shared_data import LOGS
 

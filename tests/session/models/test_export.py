@@ -38,8 +38,9 @@ from session.models.export import (
     target_training_params,
 )
 from session.models.library import ModelError, list_models, show_model
-from session.run.progress import CHECKPOINTS_JSON, read_progress
+from session.run.progress import read_progress
 from session.run.training_params import training_params
+from session.storage.layout import CHECKPOINTS_JSON
 from session.storage.s3 import ChecksumMismatch, Storage
 from tests.session.models.test_models import (
     CONSOLE,
@@ -176,7 +177,7 @@ def test_a_numbered_checkpoint_exported_on_its_own_is_what_training_starts_from_
                                                                                             tmp_path):
     # What run.env's error for DR_LOCAL_S3_PRETRAINED_CHECKPOINT=<number> tells a user to do (simapp 6.0.4 starts
     # only from best or last): the export's `last` is that checkpoint, complete, so train's check accepts it.
-    from session.run.training import TrainingError, check_pretrained
+    from session.checks.pretrained import PretrainedError, check_pretrained
 
     facts = real_models.models["rl-drfc-1"]
     chosen = next(name for name in facts.kept if name not in (facts.best, facts.last))
@@ -188,7 +189,7 @@ def test_a_numbered_checkpoint_exported_on_its_own_is_what_training_starts_from_
     check_pretrained(run, source)
     assert source.get_json(f"{base}/model/{CHECKPOINTS_JSON}")["last_checkpoint"]["name"] == chosen
     source.client.delete_object(Bucket=source.bucket, Key=f"{base}/model/{chosen}.meta")
-    with pytest.raises(TrainingError, match=f"the last checkpoint {chosen.removesuffix('.ckpt')} misses"):
+    with pytest.raises(PretrainedError, match=f"the last checkpoint {chosen.removesuffix('.ckpt')} misses"):
         check_pretrained(run, source)
     source.delete_prefix(base)
 

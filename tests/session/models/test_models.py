@@ -49,8 +49,9 @@ from session.models.library import (
     rank,
     show_model,
 )
-from session.run.progress import CHECKPOINTS_JSON, Checkpoint, Iteration, group_iterations, parse_metrics, read_progress
+from session.run.progress import Checkpoint, Iteration, group_iterations, parse_metrics, read_progress
 from session.run.training_params import dump, training_params
+from session.storage.layout import CHECKPOINTS_JSON
 from session.storage.s3 import Storage
 from tests.shared_data import LOGS
 

@@ -24,6 +24,7 @@ import pytest
 from session.core.config import load_config
 from session.engine.containers import Engine
 from session.engine.specs import StorageAccess
+from session.host.factory import Host
 from session.run.evaluation import (
     EvaluationError,
     EvaluationResult,
@@ -40,7 +41,7 @@ from session.run.evaluation import (
     stop_evaluation,
     wait_for_result,
 )
-from session.run.training import Host, TrainingError
+from session.run.training import TrainingError
 from session.storage.s3 import Storage
 from tests.busybox_image import SIMAPP_CHANGES, busybox_image
 from tests.shared_data import LOGS

@@ -36,8 +36,9 @@ import pytest
 from session.core.config import load_config
 from session.engine.containers import ContainerInfo, Engine, sibling_info
 from session.engine.specs import COMMS_ROOT, NETWORK, SAGEMAKER_TMP, image_of
+from session.host.factory import Host
 from session.run.increment import increment
-from session.run.training import Host, TrainingError, run_containers, start_training, stop_training
+from session.run.training import TrainingError, run_containers, start_training, stop_training
 from session.storage.s3 import Storage
 from tests.session.standin import StandinEngine, build_image
 

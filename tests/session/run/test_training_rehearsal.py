@@ -22,7 +22,8 @@ import pytest
 from session.core.config import load_config
 from session.engine.containers import Engine
 from session.engine.specs import NETWORK, comms_dir
-from session.run.training import Host, TrainingError, start_training, stop_training
+from session.host.factory import Host
+from session.run.training import TrainingError, start_training, stop_training
 from session.storage.s3 import Storage
 from tests.busybox_image import ASH, SIMAPP_CHANGES, busybox_image
 

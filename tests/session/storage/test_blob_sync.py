@@ -27,16 +27,14 @@ import pytest
 
 from session.core.config import load_config
 from session.engine.containers import ContainerInfo
-from session.run.training import Host
+from session.host.factory import Host
+from session.run.training import restore_pretrained, stopped_prefixes
 from session.storage.blob import (
     BLOCK_SIZE,
     ROLE,
     BlobStore,
     BlobSyncError,
-    after_stop,
-    before_pretrained,
     blob_store_for,
-    check_model_prefix,
     prefixes_to_sync,
     restore_prefix_from_blob,
     sync_all,
@@ -430,68 +428,70 @@ def test_blob_store_for_reads_the_stacks_account_and_container_from_system_env(t
         blob_store_for(bad.system)
 
 
-def test_the_hooks_do_nothing_on_aws(tmp_path, storage, model):
-    host = host_for(tmp_path, storage, cloud="aws",
-                    run="DR_LOCAL_S3_PRETRAINED=True\nDR_LOCAL_S3_PRETRAINED_PREFIX=rl-elsewhere\n")
+def test_the_keeper_does_nothing_on_aws(tmp_path, storage, model):
     # Any touch of this store would fail: nothing listens there.
     untouchable = BlobStore("https://127.0.0.1:9/none", "models", {"account_name": "x", "account_key": DEV_KEY},
                             max_attempts=1)
-    assert after_stop(host, [stopped("trainer", PREFIX)], blob=untouchable) == []
-    assert before_pretrained(host, blob=untouchable) is None
-    assert check_model_prefix(host, overwrite=True, blob=untouchable) is None
+    host = replace(host_for(tmp_path, storage, cloud="aws",
+                            run="DR_LOCAL_S3_PRETRAINED=True\nDR_LOCAL_S3_PRETRAINED_PREFIX=rl-elsewhere\n"),
+                   blob=untouchable)
+    assert host.keeper.keep(stopped_prefixes([stopped("trainer", PREFIX)], host.run)) == []
+    assert restore_pretrained(host) is None
+    assert host.keeper.claim(host.run.local_s3_model_prefix, overwrite=True) is None
+    assert host.keeper.keep_everything() == []
     said: list[str] = []
     no_engine = None  # on aws the engine is never asked
     assert sync_running(host.system, no_engine, storage, blob=untouchable, say=said.append) == []  # type: ignore
     assert said == ["DR_CLOUD=aws: the models are in the working bucket already; nothing to sync"]
 
 
-def test_after_stop_syncs_each_stopped_runs_prefix_with_its_logs(tmp_path, storage, blob, container, model,
-                                                                 s3_client):
-    host = host_for(tmp_path, storage)
+def test_a_stop_keeps_each_stopped_runs_prefix_with_its_logs(tmp_path, storage, blob, container, model,
+                                                             s3_client):
+    host = replace(host_for(tmp_path, storage), blob=blob)
     s3_client.put_object(Bucket=storage.bucket, Key=f"{PREFIX}/logs/20250102000000-worker-1.log", Body=b"SIM_TRACE\n")
     said: list[str] = []
     # The SageMaker sibling carries no prefix label: it counts for run.env's prefix, which holds nothing here.
-    reports = after_stop(host, [stopped("trainer", PREFIX), stopped("worker", PREFIX, 1), stopped("sagemaker", None)],
-                         blob=blob, say=said.append)
+    containers = [stopped("trainer", PREFIX), stopped("worker", PREFIX, 1), stopped("sagemaker", None)]
+    reports = host.keeper.keep(stopped_prefixes(containers, host.run), say=said.append)
     assert [r.target for r in reports] == [f"{blob.url}/{PREFIX}/", f"{blob.url}/{PREFIX}-2/"]
     assert "logs/20250102000000-worker-1.log" in reports[0].added
     assert f"{PREFIX}/logs/20250102000000-worker-1.log" in blob_etags(container)
     assert len(said) == 2 and said[0].startswith(f"s3://{storage.bucket}/{PREFIX}/ -> ")
 
 
-def test_before_pretrained_restores_a_prefix_minio_lacks_and_leaves_one_it_has(tmp_path, storage, blob, model,
+def test_the_pretrained_prefix_is_restored_when_minio_lacks_it_and_left_when_it_has_it(tmp_path, storage, blob, model,
                                                                               make_bucket, s3_server, s3_client):
     from session.storage.s3 import Storage
 
     sync_prefix_to_blob(storage, blob, PREFIX)
     run = f"DR_LOCAL_S3_PRETRAINED=True\nDR_LOCAL_S3_PRETRAINED_PREFIX={PREFIX}\n"
-    assert before_pretrained(host_for(tmp_path, storage, run=run), blob=blob) is None  # MinIO has it
+    assert restore_pretrained(replace(host_for(tmp_path, storage, run=run), blob=blob)) is None  # MinIO has it
 
     with Storage(make_bucket("fresh-vm"), endpoint_url=s3_server, access_key="testing", secret_key="testing") as fresh:
-        host = replace(host_for(tmp_path, storage, run=run), storage=fresh)
+        host = replace(host_for(tmp_path, storage, run=run), storage=fresh, blob=blob)
         said: list[str] = []
-        report = before_pretrained(host, blob=blob, say=said.append)
+        report = restore_pretrained(host, say=said.append)
         assert report is not None and report.added == synced(model)
         assert said[0] == f"s3://{fresh.bucket}/{PREFIX}/ is not in MinIO: restoring it from {blob.url}/{PREFIX}/"
         assert bucket_bytes(s3_client, fresh.bucket)["model/1_Step-2000.ckpt.index"] == model[
             "model/1_Step-2000.ckpt.index"]
 
         elsewhere = replace(host, run=replace(host.run, local_s3_pretrained_prefix="rl-nowhere"))
-        assert before_pretrained(elsewhere, blob=blob) is None  # the pretrained check will say what is missing
+        assert restore_pretrained(elsewhere) is None  # the pretrained check will say what is missing
+        assert restore_pretrained(host) is None  # asked once per host: restored already
 
 
 def test_a_model_blob_keeps_from_an_earlier_vm_is_not_trained_over_without_overwrite(tmp_path, storage, blob,
                                                                                     container, model):
     sync_prefix_to_blob(storage, blob, PREFIX)
-    host = host_for(tmp_path, storage)
-    host = replace(host, run=replace(host.run, local_s3_model_prefix=PREFIX))
+    keeper = replace(host_for(tmp_path, storage), blob=blob).keeper
     with pytest.raises(BlobSyncError, match=rf"already holds a model .* `deepracer models restore {PREFIX}`"):
-        check_model_prefix(host, blob=blob)
+        keeper.claim(PREFIX)
     said: list[str] = []
-    check_model_prefix(host, overwrite=True, blob=blob, say=said.append)
+    keeper.claim(PREFIX, overwrite=True, say=said.append)
     assert blob_etags(container) == {}
     assert said == [f"--overwrite: deleted {len(synced(model))} blobs under {blob.url}/{PREFIX}/"]
-    check_model_prefix(host, blob=blob)  # a free name passes
+    keeper.claim(PREFIX)  # a free name passes
 
 
 class ListingEngine:
