@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Callable, Literal, Optional, TypeVar, Union
 
 from infra.pricing import azure_vcpus
-from session.core.config import MAX_WORKERS  # one maximum for the stack and the host's DR_WORKERS
+from session.core.defaults import MAX_WORKERS  # one maximum for the stack and the host's DR_WORKERS
 
 PROJECT = "deepracer-cloud"
 

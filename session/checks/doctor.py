@@ -31,9 +31,13 @@ from enum import Enum
 from pathlib import Path
 from typing import Any, Callable, Iterable, Optional, Sequence
 
-from session.core.config import SystemConfig
+from session.core.config import SystemConfig, load_system_config
+from session.core.envfile import ConfigError
 from session.engine.containers import LABEL_ROLE, LABEL_RUN, ContainerSpec, Engine, EngineError, Finished, Mount
 from session.engine.specs import NETWORK, SAGEMAKER_TMP, StorageAccess, image_of, wants_gpu
+from session.host.factory import storage_for
+from session.storage.minio import DATA_DIR, MinioError, ensure_minio, needs_minio
+from session.storage.s3 import StorageError
 
 ROLE = "doctor"
 CONTAINER_TIMEOUT_S = 180.0  # a container that has not finished by then hangs (IMDS, compose): say so
@@ -109,9 +113,6 @@ class Report:
 # --- the host's settings and engine -------------------------------------------------------------------------
 
 def check_system_env(path: Path) -> tuple[Check, Optional[SystemConfig]]:
-    from session.core.config import load_system_config
-    from session.core.envfile import ConfigError
-
     if not path.is_file():
         return Check("system-env", Status.FAIL, f"{path} not found",
                      "the first boot writes it (cloud-init); give another with --system-env"), None
@@ -164,7 +165,6 @@ def disk_needs(system: SystemConfig, docker_root: str) -> list[DiskNeed]:
     they reach the bucket (hundreds of MB per checkpoint kept): 5 GiB, tight below 10. MinIO's data on the scratch
     disk (azure/local: every model and its checkpoints live there): 5 GiB, tight below 20.
     """
-    from session.storage.minio import DATA_DIR, needs_minio
 
     needs = [DiskNeed(docker_root, "Docker's data root", 10, 25),
              DiskNeed(SAGEMAKER_TMP, "SageMaker's job folders", 5, 10)]
@@ -289,9 +289,6 @@ def check_storage(engine: Engine, system: SystemConfig, prepare: Optional[Callab
     """`prepare`: what `train` does first (on azure/local: start MinIO and create the bucket in it)."""
     image = image_of(system)
     if prepare is not None:
-        from session.storage.minio import MinioError
-        from session.storage.s3 import StorageError
-
         try:
             prepare()
         except (EngineError, MinioError, StorageError) as error:
@@ -442,8 +439,6 @@ def run_checks(system_env: Path, engine: Engine, docker_socket: str, *,
 
 def start_minio(system: SystemConfig, engine: Engine) -> None:
     """On azure/local, MinIO running with the working bucket in it, as `train` makes sure first."""
-    from session.host.factory import storage_for
-    from session.storage.minio import ensure_minio, needs_minio
 
     if needs_minio(system):
         ensure_minio(engine, system, say=lambda _: None, storage=storage_for(system))

@@ -11,10 +11,15 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Mapping, Optional
 
+from session.checks.custom_files import check_custom_files
 from session.checks.pretrained import PretrainedError, check_pretrained
-from session.core.config import MAX_WORKERS, ConfigError, RunConfig, SystemConfig
+from session.checks.reward import check_reward_function
+from session.checks.tracks import TrackLibrary, check_world_name
+from session.core.config import ConfigError, RunConfig, SystemConfig
+from session.core.defaults import MAX_WORKERS
 from session.core.paths import HOST_TRACKS_DIR, tracks_dir_candidates
 from session.core.problems import Problem
+from session.storage.s3 import StorageError
 
 if TYPE_CHECKING:
     from session.checks.tracks import Track
@@ -52,7 +57,6 @@ def check_config(run: RunConfig) -> list[Problem]:
 
 def check_tracks(run: RunConfig, workers: int, directory: Optional[Path]) -> tuple[list[Problem], Optional[Track]]:
     """World names of run.env and every worker config; returns the track the dry run drives on."""
-    from session.checks.tracks import TrackLibrary, check_world_name
 
     if directory is None:
         return [NotChecked("tracks", "DR_WORLD_NAME", f"no track files (--tracks DIR, DR_TRACKS_DIR or "
@@ -82,7 +86,6 @@ def _action_space(custom_files: Path):
 
 def check_storage(run: RunConfig, storage) -> list[Problem]:
     """What `train` would refuse, found early: the bucket, the model prefix, the pretrained model."""
-    from session.storage.s3 import StorageError
 
     problems: list[Problem] = []
     try:
@@ -104,9 +107,6 @@ def check_storage(run: RunConfig, storage) -> list[Problem]:
 
 def validate(system: SystemConfig, run: RunConfig, custom_files: Path, *, workers: Optional[int] = None,
              tracks: Optional[Path] = None, calls: int = 500, storage=None) -> list[Problem]:
-    from session.checks.custom_files import check_custom_files
-    from session.checks.reward import check_reward_function
-
     workers = system.workers if workers is None else workers
     if not 1 <= workers <= MAX_WORKERS:
         raise ValueError(f"workers must be from 1 to {MAX_WORKERS}, got {workers}")  # the CLI refuses it first

@@ -144,7 +144,7 @@ def validate(args: argparse.Namespace) -> int:
 
 def train(args: argparse.Namespace) -> int:
     from session.lifecycle.limits import max_minutes_for
-    from session.lifecycle.resume import RunStateStore
+    from session.run.state import RunStateStore
     from session.run.training import restore_pretrained, start_training
 
     host, run_env = _host(args)
@@ -180,11 +180,11 @@ def train(args: argparse.Namespace) -> int:
 def _record_run(store, host, run_env: Path, system_env: Path, max_minutes: Optional[int]) -> None:
     """The run state spot resume and the time limit read; a host without it still trains."""
     from session.lifecycle.limits import arm
-    from session.lifecycle.resume import ResumeError, record_start
+    from session.run.state import RunStateError, record_start
 
     try:
         state = record_start(store, host, run_env, system_env, max_minutes=max_minutes)
-    except ResumeError as error:
+    except RunStateError as error:
         _err(f"warning: {error}: this run is not resumed after a spot interruption")
         return
     if max_minutes is not None:
@@ -192,7 +192,7 @@ def _record_run(store, host, run_env: Path, system_env: Path, max_minutes: Optio
 
 
 def stop(args: argparse.Namespace) -> int:
-    from session.lifecycle.resume import ResumeError, RunStateStore, mark_stopped
+    from session.run.state import RunStateError, RunStateStore, mark_stopped
     from session.run.training import stop_training
 
     host, _ = _host(args)
@@ -204,7 +204,7 @@ def stop(args: argparse.Namespace) -> int:
                say=_err)
     try:
         mark_stopped(RunStateStore(), host.run.run_id)  # stopped by the user: not resumed at the next boot
-    except ResumeError as error:
+    except RunStateError as error:
         _err(f"warning: {error}")
     return 0
 
@@ -214,11 +214,11 @@ def _say(line: str) -> None:
 
 
 def resume(args: argparse.Namespace) -> int:
-    from session.lifecycle.resume import ResumeError
     from session.lifecycle.resume import resume as resume_run
+    from session.run.state import RunStateError
 
     if args.run_env or args.system_env:  # refused, not ignored: the files are the ones the run recorded
-        raise ResumeError("resume continues the interrupted run with the run.env and system.env it was started "
+        raise RunStateError("resume continues the interrupted run with the run.env and system.env it was started "
                           "with; --run-env and --system-env do not apply (`deepracer train` starts another run)")
     # Azure: a deallocated VM comes back with an empty MinIO; the host's keeper brings the prefix back from Blob.
     result = resume_run(force=args.force, say=_say)

@@ -7,6 +7,7 @@ import sys
 from typing import Optional, Sequence
 
 from session import __version__
+from session.core.defaults import MAX_WORKERS, STALL_CHECKPOINT_MINUTES, STALL_EVALUATION_LOOP, STALL_WORKER_MINUTES
 from session.core.errors import EXIT_USER_ERROR, DeepracerError
 
 
@@ -33,8 +34,6 @@ def _whole_number(low: int, high: Optional[int] = None):
 
 
 def _workers(text: str) -> int:
-    from session.core.config import MAX_WORKERS  # small module; kept out of `--help`'s imports all the same
-
     return _whole_number(1, MAX_WORKERS)(text)
 
 
@@ -49,12 +48,12 @@ def _positive(text: str) -> float:
 
 
 def _watch_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--stall-minutes", type=_positive, default=20.0, metavar="N",
-                        help="flag the trainer when it saves no checkpoint for N minutes (default 20)")
-    parser.add_argument("--worker-minutes", type=_positive, default=5.0, metavar="M",
-                        help="flag a worker without a simulation step for M minutes (default 5)")
-    parser.add_argument("--eval-loop", type=lambda t: int(_positive(t)), default=20, metavar="K",
-                        help="flag worker 1 after K extra evaluations waiting for one checkpoint (default 20)")
+    parser.add_argument("--stall-minutes", type=_positive, default=STALL_CHECKPOINT_MINUTES, metavar="N",
+                        help="flag the trainer when it saves no checkpoint for N minutes (default %(default)g)")
+    parser.add_argument("--worker-minutes", type=_positive, default=STALL_WORKER_MINUTES, metavar="M",
+                        help="flag a worker without a simulation step for M minutes (default %(default)g)")
+    parser.add_argument("--eval-loop", type=lambda t: int(_positive(t)), default=STALL_EVALUATION_LOOP, metavar="K",
+                        help="flag worker 1 after K extra evaluations waiting for one checkpoint (default %(default)d)")
     parser.add_argument("--refresh", type=_positive, default=1.0, metavar="S",
                         help="seconds between updates (default 1)")
     parser.add_argument("--progress-every", type=_positive, default=30.0, metavar="S",

@@ -26,6 +26,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Callable, Mapping, NamedTuple, Optional, Union
 
+from session.core.defaults import MAX_WORKERS
 from session.core.envfile import ConfigError, ConfigWarning, EnvFile, PathLike, combine, read_env_file
 
 # The locations live in session.core.paths; these two are part of this module's API (load_config's defaults).
@@ -37,9 +38,6 @@ __all__ = [
     "WORKER_KEYS",
 ]
 
-# The most simulation workers the stack deploys and documents (README: 1-8); infra.settings uses this one too.
-# DRfC's viewer and port ranges stop at 8, and more never helped a single trainer.
-MAX_WORKERS = 8
 
 
 # --- value kinds -----------------------------------------------------------------------------------------------

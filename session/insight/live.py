@@ -50,6 +50,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Deque, Dict, Optional, Sequence, Tuple, Union
 
+from session.core.defaults import STALL_CHECKPOINT_MINUTES, STALL_EVALUATION_LOOP, STALL_WORKER_MINUTES
 from session.engine.containers import SimappException, parse_simapp_exception
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -396,9 +397,9 @@ class Stall:
 
 @dataclass(frozen=True)
 class StallRules:
-    checkpoint_minutes: float = 20.0
-    worker_minutes: float = 5.0
-    evaluation_loop: int = 20  # Additional evaluation lines while waiting for one checkpoint
+    checkpoint_minutes: float = STALL_CHECKPOINT_MINUTES
+    worker_minutes: float = STALL_WORKER_MINUTES
+    evaluation_loop: int = STALL_EVALUATION_LOOP  # Additional evaluation lines while waiting for one checkpoint
 
     def __post_init__(self) -> None:
         if self.checkpoint_minutes <= 0 or self.worker_minutes <= 0 or self.evaluation_loop < 1:

@@ -24,7 +24,11 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
+from session.engine.containers import Engine
+from session.host.factory import storage_for
 from session.insight.live import DiskUse, GpuUse, LiveState, Snapshot, StallRules
+from session.run.progress import read_progress as read
+from session.run.training import run_containers
 
 if TYPE_CHECKING:  # pragma: no cover
     from rich.console import Console, RenderableType
@@ -428,19 +432,13 @@ def watch_run(system: "SystemConfig", run: "RunConfig", *, rules: StallRules = S
     as it is (MinIO is not started for this)."""
     from rich.live import Live
 
-    from session.engine.containers import Engine
-    from session.run.training import run_containers
 
     engine = engine or Engine()
     title = f"run {run.run_id} · {run.local_s3_model_prefix} · s3://{system.local_s3_bucket}"
     lazily: Dict[str, "Storage"] = {}
 
     def read_progress() -> "TrainingProgress":
-        from session.run.progress import read_progress as read
-
         if "storage" not in lazily:
-            from session.host.factory import storage_for
-
             lazily["storage"] = storage if storage is not None else storage_for(system)
         return read(lazily["storage"], run.local_s3_model_prefix, run.local_s3_metrics_prefix)
 

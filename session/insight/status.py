@@ -38,9 +38,12 @@ from session.engine.containers import (
     ROLE_SAGEMAKER,
     SAGEMAKER_ROOT,
     ContainerInfo,
+    Engine,
+    EngineError,
     container_info,
     sibling_info,
 )
+from session.host import first_boot as host_module
 
 if TYPE_CHECKING:  # pragma: no cover
     from session.core.config import RunConfig, SystemConfig
@@ -94,7 +97,6 @@ def run_status(system: "SystemConfig", run: "RunConfig", *, progress: str = "aut
     $DOCKER_HOST, else unix:///var/run/docker.sock; `storage` to the run's working bucket (created only when
     read); `system_env`/`ready_marker` to session.host.first_boot's paths; `cache_dir` to default_cache_dir().
     """
-    from session.host import first_boot as host_module
 
     if progress not in PROGRESS_MODES:
         raise ValueError(f"progress must be one of {', '.join(PROGRESS_MODES)}, got {progress!r}")
@@ -252,8 +254,7 @@ def _siblings(api: _DockerSocket, image: str, marker: str, run: str,
 
 def _containers_through_sdk(url: str, system: "SystemConfig",
                             run: "RunConfig") -> tuple[list[ContainerInfo], Optional[str]]:
-    from session.engine.containers import Engine, EngineError
-    from session.run.training import run_containers
+    from session.run.training import run_containers  # start-up: the storage stack, only on other DOCKER_HOSTs
 
     try:
         return _ordered(run_containers(Engine(base_url=url), system, run)), None
@@ -287,13 +288,13 @@ def _ordered(containers: Sequence[ContainerInfo]) -> list[ContainerInfo]:
 
 def _read_storage(system: "SystemConfig", run: "RunConfig",
                   storage: Optional["Storage"]) -> tuple[Optional["TrainingProgress"], Optional[str]]:
-    from session.run.progress import read_progress
-    from session.storage.s3 import StorageError
+    # start-up: the storage stack loads only when progress is read (a running run, or --progress)
+    from session.host.factory import storage_for  # start-up
+    from session.run.progress import read_progress  # start-up
+    from session.storage.s3 import StorageError  # start-up
 
     try:
         if storage is None:
-            from session.host.factory import storage_for
-
             storage = storage_for(system)
         return read_progress(storage, run.local_s3_model_prefix, run.local_s3_metrics_prefix), None
     except StorageError as error:
@@ -326,7 +327,8 @@ def _read_cache(path: Path, system: "SystemConfig", run: "RunConfig") -> Optiona
                 document.get("model_prefix")) != (_CACHE_VERSION, system.local_s3_endpoint_url,
                                                   system.local_s3_bucket, run.local_s3_model_prefix):
             return None
-        from session.run.progress import TrainingProgress
+
+        from session.run.progress import TrainingProgress  # start-up: only when a cached digest is read
 
         return TrainingProgress.from_dict(document["progress"])
     except (OSError, ValueError, KeyError, TypeError, AttributeError):

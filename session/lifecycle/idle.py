@@ -8,7 +8,7 @@ activity; MinIO is not, nor a logged-in user. The clock starts no earlier than t
 started gets the full time) and not before the first boot finished (its ready marker): a host still pulling the
 simulator image is never stopped.
 
-The same check keeps the run state honest (session.lifecycle.resume): a run recorded as running whose containers are
+The same check keeps the run state honest (session.run.state): a run recorded as running whose containers are
 gone is marked ended, a deadline passed by more than a minute is enforced (session.lifecycle.limits), and a time limit
 that asked for a power-off gets it.
 
@@ -28,35 +28,26 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import urllib.parse
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Iterable, Optional, Sequence
+from typing import Callable, Iterable, Optional, Sequence
 
-from session.core.errors import DeepracerError
-from session.core.paths import default_idle_state
-from session.host.factory import storage_for
-from session.lifecycle.spot import IMDS, NoticeError, metadata_request
+from session.core.config import SystemConfig
+from session.core.paths import default_idle_state, default_ready_marker
+from session.engine.containers import ContainerInfo, Engine, EngineError
+from session.host.factory import HostFactory, storage_for
+from session.lifecycle.limits import BACKSTOP_GRACE_S, enforce
+from session.lifecycle.notify import notify
+from session.lifecycle.power import power_off
+from session.lifecycle.watchdog import check as watchdog_check
+from session.run.state import Event, RunStateError, RunStateStore, Status, mark_stopped
 from session.storage.blob import Keeper
-
-if TYPE_CHECKING:  # pragma: no cover
-    from session.core.config import SystemConfig
-    from session.engine.containers import ContainerInfo, Engine
-    from session.host.factory import HostFactory
-    from session.lifecycle.resume import RunStateStore
 
 CHECK_EVERY_MIN = 5  # deepracer-idle.timer's OnUnitActiveSec
 ACTIVE_ROLES = ("trainer", "worker", "evaluation")
-ARM = "https://management.azure.com"
-ARM_API_VERSION = "2024-07-01"
-DEALLOCATE_ACTION = "Microsoft.Compute/virtualMachines/deallocate/action"
 
 Say = Callable[[str], None]
-
-
-class PowerOffError(DeepracerError):
-    """The cloud refused to stop this host; `str()` is one line."""
 
 
 @dataclass(frozen=True)
@@ -138,20 +129,14 @@ def idle_check(system: "SystemConfig", *, engine: Optional["Engine"] = None,
                warn: Optional[Say] = None, say: Say = print) -> IdleDecision:
     """`deepracer idle-check`: reconcile the run state, decide, remember the activity, power off if due.
     `stop_host` defaults to `power_off`; `warn` to `wall` (a note to logged-in users)."""
-    from session.engine.containers import Engine, EngineError
-    from session.host.first_boot import default_ready_marker
-    from session.lifecycle.limits import BACKSTOP_GRACE_S, enforce
-
     idle_state = idle_state if idle_state is not None else default_idle_state()
-    from session.lifecycle.resume import ENDED, RUNNING, TIME_LIMIT, ResumeError, RunStateStore, mark_stopped
-
     engine = engine or Engine()
     store = store or RunStateStore()
     marker = ready_marker or default_ready_marker()
     moment = now or datetime.now(timezone.utc)
     try:
         state = store.read()  # before the containers: a run `train` records meanwhile has its containers listed
-    except ResumeError as error:
+    except RunStateError as error:
         say(f"run state: {error}")
         state = None
     try:
@@ -161,27 +146,26 @@ def idle_check(system: "SystemConfig", *, engine: Optional["Engine"] = None,
         say(f"idle check: {error}; counting no container as active")
         containers = []
     try:  # e-mails a run that finished by itself or stalls (session.lifecycle.watchdog), before it is recorded as ended
-        from session.lifecycle.watchdog import check  # it lists the containers itself: a Docker failure is no finish
-
-        dry_run or check(system, state=state, engine=engine, store=store, now=moment, say=say)
+        # The watchdog lists the containers itself: a Docker failure is no finish.
+        dry_run or watchdog_check(system, state=state, engine=engine, store=store, now=moment, say=say)
     except Exception as error:  # noqa: BLE001 - a notification never stops the idle check
         say(f"watchdog: {error}")
 
     try:
-        if state is not None and state.status == RUNNING:
+        if state is not None and state.status is Status.RUNNING:
             ours = [c for c in active_containers(containers) if c.run == str(state.run_id) and c.role != "evaluation"]
             if not ours:
-                mark_stopped(store, state.run_id, status=ENDED, token=state.token, now=moment,
+                mark_stopped(store, state.run_id, event=Event.END, token=state.token, now=moment,
                              reason="its containers stopped without `deepracer stop`")
                 say(f"run state: {state.prefix} is not running any more; recorded as ended")
             elif not dry_run and enforce(store, now=lambda: moment, grace_s=BACKSTOP_GRACE_S,
                                          host_factory=host_factory, say=say) is not None:
                 containers = engine.list()
         state = store.read()
-    except ResumeError as error:
+    except RunStateError as error:
         say(f"run state: {error}")
         state = None
-    limit_power_off = state is not None and state.status == TIME_LIMIT and state.power_off
+    limit_power_off = state is not None and state.status is Status.TIME_LIMIT and state.power_off
 
     ready = marker.is_file()
     since_ready = datetime.fromtimestamp(marker.stat().st_mtime, timezone.utc) if ready else None
@@ -204,14 +188,12 @@ def idle_check(system: "SystemConfig", *, engine: Optional["Engine"] = None,
     if decision.power_off:
         if limit_power_off:
             # Done once: the next boot must not power off again for the same run.
-            store.transition(lambda current: current.token == state.token,  # type: ignore[union-attr]  # limit_power_off: a state
-                             lambda current: replace(current, power_off=False))
+            token = state.token if state is not None else None
+            store.apply(Event.NOTE, when=lambda current: current.token == token, power_off=False)
         if stop_host is not None:
             stop_host(system.cloud)
         else:
             _keep_models(system, say)
-            from session.lifecycle.notify import notify
-
             notify(system, "idle stop", "host", f"{decision.reason}; the host powers off", say=say)
             power_off(system.cloud, say=say)
     return decision
@@ -234,64 +216,3 @@ def _wall(message: str) -> None:
         subprocess.run(["wall", message], check=False, timeout=10, capture_output=True)
     except (OSError, subprocess.SubprocessError):
         pass
-
-
-# --- powering off ------------------------------------------------------------------------------------------------
-
-
-class AzureVm:
-    """This VM, as its managed identity sees it through IMDS and Azure Resource Manager."""
-
-    def __init__(self, imds: str = IMDS, arm: str = ARM, timeout: float = 10.0) -> None:
-        self.imds, self.arm, self.timeout = imds.rstrip("/"), arm.rstrip("/"), timeout
-
-    def _imds_json(self, path: str) -> dict:
-        status, body = metadata_request(f"{self.imds}{path}", headers={"Metadata": "true"}, timeout=self.timeout)
-        if status != 200:
-            raise PowerOffError(f"IMDS {path.split('?')[0]} answered HTTP {status}: {_excerpt(body)}")
-        return json.loads(body)
-
-    def token(self) -> str:
-        resource = urllib.parse.quote(f"{ARM}/", safe="")
-        return self._imds_json(f"/metadata/identity/oauth2/token?api-version=2018-02-01&resource={resource}"
-                               )["access_token"]
-
-    def resource_id(self) -> str:
-        compute = self._imds_json("/metadata/instance/compute?api-version=2021-02-01")
-        return compute.get("resourceId") or (
-            f"/subscriptions/{compute['subscriptionId']}/resourceGroups/{compute['resourceGroupName']}"
-            f"/providers/Microsoft.Compute/virtualMachines/{compute['name']}")
-
-    def deallocate(self) -> None:
-        """Asks ARM to deallocate this VM (202: it goes down within a minute or so)."""
-        try:
-            url = f"{self.arm}{self.resource_id()}/deallocate?api-version={ARM_API_VERSION}"
-            status, body = metadata_request(url, method="POST", body=b"", timeout=self.timeout,
-                                            headers={"Authorization": f"Bearer {self.token()}"})
-        except (NoticeError, ValueError, KeyError) as error:
-            raise PowerOffError(str(error)) from None
-        if status not in (200, 202):
-            hint = (f"; the VM's managed identity needs {DEALLOCATE_ACTION} on the VM"
-                    if status in (401, 403) else "")
-            raise PowerOffError(f"deallocate answered HTTP {status}: {_excerpt(body)}{hint}")
-
-
-def _excerpt(body: bytes) -> str:
-    return " ".join(body[:300].decode("utf-8", "replace").split())
-
-
-def power_off(cloud: str, *, say: Say = print, azure: Optional[AzureVm] = None,
-              run: Callable[[Sequence[str]], object] = lambda command: subprocess.run(list(command), check=False)
-              ) -> str:
-    """Stops this host: Azure deallocates, everything else powers off. Returns what was done."""
-    if cloud == "azure":
-        try:
-            (azure or AzureVm()).deallocate()
-            say("asked Azure to deallocate this VM (compute billing stops; the disks stay)")
-            return "deallocate"
-        except PowerOffError as error:
-            say(f"WARNING: Azure did not deallocate this VM ({error}). Powering off from inside instead: the VM "
-                "stays ALLOCATED AND BILLED at its full hourly price until you deallocate it "
-                "(`az vm deallocate` or the portal's Stop).")
-    run(["systemctl", "poweroff"])
-    return "poweroff"

@@ -1,6 +1,6 @@
 """Time limits: `train --max-minutes N` (or DR_TRAIN_MAX_MINUTES in run.env) stops training cleanly after N minutes.
 
-The deadline is part of the run state (session.lifecycle.resume): the run's start plus what is left of N minutes of
+The deadline is part of the run state (session.run.state): the run's start plus what is left of N minutes of
 *training* — a run resumed after a spot interruption carries its earlier training time, so N bounds the total.
 Two things enforce it, both calling `enforce`, the same graceful stop the spot watcher does (containers stopped
 with `stop_training`, logs to `<prefix>/logs/`, the newest checkpoint in storage recorded), marking the run
@@ -28,18 +28,17 @@ import os
 import subprocess
 import sys
 import time
-from dataclasses import replace
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Optional, Sequence
+from typing import Callable, Optional, Sequence
 
+from session.core.config import RunConfig
 from session.core.errors import DeepracerError
+from session.host.factory import HostFactory
 from session.lifecycle.notify import notify
-from session.lifecycle.resume import RUNNING, TIME_LIMIT, RunState, RunStateStore, StopReport, interrupt
-
-if TYPE_CHECKING:  # pragma: no cover
-    from session.core.config import RunConfig
-    from session.host.factory import HostFactory
+from session.lifecycle.power import power_off as power_off_host
+from session.lifecycle.stopping import StopReport, interrupt
+from session.run.state import Event, RunState, RunStateStore, Status, utcnow
 
 WAKE_S = 30.0  # how often a sleeping timer process looks whether its run ended otherwise
 BACKSTOP_GRACE_S = 60.0  # the idle timer leaves the timer process this long to stop the run on time
@@ -53,11 +52,7 @@ class LimitError(DeepracerError):
     """`str()` is one line for the user."""
 
 
-def _utcnow() -> datetime:
-    return datetime.now(timezone.utc)
-
-
-def max_minutes_for(run: "RunConfig", requested: Optional[int] = None) -> Optional[int]:
+def max_minutes_for(run: RunConfig, requested: Optional[int] = None) -> Optional[int]:
     """`--max-minutes` when given, else run.env's DR_TRAIN_MAX_MINUTES; None: no limit."""
     if requested is not None and requested < 1:
         raise LimitError(f"--max-minutes: expected a whole number of minutes of at least 1, got {requested}")
@@ -81,24 +76,26 @@ def arm(store: RunStateStore, state: RunState, *,
         raise LimitError(f"{state.prefix} has no time limit to arm")
     log = store.path.with_name(f"time-limit-{state.run_id}.log")
     launch(timer_command(store, state), log)
-    left = max(0.0, (state.deadline - _utcnow()).total_seconds()) / 60
+    left = max(0.0, (state.deadline - utcnow()).total_seconds()) / 60
     return (f"time limit: training stops at {state.deadline:%Y-%m-%d %H:%M} UTC, in {left:.0f} min "
             f"({state.max_minutes} min of training in all; timer log {log})")
 
 
-def enforce(store: RunStateStore, *, now: Callable[[], datetime] = _utcnow, grace_s: float = 0.0,
-            host_factory: Optional["HostFactory"] = None, power_off: Optional[PowerOff] = None,
+def enforce(store: RunStateStore, *, now: Callable[[], datetime] = utcnow, grace_s: float = 0.0,
+            host_factory: Optional[HostFactory] = None, power_off: Optional[PowerOff] = None,
             token: Optional[str] = None, say: Say = print) -> Optional[StopReport]:
     """Stops the recorded run if its deadline has passed (by `grace_s`); the timer's entry point.
 
     With DR_POWER_OFF_AFTER_MAX_MINUTES, `power_off` powers the host off afterwards; without one (not root) the
     wish is recorded for the idle timer. Returns None when there was nothing to stop."""
     state = store.read()
-    if state is None or state.status != RUNNING or state.deadline is None or (token and state.token != token):
+    if state is None or state.status is not Status.RUNNING or state.deadline is None:
+        return None
+    if token not in (None, state.token):
         return None
     if now() < state.deadline + timedelta(seconds=grace_s):
         return None
-    report = interrupt(store, status=TIME_LIMIT, reason=f"time limit of {state.max_minutes} min reached",
+    report = interrupt(store, event=Event.TIME_UP, reason=f"time limit of {state.max_minutes} min reached",
                        timeout=STOP_TIMEOUT_S, host_factory=host_factory, say=say, now=now, token=state.token,
                        after_stop=_tell_time_limit)
     if report is None or report.host is None or not report.host.system.power_off_after_max_minutes:
@@ -107,8 +104,7 @@ def enforce(store: RunStateStore, *, now: Callable[[], datetime] = _utcnow, grac
         say("DR_POWER_OFF_AFTER_MAX_MINUTES: powering the host off")
         power_off(report.host.system.cloud)
         return report
-    store.transition(lambda current: current.token == state.token,
-                     lambda current: replace(current, power_off=True))
+    store.apply(Event.NOTE, when=lambda current: current.token == state.token, power_off=True)
     say("DR_POWER_OFF_AFTER_MAX_MINUTES: the idle timer (root) powers the host off within 5 minutes")
     return report
 
@@ -118,14 +114,14 @@ def _tell_time_limit(host, stopped) -> None:
     notify(host.system, "time limit reached", host.run.local_s3_model_prefix, "training was stopped at its time limit")
 
 
-def wait(store: RunStateStore, token: str, *, now: Callable[[], datetime] = _utcnow,
-         sleep: Callable[[float], None] = time.sleep, host_factory: Optional["HostFactory"] = None,
+def wait(store: RunStateStore, token: str, *, now: Callable[[], datetime] = utcnow,
+         sleep: Callable[[float], None] = time.sleep, host_factory: Optional[HostFactory] = None,
          power_off: Optional[PowerOff] = None, say: Say = print) -> Optional[StopReport]:
     """The timer process: sleeps until the run's deadline, then `enforce`s it; leaves as soon as the run
     recorded is no longer the running one it was started for."""
     while True:
         state = store.read()
-        if state is None or state.token != token or state.status != RUNNING or state.deadline is None:
+        if state is None or state.token != token or state.status is not Status.RUNNING or state.deadline is None:
             say(f"time limit: {token} is no longer running; nothing to do")
             return None
         left = (state.deadline - now()).total_seconds()
@@ -142,12 +138,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parser.parse_args(argv)
 
     def say(line: str) -> None:
-        print(f"{_utcnow():%Y-%m-%d %H:%M:%S} {line}", flush=True)
+        print(f"{utcnow():%Y-%m-%d %H:%M:%S} {line}", flush=True)
 
     power_off: Optional[PowerOff] = None
     if os.geteuid() == 0:  # root trained: no need to leave the power-off to the idle timer
-        from session.lifecycle.idle import power_off as power_off_host
-
         power_off = functools.partial(power_off_host, say=say)
     wait(RunStateStore(args.state), args.token, power_off=power_off, say=say)
     return 0

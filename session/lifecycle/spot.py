@@ -12,7 +12,7 @@
   not ours. Once training is stopped the event is acknowledged (`POST` with `StartRequests`), which lets Azure
   go ahead at once. Azure only starts reporting events to a VM after its first request, hence polling from boot.
 
-On a notice the run recorded in the run state is stopped gracefully (session.lifecycle.resume.interrupt): containers
+On a notice the run recorded in the run state is stopped gracefully (session.lifecycle.stopping.interrupt): containers
 stopped with `stop_training` within the notice's time, logs saved to `<prefix>/logs/`, the newest complete
 checkpoint in storage recorded, the run marked interrupted, so that deepracer-resume.service continues it at
 the next boot. Requests go straight to the link-local address, never through a proxy.
@@ -24,50 +24,24 @@ import json
 import signal
 import threading
 import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
-from typing import TYPE_CHECKING, Any, Callable, Optional, Protocol
+from typing import Any, Callable, Optional, Protocol
 
-from session.core.errors import DeepracerError
+from session.core.config import SystemConfig
+from session.host.factory import HostFactory
+from session.lifecycle.metadata import IMDS, METADATA_TIMEOUT_S, NoticeError, metadata_request
+from session.lifecycle.stopping import AfterStop, StopReport, interrupt
+from session.run.state import Event, RunStateStore
 
-if TYPE_CHECKING:  # pragma: no cover
-    from session.core.config import SystemConfig
-    from session.host.factory import HostFactory
-    from session.lifecycle.resume import AfterStop, RunStateStore, StopReport
-
-IMDS = "http://169.254.169.254"  # AWS and Azure alike
 POLL_S = 5.0
 AWS_TOKEN_TTL_S = 21600
 AZURE_EVENTS = "/metadata/scheduledevents?api-version=2020-07-01"
 AZURE_VM_NAME = "/metadata/instance/compute/name?api-version=2021-02-01&format=text"
 AZURE_STOPPING = ("Preempt", "Terminate", "Reboot", "Redeploy")
-_TIMEOUT_S = 2.0
 
 Say = Callable[[str], None]
-
-
-class NoticeError(DeepracerError):
-    """The metadata service could not be asked, or answered something unexpected; `str()` is one line."""
-
-
-def metadata_request(url: str, *, method: str = "GET", headers: Optional[dict[str, str]] = None,
-                     body: Optional[bytes] = None, timeout: float = _TIMEOUT_S) -> tuple[int, bytes]:
-    """One request to an instance metadata (or management) endpoint: (status, body). HTTP errors are answers
-    too (404 = no notice); only a failure to reach it raises NoticeError. Proxies are never used."""
-    request = urllib.request.Request(url, data=body, method=method, headers=headers or {})
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-    try:
-        with opener.open(request, timeout=timeout) as response:
-            return response.status, response.read()
-    except urllib.error.HTTPError as error:
-        with error:
-            return error.code, error.read()
-    except (urllib.error.URLError, OSError) as error:
-        reason = getattr(error, "reason", None) or error
-        raise NoticeError(f"cannot reach {url.split('?')[0]}: {reason}") from None
 
 
 @dataclass(frozen=True)
@@ -102,7 +76,7 @@ class NoticeSource(Protocol):
 class AwsNotices:
     """IMDSv2's spot/instance-action."""
 
-    def __init__(self, base_url: str = IMDS, timeout: float = _TIMEOUT_S,
+    def __init__(self, base_url: str = IMDS, timeout: float = METADATA_TIMEOUT_S,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.base_url, self.timeout, self._clock = base_url.rstrip("/"), timeout, clock
         self._token: Optional[str] = None
@@ -141,7 +115,8 @@ class AwsNotices:
 class AzureNotices:
     """Scheduled Events: the first event of a kind that stops this VM."""
 
-    def __init__(self, base_url: str = IMDS, timeout: float = _TIMEOUT_S, vm_name: Optional[str] = None) -> None:
+    def __init__(self, base_url: str = IMDS, timeout: float = METADATA_TIMEOUT_S,
+                 vm_name: Optional[str] = None) -> None:
         self.base_url, self.timeout = base_url.rstrip("/"), timeout
         self._vm_name = vm_name
 
@@ -213,14 +188,12 @@ def stop_timeout(seconds_left: Optional[float]) -> float:
     return max(3.0, min(30.0, seconds_left / 6))
 
 
-def handle_notice(notice: Notice, *, store: "RunStateStore", host_factory: Optional["HostFactory"] = None,
+def handle_notice(notice: Notice, *, store: RunStateStore, host_factory: Optional[HostFactory] = None,
                   say: Say = print, now: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
-                  after_stop: Optional["AfterStop"] = None) -> Optional["StopReport"]:
-    """The graceful stop for a notice; the run is left resumable. `after_stop` (e.g. the copy to Blob on Azure)
-    runs once the stop and the checkpoint are recorded, with whatever time the notice leaves."""
-    from session.lifecycle.resume import INTERRUPTED, interrupt
-
-    return interrupt(store, status=INTERRUPTED, reason=f"spot interruption ({notice.describe(now())})",
+                  after_stop: Optional[AfterStop] = None) -> Optional[StopReport]:
+    """The graceful stop for a notice; the run is left resumable. `after_stop` (e.g. an e-mail) runs once the
+    stop and the checkpoint are recorded and the models kept, with whatever time the notice leaves."""
+    return interrupt(store, event=Event.NOTICE, reason=f"spot interruption ({notice.describe(now())})",
                      timeout=stop_timeout(notice.seconds_left(now())), host_factory=host_factory, say=say, now=now,
                      after_stop=after_stop)
 
@@ -283,12 +256,10 @@ def source_for(cloud: str, base_url: str = IMDS) -> Optional[NoticeSource]:
     return {"aws": AwsNotices, "azure": AzureNotices}.get(cloud, lambda *_: None)(base_url)
 
 
-def watch(system: "SystemConfig", *, store: Optional["RunStateStore"] = None, base_url: str = IMDS,
-          host_factory: Optional["HostFactory"] = None, after_stop: Optional["AfterStop"] = None,
+def watch(system: SystemConfig, *, store: Optional[RunStateStore] = None, base_url: str = IMDS,
+          host_factory: Optional[HostFactory] = None, after_stop: Optional[AfterStop] = None,
           say: Say = print, checks: Optional[int] = None) -> int:
     """`deepracer spot-watch`: polls until stopped; 0 at once where no cloud sends notices."""
-    from session.lifecycle.resume import RunStateStore
-
     source = source_for(system.cloud, base_url)
     if source is None:
         say(f"spot watch: DR_CLOUD={system.cloud} sends no interruption notices; nothing to watch")

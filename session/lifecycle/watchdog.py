@@ -17,17 +17,16 @@ import os
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Optional
+from typing import Any, Callable, Iterable, Mapping, Optional
 
+from session.core.config import SystemConfig
+from session.engine.containers import ContainerInfo, Engine
+from session.host.factory import storage_for
 from session.insight.live import StallRules
 from session.lifecycle.notify import notify as _notify
-from session.lifecycle.resume import ENDED, RUNNING, RunState
-
-if TYPE_CHECKING:  # pragma: no cover
-    from session.core.config import SystemConfig
-    from session.engine.containers import ContainerInfo, Engine
-    from session.lifecycle.resume import RunStateStore
-    from session.storage.s3 import Storage
+from session.run.progress import checkpoint_files
+from session.run.state import RunState, RunStateStore, Status
+from session.storage.s3 import Storage
 
 STALL_MINUTES = StallRules().checkpoint_minutes
 RUN_ROLES = ("trainer", "worker", "sagemaker")
@@ -65,15 +64,15 @@ def events_to_send(state: Optional[RunState], containers: Iterable["ContainerInf
     already = _sent_for(state, sent)
     running = run_containers_running(state, containers)
     events: list[Event] = []
-    finished = (state.status == RUNNING and not running) or (
-        state.status == ENDED and state.stopped is not None and now - state.stopped <= ENDED_RECENTLY)
+    finished = (state.status == Status.RUNNING and not running) or (
+        state.status == Status.ENDED and state.stopped is not None and now - state.stopped <= ENDED_RECENTLY)
     if finished and not already.get("finished"):
         trained = state.trained_until(now) / 60
         events.append(Event(FINISHED, f"Its trainer and workers exited by themselves (not `deepracer stop`, a spot "
                                       f"interruption or the time limit), e.g. after term_cond_max_episodes.\n"
                                       f"Started {state.started:%Y-%m-%d %H:%M} UTC; about {trained:.0f} min of "
                                       f"training. The model is under {state.prefix}/.", True))
-    if state.status == RUNNING and running:
+    if state.status == Status.RUNNING and running:
         reference = max(t for t in (newest_checkpoint_time, state.started) if t is not None)
         age = now - reference
         if age >= timedelta(minutes=stall_minutes) and already.get("stall") != reference.isoformat():
@@ -113,7 +112,6 @@ def write_sent(path: Path, sent: Mapping[str, Any]) -> None:
 
 def newest_checkpoint_time(storage: "Storage", prefix: str) -> Optional[datetime]:
     """When the newest checkpoint's index file (as session.run.progress finds checkpoints) reached storage."""
-    from session.run.progress import checkpoint_files
 
     folder = f"{prefix.strip('/')}/model/"
     objects = {info.key[len(folder):]: info for info in storage.list_objects(folder)}
@@ -134,25 +132,19 @@ def check(system: "SystemConfig", *, state: Optional[RunState] = None,
     sends what `events_to_send` says, and remembers what went out. Returns the events sent."""
     if not system.notify_topic_arn:
         return []
-    from session.lifecycle.resume import RunStateStore
-
     store = store or RunStateStore()
     if state is None:
         state = store.read()
-    if state is None or state.status not in (RUNNING, ENDED):
+    if state is None or state.status not in (Status.RUNNING, Status.ENDED):
         return []
     moment = now or datetime.now(timezone.utc)
     if containers is None:
-        from session.engine.containers import Engine
-
         engine = engine or Engine()
         containers = list(engine.list(run=str(state.run_id)))
     containers = list(containers)
     newest = None
-    if state.status == RUNNING and run_containers_running(state, containers):
+    if state.status == Status.RUNNING and run_containers_running(state, containers):
         if checkpoint_time is None:
-            from session.host.factory import storage_for
-
             storage = storage_for(system)
             checkpoint_time = lambda run: newest_checkpoint_time(storage, run.prefix)  # noqa: E731 - the parameter's default, inline
         newest = checkpoint_time(state)

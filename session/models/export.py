@@ -59,9 +59,10 @@ from session.models.library import (
     params_key,
     yaml_scalar,
 )
-from session.run.progress import Checkpoint, parse_checkpoints_json
+from session.run.progress import Checkpoint, parse_checkpoints_json, read_progress
+from session.run.training_params import dump
 from session.storage.layout import CHECKPOINTS_JSON, HANDOFF_MARKERS
-from session.storage.s3 import PART_SIZE, ChecksumMismatch, Storage
+from session.storage.s3 import PART_SIZE, ChecksumMismatch, Storage, storage_error
 
 if TYPE_CHECKING:  # pragma: no cover
     from session.core.config import SystemConfig
@@ -251,7 +252,6 @@ class DirTarget(Target):
 
 def _stream_sha256(storage: Storage, key: str) -> str:
     """The SHA-256 of an object as it reads now, streamed (no If-Match on an ETag that may not be an MD5)."""
-    from session.storage.s3 import storage_error
 
     digest = hashlib.sha256()
     try:
@@ -357,7 +357,6 @@ def target_training_params(params: Mapping[str, Any], location: Optional[tuple[s
 
 def dump_params(params: Mapping[str, Any]) -> str:
     """YAML in DRfC's style (explicit start, quoted strings); booleans stay YAML booleans, as DRoA writes them."""
-    from session.run.training_params import dump
 
     return dump(dict(params))
 
@@ -596,7 +595,6 @@ def _checkpoint_entry(source: Storage, location: ModelLocation, objects: Mapping
             entry = document.get(side)
             if isinstance(entry, dict) and entry.get("name") == chosen.checkpoint.name:
                 return dict(entry)
-    from session.run.progress import read_progress
 
     progress = read_progress(source, location.prefix, metrics_prefix(source, location, None))
     judged = [it for it in progress.iterations if it.number == chosen.checkpoint.number and it.eval_episodes]

@@ -35,7 +35,7 @@ from session.run.progress import (
     read_progress,
 )
 from session.storage.layout import CHECKPOINTS_JSON, COACH_CHECKPOINT
-from session.storage.s3 import run_parallel
+from session.storage.s3 import StorageError, run_parallel
 
 if TYPE_CHECKING:  # pragma: no cover
     from session.storage.s3 import ObjectInfo, Storage
@@ -391,8 +391,6 @@ def summarise_model(storage: "Storage", location: ModelLocation, objects: Mappin
 
 
 def _read_params(storage: "Storage", key: Optional[str], notes: list[str]) -> Optional[dict[str, Any]]:
-    from session.storage.s3 import StorageError
-
     if key is None:
         return None
     try:
@@ -455,7 +453,6 @@ def list_models(storage: "Storage", *, skip: Sequence[str] = SKIPPED_FOLDERS) ->
 
 def show_model(storage: "Storage", prefix: str) -> ModelDetails:
     """Everything `models show` prints about the model at `prefix` (its simulator prefix or its root)."""
-    from session.storage.s3 import StorageError
 
     location = locate(storage, prefix)
     summary, objects, params = _summary(storage, location)
@@ -529,7 +526,6 @@ def coach_checkpoint_text(storage: "Storage", location: ModelLocation, objects: 
 
 def checkpoints_document(storage: "Storage", location: ModelLocation, objects: Mapping[str, Any]) -> Any:
     """deepracer_checkpoints.json parsed, None when absent; ModelError when it is not JSON."""
-    from session.storage.s3 import StorageError
 
     key = f"{location.prefix}/model/{CHECKPOINTS_JSON}"
     if key not in objects:

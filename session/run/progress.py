@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Mapping, Optional, Sequence
 
 from session.run.training_params import TRAINING_METRICS_NAME
 from session.storage.layout import CHECKPOINTS_JSON
+from session.storage.s3 import ObjectNotFound
 
 if TYPE_CHECKING:  # pragma: no cover
     from session.storage.s3 import ObjectInfo, Storage
@@ -262,7 +263,6 @@ def read_progress(storage: "Storage", model_prefix: str, metrics_prefix: str, *,
     empty TrainingProgress; StorageError only for storage failures (no bucket, no access, no network)."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from session.storage.s3 import ObjectNotFound
 
     model_prefix, metrics_prefix = model_prefix.strip("/"), metrics_prefix.strip("/")
     model_folder = f"{model_prefix}/model/"

@@ -17,6 +17,7 @@ from session.core.errors import DeepracerError
 from session.core.paths import MINIO_DATA_DIR
 from session.engine.containers import LABEL_ROLE, LABEL_RUN, ContainerSpec, Engine, Mount, Port
 from session.engine.specs import NETWORK
+from session.storage.s3 import StorageError
 
 if TYPE_CHECKING:
     from session.storage.s3 import Storage
@@ -88,8 +89,6 @@ def ensure_minio(engine: Engine, system: SystemConfig, *, say: Callable[[str], N
 
 
 def _ensure_bucket(storage: "Storage", say: Callable[[str], None]) -> None:
-    from session.storage.s3 import StorageError
-
     try:
         storage.check_bucket()
     except StorageError as error:

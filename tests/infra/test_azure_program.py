@@ -217,7 +217,7 @@ def test_vm_may_deallocate_itself_and_do_nothing_else(default_run):
 
 def test_the_deallocate_action_is_the_one_the_host_calls():
     from infra.azure_roles import VM_DEALLOCATE_ACTION
-    from session.lifecycle.idle import DEALLOCATE_ACTION
+    from session.lifecycle.power import DEALLOCATE_ACTION
 
     assert VM_DEALLOCATE_ACTION == DEALLOCATE_ACTION
 

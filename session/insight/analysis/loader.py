@@ -54,7 +54,7 @@ class Trace:
     notes: list[str] = field(default_factory=list)
 
     def episodes(self) -> "pd.DataFrame":
-        from session.insight.analysis.episode_table import episodes
+        from session.insight.analysis.episode_table import episodes  # start-up: pandas only when asked for
 
         return episodes(self.steps)
 

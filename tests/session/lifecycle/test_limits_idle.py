@@ -20,9 +20,11 @@ import pytest
 
 from session.core.config import load_system_config
 from session.engine.containers import ContainerInfo, Engine
-from session.lifecycle.idle import CHECK_EVERY_MIN, AzureVm, decide, idle_check, power_off
+from session.lifecycle.idle import CHECK_EVERY_MIN, decide, idle_check
 from session.lifecycle.limits import _launch_detached, arm, enforce, timer_command
-from session.lifecycle.resume import ENDED, RUNNING, TIME_LIMIT, RunState, RunStateStore, record_start, resume
+from session.lifecycle.power import AzureVm, power_off
+from session.lifecycle.resume import resume
+from session.run.state import RunState, RunStateStore, Status, record_start
 from session.run.training import run_containers, start_training
 from tests.session import metadata_standin
 from tests.session.metadata_standin import VM_ID, MetadataStandin
@@ -149,18 +151,18 @@ def test_a_dry_run_or_an_unfinished_first_boot_powers_nothing_off(host_files: Pa
 
 def test_a_run_recorded_as_running_without_its_containers_is_recorded_as_ended(host_files: Path,
                                                                              store: RunStateStore):
-    store.write(RunState(status=RUNNING, run_id=4, prefix="m-2", run_env="/r/run.env", system_env="/s/system.env",
+    store.write(RunState(status=Status.RUNNING, run_id=4, prefix="m-2", run_env="/r/run.env", system_env="/s/system.env",
                          started=NOW - timedelta(hours=1)))
     _, _, _, said = check(host_files, ListedEngine(container("trainer", run="5")), NOW, store)
     state = store.read()
-    assert (state.status, state.reason, state.stopped) == (ENDED, "its containers stopped without `deepracer stop`",
+    assert (state.status, state.reason, state.stopped) == (Status.ENDED, "its containers stopped without `deepracer stop`",
                                                           NOW)
     assert said[0] == "run state: m-2 is not running any more; recorded as ended"
 
 
 def test_a_time_limit_power_off_happens_once(host_files: Path, store: RunStateStore):
     (host_files / "system.env").write_text("DR_CLOUD=azure\nDR_SIMAPP_VERSION=6.0.4-gpu\nDR_IDLE_STOP_MINUTES=0\n")
-    store.write(RunState(status=TIME_LIMIT, run_id=4, prefix="m-2", run_env="/r/run.env",
+    store.write(RunState(status=Status.TIME_LIMIT, run_id=4, prefix="m-2", run_env="/r/run.env",
                          system_env="/s/system.env", started=NOW - timedelta(hours=1), max_minutes=60,
                          power_off=True))
     assert check(host_files, ListedEngine(), NOW, store)[1] == ["azure"]
@@ -235,7 +237,7 @@ def test_the_time_limit_stops_training_cleanly_and_powers_off_when_the_stack_say
     assert report is not None and running(host) == []
     assert saved_logs(host.storage, model) == ["sagemaker.log", "trainer.log", "worker-1.log"]
     state = store.read()
-    assert (state.status, state.reason) == (TIME_LIMIT, "time limit of 1 min reached")
+    assert (state.status, state.reason) == (Status.TIME_LIMIT, "time limit of 1 min reached")
     assert said[0] == f"time limit of 1 min reached: stopping {model} (run {host.run.run_id}) ..."
     assert powered == ["local"]
     # the user asked for the end: a reboot does not resume it
@@ -256,9 +258,9 @@ def test_the_idle_timer_enforces_a_missed_deadline_and_then_powers_off(rehearsal
 
     # within the minute's grace the timer process has its turn; then the idle timer stops the run
     decision, powered, _, _ = idle_at(60 + 30)
-    assert not decision.power_off and powered == [] and store.read().status == RUNNING
+    assert not decision.power_off and powered == [] and store.read().status == Status.RUNNING
     decision, powered, _, said = idle_at(60 + 61)
-    assert running(host) == [] and store.read().status == TIME_LIMIT
+    assert running(host) == [] and store.read().status == Status.TIME_LIMIT
     assert saved_logs(host.storage, model) == ["sagemaker.log", "trainer.log", "worker-1.log"]
     assert decision.power_off and powered == ["local"] and store.read().power_off is False
     assert said[-1] == ("idle check: training reached its time limit and DR_POWER_OFF_AFTER_MAX_MINUTES is True; "
@@ -289,7 +291,7 @@ def test_the_timer_process_train_starts_stops_training_at_the_deadline(
     assert process.wait(timeout=60) == 0
     assert running(host) == []
     final = store.read()
-    assert final.status == TIME_LIMIT and final.stopped >= state.deadline
+    assert final.status == Status.TIME_LIMIT and final.stopped >= state.deadline
     assert saved_logs(host.storage, model) == ["sagemaker.log", "trainer.log", "worker-1.log"]
     assert f"time limit of 1 min reached: stopping {model}" in log.read_text()
 

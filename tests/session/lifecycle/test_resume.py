@@ -18,19 +18,9 @@ from typing import Iterator
 
 import pytest
 
-from session.lifecycle.resume import (
-    INTERRUPTED,
-    RESUME_FAILED,
-    RESUMING,
-    RUNNING,
-    TIME_LIMIT,
-    ResumeError,
-    RunState,
-    RunStateStore,
-    record_start,
-    resume,
-)
+from session.lifecycle.resume import resume
 from session.lifecycle.spot import AwsNotices, SpotWatcher, handle_notice
+from session.run.state import RunState, RunStateError, RunStateStore, Status, record_start
 from session.run.training import run_containers, start_training, stop_training
 from tests.session import metadata_standin
 from tests.session.metadata_standin import MetadataStandin
@@ -87,7 +77,7 @@ def test_interrupted_mid_iteration_then_resumed_from_the_kept_checkpoint_under_t
         notice, store=store, host_factory=lambda *_: rehearsal.host(), say=said.append), say=said.append)
     assert watcher.check_once().action == "stop"
     interrupted = store.read()
-    assert (interrupted.status, interrupted.prefix) == (INTERRUPTED, model)
+    assert (interrupted.status, interrupted.prefix) == (Status.INTERRUPTED, model)
     kept = interrupted.checkpoint
     number = int(kept.split("_")[0])
     assert number >= 1 and kept in checkpoints(storage, model)
@@ -125,7 +115,7 @@ def test_interrupted_mid_iteration_then_resumed_from_the_kept_checkpoint_under_t
     # recorded as running, with the time limit carried on (what was trained before counts) and re-armed
     state = store.read()
     assert (state.status, state.prefix, state.resumed_from, state.max_minutes) == (
-        RUNNING, new_model, f"{model}@{kept}", 600)
+        Status.RUNNING, new_model, f"{model}@{kept}", 600)
     assert state.trained_s == (interrupted.stopped - first.started).total_seconds() > 0
     assert state.deadline == state.started + timedelta(minutes=600, seconds=-state.trained_s) and armed == [state]
 
@@ -145,7 +135,7 @@ def test_resume_with_the_checkpoint_gone_from_storage_says_so_and_does_nothing(
     for suffix in (".ckpt.index", ".ckpt.meta", ".ckpt.data-00000-of-00001"):
         host.storage.put_text(f"{model}/model/3_Step-300{suffix}", "weights")
     host.storage.put_text(f"{model}/model/5_Step-500.ckpt.index", "the rest never arrived")
-    interrupted = RunState(status=INTERRUPTED, run_id=host.run.run_id, prefix=model, run_env=str(rehearsal.run_env),
+    interrupted = RunState(status=Status.INTERRUPTED, run_id=host.run.run_id, prefix=model, run_env=str(rehearsal.run_env),
                            system_env=str(rehearsal.folder / "system.env"),
                            started=datetime(2026, 3, 1, 10, tzinfo=timezone.utc), checkpoint="5_Step-500.ckpt",
                            stopped=datetime(2026, 3, 1, 11, tzinfo=timezone.utc), reason="spot interruption")
@@ -173,24 +163,24 @@ def test_an_interruption_before_the_first_checkpoint_leaves_nothing_to_resume(
     model = f"early-{uuid.uuid4().hex[:6]}-1"
     rehearsal.write(f"DR_LOCAL_S3_MODEL_PREFIX={model}\n", workers=1)
     host = rehearsal.host()
-    store.write(RunState(status=INTERRUPTED, run_id=host.run.run_id, prefix=model, run_env=str(rehearsal.run_env),
+    store.write(RunState(status=Status.INTERRUPTED, run_id=host.run.run_id, prefix=model, run_env=str(rehearsal.run_env),
                          system_env=str(rehearsal.folder / "system.env"),
                          started=datetime(2026, 3, 1, 10, tzinfo=timezone.utc)))
     result = resume(store, host_factory=lambda *_: rehearsal.host(), say=lambda _: None)
     assert result.message == (f"{model} has no complete checkpoint in storage "
                               f"(s3://{rehearsal.bucket}/{model}/model/): nothing resumed")
-    assert store.read().status == INTERRUPTED
+    assert store.read().status == Status.INTERRUPTED
 
 
 @pytest.mark.parametrize("status, why", [
-    (RUNNING, "the host went down without an interruption notice, or the run was stopped outside `deepracer stop`"),
-    (TIME_LIMIT, "time limit of 60 min reached"),
-    (RESUMING, "a resume of it started and did not finish"),
+    (Status.RUNNING, "the host went down without an interruption notice, or the run was stopped outside `deepracer stop`"),
+    (Status.TIME_LIMIT, "time limit of 60 min reached"),
+    (Status.RESUMING, "a resume of it started and did not finish"),
 ])
 def test_only_an_interrupted_run_resumes_by_itself(store: RunStateStore, status: str, why: str):
     state = RunState(status=status, run_id=3, prefix="model-4", run_env="/home/u/deepracer/run.env",
                      system_env="/etc/deepracer/system.env", started=datetime(2026, 3, 1, tzinfo=timezone.utc),
-                     reason="time limit of 60 min reached" if status == TIME_LIMIT else "")
+                     reason="time limit of 60 min reached" if status == Status.TIME_LIMIT else "")
     store.write(state)
     result = resume(store, host_factory=no_host, say=lambda _: None)
     assert not result.resumed
@@ -206,7 +196,7 @@ def test_a_used_up_time_limit_is_not_resumed_even_when_forced(rehearsal: Rehears
     for suffix in (".ckpt.index", ".ckpt.meta", ".ckpt.data-00000-of-00001"):
         host.storage.put_text(f"{model}/model/2_Step-200{suffix}", "weights")
     started = datetime(2026, 3, 1, 10, tzinfo=timezone.utc)
-    state = RunState(status=TIME_LIMIT, run_id=host.run.run_id, prefix=model, run_env=str(rehearsal.run_env),
+    state = RunState(status=Status.TIME_LIMIT, run_id=host.run.run_id, prefix=model, run_env=str(rehearsal.run_env),
                      system_env=str(rehearsal.folder / "system.env"), started=started, max_minutes=60,
                      trained_s=1800, stopped=started + timedelta(minutes=30), checkpoint="2_Step-200.ckpt")
     store.write(state)
@@ -221,7 +211,7 @@ def test_nothing_recorded_nothing_resumed(store: RunStateStore):
 
 
 def test_the_state_file_round_trips_and_a_broken_one_is_one_line(store: RunStateStore):
-    state = RunState(status=INTERRUPTED, run_id=1, prefix="m-1", run_env="/r/run.env", system_env="/s/system.env",
+    state = RunState(status=Status.INTERRUPTED, run_id=1, prefix="m-1", run_env="/r/run.env", system_env="/s/system.env",
                      started=datetime(2026, 3, 1, 10, 0, 5, tzinfo=timezone.utc), max_minutes=90, trained_s=120.5,
                      checkpoint="7_Step-700.ckpt", stopped=datetime(2026, 3, 1, 11, tzinfo=timezone.utc))
     store.write(state)
@@ -230,12 +220,12 @@ def test_the_state_file_round_trips_and_a_broken_one_is_one_line(store: RunState
     assert state.deadline == datetime(2026, 3, 1, 11, 28, 4, 500000, tzinfo=timezone.utc)  # 90 min less 120.5 s
     assert replace(state, max_minutes=None).deadline is None
     store.path.write_text("{not json")
-    with pytest.raises(ResumeError, match=rf"^{store.path}: expected the run state's JSON, got something else"):
+    with pytest.raises(RunStateError, match=rf"^{store.path}: expected the run state's JSON, got something else"):
         store.read()
 
 
 def test_an_unwritable_state_folder_is_refused_before_training(tmp_path: Path):
-    with pytest.raises(ResumeError, match=r"missing: expected a folder you can write for the run state"):
+    with pytest.raises(RunStateError, match=r"missing: expected a folder you can write for the run state"):
         RunStateStore(tmp_path / "missing" / "state.json").check_writable()
 
 
@@ -248,7 +238,7 @@ def test_a_resume_that_cannot_start_is_recorded_as_failed_and_not_tried_again_by
     host = rehearsal.host()
     for suffix in (".ckpt.index", ".ckpt.meta", ".ckpt.data-00000-of-00001"):
         host.storage.put_text(f"{model}/model/4_Step-400{suffix}", "weights")
-    store.write(RunState(status=INTERRUPTED, run_id=host.run.run_id, prefix=model, run_env=str(rehearsal.run_env),
+    store.write(RunState(status=Status.INTERRUPTED, run_id=host.run.run_id, prefix=model, run_env=str(rehearsal.run_env),
                          system_env=str(system_env), started=datetime(2026, 3, 1, 10, tzinfo=timezone.utc),
                          stopped=datetime(2026, 3, 1, 11, tzinfo=timezone.utc), checkpoint="4_Step-400.ckpt"))
 
@@ -260,5 +250,5 @@ def test_a_resume_that_cannot_start_is_recorded_as_failed_and_not_tried_again_by
                               f"it with `docker pull {IMAGE_SOURCE}:0.0.0-cpu`; run.env names it already, "
                               "`deepracer train` tries again")
     assert rehearsal.host().run.local_s3_model_prefix == new_model
-    assert store.read().status == RESUME_FAILED
+    assert store.read().status == Status.RESUME_FAILED
     assert not resume(store, host_factory=no_host, say=lambda _: None).resumed

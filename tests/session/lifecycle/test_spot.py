@@ -18,8 +18,8 @@ from typing import Iterator
 import pytest
 
 from session.core.config import load_system_config
-from session.lifecycle.resume import INTERRUPTED, RunStateStore, record_start
 from session.lifecycle.spot import AwsNotices, AzureNotices, Notice, SpotWatcher, handle_notice, stop_timeout, watch
+from session.run.state import RunStateStore, Status, record_start
 from session.run.training import run_containers, start_training
 from tests.session import metadata_standin
 from tests.session.metadata_standin import VM_NAME, MetadataStandin
@@ -221,7 +221,7 @@ def test_a_preempt_notice_mid_iteration_stops_training_gracefully_and_leaves_it_
     assert saved_logs(storage, model) == ["sagemaker.log", "trainer.log", "worker-1.log", "worker-2.log"]
 
     # the newest checkpoint whose files are all in storage is recorded, and the run is resumable
-    assert (state.status, state.prefix, state.run_id) == (INTERRUPTED, model, host.run.run_id)
+    assert (state.status, state.prefix, state.run_id) == (Status.INTERRUPTED, model, host.run.run_id)
     assert state.reason.startswith("spot interruption (azure announces 'Preempt' in ")
     names = {info.key.rsplit("/", 1)[-1] for info in storage.list_objects(f"{model}/model/")}
     complete = [name for name in checkpoints(storage, model)

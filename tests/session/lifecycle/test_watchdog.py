@@ -14,8 +14,8 @@ import pytest
 
 from session.engine.containers import ContainerInfo
 from session.lifecycle.idle import idle_check
-from session.lifecycle.resume import ENDED, INTERRUPTED, RUNNING, STOPPED, TIME_LIMIT, RunState, RunStateStore
 from session.lifecycle.watchdog import FINISHED, STALL, STALL_MINUTES, check, events_to_send, remember
+from session.run.state import RunState, RunStateStore, Status
 from tests.session.lifecycle.test_notify import system
 
 NOW = datetime(2026, 3, 1, 12, tzinfo=timezone.utc)
@@ -23,7 +23,7 @@ STARTED = NOW - timedelta(hours=3)
 TOPIC = "arn:aws:sns:us-east-1:123456789012:deepracer-notify"
 
 
-def run(status: str = RUNNING, stopped=None) -> RunState:
+def run(status: str = Status.RUNNING, stopped=None) -> RunState:
     return RunState(status=status, run_id=4, prefix="rl-deepracer-4", run_env="/r", system_env="/s",
                     started=STARTED, stopped=stopped)
 
@@ -55,11 +55,11 @@ def test_a_run_whose_containers_exited_by_themselves_finished_once():
 
 
 def test_the_idle_checks_ended_run_is_still_news_for_an_hour():
-    assert kinds(events_to_send(run(ENDED, NOW - timedelta(minutes=10)), [], None, NOW, {})) == [FINISHED]
-    assert events_to_send(run(ENDED, NOW - timedelta(hours=2)), [], None, NOW, {}) == []
+    assert kinds(events_to_send(run(Status.ENDED, NOW - timedelta(minutes=10)), [], None, NOW, {})) == [FINISHED]
+    assert events_to_send(run(Status.ENDED, NOW - timedelta(hours=2)), [], None, NOW, {}) == []
 
 
-@pytest.mark.parametrize("status", [STOPPED, INTERRUPTED, TIME_LIMIT])
+@pytest.mark.parametrize("status", [Status.STOPPED, Status.INTERRUPTED, Status.TIME_LIMIT])
 def test_no_finished_after_a_user_stop_spot_or_time_limit(status: str):
     assert events_to_send(run(status, NOW - timedelta(minutes=1)), EXITED_SET, None, NOW, {}) == []
 
@@ -157,16 +157,16 @@ def test_the_idle_check_sends_finished_and_still_records_the_run_as_ended(tmp_pa
     idle_check(system(tmp_path, TOPIC), engine=Engine(EXITED_SET), store=store, idle_state=tmp_path / "idle.json",
                ready_marker=marker, now=NOW, booted=NOW - timedelta(hours=4), stop_host=lambda cloud: None,
                say=lambda _: None)
-    assert sent == [FINISHED] and store.read().status == ENDED
+    assert sent == [FINISHED] and store.read().status == Status.ENDED
 
 
 def test_a_watchdog_failure_never_stops_the_idle_check(tmp_path: Path, monkeypatch):
-    import session.lifecycle.watchdog
+    import session.lifecycle.idle
 
     def broken(*args, **kwargs):
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(session.lifecycle.watchdog, "check", broken)
+    monkeypatch.setattr(session.lifecycle.idle, "watchdog_check", broken)  # the name idle calls
     said: list[str] = []
     store = store_with(tmp_path, run())
     marker = tmp_path / "ready"
@@ -174,7 +174,7 @@ def test_a_watchdog_failure_never_stops_the_idle_check(tmp_path: Path, monkeypat
     idle_check(system(tmp_path, TOPIC), engine=Engine(EXITED_SET), store=store, idle_state=tmp_path / "idle.json",
                ready_marker=marker, now=NOW, booted=NOW - timedelta(hours=4), stop_host=lambda cloud: None,
                say=said.append)
-    assert "watchdog: boom" in said and store.read().status == ENDED
+    assert "watchdog: boom" in said and store.read().status == Status.ENDED
 
 
 # --- end to end through SNS --------------------------------------------------------------------------------------

@@ -1,0 +1,80 @@
+"""Where the tool's output goes: one console per command, chosen by the CLI, used by every layer.
+
+Domain functions take a `say` callable (one line at a time) and default to this module's `say`, which writes to
+the console the CLI chose for the command; a caller that wants the lines (a test, the journal) passes its own.
+
+- `say(line)`: progress and results. stdout, flushed (the journal sees each line as it comes); nowhere under
+  `--quiet`; on stderr under `--json`, so that stdout holds the JSON document alone.
+- `warn(line)`: warnings and the reasons something was refused. stderr, always.
+- `emit_json(value)`: the one JSON document of a `--json` command. stdout.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Callable, Optional
+
+Say = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class Console:
+    quiet: bool = False
+    as_json: bool = False
+
+    def say(self, line: str) -> None:
+        if self.quiet:
+            return
+        print(line, file=sys.stderr if self.as_json else sys.stdout, flush=True)
+
+    def warn(self, line: str) -> None:
+        print(line, file=sys.stderr, flush=True)
+
+    def emit_json(self, value: object) -> None:
+        print(json.dumps(value, indent=2, default=str), flush=True)
+
+
+_current = Console()
+
+
+def use(console: Console) -> Console:
+    """Makes `console` the one `say`, `warn` and `emit_json` write to; returns the one it replaces."""
+    global _current
+    previous, _current = _current, console
+    return previous
+
+
+def current() -> Console:
+    return _current
+
+
+def say(line: str) -> None:
+    _current.say(line)
+
+
+def warn(line: str) -> None:
+    _current.warn(line)
+
+
+def emit_json(value: object) -> None:
+    _current.emit_json(value)
+
+
+# -- formatting shared by every layer's output --------------------------------------------------------------------
+
+def iso(moment: Optional[datetime]) -> Optional[str]:
+    """A UTC time as ISO 8601 with a Z (what the JSON outputs carry), or None."""
+    return moment.astimezone(timezone.utc).isoformat().replace("+00:00", "Z") if moment else None
+
+
+def human_size(count: float) -> str:
+    """Bytes for a reader: `512 B`, `1.5 KiB`, `3.2 MiB`, `1.1 GiB` (binary units, as `du -h`)."""
+    value = float(count)
+    for unit in ("B", "KiB", "MiB"):
+        if value < 1024:
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} GiB"

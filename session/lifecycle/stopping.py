@@ -1,0 +1,73 @@
+"""The graceful stop the spot watcher and the time limit share: the run stopped, its newest complete checkpoint
+recorded in the run state, its models kept (Azure: copied to Blob), then whoever asked is told."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Callable, Optional
+
+from session.engine.containers import ContainerInfo
+from session.host.factory import Host, HostFactory, open_host
+from session.run.checkpoints import StoredCheckpoint, newest_checkpoint
+from session.run.state import Event, RunState, RunStateStore, utcnow
+from session.run.training import stop_training, stopped_prefixes
+
+Say = Callable[[str], None]
+AfterStop = Callable[[Host, list[ContainerInfo]], object]  # e.g. an e-mail, once the stop is recorded and kept
+
+
+@dataclass(frozen=True)
+class StopReport:
+    """What a graceful stop did: the state as recorded after it, the containers stopped, the checkpoint."""
+
+    state: RunState
+    stopped: tuple[ContainerInfo, ...] = ()
+    checkpoint: Optional[StoredCheckpoint] = None
+    host: Optional[Host] = field(default=None, repr=False, compare=False)
+    error: Optional[str] = None
+
+
+def interrupt(store: RunStateStore, *, event: Event, reason: str, timeout: float,
+              host_factory: Optional[HostFactory] = None, say: Say = print,
+              now: Callable[[], datetime] = utcnow, token: Optional[str] = None,
+              after_stop: Optional[AfterStop] = None) -> Optional[StopReport]:
+    """The graceful stop the spot watcher and the time limit share: claim the running state (`event`: a notice, the
+    time limit), stop the run's containers with `stop_training` (logs to `<prefix>/logs/`), record the newest
+    complete checkpoint in storage, have the host's keeper keep the stopped prefixes (Azure: to Blob, which may take
+    longer than a notice lasts, so it comes after the record), then run `after_stop`, if any. Returns None when no
+    run is recorded as running (or not the one `token` names)."""
+    claimed = store.apply(event, when=lambda state: token is None or state.token == token,
+                          reason=reason, stopped=now())
+    if claimed is None:
+        say(f"no training is recorded as running in {store.path}: nothing to stop")
+        return None
+    say(f"{reason}: stopping {claimed.prefix} (run {claimed.run_id}) ...")
+    host, stopped, checkpoint, error = None, [], None, None
+    try:
+        host = (host_factory or open_host)(Path(claimed.run_env), Path(claimed.system_env))
+        stopped = stop_training(host, say=say, timeout=timeout, keep=False)
+        checkpoint = newest_checkpoint(host.storage, claimed.prefix)
+    except Exception as failure:  # noqa: BLE001 - the host may be going down: record what we know, go on
+        error = f"{type(failure).__name__}: {failure}"
+        say(f"the stop did not finish cleanly: {error}")
+    if checkpoint is not None:
+        say(f"newest checkpoint in storage: {checkpoint.url}")
+    elif error is None:
+        say(f"no complete checkpoint of {claimed.prefix} is in storage yet: there is nothing to resume from")
+    final = store.apply(Event.NOTE, when=lambda state: state.token == claimed.token, stopped=now(),
+                        message=error or "", checkpoint=checkpoint.name if checkpoint else None)
+    if host is not None and stopped:
+        try:
+            host.keeper.keep(stopped_prefixes(stopped, host.run), say=say)
+        except Exception as failure:  # noqa: BLE001 - the stop itself is done and recorded
+            say(f"keeping the models after the stop: {type(failure).__name__}: {failure}")
+    if after_stop is not None and host is not None and stopped:
+        try:
+            after_stop(host, list(stopped))
+        except Exception as failure:  # noqa: BLE001 - the stop itself is done and recorded
+            say(f"after the stop: {type(failure).__name__}: {failure}")
+    return StopReport(final or claimed, tuple(stopped), checkpoint, host, error)
+
+

@@ -1,0 +1,105 @@
+"""The run state machine as a table: every status against every event, read from the documented life cycle
+(session/run/state.py's docstring), not from TRANSITIONS; and the store changes a record only through it."""
+
+from __future__ import annotations
+
+import ast
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+from session.run.state import Event, RunState, RunStateStore, Status, TransitionRefused, advance, mark_stopped
+
+S, E = Status, Event
+START = datetime(2026, 12, 6, 12, 0, tzinfo=timezone.utc)
+
+# What each event does from each status; a status missing from an event's row refuses it.
+EXPECTED = {
+    E.START: {None: S.RUNNING, **{s: S.RUNNING for s in S}},
+    E.STOP: {S.RUNNING: S.STOPPED},
+    E.NOTICE: {S.RUNNING: S.INTERRUPTED},
+    E.TIME_UP: {S.RUNNING: S.TIME_LIMIT},
+    E.END: {S.RUNNING: S.ENDED},
+    E.RESUME: {S.INTERRUPTED: S.RESUMING},
+    E.FORCE_RESUME: {s: S.RESUMING for s in S},
+    E.RESUME_FAILED: {S.RESUMING: S.RESUME_FAILED},
+    E.GIVE_BACK: {S.RESUMING: "claimed_from"},
+    E.NOTE: {s: s for s in S},
+}
+
+
+def state(status: Status, **changes) -> RunState:
+    values = dict(run_id=3, prefix="rl-3", run_env="/r/run.env", system_env="/s/system.env", started=START)
+    return RunState(status=status, **{**values, **changes})
+
+
+def test_the_table_names_every_event():
+    assert set(EXPECTED) == set(Event)
+
+
+@pytest.mark.parametrize("event", list(Event), ids=lambda e: e.value)
+@pytest.mark.parametrize("status", [None, *Status], ids=lambda s: s.value if s else "nothing")
+def test_each_status_takes_each_event_as_the_life_cycle_says(status, event):
+    expected = EXPECTED[event].get(status)
+    before = state(status, claimed_from=S.INTERRUPTED if status is S.RESUMING else None) if status else None
+    changes = dict(run_id=4, prefix="rl-4", run_env="/r/run.env", system_env="/s/system.env",
+                   started=START) if event is E.START else {}
+    if expected is None:
+        with pytest.raises(TransitionRefused, match=f"cannot take the event {event.value}"):
+            advance(before, event, **changes)
+        return
+    after = advance(before, event, **changes)
+    assert after.status is (before.claimed_from if expected == "claimed_from" else expected)
+
+
+def test_a_resume_remembers_what_it_claimed_and_gives_it_back():
+    for claimed in (S.INTERRUPTED, S.STOPPED, S.RESUMING):
+        event = E.RESUME if claimed is S.INTERRUPTED else E.FORCE_RESUME
+        resuming = advance(state(claimed), event)
+        assert (resuming.status, resuming.claimed_from) == (S.RESUMING, claimed)
+        back = advance(resuming, E.GIVE_BACK)
+        assert (back.status, back.claimed_from) == (claimed, None)
+    failed = advance(advance(state(S.INTERRUPTED), E.RESUME), E.RESUME_FAILED, message="boom")
+    assert (failed.status, failed.claimed_from, failed.message) == (S.RESUME_FAILED, None, "boom")
+
+
+def test_the_status_is_the_tables_to_set():
+    with pytest.raises(ValueError, match="the status is the table's to set"):
+        advance(state(S.RUNNING), E.NOTE, status=S.STOPPED)
+
+
+def test_the_store_applies_only_what_the_status_accepts(tmp_path):
+    store = RunStateStore(tmp_path / "state.json")
+    assert store.apply(E.STOP) is None  # nothing recorded
+    store.start(run_id=3, prefix="rl-3", run_env="/r", system_env="/s", started=START)
+    stopped = mark_stopped(store, 3, now=START + timedelta(minutes=5))
+    assert stopped is not None and stopped.status is S.STOPPED and store.read() == stopped
+    assert store.apply(E.NOTICE, reason="spot") is None  # a stopped run is not interrupted afterwards
+    assert mark_stopped(store, 3, event=E.END) is None
+    assert store.read() == stopped
+    assert store.apply(E.NOTE, message="noted").message == "noted"
+
+
+def test_the_file_holds_the_status_as_text_and_reads_back(tmp_path):
+    store = RunStateStore(tmp_path / "state.json")
+    written = advance(state(S.INTERRUPTED), E.RESUME)
+    store.write(written)
+    text = (tmp_path / "state.json").read_text()
+    assert '"status": "resuming"' in text and '"claimed_from": "interrupted"' in text
+    assert store.read() == written
+
+
+def test_nothing_outside_the_state_module_sets_a_status():
+    # `replace(state, status=...)` or `RunState(status=...)` anywhere else would go around the table.
+    session = Path(__file__).resolve().parents[3] / "session"
+    found = []
+    for path in session.rglob("*.py"):
+        if path.name == "state.py" and path.parent.name == "run":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call) and any(k.arg in ("status", "claimed_from") for k in node.keywords):
+                name = ast.unparse(node.func)
+                if name.endswith(("replace", "RunState", "apply", "advance")):
+                    found.append(f"{path.relative_to(session)}:{node.lineno} {name}")
+    assert found == []
