@@ -12,12 +12,9 @@ import sys
 from pathlib import Path
 from typing import Optional
 
+from session.core import console
 from session.core.config import LoadedConfig, default_run_env_text, load_config
 from session.core.paths import DEFAULTS_DIR, custom_files_dir, default_run_env, default_system_env
-
-
-def _err(message: str) -> None:
-    print(message, file=sys.stderr)
 
 
 def _paths(args: argparse.Namespace) -> tuple[Path, Path]:
@@ -31,7 +28,7 @@ def _load(args: argparse.Namespace, quiet: bool = False) -> tuple[LoadedConfig, 
     loaded = load_config(run_env, system_env)
     if not quiet:
         for warning in loaded.warnings:
-            _err(f"warning: {warning}")
+            console.warn(f"warning: {warning}")
     return loaded, run_env
 
 
@@ -128,12 +125,12 @@ def validate(args: argparse.Namespace) -> int:
     unchecked = [p for p in problems if isinstance(p, NotChecked)]
     code = 2 if failed else 1 if unchecked else 0
     if args.json:
-        print_json({"ok": not failed, "complete": not unchecked, "problems": [
+        console.emit_json({"ok": not failed, "complete": not unchecked, "problems": [
             {"file": p.file, "where": p.where, "message": p.message, "severity": p.severity} for p in problems],
             "notes": notes, "warnings": [str(w) for w in loaded.warnings]})
         return code
     for warning in loaded.warnings:
-        _err(f"warning: {warning}")
+        console.warn(f"warning: {warning}")
     for line in [*notes, *(str(p) for p in problems)]:
         print(line)
     errors = sum(p.is_error for p in problems)
@@ -159,11 +156,11 @@ def train(args: argparse.Namespace) -> int:
         problems = validate_for_training(host, workers=args.workers)
         if any(p.severity == "error" for p in problems):
             for problem in problems:
-                _err(str(problem))
-            _err("not starting: fix the problems above (or `deepracer validate` to see them again)")
+                console.warn(str(problem))
+            console.warn("not starting: fix the problems above (or `deepracer validate` to see them again)")
             return 2
         for problem in problems:
-            _err(str(problem))
+            console.warn(str(problem))
     started = start_training(host, workers=args.workers, overwrite=args.overwrite)
     print(f"training {host.run.local_s3_model_prefix}: {len(started)} containers running "
           f"(`deepracer status`, `deepracer logs trainer --follow`, `deepracer stop`)")
@@ -171,7 +168,7 @@ def train(args: argparse.Namespace) -> int:
     from session.lifecycle.notify import notify
 
     notify(host.system, "training started", host.run.local_s3_model_prefix,
-           f"{len(started)} containers on {host.system.simapp_source}:{host.system.simapp_version}", say=_err)
+           f"{len(started)} containers on {host.system.simapp_source}:{host.system.simapp_version}", say=console.warn)
     if args.follow:
         return _follow(host.engine, [c for c in started if c.role == "trainer"][0])
     return 0
@@ -185,7 +182,7 @@ def _record_run(store, host, run_env: Path, system_env: Path, max_minutes: Optio
     try:
         state = record_start(store, host, run_env, system_env, max_minutes=max_minutes)
     except RunStateError as error:
-        _err(f"warning: {error}: this run is not resumed after a spot interruption")
+        console.warn(f"warning: {error}: this run is not resumed after a spot interruption")
         return
     if max_minutes is not None:
         print(arm(store, state))
@@ -201,16 +198,12 @@ def stop(args: argparse.Namespace) -> int:
         from session.lifecycle.notify import notify
 
         notify(host.system, "training stopped", host.run.local_s3_model_prefix, "stopped with `deepracer stop`",
-               say=_err)
+               say=console.warn)
     try:
         mark_stopped(RunStateStore(), host.run.run_id)  # stopped by the user: not resumed at the next boot
     except RunStateError as error:
-        _err(f"warning: {error}")
+        console.warn(f"warning: {error}")
     return 0
-
-
-def _say(line: str) -> None:
-    print(line, flush=True)  # the journal sees each line as it comes
 
 
 def resume(args: argparse.Namespace) -> int:
@@ -221,7 +214,7 @@ def resume(args: argparse.Namespace) -> int:
         raise RunStateError("resume continues the interrupted run with the run.env and system.env it was started "
                           "with; --run-env and --system-env do not apply (`deepracer train` starts another run)")
     # Azure: a deallocated VM comes back with an empty MinIO; the host's keeper brings the prefix back from Blob.
-    result = resume_run(force=args.force, say=_say)
+    result = resume_run(force=args.force, say=console.say)
     return 1 if result.failed else 0
 
 
@@ -230,7 +223,7 @@ def idle_check(args: argparse.Namespace) -> int:
     from session.lifecycle.idle import idle_check as check
 
     _, system_env = _paths(args)
-    check(load_system_config(system_env), dry_run=args.dry_run, say=_say)
+    check(load_system_config(system_env), dry_run=args.dry_run, say=console.say)
     return 0
 
 
@@ -243,13 +236,13 @@ def sync_models(args: argparse.Namespace) -> int:
 
         system = load_system_config(_paths(args)[1])
         engine = Engine()
-        sync_running(system, engine, _storage(system, engine), say=_say)
+        sync_running(system, engine, _storage(system, engine), say=console.say)
         return 0
     loaded, _ = _load(args)
     require_azure(loaded.system, "sync-models")
     storage, blob = _storage(loaded.system), blob_store_for(loaded.system)
     if args.all:
-        sync_all(storage, blob, delete=args.delete, say=_say)
+        sync_all(storage, blob, delete=args.delete, say=console.say)
     else:
         print(sync_prefix_to_blob(storage, blob, args.prefix or loaded.run.local_s3_model_prefix,
                                   delete=args.delete).summary())
@@ -266,9 +259,9 @@ def spot_watch(args: argparse.Namespace) -> int:
     def after_stop(host, stopped):  # the stop is recorded and the models kept (Azure: Blob) by now
         notify(host.system, "training interrupted by spot", host.run.local_s3_model_prefix,
                "the host is being stopped by the cloud; training resumes from the last checkpoint when it is back",
-               say=_say)
+               say=console.say)
 
-    return watch_notices(load_system_config(system_env), say=_say, after_stop=after_stop)
+    return watch_notices(load_system_config(system_env), say=console.say, after_stop=after_stop)
 
 
 def logs(args: argparse.Namespace) -> int:
@@ -311,7 +304,7 @@ def _follow(engine, container, tail: Optional[int] = None) -> int:
 def status(args: argparse.Namespace) -> int:
     if args.follow:
         if args.json:
-            _err("deepracer: status --follow shows a live view; --json is for a single status")
+            console.warn("deepracer: status --follow shows a live view; --json is for a single status")
             return 2
         return watch(args)
     # Kept light: when nothing runs this answers from Docker's socket and a local cache, without boto3.
@@ -322,7 +315,7 @@ def status(args: argparse.Namespace) -> int:
     result = run_status(loaded.system, loaded.run, system_env=system_env,
                         progress="always" if args.progress else "auto")
     if args.json:
-        print_json(as_json(result))
+        console.emit_json(as_json(result))
     else:
         sys.stdout.write(render(result))
     return 0
@@ -332,7 +325,7 @@ def evaluate(args: argparse.Namespace) -> int:
     from session.run.evaluation import render_table, save_result, start_evaluation, stop_evaluation, wait_for_result
 
     host, _ = _host(args)
-    say = _err if args.json else print
+    say = console.say  # under --json on stderr: stdout holds the JSON alone
     evaluation = start_evaluation(host, checkpoint=args.checkpoint, trials=args.trials, mp4=args.mp4,
                                   clone=args.clone, say=say)
     if args.detach:
@@ -341,7 +334,7 @@ def evaluate(args: argparse.Namespace) -> int:
     try:
         result = wait_for_result(host, evaluation, say=say)
     except KeyboardInterrupt:
-        _err("the evaluation keeps running; `deepracer stop-evaluation` stops it and shows the result so far")
+        console.warn("the evaluation keeps running; `deepracer stop-evaluation` stops it and shows the result so far")
         return 130
     stop_evaluation(host, say=say)  # a worker may idle after its last trial; this ends it and saves its log
     key = save_result(host.storage, evaluation.source_prefix, result)
@@ -356,7 +349,7 @@ def stop_evaluation(args: argparse.Namespace) -> int:
     from session.run import evaluation as ev
 
     host, _ = _host(args)
-    say = _err if args.json else print
+    say = console.say  # under --json on stderr: stdout holds the JSON alone
     found = ev.find_evaluation(host)
     was_running = found is not None and found.container is not None and found.container.running
     ev.stop_evaluation(host, say=say, timeout=args.timeout)
@@ -427,12 +420,8 @@ def doctor(args: argparse.Namespace) -> int:
     _, system_env = _paths(args)
     report = run_checks(system_env, Engine(), docker_socket_path())
     if args.json:
-        print_json(report.as_dict())
+        console.emit_json(report.as_dict())
     else:
         for line in render(report):
             print(line)
     return 0 if report.ok else 1
-
-
-def print_json(value: object) -> None:
-    print(json.dumps(value, indent=2, default=str))

@@ -7,6 +7,8 @@ import sys
 from typing import Optional, Sequence
 
 from session import __version__
+from session.core import console
+from session.core.console import Console
 from session.core.defaults import MAX_WORKERS, STALL_CHECKPOINT_MINUTES, STALL_EVALUATION_LOOP, STALL_WORKER_MINUTES
 from session.core.errors import EXIT_USER_ERROR, DeepracerError
 
@@ -229,6 +231,8 @@ def _global_options(parser: argparse.ArgumentParser, on_subcommand: bool = False
                        help="the host's settings (default: $DR_SYSTEM_ENV, else /etc/deepracer/system.env)")
     group.add_argument("--debug", action="store_true", default=unset if on_subcommand else False,
                        help="show tracebacks")
+    group.add_argument("--quiet", "-q", action="store_true", default=unset if on_subcommand else False,
+                       help="print only results, warnings and errors, not the progress lines")
 
 
 def _share_global_options(parser: argparse.ArgumentParser) -> None:
@@ -250,14 +254,17 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     from session.cli import commands
 
     handler = getattr(commands, args.command.replace("-", "_"))
+    previous = console.use(Console(quiet=args.quiet, as_json=bool(getattr(args, "json", False))))
     try:
         return handler(args)
     except DeepracerError as error:  # a user's mistake; anything else is a bug and keeps its traceback
         if args.debug:
             raise
         for line in str(error).splitlines():  # several mistakes (e.g. in run.env) are one line each
-            print(f"deepracer: {line}", file=sys.stderr)
+            console.warn(f"deepracer: {line}")
         return EXIT_USER_ERROR
+    finally:
+        console.use(previous)
 
 
 if __name__ == "__main__":  # pragma: no cover

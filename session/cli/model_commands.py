@@ -10,9 +10,7 @@ import argparse
 import json
 from pathlib import Path
 
-
-def _print_json(value: object) -> None:
-    print(json.dumps(value, indent=2, default=str))
+from session.core import console
 
 
 def _gib(size: int) -> str:
@@ -37,7 +35,7 @@ def models(args: argparse.Namespace, loaded, storage) -> int:
     if action == "list":
         found = library.list_models(storage)
         if args.json:
-            _print_json([summary.to_dict() for summary in found])
+            console.emit_json([summary.to_dict() for summary in found])
             return 0
         if not found:
             print(f"no models in {storage.url()}")
@@ -57,7 +55,7 @@ def models(args: argparse.Namespace, loaded, storage) -> int:
     if action == "show":
         details = library.show_model(storage, args.prefix)
         if args.json:
-            _print_json(details.to_dict())
+            console.emit_json(details.to_dict())
             return 0
         s = details.summary
         print(f"model            {s.url} ({s.layout} layout)")
@@ -90,7 +88,7 @@ def models(args: argparse.Namespace, loaded, storage) -> int:
         finally:
             target.close()
         if args.json:
-            _print_json(result.to_dict())
+            console.emit_json(result.to_dict())
         else:
             # An export names its checkpoint.
             print(f"exported {result.checkpoint.name} of {result.source} to {result.target}: "  # type: ignore[union-attr]

@@ -11,19 +11,17 @@ the console the CLI chose for the command; a caller that wants the lines (a test
 
 from __future__ import annotations
 
-import json
 import sys
-from dataclasses import dataclass
-from datetime import datetime, timezone
-from typing import Callable, Optional
+from typing import Callable
 
 Say = Callable[[str], None]
 
 
-@dataclass(frozen=True)
 class Console:
-    quiet: bool = False
-    as_json: bool = False
+    """A plain class, not a dataclass: every command imports this module, `--help` included."""
+
+    def __init__(self, *, quiet: bool = False, as_json: bool = False) -> None:
+        self.quiet, self.as_json = quiet, as_json
 
     def say(self, line: str) -> None:
         if self.quiet:
@@ -34,6 +32,8 @@ class Console:
         print(line, file=sys.stderr, flush=True)
 
     def emit_json(self, value: object) -> None:
+        import json  # start-up: `--help` and most commands print no JSON
+
         print(json.dumps(value, indent=2, default=str), flush=True)
 
 
@@ -61,20 +61,3 @@ def warn(line: str) -> None:
 
 def emit_json(value: object) -> None:
     _current.emit_json(value)
-
-
-# -- formatting shared by every layer's output --------------------------------------------------------------------
-
-def iso(moment: Optional[datetime]) -> Optional[str]:
-    """A UTC time as ISO 8601 with a Z (what the JSON outputs carry), or None."""
-    return moment.astimezone(timezone.utc).isoformat().replace("+00:00", "Z") if moment else None
-
-
-def human_size(count: float) -> str:
-    """Bytes for a reader: `512 B`, `1.5 KiB`, `3.2 MiB`, `1.1 GiB` (binary units, as `du -h`)."""
-    value = float(count)
-    for unit in ("B", "KiB", "MiB"):
-        if value < 1024:
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{value:.1f} GiB"

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Optional
 
+from session.core import console
 from session.core.envfile import read_env_file
 from session.core.paths import BOOTSTRAP_LOG, default_ready_marker, default_system_env
 
@@ -37,11 +37,11 @@ def print_host_state(as_json: bool = False, state: Optional[HostState] = None) -
     """Exit 0 when the host finished its first boot, 1 while it has not (or never will: see the log)."""
     state = state or host_state()
     if as_json:
-        print(json.dumps(asdict(state), indent=2))
+        console.emit_json(asdict(state))
     else:
-        print(f"host: {'ready' if state.ready else 'NOT ready'} (first-boot log: {state.log})")
+        console.say(f"host: {'ready' if state.ready else 'NOT ready'} (first-boot log: {state.log})")
         if not state.system_env:
-            print(f"system settings: {state.system_env_path} not found")
+            console.say(f"system settings: {state.system_env_path} not found")
         for key, value in sorted(state.system_env.items()):
-            print(f"  {key}={value}")
+            console.say(f"  {key}={value}")
     return 0 if state.ready else 1

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any, Iterator, Optional, Sequence, Union
 from urllib.parse import quote
 
 from session.core.paths import default_cache_dir
+from session.core.text import iso
 from session.engine.containers import (
     DEFAULT_HOST,
     LABEL_ROLE,
@@ -344,7 +345,7 @@ def as_json(status: Status) -> dict[str, Any]:
     if status.progress is not None:
         progress = {**status.progress.to_dict(), "source": status.progress_source}
     return {
-        "checked_at": _iso(status.checked_at),
+        "checked_at": iso(status.checked_at),
         "host": {"ready": status.host_ready, "system_env": status.system_env, "log": status.host_log},
         "run": {"id": status.run_id, "model_prefix": status.model_prefix, "metrics_prefix": status.metrics_prefix,
                 "bucket": status.bucket, "image": status.image, "workers": status.workers},
@@ -443,8 +444,8 @@ def _container_json(container: ContainerInfo, now: datetime) -> dict[str, Any]:
         uptime = round(max(0.0, (now - container.started_at).total_seconds()), 1)
     return {"role": container.role, "worker": container.worker, "name": container.name, "id": container.id,
             "image": container.image, "status": container.status, "running": container.running,
-            "exit_code": container.exit_code, "started_at": _iso(container.started_at),
-            "finished_at": _iso(container.finished_at), "uptime_s": uptime}
+            "exit_code": container.exit_code, "started_at": iso(container.started_at),
+            "finished_at": iso(container.finished_at), "uptime_s": uptime}
 
 
 def _uptime(container: ContainerInfo, now: datetime) -> str:
@@ -477,10 +478,6 @@ def _fixed(value: Optional[float]) -> str:
 
 def _percent(value: Optional[float]) -> str:
     return "-" if value is None else f"{value:.1f}%"
-
-
-def _iso(moment: Optional[datetime]) -> Optional[str]:
-    return moment.astimezone(timezone.utc).isoformat().replace("+00:00", "Z") if moment else None
 
 
 @contextlib.contextmanager

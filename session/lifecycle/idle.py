@@ -33,7 +33,9 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Callable, Iterable, Optional, Sequence
 
+from session.core import console
 from session.core.config import SystemConfig
+from session.core.console import Say
 from session.core.paths import default_idle_state, default_ready_marker
 from session.engine.containers import ContainerInfo, Engine, EngineError
 from session.host.factory import HostFactory, storage_for
@@ -47,7 +49,6 @@ from session.storage.blob import Keeper
 CHECK_EVERY_MIN = 5  # deepracer-idle.timer's OnUnitActiveSec
 ACTIVE_ROLES = ("trainer", "worker", "evaluation")
 
-Say = Callable[[str], None]
 
 
 @dataclass(frozen=True)
@@ -126,7 +127,7 @@ def idle_check(system: "SystemConfig", *, engine: Optional["Engine"] = None,
                ready_marker: Optional[Path] = None, now: Optional[datetime] = None,
                booted: Optional[datetime] = None, stop_host: Optional[Callable[[str], object]] = None,
                host_factory: Optional["HostFactory"] = None, dry_run: bool = False,
-               warn: Optional[Say] = None, say: Say = print) -> IdleDecision:
+               warn: Optional[Say] = None, say: Say = console.say) -> IdleDecision:
     """`deepracer idle-check`: reconcile the run state, decide, remember the activity, power off if due.
     `stop_host` defaults to `power_off`; `warn` to `wall` (a note to logged-in users)."""
     idle_state = idle_state if idle_state is not None else default_idle_state()

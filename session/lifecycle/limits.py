@@ -32,7 +32,9 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
+from session.core import console
 from session.core.config import RunConfig
+from session.core.console import Say
 from session.core.errors import DeepracerError
 from session.host.factory import HostFactory
 from session.lifecycle.notify import notify
@@ -44,7 +46,6 @@ WAKE_S = 30.0  # how often a sleeping timer process looks whether its run ended 
 BACKSTOP_GRACE_S = 60.0  # the idle timer leaves the timer process this long to stop the run on time
 STOP_TIMEOUT_S = 30.0
 
-Say = Callable[[str], None]
 PowerOff = Callable[[str], object]  # the cloud (system.env DR_CLOUD) -> powers this host off
 
 
@@ -83,7 +84,7 @@ def arm(store: RunStateStore, state: RunState, *,
 
 def enforce(store: RunStateStore, *, now: Callable[[], datetime] = utcnow, grace_s: float = 0.0,
             host_factory: Optional[HostFactory] = None, power_off: Optional[PowerOff] = None,
-            token: Optional[str] = None, say: Say = print) -> Optional[StopReport]:
+            token: Optional[str] = None, say: Say = console.say) -> Optional[StopReport]:
     """Stops the recorded run if its deadline has passed (by `grace_s`); the timer's entry point.
 
     With DR_POWER_OFF_AFTER_MAX_MINUTES, `power_off` powers the host off afterwards; without one (not root) the
@@ -116,7 +117,7 @@ def _tell_time_limit(host, stopped) -> None:
 
 def wait(store: RunStateStore, token: str, *, now: Callable[[], datetime] = utcnow,
          sleep: Callable[[float], None] = time.sleep, host_factory: Optional[HostFactory] = None,
-         power_off: Optional[PowerOff] = None, say: Say = print) -> Optional[StopReport]:
+         power_off: Optional[PowerOff] = None, say: Say = console.say) -> Optional[StopReport]:
     """The timer process: sleeps until the run's deadline, then `enforce`s it; leaves as soon as the run
     recorded is no longer the running one it was started for."""
     while True:

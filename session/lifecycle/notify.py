@@ -7,11 +7,10 @@ is a courtesy: failing to send one is said and never stops what the caller was d
 
 from __future__ import annotations
 
-from typing import Callable
-
+from session.core import console
 from session.core.config import SystemConfig
+from session.core.console import Say
 
-Say = Callable[[str], None]
 SUBJECT_LIMIT = 100  # SNS: the e-mail subject, ASCII without line breaks
 
 
@@ -20,7 +19,7 @@ def subject_line(text: str) -> str:
     return clean if len(clean) <= SUBJECT_LIMIT else clean[:SUBJECT_LIMIT - 3] + "..."
 
 
-def notify(system: SystemConfig, event: str, prefix: str, details: str = "", *, say: Say = print,
+def notify(system: SystemConfig, event: str, prefix: str, details: str = "", *, say: Say = console.say,
            client=None) -> bool:
     """Publishes `DeepRacer: <event> (<prefix>)`; True when sent, False when off or failed (said)."""
     topic = system.notify_topic_arn

@@ -9,6 +9,8 @@ import subprocess
 import urllib.parse
 from typing import Callable, Optional, Sequence
 
+from session.core import console
+from session.core.console import Say
 from session.core.errors import DeepracerError
 from session.lifecycle.metadata import IMDS, NoticeError, metadata_request
 
@@ -16,7 +18,6 @@ ARM = "https://management.azure.com"
 ARM_API_VERSION = "2024-07-01"
 DEALLOCATE_ACTION = "Microsoft.Compute/virtualMachines/deallocate/action"
 
-Say = Callable[[str], None]
 
 
 class PowerOffError(DeepracerError):
@@ -64,7 +65,7 @@ def _excerpt(body: bytes) -> str:
     return " ".join(body[:300].decode("utf-8", "replace").split())
 
 
-def power_off(cloud: str, *, say: Say = print, azure: Optional[AzureVm] = None,
+def power_off(cloud: str, *, say: Say = console.say, azure: Optional[AzureVm] = None,
               run: Callable[[Sequence[str]], object] = lambda command: subprocess.run(list(command), check=False)
               ) -> str:
     """Stops this host: Azure deallocates, everything else powers off. Returns what was done."""

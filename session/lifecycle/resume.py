@@ -14,6 +14,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable, Optional
 
+from session.core import console
+from session.core.console import Say
 from session.host.factory import Host, HostFactory, open_host
 from session.lifecycle.limits import arm as arm_time_limit
 from session.run.checkpoints import StoredCheckpoint, complete_checkpoints
@@ -23,7 +25,6 @@ from session.run.training import start_training
 from session.storage.layout import CHECKPOINTS_JSON, COACH_CHECKPOINT
 from session.storage.s3 import Storage
 
-Say = Callable[[str], None]
 Restore = Callable[[Host, str], object]  # the interrupted prefix back in storage (default: the host's keeper)
 
 
@@ -43,7 +44,7 @@ class ResumeResult:
 
 
 def resume(store: Optional[RunStateStore] = None, *, force: bool = False,
-           host_factory: Optional[HostFactory] = None, say: Say = print, now: Callable[[], datetime] = utcnow,
+           host_factory: Optional[HostFactory] = None, say: Say = console.say, now: Callable[[], datetime] = utcnow,
            ready_timeout_s: Optional[float] = None, restore: Optional[Restore] = None,
            arm: Optional[Callable[[RunStateStore, RunState], str]] = None) -> ResumeResult:
     """Continue an interrupted run from its recorded checkpoint under the next prefix, and start training.

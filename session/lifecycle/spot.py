@@ -29,7 +29,9 @@ from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
 from typing import Any, Callable, Optional, Protocol
 
+from session.core import console
 from session.core.config import SystemConfig
+from session.core.console import Say
 from session.host.factory import HostFactory
 from session.lifecycle.metadata import IMDS, METADATA_TIMEOUT_S, NoticeError, metadata_request
 from session.lifecycle.stopping import AfterStop, StopReport, interrupt
@@ -41,7 +43,6 @@ AZURE_EVENTS = "/metadata/scheduledevents?api-version=2020-07-01"
 AZURE_VM_NAME = "/metadata/instance/compute/name?api-version=2021-02-01&format=text"
 AZURE_STOPPING = ("Preempt", "Terminate", "Reboot", "Redeploy")
 
-Say = Callable[[str], None]
 
 
 @dataclass(frozen=True)
@@ -189,7 +190,7 @@ def stop_timeout(seconds_left: Optional[float]) -> float:
 
 
 def handle_notice(notice: Notice, *, store: RunStateStore, host_factory: Optional[HostFactory] = None,
-                  say: Say = print, now: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
+                  say: Say = console.say, now: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
                   after_stop: Optional[AfterStop] = None) -> Optional[StopReport]:
     """The graceful stop for a notice; the run is left resumable. `after_stop` (e.g. an e-mail) runs once the
     stop and the checkpoint are recorded and the models kept, with whatever time the notice leaves."""
@@ -202,7 +203,7 @@ class SpotWatcher:
     """Polls a notice source and handles each notice once; `check_once` is one poll."""
 
     def __init__(self, source: NoticeSource, handle: Callable[[Notice], Any], *, interval: float = POLL_S,
-                 sleep: Callable[[float], None] = time.sleep, say: Say = print) -> None:
+                 sleep: Callable[[float], None] = time.sleep, say: Say = console.say) -> None:
         self.source, self.handle, self.interval, self._sleep, self.say = source, handle, interval, sleep, say
         self.handled: list[Notice] = []
         self._last_error: Optional[str] = None
@@ -258,7 +259,7 @@ def source_for(cloud: str, base_url: str = IMDS) -> Optional[NoticeSource]:
 
 def watch(system: SystemConfig, *, store: Optional[RunStateStore] = None, base_url: str = IMDS,
           host_factory: Optional[HostFactory] = None, after_stop: Optional[AfterStop] = None,
-          say: Say = print, checks: Optional[int] = None) -> int:
+          say: Say = console.say, checks: Optional[int] = None) -> int:
     """`deepracer spot-watch`: polls until stopped; 0 at once where no cloud sends notices."""
     source = source_for(system.cloud, base_url)
     if source is None:

@@ -8,13 +8,14 @@ from datetime import datetime
 from pathlib import Path
 from typing import Callable, Optional
 
+from session.core import console
+from session.core.console import Say
 from session.engine.containers import ContainerInfo
 from session.host.factory import Host, HostFactory, open_host
 from session.run.checkpoints import StoredCheckpoint, newest_checkpoint
 from session.run.state import Event, RunState, RunStateStore, utcnow
 from session.run.training import stop_training, stopped_prefixes
 
-Say = Callable[[str], None]
 AfterStop = Callable[[Host, list[ContainerInfo]], object]  # e.g. an e-mail, once the stop is recorded and kept
 
 
@@ -30,7 +31,7 @@ class StopReport:
 
 
 def interrupt(store: RunStateStore, *, event: Event, reason: str, timeout: float,
-              host_factory: Optional[HostFactory] = None, say: Say = print,
+              host_factory: Optional[HostFactory] = None, say: Say = console.say,
               now: Callable[[], datetime] = utcnow, token: Optional[str] = None,
               after_stop: Optional[AfterStop] = None) -> Optional[StopReport]:
     """The graceful stop the spot watcher and the time limit share: claim the running state (`event`: a notice, the

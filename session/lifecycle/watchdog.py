@@ -19,7 +19,9 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Optional
 
+from session.core import console
 from session.core.config import SystemConfig
+from session.core.console import Say
 from session.engine.containers import ContainerInfo, Engine
 from session.host.factory import storage_for
 from session.insight.live import StallRules
@@ -34,7 +36,6 @@ ENDED_RECENTLY = timedelta(hours=1)  # an `ended` run (the idle check saw it fin
 SENT_NAME = "notified.json"
 FINISHED, STALL = "training finished", "training stalled"
 
-Say = Callable[[str], None]
 
 
 @dataclass(frozen=True)
@@ -127,7 +128,7 @@ def check(system: "SystemConfig", *, state: Optional[RunState] = None,
           engine: Optional["Engine"] = None, checkpoint_time: Optional[Callable[[RunState], Optional[datetime]]] = None,
           sent_path: Optional[Path] = None, now: Optional[datetime] = None,
           stall_minutes: float = STALL_MINUTES, notify: Callable[..., bool] = _notify,
-          say: Say = print) -> list[Event]:
+          say: Say = console.say) -> list[Event]:
     """Gathers the inputs (the recorded run, its containers, the newest checkpoint's time, only while they run),
     sends what `events_to_send` says, and remembers what went out. Returns the events sent."""
     if not system.notify_topic_arn:

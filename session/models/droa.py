@@ -42,6 +42,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Optional, Un
 
 from session.checks.tracks import split_direction
 from session.core.errors import DeepracerError
+from session.core.text import human_size
 
 if TYPE_CHECKING:  # pragma: no cover
     from botocore.client import BaseClient
@@ -555,7 +556,7 @@ class DroaClient:
 
         params_bytes = yaml.safe_dump(params, default_flow_style=False, sort_keys=False, explicit_start=True,
                                       allow_unicode=True).encode()
-        report(f"uploading {len(files)} files ({_human(size)}) to s3://{config.upload_bucket}/{prefix}/")
+        report(f"uploading {len(files)} files ({human_size(size)}) to s3://{config.upload_bucket}/{prefix}/")
         for rel in sorted(files):
             self._upload(rel, files[rel] if rel != TRAINING_PARAMS else params_bytes, f"{prefix}/{rel}")
         body = {"s3Bucket": config.upload_bucket, "s3Path": prefix, "modelName": model_name}
@@ -978,8 +979,8 @@ def _preflight(files: Mapping[str, Path], where: str) -> int:
     except OSError as error:
         raise DroaError(f"cannot read {getattr(error, 'filename', '') or where}: {error.strerror or error}") from None
     if size > MAX_IMPORT_BYTES:
-        raise DroaError(f"{where} holds {_human(size)}; DRoA imports at most {_human(MAX_IMPORT_BYTES)} (export "
-                        "one checkpoint)")
+        raise DroaError(f"{where} holds {human_size(size)}; DRoA imports at most {human_size(MAX_IMPORT_BYTES)} "
+                        "(export one checkpoint)")
     return size
 
 
@@ -1008,12 +1009,3 @@ def _content_type(rel: str) -> str:
     suffix = PurePosixPath(rel).suffix.lower()
     return {".json": "application/json", ".yaml": "application/x-yaml", ".yml": "application/x-yaml",
             ".py": "text/x-python", ".csv": "text/csv"}.get(suffix, "application/octet-stream")
-
-
-def _human(size: int) -> str:
-    value = float(size)
-    for unit in ("B", "KiB", "MiB"):
-        if value < 1024:
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{value:.1f} GiB"

@@ -22,10 +22,11 @@ from __future__ import annotations
 import hashlib
 import posixpath
 from dataclasses import asdict, dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Optional, Sequence, TypeVar, Union
 
 from session.core.errors import DeepracerError
+from session.core.text import iso
 from session.run.progress import (
     Checkpoint,
     Iteration,
@@ -281,7 +282,7 @@ class ModelSummary:
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
-        data["updated"] = _iso(self.updated)
+        data["updated"] = iso(self.updated)
         return data
 
 
@@ -513,10 +514,6 @@ def yaml_scalar(value: Any) -> Any:
     if isinstance(value, list) and len(value) == 1:
         return value[0]
     return value
-
-
-def _iso(moment: Optional[datetime]) -> Optional[str]:
-    return moment.astimezone(timezone.utc).isoformat().replace("+00:00", "Z") if moment else None
 
 
 def coach_checkpoint_text(storage: "Storage", location: ModelLocation, objects: Mapping[str, Any]) -> Optional[str]:

@@ -27,7 +27,9 @@ from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timezone
 from typing import Any, Callable, Iterable, Mapping, Optional, Sequence
 
+from session.core import console
 from session.core.config import RunConfig, SystemConfig
+from session.core.console import Say
 from session.engine.containers import (
     LABEL_PREFIX,
     LABEL_ROLE,
@@ -45,8 +47,6 @@ from session.run.training import READY_TIMEOUT_S, TrainingError
 from session.run.training_params import dump
 from session.storage.layout import CHECKPOINTS_JSON
 from session.storage.s3 import ObjectNotFound, Storage, StorageError
-
-Say = Callable[[str], None]
 
 ROLE = "evaluation"
 # One string for the image's `bash -c` entrypoint, as DRfC's compose passes ROBOMAKER_COMMAND.
@@ -364,7 +364,7 @@ def evaluation_containers(host: Host) -> list[ContainerInfo]:
 
 def start_evaluation(host: Host, *, checkpoint: Optional[str] = None, trials: Optional[int] = None,
                      mp4: Optional[bool] = None, clone: bool = False, timeout_s: float = READY_TIMEOUT_S,
-                     say: Say = print, on_event: Optional[Callable[[WatchEvent], None]] = None,
+                     say: Say = console.say, on_event: Optional[Callable[[WatchEvent], None]] = None,
                      now: Optional[datetime] = None) -> EvaluationRun:
     """Checks, (clones,) uploads the params, starts the evaluation worker and waits until it drives.
 
@@ -512,7 +512,7 @@ def result_so_far(storage: Storage, evaluation: EvaluationRun) -> Optional[Evalu
 
 
 def wait_for_result(host: Host, evaluation: EvaluationRun, *, poll_s: float = POLL_S,
-                    timeout_s: Optional[float] = None, say: Say = print,
+                    timeout_s: Optional[float] = None, say: Say = console.say,
                     sleep: Callable[[float], None] = time.sleep) -> EvaluationResult:
     """Follows the evaluation until its metrics hold every trial, or its worker exits, or `timeout_s` passes;
     says each trial as it arrives. An incomplete result carries a `note` saying why (with the simulator's
@@ -543,7 +543,7 @@ def wait_for_result(host: Host, evaluation: EvaluationRun, *, poll_s: float = PO
         sleep(poll_s)
 
 
-def stop_evaluation(host: Host, *, say: Say = print, timeout: float = 30) -> list[ContainerInfo]:
+def stop_evaluation(host: Host, *, say: Say = console.say, timeout: float = 30) -> list[ContainerInfo]:
     """Stops the run's evaluation worker and saves its log beside the evaluated model. A worker that already
     ended by itself gets its log saved too (once). Returns the containers whose log was saved."""
     containers = evaluation_containers(host)

@@ -27,6 +27,7 @@ from dataclasses import asdict, dataclass, fields
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Iterable, Mapping, Optional, Sequence
 
+from session.core.text import iso
 from session.run.training_params import TRAINING_METRICS_NAME
 from session.storage.layout import CHECKPOINTS_JSON
 from session.storage.s3 import ObjectNotFound
@@ -124,7 +125,7 @@ class TrainingProgress:
         """Plain JSON types; times as ISO 8601 UTC. `from_dict` reads it back."""
         data = asdict(self)
         for name in ("updated", "read_at"):
-            data[name] = _iso(getattr(self, name))
+            data[name] = iso(getattr(self, name))
         newest = self.newest_checkpoint
         data["newest_checkpoint"] = asdict(newest) if newest else None
         return data
@@ -422,10 +423,6 @@ def _reason(error: Exception) -> str:
     if isinstance(error, json.JSONDecodeError):
         return f"{error.msg} at byte {error.pos}"
     return str(error) or type(error).__name__
-
-
-def _iso(moment: Optional[datetime]) -> Optional[str]:
-    return moment.astimezone(timezone.utc).isoformat().replace("+00:00", "Z") if moment else None
 
 
 def _parse_iso(text: Optional[str]) -> Optional[datetime]:

@@ -7,15 +7,15 @@ import shutil
 from typing import Callable, Optional
 
 from session.checks.pretrained import PretrainedError, check_pretrained
+from session.core import console
 from session.core.config import RunConfig, SystemConfig
+from session.core.console import Say
 from session.core.errors import DeepracerError
 from session.engine.containers import ContainerInfo, Engine, WatchEvent
 from session.engine.specs import NETWORK, SAGEMAKER_TMP, StorageAccess, comms_dir, image_of, trainer_spec, worker_specs
 from session.host.factory import Host
 from session.run.training_params import Params, dump, multi_config, params_files
 from session.storage.blob import SyncReport
-
-Say = Callable[[str], None]
 
 # Lines that prove a container is past start-up (FORMATS.md §5.5, §5.1): the trainer has loaded the model
 # and its hyperparameters (SageMaker-local's output reaches the rl_coach container's log), a worker simulates.
@@ -79,7 +79,7 @@ def upload_inputs(host: Host, workers: int, say: Say) -> dict[str, Params]:
 
 
 def start_training(host: Host, *, workers: Optional[int] = None, overwrite: bool = False,
-                   timeout_s: float = READY_TIMEOUT_S, say: Say = print,
+                   timeout_s: float = READY_TIMEOUT_S, say: Say = console.say,
                    on_event: Optional[Callable[[WatchEvent], None]] = None) -> list[ContainerInfo]:
     """Everything `train` does after validation. Raises TrainingError; on a failed start nothing keeps running."""
     system, run, engine = host.system, host.run, host.engine
@@ -142,7 +142,7 @@ def _stop_run(engine: Engine, system: SystemConfig, run: RunConfig, timeout: flo
     return stopped
 
 
-def stop_training(host: Host, *, say: Say = print, timeout: float = 30, keep: bool = True) -> list[ContainerInfo]:
+def stop_training(host: Host, *, say: Say = console.say, timeout: float = 30, keep: bool = True) -> list[ContainerInfo]:
     """Stops the run's containers, the trainer's sibling included; checkpoints in storage stay, the logs go
     to `<prefix>/logs/` so they outlive the containers, and with `keep` the keeper keeps the stopped prefixes
     (Azure: to Blob). The graceful stop of a notice passes keep=False: it records the checkpoint first."""
@@ -164,7 +164,7 @@ def stopped_prefixes(stopped: list[ContainerInfo], run: RunConfig) -> list[str]:
     return sorted({c.prefix or run.local_s3_model_prefix for c in stopped})
 
 
-def restore_pretrained(host: Host, *, say: Say = print) -> Optional[SyncReport]:
+def restore_pretrained(host: Host, *, say: Say = console.say) -> Optional[SyncReport]:
     """The model the run starts from, back in the working bucket where the keeper kept it (a fresh Azure VM);
     asked once per host, so `train` may call it before validating and start_training again. None when there
     was nothing to restore."""

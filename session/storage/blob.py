@@ -35,7 +35,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Optional, Sequence, TypeVar
 
+from session.core import console
+from session.core.console import Say
 from session.core.errors import DeepracerError
+from session.core.text import human_size
 from session.storage.layout import CHECKPOINTS_JSON, COACH_CHECKPOINT, HANDOFF_MARKERS
 from session.storage.s3 import (
     PART_SIZE,
@@ -52,7 +55,6 @@ if TYPE_CHECKING:  # pragma: no cover
     from session.core.config import SystemConfig
     from session.engine.containers import ContainerInfo, Engine
 
-Say = Callable[[str], None]
 _T = TypeVar("_T")
 
 BLOB_HOST = "blob.core.windows.net"
@@ -124,7 +126,8 @@ class SyncReport:
 
     def summary(self) -> str:
         """One line for people: where to where, and the counts that are not zero."""
-        parts = [f"{len(self.transferred)} copied ({_size(self.bytes_copied)})", f"{len(self.unchanged)} unchanged"]
+        parts = [f"{len(self.transferred)} copied ({human_size(self.bytes_copied)})",
+                 f"{len(self.unchanged)} unchanged"]
         for count, text in ((self.conflicts, "different and left alone (--overwrite replaces them)"),
                             (self.vanished, "gone before they could be copied"), (self.deleted, "deleted"),
                             ([] if self.deleted else self.target_only, "only at the target")):
@@ -629,14 +632,14 @@ class Keeper:
             self._blob = blob_store_for(self.system)
         return self._blob
 
-    def keep(self, prefixes: Iterable[str], *, say: Say = print) -> list[SyncReport]:
+    def keep(self, prefixes: Iterable[str], *, say: Say = console.say) -> list[SyncReport]:
         """After a stop has saved the logs: each prefix (checkpoints, metrics, logs) to Blob."""
         prefixes = sorted(set(prefixes))
         if not self.active or not prefixes:
             return []
         return _sync_each(self.storage, self.blob, prefixes, say)
 
-    def restore(self, prefix: str, *, say: Say = print) -> Optional[SyncReport]:
+    def restore(self, prefix: str, *, say: Say = console.say) -> Optional[SyncReport]:
         """A model prefix back from Blob when MinIO holds nothing under its model/ and Blob holds the prefix (what
         a model needs before training or resuming from it on a fresh VM). None when nothing was to do, and on
         clouds other than azure; whoever needed the model says what is missing."""
@@ -646,7 +649,7 @@ class Keeper:
         self._present.add(prefix)
         return report
 
-    def claim(self, prefix: str, *, overwrite: bool = False, say: Say = print) -> None:
+    def claim(self, prefix: str, *, overwrite: bool = False, say: Say = console.say) -> None:
         """Before training into `prefix` (after MinIO's own check): a model Blob keeps under that name from an
         earlier VM is not mixed with the new one; `overwrite` (train --overwrite) deletes it."""
         if not self.active:
@@ -663,14 +666,14 @@ class Keeper:
         self.blob.delete(names)
         say(f"--overwrite: deleted {len(names)} blobs under {self.blob.url_of(folder)}")
 
-    def keep_everything(self, *, say: Say = print) -> list[SyncReport]:
+    def keep_everything(self, *, say: Say = console.say) -> list[SyncReport]:
         """Every top-level folder of MinIO's bucket to Blob: before the VM powers off."""
         if not self.active:
             return []
         return sync_all(self.storage, self.blob, say=say)
 
 
-def ensure_in_minio(system: "SystemConfig", storage: Storage, prefix: str, *, say: Say = print,
+def ensure_in_minio(system: "SystemConfig", storage: Storage, prefix: str, *, say: Say = console.say,
                     blob: Optional[BlobStore] = None) -> Optional[SyncReport]:
     """A model prefix restored from Blob when MinIO holds nothing under its model/ and Blob holds the prefix.
     None when nothing was to do, and on clouds other than azure."""
@@ -703,7 +706,7 @@ def prefixes_to_sync(containers: Iterable["ContainerInfo"], now: Optional[dateti
 
 
 def sync_running(system: "SystemConfig", engine: "Engine", storage: Storage, *, blob: Optional[BlobStore] = None,
-                 say: Say = print, now: Optional[datetime] = None) -> list[SyncReport]:
+                 say: Say = console.say, now: Optional[datetime] = None) -> list[SyncReport]:
     """For the timer: the prefixes of the runs on this host (`prefixes_to_sync`) to Blob. On other clouds it
     says so and does nothing."""
     if not is_azure(system):
@@ -716,7 +719,7 @@ def sync_running(system: "SystemConfig", engine: "Engine", storage: Storage, *, 
     return _sync_each(storage, blob or blob_store_for(system), prefixes, say)
 
 
-def sync_all(storage: Storage, blob: BlobStore, *, delete: bool = False, say: Say = print) -> list[SyncReport]:
+def sync_all(storage: Storage, blob: BlobStore, *, delete: bool = False, say: Say = console.say) -> list[SyncReport]:
     """Every top-level folder of MinIO's bucket (models, custom_files ...) to Blob: before the VM goes away."""
     return _sync_each(storage, blob, storage.list_prefixes(""), say, delete=delete)
 
@@ -809,11 +812,3 @@ def _code(error: Any) -> str:
 def _first_line(error: BaseException) -> str:
     text = str(getattr(error, "message", None) or error).strip()
     return text.splitlines()[0].strip() if text else type(error).__name__
-
-
-def _size(count: int) -> str:
-    for unit in ("B", "KiB", "MiB"):
-        if count < 1024:
-            return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
-        count /= 1024  # type: ignore[assignment]
-    return f"{count:.1f} GiB"

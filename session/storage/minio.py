@@ -12,7 +12,9 @@ import urllib.error
 import urllib.request
 from typing import TYPE_CHECKING, Callable, Optional
 
+from session.core import console
 from session.core.config import SystemConfig
+from session.core.console import Say
 from session.core.errors import DeepracerError
 from session.core.paths import MINIO_DATA_DIR
 from session.engine.containers import LABEL_ROLE, LABEL_RUN, ContainerSpec, Engine, Mount, Port
@@ -63,7 +65,7 @@ def _live(endpoint: str) -> bool:
         return False
 
 
-def ensure_minio(engine: Engine, system: SystemConfig, *, say: Callable[[str], None] = print,
+def ensure_minio(engine: Engine, system: SystemConfig, *, say: Say = console.say,
                  live: Callable[[str], bool] = _live, clock: Callable[[], float] = time.monotonic,
                  sleep: Callable[[float], None] = time.sleep, data_dir: str = DATA_DIR,
                  storage: Optional["Storage"] = None) -> Optional[str]:
