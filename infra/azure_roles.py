@@ -43,7 +43,7 @@ def deployer_principal_type(client_id: str) -> str:
 
 
 # The one thing the VM's identity may do to its own VM: deallocate it (idle auto-stop, a time limit;
-# session/lifecycle/idle.py).
+# session/lifecycle/power.py).
 # The host reads its resource id from IMDS, not from ARM, and does not poll the operation: no read is needed.
 VM_DEALLOCATE_ACTION = "Microsoft.Compute/virtualMachines/deallocate/action"
 

@@ -95,7 +95,7 @@ step_session_package() {
 }
 
 install_units() {
-  # The run state (session/lifecycle/resume.py) belongs to the user who trains; root's services write it too.
+  # The run state (session/run/state.py) belongs to the user who trains; root's services write it too.
   install -d -o "$HOST_USER" -g "$HOST_USER" -m 0755 "$STATE_DIR/run"
   install -m 0644 "$SESSION_UNITS"/deepracer-* "$UNIT_DIR/"
   systemctl daemon-reload

@@ -47,6 +47,7 @@ from session.storage.s3 import (
     ObjectNotFound,
     Storage,
     StorageError,
+    SyncResult,
     run_parallel,
     storage_error,
 )
@@ -101,28 +102,14 @@ class BlobInfo:
 
 
 @dataclass
-class SyncReport:
-    """What a sync or restore found and did, by path relative to the prefix; every list is sorted."""
+class SyncReport(SyncResult):
+    """A copy between MinIO and Blob: a SyncResult (its lists by path relative to the prefix, sorted) plus what
+    only such a copy meets."""
 
-    source: str
-    target: str
-    added: list[str] = field(default_factory=list)  # only at the source: copied
-    changed: list[str] = field(default_factory=list)  # different at the target: copied over it
-    unchanged: list[str] = field(default_factory=list)
     conflicts: list[str] = field(default_factory=list)  # restore: different in MinIO, left alone (no overwrite)
     vanished: list[str] = field(default_factory=list)  # listed, then gone before the copy (the trainer prunes)
     skipped: list[str] = field(default_factory=list)  # the run's hand-off markers (SYNC_MARKERS)
-    target_only: list[str] = field(default_factory=list)  # only at the target: left alone unless deleted
-    deleted: list[str] = field(default_factory=list)
     bytes_copied: int = 0
-
-    @property
-    def transferred(self) -> list[str]:
-        return sorted(self.added + self.changed)
-
-    @property
-    def has_changes(self) -> bool:
-        return bool(self.added or self.changed or self.deleted)
 
     def summary(self) -> str:
         """One line for people: where to where, and the counts that are not zero."""
