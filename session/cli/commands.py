@@ -391,7 +391,8 @@ def report(args: argparse.Namespace) -> int:
 
         return _storage(load_system_config(_paths(args)[1]))
 
-    return run_report(args, storage)
+    return run_report(args.sources, storage, track=args.track, tracks=args.tracks, out=args.out, laps=args.laps,
+                      json_output=args.json)
 
 
 def increment(args: argparse.Namespace) -> int:

@@ -20,11 +20,13 @@ episodes (of the evaluation episodes when nothing was trained), exactly: `episod
 - the run: the model prefix (and bucket) its training_params YAML or simulation logs name. Sources of two
   different runs are a ReportError, not one report.
 Lines the loader could not read are counted (`problems`), never fatal; no trace data at all is a ReportError.
+
+The Report itself is session.insight.report_model's, which the plots and the page read too: this module builds it
+and hands it to them, never the other way round.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import re
@@ -33,34 +35,46 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Optional, Sequence, Union
 
+from session.checks.tracks import Track, TrackError, TrackLibrary, UnknownTrackError, frame_shift, split_direction
+from session.checks.validate import HOST_TRACKS_DIR, tracks_dir
+from session.core.envfile import ConfigError
 from session.core.errors import DeepracerError
+from session.insight import report_html
+from session.insight.report_model import (
+    EVALUATION,
+    GENERATOR,
+    TOP_LAPS,
+    TRAINING,
+    MetricsRun,
+    Report,
+    TrackChoice,
+    iteration_rows,
+    rounded,
+)
 from session.run.evaluation import CLONE_SUFFIX
+from session.run.progress import group_iterations, parse_metrics
+from session.storage.s3 import Storage, StorageError
+
+# The imports marked `# start-up:` stay inside their functions on purpose: session.insight.analysis pulls in pandas
+# and session.insight.report_plots numpy and matplotlib, half a second and more that only reading a trace or drawing
+# needs; importing this module (ReportError, the parsers of logs and params) costs none of it.
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
 
-    from session.checks.tracks import Track, TrackLibrary
-    from session.insight.analysis import Trace
     from session.insight.analysis.sources import Source
-    from session.run.progress import Iteration
-    from session.storage.s3 import Storage
 
 DPI = 100  # the PNGs' resolution; their sizes in inches are fixed in session.insight.report_plots
-TOP_LAPS = 1  # fastest laps drawn on the track
 TABLE_ROWS = 20  # iterations in the terminal table (the last ones); the page and the JSON have all
-GENERATOR = "deepracer-cloud report"  # in every index.html we write: a folder holding one is ours to rewrite
 JSON_NAME = "report.json"
 HTML_NAME = "index.html"
 HEAD_BYTES = 2 << 20  # of a log, searched for the params the simulator prints when it starts
 GUESS_SHARE = 0.9  # of the car's positions on a route's road, for the route to be guessed as the track
 FIT_SHARE = 0.5  # ... for another variant's route to be drawn (a route in another frame holds next to none)
 
-TRAINING, EVALUATION = "training", "evaluation"
 _PARAMS = re.compile(r"(^|/)training_params(_\d+)?\.ya?ml$", re.IGNORECASE)
 _WORKER_SUFFIX = re.compile(r"_(\d+)\.json$", re.IGNORECASE)
 _ARCHIVES = (".tar.gz", ".tgz", ".tar", ".tar.bz2", ".tar.xz")
-# `archive.tar.gz:` before a member's name; file names keep their own colons (DRoA's start times: 08:23:21.847Z).
-_ARCHIVE_MEMBER = re.compile(r"^.*?\.(?:tar\.gz|tgz|tar\.bz2|tar\.xz|tar):", re.IGNORECASE)
 # How a simulation log names its track, most reliable first: the params dict after the simulator appended the
 # direction, the ROS 1 parameter dump, the line before the dict, an environment dump.
 _WORLD_PATTERNS = (re.compile(rb"""['"]WORLD_NAME['"]\s*:\s*['"]([\w.-]+)['"]"""),
@@ -84,27 +98,6 @@ _RUN_PATTERNS = tuple((_log_value(bucket), _log_value(prefix)) for bucket, prefi
 class ReportError(DeepracerError):
     """A report that cannot be made: no trace data in the sources, an unknown --track, an --out folder that
     holds someone else's files."""
-
-
-@dataclass(frozen=True)
-class TrackChoice:
-    """The track the run drove: `name` as the run (or --track) named it, `origin` where that came from, `track`
-    the route file drawn (None: the path is drawn without borders), `note` one line on anything less than sure."""
-
-    name: Optional[str] = None
-    origin: str = ""
-    track: Optional["Track"] = None
-    note: str = ""
-
-    def describe(self) -> str:
-        """Where the name came from, for people: `--track`, `guessed ...`, `from <file name>`."""
-        if not self.origin or self.origin == "--track" or self.origin.startswith("guessed"):
-            return self.origin
-        return "from " + _ARCHIVE_MEMBER.sub("", self.origin).rsplit("/", 1)[-1]
-
-    def as_json(self) -> dict[str, Any]:
-        return {"name": self.name, "origin": self.origin or None, "drawn": self.track.name if self.track else None,
-                "note": self.note or None}
 
 
 @dataclass(frozen=True)
@@ -132,55 +125,6 @@ def run_id(bucket: Optional[str], prefix: Optional[str]) -> Optional[RunId]:
     return RunId(prefix, (bucket or "").strip() or None)
 
 
-@dataclass(frozen=True)
-class MetricsRun:
-    """One run's training metrics JSON: `entries` by 1-based worker, grouped into the trainer's iterations
-    (session.run.progress), which carry its evaluation of every checkpoint."""
-
-    source: str
-    files: tuple[str, ...]
-    entries: dict[int, list[dict[str, Any]]]
-    iterations: tuple["Iteration", ...]
-    best_model_metric: Optional[str] = None
-
-
-@dataclass
-class Report:
-    """Everything a report shows. `table`: one row per episode (session.insight.analysis.episodes), `phase`: the phase
-    the headline numbers are about, `numbers`: summary() of its episodes (or of the metrics JSON)."""
-
-    title: str
-    sources: list[str]
-    trace: "Trace"
-    table: "pd.DataFrame"
-    phase: str
-    numbers: dict[str, Any]
-    numbers_from: str  # "trace" or "metrics"
-    metrics: Optional[MetricsRun] = None
-    track: TrackChoice = field(default_factory=TrackChoice)
-    notes: list[str] = field(default_factory=list)
-
-    @property
-    def steps(self) -> "pd.DataFrame":
-        return self.trace.steps
-
-    @property
-    def episodes(self) -> "pd.DataFrame":
-        """The headline phase's episodes."""
-        return self.table[self.table["phase"] == self.phase] if len(self.table) else self.table
-
-    def best_laps(self, n: int = TOP_LAPS) -> "pd.DataFrame":
-        """The n fastest completed laps of the headline phase (ties: the earlier episode), fastest first; when
-        none completed, the episode that got furthest."""
-        table = self.episodes
-        if not len(table):
-            return table
-        laps = table[table["complete"]].sort_values(["lap_time", "unique_episode"], kind="stable")
-        if len(laps):
-            return laps.head(max(1, n))
-        return table.sort_values(["progress", "unique_episode"], ascending=[False, True], kind="stable").head(1)
-
-
 # --- building ------------------------------------------------------------------------------------------------------
 
 
@@ -188,7 +132,7 @@ def build(sources: Union["Source", Sequence["Source"]], *, track: Optional[str] 
           tracks: Optional[Path] = None) -> Report:
     """Load the sources and work out the numbers, the metrics and the track. `track` is a world name or a route
     file (`--track`), `tracks` the folder of route files (None: no borders, unless `track` is a file)."""
-    from session.insight.analysis import AnalysisError, episodes, load, summary
+    from session.insight.analysis import AnalysisError, episodes, load, summary  # start-up: pandas, about 0.5 s
 
     pair = isinstance(sources, tuple) and len(sources) == 2 and isinstance(sources[1], (bytes, bytearray))
     if pair or isinstance(sources, (str, Path)) or not isinstance(sources, Sequence):
@@ -240,17 +184,17 @@ def metrics_numbers(run: MetricsRun) -> dict[str, Any]:
         lap_s = [t / 1000 for t in laps if t is not None]
         count = len(entries)
         return {"episodes": count, "completed_laps": sum(map(_lap, entries)),
-                "completion_rate": _round(sum(map(_lap, entries)) / count) if count else None,
-                "best_lap_s": _round(min(lap_s)) if lap_s else None,
-                "mean_lap_s": _round(sum(lap_s) / len(lap_s)) if lap_s else None,
+                "completion_rate": rounded(sum(map(_lap, entries)) / count) if count else None,
+                "best_lap_s": rounded(min(lap_s)) if lap_s else None,
+                "mean_lap_s": rounded(sum(lap_s) / len(lap_s)) if lap_s else None,
                 "mean_progress": _mean(e.get("completion_percentage") for e in entries),
                 "mean_reward": _mean(e.get("reward_score") for e in entries), "steps": None}
 
     out = numbers(_training_entries(run))
     out["iterations"] = [{"iteration": it.number, "episodes": it.episodes, "completed_laps": it.laps,
-                          "completion_rate": _round(it.laps / it.episodes) if it.episodes else None,
-                          "best_lap_s": _round(it.best_lap_s), "mean_lap_s": None,
-                          "mean_progress": _round(it.mean_completion), "mean_reward": _round(it.mean_reward),
+                          "completion_rate": rounded(it.laps / it.episodes) if it.episodes else None,
+                          "best_lap_s": rounded(it.best_lap_s), "mean_lap_s": None,
+                          "mean_progress": rounded(it.mean_completion), "mean_reward": rounded(it.mean_reward),
                           "steps": None} for it in run.iterations if it.episodes]
     out["workers"] = [{"worker": worker - 1, **numbers([e for e in entries if e.get("phase") == TRAINING])}
                       for worker, entries in sorted(run.entries.items())]
@@ -265,8 +209,6 @@ def choose_track(library: Optional["TrackLibrary"], *, explicit: Optional[str] =
                  steps: Optional["pd.DataFrame"] = None) -> TrackChoice:
     """The track to draw: `explicit` (a name in the library or a .npy file; unknown is a ReportError), else
     `world` = (WORLD_NAME, TRACK_DIRECTION_CLOCKWISE or None, where it was read), else a guess from the steps."""
-    from session.checks.tracks import Track, TrackError, UnknownTrackError, split_direction
-
     if explicit:
         path = Path(explicit).expanduser()
         if explicit.endswith(".npy") and path.is_file():
@@ -276,7 +218,7 @@ def choose_track(library: Optional["TrackLibrary"], *, explicit: Optional[str] =
                 raise ReportError(f"--track: {error}") from None
         if library is None:
             raise ReportError(f"--track {explicit}: no track files to draw it from (--tracks DIR, DR_TRACKS_DIR or "
-                              f"{_host_tracks()})")
+                              f"{HOST_TRACKS_DIR})")
         try:
             return TrackChoice(explicit, "--track", library.load(explicit))
         except UnknownTrackError as error:
@@ -289,7 +231,7 @@ def choose_track(library: Optional["TrackLibrary"], *, explicit: Optional[str] =
             name += "_cw" if clockwise else "_ccw"
         if library is None:
             return TrackChoice(name, origin, None, f"track {name}: no track files (--tracks DIR, DR_TRACKS_DIR or "
-                                                   f"{_host_tracks()}); the path is drawn without borders")
+                                                   f"{HOST_TRACKS_DIR}); the path is drawn without borders")
         for candidate in _variants(library, name):
             try:
                 drawn = library.load(candidate)
@@ -320,8 +262,6 @@ def _variants(library: "TrackLibrary", name: str) -> list[str]:
     """The route files that can draw world `name`, best first: its own; for a directional world the other
     direction (routes in the same frame), then the base; for a base world its counter-clockwise, then its
     clockwise route."""
-    from session.checks.tracks import split_direction
-
     variants = library.directions(name)
     direction = split_direction(name)[1]
     order = ["cw" if direction == "ccw" else "ccw", ""] if direction else ["ccw", "cw"]
@@ -332,8 +272,6 @@ def _variants(library: "TrackLibrary", name: str) -> list[str]:
 def _fallback(name: str, origin: str, drawn: "Track", steps: Optional["pd.DataFrame"]) -> TrackChoice:
     """Another variant's route drawn for world `name`, moved into that world's frame (session.checks.tracks.frame_shift)
     and checked against the path: a route the path does not fit is not drawn."""
-    from session.checks.tracks import frame_shift
-
     note = f"track {name}: no route file of that name; borders drawn from {drawn.name}, the same layout"
     shift = frame_shift(drawn, name)
     if shift is not None and shift != (0.0, 0.0):
@@ -361,8 +299,6 @@ def guess_track(library: "TrackLibrary", steps: Optional["pd.DataFrame"], *,
                 sample: int = 200) -> Optional[tuple["Track", float]]:
     """The route file whose centre line is as long as the traced `track_len` (within 1 %) and whose road holds
     at least 90 % of a sample of the car's positions; (track, traced length) or None."""
-    from session.checks.tracks import TrackError
-
     if steps is None or not len(steps) or steps["track_len"].isna().all():
         return None
     length = float(steps["track_len"].median())
@@ -469,7 +405,7 @@ class _File:
 def _scan(source: "Source", label: str, side: _Side) -> None:
     """Training params, training metrics and the heads of logs of one source into `side`: the track (from the
     first source that names one) and the run of every source."""
-    from session.insight.analysis.sources import StoragePrefix
+    from session.insight.analysis.sources import StoragePrefix  # start-up: pandas, about 0.5 s
 
     files = list(_side_files(source, side))
     params = sorted((f for f in files if f.kind == "params"),
@@ -506,8 +442,6 @@ def _one_run(runs: Sequence[tuple[str, Optional[RunId]]]) -> None:
 
 
 def _read_metrics(label: str, files: list[_File], side: _Side) -> None:
-    from session.run.progress import group_iterations, parse_metrics
-
     runs: dict[str, list[tuple[int, _File]]] = {}
     for file in files:
         match = _WORKER_SUFFIX.search(file.rel)
@@ -558,7 +492,7 @@ def _kind(rel: str) -> Optional[str]:
 
 
 def _side_files(source: "Source", side: _Side) -> Iterator[_File]:
-    from session.insight.analysis.sources import StoragePrefix
+    from session.insight.analysis.sources import StoragePrefix  # start-up: pandas, about 0.5 s
 
     if isinstance(source, StoragePrefix):
         yield from _storage_files(source)
@@ -631,9 +565,7 @@ def resolve_sources(names: Sequence[str], storage: Callable[[], "Storage"]) -> l
     are model prefixes in the working bucket, opened through `storage()` (which reads system.env) only then.
     A name is a local path when it exists, starts with `.`, `/` or `~`, ends in a file extension the report
     reads, or starts with a folder that exists here."""
-    from session.core.envfile import ConfigError
-    from session.insight.analysis import from_storage
-    from session.storage.s3 import StorageError
+    from session.insight.analysis import from_storage  # start-up: pandas, about 0.5 s
 
     found: list["Source"] = []
     bucket: Optional["Storage"] = None
@@ -691,17 +623,6 @@ def as_json(report: Report, files: Sequence[str] = ()) -> dict[str, Any]:
     if files:
         out["files"] = list(files)
     return out
-
-
-def iteration_rows(report: Report) -> list[dict[str, Any]]:
-    """Per iteration: summary()'s numbers plus the trainer's evaluation of that checkpoint (None when unknown)."""
-    trainer = {it.number: it for it in report.metrics.iterations} if report.metrics else {}
-    rows = []
-    for row in report.numbers["iterations"]:
-        it = trainer.get(row["iteration"]) if report.phase == TRAINING else None
-        rows.append({**row, "trainer_eval_progress": _round(it.eval_completion) if it else None,
-                     "trainer_eval_laps": it.eval_laps if it and it.eval_episodes else None})
-    return rows
 
 
 def render_text(report: Report, files: Sequence[str] = (), out: Optional[Path] = None, *,
@@ -774,7 +695,7 @@ def render_text(report: Report, files: Sequence[str] = (), out: Optional[Path] =
 def write(report: Report, out: Path, *, dpi: int = DPI, laps: int = TOP_LAPS) -> list[str]:
     """The plots, the page and report.json into `out` (created; a folder that holds files of its own but no
     report is refused). Returns the names written, in order."""
-    from session.insight import report_html, report_plots
+    from session.insight import report_plots  # start-up: numpy at import, matplotlib to draw
 
     out = Path(out).expanduser()
     _check_out(out)
@@ -794,22 +715,23 @@ def default_out(report: Report) -> Path:
     return Path(f"report-{slug[:60]}")
 
 
-def run(args: argparse.Namespace, storage: Callable[[], "Storage"]) -> int:
-    """`report SOURCE... [--out DIR] [--json] [--track NAME] [--tracks DIR] [--laps N]`."""
+def run(sources: Sequence[str], storage: Callable[[], "Storage"], *, track: Optional[str] = None,
+        tracks: Optional[str] = None, out: Optional[str] = None, laps: Optional[int] = None,
+        json_output: bool = False) -> int:
+    """`report SOURCE... [--out DIR] [--json] [--track NAME] [--tracks DIR] [--laps N]`, each option its keyword
+    (None: not given; `json_output` is --json). `storage` opens the working bucket, only for a model prefix."""
     import sys
 
-    from session.checks.validate import tracks_dir
-
-    if args.tracks and not Path(args.tracks).expanduser().is_dir():
-        raise ReportError(f"--tracks {args.tracks}: no such folder (expected a folder of track .npy files)")
-    tracks = Path(args.tracks).expanduser() if args.tracks else tracks_dir()
-    report = build(resolve_sources(args.sources, storage), track=args.track, tracks=tracks)
-    out = Path(args.out).expanduser() if args.out else default_out(report)
-    files = write(report, out, laps=args.laps or TOP_LAPS)
-    if args.json:
-        print(json.dumps({**as_json(report, files), "out": str(out)}, indent=2, allow_nan=False))
+    if tracks and not Path(tracks).expanduser().is_dir():
+        raise ReportError(f"--tracks {tracks}: no such folder (expected a folder of track .npy files)")
+    library = Path(tracks).expanduser() if tracks else tracks_dir()
+    report = build(resolve_sources(sources, storage), track=track, tracks=library)
+    folder = Path(out).expanduser() if out else default_out(report)
+    files = write(report, folder, laps=laps or TOP_LAPS)
+    if json_output:
+        print(json.dumps({**as_json(report, files), "out": str(folder)}, indent=2, allow_nan=False))
     else:
-        sys.stdout.write(render_text(report, files, out))
+        sys.stdout.write(render_text(report, files, folder))
     return 0
 
 
@@ -828,15 +750,7 @@ def _check_out(out: Path) -> None:
 
 
 def _library(tracks: Optional[Path]) -> Optional["TrackLibrary"]:
-    from session.checks.tracks import TrackLibrary
-
     return TrackLibrary(Path(tracks)) if tracks is not None and Path(tracks).is_dir() else None
-
-
-def _host_tracks() -> str:
-    from session.checks.validate import HOST_TRACKS_DIR
-
-    return HOST_TRACKS_DIR
 
 
 def _best_lap(report: Report) -> Optional[dict[str, Any]]:
@@ -844,14 +758,14 @@ def _best_lap(report: Report) -> Optional[dict[str, Any]]:
     if report.numbers_from != "trace" or not len(table) or not table["complete"].any():
         return None
     row = report.best_laps(1).iloc[0]
-    return {"lap_s": _round(row["lap_time"]), "iteration": int(row["iteration"]), "worker": int(row["worker"]),
+    return {"lap_s": rounded(row["lap_time"]), "iteration": int(row["iteration"]), "worker": int(row["worker"]),
             "episode": int(row["episode"]), "unique_episode": int(row["unique_episode"]),
             "source": str(row["source"])}
 
 
 def _evaluation(report: Report) -> Optional[dict[str, Any]]:
     """The evaluation runs' numbers when the headline is training (else they are the headline)."""
-    from session.insight.analysis import summary
+    from session.insight.analysis import summary  # start-up: pandas, about 0.5 s
 
     table = report.table
     if report.phase != TRAINING or not len(table):
@@ -871,7 +785,7 @@ def _trainer_evaluation(run: Optional[MetricsRun]) -> Optional[dict[str, Any]]:
     if run is None:
         return None
     return {"files": list(run.files), "best_model_metric": run.best_model_metric,
-            "iterations": [{k: (_round(v) if isinstance(v, float) else v) for k, v in asdict(it).items()}
+            "iterations": [{k: (rounded(v) if isinstance(v, float) else v) for k, v in asdict(it).items()}
                            for it in run.iterations]}
 
 
@@ -884,7 +798,7 @@ def _lap(entry: dict[str, Any]) -> bool:
 
 
 def _label(source: "Source") -> str:
-    from session.insight.analysis.sources import StoragePrefix
+    from session.insight.analysis.sources import StoragePrefix  # start-up: pandas, about 0.5 s
 
     if isinstance(source, StoragePrefix):
         return source.storage.url(source.prefix + "/")
@@ -919,11 +833,7 @@ def _float(value: Any) -> Optional[float]:
 
 def _mean(values: Iterable[Any]) -> Optional[float]:
     numbers = [v for v in (_float(value) for value in values) if v is not None]
-    return _round(sum(numbers) / len(numbers)) if numbers else None
-
-
-def _round(value: Optional[float]) -> Optional[float]:
-    return None if value is None or not math.isfinite(value) else round(float(value), 6)
+    return rounded(sum(numbers) / len(numbers)) if numbers else None
 
 
 def _seconds(value: Optional[float]) -> str:

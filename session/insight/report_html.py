@@ -7,8 +7,11 @@ import base64
 from html import escape
 from typing import TYPE_CHECKING, Any, Optional, Sequence
 
+from session import __version__
+from session.insight.report_model import GENERATOR, Report, iteration_rows
+
 if TYPE_CHECKING:  # pragma: no cover
-    from session.insight.report import Report
+    # For the annotation only: report_plots imports numpy, which the page does not need to be imported.
     from session.insight.report_plots import Plot
 
 _STYLE = """
@@ -25,9 +28,6 @@ figcaption { color: #555; font-size: .92em; } code { font-size: .92em; }
 
 def render(report: "Report", plots: Sequence["Plot"], data: dict[str, Any]) -> str:
     """The page for `report` with its `plots` and the numbers `data` (session.insight.report.as_json)."""
-    from session import __version__
-    from session.insight.report import GENERATOR, iteration_rows
-
     parts = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',

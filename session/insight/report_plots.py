@@ -18,13 +18,14 @@ from typing import TYPE_CHECKING, Any, Optional, Sequence
 
 import numpy as np
 
+from session.insight.report_model import EVALUATION, Report
+
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
     from session.checks.tracks import Track
-    from session.insight.report import Report
 
 WIDE = (10.0, 6.0)  # inches
 SQUARE = (9.0, 7.5)
@@ -42,8 +43,6 @@ class Plot:
 
 def render(report: "Report", *, dpi: int = 100, laps: int = 1) -> list[Plot]:
     """Every plot the report's data allows, in page order."""
-    from session.insight.report import EVALUATION
-
     table = report.episodes
     trainer = [(it.number, it.eval_completion) for it in report.metrics.iterations
                if it.eval_completion is not None] if report.metrics else []

@@ -7,7 +7,6 @@ the rows the size needs); the numbers against `summary(episodes(load(...)))` wor
 
 from __future__ import annotations
 
-import argparse
 import base64
 import io
 import json
@@ -470,31 +469,32 @@ def test_a_prefix_with_a_slash_is_looked_for_in_the_bucket_unless_its_folder_is_
         resolve_sources(["team/rl-3"], lambda: storage)
 
 
-def args(*sources, **options) -> argparse.Namespace:
-    values = {"out": None, "json": False, "track": None, "tracks": str(TRACKS), "laps": None, **options}
-    return argparse.Namespace(sources=[str(s) for s in sources], **values)
+def options(*sources, **given) -> dict:
+    """run()'s arguments as the command line gives them: every option unset but --tracks."""
+    values = {"out": None, "json_output": False, "track": None, "tracks": str(TRACKS), "laps": None, **given}
+    return {"sources": [str(s) for s in sources], **values}
 
 
 def test_the_command_prints_the_summary_or_the_json_and_keeps_foreign_folders(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     printed = io.StringIO()
     with redirect_stdout(printed):
-        assert run(args(DRFC_3, laps=3), lambda: None) == 0
+        assert run(**options(DRFC_3, laps=3), storage=lambda: None) == 0
     assert "report of drfc-2022-three-workers" in printed.getvalue()
     assert (tmp_path / "report-drfc-2022-three-workers" / HTML_NAME).is_file()
     printed = io.StringIO()
     with redirect_stdout(printed):  # the same folder again: a report's own folder is rewritten
-        assert run(args(DRFC_3, json=True, out="report-drfc-2022-three-workers"), lambda: None) == 0
+        assert run(**options(DRFC_3, json_output=True, out="report-drfc-2022-three-workers"), storage=lambda: None) == 0
     data = json.loads(printed.getvalue())
     assert data["out"] == "report-drfc-2022-three-workers" and data["episodes"] == 60
     foreign = tmp_path / "mine"
     foreign.mkdir()
     (foreign / "notes.txt").write_text("keep me")
     with pytest.raises(ReportError, match="--out mine: the folder holds files that are not a report"):
-        run(args(DRFC_3, out="mine"), lambda: None)
+        run(**options(DRFC_3, out="mine"), storage=lambda: None)
     assert [p.name for p in foreign.iterdir()] == ["notes.txt"]
     with pytest.raises(ReportError, match="--tracks nowhere: no such folder"):
-        run(args(DRFC_3, tracks="nowhere"), lambda: None)
+        run(**options(DRFC_3, tracks="nowhere"), storage=lambda: None)
 
 
 def test_the_cli_reports_and_turns_a_user_error_into_one_line(tmp_path, capsys):
@@ -507,6 +507,19 @@ def test_the_cli_reports_and_turns_a_user_error_into_one_line(tmp_path, capsys):
     assert cli.main(["report", str(empty)]) == 2
     assert capsys.readouterr().err == f"deepracer: {empty}: no simtrace CSV, SIM_TRACE_LOG line or training " \
                                       f"metrics JSON found\n"
+
+
+def test_the_cli_hands_every_option_to_the_report(tmp_path, capsys):
+    # The command line is read in session.cli, the report takes plain keywords: each option must reach its keyword.
+    from session.cli import main as cli
+
+    out = tmp_path / "r"
+    assert cli.main(["report", str(DRFC_3), "--out", str(out), "--tracks", str(TRACKS), "--track", "reinvent_base",
+                     "--laps", "2", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["out"] == str(out) and data["episodes"] == 60
+    assert data["track"]["name"] == "reinvent_base" and data["track"]["origin"] == "--track"
+    assert "The 2 fastest completed laps" in (out / HTML_NAME).read_text()
 
 
 @pytest.mark.parametrize("count", [15, 16, 17, 18, 19])
