@@ -304,15 +304,20 @@ class AwsEnvironment(pulumi.ComponentResource):
     def _cancel_spot_request_on_delete(self) -> command.local.Command:
         """When the host goes (a fallback, `pulumi destroy`), its persistent spot request goes first.
 
-        Registered for an on-demand host too: a spot host's fallback to on-demand needs the command that was
-        registered with the spot host, and on an on-demand host it finds no request and does nothing.
+        pulumi-aws terminates the instance but leaves the request live (infra/spot_request.py: where, in the
+        provider's source), and a live persistent request launches another instance. The line names the request
+        pulumi-aws recorded for the host, so it is found even after it replaced the host with an instance of its
+        own (which it then terminates). Registered for an on-demand host too: a spot host's fallback to on-demand
+        needs the command that was registered with the spot host, and on an on-demand host it finds no request
+        and does nothing.
         """
         s = self._settings
         environment = {"AWS_REGION": s.region, **({"AWS_PROFILE": s.aws_profile} if s.aws_profile else {})}
+        request_id = self.instance.spot_instance_request_id.apply(lambda rid: rid or "")  # on-demand: none
         return command.local.Command(
             "spot-request",
             delete=local_commands.python_module(REPO_ROOT, "infra.spot_request", "--instance-id", self.instance.id,
-                                                "--region", s.region),
+                                                "--request-id", request_id, "--region", s.region),
             dir=local_commands.checkout_dir(REPO_ROOT), environment=environment,
             # A new host, a new command: replacing the instance deletes this one first (it depends on the
             # instance's id), which cancels the old host's request before the old host is terminated.

@@ -33,6 +33,8 @@ MINIO_ACCESS_KEY = "ABCDEFGHIJ0123456789"
 MINIO_SECRET_KEY = "s3cr3tS3cr3tS3cr3tS3cr3tS3cr3tS3cr3tS3cr"
 AZURE_PUBLIC_IP = "20.51.0.7"
 DEALLOCATE_ROLE_ID = "7c3f2a1e-5d4b-4c6a-8e9f-0a1b2c3d4e5f"
+HOST_INSTANCE_ID = "i-0abc123def4567890"
+HOST_SPOT_REQUEST_ID = "sir-0abc1234"
 
 
 @dataclass
@@ -47,6 +49,9 @@ class ProgramRun:
     resources: list[Registered] = field(default_factory=list)
     options: dict[tuple[str, str], pulumi.ResourceOptions] = field(default_factory=dict)
     secret_inputs: dict[tuple[str, str], set[str]] = field(default_factory=dict)  # top-level inputs that are secret
+    # The names of the resources each top-level input depends on (the engine's property dependencies): what makes
+    # a resource be deleted before a delete-before-replace resource it depends on is replaced.
+    input_resources: dict[tuple[str, str], dict[str, set[str]]] = field(default_factory=dict)
     invokes: list[tuple[str, dict]] = field(default_factory=list)
     outputs: dict[str, Any] = field(default_factory=dict)
 
@@ -63,10 +68,13 @@ class ProgramRun:
 
 
 class AwsMocks(pulumi.runtime.Mocks):
-    def __init__(self, run: ProgramRun, vcpus: int = 8, zones: list[str] | None = None) -> None:
+    def __init__(self, run: ProgramRun, vcpus: int = 8, zones: list[str] | None = None,
+                 instance_id: str = HOST_INSTANCE_ID, spot_request_id: str = HOST_SPOT_REQUEST_ID) -> None:
         self.run = run
         self.vcpus = vcpus
         self.zones = GPU_ZONES if zones is None else zones
+        self.instance_id = instance_id
+        self.spot_request_id = spot_request_id  # what EC2 reports for a spot host; an on-demand one has none
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs):
         self.run.resources.append(Registered(args.typ, args.name, dict(args.inputs)))
@@ -77,8 +85,10 @@ class AwsMocks(pulumi.runtime.Mocks):
             state.update(bucket=name, arn=f"arn:aws:s3:::{name}")
             rid = name
         elif args.typ == "aws:ec2/instance:Instance":
-            rid = "i-0abc123def4567890"
-            state.update(publicDns="ec2-198-51-100-7.compute-1.amazonaws.com", publicIp="198.51.100.7")
+            rid = self.instance_id
+            state.update(publicDns="ec2-198-51-100-7.compute-1.amazonaws.com", publicIp="198.51.100.7",
+                         spotInstanceRequestId=self.spot_request_id if args.inputs.get("instanceMarketOptions")
+                         else "")
         elif args.typ == "aws:iam/role:Role":
             state.update(arn=f"arn:aws:iam::{FAKE_ACCOUNT}:role/{args.name}", name=f"{args.name}-role")
         elif args.typ == "aws:iam/instanceProfile:InstanceProfile":
@@ -209,12 +219,18 @@ def run_program(overrides: dict[str, str] | None = None, stack: str = "aws", eng
         # a stack transformation does.
         run.options[(args.type_, args.name)] = args.opts
         secrets = run.secret_inputs.setdefault((args.type_, args.name), set())
+        inputs = run.input_resources.setdefault((args.type_, args.name), {})
         for key, value in (args.props or {}).items():
             def note(is_secret: bool, key: str = key) -> None:
                 if is_secret:
                     secrets.add(key)
             asyncio.ensure_future(pulumi.Output.from_input(value).is_secret()).add_done_callback(
                 lambda future, note=note: note(bool(future.result())) if not future.exception() else None)
+
+            def depend(future: asyncio.Future, key: str = key) -> None:
+                if not future.exception():
+                    inputs[key] = {getattr(r, "_name", None) for r in future.result()}
+            asyncio.ensure_future(pulumi.Output.from_input(value).resources()).add_done_callback(depend)
         return None
 
     pulumi.runtime.register_stack_transformation(record_options)
