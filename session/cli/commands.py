@@ -430,7 +430,8 @@ def doctor(args: argparse.Namespace) -> int:
 
 def keep_awake(args: argparse.Namespace) -> int:
     """`deepracer keep-awake [MINUTES]`: the idle auto-stop leaves the host up that long (0 ends it)."""
-    from session.lifecycle.idle import KEEP_AWAKE_DEFAULT_MIN, keep_awake as keep
+    from session.lifecycle.idle import KEEP_AWAKE_DEFAULT_MIN
+    from session.lifecycle.idle import keep_awake as keep
 
     keep(KEEP_AWAKE_DEFAULT_MIN if args.minutes is None else args.minutes, say=console.say)
     return 0

@@ -188,7 +188,8 @@ def enforce(store: RunStateStore, *, now: Callable[[], datetime] = utcnow, grace
     """Stops the recorded run if its deadline has passed (by `grace_s`); the timer's entry point.
 
     With DR_POWER_OFF_AFTER_MAX_MINUTES, `power_off` powers the host off afterwards; without one (not root), or
-    when it answers "failed" (Azure did not deallocate), the wish is recorded for the idle timer. Returns None when there was nothing to stop."""
+    when it answers "failed" (Azure did not deallocate), the wish is recorded for the idle timer. Returns None
+    when there was nothing to stop."""
     state = store.read()
     if state is None or state.status is not Status.RUNNING or state.deadline is None:
         return None

@@ -32,10 +32,10 @@ def metadata_exchange(url: str, *, method: str = "GET", headers: Optional[dict[s
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
     try:
         with opener.open(request, timeout=timeout) as response:
-            return response.status, response.read(), response.headers
+            return response.status, response.read(), dict(response.headers.items())
     except urllib.error.HTTPError as error:
         with error:
-            return error.code, error.read(), error.headers
+            return error.code, error.read(), dict(error.headers.items())
     except (urllib.error.URLError, OSError) as error:
         reason = getattr(error, "reason", None) or error
         raise NoticeError(f"cannot reach {url.split('?')[0]}: {reason}") from None

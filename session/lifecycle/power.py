@@ -15,7 +15,7 @@ import json
 import subprocess
 import time
 import urllib.parse
-from typing import Callable, Optional, Sequence
+from typing import Callable, Mapping, Optional, Sequence
 
 from session.core import console
 from session.core.console import Say
@@ -90,9 +90,10 @@ class AzureVm:
             raise PowerOffError(f"deallocate answered HTTP {status}: {_excerpt(body)}{hint}")
 
 
-def _retry_after(headers) -> float:
+def _retry_after(headers: Mapping[str, str]) -> float:
+    value = next((v for k, v in headers.items() if k.lower() == "retry-after"), "")
     try:
-        return float(headers.get("Retry-After") or 0)
+        return float(value or 0)
     except ValueError:  # an HTTP date: the backoff's own wait
         return 0.0
 

@@ -20,9 +20,9 @@ import pytest
 
 from session.core.config import load_system_config
 from session.engine.containers import ContainerInfo, Engine
+from session.lifecycle import power
 from session.lifecycle.idle import CHECK_EVERY_MIN, decide, idle_check
 from session.lifecycle.limits import _launch_detached, arm, enforce, timer_command
-from session.lifecycle import power
 from session.lifecycle.power import AzureVm, power_off
 from session.lifecycle.resume import resume
 from session.run.state import RunState, RunStateStore, Status, record_start

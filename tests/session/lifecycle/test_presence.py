@@ -19,8 +19,17 @@ from session.cli.main import main
 from session.core.config import load_system_config
 from session.lifecycle import idle
 from session.lifecycle.idle import decide, idle_check
-from session.lifecycle.presence import (Presence, deepracer_command, deepracer_commands, logind_sessions,
-                                        present, processes, pts_number, ssm_sessions, terminals)
+from session.lifecycle.presence import (
+    Presence,
+    deepracer_command,
+    deepracer_commands,
+    logind_sessions,
+    present,
+    processes,
+    pts_number,
+    ssm_sessions,
+    terminals,
+)
 from session.run.state import RunState, RunStateStore, Status
 
 NOW = datetime(2026, 3, 1, 12, tzinfo=timezone.utc)
