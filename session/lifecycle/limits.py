@@ -14,8 +14,9 @@ with `stop_training`, logs to `<prefix>/logs/`, the newest checkpoint in storage
   of deepracer-resume.service (KillMode=control-group kills what stays in its cgroup) does not end it. Arming
   again for the same run (a resume) stops the earlier timer first: one timer per run. Where there is no systemd
   (a laptop, a container), or systemd-run fails, the same command runs as a detached process in a session of
-  its own (`start_new_session`), sleeping until the deadline. Either way the process leaves at once when the
-  run it was started for ended otherwise; its output goes to `time-limit-<run id>.log` beside the state file.
+  its own (`start_new_session`), sleeping until the deadline. Either way the process leaves, stopping nothing,
+  once it sees that the run it was started for ended otherwise; its output goes to `time-limit-<run id>.log`
+  beside the state file.
 - **The idle timer** (deepracer-idle.timer, root, every 5 minutes) enforces a deadline passed by more than a
   minute as well: after a reboot, or when the timer was stopped.
 
