@@ -277,16 +277,21 @@ def running(host) -> list[str]:
     return sorted(c.role or "sagemaker" for c in run_containers(host.engine, host.system, host.run) if c.running)
 
 
+@pytest.mark.parametrize("powering", ["poweroff", "failed"])
 def test_the_time_limit_stops_training_cleanly_and_powers_off_when_the_stack_says_so(
-        rehearsal: Rehearsal, store: RunStateStore):
+        rehearsal: Rehearsal, store: RunStateStore, powering: str):
     host, model = train(rehearsal, "limit", "DR_POWER_OFF_AFTER_MAX_MINUTES=True\n")
     started = datetime.now(timezone.utc)
     record_start(store, host, rehearsal.run_env, rehearsal.folder / "system.env", max_minutes=1, now=started)
     powered, said = [], []
 
+    def power_off(cloud: str) -> str:  # root's timer; "failed": Azure did not deallocate, the VM is still up
+        powered.append(cloud)
+        return powering
+
     def at(seconds: float):
         return enforce(store, now=lambda: started + timedelta(seconds=seconds),
-                       host_factory=lambda *_: rehearsal.host(), power_off=powered.append, say=said.append)
+                       host_factory=lambda *_: rehearsal.host(), power_off=power_off, say=said.append)
 
     assert at(59) is None and running(host) == ["sagemaker", "trainer", "worker"]
     report = at(61)  # what the timer process calls at the deadline
@@ -296,6 +301,7 @@ def test_the_time_limit_stops_training_cleanly_and_powers_off_when_the_stack_say
     assert (state.status, state.reason) == (Status.TIME_LIMIT, "time limit of 1 min reached")
     assert said[0] == f"time limit of 1 min reached: stopping {model} (run {host.run.run_id}) ..."
     assert powered == ["local"]
+    assert state.power_off is (powering == "failed")  # a failed power-off is left to the idle timer to retry
     # the user asked for the end: a reboot does not resume it
     assert not resume(store, host_factory=lambda *_: rehearsal.host(), say=lambda _: None).resumed
 
