@@ -105,6 +105,10 @@ install_units() {
   systemctl enable --now deepracer-spot-watch.service "${timers[@]##*/}"
   systemctl enable deepracer-resume.service
   systemctl try-restart deepracer-spot-watch.service
+  # The time limit's timer is a transient unit in the user manager of the user who trains (session/lifecycle/
+  # limits.py): lingering runs that manager from boot, without a login, for deepracer-resume.service to arm it
+  # in. Without it the limit falls back to a process the idle check backs up (5 minutes late at worst).
+  loginctl enable-linger "$HOST_USER" || echo "warning: loginctl enable-linger $HOST_USER failed"
 }
 
 step_gpu_runtime() {

@@ -426,3 +426,12 @@ def doctor(args: argparse.Namespace) -> int:
         for line in render(report):
             print(line)
     return 0 if report.ok else 1
+
+
+def keep_awake(args: argparse.Namespace) -> int:
+    """`deepracer keep-awake [MINUTES]`: the idle auto-stop leaves the host up that long (0 ends it)."""
+    from session.lifecycle.idle import KEEP_AWAKE_DEFAULT_MIN
+    from session.lifecycle.idle import keep_awake as keep
+
+    keep(KEEP_AWAKE_DEFAULT_MIN if args.minutes is None else args.minutes, say=console.say)
+    return 0

@@ -206,6 +206,11 @@ def _parser() -> argparse.ArgumentParser:
                                                   "or evaluation (deepracer-idle.timer, as root, every 5 min)")
     idle.add_argument("--dry-run", action="store_true", help="say what it would decide; power nothing off")
 
+    awake = commands.add_parser("keep-awake", help="keep the idle auto-stop from powering the host off for "
+                                                   "MINUTES (default 60; 0 ends it)")
+    awake.add_argument("minutes", nargs="?", type=int, metavar="MINUTES",
+                       help="how long from now (default 60, at most 1440; 0 ends a keep-awake)")
+
     sync = commands.add_parser("sync-models",
                                help="Azure: copy model prefixes from MinIO (temp disk) to the blob container")
     which = sync.add_mutually_exclusive_group()

@@ -21,6 +21,8 @@ RUN_ENV_VARIABLE, DEFAULT_RUN_ENV = "DR_RUN_ENV", "~/deepracer/run.env"  # the u
 READY_MARKER_VARIABLE, DEFAULT_READY_MARKER = "DR_READY_MARKER", "/var/lib/deepracer/ready"  # the first boot's end
 RUN_STATE_VARIABLE, DEFAULT_RUN_STATE = "DR_RUN_STATE", "/var/lib/deepracer/run/state.json"
 IDLE_STATE_VARIABLE, DEFAULT_IDLE_STATE = "DR_IDLE_STATE", "/var/lib/deepracer/idle.json"
+# `deepracer keep-awake`: written by the user who trains (the run folder is theirs), read by the idle check (root)
+KEEP_AWAKE_VARIABLE, DEFAULT_KEEP_AWAKE = "DR_KEEP_AWAKE", "/var/lib/deepracer/run/keep-awake.json"
 TRACKS_VARIABLE, HOST_TRACKS_DIR = "DR_TRACKS_DIR", "/var/lib/deepracer/tracks"  # the image's tracks, cached
 BOOTSTRAP_LOG = "/var/log/deepracer-bootstrap.log"
 MINIO_DATA_DIR = "/mnt/deepracer/minio"  # azure/local: MinIO's objects on the scratch disk
@@ -62,6 +64,11 @@ def default_run_state(environ: Environ = None) -> Path:
 def default_idle_state(environ: Environ = None) -> Path:
     """/var/lib/deepracer/idle.json, or the file $DR_IDLE_STATE names."""
     return Path(_environ(environ).get(IDLE_STATE_VARIABLE) or DEFAULT_IDLE_STATE)
+
+
+def default_keep_awake(environ: Environ = None) -> Path:
+    """/var/lib/deepracer/run/keep-awake.json, or the file $DR_KEEP_AWAKE names."""
+    return Path(_environ(environ).get(KEEP_AWAKE_VARIABLE) or DEFAULT_KEEP_AWAKE)
 
 
 def tracks_dir_candidates(explicit: Optional[str] = None, environ: Environ = None) -> list[str]:

@@ -6,14 +6,19 @@ Two things enforce it, both calling `enforce`, the same graceful stop the spot w
 with `stop_training`, logs to `<prefix>/logs/`, the newest checkpoint in storage recorded), marking the run
 `time-limit`, which is never resumed:
 
-- **A detached timer process**, started by `train` (and by `resume`): `python -m session.lifecycle.limits --state FILE
-  --token T`, in a session of its own (`start_new_session`), so the end of the shell, of an SSH or Session
-  Manager connection, or of the CLI does not end it. It sleeps until the deadline (waking every 30 s to see
-  whether the run ended otherwise, and then leaving) and stops the run on time; its output goes to
-  `time-limit-<run id>.log` beside the state file. Not a `systemd-run --on-active` timer: creating system
-  units needs root, and the user who trains is not root (a user manager would need lingering turned on).
+- **A timer of its own**, armed by `train` (and re-armed by `resume`), outside the unit or shell that armed it:
+  on a host where systemd is PID 1, a transient systemd timer `deepracer-time-limit-<run id>.timer` (`systemd-run
+  --on-active`; in the user manager of the user who trains, whose lingering the first boot turns on, or the
+  system manager for root) that starts `python -m session.lifecycle.limits --state FILE --token T` at the
+  deadline, in a service of its own: the end of the shell, of an SSH or Session Manager connection, of the CLI or
+  of deepracer-resume.service (KillMode=control-group kills what stays in its cgroup) does not end it. Arming
+  again for the same run (a resume) stops the earlier timer first: one timer per run. Where there is no systemd
+  (a laptop, a container), or systemd-run fails, the same command runs as a detached process in a session of
+  its own (`start_new_session`), sleeping until the deadline. Either way the process leaves, stopping nothing,
+  once it sees that the run it was started for ended otherwise; its output goes to `time-limit-<run id>.log`
+  beside the state file.
 - **The idle timer** (deepracer-idle.timer, root, every 5 minutes) enforces a deadline passed by more than a
-  minute as well: after a reboot, or when the timer process was killed.
+  minute as well: after a reboot, or when the timer was stopped.
 
 Powering off afterwards (system.env DR_POWER_OFF_AFTER_MAX_MINUTES=True, set by the stack) needs root: the
 timer process of a user records the wish in the run state and the idle timer, which runs as root, powers the
@@ -24,13 +29,16 @@ from __future__ import annotations
 
 import argparse
 import functools
+import math
 import os
+import shutil
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Callable, Optional, Sequence
+from typing import Callable, Mapping, Optional, Sequence
 
 from session.core import console
 from session.core.config import RunConfig
@@ -47,6 +55,13 @@ BACKSTOP_GRACE_S = 60.0  # the idle timer leaves the timer process this long to 
 STOP_TIMEOUT_S = 30.0
 
 PowerOff = Callable[[str], object]  # the cloud (system.env DR_CLOUD) -> powers this host off
+SYSTEMD_DIR = Path("/run/systemd/system")  # exists when systemd is PID 1 (sd_booted(3))
+UNIT_PREFIX = "deepracer-time-limit"
+# What the timer's process needs of the caller's environment (a unit starts with the manager's, not the caller's);
+# never a secret: a system unit's environment is anyone's to read (`systemctl show`).
+PASSED_PREFIXES = ("DR_", "DOCKER_")
+PASSED_NAMES = ("PATH", "PYTHONPATH")
+SECRET_WORDS = ("KEY", "SECRET", "PASSWORD", "TOKEN")
 
 
 class LimitError(DeepracerError):
@@ -64,22 +79,108 @@ def timer_command(store: RunStateStore, state: RunState, python: str = sys.execu
     return [python, "-m", "session.lifecycle.limits", "--state", str(store.path), "--token", state.token]
 
 
+@dataclass(frozen=True)
+class TimerJob:
+    """What arming starts: `command` at the deadline (`delay_s` from now), as unit `unit`, output to `log`."""
+
+    command: list[str]
+    log: Path
+    unit: str
+    delay_s: int
+
+
+Launch = Callable[[TimerJob], str]  # starts the job; returns how, for the user
+
+
+def timer_unit(state: RunState) -> str:
+    """One per run: arming the same run again replaces it."""
+    return f"{UNIT_PREFIX}-{state.run_id}"
+
+
 def _launch_detached(command: Sequence[str], log: Path) -> subprocess.Popen:
     with open(log, "ab") as output:
         return subprocess.Popen(list(command), stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT,
                                 start_new_session=True, close_fds=True, cwd="/")
 
 
-def arm(store: RunStateStore, state: RunState, *,
-        launch: Callable[[Sequence[str], Path], object] = _launch_detached) -> str:
-    """Starts the timer process for the recorded run; returns a line for the user."""
+def launch_detached(job: TimerJob) -> str:
+    """Without systemd: the timer process sleeps until the deadline in a session of its own."""
+    process = _launch_detached(job.command, job.log)
+    return f"timer process {process.pid}, log {job.log}"
+
+
+def systemd_booted(path: Optional[Path] = None) -> bool:
+    return (path or SYSTEMD_DIR).is_dir()
+
+
+class SystemdRun:
+    """A transient systemd timer for the job: `systemd-run --on-active=<delay>s` in the user manager of the user
+    who trains (`--user`; lingering keeps it running without a login) or, for root, the system manager. The
+    timer and its service are units of their own, in the manager's cgroup, not the caller's."""
+
+    def __init__(self, systemd_run: str, systemctl: str, *, fallback: Launch = launch_detached,
+                 run: Callable[..., subprocess.CompletedProcess] = subprocess.run,
+                 environ: Optional[Mapping[str, str]] = None, uid: Optional[int] = None,
+                 runtime_dir: Optional[Path] = None) -> None:
+        self.systemd_run, self.systemctl, self.fallback, self.run = systemd_run, systemctl, fallback, run
+        self.environ = dict(os.environ if environ is None else environ)
+        self.uid = os.geteuid() if uid is None else uid
+        self.runtime_dir = runtime_dir or Path(f"/run/user/{self.uid}")  # the user manager's (lingering)
+
+    def _manager(self) -> tuple[list[str], dict[str, str]]:
+        if self.uid == 0:
+            return [], self.environ
+        environ = dict(self.environ)
+        if not environ.get("XDG_RUNTIME_DIR") and self.runtime_dir.is_dir():  # runuser (the resume unit) sets none
+            environ["XDG_RUNTIME_DIR"] = str(self.runtime_dir)
+        return ["--user"], environ
+
+    def command(self, job: TimerJob) -> list[str]:
+        manager, _ = self._manager()
+        passed = sorted(name for name in self.environ if (name.startswith(PASSED_PREFIXES) or name in PASSED_NAMES)
+                        and not any(word in name for word in SECRET_WORDS))
+        return [self.systemd_run, *manager, f"--unit={job.unit}", "--collect",
+                "--description=DeepRacer: the time limit of a training run",
+                f"--on-active={job.delay_s}s", "--timer-property=AccuracySec=1s",
+                f"--property=StandardOutput=append:{job.log}", f"--property=StandardError=append:{job.log}",
+                *(f"--setenv={name}={self.environ[name]}" for name in passed),
+                "--", *job.command]
+
+    def __call__(self, job: TimerJob) -> str:
+        manager, environ = self._manager()
+        units = [f"{job.unit}.timer", f"{job.unit}.service"]
+        for verb in ("stop", "reset-failed"):  # a timer armed before for this run goes first: one per run
+            self.run([self.systemctl, *manager, verb, *units], env=environ, capture_output=True, text=True,
+                     check=False)
+        result = self.run(self.command(job), env=environ, capture_output=True, text=True, check=False)
+        if result.returncode != 0:
+            why = " ".join((result.stderr or result.stdout or f"exit code {result.returncode}").split())
+            return f"systemd-run failed ({why}); {self.fallback(job)}"
+        where = "the system manager" if not manager else "the user manager"
+        return f"systemd timer {job.unit}.timer in {where}, log {job.log}"
+
+
+def choose_launch(*, booted: Callable[[], bool] = systemd_booted,
+                  which: Callable[[str], Optional[str]] = shutil.which) -> Launch:
+    """A systemd timer where systemd runs the host, else a detached process."""
+    systemd_run = which("systemd-run")
+    if booted() and systemd_run:
+        return SystemdRun(systemd_run, which("systemctl") or "systemctl")
+    return launch_detached
+
+
+def arm(store: RunStateStore, state: RunState, *, launch: Optional[Launch] = None,
+        now: Callable[[], datetime] = utcnow) -> str:
+    """Arms the time limit of the recorded run (replacing a timer armed before for it); returns a line for the
+    user. `launch` defaults to `choose_launch()`."""
     if state.deadline is None:
         raise LimitError(f"{state.prefix} has no time limit to arm")
     log = store.path.with_name(f"time-limit-{state.run_id}.log")
-    launch(timer_command(store, state), log)
-    left = max(0.0, (state.deadline - utcnow()).total_seconds()) / 60
-    return (f"time limit: training stops at {state.deadline:%Y-%m-%d %H:%M} UTC, in {left:.0f} min "
-            f"({state.max_minutes} min of training in all; timer log {log})")
+    left_s = max(0.0, (state.deadline - now()).total_seconds())
+    job = TimerJob(timer_command(store, state), log, timer_unit(state), max(1, math.ceil(left_s)))
+    how = (launch or choose_launch())(job)
+    return (f"time limit: training stops at {state.deadline:%Y-%m-%d %H:%M} UTC, in {left_s / 60:.0f} min "
+            f"({state.max_minutes} min of training in all; {how})")
 
 
 def enforce(store: RunStateStore, *, now: Callable[[], datetime] = utcnow, grace_s: float = 0.0,
@@ -87,8 +188,9 @@ def enforce(store: RunStateStore, *, now: Callable[[], datetime] = utcnow, grace
             token: Optional[str] = None, say: Say = console.say) -> Optional[StopReport]:
     """Stops the recorded run if its deadline has passed (by `grace_s`); the timer's entry point.
 
-    With DR_POWER_OFF_AFTER_MAX_MINUTES, `power_off` powers the host off afterwards; without one (not root) the
-    wish is recorded for the idle timer. Returns None when there was nothing to stop."""
+    With DR_POWER_OFF_AFTER_MAX_MINUTES, `power_off` powers the host off afterwards; without one (not root), or
+    when it answers "failed" (Azure did not deallocate), the wish is recorded for the idle timer. Returns None
+    when there was nothing to stop."""
     state = store.read()
     if state is None or state.status is not Status.RUNNING or state.deadline is None:
         return None
@@ -103,8 +205,9 @@ def enforce(store: RunStateStore, *, now: Callable[[], datetime] = utcnow, grace
         return report
     if power_off is not None:
         say("DR_POWER_OFF_AFTER_MAX_MINUTES: powering the host off")
-        power_off(report.host.system.cloud)
-        return report
+        if power_off(report.host.system.cloud) != "failed":
+            return report
+        # Azure did not deallocate (said): the idle timer tries again
     store.apply(Event.NOTE, when=lambda current: current.token == state.token, power_off=True)
     say("DR_POWER_OFF_AFTER_MAX_MINUTES: the idle timer (root) powers the host off within 5 minutes")
     return report

@@ -1,8 +1,8 @@
 """The bootstrap's wiring of the session package's units (spot watcher, resume at boot, idle auto-stop).
 
 `install_units` is cut out of cloudinit/scripts/bootstrap.sh and run by bash as it is, against the real
-session/units/, with its target folders pointed into tmp_path and a stand-in `systemctl` on PATH that records
-its arguments (no systemd runs here). The units themselves are checked with `systemd-analyze verify` by the
+session/units/, with its target folders pointed into tmp_path and stand-in `systemctl` and `loginctl` on PATH that
+record their arguments (no systemd runs here). The units themselves are checked with `systemd-analyze verify` by the
 session package's tests.
 """
 
@@ -34,14 +34,15 @@ def _function(name: str) -> str:
 
 @pytest.fixture()
 def rehearsal(tmp_path: Path):
-    """Runs install_units as bootstrap.sh would; returns (unit dir, state dir, systemctl calls)."""
+    """Runs install_units as bootstrap.sh would; returns (unit dir, state dir, systemctl and loginctl calls)."""
     units, state, bin_dir = tmp_path / "systemd", tmp_path / "state", tmp_path / "bin"
     for folder in (units, state, bin_dir):
         folder.mkdir()
-    calls = tmp_path / "systemctl.log"
-    fake = bin_dir / "systemctl"
-    fake.write_text(f'#!/bin/sh\necho "$*" >>{calls}\n')
-    fake.chmod(0o755)
+    calls = tmp_path / "calls.log"
+    for name in ("systemctl", "loginctl"):
+        fake = bin_dir / name
+        fake.write_text(f'#!/bin/sh\necho "{name} $*" >>{calls}\n')
+        fake.chmod(0o755)
     script = "\n".join([
         "set -Eeuo pipefail",
         f"SESSION_UNITS={SESSION_UNITS}", f"UNIT_DIR={units}", f"STATE_DIR={state}", "HOST_USER=daemon",
@@ -70,12 +71,17 @@ def test_watcher_and_timers_start_now_resume_only_at_boot_and_a_running_watcher_
     _, _, calls = rehearsal
     timers = sorted(p.name for p in SESSION_UNITS.glob("deepracer-*.timer"))
     assert "deepracer-idle.timer" in timers
-    assert calls == [
-        "daemon-reload",
-        " ".join(["enable", "--now", "deepracer-spot-watch.service", *timers]),
-        "enable deepracer-resume.service",
-        "try-restart deepracer-spot-watch.service",
+    assert [call for call in calls if call.startswith("systemctl ")] == [
+        "systemctl daemon-reload",
+        " ".join(["systemctl", "enable", "--now", "deepracer-spot-watch.service", *timers]),
+        "systemctl enable deepracer-resume.service",
+        "systemctl try-restart deepracer-spot-watch.service",
     ]
+
+
+def test_the_user_who_trains_lingers_so_the_time_limits_timer_has_a_manager_from_boot(rehearsal):
+    _, _, calls = rehearsal
+    assert [call for call in calls if call.startswith("loginctl ")] == ["loginctl enable-linger daemon"]
 
 
 def test_run_state_folder_belongs_to_the_user_who_trains(rehearsal):

@@ -15,8 +15,11 @@ status codes, headers and documents the real services use:
   `GET /metadata/scheduledevents?api-version=2020-07-01` (`{"DocumentIncarnation", "Events": [...]}`) and
   `POST` of `{"StartRequests": [{"EventId": ...}]}` to acknowledge; `/metadata/instance/compute/name`,
   `/metadata/instance/compute` and the managed identity's token (`/metadata/identity/oauth2/token`).
+  Failures Azure documents for the token come first when asked for: `identity_failures` (statuses, e.g. 404
+  while the identity is not ready, 410 while IMDS updates, 429 throttled, 500), one per request, in order.
 - Azure Resource Manager: `POST <vm id>/deallocate?api-version=...` with the identity's bearer token: 202, or
-  403 AuthorizationFailed when the identity has no role for it (`arm_allows_deallocate = False`).
+  403 AuthorizationFailed when the identity has no role for it (`arm_allows_deallocate = False`); first the
+  statuses in `arm_failures` (429 with `Retry-After: arm_retry_after`, 5xx), one per request.
 
 Tests set `aws_action` / `azure_events` and read `requests`, `acks` and `deallocations`.
 """
@@ -37,6 +40,16 @@ RESOURCE_GROUP = "deepracer-host"
 VM_ID = (f"/subscriptions/{SUBSCRIPTION}/resourceGroups/{RESOURCE_GROUP}/providers/Microsoft.Compute/"
          f"virtualMachines/{VM_NAME}")
 IDENTITY_TOKEN = "eyJ0eXAi.identity.token"
+IDENTITY_ERRORS = {  # what IMDS's identity endpoint answers, as Azure documents the statuses
+    404: {"error": "invalid_request", "error_description": "Identity not found"},
+    410: {"error": "service_unavailable", "error_description": "IMDS is being updated"},
+    429: {"error": "too_many_requests", "error_description": "IMDS throttle limit reached"},
+    500: {"error": "unknown", "error_description": "Failed to retrieve token from the Active directory"},
+}
+ARM_ERRORS = {
+    429: {"error": {"code": "TooManyRequests", "message": "The request is being throttled."}},
+    503: {"error": {"code": "ServiceUnavailable", "message": "The service is temporarily unavailable."}},
+}
 
 
 @dataclass
@@ -54,6 +67,9 @@ class MetadataStandin:
     aws_action: Optional[dict] = None
     azure_events: list[dict] = field(default_factory=list)
     arm_allows_deallocate: bool = True
+    identity_failures: list[int] = field(default_factory=list)
+    arm_failures: list[int] = field(default_factory=list)
+    arm_retry_after: Optional[int] = None
     requests: list[Request] = field(default_factory=list)
     acks: list[Any] = field(default_factory=list)
     deallocations: list[str] = field(default_factory=list)
@@ -76,10 +92,13 @@ def _handler(standin: MetadataStandin) -> type:
         def log_message(self, *_: Any) -> None:  # quiet
             pass
 
-        def _send(self, status: int, body: Any = b"", content_type: str = "application/json") -> None:
+        def _send(self, status: int, body: Any = b"", content_type: str = "application/json",
+                  headers: Optional[dict[str, str]] = None) -> None:
             data = body if isinstance(body, bytes) else (body if isinstance(body, str) else json.dumps(body)).encode()
             self.send_response(status)
             self.send_header("Content-Type", content_type)
+            for name, value in (headers or {}).items():
+                self.send_header(name, value)
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()
             self.wfile.write(data)
@@ -131,6 +150,9 @@ def _handler(standin: MetadataStandin) -> type:
                     return self._send(200, {"name": VM_NAME, "subscriptionId": SUBSCRIPTION,
                                             "resourceGroupName": RESOURCE_GROUP, "resourceId": VM_ID})
                 if request.path == "/metadata/identity/oauth2/token":
+                    if standin.identity_failures:
+                        status = standin.identity_failures.pop(0)
+                        return self._send(status, IDENTITY_ERRORS.get(status, {"error": "server_error"}))
                     return self._send(200, {"access_token": IDENTITY_TOKEN, "token_type": "Bearer",
                                             "resource": request.query.get("resource", [""])[0]})
             self._send(404, {"error": "not found"})
@@ -148,6 +170,11 @@ def _handler(standin: MetadataStandin) -> type:
             if request.path == f"{VM_ID}/deallocate":
                 if request.headers.get("authorization") != f"Bearer {IDENTITY_TOKEN}":
                     return self._send(401, {"error": {"code": "InvalidAuthenticationToken"}})
+                if standin.arm_failures:
+                    status = standin.arm_failures.pop(0)
+                    retry_after = {"Retry-After": str(standin.arm_retry_after)} if standin.arm_retry_after else {}
+                    return self._send(status, ARM_ERRORS.get(status, {"error": {"code": "InternalServerError"}}),
+                                      headers=retry_after if status == 429 else None)
                 if not standin.arm_allows_deallocate:
                     return self._send(403, {"error": {
                         "code": "AuthorizationFailed",

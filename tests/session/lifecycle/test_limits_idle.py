@@ -20,6 +20,7 @@ import pytest
 
 from session.core.config import load_system_config
 from session.engine.containers import ContainerInfo, Engine
+from session.lifecycle import power
 from session.lifecycle.idle import CHECK_EVERY_MIN, decide, idle_check
 from session.lifecycle.limits import _launch_detached, arm, enforce, timer_command
 from session.lifecycle.power import AzureVm, power_off
@@ -56,7 +57,7 @@ def rule(**given):
 
 def test_a_host_idle_for_the_configured_time_powers_off():
     decision = rule(last_active=NOW - timedelta(minutes=31))
-    assert (decision.power_off, decision.reason) == (True, "no training or evaluation for 31 min "
+    assert (decision.power_off, decision.reason) == (True, "no training, evaluation or interactive use for 31 min "
                                                            "(DR_IDLE_STOP_MINUTES=30)")
     assert rule(last_active=None, since=NOW - timedelta(minutes=30)).power_off  # never active since boot
 
@@ -72,10 +73,11 @@ def test_idle_time_counts_from_the_latest_of_activity_and_boot():
     assert not rule(last_active=NOW - timedelta(minutes=20), since=BOOT).power_off
 
 
-def test_the_check_before_the_power_off_warns():
-    assert not rule(last_active=NOW - timedelta(minutes=20)).warn
-    late = rule(last_active=NOW - timedelta(minutes=30 - CHECK_EVERY_MIN))
-    assert (late.power_off, late.warn) == (False, True)
+def test_the_two_checks_before_the_power_off_warn():
+    assert not rule(last_active=NOW - timedelta(minutes=30 - 3 * CHECK_EVERY_MIN)).warn
+    for checks_before in (2, 1):
+        late = rule(last_active=NOW - timedelta(minutes=30 - checks_before * CHECK_EVERY_MIN))
+        assert (late.power_off, late.warn, late.minutes_left) == (False, True, checks_before * CHECK_EVERY_MIN)
 
 
 def test_no_idle_stop_before_the_first_boot_finished_nor_when_turned_off():
@@ -119,9 +121,12 @@ def host_files(tmp_path: Path):
 
 def check(host_files: Path, engine, now: datetime, store: RunStateStore, **options):
     powered, warned, said = [], [], []
+    options.setdefault("presence", lambda _: [])  # nobody at work (this machine's own logins do not count)
+    options.setdefault("keep_awake_file", host_files / "keep-awake.json")
+    options.setdefault("stop_host", powered.append)
     decision = idle_check(load_system_config(host_files / "system.env", environ={}), engine=engine, store=store,
                           idle_state=host_files / "idle.json", ready_marker=host_files / "ready", now=now,
-                          booted=BOOT, stop_host=powered.append, warn=warned.append, say=said.append, **options)
+                          booted=BOOT, warn=warned.append, say=said.append, **options)
     return decision, powered, warned, said
 
 
@@ -130,15 +135,17 @@ def test_the_idle_check_remembers_activity_warns_then_stops_the_aws_host(host_fi
                                     NOW, store)
     assert not decision.power_off and powered == []
     idle = ListedEngine(container("minio", "host"), container("trainer", status="exited"))
-    assert check(host_files, idle, NOW + timedelta(minutes=20), store)[1:3] == ([], [])
-    _, powered, warned, _ = check(host_files, idle, NOW + timedelta(minutes=26), store)
-    assert powered == [] and warned == [
-        f"deepracer: this host powers off within {CHECK_EVERY_MIN} minutes: idle for 26 min; powers off after 30 "
-        "(DR_IDLE_STOP_MINUTES). Start training or evaluation to keep it, or set DR_IDLE_STOP_MINUTES=0 in "
-        "system.env."]
+    assert check(host_files, idle, NOW + timedelta(minutes=15), store)[1:3] == ([], [])
+    for minutes, left in ((20, 10), (26, 5)):  # the two checks before the power-off warn
+        _, powered, warned, _ = check(host_files, idle, NOW + timedelta(minutes=minutes), store)
+        assert powered == [] and warned == [
+            f"deepracer: this host powers off in about {left} minutes: idle for {minutes} min; powers off after 30 "
+            "(DR_IDLE_STOP_MINUTES). To keep it: type in a terminal, run `deepracer keep-awake` (an hour; "
+            "`deepracer keep-awake 120`: two), or start training; DR_IDLE_STOP_MINUTES=0 in system.env turns the "
+            "idle stop off."]
     decision, powered, _, said = check(host_files, idle, NOW + timedelta(minutes=30), store)
     assert powered == ["aws"] and said == [
-        "idle check: no training or evaluation for 30 min (DR_IDLE_STOP_MINUTES=30); powering off"]
+        "idle check: no training, evaluation or interactive use for 30 min (DR_IDLE_STOP_MINUTES=30); powering off"]
 
 
 def test_a_dry_run_or_an_unfinished_first_boot_powers_nothing_off(host_files: Path, store: RunStateStore):
@@ -189,19 +196,68 @@ def test_azure_deallocates_itself_with_its_managed_identity(metadata: MetadataSt
     assert call.headers["authorization"] == f"Bearer {metadata_standin.IDENTITY_TOKEN}"
 
 
-def test_azure_without_the_role_powers_off_with_a_loud_warning(metadata: MetadataStandin):
+def azure_vm(metadata: MetadataStandin, waits: list) -> AzureVm:
+    return AzureVm(imds=metadata.url, arm=metadata.url, sleep=waits.append)  # the backoff recorded, not slept
+
+
+def test_azure_without_the_role_stays_up_says_so_and_alerts(metadata: MetadataStandin):
     metadata.arm_allows_deallocate = False
-    commands, said = [], []
-    azure = AzureVm(imds=metadata.url, arm=metadata.url)
-    assert power_off("azure", azure=azure, run=commands.append, say=said.append) == "poweroff"
-    assert commands == [["systemctl", "poweroff"]] and metadata.deallocations == []
-    assert said == [
-        "WARNING: Azure did not deallocate this VM (deallocate answered HTTP 403: {\"error\": {\"code\": "
-        "\"AuthorizationFailed\", \"message\": \"The client does not have authorization to perform action "
-        "'Microsoft.Compute/virtualMachines/deallocate/action'\"}}; the VM's managed identity needs "
-        "Microsoft.Compute/virtualMachines/deallocate/action on the VM). Powering off from inside instead: the VM "
-        "stays ALLOCATED AND BILLED at its full hourly price until you deallocate it (`az vm deallocate` or the "
-        "portal's Stop)."]
+    commands, said, alerts, waits = [], [], [], []
+    result = power_off("azure", azure=azure_vm(metadata, waits), run=commands.append, say=said.append,
+                       alert=alerts.append)
+    assert result == "failed" and commands == [] and metadata.deallocations == [] and waits == []  # 403: no retry
+    message = ("Azure did not deallocate this VM (deallocate answered HTTP 403: {\"error\": {\"code\": "
+               "\"AuthorizationFailed\", \"message\": \"The client does not have authorization to perform action "
+               "'Microsoft.Compute/virtualMachines/deallocate/action'\"}}; the VM's managed identity needs "
+               "Microsoft.Compute/virtualMachines/deallocate/action on the VM). It stays up, and billed, rather than "
+               "powering off from inside, where it would stay allocated and billed at its full hourly price; the "
+               "next idle check (in 5 minutes) tries again. `az vm deallocate` or the portal's Stop stops it now.")
+    assert said == [f"WARNING: {message}"] and alerts == [message]
+
+
+def test_azure_retries_the_identity_token_as_azure_documents(metadata: MetadataStandin):
+    # 404: the identity is not ready yet; 410: IMDS updates; 429: throttled; 500: transient
+    metadata.identity_failures = [404, 410, 429, 500]
+    commands, said, waits = [], [], []
+    assert power_off("azure", azure=azure_vm(metadata, waits), run=commands.append, say=said.append) == "deallocate"
+    assert waits == list(power.BACKOFF_S[:4]) and metadata.deallocations == ["2024-07-01"] and commands == []
+    assert len(metadata.of("GET", "/metadata/identity/oauth2/token")) == 5
+
+
+def test_azure_retries_resource_manager_throttling_and_server_errors(metadata: MetadataStandin):
+    metadata.arm_failures, metadata.arm_retry_after = [429, 503], 17
+    waits: list[float] = []
+    assert power_off("azure", azure=azure_vm(metadata, waits), run=[].append, say=[].append) == "deallocate"
+    assert waits == [17.0, power.BACKOFF_S[1]]  # Retry-After when longer than the backoff
+    assert len(metadata.of("POST", f"{VM_ID}/deallocate")) == 3 and metadata.deallocations == ["2024-07-01"]
+
+
+def test_a_deallocation_that_keeps_failing_tries_for_70_seconds_then_leaves_the_vm_up(metadata: MetadataStandin):
+    metadata.identity_failures = [410] * 10  # IMDS updating for longer than the retries last
+    commands, said, waits = [], [], []
+    assert power_off("azure", azure=azure_vm(metadata, waits), run=commands.append, say=said.append) == "failed"
+    assert sum(waits) >= 70 and waits == sorted(waits) and commands == []  # never `systemctl poweroff`
+    assert said[0].startswith("WARNING: Azure did not deallocate this VM (IMDS /metadata/identity/oauth2/token "
+                              "answered HTTP 410: ")
+    assert len(metadata.of("GET", "/metadata/identity/oauth2/token")) == len(power.BACKOFF_S) + 1
+
+
+def test_a_failed_time_limit_power_off_is_tried_again_at_the_next_check(host_files: Path, store: RunStateStore):
+    (host_files / "system.env").write_text("DR_CLOUD=azure\nDR_SIMAPP_VERSION=6.0.4-gpu\nDR_IDLE_STOP_MINUTES=0\n")
+    store.write(RunState(status=Status.TIME_LIMIT, run_id=4, prefix="m-2", run_env="/r/run.env",
+                         system_env="/s/system.env", started=NOW - timedelta(hours=1), max_minutes=60,
+                         power_off=True))
+    answers = iter(["failed", "deallocate"])
+    tries: list[str] = []
+
+    def stop_host(cloud: str) -> str:
+        tries.append(cloud)
+        return next(answers)
+
+    assert check(host_files, ListedEngine(), NOW, store, stop_host=stop_host)[0].power_off
+    assert store.read().power_off is True  # still wanted
+    assert check(host_files, ListedEngine(), NOW + timedelta(minutes=5), store, stop_host=stop_host)[0].power_off
+    assert tries == ["azure", "azure"] and store.read().power_off is False
 
 
 # --- the time limit, on the real Docker Engine ---------------------------------------------------------------------
@@ -221,16 +277,21 @@ def running(host) -> list[str]:
     return sorted(c.role or "sagemaker" for c in run_containers(host.engine, host.system, host.run) if c.running)
 
 
+@pytest.mark.parametrize("powering", ["poweroff", "failed"])
 def test_the_time_limit_stops_training_cleanly_and_powers_off_when_the_stack_says_so(
-        rehearsal: Rehearsal, store: RunStateStore):
+        rehearsal: Rehearsal, store: RunStateStore, powering: str):
     host, model = train(rehearsal, "limit", "DR_POWER_OFF_AFTER_MAX_MINUTES=True\n")
     started = datetime.now(timezone.utc)
     record_start(store, host, rehearsal.run_env, rehearsal.folder / "system.env", max_minutes=1, now=started)
     powered, said = [], []
 
+    def power_off(cloud: str) -> str:  # root's timer; "failed": Azure did not deallocate, the VM is still up
+        powered.append(cloud)
+        return powering
+
     def at(seconds: float):
         return enforce(store, now=lambda: started + timedelta(seconds=seconds),
-                       host_factory=lambda *_: rehearsal.host(), power_off=powered.append, say=said.append)
+                       host_factory=lambda *_: rehearsal.host(), power_off=power_off, say=said.append)
 
     assert at(59) is None and running(host) == ["sagemaker", "trainer", "worker"]
     report = at(61)  # what the timer process calls at the deadline
@@ -240,6 +301,7 @@ def test_the_time_limit_stops_training_cleanly_and_powers_off_when_the_stack_say
     assert (state.status, state.reason) == (Status.TIME_LIMIT, "time limit of 1 min reached")
     assert said[0] == f"time limit of 1 min reached: stopping {model} (run {host.run.run_id}) ..."
     assert powered == ["local"]
+    assert state.power_off is (powering == "failed")  # a failed power-off is left to the idle timer to retry
     # the user asked for the end: a reboot does not resume it
     assert not resume(store, host_factory=lambda *_: rehearsal.host(), say=lambda _: None).resumed
 
@@ -281,9 +343,9 @@ def test_the_timer_process_train_starts_stops_training_at_the_deadline(
     state = record_start(store, host, rehearsal.run_env, system_env, max_minutes=1, trained_s=58)
 
     launched = []
-    assert arm(store, state, launch=lambda command, log: launched.append((command, log))).startswith(
+    assert arm(store, state, launch=lambda job: launched.append(job) or "launched").startswith(
         f"time limit: training stops at {state.deadline:%Y-%m-%d %H:%M} UTC")
-    command, log = launched[0]
+    command, log = launched[0].command, launched[0].log
     assert command == timer_command(store, state) and log == store.path.with_name(f"time-limit-{host.run.run_id}.log")
 
     process = _launch_detached(command, log)
