@@ -8,6 +8,9 @@ It has no API for scripts, so this module speaks to the web app's own API the wa
 2. login: Cognito `USER_PASSWORD_AUTH` -> ID token -> identity pool -> temporary AWS credentials (an hour);
 3. upload: every file of the folder to `s3://<uploadBucketName>/uploads/models/<uuid>/` with those credentials
    (the users' role may put objects there, not read them: each PUT carries Content-MD5, so S3 checks the bytes);
+   Before the upload: DRoA's import rules on the files (session.checks.droa_rules: what its handler and its
+   reward-function validator refuse), and one signed `GET /models`, which AWS WAF refuses from hosting-provider
+   addresses (an Azure VM) as it would refuse the import;
 4. import: SigV4-signed (`execute-api`) `POST /importmodel {s3Bucket, s3Path, modelName, modelDescription}` ->
    `modelId`. DRoA checks the files at once (HTTP 400 with a message) and then in a workflow (model status
    IMPORTING -> READY, or ERROR with `importErrorMessage`), which `wait_for_import` polls via `GET /models/{id}`.
@@ -40,8 +43,10 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Optional, Union
 
+from session.checks import droa_rules
 from session.checks.tracks import split_direction
 from session.core.errors import DeepracerError
+from session.core.problems import Problem
 from session.core.text import human_size
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -70,6 +75,11 @@ _DESCRIPTION = re.compile(r"[A-Za-z0-9 -]{0,255}")
 # The API sits behind AWS WAF with Bot Control, which blocks non-browser user agents; the web app is a browser.
 _USER_AGENT = ("Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0.0.0 "
                "Safari/537.36")
+# DRoA's API Gateway sits behind AWS WAF with, among others, AWSManagedRulesBotControlRuleSet and
+# AWSManagedRulesAnonymousIpList (source/apps/infra/lib/constructs/api/api.ts); the latter's HostingProviderIPList
+# blocks cloud providers' addresses other than AWS's. Such a block answers 403 {"message": "Forbidden"}.
+WAF_REFUSAL = ("DRoA's API refused this host's address (AWS WAF blocks hosting-provider/anonymous IPs, e.g. an Azure "
+               "VM): run import-droa from an AWS host or your own machine")
 _RENEW_BEFORE = timedelta(minutes=5)
 _SDK_LOGGERS = ("botocore", "boto3", "s3transfer", "urllib3")
 _ENV_JS_LIMIT = 1024 * 1024
@@ -88,6 +98,16 @@ class DroaError(DeepracerError):
 
     def __init__(self, message: str) -> None:
         super().__init__(" ".join(str(message).split()))
+
+
+class DroaRulesError(DroaError):
+    """What DRoA's import would refuse, found before uploading: one line per finding (`problems`)."""
+
+    def __init__(self, where: str, problems: list[Problem]) -> None:
+        self.problems = problems
+        lines = [f"{where}: DRoA would refuse this import ({len(problems)} finding{'s' if len(problems) != 1 else ''}"
+                 "; nothing was uploaded):"] + [str(problem) for problem in problems]
+        DeepracerError.__init__(self, "\n".join(" ".join(line.split()) for line in lines))
 
 
 @dataclass(frozen=True)
@@ -538,16 +558,21 @@ class DroaClient:
                      report: Optional[Report] = None) -> str:
         """Uploads an exported model folder and asks DRoA to import it; returns the new model's id.
 
-        Checks DRoA's name rules and the folder (required files, the checkpoint `.coach_checkpoint` names, 1 GiB)
-        before uploading anything. `training_params.yaml` is uploaded as DRoA reads it (`droa_training_params`);
-        the folder itself is not changed. The import then runs in DRoA: see `wait_for_import`.
+        Before uploading anything: DRoA's name rules, the folder (required files, the checkpoint
+        `.coach_checkpoint` names, 1 GiB), DRoA's import rules (`check_droa_rules`: every finding at once, as a
+        `DroaRulesError`), then one signed API call (`check_api`), so that a host DRoA's firewall refuses learns it
+        before the upload. `training_params.yaml` is uploaded as DRoA reads it (`droa_training_params`); the folder
+        itself is not changed. The import then runs in DRoA: see `wait_for_import`.
         """
         report = report or (lambda line: None)
         check_model_name(model_name, description)
         files, where = _collect(source)
         size = _preflight(files, where)
         params = _read_params(files[TRAINING_PARAMS], where)
+        for warning in check_droa_rules(files, params, where):
+            report(str(warning))
         config = self.config
+        self.check_api()
         prefix = f"{UPLOAD_PREFIX}/{uuid.uuid4()}"
         params, notes = droa_training_params(params, config.upload_bucket, prefix)
         for note in notes:
@@ -568,6 +593,11 @@ class DroaClient:
             raise DroaError(f"DRoA accepted the import of {model_name} but answered without a modelId")
         report(f"DRoA is importing {model_name} as model {model_id}")
         return model_id
+
+    def check_api(self) -> None:
+        """One signed request to DRoA's API (its first page of models), as the import signs its own: refused by
+        AWS WAF (hosting-provider and anonymous IP lists) or by anything else, it fails before an upload."""
+        self._call("GET", "/models", doing="checking DRoA's API before uploading")
 
     def wait_for_import(self, model_id: str, timeout: float = 1800.0, interval: float = 15.0, *,
                         clock: Callable[[], float] = time.monotonic, sleep: Optional[Callable[[float], None]] = None,
@@ -748,9 +778,9 @@ class DroaClient:
             if "signature" in lowered:
                 return DroaError(f"DRoA did not accept the request signature while {doing} ({said}): is a proxy "
                                  "changing requests on the way?")
-            return DroaError(f"DRoA refused {method} {path} while {doing} ({said}): when it says only Forbidden, "
-                             "its web application firewall blocked the request (its bot rules refuse some "
-                             "data-centre addresses); try from another network")
+            if message in ("", "Forbidden") or kind == "ForbiddenException":
+                return DroaError(f"{WAF_REFUSAL} ({method} {path} answered HTTP 403 {said} while {doing})")
+            return DroaError(f"DRoA refused {method} {path} while {doing} ({said})")
         if status == 404:
             return DroaError(f"DRoA found nothing for {method} {path} while {doing}: {said}")
         if status == 429:
@@ -1003,6 +1033,37 @@ def _read_params(path: Path, where: str) -> dict[str, Any]:
     if not isinstance(params, dict):
         raise DroaError(f"{TRAINING_PARAMS} in {where} is not a mapping of keys to values")
     return params
+
+
+def check_droa_rules(files: Mapping[str, Path], params: Mapping[str, Any], where: str) -> list[Problem]:
+    """DRoA's import rules (session.checks.droa_rules) on the folder's files, training_params.yaml as it will be
+    uploaded; raises `DroaRulesError` with every error at once, returns the warnings."""
+    converted, _ = droa_training_params(params, "", "")  # the location keys do not matter to the rules
+    metadata = _read_json(files, droa_rules.METADATA_FILE, where)
+    hyperparameters = _read_json(files, droa_rules.HYPERPARAMETERS_FILE, where)
+    try:
+        reward = files[droa_rules.REWARD_FILE].read_text(encoding="utf-8")
+    except OSError as error:
+        raise DroaError(f"cannot read {droa_rules.REWARD_FILE} in {where}: {error.strerror or error}") from None
+    except UnicodeDecodeError:
+        raise DroaError(f"{droa_rules.REWARD_FILE} in {where} is not UTF-8 text") from None
+    problems = droa_rules.check_import(reward, converted, metadata, hyperparameters)
+    errors = [problem for problem in problems if problem.is_error]
+    if errors:
+        raise DroaRulesError(where, errors)
+    return [problem for problem in problems if not problem.is_error]
+
+
+def _read_json(files: Mapping[str, Path], rel: str, where: str) -> dict[str, Any]:
+    try:
+        data = json.loads(files[rel].read_text(encoding="utf-8"))
+    except OSError as error:
+        raise DroaError(f"cannot read {rel} in {where}: {error.strerror or error}") from None
+    except ValueError as error:
+        raise DroaError(f"{rel} in {where} is not valid JSON ({error}); DRoA's import fails on it") from None
+    if not isinstance(data, dict):
+        raise DroaError(f"{rel} in {where} is not a JSON object; DRoA's import fails on it")
+    return data
 
 
 def _content_type(rel: str) -> str:

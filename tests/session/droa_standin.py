@@ -11,18 +11,26 @@ sources (aws-solutions/deepracer-on-aws) and Cognito's JSON protocol:
   `GET /models`, `GET /models/{id}`, `POST /importmodel`, each checking a SigV4
   signature (`execute-api`, the credentials it issued) with its own implementation of the algorithm, and the
   import checking the request body and, like DRoA's handler, the uploaded files in the upload bucket (a real
-  S3 API: moto's server) and a few of DRoA's validation rules with DRoA's messages.
+  S3 API: moto's server) with DRoA's rules and messages: the handler's (car, track, object avoidance, SAC, action
+  space: HTTP 400) and its workflow's reward-function validation (flake8, allowed imports, forbidden calls and
+  strings: the model ends in ERROR with "Reward Function Validation ...");
+- optionally, AWS WAF refusing the host's address (`waf_blocks_host`): 403 Forbidden for every API request.
 
 Everything the server saw is kept in `requests`, so tests can look at what the client sent.
 """
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import hmac
 import json
+import os
 import re
 import secrets
+import subprocess
+import sys
+import tempfile
 import threading
 import time
 import urllib.parse
@@ -38,10 +46,34 @@ USER_POOL_ID = f"{REGION}_Ab12Cd34E"
 CLIENT_ID = "5k1example2client3id4abcd"
 IDENTITY_POOL_ID = f"{REGION}:0f1e2d3c-4b5a-6978-8a9b-0c1d2e3f4a5b"
 STAGE = "/prod"
-# DRoA's tracks.json, a few of them: trackId -> enabled directions.
-TRACKS = {"reInvent2019_wide": {"CLOCKWISE", "COUNTER_CLOCKWISE"},
-          "2024_reinvent_champ": {"CLOCKWISE", "COUNTER_CLOCKWISE"},
-          "2022_july_open": {"COUNTER_CLOCKWISE"}}
+# DRoA's source/libs/config/src/data/tracks.json: trackId -> enabled directions (written out from that file here,
+# not taken from session.checks.droa_rules, so the stand-in judges independently of the client's pre-check).
+_BOTH = {"CLOCKWISE", "COUNTER_CLOCKWISE"}
+TRACKS = {
+    **dict.fromkeys("2024_reinvent_champ 2022_april_open 2022_april_pro 2022_august_open 2022_august_pro 2022_july_pro "
+                    "2022_june_open 2022_june_pro 2022_march_open 2022_march_pro 2022_may_open 2022_may_pro "
+                    "2022_october_open 2022_october_pro 2022_reinvent_champ 2022_september_open 2022_september_pro "
+                    "2022_summit_speedway arctic_open arctic_pro dubai_open jyllandsringen_open jyllandsringen_pro "
+                    "penbay_open penbay_pro red_star_pro reInvent2019_track reInvent2019_wide thunder_hill_pro"
+                    .split(), _BOTH),
+    **dict.fromkeys("Albert Aragon Belille FS_June2020 July_2020 Monaco Monaco_building Spain_track".split(),
+                    {"CLOCKWISE"}),
+    **dict.fromkeys("2022_july_open AmericasGeneratedInclStart Austin Bowtie_track caecer_gp caecer_loop "
+                    "Canada_Training China_track dubai_pro hamption_open hamption_pro LGSWide Mexico_track morgan_open "
+                    "morgan_pro New_York_Track Oval_track red_star_open reinvent_base Singapore Singapore_building "
+                    "thunder_hill_open Tokyo_Training_track Vegas_track Virtual_May19_Train_track".split(),
+                    {"COUNTER_CLOCKWISE"}),
+}
+# DRoA's CarColor enum (model.smithy) and SimAppCarShells (workflow/constants/simulation.ts): the colours of its
+# DEEPRACER shell, and the other shells' simulator ids.
+CAR_COLORS = {"BLACK", "BLUE", "BROWN", "GOLDEN", "GOLDENPINK", "GREEN", "GREY", "ORANGE", "PINK", "PURPLE", "RED",
+              "SKY_BLUE", "TEAL", "WHITE", "YELLOW"}
+DEEPRACER_COLORS = {"BLACK", "BLUE", "GREY", "ORANGE", "PURPLE", "RED", "WHITE"}
+# reward_func_validator/constants.py
+ALLOWLIST_IMPORTS = ["math", "random", "numpy", "scipy", "shapely"]
+FORBID_ACCESS = ["open", "exec", "eval", "compile", "input"]
+FORBID_STRINGS = ["__import__", "load", "fromfile", "genfromtxt", "loadtxt", "tofile", "savez", "save", "savetxt",
+                  "memmap"]
 _MODEL_NAME = re.compile(r"^[a-zA-Z0-9-]+$")
 _UPLOAD_PATH = re.compile(r"uploads/models/[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}")
 _AUTH = re.compile(r"AWS4-HMAC-SHA256 Credential=([^/]+)/(\d{8})/([^/]+)/([^/]+)/aws4_request, "
@@ -71,11 +103,15 @@ class DroaStandIn:
     statuses: dict[str, list[str]] = field(default_factory=dict)
     import_error_message: str = ""
     status_script: list[str] = field(default_factory=lambda: ["IMPORTING", "READY"])
+    # AWS WAF's AnonymousIpList (its HostingProviderIPList: e.g. Azure's ranges) in front of the API: every API
+    # request from this "host" is refused, whatever its User-Agent or signature.
+    waf_blocks_host: bool = False
 
     def __post_init__(self) -> None:
         self.requests: list[Seen] = []
         self.imports: list[dict[str, Any]] = []
         self.models: dict[str, dict[str, Any]] = {}
+        self.import_errors: dict[str, str] = {}  # modelId -> the message its import workflow ends in ERROR with
         self.issued: dict[str, tuple[str, str]] = {}  # access key -> (secret, session token)
         self.id_tokens: set[str] = set()
         self.refresh_tokens: set[str] = set()
@@ -185,6 +221,8 @@ class DroaStandIn:
 
     def api(self, method: str, raw_path: str, headers: dict[str, str],
             body: bytes) -> tuple[int, dict[str, str], bytes]:
+        if self.waf_blocks_host:  # a WAF block: API Gateway's answer for it
+            return _json(403, {"message": "Forbidden"}, "ForbiddenException")
         agent = {k.lower(): v for k, v in headers.items()}.get("user-agent", "")
         if not agent.startswith("Mozilla/"):  # DRoA's WAF (Bot Control) blocks non-browser user agents
             return _json(403, {"message": "Forbidden"})
@@ -208,7 +246,8 @@ class DroaStandIn:
                 status = script.pop(0) if len(script) > 1 else script[0]
                 self.models[model_id]["status"] = status
                 if status == "ERROR":
-                    self.models[model_id]["importErrorMessage"] = self.import_error_message
+                    self.models[model_id]["importErrorMessage"] = self.import_errors.get(model_id,
+                                                                                      self.import_error_message)
             return _json(200, {"model": self.models[model_id]})
         if method == "POST" and path == "/importmodel":
             return self._import(body)
@@ -238,30 +277,136 @@ class DroaStandIn:
             return _json(400, {"message": f"not an upload location: {body['s3Bucket']}/{body['s3Path']}"},
                          "BadRequestError")
         prefix = body["s3Path"]
-        try:  # what DRoA's handler reads before answering; a missing file is its InternalFailure
+        try:  # what DRoA's handler reads before answering; a missing or malformed file is its InternalFailure
             params = yaml.safe_load(self._read(f"{prefix}/training_params.yaml"))
             metadata = json.loads(self._read(f"{prefix}/model_metadata.json"))
-            self._read(f"{prefix}/reward_function.py")
-            json.loads(self._read(f"{prefix}/ip/hyperparameters.json"))
-        except Exception:  # noqa: BLE001 - a missing or malformed file is DRoA's InternalFailure
+            reward = self._read(f"{prefix}/reward_function.py").decode()
+            hyperparameters = json.loads(self._read(f"{prefix}/ip/hyperparameters.json"))
+            refusal = handler_refusal(params, metadata, hyperparameters)
+        except Exception:  # noqa: BLE001 - as DRoA's handler: any exception is an InternalFailure
             return _json(500, {"message": "Internal Failure"}, "InternalFailureError")
-        track = params.get("WORLD_NAME")
-        directions = TRACKS.get(track, set())
-        direction = next(iter(directions)) if len(directions) == 1 else (
-            "CLOCKWISE" if params.get("TRACK_DIRECTION_CLOCKWISE") is True else "COUNTER_CLOCKWISE")
-        if direction not in directions:
-            return _json(400, {"message": f"Invalid track configuration. Track {track} is not available in direction "
-                                          f"{direction}."}, "BadRequestError")
-        if metadata.get("training_algorithm") == "sac" and metadata.get("action_space_type") == "discrete":
-            return _json(400, {"message": "Agent algorithm SAC does not work with discrete action space."},
-                         "BadRequestError")
+        if refusal:
+            return _json(400, {"message": refusal}, "BadRequestError")
         model_id = secrets.token_hex(8)
         self.models[model_id] = _model(model_id, body["modelName"], "IMPORTING")
+        finding = reward_function_finding(reward)  # the workflow's first step, after the handler answered
+        if finding:
+            self.import_errors[model_id] = f"Reward Function Validation {finding}"
+            self.statuses.setdefault(model_id, ["IMPORTING", "ERROR"])
         self.statuses.setdefault(model_id, list(self.status_script))
         return _json(200, {"modelId": model_id})
 
     def _read(self, key: str) -> bytes:
         return self.s3_client.get_object(Bucket=self.upload_bucket, Key=key)["Body"].read()
+
+
+def handler_refusal(params: dict[str, Any], metadata: dict[str, Any], hyperparameters: dict[str, Any]) -> str:
+    """DRoA's ImportModel handler's message for what it refuses with HTTP 400 ('' when nothing), in its order:
+    the car, the track, object avoidance, SAC's rules, the continuous action space (importModel.ts,
+    api/utils/validation.ts, import-workflow/utils/ImportHelper.ts). An exception here is its InternalFailure."""
+    shell, color = "DEEPRACER", "WHITE"  # ImportHelper.getCarCustomization
+    if params.get("BODY_SHELL_TYPE") == "deepracer" and params.get("CAR_COLOR"):
+        upper = params["CAR_COLOR"].upper()  # a number has no .upper(): DRoA's TypeError, an InternalFailure
+        color = upper if upper in CAR_COLORS else color
+    if shell == "DEEPRACER" and color not in DEEPRACER_COLORS:
+        return f"Invalid car customization. Car shell {shell} is not available in color {color}."
+    track = params.get("WORLD_NAME")
+    directions = TRACKS.get(track, set())
+    direction = next(iter(directions)) if len(directions) == 1 else (
+        "CLOCKWISE" if params.get("TRACK_DIRECTION_CLOCKWISE") is True else "COUNTER_CLOCKWISE")
+    if direction not in directions:
+        return f"Invalid track configuration. Track {track} is not available in direction {direction}."
+    if params.get("RACE_TYPE") == "OBJECT_AVOIDANCE":
+        count = params.get("NUMBER_OF_OBSTACLES")
+        positions = params.get("OBJECT_POSITIONS") or []
+        if not count or count > 6:
+            return "Number of obstacle positions is invalid."
+        if positions and params.get("RANDOMIZE_OBSTACLE_LOCATIONS") is not True:
+            if count != len(positions):
+                return "Obstacle positions must be equal to number of objects."
+            fractions = sorted(float(item.split(",")[0]) for item in positions)
+            if fractions[0] < 0.07:
+                return "First obstacle position is invalid."
+            if fractions[-1] > 0.9:
+                return "Last obstacle position is invalid."
+            if any(b - a < 0.13 for a, b in zip(fractions, fractions[1:])):
+                return "Obstacle position distances are invalid."
+    algorithm, space_type = metadata.get("training_algorithm"), metadata.get("action_space_type")
+    if algorithm == "sac" and space_type == "discrete":
+        return "Agent algorithm SAC does not work with discrete action space."
+    episodes = hyperparameters.get("num_episodes_between_training")
+    if algorithm == "sac" and (type(episodes) not in (int, float) or episodes != 1):  # JavaScript's !== 1
+        return "Invalid hyperparameter number of episodes between training for SAC agent algorithm."
+    if space_type == "continuous" and isinstance(metadata.get("action_space"), dict):
+        space = metadata["action_space"]
+        if space["speed"]["low"] >= space["speed"]["high"]:
+            return "Invalid action space speeds."
+        if space["steering_angle"]["low"] >= space["steering_angle"]["high"]:
+            return "Invalid action space steering angles."
+    return ""
+
+
+def reward_function_finding(source: str) -> str:
+    """The message of the first finding of DRoA's reward-function validation Lambda's static suite, which stops
+    at its first failure ('' when none): flake8, the import allow-list, the forbidden calls (with the dotted-name
+    walk that fails on a call or attribute of anything but a name), the forbidden strings, then the signature
+    (reward_func_validator/test_reward_function.py; flake8 with the options of its run_flake8)."""
+    with tempfile.TemporaryDirectory() as scratch:
+        path = os.path.join(scratch, "reward_function.py")
+        with open(path, "w") as handle:
+            handle.write(source)
+        lint = subprocess.run([sys.executable, "-m", "flake8", "--isolated", path, "--format=%(code)s:%(row)d:%(text)s",
+                               "--select=E,F", "--ignore=E5,E226,E261"], capture_output=True, text=True)
+    for line in lint.stdout.splitlines():
+        parts = line.split(":")  # the Lambda's _parse_flake8_line
+        return " : ".join(parts[3:]) if len(parts) > 3 else parts[2]
+    tree = ast.parse(source)
+    imported = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            imported.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            imported.add(node.module)
+    illegal = [name for name in imported if str(name).split(".")[0] not in ALLOWLIST_IMPORTS]
+    if illegal:
+        return f"The reward function contains illegal import(s): {illegal}"
+    names: list[str] = []
+
+    def dotted(node: ast.AST, tail: list[str]) -> list[str]:
+        if isinstance(node, ast.Name):
+            return [node.id, *tail]
+        if isinstance(node, ast.Call):
+            for argument in node.args:
+                collect(argument)
+            return dotted(node.func, tail)
+        if isinstance(node, ast.Attribute):
+            return dotted(node.value, [node.attr, *tail])
+        raise TypeError("can only join an iterable")  # what ".".join(None) raises in the Lambda
+
+    def collect(node: ast.AST) -> None:
+        if isinstance(node, (ast.Call, ast.Attribute)):
+            names.append(".".join(dotted(node, [])))
+            return
+        for child in ast.iter_child_nodes(node):
+            collect(child)
+
+    try:
+        collect(tree)
+    except TypeError as error:
+        return str(error)
+    if any(name in FORBID_ACCESS for name in names):
+        return f"The reward function contains forbidden builtins: {[n for n in names if n in FORBID_ACCESS]}"
+    for word in FORBID_STRINGS:
+        if word in source:
+            return (f'Your code snippet contains a restricted string "{word}" that is not allowed. Please remove or '
+                    'replace the string and try again.')
+    function = next((node for node in tree.body if isinstance(node, ast.FunctionDef)
+                     and node.name == "reward_function"), None)
+    if function is not None:
+        args = function.args
+        if len(args.posonlyargs + args.args + args.kwonlyargs) + bool(args.vararg) + bool(args.kwarg) != 1:
+            return "Invalid reward function signature. Should be def reward_function(params)"
+    return ""
 
 
 def verify_sigv4(method: str, raw_path: str, headers: dict[str, str], body: bytes,

@@ -98,12 +98,51 @@ def test_import_droa_exports_and_imports(workdir: Path, droa, factory, monkeypat
     assert "my-model: DRoA model " in out
     assert PASSWORD not in out + err
 
-    # DRoA's own validation message reaches the user as one line (it offers no reinvent_base counter-clockwise)
+    # DRoA's own validation message reaches the user as one line
+    message = "Invalid track configuration. Track reinvent_base is not available in direction COUNTER_CLOCKWISE."
+    droa.api_override = lambda method, path: ((400, {"x-amzn-ErrorType": "BadRequestError"},
+                                               json.dumps({"message": message}).encode())
+                                              if path.endswith("/importmodel") else None)
     assert main(["models", "import-droa", "rl-drfc-1", "--url", droa.url, "--username", USER,
                  "--name", "other-model"]) == 2
     out, err = capsys.readouterr()
-    assert err.count("\n") == 1 and "Invalid track configuration. Track reinvent_base" in err
+    assert err.count("\n") == 1 and message in err
     assert PASSWORD not in out + err
+
+
+def test_import_droa_refuses_what_droa_would_before_uploading(workdir: Path, real_bucket, droa, factory, s3_client,
+                                                              upload_bucket, monkeypatch, capsys):
+    monkeypatch.setattr(session.models.droa, "DroaClient",
+                        lambda url, user, password, **kw: DroaClientWithFactory(url, user, password, factory))
+    monkeypatch.setenv(session.models.droa.PASSWORD_ENV, PASSWORD)
+    assert main(["models", "download", f"s3://{real_bucket.bucket}/rl-drfc-1", "banned-words"]) == 0
+    s3 = real_bucket.storage()
+    reward = s3.get_bytes("banned-words/reward_function.py")
+    s3.put_bytes("banned-words/reward_function.py", b"import os\n" + reward + b"# save the line for later\n")
+    capsys.readouterr()
+
+    assert main(["models", "import-droa", "banned-words", "--url", droa.url, "--username", USER]) == 2
+    out, err = capsys.readouterr()
+    lines = err.splitlines()
+    assert "DRoA would refuse this import (4 findings; nothing was uploaded)" in lines[0]
+    assert any("flake8 E302 expected 2 blank lines" in line for line in lines[1:])
+    assert any("imports os; DRoA allows only math, random, numpy, scipy, shapely" in line for line in lines[1:])
+    assert any("contains 'save'" in line for line in lines[1:])
+    assert not any(seen.path.startswith("/prod/") for seen in droa.requests)  # no API call, no upload
+    assert s3_client.list_objects_v2(Bucket=upload_bucket).get("KeyCount", 0) == 0
+
+
+def test_import_droa_names_the_network_when_waf_refuses_the_host(workdir: Path, droa, factory, s3_client,
+                                                                 upload_bucket, monkeypatch, capsys):
+    monkeypatch.setattr(session.models.droa, "DroaClient",
+                        lambda url, user, password, **kw: DroaClientWithFactory(url, user, password, factory))
+    monkeypatch.setenv(session.models.droa.PASSWORD_ENV, PASSWORD)
+    droa.waf_blocks_host = True
+    assert main(["models", "import-droa", f"{DROA_ROOT}/sagemaker-artifacts", "--url", droa.url,
+                 "--username", USER, "--name", "from-azure"]) == 2
+    out, err = capsys.readouterr()
+    assert err.count("\n") == 1 and "AWS WAF blocks hosting-provider/anonymous IPs, e.g. an Azure VM" in err
+    assert s3_client.list_objects_v2(Bucket=upload_bucket).get("KeyCount", 0) == 0
 
 
 class DroaClientWithFactory(session.models.droa.DroaClient):  # the real client, bound before the test replaces the name

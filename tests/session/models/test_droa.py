@@ -381,10 +381,120 @@ def test_import_from_a_list_of_files(droa, factory, s3_client, upload_bucket, tm
 
 def test_droa_validation_message_is_surfaced(droa, factory, tmp_path):
     write_model_folder(tmp_path / "m", world="Mexico_track")
+    message = "Invalid track configuration. Track Mexico_track is not available in direction COUNTER_CLOCKWISE."
+    droa.api_override = lambda method, path: (_answer(400, {"message": message}, "BadRequestError")
+                                              if path.endswith("/importmodel") else None)
     with pytest.raises(DroaError) as info:
         client(droa, factory).import_model(tmp_path / "m", "mexico")
-    assert str(info.value) == ("DRoA rejected the import of mexico: Invalid track configuration. Track Mexico_track "
-                               "is not available in direction COUNTER_CLOCKWISE.")
+    assert str(info.value) == f"DRoA rejected the import of mexico: {message}"
+
+
+def _answer(status, body, error_type):
+    return status, {"Content-Type": "application/json", "x-amzn-ErrorType": error_type}, json.dumps(body).encode()
+
+
+# What DRoA refuses (tests/session/droa_standin.py follows its source): each case breaks one rule in one file.
+# (file, change, what DRoA says, what the pre-check's line holds)
+DROA_REFUSALS = {
+    "banned word in a comment": (
+        "reward_function.py", lambda text: text + "# load the racing line from a file\n",
+        'Reward Function Validation Your code snippet contains a restricted string "load"', "'load'"),
+    "module off the allow-list": (
+        "reward_function.py", lambda text: "import os\n\n\n" + text.replace("float(", "float(os.sep and "),
+        "Reward Function Validation The reward function contains illegal import(s): ['os']", "imports os"),
+    "flake8 finding": (
+        "reward_function.py", lambda text: "import math\n" + text,
+        "Reward Function Validation 'math' imported but unused", "F401 'math' imported but unused"),
+    "DeepRacer shell in a colour DRoA lacks": (
+        "training_params.yaml", lambda text: text.replace("CAR_COLOR: Red", "CAR_COLOR: Pink"),
+        "Invalid car customization. Car shell DEEPRACER is not available in color PINK.", "CAR_COLOR"),
+    "track DRoA does not have": (
+        "training_params.yaml", lambda text: text.replace("reInvent2019_wide_cw", "Straight_track"),
+        "Invalid track configuration. Track Straight_track is not available in direction COUNTER_CLOCKWISE.",
+        "WORLD_NAME"),
+    "too many objects": (
+        "training_params.yaml", lambda text: text.replace("RACE_TYPE: TIME_TRIAL",
+                                                          "RACE_TYPE: OBJECT_AVOIDANCE\nNUMBER_OF_OBSTACLES: '7'"),
+        "Number of obstacle positions is invalid.", "NUMBER_OF_OBSTACLES"),
+    "SAC with episodes between training as text": (
+        "ip/hyperparameters.json", lambda text: json.dumps({**json.loads(text), "num_episodes_between_training": "1"}),
+        "Invalid hyperparameter number of episodes between training for SAC agent algorithm.",
+        "num_episodes_between_training"),
+}
+
+
+def _break(folder: Path, case: str) -> None:
+    rel, change, _, _ = DROA_REFUSALS[case]
+    (folder / rel).write_text(change((folder / rel).read_text()))
+    if rel == "ip/hyperparameters.json":  # SAC: its metadata, continuous as SAC needs
+        for name in ("model_metadata.json", "model/model_metadata.json"):
+            (folder / name).write_text(json.dumps({
+                "action_space": {"speed": {"low": 0.5, "high": 3}, "steering_angle": {"low": -30, "high": 30}},
+                "sensor": ["FRONT_FACING_CAMERA"], "neural_network": "DEEP_CONVOLUTIONAL_NETWORK_SHALLOW",
+                "version": "5", "training_algorithm": "sac", "action_space_type": "continuous"}))
+
+
+@pytest.mark.parametrize("case", sorted(DROA_REFUSALS))
+def test_droa_rules_are_checked_before_uploading(case, droa, factory, s3_client, upload_bucket, tmp_path,
+                                                 monkeypatch):
+    import session.models.droa
+
+    folder = tmp_path / "m"
+    write_model_folder(folder)
+    _break(folder, case)
+    _, _, droa_says, line_holds = DROA_REFUSALS[case]
+
+    with pytest.raises(DroaError) as info:
+        client(droa, factory).import_model(folder, "broken")
+    lines = str(info.value).splitlines()
+    assert lines[0].startswith(f"{folder}: DRoA would refuse this import (") and "nothing was uploaded" in lines[0]
+    assert any(line_holds in line for line in lines[1:]), lines
+    assert droa.requests == [] and uploaded(s3_client, upload_bucket) == {}  # not even env.js was asked for
+
+    # Without the pre-check, the stand-in refuses the same folder with DRoA's message, after the upload.
+    monkeypatch.setattr(session.models.droa, "check_droa_rules", lambda files, params, where: [])
+    with pytest.raises(DroaError) as info:
+        session_client = client(droa, factory)
+        model_id = session_client.import_model(folder, "broken")
+        session_client.wait_for_import(model_id, interval=0.01)
+    assert droa_says in str(info.value)
+    assert uploaded(s3_client, upload_bucket) != {}
+
+
+def test_every_droa_finding_is_reported_at_once(droa, factory, tmp_path):
+    folder = tmp_path / "m"
+    write_model_folder(folder)
+    for case in ("banned word in a comment", "DeepRacer shell in a colour DRoA lacks", "too many objects"):
+        _break(folder, case)
+    (folder / "reward_function.py").write_text("import os\n" + (folder / "reward_function.py").read_text())
+    with pytest.raises(DroaError) as info:
+        client(droa, factory).import_model(folder, "broken")
+    text = str(info.value)
+    lines = text.splitlines()
+    assert "(6 findings; nothing was uploaded)" in lines[0]
+    assert [line.split(": ")[:2] for line in lines[1:]] == [
+        ["reward_function.py", "line 1"], ["reward_function.py", "line 2"], ["reward_function.py", "line 1"],
+        ["reward_function.py", "line 4"], ["training_params.yaml", "CAR_COLOR"],
+        ["training_params.yaml", "NUMBER_OF_OBSTACLES"]]
+    assert "flake8 F401 'os' imported but unused" in lines[1] and "flake8 E302 expected 2 blank lines" in lines[2]
+    assert "imports os; DRoA allows only math, random, numpy, scipy, shapely" in lines[3]
+    assert "contains 'load'" in lines[4]
+    assert "training_params.yaml: CAR_COLOR: Pink" in text and "training_params.yaml: NUMBER_OF_OBSTACLES:" in text
+    assert droa.requests == []
+
+
+def test_a_waf_block_is_found_before_uploading(droa, factory, s3_client, upload_bucket, tmp_path):
+    write_model_folder(tmp_path / "m")
+    droa.waf_blocks_host = True
+    with pytest.raises(DroaError) as info:
+        client(droa, factory).import_model(tmp_path / "m", "from-azure")
+    assert str(info.value).startswith(
+        "DRoA's API refused this host's address (AWS WAF blocks hosting-provider/anonymous IPs, e.g. an Azure VM): "
+        "run import-droa from an AWS host or your own machine (GET /models answered HTTP 403 Forbidden")
+    assert uploaded(s3_client, upload_bucket) == {}
+    api = [seen for seen in droa.requests if seen.path.startswith(STAGE + "/")]
+    assert [(seen.method, seen.path) for seen in api] == [("GET", f"{STAGE}/models")]  # one signed call
+    assert "authorization" in {name.lower() for name in api[0].headers}
 
 
 def test_droa_failure_on_a_file_it_cannot_read_is_explained(droa, factory, tmp_path, monkeypatch):
@@ -407,7 +517,8 @@ def test_firewall_refusal_is_explained(droa, factory):
     droa.api_override = lambda method, path: (403, {"Content-Type": "application/json"}, b'{"message":"Forbidden"}')
     with pytest.raises(DroaError) as info:
         client(droa, factory).list_models()
-    assert "(Forbidden)" in str(info.value) and "web application firewall" in str(info.value)
+    assert "AWS WAF blocks hosting-provider/anonymous IPs" in str(info.value)
+    assert "GET /models answered HTTP 403 Forbidden while listing models" in str(info.value)
 
 
 def test_incomplete_folder_is_refused_before_anything_is_sent(droa, factory, tmp_path, s3_client, upload_bucket):
@@ -517,9 +628,12 @@ def test_password_never_appears_in_output_logs_or_errors(droa, factory, tmp_path
         texts += [str(info.value), repr(info.value), "".join(traceback.format_exception(info.value))]
     write_model_folder(tmp_path / "m", world="Mexico_track")
     session = client(droa, factory)
+    droa.api_override = lambda method, path: (_answer(400, {"message": "Invalid track configuration."},
+                                                      "BadRequestError") if path.endswith("/importmodel") else None)
     with pytest.raises(DroaError) as info:
         session.import_model(tmp_path / "m", "rejected", report=print)
     texts += [str(info.value), "".join(traceback.format_exception(info.value))]
+    droa.api_override = None
     write_model_folder(tmp_path / "ok")
     model_id = session.import_model(tmp_path / "ok", "accepted", report=print)
     session.wait_for_import(model_id, clock=FakeTime().clock, sleep=lambda s: None, report=print)
