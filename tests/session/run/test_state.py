@@ -16,14 +16,16 @@ START = datetime(2026, 12, 6, 12, 0, tzinfo=timezone.utc)
 
 # What each event does from each status; a status missing from an event's row refuses it.
 EXPECTED = {
-    E.START: {None: S.RUNNING, **{s: S.RUNNING for s in S}},
-    E.STOP: {S.RUNNING: S.STOPPED},
-    E.NOTICE: {S.RUNNING: S.INTERRUPTED},
+    E.START: {None: S.STARTING, **{s: S.STARTING for s in S}},
+    E.STARTED: {S.STARTING: S.RUNNING},
+    E.STOP: {S.RUNNING: S.STOPPED, S.STARTING: S.STOPPED},
+    # every status in which containers may run (or are about to) is interrupted by a notice, and resumable
+    E.NOTICE: {S.RUNNING: S.INTERRUPTED, S.STARTING: S.INTERRUPTED, S.RESUMING: S.INTERRUPTED},
     E.TIME_UP: {S.RUNNING: S.TIME_LIMIT},
-    E.END: {S.RUNNING: S.ENDED},
+    E.END: {S.RUNNING: S.ENDED, S.STARTING: S.ENDED},
     E.RESUME: {S.INTERRUPTED: S.RESUMING},
     E.FORCE_RESUME: {s: S.RESUMING for s in S},
-    E.RESUME_FAILED: {S.RESUMING: S.RESUME_FAILED},
+    E.RESUME_FAILED: {S.RESUMING: S.RESUME_FAILED, S.STARTING: S.RESUME_FAILED},
     E.GIVE_BACK: {S.RESUMING: "claimed_from"},
     E.NOTE: {s: s for s in S},
 }
