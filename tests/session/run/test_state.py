@@ -74,7 +74,10 @@ def test_the_status_is_the_tables_to_set():
 def test_the_store_applies_only_what_the_status_accepts(tmp_path):
     store = RunStateStore(tmp_path / "state.json")
     assert store.apply(E.STOP) is None  # nothing recorded
-    store.start(run_id=3, prefix="rl-3", run_env="/r", system_env="/s", started=START)
+    starting = store.start(run_id=3, prefix="rl-3", run_env="/r", system_env="/s", started=START)
+    assert starting is not None and starting.status is S.STARTING
+    assert store.apply(E.STARTED).status is S.RUNNING
+    assert store.apply(E.STARTED) is None  # once
     stopped = mark_stopped(store, 3, now=START + timedelta(minutes=5))
     assert stopped is not None and stopped.status is S.STOPPED and store.read() == stopped
     assert store.apply(E.NOTICE, reason="spot") is None  # a stopped run is not interrupted afterwards
@@ -105,3 +108,16 @@ def test_nothing_outside_the_state_module_sets_a_status():
                 if name.endswith(("replace", "RunState", "apply", "advance")):
                     found.append(f"{path.relative_to(session)}:{node.lineno} {name}")
     assert found == []
+
+
+def test_a_start_can_be_made_conditional_on_what_is_recorded(tmp_path):
+    # a resume records its new part only while its claim stands: a notice during the resume comes first
+    store = RunStateStore(tmp_path / "state.json")
+    interrupted = advance(state(S.RUNNING), E.NOTICE)
+    store.write(interrupted)
+    claimed = lambda current: current is not None and current.status is S.RESUMING  # noqa: E731
+    assert store.start(run_id=4, prefix="rl-4", run_env="/r", system_env="/s", started=START, when=claimed) is None
+    assert store.read() == interrupted
+    store.write(advance(interrupted, E.RESUME))
+    new = store.start(run_id=4, prefix="rl-4", run_env="/r", system_env="/s", started=START, when=claimed)
+    assert new is not None and (new.status, new.prefix) == (S.STARTING, "rl-4") and store.read() == new
