@@ -95,7 +95,11 @@ def _resume_claimed(store: RunStateStore, state: RunState, host_factory: HostFac
     run_env, system_env = Path(state.run_env), Path(state.system_env)
     host = host_factory(run_env, system_env)
     storage = host.storage
-    if host.run.local_s3_model_prefix != state.prefix:
+    # An earlier resume of this run rewrote run.env and was cut short before it recorded its part (a notice, the
+    # host going down): run.env pretrained from this run's checkpoint is that resume's, and this one goes on.
+    rewritten_by_us = host.run.local_s3_pretrained and \
+        host.run.local_s3_pretrained_prefix.startswith(f"{state.prefix}-checkpoint-")
+    if host.run.local_s3_model_prefix != state.prefix and not rewritten_by_us:
         return give_back(f"{state.run_env} names {host.run.local_s3_model_prefix} by now, not the interrupted "
                          f"{state.prefix}: not resuming (`deepracer increment` continues a model by hand)")
 
