@@ -134,3 +134,28 @@ def test_a_notice_during_resumes_start_up_stops_it_and_the_next_boot_resumes_it(
     state = store.read()
     assert (state.status, state.prefix, state.resumed_from) == (Status.RUNNING, third, expected)
     stop_training(rehearsal.host(), say=lambda _: None, timeout=STOP_S)
+
+
+def test_a_resume_cut_short_after_it_rewrote_run_env_is_taken_up_by_the_next_one(rehearsal: Rehearsal,
+                                                                                  store: RunStateStore):
+    # A notice (or the host going down) while the resume held `resuming`: run.env names the new prefix already,
+    # the record still the interrupted model. The next resume recognises its own rewrite and goes on.
+    model = f"cut-{uuid.uuid4().hex[:6]}-1"
+    second = model.removesuffix("-1") + "-2"
+    rehearsal.write(f"DR_WORLD_NAME=reInvent2019_track\nDR_LOCAL_S3_MODEL_PREFIX={model}\n", workers=1)
+    host = rehearsal.host()
+    for suffix in CHECKPOINT_FILES:
+        host.storage.put_text(f"{model}/model/4_Step-400{suffix}", "weights")
+    store.write(RunState(status=Status.INTERRUPTED, run_id=host.run.run_id, prefix=model,
+                         run_env=str(rehearsal.run_env), system_env=str(rehearsal.folder / "system.env"),
+                         started=datetime(2026, 3, 1, 10, tzinfo=timezone.utc), checkpoint="4_Step-400.ckpt",
+                         stopped=datetime(2026, 3, 1, 11, tzinfo=timezone.utc), reason="spot interruption"))
+    rehearsal.write(f"DR_WORLD_NAME=reInvent2019_track\nDR_LOCAL_S3_MODEL_PREFIX={second}\n"
+                    f"DR_LOCAL_S3_PRETRAINED=True\nDR_LOCAL_S3_PRETRAINED_PREFIX={model}-checkpoint-4\n"
+                    "DR_LOCAL_S3_PRETRAINED_CHECKPOINT=last\n", workers=1)
+
+    result = resume(store, host_factory=lambda *_: rehearsal.host(), say=lambda _: None, ready_timeout_s=READY_S)
+    assert result.resumed, result.message
+    state = store.read()
+    assert (state.status, state.prefix, state.resumed_from) == (Status.RUNNING, second, f"{model}@4_Step-400.ckpt")
+    stop_training(rehearsal.host(), say=lambda _: None, timeout=STOP_S)
