@@ -99,10 +99,11 @@ install_units() {
   install -d -o "$HOST_USER" -g "$HOST_USER" -m 0755 "$STATE_DIR/run"
   install -m 0644 "$SESSION_UNITS"/deepracer-* "$UNIT_DIR/"
   systemctl daemon-reload
-  # The spot watcher and every timer the package ships (idle auto-stop ...) run from now on and at each boot;
-  # the resume unit runs at boot only. A running watcher is restarted so that it runs the new code.
+  # The spot watcher, the shutdown stop hook and every timer the package ships (idle auto-stop ...) run from now
+  # on and at each boot; the resume unit runs at boot only. A running watcher is restarted so that it runs the
+  # new code; the hook never is (stopping it is what interrupts training), `--now` only starts it if inactive.
   local timers=("$SESSION_UNITS"/deepracer-*.timer)
-  systemctl enable --now deepracer-spot-watch.service "${timers[@]##*/}"
+  systemctl enable --now deepracer-spot-watch.service deepracer-shutdown.service "${timers[@]##*/}"
   systemctl enable deepracer-resume.service
   systemctl try-restart deepracer-spot-watch.service
   # The time limit's timer is a transient unit in the user manager of the user who trains (session/lifecycle/

@@ -142,7 +142,7 @@ def validate(args: argparse.Namespace) -> int:
 def train(args: argparse.Namespace) -> int:
     from session.lifecycle.limits import max_minutes_for
     from session.run.state import RunStateStore
-    from session.run.training import restore_pretrained, start_training
+    from session.run.training import restore_pretrained, start_recorded
 
     host, run_env = _host(args)
     restore_pretrained(host)  # Azure: a pretrained model only in Blob comes back into MinIO before validation
@@ -161,10 +161,15 @@ def train(args: argparse.Namespace) -> int:
             return 2
         for problem in problems:
             console.warn(str(problem))
-    started = start_training(host, workers=args.workers, overwrite=args.overwrite)
+    # Recorded as starting before the first container: a notice or a shutdown during the start-up stops it too.
+    started, state = start_recorded(host, store, run_env, _paths(args)[1], max_minutes=max_minutes,
+                                    workers=args.workers, overwrite=args.overwrite)
     print(f"training {host.run.local_s3_model_prefix}: {len(started)} containers running "
           f"(`deepracer status`, `deepracer logs trainer --follow`, `deepracer stop`)")
-    _record_run(store, host, run_env, _paths(args)[1], max_minutes)
+    if state is not None and max_minutes is not None:
+        from session.lifecycle.limits import arm
+
+        print(arm(store, state))
     from session.lifecycle.notify import notify
 
     notify(host.system, "training started", host.run.local_s3_model_prefix,
@@ -172,20 +177,6 @@ def train(args: argparse.Namespace) -> int:
     if args.follow:
         return _follow(host.engine, [c for c in started if c.role == "trainer"][0])
     return 0
-
-
-def _record_run(store, host, run_env: Path, system_env: Path, max_minutes: Optional[int]) -> None:
-    """The run state spot resume and the time limit read; a host without it still trains."""
-    from session.lifecycle.limits import arm
-    from session.run.state import RunStateError, record_start
-
-    try:
-        state = record_start(store, host, run_env, system_env, max_minutes=max_minutes)
-    except RunStateError as error:
-        console.warn(f"warning: {error}: this run is not resumed after a spot interruption")
-        return
-    if max_minutes is not None:
-        print(arm(store, state))
 
 
 def stop(args: argparse.Namespace) -> int:
@@ -262,6 +253,30 @@ def spot_watch(args: argparse.Namespace) -> int:
                say=console.say)
 
     return watch_notices(load_system_config(system_env), say=console.say, after_stop=after_stop)
+
+
+def shutdown_stop(args: argparse.Namespace) -> int:
+    """deepracer-shutdown.service's ExecStop: at a shutdown without a notice, what a notice does."""
+    from session.core.config import load_system_config
+    from session.core.errors import DeepracerError
+    from session.lifecycle.notify import notify
+    from session.lifecycle.shutdown import on_shutdown
+    from session.lifecycle.spot import host_bystanders
+
+    _, system_env = _paths(args)
+    try:
+        bystanders = host_bystanders(load_system_config(system_env))
+    except DeepracerError as error:  # the run's own system.env is in the run state: the stop goes on
+        console.warn(f"warning: {error}")
+        bystanders = None
+
+    def after_stop(host, stopped):
+        notify(host.system, "training interrupted by a shutdown", host.run.local_s3_model_prefix,
+               "the host is shutting down without a spot notice; training resumes from the last checkpoint when it "
+               "is back", say=console.say)
+
+    on_shutdown(say=console.say, after_stop=after_stop, bystanders=bystanders)
+    return 0
 
 
 def logs(args: argparse.Namespace) -> int:

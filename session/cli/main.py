@@ -200,7 +200,8 @@ def _parser() -> argparse.ArgumentParser:
     resume = commands.add_parser("resume", help="continue a run a spot interruption stopped, from its last "
                                                 "checkpoint under the next prefix (deepracer-resume.service at boot)")
     resume.add_argument("--force", action="store_true",
-                        help="also a run not marked interrupted (e.g. the host went down without a notice)")
+                        help="also a run not marked interrupted (e.g. one `deepracer stop` ended, or one whose "
+                             "resume failed)")
 
     idle = commands.add_parser("idle-check", help="power the host off after DR_IDLE_STOP_MINUTES without training "
                                                   "or evaluation (deepracer-idle.timer, as root, every 5 min)")
@@ -221,6 +222,8 @@ def _parser() -> argparse.ArgumentParser:
 
     commands.add_parser("spot-watch", help="stop training gracefully on a spot interruption notice and mark it "
                                            "resumable (deepracer-spot-watch.service)")
+    commands.add_parser("shutdown-stop", help="at a shutdown without a spot notice, stop training as a notice does "
+                                              "and mark it resumable (deepracer-shutdown.service, at shutdown)")
     _share_global_options(parser)
     return parser
 

@@ -3,13 +3,18 @@
 The run state (session.run.state) says what this host trained and how its last run ended. At boot, `deepracer
 resume` (deepracer-resume.service) continues an `interrupted` run as an increment: run.env gets the next free
 prefix, pretrained from the newest complete checkpoint recorded (session.run.increment), and training starts;
-the new part is recorded as running, its time limit re-armed with the training time that is left. When the
-recorded checkpoint is no longer in storage it says so and changes nothing.
+the new part is recorded as starting before its first container (a notice or a shutdown during its start-up
+interrupts it, and the next boot resumes it again) and as running once it runs, its time limit re-armed with the
+training time that is left. It continues from the newest complete checkpoint really in storage: when the
+recorded one is not there (a notice ended before its copy to Blob did), from an older one, saying which and
+about how much training was lost; a part that stopped before its first checkpoint continues from where it was
+resumed from.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import shutil
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable, Optional
@@ -20,8 +25,8 @@ from session.host.factory import Host, HostFactory, open_host
 from session.lifecycle.limits import arm as arm_time_limit
 from session.run.checkpoints import StoredCheckpoint, complete_checkpoints
 from session.run.increment import Increment, increment
-from session.run.state import Event, RunState, RunStateStore, Status, record_start, utcnow
-from session.run.training import start_training
+from session.run.state import Event, RunState, RunStateStore, Status, utcnow
+from session.run.training import start_recorded
 from session.storage.layout import CHECKPOINTS_JSON, COACH_CHECKPOINT
 from session.storage.s3 import Storage
 
@@ -61,6 +66,7 @@ def resume(store: Optional[RunStateStore] = None, *, force: bool = False,
     if state.status is not Status.INTERRUPTED and not force:
         why = {Status.RUNNING: "the host went down without an interruption notice, or the run was stopped "
                                "outside `deepracer stop`",
+               Status.STARTING: "the host went down during its start-up without an interruption notice",
                Status.RESUMING: "a resume of it started and did not finish"}.get(state.status,
                                                                                  state.reason or state.status)
         return _nothing(say, f"{state.prefix} is recorded as {state.status} ({why}): not resuming it by itself; "
@@ -86,52 +92,121 @@ def _resume_claimed(store: RunStateStore, state: RunState, host_factory: HostFac
         store.apply(Event.GIVE_BACK, when=lambda current: current.token == state.token)
         return _nothing(say, message, state)
 
-    host = host_factory(Path(state.run_env), Path(state.system_env))
+    run_env, system_env = Path(state.run_env), Path(state.system_env)
+    host = host_factory(run_env, system_env)
     storage = host.storage
-    if host.run.local_s3_model_prefix != state.prefix:
+    # An earlier resume of this run rewrote run.env and was cut short before it recorded its part (a notice, the
+    # host going down): run.env pretrained from this run's checkpoint is that resume's, and this one goes on.
+    rewritten_by_us = host.run.local_s3_pretrained and \
+        host.run.local_s3_pretrained_prefix.startswith(f"{state.prefix}-checkpoint-")
+    if host.run.local_s3_model_prefix != state.prefix and not rewritten_by_us:
         return give_back(f"{state.run_env} names {host.run.local_s3_model_prefix} by now, not the interrupted "
                          f"{state.prefix}: not resuming (`deepracer increment` continues a model by hand)")
-    if restore is None:
-        host.keeper.restore(state.prefix, say=say)  # Azure: a deallocated VM comes back with an empty MinIO
-    else:
-        restore(host, state.prefix)
-    model_url = storage.url(f"{state.prefix}/model/")
-    stored = {checkpoint.name: checkpoint for checkpoint in complete_checkpoints(storage, state.prefix)}
-    if state.checkpoint:
-        checkpoint = stored.get(state.checkpoint)
-        if checkpoint is None:
-            return give_back(f"the last checkpoint of {state.prefix}, {state.checkpoint}, is not in storage "
-                             f"({model_url}): nothing resumed")
-    else:
-        checkpoint = max(stored.values(), key=lambda found: found.number, default=None)
-        if checkpoint is None:
-            return give_back(f"{state.prefix} has no complete checkpoint in storage ({model_url}): nothing resumed")
+
+    def bring_back(prefix: str) -> None:
+        if restore is None:
+            host.keeper.restore(prefix, say=say)  # Azure: a deallocated VM comes back with an empty MinIO
+        else:
+            restore(host, prefix)
+
+    source, checkpoint, why = resume_point(storage, state, bring_back, now())
+    if checkpoint is None:
+        return give_back(why)
+    if why:
+        say(why)
     trained = state.trained_until(now())
     if state.max_minutes is not None and trained >= state.max_minutes * 60:
         return give_back(f"{state.prefix} used up its time limit ({state.max_minutes} min of training): "
                          "not resuming")
 
-    base = _checkpoint_as_last(storage, state.prefix, checkpoint, now())
-    step = increment(Path(state.run_env), host.run, storage, checkpoint="last", pretrained_prefix=base)
-    say(f"resuming {state.prefix} as {step.new_prefix}, from checkpoint {checkpoint.name} ({state.run_env} "
-        f"rewritten" + (f"; backup {step.backup})" if step.backup else ")"))
+    base = _checkpoint_as_last(storage, source, checkpoint, now())
+    # From the model the checkpoint is in: its next free serial (past prefixes an earlier attempt filled).
+    step = increment(run_env, replace(host.run, local_s3_model_prefix=source), storage, checkpoint="last",
+                     pretrained_prefix=base)
+    say(f"resuming {state.prefix} as {step.new_prefix}, from {source}'s checkpoint {checkpoint.name} "
+        f"({state.run_env} rewritten" + (f"; backup {step.backup})" if step.backup else ")"))
+    resumed_from = f"{source}@{checkpoint.name}"
+
+    def still_claimed(current: Optional[RunState]) -> bool:  # a notice during the resume takes precedence
+        return current is not None and current.token == state.token and current.status is Status.RESUMING
+
     try:
-        host = host_factory(Path(state.run_env), Path(state.system_env))
+        host = host_factory(run_env, system_env)
         options: dict[str, Any] = {} if ready_timeout_s is None else {"timeout_s": ready_timeout_s}
-        start_training(host, say=say, **options)
+        # Recorded as starting (the new part) before its first container: a notice during the start-up finds it.
+        _, new = start_recorded(host, store, run_env, system_env, max_minutes=state.max_minutes, trained_s=trained,
+                                resumed_from=resumed_from, say=say, when=still_claimed, failed=Event.RESUME_FAILED,
+                                **options)
     except Exception as failure:  # noqa: BLE001 - recorded, so that the next boot does not try again unasked
-        message = (f"{step.new_prefix} did not start: {failure}; run.env names it already, "
-                   "`deepracer train` tries again")
-        store.apply(Event.RESUME_FAILED, when=lambda current: current.token == state.token, message=message)
-        say(message)
-        return ResumeResult(False, message, store.read(), step)
-    new = record_start(store, host, Path(state.run_env), Path(state.system_env), max_minutes=state.max_minutes,
-                       trained_s=trained, resumed_from=f"{state.prefix}@{checkpoint.name}", now=now())
+        return _start_failed(store, state, step, source, checkpoint, failure, say)
+    assert new is not None  # start_recorded with `when` records or raises
     if new.max_minutes is not None:
         say((arm or arm_time_limit)(store, new))
     message = f"training {step.new_prefix}, continued from {checkpoint.url}"
     say(message)
     return ResumeResult(True, message, new, step)
+
+
+def resume_point(storage: Storage, state: RunState, bring_back: Callable[[str], object],
+                 now: datetime) -> tuple[str, Optional[StoredCheckpoint], str]:
+    """Where the run continues from: (model prefix, checkpoint, what to say). The newest complete checkpoint
+    really in storage (after `bring_back`, e.g. from Blob), even when the recorded one is not (a notice can end
+    before its copy did): said with what was lost. A part that stopped before its first checkpoint continues
+    from where it was resumed from. Without any checkpoint, None and why."""
+    bring_back(state.prefix)
+    stored = complete_checkpoints(storage, state.prefix)
+    model_url = storage.url(f"{state.prefix}/model/")
+    if stored:
+        newest = stored[-1]
+        recorded = _number(state.checkpoint)
+        if state.checkpoint and state.checkpoint not in {found.name for found in stored} and recorded is not None \
+                and recorded > newest.number:
+            part_s = ((state.stopped or now) - state.started).total_seconds()
+            lost_min = part_s * (recorded - newest.number) / (recorded + 1) / 60
+            return state.prefix, newest, (
+                f"checkpoint {recorded} of {state.prefix} ({state.checkpoint}) was not kept; resuming from "
+                f"{newest.number} ({newest.name}): about {lost_min:.0f} min of training lost")
+        return state.prefix, newest, ""
+    if state.resumed_from and "@" in state.resumed_from:
+        source, name = state.resumed_from.rsplit("@", 1)
+        bring_back(source)
+        earlier = complete_checkpoints(storage, source)
+        if earlier:
+            chosen = next((found for found in earlier if found.name == name), earlier[-1])
+            return source, chosen, (f"{state.prefix} stopped before its first checkpoint; resuming from {source}'s "
+                                    f"checkpoint {chosen.name} again")
+    if state.checkpoint:
+        return state.prefix, None, (f"the last checkpoint of {state.prefix}, {state.checkpoint}, is not in storage, "
+                                    f"nor any other complete one ({model_url}): nothing resumed")
+    return state.prefix, None, f"{state.prefix} has no complete checkpoint in storage ({model_url}): nothing resumed"
+
+
+def _start_failed(store: RunStateStore, state: RunState, step: Increment, source: str,
+                  checkpoint: StoredCheckpoint, failure: Exception, say: Say) -> ResumeResult:
+    """The new part did not start (or a notice came first). While the record is still this resume's claim,
+    run.env goes back to naming the interrupted model, so that the next attempt starts where this one did."""
+    current = store.read_or_none()
+    ours = current is not None and current.token == state.token
+    if ours and step.backup is not None:
+        shutil.copyfile(step.backup, state.run_env)
+    if current is not None and current.status is Status.INTERRUPTED:
+        message = f"the resume of {state.prefix} was interrupted ({current.reason}): it is resumed at the next boot"
+        say(message)
+        return ResumeResult(False, message, current, step)
+    message = (f"{step.new_prefix} did not start: {failure}; `deepracer resume --force` tries again (from "
+               f"{source}'s checkpoint {checkpoint.name}, under the next free prefix)")
+    if ours:
+        store.apply(Event.RESUME_FAILED, when=lambda now: now.token == state.token, message=message)
+    else:  # the new part was recorded, and start_recorded marked it resume-failed: its message gets the advice
+        store.apply(Event.NOTE, message=message,
+                    when=lambda now: now.status is Status.RESUME_FAILED and now.prefix == step.new_prefix)
+    say(message)
+    return ResumeResult(False, message, store.read(), step)
+
+
+def _number(name: Optional[str]) -> Optional[int]:
+    head = (name or "").split("_", 1)[0]
+    return int(head) if head.isdigit() else None
 
 
 def _checkpoint_as_last(storage: Storage, prefix: str, checkpoint: StoredCheckpoint, now: datetime) -> str:

@@ -12,10 +12,12 @@
   not ours. Once training is stopped the event is acknowledged (`POST` with `StartRequests`), which lets Azure
   go ahead at once. Azure only starts reporting events to a VM after its first request, hence polling from boot.
 
-On a notice the run recorded in the run state is stopped gracefully (session.lifecycle.stopping.interrupt): containers
-stopped with `stop_training` within the notice's time, logs saved to `<prefix>/logs/`, the newest complete
-checkpoint in storage recorded, the run marked interrupted, so that deepracer-resume.service continues it at
-the next boot. Requests go straight to the link-local address, never through a proxy.
+On a notice the run recorded in the run state (starting, running or resuming) is stopped gracefully
+(session.lifecycle.stopping.interrupt): containers stopped with `stop_training` within the notice's time, logs
+saved to `<prefix>/logs/`, the newest complete checkpoint in storage recorded, the run marked interrupted, so that
+deepracer-resume.service continues it at the next boot; on Azure its prefix (and any evaluation's) is copied to
+Blob until the notice's NotBefore, the newest checkpoint first. Requests go straight to the link-local address,
+never through a proxy.
 """
 
 from __future__ import annotations
@@ -32,10 +34,12 @@ from typing import Any, Callable, Optional, Protocol
 from session.core import console
 from session.core.config import SystemConfig
 from session.core.console import Say
-from session.host.factory import HostFactory
+from session.engine.containers import Engine
+from session.host.factory import HostFactory, open_storage
 from session.lifecycle.metadata import IMDS, METADATA_TIMEOUT_S, NoticeError, metadata_request
-from session.lifecycle.stopping import AfterStop, StopReport, interrupt
+from session.lifecycle.stopping import AfterStop, StopReport, interrupt, keep_evaluations
 from session.run.state import Event, RunStateStore
+from session.storage.blob import Keeper
 
 POLL_S = 5.0
 AWS_TOKEN_TTL_S = 21600
@@ -189,14 +193,37 @@ def stop_timeout(seconds_left: Optional[float]) -> float:
     return max(3.0, min(30.0, seconds_left / 6))
 
 
+Bystanders = Callable[[], tuple[Keeper, Engine]]  # what keeps the evaluations when no training is recorded
+
+
 def handle_notice(notice: Notice, *, store: RunStateStore, host_factory: Optional[HostFactory] = None,
                   say: Say = console.say, now: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
-                  after_stop: Optional[AfterStop] = None) -> Optional[StopReport]:
-    """The graceful stop for a notice; the run is left resumable. `after_stop` (e.g. an e-mail) runs once the
-    stop and the checkpoint are recorded and the models kept, with whatever time the notice leaves."""
-    return interrupt(store, event=Event.NOTICE, reason=f"spot interruption ({notice.describe(now())})",
-                     timeout=stop_timeout(notice.seconds_left(now())), host_factory=host_factory, say=say, now=now,
-                     after_stop=after_stop)
+                  after_stop: Optional[AfterStop] = None,
+                  bystanders: Optional[Bystanders] = None) -> Optional[StopReport]:
+    """The graceful stop for a notice; the run is left resumable. The models are kept (Azure: to Blob) until
+    the notice's NotBefore, the newest checkpoint first. `after_stop` (e.g. an e-mail) runs once the stop and the
+    checkpoint are recorded and the models kept, with whatever time the notice leaves. With no training recorded,
+    `bystanders` (the host's keeper and engine) keeps the evaluations' models."""
+    report = interrupt(store, event=Event.NOTICE, reason=f"spot interruption ({notice.describe(now())})",
+                       timeout=stop_timeout(notice.seconds_left(now())), host_factory=host_factory, say=say, now=now,
+                       after_stop=after_stop, deadline=notice.not_before)
+    if report is None and bystanders is not None:
+        try:
+            keeper, engine = bystanders()
+        except Exception as failure:  # noqa: BLE001 - the host is going down: say it, go on
+            say(f"keeping the evaluations' models: {type(failure).__name__}: {failure}")
+        else:
+            keep_evaluations(keeper, engine, deadline=notice.not_before, now=now, say=say)
+    return report
+
+
+def host_bystanders(system: SystemConfig) -> Bystanders:
+    """The keeper and engine of this host as system.env names them (MinIO started if need be), built on use."""
+    def build() -> tuple[Keeper, Engine]:
+        engine = Engine()
+        return Keeper(system, open_storage(system, engine)), engine
+
+    return build
 
 
 class SpotWatcher:
@@ -267,7 +294,9 @@ def watch(system: SystemConfig, *, store: Optional[RunStateStore] = None, base_u
         return 0
     store = store or RunStateStore()
     say(f"spot watch: asking {system.cloud}'s metadata service every {POLL_S:.0f} s; the run state is {store.path}")
+    bystanders = host_bystanders(system)
     watcher = SpotWatcher(source, lambda notice: handle_notice(notice, store=store, host_factory=host_factory,
-                                                               after_stop=after_stop, say=say), say=say)
+                                                               after_stop=after_stop, say=say,
+                                                               bystanders=bystanders), say=say)
     watcher.run(checks)
     return 0

@@ -3,14 +3,22 @@
 `/var/lib/deepracer/run/state.json` (`$DR_RUN_STATE` names another) records the host's current training run.
 Its status changes only through `advance`, by the events of TRANSITIONS:
 
-    (no record) / any --start-------> running          `train`, or a resume that started training again
+    (no record) / any --start-------> starting         `train` (or a resume) recorded the run before its first
+                                                       container starts (after the checks and the uploads)
+    starting     --started---------> running           its trainer and workers run (past start-up)
     running      --stop------------> stopped           `deepracer stop`: not resumed
-    running      --notice----------> interrupted       a spot notice: resumed at the next boot
+    starting     --stop------------> stopped           `deepracer stop` during another command's start-up
+    running      --notice----------> interrupted       a spot notice, or a shutdown without one (the stop hook):
+    starting     --notice----------> interrupted         resumed at the next boot. Every status in which
+    resuming     --notice----------> interrupted         containers may run (or are about to) takes it
     running      --time-up---------> time-limit        the time limit
     running      --end-------------> ended             its containers stopped without any of us (the idle check)
+    starting     --end-------------> ended             `train`'s start failed: nothing runs
     interrupted  --resume----------> resuming          `deepracer resume` (at boot) claims it
     any          --force-resume----> resuming          `deepracer resume --force`
+    resuming     --start-----------> starting          the resume records its new part before it starts it
     resuming     --resume-failed---> resume-failed     recorded, so that the next boot does not try again unasked
+    starting     --resume-failed---> resume-failed     a resumed part whose start failed (same)
     resuming     --give-back-------> (the status it was claimed from): resume found nothing to do and changed nothing
     any          --note------------> (the same status): a field recorded (the checkpoint, a message, power-off)
 
@@ -42,6 +50,7 @@ _VERSION = 1
 class Status(str, Enum):
     """A recorded run's status; the values are what the state file holds."""
 
+    STARTING = "starting"  # containers are being started (recorded before the first one)
     RUNNING = "running"
     INTERRUPTED = "interrupted"  # by a spot notice: resumed at the next boot
     TIME_LIMIT = "time-limit"
@@ -56,6 +65,7 @@ class Status(str, Enum):
 
 class Event(str, Enum):
     START = "start"
+    STARTED = "started"
     STOP = "stop"
     NOTICE = "notice"
     TIME_UP = "time-up"
@@ -68,16 +78,22 @@ class Event(str, Enum):
 
 
 _ANY = tuple(Status)
+# The statuses in which a run's containers may run or are about to: a notice (or a shutdown) interrupts them.
+CONTAINERS_MAY_RUN = (Status.STARTING, Status.RUNNING, Status.RESUMING)
 # (status, event) -> the status after it. GIVE_BACK leads back to the status a resume claimed the run from.
 TRANSITIONS: dict[tuple[Optional[Status], Event], Optional[Status]] = {
-    **{(status, Event.START): Status.RUNNING for status in (None, *_ANY)},
+    **{(status, Event.START): Status.STARTING for status in (None, *_ANY)},
+    (Status.STARTING, Event.STARTED): Status.RUNNING,
     (Status.RUNNING, Event.STOP): Status.STOPPED,
-    (Status.RUNNING, Event.NOTICE): Status.INTERRUPTED,
+    (Status.STARTING, Event.STOP): Status.STOPPED,
+    **{(status, Event.NOTICE): Status.INTERRUPTED for status in CONTAINERS_MAY_RUN},
     (Status.RUNNING, Event.TIME_UP): Status.TIME_LIMIT,
     (Status.RUNNING, Event.END): Status.ENDED,
+    (Status.STARTING, Event.END): Status.ENDED,
     (Status.INTERRUPTED, Event.RESUME): Status.RESUMING,
     **{(status, Event.FORCE_RESUME): Status.RESUMING for status in _ANY},
     (Status.RESUMING, Event.RESUME_FAILED): Status.RESUME_FAILED,
+    (Status.STARTING, Event.RESUME_FAILED): Status.RESUME_FAILED,
     (Status.RESUMING, Event.GIVE_BACK): None,
     **{(status, Event.NOTE): status for status in _ANY},
 }
@@ -169,7 +185,7 @@ def advance(state: Optional[RunState], event: Event, **changes: Any) -> RunState
     if "status" in changes or "claimed_from" in changes:
         raise ValueError("the status is the table's to set")
     if event is Event.START:
-        return RunState(status=Status.RUNNING, **changes)
+        return RunState(status=Status.STARTING, **changes)
     assert state is not None  # only START is accepted without a record
     if event in (Event.RESUME, Event.FORCE_RESUME):
         target, claimed_from = Status.RESUMING, state.status
@@ -219,10 +235,17 @@ class RunStateStore:
             self.write(new)
             return new
 
-    def start(self, **fields_of_the_run: Any) -> RunState:
-        """Record a new running run, replacing whatever was recorded (Event.START)."""
+    def start(self, *, running: bool = False, when: Callable[[Optional[RunState]], bool] = lambda state: True,
+              **fields_of_the_run: Any) -> Optional[RunState]:
+        """Record a new run as starting (Event.START; with `running`, then Event.STARTED too), replacing whatever
+        was recorded; if `when` holds for that record (None when none is), else change nothing and return None."""
         with self.locked():
-            new = advance(self.read_or_none(), Event.START, **fields_of_the_run)
+            current = self.read_or_none()
+            if not when(current):
+                return None
+            new = advance(current, Event.START, **fields_of_the_run)
+            if running:
+                new = advance(new, Event.STARTED)
             self.write(new)
             return new
 
@@ -275,13 +298,40 @@ class RunStateStore:
             os.chown(path, owner.st_uid, owner.st_gid)
 
 
+def record_starting(store: RunStateStore, host: Host, run_env: Path, system_env: Path, *,
+                    max_minutes: Optional[int] = None, trained_s: float = 0.0, resumed_from: Optional[str] = None,
+                    now: Optional[datetime] = None, running: bool = False,
+                    when: Callable[[Optional[RunState]], bool] = lambda state: True) -> Optional[RunState]:
+    """What `train` (and `resume`) record before the first container starts, so that a notice or a shutdown
+    during the start-up finds the run (Event.START); replaces whatever was recorded, if `when` holds for it."""
+    return store.start(run_id=host.run.run_id, prefix=host.run.local_s3_model_prefix,
+                       run_env=str(Path(run_env).resolve()), system_env=str(Path(system_env).resolve()),
+                       started=now or utcnow(), max_minutes=max_minutes, trained_s=trained_s, resumed_from=resumed_from,
+                       running=running, when=when)
+
+
 def record_start(store: RunStateStore, host: Host, run_env: Path, system_env: Path, *,
                  max_minutes: Optional[int] = None, trained_s: float = 0.0, resumed_from: Optional[str] = None,
                  now: Optional[datetime] = None) -> RunState:
-    """What `train` (and `resume`) record once the containers run; replaces whatever was recorded."""
-    return store.start(run_id=host.run.run_id, prefix=host.run.local_s3_model_prefix,
-                       run_env=str(Path(run_env).resolve()), system_env=str(Path(system_env).resolve()),
-                       started=now or utcnow(), max_minutes=max_minutes, trained_s=trained_s, resumed_from=resumed_from)
+    """A run whose containers run already, recorded as running at once (Event.START, then Event.STARTED)."""
+    state = record_starting(store, host, run_env, system_env, max_minutes=max_minutes, trained_s=trained_s,
+                            resumed_from=resumed_from, now=now, running=True)
+    assert state is not None  # no `when`: always recorded
+    return state
+
+
+def record_running(store: RunStateStore, token: str) -> Optional[RunState]:
+    """The part `token` names is past its start-up (Event.STARTED); None when the record is no longer it, or no
+    longer starting (a notice, a shutdown or `deepracer stop` came first)."""
+    return store.apply(Event.STARTED, when=lambda state: state.token == token)
+
+
+def end_start(store: RunStateStore, token: str, message: str, *, event: Event = Event.END,
+              now: Optional[datetime] = None) -> Optional[RunState]:
+    """The part `token` names did not start (Event.END; a resume's part: Event.RESUME_FAILED). Changes nothing
+    when a notice, a shutdown or `deepracer stop` came first: their record stands."""
+    return store.apply(event, when=lambda state: state.token == token and state.status is Status.STARTING,
+                       message=message, reason=message, stopped=now or utcnow())
 
 
 def mark_stopped(store: RunStateStore, run_id: int, *, reason: str = "stopped by `deepracer stop`",

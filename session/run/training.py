@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from pathlib import Path
 from typing import Callable, Optional
 
 from session.checks.pretrained import PretrainedError, check_pretrained
@@ -14,6 +15,16 @@ from session.core.errors import DeepracerError
 from session.engine.containers import ContainerInfo, Engine, WatchEvent
 from session.engine.specs import NETWORK, SAGEMAKER_TMP, StorageAccess, comms_dir, image_of, trainer_spec, worker_specs
 from session.host.factory import Host
+from session.run.state import (
+    Event,
+    RunState,
+    RunStateError,
+    RunStateStore,
+    Status,
+    end_start,
+    record_running,
+    record_starting,
+)
 from session.run.training_params import Params, dump, multi_config, params_files
 from session.storage.blob import SyncReport
 
@@ -80,8 +91,11 @@ def upload_inputs(host: Host, workers: int, say: Say) -> dict[str, Params]:
 
 def start_training(host: Host, *, workers: Optional[int] = None, overwrite: bool = False,
                    timeout_s: float = READY_TIMEOUT_S, say: Say = console.say,
-                   on_event: Optional[Callable[[WatchEvent], None]] = None) -> list[ContainerInfo]:
-    """Everything `train` does after validation. Raises TrainingError; on a failed start nothing keeps running."""
+                   on_event: Optional[Callable[[WatchEvent], None]] = None,
+                   before_start: Optional[Callable[[], object]] = None) -> list[ContainerInfo]:
+    """Everything `train` does after validation. Raises TrainingError; on a failed start nothing keeps running.
+    `before_start` runs after the checks and the uploads, just before the first container starts (the run state
+    records the run there: a notice during the start-up must find it); if it raises, nothing starts."""
     system, run, engine = host.system, host.run, host.engine
     run.check_training()
     workers = workers or system.workers
@@ -98,6 +112,8 @@ def start_training(host: Host, *, workers: Optional[int] = None, overwrite: bool
     _check_pretrained(host)
     files = upload_inputs(host, workers, say)
     names = list(files)
+    if before_start is not None:
+        before_start()
 
     engine.ensure_network(NETWORK)
     os.makedirs(SAGEMAKER_TMP, exist_ok=True)
@@ -126,6 +142,58 @@ def start_training(host: Host, *, workers: Optional[int] = None, overwrite: bool
         raise TrainingError(f"training did not start: {readiness.summary}; stopped the run's containers "
                             f"(`deepracer logs` shows their logs)")
     return started
+
+
+def start_recorded(host: Host, store: RunStateStore, run_env: Path, system_env: Path, *,
+                   max_minutes: Optional[int] = None, trained_s: float = 0.0, resumed_from: Optional[str] = None,
+                   workers: Optional[int] = None, overwrite: bool = False, timeout_s: float = READY_TIMEOUT_S,
+                   say: Say = console.say, warn: Say = console.warn,
+                   when: Optional[Callable[[Optional[RunState]], bool]] = None,
+                   failed: Event = Event.END) -> tuple[list[ContainerInfo], Optional[RunState]]:
+    """`start_training` with the run recorded in the run state as it goes: starting before the first container
+    (so a spot notice or a shutdown during the start-up stops it and leaves it resumable), running once it
+    runs, ended (`failed`: a resume's part, resume-failed) when it did not start. `when` (a resume) must hold for
+    the record replaced, else nothing starts. Returns the containers and the state recorded (None where the
+    run state cannot be written: a host without it still trains, unresumable, with a warning)."""
+    recorded: list[RunState] = []
+
+    def record() -> None:
+        try:
+            state = record_starting(store, host, run_env, system_env, max_minutes=max_minutes, trained_s=trained_s,
+                                    resumed_from=resumed_from, when=when or (lambda _: True))
+        except RunStateError as error:
+            if when is not None:
+                raise
+            warn(f"warning: {error}: this run is not resumed after a spot interruption")
+            return
+        if state is None:
+            raise TrainingError(f"the run state in {store.path} changed meanwhile (a spot notice or a shutdown?): "
+                                "not starting")
+        recorded.append(state)
+
+    try:
+        started = start_training(host, workers=workers, overwrite=overwrite, timeout_s=timeout_s, say=say,
+                                 before_start=record)
+    except BaseException as failure:
+        if recorded:
+            token = recorded[0].token
+            end_start(store, token, f"{host.run.local_s3_model_prefix} did not start: {failure}", event=failed)
+            _raise_if_interrupted(store, token, failure)
+        raise
+    if not recorded:
+        return started, None
+    state = record_running(store, recorded[0].token)
+    if state is None:  # a notice, a shutdown or `deepracer stop` came between readiness and now
+        _raise_if_interrupted(store, recorded[0].token, None)
+        raise TrainingError(f"{host.run.local_s3_model_prefix} was stopped during its start-up")
+    return started, state
+
+
+def _raise_if_interrupted(store: RunStateStore, token: str, failure: Optional[BaseException]) -> None:
+    current = store.read_or_none()
+    if current is not None and current.token == token and current.status is Status.INTERRUPTED:
+        raise TrainingError(f"the start of {current.prefix} was interrupted ({current.reason}): it is resumed at "
+                            "the next boot (`deepracer resume` continues it by hand)") from failure
 
 
 def _stop_run(engine: Engine, system: SystemConfig, run: RunConfig, timeout: float) -> list[ContainerInfo]:

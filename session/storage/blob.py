@@ -39,7 +39,7 @@ from session.core import console
 from session.core.console import Say
 from session.core.errors import DeepracerError
 from session.core.text import human_size
-from session.storage.layout import CHECKPOINTS_JSON, COACH_CHECKPOINT, HANDOFF_MARKERS
+from session.storage.layout import CHECKPOINT_SUFFIXES, CHECKPOINTS_JSON, COACH_CHECKPOINT, HANDOFF_MARKERS
 from session.storage.s3 import (
     PART_SIZE,
     SHA256_METADATA,
@@ -77,6 +77,7 @@ _RANGE_SIZE = 4 * 1024 * 1024
 _PARALLEL = 8
 _REPORT_LOCK = threading.Lock()  # SyncReport.bytes_copied, added to from the copying threads
 _MD5 = re.compile(r"[0-9a-f]{32}")  # a single-part upload's ETag (MinIO without SSE, as minio.py runs it)
+_CHECKPOINT_FILE = re.compile(r"model/(\d+)_Step-\d+\.ckpt\.")  # one of a checkpoint's three files
 _ACCOUNT = re.compile(r"[a-z0-9]{3,24}")
 _CONTAINER = re.compile(r"[a-z0-9](?!.*--)[a-z0-9-]{1,61}[a-z0-9]")
 _NOT_AUTHORIZED = frozenset({"AuthorizationPermissionMismatch", "AuthorizationFailure",
@@ -109,6 +110,7 @@ class SyncReport(SyncResult):
     conflicts: list[str] = field(default_factory=list)  # restore: different in MinIO, left alone (no overwrite)
     vanished: list[str] = field(default_factory=list)  # listed, then gone before the copy (the trainer prunes)
     skipped: list[str] = field(default_factory=list)  # the run's hand-off markers (SYNC_MARKERS)
+    left: list[str] = field(default_factory=list)  # not copied: the deadline passed first (a notice's NotBefore)
     bytes_copied: int = 0
 
     def summary(self) -> str:
@@ -117,13 +119,15 @@ class SyncReport(SyncResult):
                  f"{len(self.unchanged)} unchanged"]
         for count, text in ((self.conflicts, "different and left alone (--overwrite replaces them)"),
                             (self.vanished, "gone before they could be copied"), (self.deleted, "deleted"),
+                            (self.left, "NOT copied: the deadline passed first"),
                             ([] if self.deleted else self.target_only, "only at the target")):
             if count:
                 parts.append(f"{len(count)} {text}")
         return f"{self.source} -> {self.target}: {', '.join(parts)}"
 
     def _sort(self) -> "SyncReport":
-        for name in ("added", "changed", "unchanged", "conflicts", "vanished", "skipped", "target_only", "deleted"):
+        for name in ("added", "changed", "unchanged", "conflicts", "vanished", "skipped", "target_only", "deleted",
+                     "left"):
             setattr(self, name, sorted(getattr(self, name)))
         return self
 
@@ -388,39 +392,92 @@ def require_azure(system: "SystemConfig", command: str) -> None:
 
 # -- MinIO -> Blob --------------------------------------------------------------------------------------------
 
-def sync_prefix_to_blob(storage: Storage, blob: BlobStore, prefix: str, *, delete: bool = False) -> SyncReport:
+def sync_prefix_to_blob(storage: Storage, blob: BlobStore, prefix: str, *, delete: bool = False,
+                        deadline: Optional[datetime] = None,
+                        now: Optional[Callable[[], datetime]] = None) -> SyncReport:
     """Copy the new and changed objects of a model prefix from MinIO to blobs of the same names.
 
     Blobs the prefix no longer holds in MinIO (checkpoints the trainer pruned, say) stay unless `delete`. An
     object that disappears between the listing and its copy is reported as vanished, not an error: the trainer
-    prunes while the timer syncs. Checkpoint pointers go last; a second listing of `model/` first catches the
-    checkpoint files written meanwhile, so the blobs' pointers name checkpoints the blobs have.
+    prunes while the timer syncs. What a resume needs goes first (`copy_order`): the checkpoints, the newest
+    complete one first, then the rest of `model/`, its pointers last (a second listing of `model/` first catches
+    the checkpoint files written meanwhile, so the blobs' pointers name checkpoints the blobs have), then logs
+    and the rest. With a `deadline` (UTC; `now` tells the time) no copy starts after it: what was not copied is
+    reported as `left`, and the pointers are copied only when every other file of `model/` was.
     """
     folder = _folder(prefix)
+    clock = now or (lambda: datetime.now(timezone.utc))
     report = SyncReport(source=storage.url(folder), target=blob.url_of(folder))
-    blobs = {info.name[len(folder):]: info for info in blob.list(folder)}
     seen = _objects(storage, folder, report)
+
+    def expired() -> bool:
+        return deadline is not None and clock() >= deadline
+
+    if expired():
+        report.left = sorted(seen)
+        return report._sort()
+    blobs = {info.name[len(folder):]: info for info in blob.list(folder)}
     if delete and blobs and not seen:
         raise BlobSyncError(f"{storage.url(folder)} holds nothing: refusing to delete its {len(blobs)} blobs under "
                             f"{blob.url_of(folder)} (`deepracer models restore {folder.rstrip('/')}` brings them back)",
                             code="EmptySource")
 
     def copy_up(rel: str) -> None:
+        if expired():
+            with _REPORT_LOCK:
+                report.left.append(rel)
+            return
         _copy_up(storage, blob, folder, rel, seen[rel], blobs.get(rel), report)
 
-    _parallel(copy_up, [rel for rel in sorted(seen) if rel not in POINTERS])
+    checkpoints, model, rest = copy_order(seen)
+    for group in (*checkpoints, model):
+        _parallel(copy_up, group)
     latest = _objects(storage, folder + "model/", None, base=folder)
     newer = sorted(rel for rel in latest if rel not in seen and rel not in POINTERS)
     seen.update(latest)
     _parallel(copy_up, newer)
+    model_left = any(rel.startswith("model/") for rel in report.left)
     for rel in POINTERS:
         if rel in seen:
-            copy_up(rel)
+            if model_left:
+                report.left.append(rel)
+            else:
+                copy_up(rel)
+    _parallel(copy_up, rest)
     report.target_only = sorted(set(blobs) - set(seen))
     if delete and report.target_only:
         blob.delete([folder + rel for rel in report.target_only])
         report.deleted = list(report.target_only)
     return report._sort()
+
+
+def copy_order(rels: Iterable[str]) -> tuple[list[list[str]], list[str], list[str]]:
+    """A prefix's files (relative paths) in the order a stop with a deadline copies them: the checkpoints' files
+    in groups, the newest complete checkpoint first, then the other checkpoints newest first; then the other
+    files of `model/` (pointers left out: they go after all of them); then the rest, logs first."""
+    by_number: dict[int, list[str]] = {}
+    model: list[str] = []
+    logs: list[str] = []
+    rest: list[str] = []
+    for rel in sorted(rels):
+        match = _CHECKPOINT_FILE.match(rel)
+        if match:
+            by_number.setdefault(int(match[1]), []).append(rel)
+        elif rel in POINTERS:
+            continue
+        elif rel.startswith("model/"):
+            model.append(rel)
+        else:
+            (logs if rel.startswith("logs/") else rest).append(rel)
+
+    def complete(files: list[str]) -> bool:
+        return all(any(rel.endswith(suffix) for rel in files) for suffix in CHECKPOINT_SUFFIXES)
+
+    numbers = sorted(by_number, reverse=True)
+    newest = next((number for number in numbers if complete(by_number[number])), None)
+    groups = [by_number[newest]] if newest is not None else []
+    others = [rel for number in numbers if number != newest for rel in by_number[number]]
+    return [*groups, *([others] if others else [])], model, logs + rest
 
 
 def _copy_up(storage: Storage, blob: BlobStore, folder: str, rel: str, source: ObjectInfo,
@@ -619,12 +676,21 @@ class Keeper:
             self._blob = blob_store_for(self.system)
         return self._blob
 
-    def keep(self, prefixes: Iterable[str], *, say: Say = console.say) -> list[SyncReport]:
-        """After a stop has saved the logs: each prefix (checkpoints, metrics, logs) to Blob."""
-        prefixes = sorted(set(prefixes))
+    def keep(self, prefixes: Iterable[str], *, deadline: Optional[datetime] = None,
+             now: Optional[Callable[[], datetime]] = None, say: Say = console.say) -> list[SyncReport]:
+        """After a stop has saved the logs: each prefix (checkpoints, metrics, logs) to Blob, in the order given.
+        With a `deadline` (a spot notice's NotBefore, UTC) the checkpoints go first, the newest complete one
+        first, and no copy starts after it; what was left is said."""
+        prefixes = list(dict.fromkeys(prefixes))
         if not self.active or not prefixes:
             return []
-        return _sync_each(self.storage, self.blob, prefixes, say)
+        reports = _sync_each(self.storage, self.blob, prefixes, say, deadline=deadline, now=now)
+        for report in reports:
+            if report.left:
+                shown = ", ".join(report.left[:8]) + (f" and {len(report.left) - 8} more" if len(report.left) > 8
+                                                      else "")
+                say(f"not copied to {report.target} before the deadline: {shown}")
+        return reports
 
     def restore(self, prefix: str, *, say: Say = console.say) -> Optional[SyncReport]:
         """A model prefix back from Blob when MinIO holds nothing under its model/ and Blob holds the prefix (what
@@ -711,11 +777,11 @@ def sync_all(storage: Storage, blob: BlobStore, *, delete: bool = False, say: Sa
     return _sync_each(storage, blob, storage.list_prefixes(""), say, delete=delete)
 
 
-def _sync_each(storage: Storage, blob: BlobStore, prefixes: Sequence[str], say: Say,
-               delete: bool = False) -> list[SyncReport]:
+def _sync_each(storage: Storage, blob: BlobStore, prefixes: Sequence[str], say: Say, delete: bool = False,
+               deadline: Optional[datetime] = None, now: Optional[Callable[[], datetime]] = None) -> list[SyncReport]:
     reports = []
     for prefix in prefixes:
-        report = sync_prefix_to_blob(storage, blob, prefix, delete=delete)
+        report = sync_prefix_to_blob(storage, blob, prefix, delete=delete, deadline=deadline, now=now)
         say(report.summary())
         reports.append(report)
     return reports

@@ -59,7 +59,7 @@ def test_every_unit_of_the_package_is_installed_byte_identical(rehearsal):
     units, _, _ = rehearsal
     shipped = sorted(p.name for p in SESSION_UNITS.glob("deepracer-*"))
     assert {"deepracer-spot-watch.service", "deepracer-resume.service", "deepracer-idle.service",
-            "deepracer-idle.timer"} <= set(shipped)
+            "deepracer-idle.timer", "deepracer-shutdown.service"} <= set(shipped)
     assert sorted(p.name for p in units.iterdir()) == shipped
     for name in shipped:
         installed = units / name
@@ -67,13 +67,16 @@ def test_every_unit_of_the_package_is_installed_byte_identical(rehearsal):
         assert stat.S_IMODE(installed.stat().st_mode) == 0o644
 
 
-def test_watcher_and_timers_start_now_resume_only_at_boot_and_a_running_watcher_gets_new_code(rehearsal):
+def test_watcher_stop_hook_and_timers_start_now_resume_only_at_boot_and_a_running_watcher_gets_new_code(rehearsal):
+    # The stop hook is started (`--now` starts an inactive unit only) and never restarted: stopping it is what
+    # interrupts training.
     _, _, calls = rehearsal
     timers = sorted(p.name for p in SESSION_UNITS.glob("deepracer-*.timer"))
     assert "deepracer-idle.timer" in timers
     assert [call for call in calls if call.startswith("systemctl ")] == [
         "systemctl daemon-reload",
-        " ".join(["systemctl", "enable", "--now", "deepracer-spot-watch.service", *timers]),
+        " ".join(["systemctl", "enable", "--now", "deepracer-spot-watch.service", "deepracer-shutdown.service",
+                  *timers]),
         "systemctl enable deepracer-resume.service",
         "systemctl try-restart deepracer-spot-watch.service",
     ]
@@ -92,7 +95,8 @@ def test_run_state_folder_belongs_to_the_user_who_trains(rehearsal):
 
 
 def test_the_units_enabled_by_name_exist_and_can_be_enabled():
-    for name in ("deepracer-spot-watch.service", "deepracer-resume.service", "deepracer-idle.timer"):
+    for name in ("deepracer-spot-watch.service", "deepracer-resume.service", "deepracer-idle.timer",
+                 "deepracer-shutdown.service"):
         unit = configparser.ConfigParser(strict=False, interpolation=None)
         unit.read(SESSION_UNITS / name)
         assert unit.has_section("Install") and unit["Install"].get("WantedBy"), name

@@ -126,11 +126,13 @@ def test_interrupted_mid_iteration_then_resumed_from_the_kept_checkpoint_under_t
     stop_training(host, say=lambda _: None, timeout=STOP_S)
 
 
-def test_resume_with_the_checkpoint_gone_from_storage_says_so_and_does_nothing(
-        rehearsal: Rehearsal, store: RunStateStore):
-    # e.g. Azure: MinIO keeps the models on the temp disk, which a deallocation empties
+@pytest.mark.parametrize("force", [False, True], ids=["at boot", "forced"])
+def test_resume_with_the_recorded_checkpoint_not_kept_continues_from_the_newest_one_in_storage_and_says_what_was_lost(
+        rehearsal: Rehearsal, store: RunStateStore, force: bool):
+    # Azure: the notice recorded checkpoint 5, then its 30 s ended before the copy to Blob did; the deallocation
+    # emptied MinIO, and the restore from Blob brings back checkpoint 3 complete and 5 in part.
     model = f"gone-{uuid.uuid4().hex[:6]}-1"
-    rehearsal.write(f"DR_LOCAL_S3_MODEL_PREFIX={model}\n", workers=1)
+    rehearsal.write(f"DR_WORLD_NAME=reInvent2019_track\nDR_LOCAL_S3_MODEL_PREFIX={model}\n", workers=1)
     host = rehearsal.host()
     for suffix in (".ckpt.index", ".ckpt.meta", ".ckpt.data-00000-of-00001"):
         host.storage.put_text(f"{model}/model/3_Step-300{suffix}", "weights")
@@ -140,22 +142,43 @@ def test_resume_with_the_checkpoint_gone_from_storage_says_so_and_does_nothing(
                            started=datetime(2026, 3, 1, 10, tzinfo=timezone.utc), checkpoint="5_Step-500.ckpt",
                            stopped=datetime(2026, 3, 1, 11, tzinfo=timezone.utc), reason="spot interruption")
     store.write(interrupted)
-    run_env_text = rehearsal.run_env.read_text()
     said: list[str] = []
 
     restored: list[str] = []  # e.g. Azure: the prefix back from Blob before its checkpoint is looked for
-    result = resume(store, host_factory=lambda *_: rehearsal.host(), say=said.append,
-                    restore=lambda _, prefix: restored.append(prefix))
+    result = resume(store, force=force, host_factory=lambda *_: rehearsal.host(), say=said.append,
+                    ready_timeout_s=READY_S, restore=lambda _, prefix: restored.append(prefix))
 
     assert restored == [model]
-    message = (f"the last checkpoint of {model}, 5_Step-500.ckpt, is not in storage "
-               f"(s3://{rehearsal.bucket}/{model}/model/): nothing resumed")
-    assert (result.resumed, result.message, said) == (False, message, [message])
-    assert rehearsal.run_env.read_text() == run_env_text
-    assert sorted(p.name for p in rehearsal.folder.iterdir() if p.name.startswith("run.env")) == ["run.env"]
-    assert store.read() == interrupted  # still interrupted: a later boot says the same
+    assert result.resumed, result.message
+    # one hour for checkpoints 0..5: the two after 3 are about 20 minutes
+    assert (f"checkpoint 5 of {model} (5_Step-500.ckpt) was not kept; resuming from 3 (3_Step-300.ckpt): about 20 "
+            "min of training lost") in said
+    new_model = model.removesuffix("-1") + "-2"
+    state = store.read()
+    assert (state.status, state.prefix, state.resumed_from) == (Status.RUNNING, new_model, f"{model}@3_Step-300.ckpt")
+    base = f"{model}-checkpoint-3"
+    assert rehearsal.host().run.local_s3_pretrained_prefix == base
+    assert host.storage.get_json(f"{base}/model/deepracer_checkpoints.json")["last_checkpoint"]["name"] == \
+        "3_Step-300.ckpt"
+    stop_training(rehearsal.host(), say=lambda _: None, timeout=STOP_S)
+
+
+def test_resume_with_no_complete_checkpoint_left_says_so_and_does_nothing(rehearsal: Rehearsal, store: RunStateStore):
+    model = f"none-{uuid.uuid4().hex[:6]}-1"
+    rehearsal.write(f"DR_LOCAL_S3_MODEL_PREFIX={model}\n", workers=1)
+    host = rehearsal.host()
+    host.storage.put_text(f"{model}/model/5_Step-500.ckpt.index", "the rest never arrived")
+    interrupted = RunState(status=Status.INTERRUPTED, run_id=host.run.run_id, prefix=model, run_env=str(rehearsal.run_env),
+                           system_env=str(rehearsal.folder / "system.env"),
+                           started=datetime(2026, 3, 1, 10, tzinfo=timezone.utc), checkpoint="5_Step-500.ckpt")
+    store.write(interrupted)
+    run_env_text = rehearsal.run_env.read_text()
+    result = resume(store, host_factory=lambda *_: rehearsal.host(), say=lambda _: None, restore=lambda *_: None)
+    assert (result.resumed, result.message) == (False, (
+        f"the last checkpoint of {model}, 5_Step-500.ckpt, is not in storage, nor any other complete one "
+        f"(s3://{rehearsal.bucket}/{model}/model/): nothing resumed"))
+    assert rehearsal.run_env.read_text() == run_env_text and store.read() == interrupted
     assert run_containers(host.engine, host.system, host.run) == []
-    assert not host.storage.prefix_has_objects(model.removesuffix("-1") + "-2/")
 
 
 def test_an_interruption_before_the_first_checkpoint_leaves_nothing_to_resume(
@@ -247,8 +270,46 @@ def test_a_resume_that_cannot_start_is_recorded_as_failed_and_not_tried_again_by
     new_model = model.removesuffix("-1") + "-2"
     assert (result.resumed, result.failed) == (False, True)
     assert result.message == (f"{new_model} did not start: image {IMAGE_SOURCE}:0.0.0-cpu is not on this host; pull "
-                              f"it with `docker pull {IMAGE_SOURCE}:0.0.0-cpu`; run.env names it already, "
-                              "`deepracer train` tries again")
-    assert rehearsal.host().run.local_s3_model_prefix == new_model
-    assert store.read().status == Status.RESUME_FAILED
-    assert not resume(store, host_factory=no_host, say=lambda _: None).resumed
+                              f"it with `docker pull {IMAGE_SOURCE}:0.0.0-cpu`; `deepracer resume --force` tries "
+                              f"again (from {model}'s checkpoint 4_Step-400.ckpt, under the next free prefix)")
+    assert store.read().status == Status.RESUME_FAILED and store.read().message == result.message
+    assert not resume(store, host_factory=no_host, say=lambda _: None).resumed  # not by itself at the next boot
+
+    # the advice holds: once the image is there, `resume --force` continues from the same checkpoint
+    system_env.write_text(system_env.read_text().replace("DR_SIMAPP_VERSION=0.0.0-cpu", "DR_SIMAPP_VERSION=6.0.4-cpu"))
+    again = resume(store, force=True, host_factory=lambda *_: rehearsal.host(), say=lambda _: None,
+                   ready_timeout_s=READY_S)
+    assert again.resumed, again.message
+    state = store.read()
+    assert (state.status, state.resumed_from) == (Status.RUNNING, f"{model}@4_Step-400.ckpt")
+    assert state.prefix == rehearsal.host().run.local_s3_model_prefix
+    stop_training(rehearsal.host(), say=lambda _: None, timeout=STOP_S)
+
+
+def test_a_resume_whose_start_fails_after_the_uploads_is_tried_again_under_the_next_free_prefix(
+        rehearsal: Rehearsal, store: RunStateStore):
+    # The inputs are under the new prefix already (a start that failed in the simulator, not before it): `train`
+    # would refuse that prefix; `resume --force` goes on from the same checkpoint under the one after it.
+    model = f"retry-{uuid.uuid4().hex[:6]}-1"
+    rehearsal.write(f"DR_WORLD_NAME=reInvent2019_track\nDR_LOCAL_S3_MODEL_PREFIX={model}\n", workers=1)
+    host = rehearsal.host()
+    for suffix in (".ckpt.index", ".ckpt.meta", ".ckpt.data-00000-of-00001"):
+        host.storage.put_text(f"{model}/model/4_Step-400{suffix}", "weights")
+    store.write(RunState(status=Status.INTERRUPTED, run_id=host.run.run_id, prefix=model, run_env=str(rehearsal.run_env),
+                         system_env=str(rehearsal.folder / "system.env"),
+                         started=datetime(2026, 3, 1, 10, tzinfo=timezone.utc),
+                         stopped=datetime(2026, 3, 1, 11, tzinfo=timezone.utc), checkpoint="4_Step-400.ckpt"))
+    failed = resume(store, host_factory=lambda *_: rehearsal.host(), say=lambda _: None, ready_timeout_s=0.5)
+    second = model.removesuffix("-1") + "-2"
+    assert failed.failed and failed.message.startswith(f"{second} did not start: ")
+    assert failed.message.endswith(f"`deepracer resume --force` tries again (from {model}'s checkpoint "
+                                   "4_Step-400.ckpt, under the next free prefix)")
+    assert host.storage.prefix_has_objects(f"{second}/")  # its inputs were uploaded
+
+    again = resume(store, force=True, host_factory=lambda *_: rehearsal.host(), say=lambda _: None,
+                   ready_timeout_s=READY_S)
+    third = model.removesuffix("-1") + "-3"
+    assert again.resumed, again.message
+    state = store.read()
+    assert (state.status, state.prefix, state.resumed_from) == (Status.RUNNING, third, f"{model}@4_Step-400.ckpt")
+    stop_training(rehearsal.host(), say=lambda _: None, timeout=STOP_S)

@@ -172,7 +172,7 @@ def test_a_notice_without_a_recorded_run_stops_nothing_and_is_still_acknowledged
                           lambda notice: handle_notice(notice, store=store, host_factory=no_host, say=said.append),
                           say=said.append)
     assert watcher.check_once() is not None
-    assert f"no training is recorded as running in {store.path}: nothing to stop" in said
+    assert f"no training is recorded as starting, running or resuming in {store.path}: nothing to stop" in said
     assert len(metadata.acks) == 1 and store.read() is None
 
 

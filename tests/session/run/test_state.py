@@ -16,14 +16,16 @@ START = datetime(2026, 12, 6, 12, 0, tzinfo=timezone.utc)
 
 # What each event does from each status; a status missing from an event's row refuses it.
 EXPECTED = {
-    E.START: {None: S.RUNNING, **{s: S.RUNNING for s in S}},
-    E.STOP: {S.RUNNING: S.STOPPED},
-    E.NOTICE: {S.RUNNING: S.INTERRUPTED},
+    E.START: {None: S.STARTING, **{s: S.STARTING for s in S}},
+    E.STARTED: {S.STARTING: S.RUNNING},
+    E.STOP: {S.RUNNING: S.STOPPED, S.STARTING: S.STOPPED},
+    # every status in which containers may run (or are about to) is interrupted by a notice, and resumable
+    E.NOTICE: {S.RUNNING: S.INTERRUPTED, S.STARTING: S.INTERRUPTED, S.RESUMING: S.INTERRUPTED},
     E.TIME_UP: {S.RUNNING: S.TIME_LIMIT},
-    E.END: {S.RUNNING: S.ENDED},
+    E.END: {S.RUNNING: S.ENDED, S.STARTING: S.ENDED},
     E.RESUME: {S.INTERRUPTED: S.RESUMING},
     E.FORCE_RESUME: {s: S.RESUMING for s in S},
-    E.RESUME_FAILED: {S.RESUMING: S.RESUME_FAILED},
+    E.RESUME_FAILED: {S.RESUMING: S.RESUME_FAILED, S.STARTING: S.RESUME_FAILED},
     E.GIVE_BACK: {S.RESUMING: "claimed_from"},
     E.NOTE: {s: s for s in S},
 }
@@ -72,7 +74,10 @@ def test_the_status_is_the_tables_to_set():
 def test_the_store_applies_only_what_the_status_accepts(tmp_path):
     store = RunStateStore(tmp_path / "state.json")
     assert store.apply(E.STOP) is None  # nothing recorded
-    store.start(run_id=3, prefix="rl-3", run_env="/r", system_env="/s", started=START)
+    starting = store.start(run_id=3, prefix="rl-3", run_env="/r", system_env="/s", started=START)
+    assert starting is not None and starting.status is S.STARTING
+    assert store.apply(E.STARTED).status is S.RUNNING
+    assert store.apply(E.STARTED) is None  # once
     stopped = mark_stopped(store, 3, now=START + timedelta(minutes=5))
     assert stopped is not None and stopped.status is S.STOPPED and store.read() == stopped
     assert store.apply(E.NOTICE, reason="spot") is None  # a stopped run is not interrupted afterwards
@@ -103,3 +108,16 @@ def test_nothing_outside_the_state_module_sets_a_status():
                 if name.endswith(("replace", "RunState", "apply", "advance")):
                     found.append(f"{path.relative_to(session)}:{node.lineno} {name}")
     assert found == []
+
+
+def test_a_start_can_be_made_conditional_on_what_is_recorded(tmp_path):
+    # a resume records its new part only while its claim stands: a notice during the resume comes first
+    store = RunStateStore(tmp_path / "state.json")
+    interrupted = advance(state(S.RUNNING), E.NOTICE)
+    store.write(interrupted)
+    claimed = lambda current: current is not None and current.status is S.RESUMING  # noqa: E731
+    assert store.start(run_id=4, prefix="rl-4", run_env="/r", system_env="/s", started=START, when=claimed) is None
+    assert store.read() == interrupted
+    store.write(advance(interrupted, E.RESUME))
+    new = store.start(run_id=4, prefix="rl-4", run_env="/r", system_env="/s", started=START, when=claimed)
+    assert new is not None and (new.status, new.prefix) == (S.STARTING, "rl-4") and store.read() == new

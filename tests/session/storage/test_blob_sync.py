@@ -566,3 +566,89 @@ def test_the_units_condition_tells_azure_from_aws(tmp_path):
         path = tmp_path / f"{host.cloud}.env"
         path.write_text(system_env(host))
         assert subprocess.run(["/bin/grep", "-qx", "DR_CLOUD=azure", str(path)]).returncode == runs
+
+
+# -- a stop with a deadline (a spot notice's NotBefore) -------------------------------------------------------------
+
+NEWEST = ["model/2_Step-3000.ckpt.data-00000-of-00001", "model/2_Step-3000.ckpt.index", "model/2_Step-3000.ckpt.meta"]
+
+
+class RecordingBlobStore(BlobStore):
+    """The blob container of the tests, recording the order in which uploads end; `after` runs after each."""
+
+    def __init__(self, *args, after=lambda names: None, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.uploaded: list[str] = []
+        self.after = after
+
+    def put_stream(self, name, read, **kwargs):
+        digests = super().put_stream(name, read, **kwargs)
+        self.uploaded.append(name[len(PREFIX) + 1:])
+        self.after(self.uploaded)
+        return digests
+
+
+def newest_model(s3_client, storage) -> dict[str, bytes]:
+    """model_files() two iterations on: checkpoint 2 complete, checkpoint 3 half-written when training stopped."""
+    files = model_files()
+    for rel in NEWEST:
+        files[rel] = _checkpoint_bytes(rel, 50_000)
+    files["model/3_Step-4000.ckpt.index"] = _checkpoint_bytes("3.index", 1_000)
+    files["model/.coach_checkpoint"] = b"2_Step-3000.ckpt\n"
+    put_model(s3_client, storage.bucket, files)
+    return files
+
+
+def test_a_stop_copies_the_newest_complete_checkpoint_first_the_pointers_after_model_and_logs_last(
+        tmp_path, azurite, container, storage, s3_client):
+    files = newest_model(s3_client, storage)
+    blob = RecordingBlobStore(azurite.url, container.container_name, {"account_name": ACCOUNT, "account_key": DEV_KEY},
+                              connection_verify=str(azurite.cert), max_attempts=1)
+    keeper = replace(host_for(tmp_path, storage), blob=blob).keeper
+    deadline = datetime.now(timezone.utc) + timedelta(minutes=5)
+    (report,) = keeper.keep([PREFIX], deadline=deadline, say=lambda _: None)
+
+    order = blob.uploaded
+    assert sorted(order) == synced(files) and report.left == []
+    assert sorted(order[:3]) == NEWEST  # what a resume needs first
+    model_files_ = [rel for rel in order if rel.startswith("model/")]
+    assert order[:len(model_files_)] == model_files_  # all of model/ before anything else
+    assert model_files_[-2:] == ["model/.coach_checkpoint", "model/deepracer_checkpoints.json"]  # pointers last
+    # within a group copies run in parallel (finishing in any order); the groups go in this order, logs first
+    from session.storage.blob import copy_order
+
+    groups, model, rest = copy_order(synced(files))
+    assert groups == [NEWEST, ["model/3_Step-4000.ckpt.index", *(f"model/{n}_Step-{n + 1}000.ckpt.{suffix}"
+                                                                for n in (1, 0) for suffix in
+                                                                ("data-00000-of-00001", "index", "meta"))]]
+    assert model == ["model/model_0.pb", "model/model_1.pb", "model/model_metadata.json"]
+    assert rest[0] == "logs/20250101000000-trainer.log" and "metrics/TrainingMetrics.json" in rest
+
+
+def test_no_copy_starts_after_the_deadline_and_what_was_left_is_said(tmp_path, azurite, container, storage, s3_client):
+    files = newest_model(s3_client, storage)
+    deadline = datetime.now(timezone.utc) + timedelta(minutes=5)
+    late: list[bool] = []
+
+    def after(uploaded: list[str]) -> None:  # the notice's time runs out once the newest checkpoint is copied
+        if len(uploaded) == 3:
+            late.append(True)
+
+    blob = RecordingBlobStore(azurite.url, container.container_name, {"account_name": ACCOUNT, "account_key": DEV_KEY},
+                              connection_verify=str(azurite.cert), max_attempts=1, after=after)
+    keeper = replace(host_for(tmp_path, storage), blob=blob).keeper
+    said: list[str] = []
+    (report,) = keeper.keep([PREFIX], deadline=deadline, say=said.append,
+                            now=lambda: deadline + timedelta(seconds=1) if late else deadline - timedelta(seconds=30))
+
+    assert sorted(blob.uploaded) == NEWEST
+    assert sorted(item.name for item in container.list_blobs()) == [f"{PREFIX}/{rel}" for rel in NEWEST]
+    # the pointers stay behind with the rest: Blob holds no pointer to a checkpoint it lacks
+    assert report.left == sorted(set(synced(files)) - set(NEWEST))
+    assert {"model/.coach_checkpoint", "logs/20250101000000-trainer.log"} <= set(report.left)
+    assert f"{len(report.left)} NOT copied: the deadline passed first" in said[0]
+    assert said[1].startswith(f"not copied to {blob.url}/{PREFIX}/ before the deadline: ")
+
+    # a deadline passed before the copy began copies nothing, and says it
+    (nothing,) = keeper.keep([PREFIX], deadline=deadline, now=lambda: deadline, say=lambda _: None)
+    assert nothing.left == synced(files) and len(blob.uploaded) == 3
