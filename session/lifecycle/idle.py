@@ -57,6 +57,10 @@ from session.run.state import Event, RunStateError, RunStateStore, Status, mark_
 from session.storage.blob import Keeper
 
 CHECK_EVERY_MIN = 5  # deepracer-idle.timer's OnUnitActiveSec
+ALERT_AGAIN = timedelta(hours=24)  # a deallocation that keeps failing is mailed again after this long
+# A start is recorded before its first container starts and ends within READY_TIMEOUT_S (15 min) of it: a
+# `starting` record older than this whose run has no container at all was left by a process that is gone.
+STARTING_FOR_AT_MOST = timedelta(minutes=30)
 WARN_CHECKS = 2  # logged-in users are warned at each of the checks this many before the power-off
 IN_USE_MIN = 15  # input this recent holds back a time limit's power-off
 ACTIVE_ROLES = ("trainer", "worker", "evaluation")
@@ -146,17 +150,25 @@ def boot_time(stat: Path = Path("/proc/stat")) -> Optional[datetime]:
     return None
 
 
-def _read_last_active(path: Path) -> Optional[datetime]:
+def _read_time(path: Path, key: str) -> Optional[datetime]:
+    """A time the idle state file keeps: `last_active`, or `deallocation_failed` (the first failure in a row)."""
     try:
-        text = json.loads(path.read_text())["last_active"]
+        text = json.loads(path.read_text())[key]
         return datetime.fromisoformat(text) if text else None
     except (OSError, ValueError, KeyError, TypeError):
         return None
 
 
-def _write_last_active(path: Path, moment: Optional[datetime]) -> None:
+def _write_times(path: Path, **moments: Optional[datetime]) -> None:
+    """Sets some of the file's times (None clears one), keeping the others."""
+    try:
+        data = json.loads(path.read_text())
+        data = data if isinstance(data, dict) else {}
+    except (OSError, ValueError):
+        data = {}
+    data.update({key: moment.isoformat() if moment else None for key, moment in moments.items()})
     temporary = path.with_name(f".{path.name}.{os.getpid()}")
-    temporary.write_text(json.dumps({"last_active": moment.isoformat() if moment else None}) + "\n")
+    temporary.write_text(json.dumps(data) + "\n")
     os.replace(temporary, path)
 
 
@@ -228,6 +240,13 @@ def idle_check(system: "SystemConfig", *, engine: Optional["Engine"] = None,
         say(f"watchdog: {error}")
 
     try:
+        if state is not None and state.status is Status.STARTING and moment - state.started > STARTING_FOR_AT_MOST:
+            ours = [c for c in active_containers(containers) if c.run == str(state.run_id) and c.role != "evaluation"]
+            if not ours:  # the process that started it is gone (killed, the host rebooted) and nothing runs
+                mark_stopped(store, state.run_id, event=Event.END, token=state.token, now=moment,
+                             reason="its start never finished and nothing of it runs")
+                say(f"run state: {state.prefix} was recorded as starting {state.started:%H:%M} UTC and has no "
+                    "running container; recorded as ended")
         if state is not None and state.status is Status.RUNNING:
             ours = [c for c in active_containers(containers) if c.run == str(state.run_id) and c.role != "evaluation"]
             if not ours:
@@ -253,7 +272,7 @@ def idle_check(system: "SystemConfig", *, engine: Optional["Engine"] = None,
         say(f"idle check: could not look for interactive use: {error}")
         used = []
     decision = decide(active=[c.name for c in active_containers(containers)], now=moment,
-                      last_active=_read_last_active(idle_state), since=since,
+                      last_active=_read_time(idle_state, "last_active"), since=since,
                       idle_minutes=system.idle_stop_minutes, ready=ready, time_limit_power_off=limit_power_off,
                       presence=used, keep_awake_until=read_keep_awake(keep_awake_file))
     say(f"idle check: {decision.reason}" + ("; powering off" if decision.power_off else ""))
@@ -261,7 +280,7 @@ def idle_check(system: "SystemConfig", *, engine: Optional["Engine"] = None,
         return decision
     if decision.last_active is not None:
         try:
-            _write_last_active(idle_state, decision.last_active)
+            _write_times(idle_state, last_active=decision.last_active)
         except OSError as error:
             say(f"idle check: cannot remember the last activity in {idle_state}: {error.strerror or error}")
     if decision.warn:
@@ -274,15 +293,26 @@ def idle_check(system: "SystemConfig", *, engine: Optional["Engine"] = None,
         if limit_power_off:
             # Done once: the next boot must not power off again for the same run.
             store.apply(Event.NOTE, when=lambda current: current.token == token, power_off=False)
+        # A deallocation that keeps failing is retried every check, but mailed once a day, not every 5 minutes.
+        failing_since = _read_time(idle_state, "deallocation_failed")
+        tell = failing_since is None or moment - failing_since >= ALERT_AGAIN
         if stop_host is not None:
             result = stop_host(system.cloud)
         else:
             _keep_models(system, say)
-            notify(system, "idle stop", "host", f"{decision.reason}; the host powers off", say=say)
-            result = power_off(system.cloud, say=say, alert=lambda message: notify(
+            if failing_since is None:
+                notify(system, "idle stop", "host", f"{decision.reason}; the host powers off", say=say)
+            result = power_off(system.cloud, say=say, alert=lambda message: tell and notify(
                 system, "deallocation failed", "host", message, say=say))
         if result == "failed" and limit_power_off:  # still up: the next check tries again
             store.apply(Event.NOTE, when=lambda current: current.token == token, power_off=True)
+        try:
+            if result == "failed" and tell:
+                _write_times(idle_state, deallocation_failed=moment)
+            elif result != "failed" and failing_since is not None:
+                _write_times(idle_state, deallocation_failed=None)
+        except OSError as error:
+            say(f"idle check: cannot remember the failed deallocation in {idle_state}: {error.strerror or error}")
     return decision
 
 

@@ -426,3 +426,42 @@ def test_the_idle_state_file_is_read_from_the_environment_when_asked(monkeypatch
     assert default_idle_state() == tmp_path / "idle.json"
     monkeypatch.delenv("DR_IDLE_STATE")
     assert default_idle_state() == Path("/var/lib/deepracer/idle.json")
+
+
+def test_a_deallocation_that_keeps_failing_is_mailed_once_a_day_not_at_every_check(host_files: Path,
+                                                                                   store: RunStateStore,
+                                                                                   monkeypatch):
+    import session.lifecycle.idle as idle
+
+    mailed: list[str] = []
+    answers = iter(["failed", "failed", "failed", "deallocate", "failed"])
+
+    def power_off(cloud, *, say, alert):
+        answer = next(answers)
+        if answer == "failed":
+            alert("Azure did not deallocate this VM")
+        return answer
+
+    monkeypatch.setattr(idle, "notify", lambda system, subject, *args, **kwargs: mailed.append(subject))
+    monkeypatch.setattr(idle, "power_off", power_off)
+    for minutes in (0, 5):  # idle from the start; the second check retries without mailing again
+        assert check(host_files, ListedEngine(), NOW + timedelta(minutes=minutes), store, stop_host=None)[0].power_off
+    assert mailed == ["idle stop", "deallocation failed"]
+    check(host_files, ListedEngine(), NOW + timedelta(hours=25), store, stop_host=None)  # a day on: once more
+    assert mailed == ["idle stop", "deallocation failed", "deallocation failed"]
+    check(host_files, ListedEngine(), NOW + timedelta(hours=25, minutes=5), store, stop_host=None)  # it worked
+    check(host_files, ListedEngine(), NOW + timedelta(hours=30), store, stop_host=None)  # a new power-off fails
+    assert mailed == ["idle stop", "deallocation failed", "deallocation failed", "idle stop", "deallocation failed"]
+
+
+def test_a_start_left_behind_by_a_process_that_is_gone_is_recorded_as_ended(host_files: Path, store: RunStateStore):
+    store.start(run_id=4, prefix="m-2", run_env="/r/run.env", system_env="/s/system.env", started=NOW)
+    # within the longest start, or with a container of the run up, it is a start in progress
+    check(host_files, ListedEngine(), NOW + timedelta(minutes=20), store)
+    check(host_files, ListedEngine(container("trainer", run="4")), NOW + timedelta(hours=2), store)
+    assert store.read().status is Status.STARTING
+    _, _, _, said = check(host_files, ListedEngine(container("trainer", run="4", status="exited")),
+                          NOW + timedelta(hours=2), store)
+    state = store.read()
+    assert (state.status, state.reason) == (Status.ENDED, "its start never finished and nothing of it runs")
+    assert said[0] == "run state: m-2 was recorded as starting 12:00 UTC and has no running container; recorded as ended"
