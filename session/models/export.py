@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Optional, Sequence, Union
 
 from session.checks.custom_files import validate_model_metadata
+from session.checks.droa_rules import check_model_metadata as droa_model_rules
 from session.core.problems import Problem
 from session.models.library import (
     COACH_CHECKPOINT,
@@ -641,11 +642,9 @@ def droa_import_problems(files: Mapping[str, int], read: Callable[[str], bytes])
     if metadata is not None:
         problems += [p for p in validate_model_metadata(metadata, MODEL_METADATA) if p.is_error]
     hyper = load(HYPERPARAMETERS, json.loads, "JSON")
-    algorithm = str((metadata or {}).get("training_algorithm", "clipped_ppo")).lower() \
-        if isinstance(metadata, dict) else "clipped_ppo"
-    if isinstance(hyper, dict) and algorithm == "sac" and hyper.get("num_episodes_between_training") not in (1, "1"):
-        problems.append(Problem(HYPERPARAMETERS, "num_episodes_between_training",
-                                f"must be 1 for SAC, got {hyper.get('num_episodes_between_training')!r}"))
+    if isinstance(hyper, dict) and isinstance(metadata, dict):
+        # SAC's rules and the continuous action space: import-droa's own check (session.checks.droa_rules)
+        problems += droa_model_rules(metadata, hyper)
     elif hyper is not None and not isinstance(hyper, dict):
         problems.append(Problem(HYPERPARAMETERS, "", "expected a JSON object"))
     params = load(TRAINING_PARAMS, yaml.safe_load, "YAML")

@@ -526,7 +526,9 @@ def test_the_droa_check_passes_a_good_folder():
     ({"model__deepracer_checkpoints.json": b'{"best_checkpoint": {"name": "1_Step-1.ckpt"}}'},
      "model/deepracer_checkpoints.json: best_checkpoint: names '1_Step-1.ckpt', which has not all of its"),
     ({"ip__hyperparameters.json": b'{"num_episodes_between_training": 20}'},
-     "ip/hyperparameters.json: num_episodes_between_training: must be 1 for SAC, got 20"),
+     "ip/hyperparameters.json: num_episodes_between_training: expected the number 1 for SAC, got 20"),
+    ({"ip__hyperparameters.json": b'{"num_episodes_between_training": "1"}'},  # DRoA compares with 1 strictly
+     "ip/hyperparameters.json: num_episodes_between_training: expected the number 1 for SAC, got '1'"),
     ({"model_metadata.json": b'{"action_space": [], "training_algorithm": "sac"}'},
      "model_metadata.json: training_algorithm: sac needs \"action_space_type\": \"continuous\""),
     ({"training_params.yaml": b"WORLD_NAME: reInvent2019_wide_cw\nTRACK_DIRECTION_CLOCKWISE: true\n"},
