@@ -434,20 +434,16 @@ HYPERPARAMETER_SPECS: Dict[str, tuple] = {
 }
 
 
-def check_hyperparameters(path: Path, *, training_algorithm: str = "clipped_ppo", workers: int = 1,
-                          round_robin_advance_dist: Optional[float] = None) -> List[Problem]:
-    """Problems in a hyperparameters.json file for a model trained with `training_algorithm` by `workers`
-    simulation workers (and, when given, DR_TRAIN_ROUND_ROBIN_ADVANCE_DIST)."""
+def check_hyperparameters(path: Path, *, training_algorithm: str = "clipped_ppo") -> List[Problem]:
+    """Problems in a hyperparameters.json file for a model trained with `training_algorithm`. How the episodes
+    are shared among the workers is `session.checks.sizing`'s."""
     data, problems = load_json(path)
     if data is None:
         return problems
-    return problems + validate_hyperparameters(data, training_algorithm=training_algorithm, workers=workers,
-                                               round_robin_advance_dist=round_robin_advance_dist,
-                                               file=Path(path).name)
+    return problems + validate_hyperparameters(data, training_algorithm=training_algorithm, file=Path(path).name)
 
 
-def validate_hyperparameters(data: Any, *, training_algorithm: str = "clipped_ppo", workers: int = 1,
-                             round_robin_advance_dist: Optional[float] = None,
+def validate_hyperparameters(data: Any, *, training_algorithm: str = "clipped_ppo",
                              file: str = HYPERPARAMETERS) -> List[Problem]:
     """Problems in parsed hyperparameters.json content."""
     if not isinstance(data, dict):
@@ -469,9 +465,6 @@ def validate_hyperparameters(data: Any, *, training_algorithm: str = "clipped_pp
             problems.append(Problem(file, key, f"is used by sac only; ignored with {algorithm}", "warning"))
             continue
         problems += _check_hyperparameter(file, key, value, spec, algorithm)
-    episodes = data.get("num_episodes_between_training", 20)
-    if _whole(episodes) and episodes >= 1 and algorithm != "sac":
-        problems += check_episodes_per_worker(int(episodes), workers, round_robin_advance_dist, file=file)
     return problems
 
 
@@ -527,50 +520,21 @@ def _check_hyperparameter(file: str, key: str, value: Any, spec: tuple, algorith
     return problems
 
 
-def check_episodes_per_worker(episodes: int, workers: int, round_robin_advance_dist: Optional[float] = None,
-                              *, file: str = HYPERPARAMETERS) -> List[Problem]:
-    """DRfC divides each iteration's `num_episodes_between_training` across its `workers`; with
-    CHANGE_START_POSITION each episode starts `round_robin_advance_dist` (a fraction of the lap) further on."""
-    if workers < 1:
-        raise ValueError("workers must be at least 1")
-    key = "num_episodes_between_training"
-    if episodes < workers:
-        return [Problem(file, key, f"is {episodes}, fewer than the {workers} workers: workers beyond {episodes} "
-                                   f"have no episode to run; use at least {workers}", "warning")]
-    problems = []
-    if episodes % workers:
-        problems.append(Problem(file, key, f"is {episodes}, not a multiple of the {workers} workers, which share "
-                                           f"the episodes; use e.g. {episodes - episodes % workers + workers}",
-                                "warning"))
-    if round_robin_advance_dist is not None:
-        coverage = episodes / workers * round_robin_advance_dist
-        if not math.isclose(coverage, 1.0, rel_tol=1e-6):
-            problems.append(Problem(file, key, f"{episodes} episodes over {workers} workers with "
-                                               f"DR_TRAIN_ROUND_ROBIN_ADVANCE_DIST={round_robin_advance_dist:g} "
-                                               f"move each worker's start {coverage:.0%} of a lap per iteration; "
-                                               f"DRfC recommends (episodes / workers) x distance = 1, e.g. a "
-                                               f"distance of {workers / episodes:g}", "warning"))
-    return problems
-
-
 # --- both files -----------------------------------------------------------------------------------------------
 
 
-def check_custom_files(directory: Path, *, workers: int = 1,
-                       round_robin_advance_dist: Optional[float] = None) -> List[Problem]:
+def check_custom_files(directory: Path) -> List[Problem]:
     """model_metadata.json and hyperparameters.json in `directory`, the latter judged for the training
     algorithm the former selects."""
     directory = Path(directory)
     metadata, problems = load_json(directory / MODEL_METADATA)
     if metadata is not None:
         problems += validate_model_metadata(metadata, file=MODEL_METADATA)
-    problems += check_hyperparameters(directory / HYPERPARAMETERS, training_algorithm=training_algorithm_of(metadata),
-                                      workers=workers, round_robin_advance_dist=round_robin_advance_dist)
+    problems += check_hyperparameters(directory / HYPERPARAMETERS, training_algorithm=training_algorithm_of(metadata))
     return problems
 
 
 __all__ = [
-    "HYPERPARAMETER_SPECS", "MODEL_METADATA", "HYPERPARAMETERS", "check_custom_files", "check_episodes_per_worker",
-    "check_hyperparameters", "check_model_metadata", "load_json", "training_algorithm_of",
-    "validate_hyperparameters", "validate_model_metadata",
+    "HYPERPARAMETER_SPECS", "MODEL_METADATA", "HYPERPARAMETERS", "check_custom_files", "check_hyperparameters",
+    "check_model_metadata", "load_json", "training_algorithm_of", "validate_hyperparameters", "validate_model_metadata",
 ]

@@ -9,12 +9,20 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Mapping, Optional
+from typing import TYPE_CHECKING, Callable, Mapping, Optional
 
-from session.checks.custom_files import check_custom_files
+from session.checks.custom_files import (
+    HYPERPARAMETERS,
+    MODEL_METADATA,
+    check_custom_files,
+    load_json,
+    training_algorithm_of,
+)
 from session.checks.pretrained import PretrainedError, check_pretrained
 from session.checks.reward import check_reward_function
-from session.checks.tracks import TrackLibrary, check_world_name
+from session.checks.sizing import Sizing, size_run
+from session.checks.tracks import TrackError, TrackLibrary, check_world_name
+from session.core import console
 from session.core.config import ConfigError, RunConfig, SystemConfig
 from session.core.defaults import MAX_WORKERS
 from session.core.paths import HOST_TRACKS_DIR, tracks_dir_candidates
@@ -24,6 +32,11 @@ from session.storage.s3 import StorageError
 if TYPE_CHECKING:
     from session.checks.tracks import Track
 
+
+class Findings(list):
+    """`validate`'s problems (a list, as before), with the run's sizing (None when it could not be worked out)."""
+
+    sizing: Optional[Sizing] = None
 
 
 @dataclass(frozen=True)
@@ -105,12 +118,43 @@ def check_storage(run: RunConfig, storage) -> list[Problem]:
     return problems
 
 
+def track_lengths(run: RunConfig, workers: int, directory: Optional[Path]) -> dict[str, float]:
+    """Centre-line length (m) of each world the workers drive, for the worlds whose track file is there."""
+    if directory is None:
+        return {}
+    library = TrackLibrary(directory)
+    lengths: dict[str, float] = {}
+    for worker in range(1, workers + 1):
+        name = run.for_worker(worker).world_name
+        if name in lengths:
+            continue
+        try:
+            lengths[name] = library.load(name).length
+        except (TrackError, OSError, ValueError):
+            pass  # check_tracks reports the world name
+    return lengths
+
+
+def check_sizing(run: RunConfig, workers: int, custom_files: Path, tracks: Optional[Path]) -> Optional[Sizing]:
+    """Episodes per worker, round robin and steps per iteration (session.checks.sizing). The files' own
+    problems are check_custom_files'; a file that cannot be read leaves the sizing out."""
+    metadata, metadata_problems = load_json(custom_files / MODEL_METADATA)
+    hyperparameters, problems = load_json(custom_files / HYPERPARAMETERS)
+    if hyperparameters is None and problems and "not found" not in problems[0].message:
+        return None
+    return size_run(run, workers, hyperparameters, metadata if not any(p.is_error for p in metadata_problems)
+                    else None, track_lengths(run, workers, tracks), algorithm=training_algorithm_of(metadata))
+
+
 def validate(system: SystemConfig, run: RunConfig, custom_files: Path, *, workers: Optional[int] = None,
-             tracks: Optional[Path] = None, calls: int = 500, storage=None) -> list[Problem]:
+             tracks: Optional[Path] = None, calls: int = 500, storage=None,
+             say: Callable[[str], None] = console.say) -> Findings:
+    """Every problem found, as `Findings` (a list of Problem; `.sizing` holds the run's sizing). The sizing's
+    explanation lines go to `say` first."""
     workers = system.workers if workers is None else workers
     if not 1 <= workers <= MAX_WORKERS:
         raise ValueError(f"workers must be from 1 to {MAX_WORKERS}, got {workers}")  # the CLI refuses it first
-    problems = check_config(run)
+    problems = Findings(check_config(run))
     track_problems, track = check_tracks(run, workers, tracks)
     problems += track_problems
     if not custom_files.is_dir():
@@ -118,8 +162,12 @@ def validate(system: SystemConfig, run: RunConfig, custom_files: Path, *, worker
                                 "expected a folder with reward_function.py, model_metadata.json and "
                                 "hyperparameters.json (`deepracer init` writes the defaults)"))
         return problems
-    problems += check_custom_files(custom_files, workers=workers,
-                                   round_robin_advance_dist=run.train_round_robin_advance_dist)
+    problems += check_custom_files(custom_files)
+    problems.sizing = check_sizing(run, workers, custom_files, tracks)
+    if problems.sizing is not None:
+        for line in problems.sizing.lines():
+            say(line)
+        problems += problems.sizing.problems
     reverse = None if run.train_alternate_driving_direction else run.train_reverse_direction
     problems += check_reward_function(custom_files / "reward_function.py", track, calls=calls, reverse=reverse,
                                       race_type=run.race_type, action_space=_action_space(custom_files)).problems
@@ -128,10 +176,11 @@ def validate(system: SystemConfig, run: RunConfig, custom_files: Path, *, worker
     return problems
 
 
-def validate_for_training(host, workers: Optional[int] = None) -> list[Problem]:
+def validate_for_training(host, workers: Optional[int] = None,
+                          say: Callable[[str], None] = console.say) -> list[Problem]:
     """What `train` checks first (the storage checks that `train` makes itself are left to it). A check that
     could not run is an error here: training must not start on a reward function nobody dry-ran."""
-    problems = validate(host.system, host.run, host.custom_files, workers=workers, tracks=tracks_dir())
+    problems = validate(host.system, host.run, host.custom_files, workers=workers, tracks=tracks_dir(), say=say)
     return [replace(p, severity="error", message=f"{p.message}; `train` does not start without them (the first "
                                                  f"boot caches the image's tracks there; DR_TRACKS_DIR names "
                                                  f"another folder)") if isinstance(p, NotChecked) else p

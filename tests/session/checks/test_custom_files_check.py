@@ -10,7 +10,6 @@ import pytest
 from session.checks.custom_files import (
     HYPERPARAMETER_SPECS,
     check_custom_files,
-    check_episodes_per_worker,
     check_hyperparameters,
     check_model_metadata,
     load_json,
@@ -18,6 +17,8 @@ from session.checks.custom_files import (
     validate_hyperparameters,
     validate_model_metadata,
 )
+from session.checks.sizing import size_run
+from session.core.config import load_config
 from session.core.problems import Problem, errors, warnings
 from tests.shared_data import LOGS
 
@@ -205,7 +206,7 @@ CORPUS = {
     "hp_sac_alpha_high.json": ("hp_sac_alpha_high.json: sac_alpha: expected a number between 0 and 1, got 2.0",
                                "error", {"training_algorithm": "sac"}),
     "hp_episodes_workers.json": ("hp_episodes_workers.json: num_episodes_between_training: warning: is 20, not a "
-                                 "multiple of the 3 workers, which share the episodes; use e.g. 21", "warning",
+                                 "multiple of the 3 workers", "warning",
                                  {"workers": 3}),
     "hp_not_object.json": ("hp_not_object.json: expected a JSON object {...}, got a list", "error", {}),
 }
@@ -216,10 +217,17 @@ def test_the_corpus_table_covers_every_json_file():
 
 
 @pytest.mark.parametrize("name", sorted(CORPUS))
-def test_broken_custom_files(name):
+def test_broken_custom_files(name, tmp_path):
     expected, severity, options = CORPUS[name]
     path = BROKEN / name
-    problems = check_model_metadata(path) if name.startswith("md_") else check_hyperparameters(path, **options)
+    problems = check_model_metadata(path) if name.startswith("md_") else check_hyperparameters(
+        path, **{key: value for key, value in options.items() if key != "workers"})
+    if "workers" in options:  # how the episodes are shared is the sizing's (session.checks.sizing)
+        (tmp_path / "system.env").write_text(f"DR_CLOUD=aws\nDR_SIMAPP_VERSION=6.0.4-gpu\nDR_WORKERS={options['workers']}\n")
+        (tmp_path / "run.env").write_text("")
+        run = load_config(tmp_path / "run.env", tmp_path / "system.env", environ={}).run
+        problems += size_run(run, options["workers"], json.loads(path.read_text()), None,
+                             hyperparameters_file=name).problems
     lines = [str(p) for p in problems]
     matching = [p for p in problems if str(p).startswith(expected)]
     assert matching, f"{expected!r} not among {lines}"
@@ -241,39 +249,13 @@ def test_json_syntax_errors_give_line_and_column(tmp_path):
                             "comma between two entries?)")
 
 
-# --- the workers hook ------------------------------------------------------------------------------------------
+# --- the workers: session.checks.sizing (tests/session/checks/test_sizing.py) --------------------------------
 
 
-@pytest.mark.parametrize("episodes, workers, distance, expected", [
-    (20, 1, None, []),
-    (30, 3, 0.1, []),
-    (20, 4, 0.2, []),
-    (20, 3, None, ["is 20, not a multiple of the 3 workers"]),
-    (2, 3, None, ["is 2, fewer than the 3 workers: workers beyond 2 have no episode to run"]),
-    (30, 3, 0.05, ["move each worker's start 50% of a lap per iteration", ]),
-    (21, 2, 0.1, ["not a multiple of the 2 workers", "move each worker's start 105% of a lap"]),
-])
-def test_episodes_per_worker(episodes, workers, distance, expected):
-    problems = check_episodes_per_worker(episodes, workers, distance)
-    assert len(problems) == len(expected)
-    for problem, text in zip(problems, expected):
-        assert problem.severity == "warning" and problem.where == "num_episodes_between_training"
-        assert text in problem.message
-
-
-def test_episodes_per_worker_needs_a_worker():
-    with pytest.raises(ValueError):
-        check_episodes_per_worker(20, 0)
-
-
-def test_the_hook_is_applied_through_the_file_checks(tmp_path):
+def test_the_file_checks_leave_episodes_per_worker_to_the_sizing(tmp_path):
     path = tmp_path / "hyperparameters.json"
-    path.write_text(json.dumps({"num_episodes_between_training": 30}))
-    assert check_hyperparameters(path, workers=3, round_robin_advance_dist=0.1) == []
-    [problem] = check_hyperparameters(path, workers=4)
-    assert "not a multiple of the 4 workers" in problem.message
-    [problem] = check_hyperparameters(path, workers=40)
-    assert "fewer than the 40 workers" in problem.message
+    path.write_text(json.dumps({"num_episodes_between_training": 7}))
+    assert check_hyperparameters(path) == []
 
 
 def test_every_hyperparameter_has_a_spec_and_a_failing_value():

@@ -35,11 +35,43 @@ def validate(capsys, *extra: str) -> tuple[int, list[str]]:
 
 
 def test_drfc_defaults_pass_on_every_real_track(workdir: Path, capsys):
+    # The defaults drive 0.6 m/s: 20 laps of a track longer than 10,000 / 20 / 15 x 0.6 = 20 m pass the trainer's
+    # 10,000-step cap, which is a warning (the excess episodes are thrown away), never an error.
     for track in sorted(p.stem for p in TRACKS.glob("*.npy")):
         (workdir / "run.env").write_text(f"DR_WORLD_NAME={track}\n")
         code, lines = validate(capsys)
         assert code == 0, (track, lines)
-        assert lines[-1] == "all checks passed"
+        problems = [line for line in lines if not line.startswith(("sizing:", "note:"))][:-1]
+        assert all("steps once every episode completes a lap" in line for line in problems), (track, problems)
+        assert lines[-1] == ("all checks passed" if not problems else "0 error(s), 1 warning(s)"), (track, lines)
+    (workdir / "run.env").write_text("DR_WORLD_NAME=reinvent_base\n")  # 17.7 m: 20 x 443 = 8,860 steps
+    assert validate(capsys)[1][-1] == "all checks passed"
+
+
+def test_validate_explains_the_sizing_and_refuses_an_idle_worker(workdir: Path, capsys):
+    (workdir / "custom_files" / "hyperparameters.json").write_text('{"num_episodes_between_training": 2}')
+    (workdir / "run.env").write_text("DR_WORLD_NAME=reinvent_base\nDR_TRAIN_ROUND_ROBIN_ADVANCE_DIST=1\n")
+    code, lines = validate(capsys, "--workers", "3")
+    assert code == 2
+    assert "sizing: 2 episodes per iteration over 3 workers (workers 1, 2: 1 episode); worker 3 would play none" \
+        in lines
+    assert any(line.startswith("hyperparameters.json: num_episodes_between_training: is 2, fewer than the 3 "
+                               "workers") for line in lines)
+    (workdir / "custom_files" / "hyperparameters.json").write_text('{"num_episodes_between_training": 3}')
+    code, lines = validate(capsys, "--workers", "3")
+    assert code == 0 and "sizing: 3 workers x 1 episode = 3 episodes per iteration" in lines
+
+
+def test_validate_json_keeps_stdout_a_document_and_holds_the_sizing_finding(workdir: Path, capsys):
+    import json
+
+    (workdir / "custom_files" / "hyperparameters.json").write_text('{"num_episodes_between_training": 2}')
+    code = main(["validate", "--tracks", str(TRACKS), "--calls", "50", "--workers", "3", "--json"])
+    captured = capsys.readouterr()
+    document = json.loads(captured.out)
+    assert code == 2 and not document["ok"]
+    assert [p["where"] for p in document["problems"] if p["severity"] == "error"] == ["num_episodes_between_training"]
+    assert "sizing: 2 episodes per iteration over 3 workers" in captured.err
 
 
 def test_without_tracks_the_world_name_is_not_checked_and_says_so(workdir: Path, capsys, monkeypatch):
