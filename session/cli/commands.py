@@ -127,7 +127,8 @@ def validate(args: argparse.Namespace) -> int:
     if args.json:
         console.emit_json({"ok": not failed, "complete": not unchecked, "problems": [
             {"file": p.file, "where": p.where, "message": p.message, "severity": p.severity} for p in problems],
-            "notes": notes, "warnings": [str(w) for w in loaded.warnings]})
+            "notes": notes, "warnings": [str(w) for w in loaded.warnings],
+            "sizing": problems.sizing.as_dict() if problems.sizing is not None else None})
         return code
     for warning in loaded.warnings:
         console.warn(f"warning: {warning}")

@@ -72,6 +72,9 @@ def test_validate_json_keeps_stdout_a_document_and_holds_the_sizing_finding(work
     assert code == 2 and not document["ok"]
     assert [p["where"] for p in document["problems"] if p["severity"] == "error"] == ["num_episodes_between_training"]
     assert "sizing: 2 episodes per iteration over 3 workers" in captured.err
+    sizing = document["sizing"]
+    assert (sizing["workers"], sizing["episodes_per_iteration"]) == (3, 2)
+    assert [w["episodes"] for w in sizing["per_worker"]] == [1, 1, 0]  # episode i goes to worker i mod 3
 
 
 def test_without_tracks_the_world_name_is_not_checked_and_says_so(workdir: Path, capsys, monkeypatch):
