@@ -83,8 +83,8 @@ step_join() {
   local address token=""
   address=$(ip -o route get "$DR_SWARM_MANAGER" | sed -n 's/.* src \([0-9.]*\).*/\1/p')
   log "waiting (at most ${DR_TOKEN_WAIT_MINUTES} min) for the host to publish the swarm's worker token"
-  # The token goes from node-cloud.py's stdout into this variable and docker's argument, nowhere else: no
-  # `set -x`, no echo; node-cloud.py prints nothing until the host has published a real token.
+  # The token goes from node-cloud.py's stdout into this variable and docker's argument, nowhere else: no shell
+  # tracing, no echo; node-cloud.py prints nothing until the host has published a real token.
   token=$(python3 "$BIN/node-cloud.py" wait-token --minutes "$DR_TOKEN_WAIT_MINUTES")
   retry docker swarm join --token "$token" --advertise-addr "$address" "$DR_SWARM_MANAGER:2377"
   token=""
