@@ -20,8 +20,8 @@ from pulumi import Output, ResourceOptions
 
 from infra import azure_blob, azure_cost, azure_roles, azure_sim_nodes, local_commands, pricing
 from infra.bootstrap import HostConfig, azure_custom_data
-from infra.sim_nodes import TOKEN_SECRET_NAME
 from infra.settings import AzureSettings, node_workers_for_vcpus, workers_for_vcpus
+from infra.sim_nodes import TOKEN_SECRET_NAME
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 PACKAGE_BLOB = "bootstrap/session.tar.gz"

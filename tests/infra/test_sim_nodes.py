@@ -11,7 +11,6 @@ import json
 import re
 
 import pytest
-import yaml
 
 from infra import sim_nodes
 from infra.sim_nodes import SWARM_PORTS, TOKEN_PATTERN
