@@ -404,3 +404,27 @@ def test_azure_unknown_node_size_needs_workers():
     with pytest.raises(pulumi.RunError, match=re.escape("deepracer-cloud:simNodeWorkers: expected a number of "
                                                         "workers per node")):
         run_azure({"deepracer-cloud:simNodes": "1", "deepracer-cloud:simNodeType": "Standard_X9"})
+
+
+# -- settings ---------------------------------------------------------------------------------------------------
+
+def test_node_settings_defaults_and_bad_values():
+    from infra.settings import SettingsError, SimNodes, load_aws, load_azure
+    from tests.infra.mocked_program import stack_file_config
+
+    aws = stack_file_config("aws")
+    assert load_aws("aws", aws.get).sim_nodes == SimNodes(0, "c7i.2xlarge", True, None)
+    azure = {**stack_file_config("azure"), "deepracer-cloud:sshPublicKey": "ssh-ed25519 AAAA me"}
+    assert load_azure("azure", azure.get).sim_nodes == SimNodes(0, "Standard_F8s_v2", True, None)
+    on_demand = load_aws("aws", {**aws, "deepracer-cloud:simNodes": "3", "deepracer-cloud:simNodeMarket": "on-demand",
+                                 "deepracer-cloud:simNodeWorkers": "6"}.get).sim_nodes
+    assert on_demand == SimNodes(3, "c7i.2xlarge", False, 6)
+    for key, value, expected in (
+            ("simNodes", "9", "deepracer-cloud:simNodes: expected a whole number from 0 to 8, got '9'"),
+            ("simNodeMarket", "reserved", "deepracer-cloud:simNodeMarket: expected one of spot, on-demand"),
+            ("simNodeType", "C7I LARGE", "deepracer-cloud:simNodeType: expected an EC2 instance type"),
+            ("simNodeWorkers", "0", "deepracer-cloud:simNodeWorkers: expected a whole number from 1 to 8")):
+        with pytest.raises(SettingsError, match=re.escape(f"Pulumi.aws.yaml: {expected}")):
+            load_aws("aws", {**aws, f"deepracer-cloud:{key}": value}.get)
+    with pytest.raises(SettingsError, match="simNodePriority: expected one of spot, regular"):
+        load_azure("azure", {**azure, "deepracer-cloud:simNodePriority": "low"}.get)
