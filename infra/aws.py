@@ -55,12 +55,13 @@ class AwsEnvironment(pulumi.ComponentResource):
 
         # Workers each simulation node carries (none without nodes): from its type's vCPUs, as the host's.
         nodes = settings.sim_nodes
-        self.node_workers: Output[int] = (
-            Output.from_input(nodes.workers if nodes.count and nodes.workers is not None else 0)
-            if not nodes.count or nodes.workers is not None
-            else aws.ec2.get_instance_type_output(instance_type=nodes.node_type,
-                                                  opts=pulumi.InvokeOutputOptions(parent=self))
-            .default_vcpus.apply(node_workers_for_vcpus))
+        self.node_workers: Output[int] = Output.from_input(0)
+        if nodes.count and nodes.workers is not None:
+            self.node_workers = Output.from_input(nodes.workers)
+        elif nodes.count:
+            self.node_workers = aws.ec2.get_instance_type_output(
+                instance_type=nodes.node_type, opts=pulumi.InvokeOutputOptions(parent=self)
+            ).default_vcpus.apply(node_workers_for_vcpus)
         subnet, internet_route = self._network(zone)
         # Simulation nodes (docs/multi-node.md): the swarm's group and token exist before the host, which joins
         # the one and writes the other at first boot.

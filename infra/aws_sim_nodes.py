@@ -115,8 +115,13 @@ class AwsSimNodes:
                                    "delete_on_termination": True},
                 instance_market_options=market,
                 tags={"Name": f"deepracer-{s.stack}-{name}"},
-                opts=ResourceOptions(parent=env, depends_on=[internet_route, self.s3_policy, self.token_policy],
-                                     ignore_changes=["ami", "userData", "userDataBase64"], delete_before_replace=True))
+                opts=ResourceOptions(
+                    parent=env, depends_on=[internet_route, self.s3_policy, self.token_policy],
+                    # User data runs on first boot only: a new AMI or rendering leaves a node alone ...
+                    ignore_changes=["ami", "userData", "userDataBase64"],
+                    # ... but a new host is a new swarm at a new address: the nodes are rebuilt to join it.
+                    replacement_trigger=host.id,
+                    replace_on_changes=["instanceType"] if n.spot else None, delete_before_replace=True))
             self.instances.append(instance)
             self._cancel_spot_request_on_delete(env, name, instance)
             self.waits.append(self._wait_until_ready(env, name, instance))

@@ -107,7 +107,8 @@ class AzureEnvironment(pulumi.ComponentResource):
         self.sim_nodes: Optional[azure_sim_nodes.AzureSimNodes] = None
         if self.swarm is not None:
             self.swarm.grant_host(self, self.vm)
-            self.sim_nodes = azure_sim_nodes.AzureSimNodes(self, self.swarm, self.subnet, self.deallocate_role_id)
+            self.sim_nodes = azure_sim_nodes.AzureSimNodes(self, self.swarm, self.subnet, self.vm,
+                                                          self.deallocate_role_id)
         self.budget = self._budget()
         self._notifications()
         self.ready = self._wait_until_ready(deployer_role)

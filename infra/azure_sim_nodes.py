@@ -114,7 +114,7 @@ class AzureSimNodes:
     """The nodes and their waits (children of the environment component)."""
 
     def __init__(self, env: AzureEnvironment, swarm: AzureSwarm, subnet: network.Subnet,
-                 deallocate_role_id: Output[str]) -> None:
+                 host: compute.VirtualMachine, deallocate_role_id: Output[str]) -> None:
         s = env._settings
         n = s.sim_nodes
         child = ResourceOptions(parent=env)
@@ -166,6 +166,8 @@ class AzureSimNodes:
                 priority="Spot" if n.spot else "Regular", eviction_policy="Deallocate" if n.spot else None,
                 billing_profile={"max_price": -1} if n.spot else None, tags=env._tags,
                 opts=ResourceOptions(parent=env, depends_on=[swarm.secret], ignore_changes=["osProfile.customData"],
+                                     # A new host is a new swarm: the nodes are rebuilt to join it.
+                                     replacement_trigger=host.vm_id,
                                      replace_on_changes=["priority"], delete_before_replace=True))
             principal = vm.identity.apply(lambda i: i.principal_id)
             roles = [

@@ -428,3 +428,12 @@ def test_node_settings_defaults_and_bad_values():
             load_aws("aws", {**aws, f"deepracer-cloud:{key}": value}.get)
     with pytest.raises(SettingsError, match="simNodePriority: expected one of spot, regular"):
         load_azure("azure", {**azure, "deepracer-cloud:simNodePriority": "low"}.get)
+
+
+def test_a_new_host_rebuilds_the_nodes_for_its_new_swarm(aws_nodes, azure_nodes):
+    from tests.infra.mocked_program import HOST_INSTANCE_ID, VM_ID, resolve
+
+    for name in ("sim-node-1", "sim-node-2"):
+        assert resolve(aws_nodes.opts("aws:ec2/instance:Instance", name).replacement_trigger) == HOST_INSTANCE_ID
+        assert resolve(azure_nodes.opts("azure-native:compute:VirtualMachine", name).replacement_trigger) == VM_ID
+        assert aws_nodes.opts("aws:ec2/instance:Instance", name).delete_before_replace is True
