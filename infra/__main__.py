@@ -87,6 +87,8 @@ def _aws(stack: str) -> None:
     pulumi.export("notificationTopic", env.notification_topic)
     pulumi.export("budget", env.budget_name)
     pulumi.export("estimatedCostPerHour", env.hourly_estimate)
+    if env.sim_nodes_output is not None:  # simNodes: 0 exports exactly what it always did
+        pulumi.export("simNodes", env.sim_nodes_output)
 
 
 def _azure(stack: str) -> None:
@@ -111,6 +113,8 @@ def _azure(stack: str) -> None:
     pulumi.export("start", env.start_command)
     pulumi.export("budget", env.budget_name)
     pulumi.export("estimatedCostPerHour", env.hourly_estimate)
+    if env.sim_nodes_output is not None:  # simNodes: 0 exports exactly what it always did
+        pulumi.export("simNodes", env.sim_nodes_output)
 
 
 main()

@@ -11,9 +11,9 @@ import pulumi_aws as aws
 import pulumi_command as command
 from pulumi import Output, ResourceOptions
 
-from infra import aws_policies, local_commands, pricing
+from infra import aws_policies, aws_sim_nodes, local_commands, pricing, sim_nodes
 from infra.bootstrap import HostConfig, aws_user_data
-from infra.settings import AwsSettings, workers_for_vcpus
+from infra.settings import AwsSettings, node_workers_for_vcpus, workers_for_vcpus
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 AMI_PARAMETER = "/aws/service/deeplearning/ami/x86_64/base-oss-nvidia-driver-gpu-ubuntu-{version}/latest/ami-id"
@@ -53,7 +53,20 @@ class AwsEnvironment(pulumi.ComponentResource):
             .default_vcpus.apply(workers_for_vcpus)
         )
 
+        # Workers each simulation node carries (none without nodes): from its type's vCPUs, as the host's.
+        nodes = settings.sim_nodes
+        self.node_workers: Output[int] = Output.from_input(0)
+        if nodes.count and nodes.workers is not None:
+            self.node_workers = Output.from_input(nodes.workers)
+        elif nodes.count:
+            self.node_workers = aws.ec2.get_instance_type_output(
+                instance_type=nodes.node_type, opts=pulumi.InvokeOutputOptions(parent=self)
+            ).default_vcpus.apply(node_workers_for_vcpus)
         subnet, internet_route = self._network(zone)
+        # Simulation nodes (docs/multi-node.md): the swarm's group and token exist before the host, which joins
+        # the one and writes the other at first boot.
+        self.swarm_group = aws_sim_nodes.swarm_security_group(self, self.vpc.id) if nodes.count else None
+        self.token_parameter = aws_sim_nodes.token_parameter(self, settings.stack) if nodes.count else None
         self.bucket = self._bucket()
         package = aws.s3.BucketObjectv2(
             "session-package", bucket=self.bucket.id, key=PACKAGE_KEY, source=pulumi.FileAsset(str(session_archive)),
@@ -61,6 +74,9 @@ class AwsEnvironment(pulumi.ComponentResource):
         self.topic = self._notification_topic()
         profile = self._identity()
         self.instance = self._instance(subnet, internet_route, profile, package, zone)
+        self.sim_nodes = (aws_sim_nodes.AwsSimNodes(self, subnet, self.vpc.id, self.swarm_group, self.token_parameter,
+                                                    self.instance, internet_route)
+                          if self.swarm_group is not None and self.token_parameter is not None else None)
         self.budget = self._budget()
         self._cancel_spot_request_on_delete()
         self.ready = self._wait_until_ready()
@@ -75,14 +91,25 @@ class AwsEnvironment(pulumi.ComponentResource):
             Output.concat("ssh ubuntu@", self.instance.public_dns) if settings.ssh_public_key
             else Output.from_input(None))
         # A stopped host (idle auto-stop, time limit, or a spot host you stopped) starts again only when asked.
-        self.start_command = Output.concat(
-            "aws ec2 start-instances --instance-ids ", self.instance.id, " --region ", settings.region)
+        # (With simulation nodes, theirs too: they stop themselves when the host's swarm is gone.)
+        node_ids = [node.id for node in self.sim_nodes.instances] if self.sim_nodes is not None else []
+        self.start_command = Output.all(self.instance.id, *node_ids).apply(
+            lambda ids: f"aws ec2 start-instances --instance-ids {' '.join(ids)} --region {settings.region}")
         self.notification_topic: Output[Optional[str]] = (
             self.topic.arn if self.topic is not None else Output.from_input(None))
         self.budget_name: Output[Optional[str]] = (
             self.budget.name if self.budget is not None else Output.from_input(None))
-        self.hourly_estimate = pricing.aws_hourly_estimate(
-            settings.instance_type, settings.market, settings.root_volume_gb, settings.spot_max_price)
+        self.hourly_estimate = pricing.aws_nodes_estimate(pricing.aws_hourly_estimate(
+            settings.instance_type, settings.market, settings.root_volume_gb, settings.spot_max_price),
+            nodes.count, nodes.node_type, nodes.spot)
+        self.sim_nodes_output: Optional[Output[dict]] = None
+        if self.sim_nodes is not None:
+            self.sim_nodes_output = Output.all(
+                [i.id for i in self.sim_nodes.instances], [i.private_ip for i in self.sim_nodes.instances],
+                self.node_workers, self.workers).apply(lambda a: {
+                    "count": nodes.count, "type": nodes.node_type, "instanceIds": a[0], "privateIps": a[1],
+                    "workersPerNode": a[2], "totalWorkers": a[3] + nodes.count * a[2],
+                    "tokenParameter": sim_nodes.token_parameter_name(settings.stack)})
         self.register_outputs({
             "instanceId": self.instance_id, "publicDns": self.public_dns, "bucket": self.bucket_name,
             "ready": self.ready.stdout,
@@ -116,7 +143,7 @@ class AwsEnvironment(pulumi.ComponentResource):
     def _network(self, zone: Output[str]) -> tuple[aws.ec2.Subnet, aws.ec2.RouteTableAssociation]:
         """The public subnet, and the association that gives it its route to the internet gateway."""
         child = ResourceOptions(parent=self)
-        vpc = aws.ec2.Vpc("vpc", cidr_block=VPC_CIDR, enable_dns_support=True, enable_dns_hostnames=True,
+        self.vpc = vpc = aws.ec2.Vpc("vpc", cidr_block=VPC_CIDR, enable_dns_support=True, enable_dns_hostnames=True,
                           tags={"Name": f"deepracer-{self._settings.stack}"}, opts=child)
         gateway = aws.ec2.InternetGateway("igw", vpc_id=vpc.id, opts=child)
         # Public subnet without NAT: the host pulls ~10 GB of images, and a NAT gateway would cost more per
@@ -230,6 +257,8 @@ class AwsEnvironment(pulumi.ComponentResource):
                 "host-notify", role=self.role.id,
                 policy=self.topic.arn.apply(lambda arn: json.dumps(aws_policies.host_notify_policy(arn))),
                 opts=child)
+        self.token_policy = (aws_sim_nodes.host_token_policy(self, self.role, self.token_parameter)
+                             if self.token_parameter is not None else None)
         return aws.iam.InstanceProfile("host", role=self.role.name, opts=child)
 
     # -- instance ------------------------------------------------------------------------------------------
@@ -245,12 +274,15 @@ class AwsEnvironment(pulumi.ComponentResource):
         if s.ssh_public_key:
             key_name = aws.ec2.KeyPair("host", public_key=s.ssh_public_key, opts=child).key_name
         topic_arn = self.topic.arn if self.topic is not None else None
-        user_data = Output.all(self.bucket.bucket, self.workers, topic_arn).apply(
+        nodes = s.sim_nodes
+        user_data = Output.all(self.bucket.bucket, self.workers, topic_arn, self.node_workers).apply(
             lambda args: aws_user_data(HostConfig(
                 cloud="aws", region=s.region, bucket=args[0], simapp_image=s.simapp, workers=args[1],
                 session_package_url=f"s3://{args[0]}/{PACKAGE_KEY}", status_url=f"s3://{args[0]}/{STATUS_PREFIX}",
                 upload_bucket=s.upload_bucket, idle_stop_minutes=s.cost.idle_stop_minutes,
-                power_off_after_max_minutes=s.cost.power_off_after_max_minutes, notify_topic_arn=args[2])))
+                power_off_after_max_minutes=s.cost.power_off_after_max_minutes, notify_topic_arn=args[2],
+                sim_nodes=nodes.count, sim_node_workers=args[3] or 0,
+                swarm_token_parameter=sim_nodes.token_parameter_name(s.stack) if nodes.count else None)))
         market = None
         if s.market == "spot":
             market = {"market_type": "spot", "spot_options": {
@@ -265,7 +297,8 @@ class AwsEnvironment(pulumi.ComponentResource):
             ami=ami,
             instance_type=s.instance_type,
             subnet_id=subnet.id,
-            vpc_security_group_ids=[self.security_group.id],
+            vpc_security_group_ids=[self.security_group.id,
+                                    *([self.swarm_group.id] if self.swarm_group is not None else [])],
             iam_instance_profile=profile.name,
             key_name=key_name,
             user_data_base64=user_data,
@@ -287,7 +320,8 @@ class AwsEnvironment(pulumi.ComponentResource):
                 # The host must find its package and its permissions on first boot, and reach the internet: its
                 # first boot pulls packages and images the moment it starts, so the route must exist by then.
                 depends_on=[package, internet_route, self.s3_policy, self.ssm_attachment,
-                            *([self.notify_policy] if self.notify_policy is not None else [])],
+                            *([self.notify_policy] if self.notify_policy is not None else []),
+                            *([self.token_policy] if self.token_policy is not None else [])],
                 # A new DLAMI is published every few weeks and user data only runs on first boot: neither
                 # should stop or replace a training host. `pulumi up --replace` rebuilds it on purpose. (Hosts
                 # built before the user data was gzipped have it in userData: both are ignored.)

@@ -80,3 +80,21 @@ def tls_only_bucket_policy(bucket_arn: str) -> dict:
             "Condition": {"Bool": {"aws:SecureTransport": "false"}},
         }],
     }
+
+
+def sim_node_s3_policy(bucket_arn: str) -> dict:
+    """A simulation node's S3 access: its workers read and write the working bucket as the host's do (checkpoints,
+    metrics, traces) and the node reports its first boot there; no upload bucket, nothing on `*`."""
+    return host_s3_policy(bucket_arn)
+
+
+def swarm_token_write_policy(parameter_arn: str) -> dict:
+    """The host (the swarm's manager) may write, and so rotate, the one worker-token parameter; nothing else."""
+    return {"Version": "2012-10-17", "Statement": [
+        {"Sid": "WriteSwarmToken", "Effect": "Allow", "Action": "ssm:PutParameter", "Resource": parameter_arn}]}
+
+
+def swarm_token_read_policy(parameter_arn: str) -> dict:
+    """A node may read the one worker-token parameter (decrypted with the account's aws/ssm key); nothing else."""
+    return {"Version": "2012-10-17", "Statement": [
+        {"Sid": "ReadSwarmToken", "Effect": "Allow", "Action": "ssm:GetParameter", "Resource": parameter_arn}]}

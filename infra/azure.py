@@ -18,9 +18,10 @@ import pulumi_command as command
 import pulumi_random as random
 from pulumi import Output, ResourceOptions
 
-from infra import azure_blob, azure_cost, azure_roles, local_commands, pricing
+from infra import azure_blob, azure_cost, azure_roles, azure_sim_nodes, local_commands, pricing
 from infra.bootstrap import HostConfig, azure_custom_data
-from infra.settings import AzureSettings, workers_for_vcpus
+from infra.settings import AzureSettings, node_workers_for_vcpus, workers_for_vcpus
+from infra.sim_nodes import TOKEN_SECRET_NAME
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 PACKAGE_BLOB = "bootstrap/session.tar.gz"
@@ -85,6 +86,12 @@ class AzureEnvironment(pulumi.ComponentResource):
         self._client = authorization.get_client_config_output(opts=pulumi.InvokeOutputOptions(parent=self))
         vcpus = pricing.azure_vcpus(s.vm_size)
         self.workers: int = s.workers if s.workers is not None else workers_for_vcpus(vcpus or 2)
+        nodes = s.sim_nodes
+        # Workers each simulation node carries (none without nodes); settings refuse a size this table lacks.
+        node_vcpus = pricing.AZURE_CPU_VM_SIZES.get(nodes.node_type, (2, 0.0))[0]
+        self.node_workers: int = (0 if not nodes.count else nodes.workers if nodes.workers is not None
+                                  else node_workers_for_vcpus(node_vcpus))
+        self.swarm: Optional[azure_sim_nodes.AzureSwarm] = None
 
         self._storage()
         self.account_url: Output[str] = self.account.name.apply(azure_blob.account_url)
@@ -97,6 +104,11 @@ class AzureEnvironment(pulumi.ComponentResource):
         # until the assignment reaches the storage service (cloudinit/scripts/host-storage.py).
         self.host_role = self._role("host-blob", self.vm.identity.apply(lambda i: i.principal_id), "ServicePrincipal")
         self.deallocate_role = self._self_deallocate()
+        self.sim_nodes: Optional[azure_sim_nodes.AzureSimNodes] = None
+        if self.swarm is not None:
+            self.swarm.grant_host(self, self.vm)
+            self.sim_nodes = azure_sim_nodes.AzureSimNodes(self, self.swarm, self.subnet, self.vm,
+                                                          self.deallocate_role_id)
         self.budget = self._budget()
         self._notifications()
         self.ready = self._wait_until_ready(deployer_role)
@@ -114,10 +126,22 @@ class AzureEnvironment(pulumi.ComponentResource):
             "az vm run-command invoke -g ", self.host_group.name, " -n ", self.vm.name,
             " --command-id RunShellScript --scripts 'tail -n 100 /var/log/deepracer-bootstrap.log'")
         # A deallocated VM (spot eviction, idle auto-stop, time limit) starts again only when asked.
-        self.start_command = Output.concat("az vm start -g ", self.host_group.name, " -n ", self.vm.name)
+        # (With simulation nodes, theirs too: they deallocate themselves when the host's swarm is gone.)
+        vm_names = [self.vm.name, *([vm.name for vm in self.sim_nodes.vms] if self.sim_nodes is not None else [])]
+        self.start_command = Output.all(self.host_group.name, *vm_names).apply(
+            lambda a: " && ".join(f"az vm start -g {a[0]} -n {vm}" for vm in a[1:]))
         self.budget_name: Output[Optional[str]] = (
             self.budget.name if self.budget is not None else Output.from_input(None))
-        self.hourly_estimate = pricing.azure_hourly_estimate(s.vm_size, s.priority, s.os_disk_gb, s.spot_max_price)
+        self.hourly_estimate = pricing.azure_nodes_estimate(
+            pricing.azure_hourly_estimate(s.vm_size, s.priority, s.os_disk_gb, s.spot_max_price),
+            nodes.count, nodes.node_type, nodes.spot)
+        self.sim_nodes_output: Optional[Output[dict]] = None
+        if self.sim_nodes is not None and self.swarm is not None:
+            self.sim_nodes_output = Output.all([vm.name for vm in self.sim_nodes.vms], self.swarm.vault.name).apply(
+                lambda a: {"count": nodes.count, "size": nodes.node_type, "vmNames": a[0],
+                           "workersPerNode": self.node_workers,
+                           "totalWorkers": self.workers + nodes.count * self.node_workers,
+                           "tokenSecret": f"https://{a[1]}.vault.azure.net/secrets/{TOKEN_SECRET_NAME}"})
         self.register_outputs({
             "vmId": self.vm_id, "publicIp": self.public_ip, "storageAccount": self.storage_account,
             "container": self.container_name, "ready": self.ready.stdout,
@@ -210,13 +234,18 @@ class AzureEnvironment(pulumi.ComponentResource):
         self.host_group = resources.ResourceGroup("deepracer-host", location=s.location, tags=self._tags,
                                                   opts=child)
         group = self.host_group.name
+        # Simulation nodes (docs/multi-node.md): the swarm's group and token secret exist before the host, whose NIC
+        # joins the one and whose first boot writes the other.
+        rules: list = security_rules(s.ssh_allowed_cidrs)
+        if s.sim_nodes.count:
+            self.swarm = azure_sim_nodes.AzureSwarm(self)
+            rules = [*rules, *azure_sim_nodes.swarm_security_rules(self.swarm.group.id)]
         self.nsg = network.NetworkSecurityGroup(
-            "host", resource_group_name=group, location=s.location, security_rules=security_rules(s.ssh_allowed_cidrs),
-            tags=self._tags, opts=child)
+            "host", resource_group_name=group, location=s.location, security_rules=rules, tags=self._tags, opts=child)
         vnet = network.VirtualNetwork(
             "vnet", resource_group_name=group, location=s.location,
             address_space={"address_prefixes": [VNET_CIDR]}, tags=self._tags, opts=child)
-        subnet = network.Subnet(
+        self.subnet = subnet = network.Subnet(
             "host", resource_group_name=group, virtual_network_name=vnet.name, address_prefix=SUBNET_CIDR,
             network_security_group={"id": self.nsg.id}, opts=child)
         # A public IP without NAT: the host pulls ~10 GB of images; nothing comes in unless the NSG allows SSH.
@@ -226,7 +255,14 @@ class AzureEnvironment(pulumi.ComponentResource):
         return network.NetworkInterface(
             "host", resource_group_name=group, location=s.location,
             ip_configurations=[{"name": "primary", "subnet": {"id": subnet.id}, "primary": True,
-                                "private_ip_allocation_method": "Dynamic", "public_ip_address": {"id": self.ip.id}}],
+                                "private_ip_allocation_method": "Dynamic", "public_ip_address": {"id": self.ip.id}}
+                               if self.swarm is None else
+                               # With nodes: a fixed address (their user data names it) in the swarm's group.
+                               {"name": "primary", "subnet": {"id": subnet.id}, "primary": True,
+                                "private_ip_allocation_method": "Static",
+                                "private_ip_address": azure_sim_nodes.HOST_PRIVATE_IP,
+                                "public_ip_address": {"id": self.ip.id},
+                                "application_security_groups": [{"id": self.swarm.group.id}]}],
             # The NIC carries the same rules as the subnet: a NIC moved elsewhere stays closed.
             network_security_group={"id": self.nsg.id},
             tags=self._tags, opts=child)
@@ -242,7 +278,8 @@ class AzureEnvironment(pulumi.ComponentResource):
         # MinIO's secret goes in customData, which Azure never returns through its API nor serves on IMDS (unlike
         # userData); on the VM only root reads it; in the Pulumi state it is a secret (said here rather than left
         # to the provider's marking of the password).
-        parts = Output.all(self.account.name, access_key.result, secret_key.result)
+        secret_url = self.swarm.secret_url if self.swarm is not None else None
+        parts = Output.all(self.account.name, access_key.result, secret_key.result, secret_url)
         custom_data: Output[str] = Output.secret(parts.apply(
             lambda a: azure_custom_data(HostConfig(
                 cloud="azure", region=MINIO_REGION, bucket=CONTAINER, simapp_image=s.simapp, workers=self.workers,
@@ -251,7 +288,8 @@ class AzureEnvironment(pulumi.ComponentResource):
                 host_user=s.admin_username, minio_access_key=a[1], minio_secret_key=a[2],
                 azure_storage_account=a[0], azure_blob_container=CONTAINER,
                 idle_stop_minutes=s.cost.idle_stop_minutes,
-                power_off_after_max_minutes=s.cost.power_off_after_max_minutes))))
+                power_off_after_max_minutes=s.cost.power_off_after_max_minutes,
+                sim_nodes=s.sim_nodes.count, sim_node_workers=self.node_workers, swarm_token_secret_url=a[3]))))
         spot = s.priority == "spot"
         return compute.VirtualMachine(
             "host",
@@ -291,8 +329,8 @@ class AzureEnvironment(pulumi.ComponentResource):
             tags=self._tags,
             opts=ResourceOptions(
                 parent=self,
-                # The host must find its package on first boot.
-                depends_on=[package],
+                # The host must find its package on first boot (and, with nodes, the secret it writes).
+                depends_on=[package, *([self.swarm.secret] if self.swarm is not None else [])],
                 # customData only runs on first boot and Azure cannot change it: a new rendering must not replace
                 # a training host. `pulumi up --replace` rebuilds it on purpose.
                 ignore_changes=["osProfile.customData"],
@@ -313,6 +351,7 @@ class AzureEnvironment(pulumi.ComponentResource):
         group_scope = Output.all(self._client.subscription_id, self.host_group.name).apply(
             lambda a: azure_roles.resource_group_scope(*a))
         role_id = random.RandomUuid("deallocate-role-id", opts=ResourceOptions(parent=self))
+        self.deallocate_role_id: Output[str] = role_id.result
         definition = authorization.RoleDefinition(
             "vm-self-deallocate",
             role_definition_id=role_id.result,
@@ -324,6 +363,7 @@ class AzureEnvironment(pulumi.ComponentResource):
             scope=group_scope,
             assignable_scopes=[group_scope],
             opts=ResourceOptions(parent=self))
+        self.deallocate_definition = definition
         return authorization.RoleAssignment(
             "host-deallocate",
             principal_id=self.vm.identity.apply(lambda i: i.principal_id),

@@ -56,3 +56,21 @@ def resource_group_scope(subscription_id: str, resource_group: str) -> str:
     """Custom roles can be made assignable no narrower than a resource group (Azure refuses a resource there);
     the assignment itself is on the VM."""
     return f"/subscriptions/{subscription_id}/resourceGroups/{resource_group}"
+
+
+# Simulation nodes (docs/multi-node.md). Built-in: read a secret's value (and its metadata), nothing else.
+KEY_VAULT_SECRETS_USER = "4633458b-17de-408a-b874-0445c86b69e6"
+# Built-in: read blobs (the deployer reads the nodes' status reports).
+STORAGE_BLOB_DATA_READER = "2a2b9908-6ea1-4ae2-8e65-a410df84e7d1"
+# The one thing the host may do to the swarm token's secret: write a new value (which is how it rotates it).
+KEY_VAULT_SET_SECRET_ACTION = "Microsoft.KeyVault/vaults/secrets/setSecret/action"
+
+
+def swarm_token_write_permissions() -> list[dict]:
+    return [{"actions": [], "not_actions": [], "data_actions": [KEY_VAULT_SET_SECRET_ACTION],
+             "not_data_actions": []}]
+
+
+def secret_scope(vault_id: str, secret_name: str) -> str:
+    """The ARM id of one Key Vault secret: role assignments there reach that secret only."""
+    return f"{vault_id}/secrets/{secret_name}"

@@ -53,6 +53,11 @@ class HostConfig:
     power_off_after_max_minutes: bool = False
     # AWS: the SNS topic the host publishes its notifications to (sns:Publish on this topic only); None: none.
     notify_topic_arn: Optional[str] = None
+    # Simulation nodes that join this host's swarm (docs/multi-node.md); 0: none, and system.env says nothing.
+    sim_nodes: int = 0
+    sim_node_workers: int = 0  # workers each node carries
+    swarm_token_parameter: Optional[str] = None  # AWS: the SSM parameter the host writes the worker token to
+    swarm_token_secret_url: Optional[str] = None  # Azure: the Key Vault secret the host writes it to
 
 
 def _env_file(header: str, values: dict[str, str]) -> str:
@@ -85,6 +90,8 @@ def system_env(host: HostConfig) -> str:
     }
     if host.notify_topic_arn:
         values["DR_NOTIFY_TOPIC_ARN"] = host.notify_topic_arn
+    if host.sim_nodes:
+        values.update(_swarm_values(host))
     if host.cloud == "azure":
         azure = {
             # MinIO on the host (session/storage/minio.py starts it with these; DRfC's names).
@@ -99,6 +106,20 @@ def system_env(host: HostConfig) -> str:
                 raise ValueError(f"{key}: expected a value for an Azure host, got none")
         values.update(azure)  # type: ignore[arg-type]
     return _env_file("# Written by cloud-init from the Pulumi stack; change the stack, not this file.\n", values)
+
+
+def _swarm_values(host: HostConfig) -> dict[str, str]:
+    """The host's side of the swarm contract (docs/multi-node.md): how many nodes to expect, and where to write the
+    worker join token (its place, never a token)."""
+    if host.sim_node_workers < 1:
+        raise ValueError(f"sim_node_workers: expected at least 1 with sim_nodes, got {host.sim_node_workers}")
+    place = ({"DR_SWARM_TOKEN_PARAMETER": host.swarm_token_parameter} if host.cloud == "aws"
+             else {"DR_SWARM_TOKEN_SECRET_URL": host.swarm_token_secret_url})
+    for key, value in place.items():
+        if not value:
+            raise ValueError(f"{key}: expected the token secret's place with sim_nodes, got none")
+    return {"DR_SIM_NODES": str(host.sim_nodes), "DR_SIM_NODE_WORKERS": str(host.sim_node_workers),
+            **place}  # type: ignore[dict-item]
 
 
 def bootstrap_env(host: HostConfig) -> str:

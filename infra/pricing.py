@@ -25,6 +25,18 @@ AWS_INSTANCE_TYPES: dict[str, tuple[int, float]] = {
     "g6.8xlarge": (32, 2.014),
 }
 
+# CPU types for simulation nodes (settings.SimNodes): (vCPUs, on-demand USD per hour, us-east-1).
+AWS_CPU_INSTANCE_TYPES: dict[str, tuple[int, float]] = {
+    "c7i.xlarge": (4, 0.1785),
+    "c7i.2xlarge": (8, 0.357),
+    "c7i.4xlarge": (16, 0.714),
+    "c6i.2xlarge": (8, 0.34),
+    "c6i.4xlarge": (16, 0.68),
+    "m7i.2xlarge": (8, 0.4032),
+}
+# A node's encrypted gp3 root volume: Ubuntu, Docker and the simulator image (~25 GB unpacked), logs.
+NODE_DISK_GB = 64
+
 # Spot prices move hourly; for these types they have sat around 40% of on-demand (g4dn.2xlarge ~$0.31).
 SPOT_FRACTION = 0.42
 GP3_USD_PER_GB_MONTH = 0.08
@@ -60,6 +72,34 @@ def aws_hourly_estimate(instance_type: str, market: str, root_volume_gb: int,
     }
 
 
+def _with_nodes(estimate: dict, nodes: dict) -> dict:
+    """The host's estimate plus the simulation nodes: totals include them, `hostTotalUsd` is the host alone."""
+    node_usd, spot_node, regular_node = nodes.pop("_chosen"), nodes.pop("_spot"), nodes.pop("_regular")
+    count = nodes["count"]
+
+    def add(host: Optional[float], node: Optional[float]) -> Optional[float]:
+        return None if host is None or node is None else round(host + count * node, 3)
+
+    first, second = [k for k in estimate if k.endswith("TotalUsd")]  # on-demand/regular, then spot
+    return {**estimate, "hostTotalUsd": estimate["totalUsd"], "totalUsd": add(estimate["totalUsd"], node_usd),
+            first: add(estimate[first], regular_node), second: add(estimate[second], spot_node),
+            "simNodes": {**nodes, "nodeUsd": None if node_usd is None else round(node_usd, 3),
+                         "nodesUsd": None if node_usd is None else round(count * node_usd, 3)}}
+
+
+def aws_nodes_estimate(estimate: dict, count: int, node_type: str, spot: bool) -> dict:
+    """`estimate` (aws_hourly_estimate's) with `count` simulation nodes of `node_type` added; unchanged for 0."""
+    if count == 0:
+        return estimate
+    known = AWS_CPU_INSTANCE_TYPES.get(node_type)
+    disk = NODE_DISK_GB * GP3_USD_PER_GB_MONTH / HOURS_PER_MONTH
+    on_demand = None if known is None else known[1] + disk
+    spot_usd = None if known is None else known[1] * SPOT_FRACTION + disk
+    return _with_nodes(estimate, {"count": count, "type": node_type, "market": "spot" if spot else "on-demand",
+                                  "_chosen": spot_usd if spot else on_demand, "_spot": spot_usd,
+                                  "_regular": on_demand})
+
+
 # -- Azure ---------------------------------------------------------------------------------------------------
 
 AZURE_PRICE_BASIS = "East US Linux pay-as-you-go list prices, 2026; other regions differ by up to ~30%"
@@ -80,7 +120,15 @@ AZURE_SPOT_FRACTION = 0.3
 # Premium SSD (LRS) is billed by tier, the smallest tier that holds the disk: (GiB, USD per month).
 AZURE_PREMIUM_SSD_TIERS = ((32, 5.28), (64, 10.21), (128, 19.71), (256, 38.01), (512, 73.22), (1024, 135.17),
                            (2048, 259.05), (4095, 495.57))
-AZURE_PUBLIC_IP_USD_PER_HOUR = 0.005  # Standard static IPv4, charged while it exists
+AZURE_PUBLIC_IP_USD_PER_HOUR = 0.005
+# CPU sizes for simulation nodes: (vCPUs, pay-as-you-go USD per hour, East US).
+AZURE_CPU_VM_SIZES: dict[str, tuple[int, float]] = {
+    "Standard_F4s_v2": (4, 0.169),
+    "Standard_F8s_v2": (8, 0.338),
+    "Standard_F16s_v2": (16, 0.677),
+    "Standard_D8s_v5": (8, 0.384),
+    "Standard_D16s_v5": (16, 0.768),
+}  # Standard static IPv4, charged while it exists
 
 
 def azure_vcpus(vm_size: str) -> Optional[int]:
@@ -120,3 +168,15 @@ def azure_hourly_estimate(vm_size: str, priority: str, os_disk_gb: int,
         "basis": f"{AZURE_PRICE_BASIS}; spot taken as {AZURE_SPOT_FRACTION:.0%} of pay-as-you-go (it moves with "
                  "demand)",
     }
+
+
+def azure_nodes_estimate(estimate: dict, count: int, vm_size: str, spot: bool) -> dict:
+    """`estimate` (azure_hourly_estimate's) with `count` simulation nodes (VM, Premium SSD, public IP) added."""
+    if count == 0:
+        return estimate
+    known = AZURE_CPU_VM_SIZES.get(vm_size)
+    fixed = azure_disk_usd_per_hour(NODE_DISK_GB) + AZURE_PUBLIC_IP_USD_PER_HOUR
+    regular = None if known is None else known[1] + fixed
+    spot_usd = None if known is None else known[1] * AZURE_SPOT_FRACTION + fixed
+    return _with_nodes(estimate, {"count": count, "type": vm_size, "priority": "spot" if spot else "regular",
+                                  "_chosen": spot_usd if spot else regular, "_spot": spot_usd, "_regular": regular})

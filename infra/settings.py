@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass
 from typing import Callable, Literal, Optional, TypeVar, Union
 
-from infra.pricing import azure_vcpus
+from infra.pricing import AWS_CPU_INSTANCE_TYPES, AZURE_CPU_VM_SIZES, azure_vcpus
 from session.core.defaults import MAX_WORKERS  # one maximum for the stack and the host's DR_WORKERS
 
 PROJECT = "deepracer-cloud"
@@ -33,6 +33,11 @@ MAX_ALERT_EMAILS = 10  # e-mail subscribers of one AWS Budgets notification
 
 CLOUDS = ("aws", "azure")
 
+# Simulation nodes (issue 12): CPU machines that join the host's Docker Swarm and run only simulation workers.
+DEFAULT_AWS_SIM_NODE_TYPE = "c7i.2xlarge"  # 8 vCPU, 16 GiB: 4 workers, no GPU
+DEFAULT_AZURE_SIM_NODE_SIZE = "Standard_F8s_v2"  # 8 vCPU, 16 GiB: 4 workers, no GPU
+MAX_SIM_NODES = 8
+
 Market = Literal["on-demand", "spot"]
 Priority = Literal["regular", "spot"]
 
@@ -48,6 +53,16 @@ _AZURE_RESERVED_USERS = frozenset({
     "test", "test1", "test2", "test3", "user", "user1", "user2", "user3", "user4", "user5", "daemon", "bin",
     "nobody", "docker",
 })
+
+
+@dataclass(frozen=True)
+class SimNodes:
+    """Extra CPU machines for simulation workers, joined to the host's swarm (docs/multi-node.md). count 0: none."""
+
+    count: int = 0
+    node_type: str = DEFAULT_AWS_SIM_NODE_TYPE  # an EC2 instance type or an Azure VM size
+    spot: bool = True  # AWS simNodeMarket spot / on-demand; Azure simNodePriority spot / regular
+    workers: Optional[int] = None  # per node; None: derived from the type's vCPUs (node_workers_for_vcpus)
 
 
 class SettingsError(ValueError):
@@ -85,6 +100,7 @@ class AwsSettings:
     aws_profile: Optional[str]
     availability_zone: Optional[str]  # None: the first zone (by name) that offers the instance type
     cost: CostControls
+    sim_nodes: SimNodes = SimNodes()
 
     @property
     def simapp(self) -> str:
@@ -109,6 +125,7 @@ class AzureSettings:
     keep_storage_on_destroy: bool
     ready_timeout_minutes: int
     cost: CostControls
+    sim_nodes: SimNodes = SimNodes(node_type=DEFAULT_AZURE_SIM_NODE_SIZE)
 
     @property
     def simapp(self) -> str:
@@ -198,6 +215,19 @@ class _Reader:
         if not re.fullmatch(r"\d+(\.\d{1,2})?", value) or not 0 < float(value) <= high:
             raise self.fail(key, expected, value)
         return float(value)
+
+
+def _sim_nodes(r: "_Reader", default_type: str, type_pattern: str, type_expected: str, market_key: str,
+               markets: tuple[str, str], known: dict[str, tuple[int, float]], need_known: bool) -> SimNodes:
+    count = r.integer("simNodes", 0, 0, MAX_SIM_NODES)
+    node_type = r.text("simNodeType", default_type, type_pattern, type_expected)
+    assert node_type is not None
+    market = r.choice(market_key, markets[0], markets)
+    workers = r.integer("simNodeWorkers", None, 1, MAX_WORKERS)
+    if count and workers is None and need_known and node_type not in known:
+        raise r.fail("simNodeWorkers", f"a number of workers per node from 1 to {MAX_WORKERS} for simNodeType "
+                     f"{node_type}, whose vCPUs this project does not know", None)
+    return SimNodes(count=count, node_type=node_type, spot=market == "spot", workers=workers)
 
 
 def _full(key: str) -> str:
@@ -291,6 +321,9 @@ def load_aws(stack: str, get: Getter) -> AwsSettings:
         aws_profile=r.text("aws:profile", None),
         availability_zone=zone,
         cost=_cost_controls(r),
+        sim_nodes=_sim_nodes(r, DEFAULT_AWS_SIM_NODE_TYPE, r"[a-z][a-z0-9-]*\.[a-z0-9]+",
+                             "an EC2 instance type such as c7i.2xlarge", "simNodeMarket", ("spot", "on-demand"),
+                             AWS_CPU_INSTANCE_TYPES, need_known=False),
     )
 
 
@@ -348,12 +381,21 @@ def load_azure(stack: str, get: Getter) -> AzureSettings:
         keep_storage_on_destroy=r.boolean("keepStorageOnDestroy", True),
         ready_timeout_minutes=r.integer("readyTimeoutMinutes", DEFAULT_READY_TIMEOUT_MINUTES, 5, 180),
         cost=_cost_controls(r),
+        # Azure has no lookup of a size's vCPUs before the VM exists: unknown sizes need simNodeWorkers.
+        sim_nodes=_sim_nodes(r, DEFAULT_AZURE_SIM_NODE_SIZE, r"Standard_[A-Za-z0-9_]+",
+                             "an Azure VM size such as Standard_F8s_v2", "simNodePriority", ("spot", "regular"),
+                             AZURE_CPU_VM_SIZES, need_known=True),
     )
 
 
 def workers_for_vcpus(vcpus: int) -> int:
     """Simulation workers a host can carry: 2 vCPUs for the trainer, then 2 per worker (DRfC's guidance)."""
     return max(1, min(MAX_WORKERS, (vcpus - 2) // 2))
+
+
+def node_workers_for_vcpus(vcpus: int) -> int:
+    """Simulation workers a node carries: 2 vCPUs per worker, as on the host, but no trainer to keep room for."""
+    return max(1, min(MAX_WORKERS, vcpus // 2))
 
 
 def cloud_of(stack: str) -> Optional[str]:

@@ -29,12 +29,14 @@ DEPLOYER_OBJECT_ID = "d0d0d0d0-0000-4000-8000-00000000d0d0"
 HOST_PRINCIPAL_ID = "a1a1a1a1-0000-4000-8000-00000000a1a1"
 VM_ID = "5e1f0c2a-7b3d-4e59-9a0b-1c2d3e4f5a6b"
 STORAGE_SUFFIX = "k3x9p2m7q4z8"
+VAULT_SUFFIX = "v7q2m9k4x1z3"
 MINIO_ACCESS_KEY = "ABCDEFGHIJ0123456789"
 MINIO_SECRET_KEY = "s3cr3tS3cr3tS3cr3tS3cr3tS3cr3tS3cr3tS3cr"
 AZURE_PUBLIC_IP = "20.51.0.7"
 DEALLOCATE_ROLE_ID = "7c3f2a1e-5d4b-4c6a-8e9f-0a1b2c3d4e5f"
 HOST_INSTANCE_ID = "i-0abc123def4567890"
 HOST_SPOT_REQUEST_ID = "sir-0abc1234"
+HOST_PRIVATE_IP = "10.42.1.10"
 
 
 @dataclass
@@ -84,13 +86,23 @@ class AwsMocks(pulumi.runtime.Mocks):
             name = f"{args.inputs.get('bucketPrefix', 'bucket-')}abc123"
             state.update(bucket=name, arn=f"arn:aws:s3:::{name}")
             rid = name
+        elif args.typ == "aws:ec2/instance:Instance" and args.name.startswith("sim-node-"):
+            number = int(args.name.rsplit("-", 1)[1])
+            rid = f"i-0node{number:012d}"
+            state.update(privateIp=f"10.42.1.{20 + number}", publicIp=f"198.51.100.{20 + number}",
+                         spotInstanceRequestId=f"sir-node{number}" if args.inputs.get("instanceMarketOptions")
+                         else "")
         elif args.typ == "aws:ec2/instance:Instance":
             rid = self.instance_id
             state.update(publicDns="ec2-198-51-100-7.compute-1.amazonaws.com", publicIp="198.51.100.7",
+                         privateIp=HOST_PRIVATE_IP,
                          spotInstanceRequestId=self.spot_request_id if args.inputs.get("instanceMarketOptions")
                          else "")
         elif args.typ == "aws:iam/role:Role":
             state.update(arn=f"arn:aws:iam::{FAKE_ACCOUNT}:role/{args.name}", name=f"{args.name}-role")
+        elif args.typ == "aws:ssm/parameter:Parameter":
+            rid = args.inputs["name"]
+            state.update(arn=f"arn:aws:ssm:us-east-1:{FAKE_ACCOUNT}:parameter{rid}")
         elif args.typ == "aws:iam/instanceProfile:InstanceProfile":
             state.update(name=f"{args.name}-profile")
         elif args.typ == "aws:ec2/keyPair:KeyPair":
@@ -148,7 +160,8 @@ class AzureMocks(pulumi.runtime.Mocks):
         if args.typ == "azure-native:resources:ResourceGroup":
             rid = f"/subscriptions/{SUBSCRIPTION}/resourceGroups/{name}"
         elif args.typ == "random:index/randomString:RandomString":
-            state["result"] = STORAGE_SUFFIX if args.name == "storage-suffix" else MINIO_ACCESS_KEY
+            state["result"] = {"storage-suffix": STORAGE_SUFFIX, "vault-suffix": VAULT_SUFFIX}.get(args.name,
+                                                                                                 MINIO_ACCESS_KEY)
             name = rid = state["result"]
         elif args.typ == "azure-native:consumption:Budget":
             name = inputs["budgetName"]  # ARM's name of a budget is the name given
@@ -163,6 +176,13 @@ class AzureMocks(pulumi.runtime.Mocks):
         elif args.typ == "random:index/randomPassword:RandomPassword":
             state["result"] = MINIO_SECRET_KEY
             rid = "none"
+        elif args.typ == "azure-native:keyvault:Vault":
+            name = inputs["vaultName"]
+            rid = (f"/subscriptions/{SUBSCRIPTION}/resourceGroups/{inputs['resourceGroupName']}"
+                   f"/providers/Microsoft.KeyVault/vaults/{name}")
+        elif args.typ == "azure-native:network:ApplicationSecurityGroup":
+            rid = (f"/subscriptions/{SUBSCRIPTION}/resourceGroups/{inputs['resourceGroupName']}"
+                   f"/providers/Microsoft.Network/applicationSecurityGroups/{name}")
         elif args.typ == "azure-native:storage:StorageAccount":
             name = inputs["accountName"]
             rid = (f"/subscriptions/{SUBSCRIPTION}/resourceGroups/{inputs['resourceGroupName']}"
