@@ -647,6 +647,23 @@ class Engine:
             lines = lines[-tail:] if tail > 0 else []
         return "".join(f"{line}\n" for line in lines)
 
+    def _task_stream(self, service: str, task: str) -> Iterator[bytes]:
+        """A swarm task's log as it arrives, through the manager: the service's stream, this task's lines only."""
+        with self._translated(f"cannot read the logs of task {task[:12]} of service {service}"):
+            raw = self._client.api.service_logs(service, stdout=True, stderr=True, details=True, follow=True)
+        marker = f"{_SWARM_TASK_ID}={task}"
+
+        def lines() -> Iterator[bytes]:
+            try:
+                for line in _split_lines(raw):
+                    details, _, message = line.partition(" ")
+                    if marker in details.split(","):
+                        yield f"{message}\n".encode()
+            finally:
+                _close(raw)
+
+        return lines()
+
     def follow(self, container: ContainerRef) -> Iterator[str]:
         """The container's log lines from its start, then as they arrive; ends when the container exits.
         Closing the iterator closes the stream."""
@@ -662,6 +679,9 @@ class Engine:
 
     def _open_stream(self, container: ContainerRef) -> Any:
         from docker.errors import NotFound
+
+        if isinstance(container, ContainerInfo) and container.task and container.service:
+            return self._task_stream(container.service, container.task)
 
         with self._translated(f"cannot read the logs of {_name_of(container)}"):
             try:
