@@ -831,6 +831,11 @@ def _swarm_slot(labels: Mapping[str, str]) -> str:
 _DOCKER_TIME = re.compile(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d+))?(Z|[+-]\d\d:\d\d)$")
 
 
+def docker_time(value: Optional[str]) -> Optional[datetime]:
+    """A time as the engine writes it (RFC 3339 with nanoseconds), in UTC; None for its zero time."""
+    return _timestamp(value)
+
+
 def _timestamp(value: Optional[str]) -> Optional[datetime]:
     """Docker's RFC 3339 times carry nanoseconds; its zero time means never."""
     match = _DOCKER_TIME.match(value or "")

@@ -15,6 +15,7 @@ and the host runs as it always did.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Dict, List, Optional, Tuple
 
 from session.engine.containers import (
@@ -25,6 +26,7 @@ from session.engine.containers import (
     Engine,
     EngineError,
     compose_network_labels,
+    docker_time,
 )
 
 LABEL_SAGEMAKER = "Sagemaker"  # node label, as DRfC names it: the trainer runs here (the manager)
@@ -73,6 +75,7 @@ class Task:
     exit_code: Optional[int] = None
     error: str = ""
     message: str = ""
+    created_at: Optional[datetime] = None
 
     @property
     def live(self) -> bool:
@@ -333,7 +336,7 @@ class Swarm:
         return ContainerInfo(
             id=task.container_id or task.id, name=f"{task.service}.{task.slot}.{task.id}", image="",
             role="worker", run=run, worker=task.slot, prefix=prefix, status=status,
-            exit_code=task.exit_code if status == "exited" else None,
+            exit_code=task.exit_code if status == "exited" else None, started_at=task.created_at,
             node=node.hostname if node is not None else task.node_id, task=task.id, service=task.service)
 
 
@@ -355,5 +358,6 @@ def _task(attrs: Dict[str, Any], service: str) -> Task:
     return Task(id=attrs["ID"], service=service, slot=int(attrs.get("Slot") or 0), node_id=str(attrs.get("NodeID", "")),
                 state=str(status.get("State", "")), desired_state=str(attrs.get("DesiredState", "")),
                 container_id=container.get("ContainerID") or None, exit_code=int(code) if code is not None else None,
-                error=str(status.get("Err") or ""), message=str(status.get("Message") or ""))
+                error=str(status.get("Err") or ""), message=str(status.get("Message") or ""),
+                created_at=docker_time(attrs.get("CreatedAt")))
 

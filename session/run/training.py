@@ -278,7 +278,8 @@ def _raise_if_interrupted(store: RunStateStore, token: str, failure: Optional[Ba
                             "the next boot (`deepracer resume` continues it by hand)") from failure
 
 
-def _stop_run(engine: Engine, system: SystemConfig, run: RunConfig, timeout: float) -> list[ContainerInfo]:
+def _stop_run(engine: Engine, system: SystemConfig, run: RunConfig, timeout: float,
+              logs: Optional[dict[str, str]] = None) -> list[ContainerInfo]:
     """The trainer first, so it starts no new SageMaker container; then the sibling(s), listed only now; then
     the workers (a worker stopping under a running trainer looks to it like a crash)."""
     ours = [c for c in engine.list(run=str(run.run_id)) if c.running and c.role in TRAINING_ROLES and not c.service]
@@ -289,41 +290,51 @@ def _stop_run(engine: Engine, system: SystemConfig, run: RunConfig, timeout: flo
                 for c in engine.sagemaker_siblings(image_of(system), prefix, run=str(run.run_id)) if c.running}
     stopped += engine.stop(list(siblings.values()), timeout=timeout)
     stopped += engine.stop([c for c in ours if c.role != "trainer"], timeout=timeout)
-    return stopped + _stop_worker_service(engine, run, timeout)
+    return stopped + _stop_worker_service(engine, run, timeout, logs)
 
 
-def _stop_worker_service(engine: Engine, run: RunConfig, timeout: float) -> list[ContainerInfo]:
-    """A swarm's workers: scaled to none, so every node stops its replica and keeps its container (its log stays
-    readable through the manager until the service goes, at the next `train` or `stop`). A replica on a node
-    that is down (lost) cannot be stopped from here; it is reported as it is, and the node's own end stops it."""
+def _stop_worker_service(engine: Engine, run: RunConfig, timeout: float,
+                         logs: Optional[dict[str, str]] = None) -> list[ContainerInfo]:
+    """A swarm's workers: each replica's log read through the manager (into `logs`, by container id), then the
+    service scaled to none, which stops and removes every node's replica, then the service removed. Scaling
+    down removes the containers, so the logs are read first: the last moment of a replica's log may miss them.
+    A replica on a node that is down (lost) can be neither read nor stopped from here: it is reported as it is,
+    and its node stops it when it comes back (swarm removes the task) or goes with its node."""
     swarm = Swarm(engine)
-    if not swarm.is_manager() or swarm.service(worker_service_name(run.run_id)) is None:
+    name = worker_service_name(run.run_id)
+    if not swarm.is_manager() or swarm.service(name) is None:
         return []
     before = [c for c in swarm_workers(swarm, run) if c.running or c.lost]
-    if not before:
-        return []
-    name = worker_service_name(run.run_id)
+    if logs is not None:
+        for replica in before:
+            if not replica.lost:
+                logs[replica.id] = engine.logs(replica)
     swarm.scale(name, 0)
     deadline = time.monotonic() + timeout + 30
-    while any(t.live for t in swarm.current_tasks(name) if t.id in {c.task for c in before if not c.lost}):
+    while any(t.live for t in swarm.tasks(name) if nodes_ready(swarm, t.node_id)):
         if time.monotonic() > deadline:
-            break  # reported below as still running
+            break  # the service's removal below stops them all the same
         time.sleep(0.5)
-    after = {c.task: c for c in swarm_workers(swarm, run)}
-    return [after.get(c.task, c) if not c.lost else c for c in before]
+    swarm.remove_service(name)
+    return [c if c.lost else replace(c, status="exited") for c in before]
+
+
+def nodes_ready(swarm: Swarm, node_id: str) -> bool:
+    return any(node.id == node_id and node.ready for node in swarm.nodes())
 
 
 def stop_training(host: Host, *, say: Say = console.say, timeout: float = 30, keep: bool = True) -> list[ContainerInfo]:
     """Stops the run's containers, the trainer's sibling included; checkpoints in storage stay, the logs go
     to `<prefix>/logs/` so they outlive the containers, and with `keep` the keeper keeps the stopped prefixes
     (Azure: to Blob). The graceful stop of a notice passes keep=False: it records the checkpoint first."""
-    stopped = _stop_run(host.engine, host.system, host.run, timeout)
+    logs: dict[str, str] = {}
+    stopped = _stop_run(host.engine, host.system, host.run, timeout, logs)
     if not stopped:
         say(f"run {host.run.run_id}: nothing is running")
         return []
     for container in stopped:
         say(f"stopped {container.name}")
-    upload_logs(host, stopped, say)
+    upload_logs(host, stopped, say, logs)
     if keep:
         host.keeper.keep(stopped_prefixes(stopped, host.run), say=say)
     return stopped
@@ -344,7 +355,10 @@ def restore_pretrained(host: Host, *, say: Say = console.say) -> Optional[SyncRe
     return host.keeper.restore(host.run.local_s3_pretrained_prefix, say=say)
 
 
-def upload_logs(host: Host, containers: list[ContainerInfo], say: Say) -> None:
+def upload_logs(host: Host, containers: list[ContainerInfo], say: Say,
+                captured: Optional[dict[str, str]] = None) -> None:
+    """Each container's log to `<prefix>/logs/`; `captured` holds the logs of those already gone (a swarm's
+    replicas), by container id."""
     for container in containers:
         if container.lost:
             say(f"the log of worker {container.worker} is on node {container.node}, which is down: not saved")
@@ -355,5 +369,6 @@ def upload_logs(host: Host, containers: list[ContainerInfo], say: Say) -> None:
         name = f"{role}-{container.worker}" if container.worker else role
         stamp = (container.started_at.strftime("%Y%m%d%H%M%S") if container.started_at else "unknown")
         key = f"{prefix}/logs/{stamp}-{name}.log"
-        host.storage.put_text(key, host.engine.logs(container))
+        text = (captured or {}).get(container.id)
+        host.storage.put_text(key, text if text is not None else host.engine.logs(container))
         say(f"saved the {name} log to {host.storage.url(key)}")

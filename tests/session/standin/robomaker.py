@@ -34,6 +34,7 @@ from simapp import (
     get_bytes,
     get_json,
     log,
+    ping_redis,
     put,
     s3_client,
     sensor_line,
@@ -371,6 +372,11 @@ def main(argv: list[str]) -> int:
     wait_for(lambda: get_bytes(s3, bucket, f"{prefix}/ip/done") is not None, "the trainer's ip/done")
     log(f"[s3] Successfully downloaded ip config from                  s3 key {prefix}/ip/ip.json to local "
         "./custom_files/ip.json.", AGENT)
+    redis = str((get_json(s3, bucket, f"{prefix}/ip/ip.json") or {}).get("IP"))
+    if not ping_redis(redis):
+        fail(f"Failed to connect to the trainer's Redis at {redis}:6379", function="rollout_worker",
+             error_code="500", event_type="system_error")
+    log(f"Connected to the trainer's Redis at {redis}:6379", AGENT)
     hyperparameters = get_json(s3, bucket, f"{prefix}/ip/hyperparameters.json") or {}
     log(f"[s3] Successfully downloaded hyperparameters from                      s3 key {prefix}/ip/"
         "hyperparameters.json to local ./custom_files/agent/hyperparameters.json.", AGENT)

@@ -35,6 +35,7 @@ from simapp import (
     put,
     s3_client,
     sensor_line,
+    serve_redis,
     simapp_exit,
     wait_for,
 )
@@ -114,6 +115,7 @@ class Trainer:
         log(f"[s3] Successfully uploaded hyperparameters to                  s3 bucket {self.bucket} with s3 key "
             f"{self.key('ip/hyperparameters.json')}.")
         put(self.s3, self.bucket, self.key("model/model_metadata.json"), metadata)
+        serve_redis()  # the real trainer's redis-server runs before it hands out its address
         log(f"Hostname: {socket.gethostname()}")
         put(self.s3, self.bucket, self.key("ip/ip.json"), {"IP": socket.gethostbyname(socket.gethostname())})
         put(self.s3, self.bucket, self.key("ip/done"), "")
