@@ -182,7 +182,12 @@ class TwoNodeSwarm:
     worker_addr: str
     manager_id: str
     worker_id: str
-    worker_daemon: Path  # the worker node's dockerd pid file: a test that loses the node kills it
+    link: str  # this namespace's end of the veth pair
+
+    def lose_worker(self) -> None:
+        """The worker node vanishes as a reclaimed spot VM does for the manager: no word from it, ever again
+        (its link goes down; its daemon and containers stay, so the fixture can still clean them up)."""
+        _ip("link", "set", self.link, "down")
 
 
 SWARM_SUBNET = "192.168.77"  # only addresses in the namespace the fixture makes itself
@@ -234,8 +239,7 @@ def two_node_swarm(tmp_path: Path) -> Iterator[TwoNodeSwarm]:
                                         (worker_id, {"Robomaker": "true"})):
                     node = one.nodes.get(node_id)
                     node.update({**node.attrs["Spec"], "Labels": labels})
-                yield TwoNodeSwarm(manager, worker, manager_addr, worker_addr, manager_id, worker_id,
-                                   tmp_path / "n2" / "docker.pid")
+                yield TwoNodeSwarm(manager, worker, manager_addr, worker_addr, manager_id, worker_id, f"{veth}a")
             finally:
                 with contextlib.suppress(Exception):
                     for service in one.services.list():
@@ -247,5 +251,12 @@ def two_node_swarm(tmp_path: Path) -> Iterator[TwoNodeSwarm]:
     finally:
         import subprocess
 
+        # A daemon that dies leaves its sandboxes' namespaces mounted under its exec root, and their VXLAN devices
+        # keep the overlay's VNIs taken on this host: the next swarm could not make its ingress network.
+        exec_roots = tuple(f"/tmp/dr-{name}-{os.getpid()}/" for name in ("sw1", "sw2"))
+        for line in Path("/proc/mounts").read_text().splitlines():
+            mountpoint = line.split()[1]
+            if mountpoint.startswith(exec_roots) or mountpoint.startswith(f"{tmp_path}/"):
+                subprocess.run(["umount", "-l", mountpoint], capture_output=True)
         subprocess.run(["ip", "netns", "del", netns], capture_output=True)
         subprocess.run(["ip", "link", "del", f"{veth}a"], capture_output=True)

@@ -3,8 +3,6 @@ second in a network namespace of its own, joined over a veth pair, with a VXLAN 
 
 from __future__ import annotations
 
-import os
-import signal
 import time
 from typing import Callable, TypeVar
 
@@ -76,15 +74,17 @@ def test_init_on_the_manager_keeps_its_swarm_labels_it_and_gives_the_workers_joi
         other.init(two_node_swarm.worker_addr)
 
 
-def test_a_fresh_engine_inits_a_swarm_and_labels_itself(docker_engine: str):
-    swarm = Swarm(Engine(base_url=docker_engine))
+def test_a_fresh_engine_inits_a_swarm_and_labels_itself(two_node_swarm: TwoNodeSwarm):
+    # The worker node, once it has left, is an engine without a swarm (in a network namespace of its own, so its
+    # overlay's VXLAN devices clash with nobody's)
+    swarm = Swarm(Engine(base_url=two_node_swarm.worker))
+    swarm.leave(force=True)
     assert not swarm.active()
-    try:
-        node = swarm.init("127.0.0.1")
-        assert swarm.is_manager()
-        assert [(n.id, n.labels) for n in swarm.nodes()] == [(node, {"Sagemaker": "true", "Robomaker": "true"})]
-    finally:
-        swarm.leave(force=True)
+    node = swarm.init(two_node_swarm.worker_addr)
+    assert swarm.is_manager() and node != two_node_swarm.worker_id
+    assert [(n.id, n.labels) for n in swarm.nodes()] == [(node, {"Sagemaker": "true", "Robomaker": "true"})]
+    assert swarm.manager_address() == f"{two_node_swarm.worker_addr}:2377"
+    swarm.leave(force=True)
     assert not swarm.active()
 
 
@@ -145,8 +145,7 @@ def test_a_worker_node_lost_shows_its_workers_lost_and_the_service_still_goes(tw
         "two running workers")
     assert {t.node_id for t in tasks} == {two_node_swarm.manager_id, two_node_swarm.worker_id}
 
-    # a spot reclaim: the node vanishes without a word (its daemon killed, nothing left cleanly)
-    os.kill(int(two_node_swarm.worker_daemon.read_text()), signal.SIGKILL)
+    two_node_swarm.lose_worker()  # a spot reclaim: the node vanishes without a word
     poll(lambda: not next(n for n in swarm.nodes() if n.id == two_node_swarm.worker_id).ready, "the node down")
     nodes = {node.id: node for node in swarm.nodes()}
     shown = {c.worker: c for c in (swarm.task_container(t, nodes, run="7") for t in swarm.current_tasks(

@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
-import os
 import shutil
-import signal
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -169,7 +167,7 @@ def test_a_lost_node_shows_its_worker_lost_and_stop_still_ends_the_run_on_the_ma
     tasks = Swarm(host.engine).current_tasks(f"deepracer-{host.run.run_id}-worker")
     remote = next(t.slot for t in tasks if t.node_id == two_node_swarm.worker_id)
 
-    os.kill(int(two_node_swarm.worker_daemon.read_text()), signal.SIGKILL)  # a spot reclaim: no word from it
+    two_node_swarm.lose_worker()  # a spot reclaim: no word from the node, ever again
     lost = poll(lambda: [c for c in run_containers(host.engine, host.system, host.run) if c.lost],
                 "the lost worker")
     assert [(c.role, c.worker) for c in lost] == [("worker", remote)]
