@@ -615,7 +615,8 @@ class Engine:
         """stdout and stderr interleaved as written; `tail` last lines only, `since` a time or a Unix timestamp."""
         from docker.errors import NotFound
 
-        if isinstance(container, ContainerInfo) and container.task and container.service and since is None:
+        if self._elsewhere(container) and since is None:
+            assert isinstance(container, ContainerInfo) and container.service and container.task
             return self.task_logs(container.service, container.task, tail)
         options: Dict[str, Any] = {"stdout": True, "stderr": True}
         if tail is not None:
@@ -630,9 +631,15 @@ class Engine:
         # Containers with a TTY (SageMaker's sibling has one) end lines with \r\n.
         return data.decode("utf-8", "replace").replace("\r\n", "\n")
 
+    def _elsewhere(self, container: ContainerRef) -> bool:
+        """A swarm replica whose container is not on this engine's node: its log comes through the manager."""
+        return (isinstance(container, ContainerInfo) and bool(container.task and container.service)
+                and self._inspect(container) is None)
+
     def task_logs(self, service: str, task: str, tail: Optional[int] = None) -> str:
-        """One swarm task's log through the manager, which reaches the node that ran it (the container may be
-        on another node, or gone with its node: then its log is what the manager got before)."""
+        """One swarm task's log through the manager, which asks the node that ran it. The manager waits for
+        every node with a task of the service: with one of them down it does not answer (Docker 20.10), so a
+        caller that knows of a lost node does not ask."""
         options: Dict[str, Any] = {"stdout": True, "stderr": True, "details": True}
         with self._translated(f"cannot read the logs of task {task[:12]} of service {service}"):
             chunks = self._client.api.service_logs(service, **options)
@@ -680,7 +687,8 @@ class Engine:
     def _open_stream(self, container: ContainerRef) -> Any:
         from docker.errors import NotFound
 
-        if isinstance(container, ContainerInfo) and container.task and container.service:
+        if self._elsewhere(container):
+            assert isinstance(container, ContainerInfo) and container.service and container.task
             return self._task_stream(container.service, container.task)
 
         with self._translated(f"cannot read the logs of {_name_of(container)}"):

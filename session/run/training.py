@@ -305,9 +305,11 @@ def _stop_worker_service(engine: Engine, run: RunConfig, timeout: float,
     if not swarm.is_manager() or swarm.service(name) is None:
         return []
     before = [c for c in swarm_workers(swarm, run) if c.running or c.lost]
+    node_lost = any(c.lost for c in before)
     if logs is not None:
         for replica in before:
-            if not replica.lost:
+            # With a node down the manager would wait for it forever: only this node's replicas are read then.
+            if not replica.lost and (not node_lost or engine.get(replica.id) is not None):
                 logs[replica.id] = engine.logs(replica)
     swarm.scale(name, 0)
     deadline = time.monotonic() + timeout + 30
@@ -362,6 +364,10 @@ def upload_logs(host: Host, containers: list[ContainerInfo], say: Say,
     for container in containers:
         if container.lost:
             say(f"the log of worker {container.worker} is on node {container.node}, which is down: not saved")
+            continue
+        if container.service and container.id not in (captured or {}):
+            say(f"the log of worker {container.worker} on node {container.node} was not read: the manager cannot "
+                "read logs while a node of the swarm is down")
             continue
         # The prefix the container trained, which run.env may no longer name (after `increment`).
         prefix = container.prefix or host.run.local_s3_model_prefix
