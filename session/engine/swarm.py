@@ -281,9 +281,8 @@ class Swarm:
         """The service's tasks on every node, the newest of each slot first, then by slot."""
         with self._translated(f"cannot list the tasks of service {service}"):
             found = self._client().api.tasks(filters={"service": service})
-        tasks = [_task(attrs, service) for attrs in found]
-        order = {t["ID"]: t.get("UpdatedAt", "") for t in found}
-        return sorted(tasks, key=lambda task: (task.slot, _reverse(order[task.id])))
+        newest_first = sorted(found, key=lambda attrs: str(attrs.get("UpdatedAt", "")), reverse=True)
+        return sorted((_task(attrs, service) for attrs in newest_first), key=lambda task: task.slot)  # stable
 
     def current_tasks(self, service: str) -> List[Task]:
         """One task per slot: the newest (restart policy none: a slot has one task unless the service changed)."""
@@ -338,10 +337,6 @@ class Swarm:
             role="worker", run=run, worker=task.slot, prefix=prefix, status=status,
             exit_code=task.exit_code if status == "exited" else None, started_at=task.created_at,
             node=node.hostname if node is not None else task.node_id, task=task.id, service=task.service)
-
-
-def _reverse(text: str) -> str:
-    return "".join(chr(0x10FFFF - ord(ch)) for ch in text)
 
 
 def _node(attrs: Dict[str, Any]) -> Node:

@@ -313,7 +313,7 @@ def _stop_worker_service(engine: Engine, run: RunConfig, timeout: float,
                 logs[replica.id] = engine.logs(replica)
     swarm.scale(name, 0)
     deadline = time.monotonic() + timeout + 30
-    while any(t.live for t in swarm.tasks(name) if nodes_ready(swarm, t.node_id)):
+    while any(t.live for t in swarm.tasks(name) if _node_ready(swarm, t.node_id)):
         if time.monotonic() > deadline:
             break  # the service's removal below stops them all the same
         time.sleep(0.5)
@@ -321,7 +321,7 @@ def _stop_worker_service(engine: Engine, run: RunConfig, timeout: float,
     return [c if c.lost else replace(c, status="exited") for c in before]
 
 
-def nodes_ready(swarm: Swarm, node_id: str) -> bool:
+def _node_ready(swarm: Swarm, node_id: str) -> bool:
     return any(node.id == node_id and node.ready for node in swarm.nodes())
 
 

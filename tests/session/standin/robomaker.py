@@ -2,7 +2,8 @@
 
 Follows the real worker's contract (FORMATS.md §4.1-4.3, §5.1-5.3): picks its configuration (MULTI_CONFIG in
 multi mode), downloads `<SAGEMAKER_SHARED_S3_PREFIX>/<S3_YAML_NAME>` and checks the keys the simapp requires,
-imports the reward function, waits for the trainer's ip.json and hyperparameters, loads the track named by
+imports the reward function, waits for the trainer's ip.json and hyperparameters, PINGs the trainer's Redis at
+ip.json's address (no answer -> simapp_exception, exit 1), loads the track named by
 WORLD_NAME as the real agent does at that point (no route for it -> simapp_exception, exit 1), calls the reward
 function every step (an exception or a bad value -> simapp_exception, exit 1), and for each checkpoint the
 trainer publishes plays its share of episodes and

@@ -4,7 +4,8 @@ Follows the real training worker's S3 contract (FORMATS.md §4.3, §5.5): reads 
 hyperparameters.json as SageMaker-local wrote it (every value a string) and types them with the real defaults
 (simapp bundle/markov/sagemaker_graph_manager.py `get_updated_hyper_parameters`); with a pretrained model, reads
 that model's deepracer_checkpoints.json and the checkpoint it names (missing -> simapp_exception, exit 1);
-prints the header and 'Using the following hyper-parameters'; hands the workers ip/hyperparameters.json and ip/ip.json + ip/done;
+prints the header and 'Using the following hyper-parameters'; serves Redis's PING on 6379 (the workers' first contact with
+the real trainer's Redis) and hands the workers ip/hyperparameters.json and ip/ip.json + ip/done;
 then per iteration saves `model/<n>_Step-<steps>.ckpt.{index,meta,data-00000-of-00001}`, `model/model_<n>.pb`
 and `model/.coach_checkpoint`, waits until the workers' simtrace CSVs of that checkpoint hold
 num_episodes_between_training episodes (the real one receives them over Redis), prints their 'Training>'
