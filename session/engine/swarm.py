@@ -189,6 +189,16 @@ class Swarm:
                         raise
         raise EngineError(f"cannot label node {node_id}: it kept changing meanwhile")
 
+    def label_workers(self) -> List[Node]:
+        """Labels every node that joined (not a manager) `Robomaker=true` unless it says otherwise already
+        (`Robomaker=false` keeps a node out); returns the nodes labelled now."""
+        labelled = []
+        for node in self.nodes():
+            if not node.manager and LABEL_ROBOMAKER not in node.labels:
+                self.label(node.id, {LABEL_ROBOMAKER: "true"})
+                labelled.append(node)
+        return labelled
+
     # --- the overlay network ---------------------------------------------------------------------------------
 
     def ensure_overlay(self, name: str) -> str:

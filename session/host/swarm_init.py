@@ -54,6 +54,8 @@ def swarm_init(engine: Engine, advertise_addr: str, *, publish_join_token: Optio
     swarm = Swarm(engine)
     node = swarm.init(advertise_addr)
     say(f"swarm manager: node {node[:12]} advertised on {advertise_addr}, labelled Sagemaker and Robomaker")
+    for joined in swarm.label_workers():
+        say(f"labelled node {joined.hostname} ({joined.id[:12]}) Robomaker=true")
     swarm.ensure_overlay(NETWORK)
     say(f"network {NETWORK}: an attachable overlay with Docker Compose's labels")
     manager = swarm.manager_address()

@@ -195,6 +195,8 @@ def _start_worker_service(swarm: Swarm, spec: ServiceSpec, timeout_s: float, say
     """The workers as a swarm service on the nodes labelled Robomaker, once each replica runs: the ones on this
     node as the engine lists them, the others as their tasks. A replica that fails or cannot be placed (no node
     with room or the image) is a failed start."""
+    for node in swarm.label_workers():  # nodes that joined since the last train or swarm-init
+        say(f"labelled node {node.hostname} ({node.id[:12]}) Robomaker=true")
     if not any(node.ready and node.robomaker for node in swarm.nodes()):
         raise TrainingError(f"no ready node of the swarm is labelled {ROBOMAKER_CONSTRAINT.split(' ')[0]}=true: "
                             f"`deepracer swarm-init` labels this host, the infra labels the nodes that join")

@@ -74,6 +74,19 @@ def test_init_on_the_manager_keeps_its_swarm_labels_it_and_gives_the_workers_joi
         other.init(two_node_swarm.worker_addr)
 
 
+def test_nodes_that_joined_are_labelled_robomaker_unless_they_say_otherwise(two_node_swarm: TwoNodeSwarm):
+    client = docker.DockerClient(base_url=two_node_swarm.manager)
+    node = client.nodes.get(two_node_swarm.worker_id)
+    node.update({**node.attrs["Spec"], "Labels": {}})
+    swarm = Swarm(Engine(base_url=two_node_swarm.manager))
+    assert [n.id for n in swarm.label_workers()] == [two_node_swarm.worker_id]
+    assert client.nodes.get(two_node_swarm.worker_id).attrs["Spec"]["Labels"] == {"Robomaker": "true"}
+    assert swarm.label_workers() == []
+    swarm.label(two_node_swarm.worker_id, {"Robomaker": "false"})
+    assert swarm.label_workers() == []
+    assert not next(n for n in swarm.nodes() if n.id == two_node_swarm.worker_id).robomaker
+
+
 def test_a_fresh_engine_inits_a_swarm_and_labels_itself(two_node_swarm: TwoNodeSwarm):
     # The worker node, once it has left, is an engine without a swarm (in a network namespace of its own, so its
     # overlay's VXLAN devices clash with nobody's)
