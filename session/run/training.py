@@ -26,7 +26,7 @@ from session.engine.specs import (
     worker_service_spec,
     worker_specs,
 )
-from session.engine.swarm import ROBOMAKER_CONSTRAINT, ServiceSpec, Swarm
+from session.engine.swarm import ROBOMAKER_CONSTRAINT, ServiceSpec, Swarm, Task
 from session.host.factory import Host
 from session.run.state import (
     Event,
@@ -70,22 +70,29 @@ def run_containers(engine: Engine, system: SystemConfig, run: RunConfig) -> list
         return found
     replicas = swarm_workers(swarm, run)
     by_id = {c.id: c for c in replicas}
-    # A replica on this node is listed by the engine too: the engine's view (times, exit code) with its node.
-    merged = [replace(c, node=by_id[c.id].node, status="lost" if by_id[c.id].lost else c.status)
-              if c.id in by_id else c for c in found]
+    # A replica on this node is listed by the engine too: the engine's view (times, exit code) with its node (this
+    # node, the manager's, which cannot be down while it answers).
+    merged = [replace(c, node=by_id[c.id].node) if c.id in by_id else c for c in found]
     return merged + [c for c in replicas if c.id not in {m.id for m in merged}]
 
 
 def swarm_workers(swarm: Swarm, run: RunConfig) -> list[ContainerInfo]:
     """The replicas of the run's worker service, the newest task of each slot, as ContainerInfos."""
+    return [info for _, info in _replicas(swarm, run)]
+
+
+def _replicas(swarm: Swarm, run: RunConfig) -> list[tuple[Task, ContainerInfo]]:
+    """Each replica's task and its ContainerInfo."""
     name = worker_service_name(run.run_id)
     service = swarm.service(name)
     if service is None:
         return []
     prefix = (service.get("Spec", {}).get("Labels") or {}).get(LABEL_PREFIX)
     nodes = {node.id: node for node in swarm.nodes()}
-    return [swarm.task_container(task, nodes, run=str(run.run_id), prefix=prefix)
-            for task in swarm.current_tasks(name)]
+    found = []
+    for task in swarm.current_tasks(name):
+        found.append((task, swarm.task_container(task, nodes, run=str(run.run_id), prefix=prefix)))
+    return found
 
 
 def _refuse_to_clobber(host: Host, overwrite: bool, say: Say) -> None:
@@ -306,7 +313,8 @@ def _stop_worker_service(engine: Engine, run: RunConfig, timeout: float,
     name = worker_service_name(run.run_id)
     if not swarm.is_manager() or swarm.service(name) is None:
         return []
-    before = [c for c in swarm_workers(swarm, run) if c.running or c.lost]
+    replicas = [(task, c) for task, c in _replicas(swarm, run) if c.running or c.lost]
+    before = [c for _, c in replicas]
     node_lost = any(c.lost for c in before)
     if logs is not None:
         for replica in before:
@@ -320,7 +328,10 @@ def _stop_worker_service(engine: Engine, run: RunConfig, timeout: float,
             break  # the service's removal below stops them all the same
         time.sleep(0.5)
     swarm.remove_service(name)
-    return [c if c.lost else replace(c, status="exited") for c in before]
+    # As each task is now: shut down, its container gone with it; a lost one stays lost (its node's end stops it).
+    nodes = {node.id: node for node in swarm.nodes()}
+    return [c if c.lost else swarm.task_container(replace(task, state="shutdown"), nodes, run=c.run, prefix=c.prefix)
+            for task, c in replicas]
 
 
 def _node_ready(swarm: Swarm, node_id: str) -> bool:
