@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Mapping, Optional, Sequence
 
@@ -75,10 +76,11 @@ def s3_server() -> Iterator[str]:
 
 @contextlib.contextmanager
 def private_dockerd(root: Path, name: str, extra_args: Sequence[str] = (),
-                    env: Optional[Mapping[str, str]] = None) -> Iterator[str]:
+                    env: Optional[Mapping[str, str]] = None, launcher: Sequence[str] = ()) -> Iterator[str]:
     """Runs a dockerd of the tests' own (../shared/docker-engine-for-tests.md) with its data under `root` until
     the block ends; yields its DOCKER_HOST. `extra_args` add to the flags every test daemon gets (a default
-    runtime, say); everything it ran is removed before it stops."""
+    runtime, say); `launcher` goes before the command (`nsenter --net=...` puts it in a network namespace);
+    everything it ran is removed before it stops."""
     import shutil
     import subprocess
     import time
@@ -94,7 +96,7 @@ def private_dockerd(root: Path, name: str, extra_args: Sequence[str] = (),
     host = f"unix://{sock_dir / 'docker.sock'}"
     log = open(root / "dockerd.log", "wb")
     daemon = subprocess.Popen(
-        [shutil.which("dockerd") or "dockerd", "--data-root", str(root / "data"), "--exec-root", str(sock_dir / "x"),
+        [*launcher, shutil.which("dockerd") or "dockerd", "--data-root", str(root / "data"), "--exec-root", str(sock_dir / "x"),
          "-H", host, "--pidfile", str(root / "docker.pid"), "--storage-driver=vfs",
          "--iptables=false", "--ip6tables=false", "--bridge=none", *extra_args],
         stdout=log, stderr=subprocess.STDOUT, env=dict(env) if env is not None else None)
@@ -167,3 +169,94 @@ def standin_image(docker_engine: str) -> str:
     client = docker.DockerClient(base_url=docker_engine)
     client.api.import_image_from_data(buffer.getvalue(), repository="deepracer-standin", tag="test")
     return "deepracer-standin:test"
+
+
+@dataclass(frozen=True)
+class TwoNodeSwarm:
+    """A real two-node swarm (../shared/swarm-and-compose-for-tests.md): the manager's dockerd in this network
+    namespace, a worker node's in a namespace of its own, joined by a veth pair on `SWARM_SUBNET`."""
+
+    manager: str  # DOCKER_HOST of each daemon
+    worker: str
+    manager_addr: str
+    worker_addr: str
+    manager_id: str
+    worker_id: str
+    link: str  # this namespace's end of the veth pair
+
+    def lose_worker(self) -> None:
+        """The worker node vanishes as a reclaimed spot VM does for the manager: no word from it, ever again
+        (its link goes down; its daemon and containers stay, so the fixture can still clean them up)."""
+        _ip("link", "set", self.link, "down")
+
+
+SWARM_SUBNET = "192.168.77"  # only addresses in the namespace the fixture makes itself
+
+
+def _ip(*args: str) -> None:
+    import subprocess
+
+    subprocess.run(["ip", *args], check=True, capture_output=True)
+
+
+@pytest.fixture
+def two_node_swarm(tmp_path: Path) -> Iterator[TwoNodeSwarm]:
+    """A fresh two-node swarm per test (a test may lose its worker node): the manager labelled Sagemaker and
+    Robomaker, the worker node Robomaker, as `deepracer swarm-init` and the infra's join leave them. Built with
+    the docker SDK, not with session.engine.swarm, so that its tests have an independent oracle. The heartbeat is
+    1 s, so a node whose daemon dies is down within seconds."""
+    import docker
+
+    tiers.require("docker", "a two-node swarm")
+    if os.geteuid() != 0:
+        pytest.fail("the swarm tests start their own dockerds in network namespaces and need root")
+    tag = f"{os.getpid() % 10000}"
+    netns, veth = f"drsw{tag}", f"drsw{tag}"
+    manager_addr, worker_addr = f"{SWARM_SUBNET}.1", f"{SWARM_SUBNET}.2"
+    _ip("netns", "add", netns)
+    try:
+        _ip("link", "add", f"{veth}a", "type", "veth", "peer", "name", f"{veth}b")
+        _ip("link", "set", f"{veth}b", "netns", netns)
+        _ip("addr", "add", f"{manager_addr}/24", "dev", f"{veth}a")
+        _ip("link", "set", f"{veth}a", "up")
+        _ip("-n", netns, "addr", "add", f"{worker_addr}/24", "dev", f"{veth}b")
+        _ip("-n", netns, "link", "set", f"{veth}b", "up")
+        _ip("-n", netns, "link", "set", "lo", "up")
+        (tmp_path / "n1").mkdir()
+        (tmp_path / "n2").mkdir()
+        with private_dockerd(tmp_path / "n1", "sw1") as manager, \
+                private_dockerd(tmp_path / "n2", "sw2", launcher=("nsenter", f"--net=/var/run/netns/{netns}")) \
+                as worker:
+            one, two = docker.DockerClient(base_url=manager), docker.DockerClient(base_url=worker)
+            try:
+                one.swarm.init(advertise_addr=manager_addr, listen_addr=f"{manager_addr}:2377",
+                               dispatcher_heartbeat_period=1_000_000_000)
+                token = one.swarm.attrs["JoinTokens"]["Worker"]
+                two.swarm.join(remote_addrs=[f"{manager_addr}:2377"], join_token=token,
+                               advertise_addr=worker_addr, listen_addr=f"{worker_addr}:2377")
+                manager_id, worker_id = one.info()["Swarm"]["NodeID"], two.info()["Swarm"]["NodeID"]
+                for node_id, labels in ((manager_id, {"Sagemaker": "true", "Robomaker": "true"}),
+                                        (worker_id, {"Robomaker": "true"})):
+                    node = one.nodes.get(node_id)
+                    node.update({**node.attrs["Spec"], "Labels": labels})
+                yield TwoNodeSwarm(manager, worker, manager_addr, worker_addr, manager_id, worker_id, f"{veth}a")
+            finally:
+                with contextlib.suppress(Exception):
+                    for service in one.services.list():
+                        service.remove()
+                for client in (two, one):
+                    with contextlib.suppress(Exception):
+                        client.swarm.leave(force=True)
+                    client.close()
+    finally:
+        import subprocess
+
+        # A daemon that dies leaves its sandboxes' namespaces mounted under its exec root, and their VXLAN devices
+        # keep the overlay's VNIs taken on this host: the next swarm could not make its ingress network.
+        exec_roots = tuple(f"/tmp/dr-{name}-{os.getpid()}/" for name in ("sw1", "sw2"))
+        for line in Path("/proc/mounts").read_text().splitlines():
+            mountpoint = line.split()[1]
+            if mountpoint.startswith(exec_roots) or mountpoint.startswith(f"{tmp_path}/"):
+                subprocess.run(["umount", "-l", mountpoint], capture_output=True)
+        subprocess.run(["ip", "netns", "del", netns], capture_output=True)
+        subprocess.run(["ip", "link", "del", f"{veth}a"], capture_output=True)

@@ -20,7 +20,7 @@ from typing import Iterable, Optional
 
 import pytest
 
-DOCKER_FIXTURES = {"docker_engine", "gpu_host"}
+DOCKER_FIXTURES = {"docker_engine", "gpu_host", "two_node_swarm"}
 AZURITE_FIXTURES = {"azurite"}
 FAST = "not docker and not azurite and not shared_data"
 

@@ -68,6 +68,14 @@ def init(args: argparse.Namespace) -> int:
     return 0
 
 
+def swarm_init(args: argparse.Namespace) -> int:
+    from session.engine.containers import Engine
+    from session.host.swarm_init import swarm_init as init_swarm
+
+    init_swarm(Engine(), args.advertise_addr, say=console.say)
+    return 0
+
+
 def custom_files(args: argparse.Namespace) -> int:
     loaded, run_env = _load(args)
     local = custom_files_dir(run_env)

@@ -78,6 +78,11 @@ def _parser() -> argparse.ArgumentParser:
 
     commands.add_parser("init", help="write a default run.env and custom files where they are missing")
 
+    swarm_init = commands.add_parser("swarm-init", help="make this host a Docker Swarm manager for workers on more "
+                                                        "nodes: labels, overlay network, join token (first boot)")
+    swarm_init.add_argument("--advertise-addr", required=True, metavar="IP",
+                            help="this host's private IP, where the nodes join (2377/tcp, 7946/tcp+udp, 4789/udp)")
+
     validate = commands.add_parser("validate", help="check run.env, custom files and reward function before training")
     validate.add_argument("--tracks", metavar="DIR",
                           help="track .npy files (default: $DR_TRACKS_DIR or the host's cache)")

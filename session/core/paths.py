@@ -23,6 +23,8 @@ RUN_STATE_VARIABLE, DEFAULT_RUN_STATE = "DR_RUN_STATE", "/var/lib/deepracer/run/
 IDLE_STATE_VARIABLE, DEFAULT_IDLE_STATE = "DR_IDLE_STATE", "/var/lib/deepracer/idle.json"
 # `deepracer keep-awake`: written by the user who trains (the run folder is theirs), read by the idle check (root)
 KEEP_AWAKE_VARIABLE, DEFAULT_KEEP_AWAKE = "DR_KEEP_AWAKE", "/var/lib/deepracer/run/keep-awake.json"
+# `deepracer swarm-init`: where the worker nodes' join token goes until the infra's secret channel takes it (root only)
+JOIN_TOKEN_VARIABLE, DEFAULT_JOIN_TOKEN = "DR_SWARM_JOIN_TOKEN_FILE", "/var/lib/deepracer/swarm/join.json"
 TRACKS_VARIABLE, HOST_TRACKS_DIR = "DR_TRACKS_DIR", "/var/lib/deepracer/tracks"  # the image's tracks, cached
 BOOTSTRAP_LOG = "/var/log/deepracer-bootstrap.log"
 MINIO_DATA_DIR = "/mnt/deepracer/minio"  # azure/local: MinIO's objects on the scratch disk
@@ -80,3 +82,8 @@ def default_cache_dir(environ: Environ = None) -> Path:
     """$XDG_CACHE_HOME/deepracer, else ~/.cache/deepracer (the status digest's cache)."""
     environ = _environ(environ)
     return Path(environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")) / "deepracer"
+
+
+def default_join_token_file(environ: Environ = None) -> Path:
+    """/var/lib/deepracer/swarm/join.json, or the file $DR_SWARM_JOIN_TOKEN_FILE names."""
+    return Path(_environ(environ).get(JOIN_TOKEN_VARIABLE) or DEFAULT_JOIN_TOKEN)

@@ -59,6 +59,9 @@ _SIBLING_NAME = re.compile(r"-algo-\d+-")
 _TAIL_LINES = 20
 _COMPOSE_CONFIG_FILES = "com.docker.compose.project.config_files"
 _COMPOSE_WORKING_DIR = "com.docker.compose.project.working_dir"
+_SWARM_TASK_NAME = "com.docker.swarm.task.name"  # swarm's labels on a replica's container
+_SWARM_TASK_ID = "com.docker.swarm.task.id"
+_SWARM_SERVICE_NAME = "com.docker.swarm.service.name"
 COMPOSE_NETWORK_LABEL = "com.docker.compose.network"
 COMPOSE_PROJECT_LABEL = "com.docker.compose.project"
 
@@ -129,10 +132,20 @@ class ContainerInfo:
     exit_code: Optional[int] = None
     started_at: Optional[datetime] = None
     finished_at: Optional[datetime] = None
+    # A swarm service's replica (session.engine.swarm): the node it is on, its task and its service. Its
+    # container may be on another node, so its logs are read through the manager, by task.
+    node: Optional[str] = None
+    task: Optional[str] = None
+    service: Optional[str] = None
 
     @property
     def running(self) -> bool:
         return self.status in _ACTIVE
+
+    @property
+    def lost(self) -> bool:
+        """A swarm replica whose node is down: it ran there, and nobody can tell whether it still does."""
+        return self.status == "lost"
 
     @property
     def short_id(self) -> str:
@@ -415,6 +428,11 @@ class Engine:
             container.reload()
         return _info(container.attrs)
 
+    def for_service(self, spec: ContainerSpec) -> ContainerSpec:
+        """The container a swarm service of this engine's runs for `spec` (session.engine.swarm): the spec itself.
+        A test's stand-in engine adds what its stand-in image needs here, as it does in `start`."""
+        return spec
+
     def create(self, spec: ContainerSpec) -> ContainerInfo:
         """Creates the container without starting it (what `start` does first)."""
         return _info(self._create(spec).attrs)
@@ -597,6 +615,9 @@ class Engine:
         """stdout and stderr interleaved as written; `tail` last lines only, `since` a time or a Unix timestamp."""
         from docker.errors import NotFound
 
+        if self._elsewhere(container) and since is None:
+            assert isinstance(container, ContainerInfo) and container.service and container.task
+            return self.task_logs(container.service, container.task, tail)
         options: Dict[str, Any] = {"stdout": True, "stderr": True}
         if tail is not None:
             options["tail"] = tail
@@ -609,6 +630,46 @@ class Engine:
                 raise EngineError(f"no container {_name_of(container)}") from exc
         # Containers with a TTY (SageMaker's sibling has one) end lines with \r\n.
         return data.decode("utf-8", "replace").replace("\r\n", "\n")
+
+    def _elsewhere(self, container: ContainerRef) -> bool:
+        """A swarm replica whose container is not on this engine's node: its log comes through the manager."""
+        return (isinstance(container, ContainerInfo) and bool(container.task and container.service)
+                and self._inspect(container) is None)
+
+    def task_logs(self, service: str, task: str, tail: Optional[int] = None) -> str:
+        """One swarm task's log through the manager, which asks the node that ran it. The manager waits for
+        every node with a task of the service: with one of them down it does not answer (Docker 20.10), so a
+        caller that knows of a lost node does not ask."""
+        options: Dict[str, Any] = {"stdout": True, "stderr": True, "details": True}
+        with self._translated(f"cannot read the logs of task {task[:12]} of service {service}"):
+            chunks = self._client.api.service_logs(service, **options)
+            data = chunks if isinstance(chunks, bytes) else b"".join(chunks)
+        marker = f"{_SWARM_TASK_ID}={task}"
+        lines = []
+        for line in data.decode("utf-8", "replace").replace("\r\n", "\n").splitlines():
+            details, _, message = line.partition(" ")
+            if marker in details.split(","):
+                lines.append(message)
+        if tail is not None:
+            lines = lines[-tail:] if tail > 0 else []
+        return "".join(f"{line}\n" for line in lines)
+
+    def _task_stream(self, service: str, task: str) -> Iterator[bytes]:
+        """A swarm task's log as it arrives, through the manager: the service's stream, this task's lines only."""
+        with self._translated(f"cannot read the logs of task {task[:12]} of service {service}"):
+            raw = self._client.api.service_logs(service, stdout=True, stderr=True, details=True, follow=True)
+        marker = f"{_SWARM_TASK_ID}={task}"
+
+        def lines() -> Iterator[bytes]:
+            try:
+                for line in _split_lines(raw):
+                    details, _, message = line.partition(" ")
+                    if marker in details.split(","):
+                        yield f"{message}\n".encode()
+            finally:
+                _close(raw)
+
+        return lines()
 
     def follow(self, container: ContainerRef) -> Iterator[str]:
         """The container's log lines from its start, then as they arrive; ends when the container exits.
@@ -625,6 +686,10 @@ class Engine:
 
     def _open_stream(self, container: ContainerRef) -> Any:
         from docker.errors import NotFound
+
+        if self._elsewhere(container):
+            assert isinstance(container, ContainerInfo) and container.service and container.task
+            return self._task_stream(container.service, container.task)
 
         with self._translated(f"cannot read the logs of {_name_of(container)}"):
             try:
@@ -746,7 +811,7 @@ def _info(attrs: Mapping[str, Any], role: Optional[str] = None, run: Optional[st
     labels = config.get("Labels") or {}
     state = attrs.get("State") or {}
     status = state.get("Status", "")
-    worker = labels.get(LABEL_WORKER, "")
+    worker = labels.get(LABEL_WORKER, "") or _swarm_slot(labels)
     return ContainerInfo(
         id=attrs["Id"],
         name=attrs.get("Name", "").lstrip("/"),
@@ -759,10 +824,24 @@ def _info(attrs: Mapping[str, Any], role: Optional[str] = None, run: Optional[st
         exit_code=state.get("ExitCode") if status in ("exited", "dead") else None,
         started_at=_timestamp(state.get("StartedAt")),
         finished_at=_timestamp(state.get("FinishedAt")),
+        task=labels.get(_SWARM_TASK_ID),
+        service=labels.get(_SWARM_SERVICE_NAME),
     )
 
 
+def _swarm_slot(labels: Mapping[str, str]) -> str:
+    """A swarm replica's slot (its worker number): its task's name is `<service>.<slot>.<task id>`."""
+    name = labels.get(_SWARM_TASK_NAME, "")
+    service = labels.get(_SWARM_SERVICE_NAME, "")
+    return name[len(service) + 1:].split(".", 1)[0] if service and name.startswith(f"{service}.") else ""
+
+
 _DOCKER_TIME = re.compile(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d+))?(Z|[+-]\d\d:\d\d)$")
+
+
+def docker_time(value: Optional[str]) -> Optional[datetime]:
+    """A time as the engine writes it (RFC 3339 with nanoseconds), in UTC; None for its zero time."""
+    return _timestamp(value)
 
 
 def _timestamp(value: Optional[str]) -> Optional[datetime]:

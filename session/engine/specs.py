@@ -10,11 +10,12 @@ GPUs explicitly; so does the sibling, which we don't create: simapp 6.0.4's star
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Optional
 
 from session.core.config import RunConfig, SystemConfig
 from session.engine.containers import LABEL_PREFIX, LABEL_ROLE, LABEL_RUN, LABEL_WORKER, ContainerSpec, Mount
+from session.engine.swarm import ROBOMAKER_CONSTRAINT, SLOT_TEMPLATE, ServiceSpec
 
 NETWORK = "sagemaker-local"
 SAGEMAKER_TMP = "/tmp/sagemaker"  # shared 1:1 with the host: SageMaker-local writes compose files there
@@ -163,6 +164,25 @@ def worker_specs(system: SystemConfig, run: RunConfig, storage: StorageAccess, w
             gpus=wants_gpu(system),
         ))
     return specs
+
+
+def worker_service_spec(system: SystemConfig, run: RunConfig, storage: StorageAccess, workers: int,
+                        params_files: list[str], multi_config: Optional[str] = None) -> ServiceSpec:
+    """The workers as one swarm service of `workers` replicas on the nodes labelled Robomaker (DRfC's
+    docker-compose-training-swarm.yml): worker 1's container with swarm's slot as DOCKER_REPLICA_SLOT, from which
+    run.sh (multi mode) takes the worker's number and, with multi-config, its entry in MULTI_CONFIG; no comms
+    folder (the replicas are on several nodes: the slot takes its place) and no per-worker label (the slot is
+    the number). No GPU is requested: swarm cannot, and workers need none (CUDA_VISIBLE_DEVICES)."""
+    first = worker_specs(system, run, storage, workers, params_files, multi_config)[0]
+    labels = {key: value for key, value in first.labels.items() if key != LABEL_WORKER}
+    container = replace(first, name=worker_service_name(run.run_id), labels=labels, mounts=(), gpus=False,
+                        environment={**first.environment, "DOCKER_REPLICA_SLOT": SLOT_TEMPLATE})
+    return ServiceSpec(container, replicas=workers, constraints=(ROBOMAKER_CONSTRAINT,))
+
+
+def worker_service_name(run_id: int) -> str:
+    """The service's name; swarm names each replica's container `<it>.<slot>.<task id>`."""
+    return container_name(run_id, "worker")
 
 
 def comms_dir(run_id: int) -> str:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -12,8 +14,19 @@ from session.core import console
 from session.core.config import RunConfig, SystemConfig
 from session.core.console import Say
 from session.core.errors import DeepracerError
-from session.engine.containers import ContainerInfo, Engine, WatchEvent
-from session.engine.specs import NETWORK, SAGEMAKER_TMP, StorageAccess, comms_dir, image_of, trainer_spec, worker_specs
+from session.engine.containers import LABEL_PREFIX, LABEL_RUN, ContainerInfo, Engine, WatchEvent
+from session.engine.specs import (
+    NETWORK,
+    SAGEMAKER_TMP,
+    StorageAccess,
+    comms_dir,
+    image_of,
+    trainer_spec,
+    worker_service_name,
+    worker_service_spec,
+    worker_specs,
+)
+from session.engine.swarm import ROBOMAKER_CONSTRAINT, ServiceSpec, Swarm, Task
 from session.host.factory import Host
 from session.run.state import (
     Event,
@@ -46,10 +59,40 @@ TRAINING_ROLES = ("trainer", "worker")
 
 def run_containers(engine: Engine, system: SystemConfig, run: RunConfig) -> list[ContainerInfo]:
     """This run's training containers (any state), plus the trainer's SageMaker sibling, which carries no
-    labels. An evaluation of the same run is not training: `train` and `stop` leave it alone."""
+    labels. An evaluation of the same run is not training: `train` and `stop` leave it alone. On a swarm's
+    manager the workers are the replicas of the run's worker service on every node, each with its node (`lost`
+    when that node is down)."""
     ours = [c for c in engine.list(run=str(run.run_id)) if c.role in TRAINING_ROLES]
     siblings = engine.sagemaker_siblings(image_of(system), run.local_s3_model_prefix, run=str(run.run_id))
-    return ours + [s for s in siblings if s.id not in {o.id for o in ours}]
+    found = ours + [s for s in siblings if s.id not in {o.id for o in ours}]
+    swarm = Swarm(engine)
+    if not swarm.is_manager():
+        return found
+    replicas = swarm_workers(swarm, run)
+    by_id = {c.id: c for c in replicas}
+    # A replica on this node is listed by the engine too: the engine's view (times, exit code) with its node (this
+    # node, the manager's, which cannot be down while it answers).
+    merged = [replace(c, node=by_id[c.id].node) if c.id in by_id else c for c in found]
+    return merged + [c for c in replicas if c.id not in {m.id for m in merged}]
+
+
+def swarm_workers(swarm: Swarm, run: RunConfig) -> list[ContainerInfo]:
+    """The replicas of the run's worker service, the newest task of each slot, as ContainerInfos."""
+    return [info for _, info in _replicas(swarm, run)]
+
+
+def _replicas(swarm: Swarm, run: RunConfig) -> list[tuple[Task, ContainerInfo]]:
+    """Each replica's task and its ContainerInfo."""
+    name = worker_service_name(run.run_id)
+    service = swarm.service(name)
+    if service is None:
+        return []
+    prefix = (service.get("Spec", {}).get("Labels") or {}).get(LABEL_PREFIX)
+    nodes = {node.id: node for node in swarm.nodes()}
+    found = []
+    for task in swarm.current_tasks(name):
+        found.append((task, swarm.task_container(task, nodes, run=str(run.run_id), prefix=prefix)))
+    return found
 
 
 def _refuse_to_clobber(host: Host, overwrite: bool, say: Say) -> None:
@@ -115,23 +158,34 @@ def start_training(host: Host, *, workers: Optional[int] = None, overwrite: bool
     if before_start is not None:
         before_start()
 
-    engine.ensure_network(NETWORK)
+    swarm = Swarm(engine)
+    swarmed = swarm.is_manager()
+    if swarmed:
+        swarm.ensure_overlay(NETWORK)
+    else:
+        engine.ensure_network(NETWORK)
     os.makedirs(SAGEMAKER_TMP, exist_ok=True)
-    if workers > 1:
+    if workers > 1 and not swarmed:
         # Workers coordinate through files here; leftovers of an earlier run would confuse them.
         shutil.rmtree(comms_dir(run.run_id), ignore_errors=True)
         os.makedirs(comms_dir(run.run_id))
     storage_access = StorageAccess.from_system(system)
-    specs = [trainer_spec(system, run, storage_access, host.docker_socket),
-             *worker_specs(system, run, storage_access, workers, names,
-                           multi_config(files) if len(names) > 1 else None)]
+    multi = multi_config(files) if len(names) > 1 else None
+    specs = [trainer_spec(system, run, storage_access, host.docker_socket)]
+    if not swarmed:
+        specs += worker_specs(system, run, storage_access, workers, names, multi)
     started: list[ContainerInfo] = []
     try:
         for spec in specs:
             started.append(engine.start(spec))
             say(f"started {spec.name}")
+        if swarmed:
+            started += _start_worker_service(swarm, worker_service_spec(system, run, storage_access, workers, names,
+                                                                        multi), timeout_s, say)
         say(f"waiting until the trainer and {workers} worker(s) run (up to {timeout_s / 60:.0f} min) ...")
-        readiness = engine.watch_until_ready(started, READY_PATTERNS, timeout_s, on_event=on_event)
+        # A replica on another node is watched by its task's state (above); this node's containers by their logs.
+        watched = [c for c in started if c.node is None or engine.get(c.id) is not None]
+        readiness = engine.watch_until_ready(watched, READY_PATTERNS, timeout_s, on_event=on_event)
     except BaseException:
         _stop_run(engine, system, run, timeout=10)
         raise
@@ -142,6 +196,43 @@ def start_training(host: Host, *, workers: Optional[int] = None, overwrite: bool
         raise TrainingError(f"training did not start: {readiness.summary}; stopped the run's containers "
                             f"(`deepracer logs` shows their logs)")
     return started
+
+
+def _start_worker_service(swarm: Swarm, spec: ServiceSpec, timeout_s: float, say: Say) -> list[ContainerInfo]:
+    """The workers as a swarm service on the nodes labelled Robomaker, once each replica runs: the ones on this
+    node as the engine lists them, the others as their tasks. A replica that fails or cannot be placed (no node
+    with room or the image) is a failed start."""
+    for node in swarm.label_workers():  # nodes that joined since the last train or swarm-init
+        say(f"labelled node {node.hostname} ({node.id[:12]}) Robomaker=true")
+    if not any(node.ready and node.robomaker for node in swarm.nodes()):
+        raise TrainingError(f"no ready node of the swarm is labelled {ROBOMAKER_CONSTRAINT.split(' ')[0]}=true: "
+                            f"`deepracer swarm-init` labels this host, the infra labels the nodes that join")
+    swarm.run_service(spec)
+    say(f"started service {spec.name}: {spec.replicas} worker(s) on the swarm's nodes labelled Robomaker")
+    deadline = time.monotonic() + timeout_s
+    while True:  # swarm offers no event for "every replica runs"; its task list is the truth
+        tasks = swarm.current_tasks(spec.name)
+        failed = [task for task in tasks if task.failed or task.state in ("complete", "shutdown")]
+        if failed:
+            task = failed[0]
+            raise TrainingError(f"worker {task.slot} of service {spec.name} did not start: {task.state}"
+                                f"{': ' + (task.error or task.message) if task.error or task.message else ''}")
+        if len(tasks) == spec.replicas and all(task.state == "running" for task in tasks):
+            break
+        if time.monotonic() > deadline:
+            waiting = ", ".join(f"worker {t.slot}: {t.state} ({t.message or t.error})" for t in tasks) or "no task"
+            raise TrainingError(f"the workers of service {spec.name} did not all run in time: {waiting}")
+        time.sleep(0.5)
+    nodes = {node.id: node for node in swarm.nodes()}
+    here = swarm.node_id()
+    replicas = []
+    for task in tasks:
+        shown = swarm.task_container(task, nodes, run=spec.container.labels.get(LABEL_RUN),
+                                     prefix=spec.container.labels.get(LABEL_PREFIX))
+        local = swarm.engine.get(task.container_id) if task.node_id == here and task.container_id else None
+        replicas.append(replace(local, node=shown.node) if local is not None else shown)
+        say(f"worker {task.slot} runs on node {shown.node}")
+    return replicas
 
 
 def start_recorded(host: Host, store: RunStateStore, run_env: Path, system_env: Path, *,
@@ -196,10 +287,11 @@ def _raise_if_interrupted(store: RunStateStore, token: str, failure: Optional[Ba
                             "the next boot (`deepracer resume` continues it by hand)") from failure
 
 
-def _stop_run(engine: Engine, system: SystemConfig, run: RunConfig, timeout: float) -> list[ContainerInfo]:
+def _stop_run(engine: Engine, system: SystemConfig, run: RunConfig, timeout: float,
+              logs: Optional[dict[str, str]] = None) -> list[ContainerInfo]:
     """The trainer first, so it starts no new SageMaker container; then the sibling(s), listed only now; then
     the workers (a worker stopping under a running trainer looks to it like a crash)."""
-    ours = [c for c in engine.list(run=str(run.run_id)) if c.running and c.role in TRAINING_ROLES]
+    ours = [c for c in engine.list(run=str(run.run_id)) if c.running and c.role in TRAINING_ROLES and not c.service]
     stopped = engine.stop([c for c in ours if c.role == "trainer"], timeout=timeout)
     # The prefix the containers were started with: run.env may name a new one already (after `increment`).
     prefixes = {c.prefix for c in ours if c.prefix} | {run.local_s3_model_prefix}
@@ -207,20 +299,57 @@ def _stop_run(engine: Engine, system: SystemConfig, run: RunConfig, timeout: flo
                 for c in engine.sagemaker_siblings(image_of(system), prefix, run=str(run.run_id)) if c.running}
     stopped += engine.stop(list(siblings.values()), timeout=timeout)
     stopped += engine.stop([c for c in ours if c.role != "trainer"], timeout=timeout)
-    return stopped
+    return stopped + _stop_worker_service(engine, run, timeout, logs)
+
+
+def _stop_worker_service(engine: Engine, run: RunConfig, timeout: float,
+                         logs: Optional[dict[str, str]] = None) -> list[ContainerInfo]:
+    """A swarm's workers: each replica's log read through the manager (into `logs`, by container id), then the
+    service scaled to none, which stops and removes every node's replica, then the service removed. Scaling
+    down removes the containers, so the logs are read first: the last moment of a replica's log may miss them.
+    A replica on a node that is down (lost) can be neither read nor stopped from here: it is reported as it is,
+    and its node stops it when it comes back (swarm removes the task) or goes with its node."""
+    swarm = Swarm(engine)
+    name = worker_service_name(run.run_id)
+    if not swarm.is_manager() or swarm.service(name) is None:
+        return []
+    replicas = [(task, c) for task, c in _replicas(swarm, run) if c.running or c.lost]
+    before = [c for _, c in replicas]
+    node_lost = any(c.lost for c in before)
+    if logs is not None:
+        for replica in before:
+            # With a node down the manager would wait for it forever: only this node's replicas are read then.
+            if not replica.lost and (not node_lost or engine.get(replica.id) is not None):
+                logs[replica.id] = engine.logs(replica)
+    swarm.scale(name, 0)
+    deadline = time.monotonic() + timeout + 30
+    while any(t.live for t in swarm.tasks(name) if _node_ready(swarm, t.node_id)):
+        if time.monotonic() > deadline:
+            break  # the service's removal below stops them all the same
+        time.sleep(0.5)
+    swarm.remove_service(name)
+    # As each task is now: shut down, its container gone with it; a lost one stays lost (its node's end stops it).
+    nodes = {node.id: node for node in swarm.nodes()}
+    return [c if c.lost else swarm.task_container(replace(task, state="shutdown"), nodes, run=c.run, prefix=c.prefix)
+            for task, c in replicas]
+
+
+def _node_ready(swarm: Swarm, node_id: str) -> bool:
+    return any(node.id == node_id and node.ready for node in swarm.nodes())
 
 
 def stop_training(host: Host, *, say: Say = console.say, timeout: float = 30, keep: bool = True) -> list[ContainerInfo]:
     """Stops the run's containers, the trainer's sibling included; checkpoints in storage stay, the logs go
     to `<prefix>/logs/` so they outlive the containers, and with `keep` the keeper keeps the stopped prefixes
     (Azure: to Blob). The graceful stop of a notice passes keep=False: it records the checkpoint first."""
-    stopped = _stop_run(host.engine, host.system, host.run, timeout)
+    logs: dict[str, str] = {}
+    stopped = _stop_run(host.engine, host.system, host.run, timeout, logs)
     if not stopped:
         say(f"run {host.run.run_id}: nothing is running")
         return []
     for container in stopped:
         say(f"stopped {container.name}")
-    upload_logs(host, stopped, say)
+    upload_logs(host, stopped, say, logs)
     if keep:
         host.keeper.keep(stopped_prefixes(stopped, host.run), say=say)
     return stopped
@@ -241,13 +370,24 @@ def restore_pretrained(host: Host, *, say: Say = console.say) -> Optional[SyncRe
     return host.keeper.restore(host.run.local_s3_pretrained_prefix, say=say)
 
 
-def upload_logs(host: Host, containers: list[ContainerInfo], say: Say) -> None:
+def upload_logs(host: Host, containers: list[ContainerInfo], say: Say,
+                captured: Optional[dict[str, str]] = None) -> None:
+    """Each container's log to `<prefix>/logs/`; `captured` holds the logs of those already gone (a swarm's
+    replicas), by container id."""
     for container in containers:
+        if container.lost:
+            say(f"the log of worker {container.worker} is on node {container.node}, which is down: not saved")
+            continue
+        if container.service and container.id not in (captured or {}):
+            say(f"the log of worker {container.worker} on node {container.node} was not read: the manager cannot "
+                "read logs while a node of the swarm is down")
+            continue
         # The prefix the container trained, which run.env may no longer name (after `increment`).
         prefix = container.prefix or host.run.local_s3_model_prefix
         role = container.role or "sagemaker"
         name = f"{role}-{container.worker}" if container.worker else role
         stamp = (container.started_at.strftime("%Y%m%d%H%M%S") if container.started_at else "unknown")
         key = f"{prefix}/logs/{stamp}-{name}.log"
-        host.storage.put_text(key, host.engine.logs(container))
+        text = (captured or {}).get(container.id)
+        host.storage.put_text(key, text if text is not None else host.engine.logs(container))
         say(f"saved the {name} log to {host.storage.url(key)}")

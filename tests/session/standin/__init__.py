@@ -96,6 +96,9 @@ class StandinEngine(Engine):
     def start(self, spec: ContainerSpec) -> ContainerInfo:
         return super().start(dataclasses.replace(spec, mounts=spec.mounts + self.extra_mounts))
 
+    def for_service(self, spec: ContainerSpec) -> ContainerSpec:
+        return dataclasses.replace(spec, mounts=spec.mounts + self.extra_mounts)
+
 
 def _file(tar: tarfile.TarFile, path: str, data: bytes, mode: int = 0o755) -> None:
     info = tarfile.TarInfo(path)

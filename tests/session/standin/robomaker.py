@@ -2,7 +2,8 @@
 
 Follows the real worker's contract (FORMATS.md §4.1-4.3, §5.1-5.3): picks its configuration (MULTI_CONFIG in
 multi mode), downloads `<SAGEMAKER_SHARED_S3_PREFIX>/<S3_YAML_NAME>` and checks the keys the simapp requires,
-imports the reward function, waits for the trainer's ip.json and hyperparameters, loads the track named by
+imports the reward function, waits for the trainer's ip.json and hyperparameters, PINGs the trainer's Redis at
+ip.json's address (no answer -> simapp_exception, exit 1), loads the track named by
 WORLD_NAME as the real agent does at that point (no route for it -> simapp_exception, exit 1), calls the reward
 function every step (an exception or a bad value -> simapp_exception, exit 1), and for each checkpoint the
 trainer publishes plays its share of episodes and
@@ -34,6 +35,7 @@ from simapp import (
     get_bytes,
     get_json,
     log,
+    ping_redis,
     put,
     s3_client,
     sensor_line,
@@ -371,6 +373,11 @@ def main(argv: list[str]) -> int:
     wait_for(lambda: get_bytes(s3, bucket, f"{prefix}/ip/done") is not None, "the trainer's ip/done")
     log(f"[s3] Successfully downloaded ip config from                  s3 key {prefix}/ip/ip.json to local "
         "./custom_files/ip.json.", AGENT)
+    redis = str((get_json(s3, bucket, f"{prefix}/ip/ip.json") or {}).get("IP"))
+    if not ping_redis(redis):
+        fail(f"Failed to connect to the trainer's Redis at {redis}:6379", function="rollout_worker",
+             error_code="500", event_type="system_error")
+    log(f"Connected to the trainer's Redis at {redis}:6379", AGENT)
     hyperparameters = get_json(s3, bucket, f"{prefix}/ip/hyperparameters.json") or {}
     log(f"[s3] Successfully downloaded hyperparameters from                      s3 key {prefix}/ip/"
         "hyperparameters.json to local ./custom_files/agent/hyperparameters.json.", AGENT)

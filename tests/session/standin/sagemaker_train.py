@@ -4,7 +4,8 @@ Follows the real training worker's S3 contract (FORMATS.md §4.3, §5.5): reads 
 hyperparameters.json as SageMaker-local wrote it (every value a string) and types them with the real defaults
 (simapp bundle/markov/sagemaker_graph_manager.py `get_updated_hyper_parameters`); with a pretrained model, reads
 that model's deepracer_checkpoints.json and the checkpoint it names (missing -> simapp_exception, exit 1);
-prints the header and 'Using the following hyper-parameters'; hands the workers ip/hyperparameters.json and ip/ip.json + ip/done;
+prints the header and 'Using the following hyper-parameters'; serves Redis's PING on 6379 (the workers' first contact with
+the real trainer's Redis) and hands the workers ip/hyperparameters.json and ip/ip.json + ip/done;
 then per iteration saves `model/<n>_Step-<steps>.ckpt.{index,meta,data-00000-of-00001}`, `model/model_<n>.pb`
 and `model/.coach_checkpoint`, waits until the workers' simtrace CSVs of that checkpoint hold
 num_episodes_between_training episodes (the real one receives them over Redis), prints their 'Training>'
@@ -35,6 +36,7 @@ from simapp import (
     put,
     s3_client,
     sensor_line,
+    serve_redis,
     simapp_exit,
     wait_for,
 )
@@ -114,6 +116,7 @@ class Trainer:
         log(f"[s3] Successfully uploaded hyperparameters to                  s3 bucket {self.bucket} with s3 key "
             f"{self.key('ip/hyperparameters.json')}.")
         put(self.s3, self.bucket, self.key("model/model_metadata.json"), metadata)
+        serve_redis()  # the real trainer's redis-server runs before it hands out its address
         log(f"Hostname: {socket.gethostname()}")
         put(self.s3, self.bucket, self.key("ip/ip.json"), {"IP": socket.gethostbyname(socket.gethostname())})
         put(self.s3, self.bucket, self.key("ip/done"), "")

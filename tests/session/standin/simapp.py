@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import sys
 import time
 from typing import Any, Optional
@@ -129,3 +130,44 @@ def sensor_line(metadata: dict) -> str:
             f"{metadata.get('version', '6.0')}, training_algorithm {metadata.get('training_algorithm', 'clipped_ppo')}"
             f", action_space_type {metadata.get('action_space_type', 'discrete')} lidar_config "
             "{'num_sectors': 8, 'num_values_per_sector': 8, 'clipping_dist': 2.0}")
+
+
+REDIS_PORT = 6379  # the trainer's experience server; the workers find it by ip/ip.json
+
+
+def serve_redis(port: int = REDIS_PORT) -> None:
+    """The trainer's Redis, as far as a worker's first contact goes: answers `PING` with `+PONG` (RESP), on every
+    address of the container, in the background for the life of the process."""
+    import threading
+
+    server = socket.create_server(("0.0.0.0", port), reuse_port=True)
+
+    def answer(client: socket.socket) -> None:
+        with client:
+            buffer = b""
+            while True:
+                data = client.recv(4096)
+                if not data:
+                    return
+                buffer += data
+                while b"\n" in buffer:
+                    line, buffer = buffer.split(b"\n", 1)
+                    if line.strip().upper() == b"PING":
+                        client.sendall(b"+PONG\r\n")
+
+    def accept() -> None:
+        while True:
+            client, _ = server.accept()
+            threading.Thread(target=answer, args=(client,), daemon=True).start()
+
+    threading.Thread(target=accept, name="redis", daemon=True).start()
+
+
+def ping_redis(host: str, port: int = REDIS_PORT, timeout_s: float = 5.0) -> bool:
+    """A worker's first contact with the trainer's Redis: True when it answered PING."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout_s) as connection:
+            connection.sendall(b"PING\r\n")
+            return connection.recv(64).startswith(b"+PONG")
+    except OSError:
+        return False

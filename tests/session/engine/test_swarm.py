@@ -1,0 +1,175 @@
+"""session.engine.swarm against a real two-node swarm (tests/conftest.py `two_node_swarm`): two dockerds, the
+second in a network namespace of its own, joined over a veth pair, with a VXLAN overlay between them."""
+
+from __future__ import annotations
+
+import time
+from typing import Callable, TypeVar
+
+import docker
+import pytest
+
+from session.engine.containers import LABEL_PREFIX, LABEL_ROLE, LABEL_RUN, ContainerSpec, Engine, EngineError, Mount
+from session.engine.swarm import ServiceSpec, Swarm
+from tests.busybox_image import busybox_image
+from tests.conftest import TwoNodeSwarm
+
+NETWORK = "sagemaker-local"
+NC = "#!/bin/busybox ash\nexec /bin/busybox nc \"$@\"\n"
+T = TypeVar("T")
+
+
+def poll(check: Callable[[], T], what: str, timeout_s: float = 60) -> T:
+    """The engine offers nothing to wait on for these (task states, a node's heartbeat): look again shortly."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        found = check()
+        if found:
+            return found
+        if time.monotonic() > deadline:
+            pytest.fail(f"no {what} within {timeout_s:.0f} s")
+        time.sleep(0.2)
+
+
+def image_on_both(swarm: TwoNodeSwarm) -> str:
+    """Each node needs the image itself: there is no registry."""
+    for host in (swarm.manager, swarm.worker):
+        image = busybox_image(host, "swarm-standin", "test", files={"bin/nc": NC})
+    return image
+
+
+def listener(engine: Engine, image: str) -> ContainerSpec:
+    """The trainer's Redis, played by nc on the manager: it prints what each worker sends it."""
+    return ContainerSpec(name="redis-standin", image=image, command=("while true; do nc -l -p 6379; done",),
+                         entrypoint=("/bin/sh", "-c"), environment={}, labels={LABEL_ROLE: "trainer"}, mounts=(),
+                         network=NETWORK)
+
+
+def workers(image: str, replicas: int, command: str) -> ServiceSpec:
+    return ServiceSpec(ContainerSpec(
+        name="deepracer-7-worker", image=image, command=(command,), entrypoint=("/bin/sh", "-c"),
+        environment={"DOCKER_REPLICA_SLOT": "{{.Task.Slot}}"},
+        labels={LABEL_RUN: "7", LABEL_ROLE: "worker", LABEL_PREFIX: "m-1"}, mounts=(Mount("/tmp", "/host-tmp", True),),
+        network=NETWORK), replicas=replicas)
+
+
+def test_init_on_the_manager_keeps_its_swarm_labels_it_and_gives_the_workers_join_token(
+        two_node_swarm: TwoNodeSwarm):
+    client = docker.DockerClient(base_url=two_node_swarm.manager)
+    swarm = Swarm(Engine(base_url=two_node_swarm.manager))
+    assert swarm.is_manager()
+    assert swarm.init(two_node_swarm.manager_addr) == two_node_swarm.manager_id
+    client.swarm.reload()
+    assert swarm.join_token() == client.swarm.attrs["JoinTokens"]["Worker"]
+    assert swarm.manager_address() == f"{two_node_swarm.manager_addr}:2377"
+    nodes = swarm.nodes()
+    assert [(n.id, n.manager, n.ready, n.robomaker, n.address) for n in nodes] == [
+        (two_node_swarm.manager_id, True, True, True, two_node_swarm.manager_addr),
+        (two_node_swarm.worker_id, False, True, True, two_node_swarm.worker_addr)]
+    assert nodes[0].labels == {"Sagemaker": "true", "Robomaker": "true"}
+    # the worker node is no manager: init there is refused rather than starting a second swarm
+    other = Swarm(Engine(base_url=two_node_swarm.worker))
+    assert other.active() and not other.is_manager()
+    with pytest.raises(EngineError, match="worker node of another swarm"):
+        other.init(two_node_swarm.worker_addr)
+
+
+def test_nodes_that_joined_are_labelled_robomaker_unless_they_say_otherwise(two_node_swarm: TwoNodeSwarm):
+    client = docker.DockerClient(base_url=two_node_swarm.manager)
+    node = client.nodes.get(two_node_swarm.worker_id)
+    node.update({**node.attrs["Spec"], "Labels": {}})
+    swarm = Swarm(Engine(base_url=two_node_swarm.manager))
+    assert [n.id for n in swarm.label_workers()] == [two_node_swarm.worker_id]
+    assert client.nodes.get(two_node_swarm.worker_id).attrs["Spec"]["Labels"] == {"Robomaker": "true"}
+    assert swarm.label_workers() == []
+    swarm.label(two_node_swarm.worker_id, {"Robomaker": "false"})
+    assert swarm.label_workers() == []
+    assert not next(n for n in swarm.nodes() if n.id == two_node_swarm.worker_id).robomaker
+
+
+def test_a_fresh_engine_inits_a_swarm_and_labels_itself(two_node_swarm: TwoNodeSwarm):
+    # The worker node, once it has left, is an engine without a swarm (in a network namespace of its own, so its
+    # overlay's VXLAN devices clash with nobody's)
+    swarm = Swarm(Engine(base_url=two_node_swarm.worker))
+    swarm.leave(force=True)
+    assert not swarm.active()
+    node = swarm.init(two_node_swarm.worker_addr)
+    assert swarm.is_manager() and node != two_node_swarm.worker_id
+    assert [(n.id, n.labels) for n in swarm.nodes()] == [(node, {"Sagemaker": "true", "Robomaker": "true"})]
+    assert swarm.manager_address() == f"{two_node_swarm.worker_addr}:2377"
+    swarm.leave(force=True)
+    assert not swarm.active()
+
+
+def test_workers_spread_over_both_nodes_reach_the_manager_across_the_overlay_and_removal_cleans_both(
+        two_node_swarm: TwoNodeSwarm):
+    engine = Engine(base_url=two_node_swarm.manager)
+    swarm = Swarm(engine)
+    image = image_on_both(two_node_swarm)
+    assert swarm.ensure_overlay(NETWORK) == NETWORK
+    network = docker.DockerClient(base_url=two_node_swarm.manager).networks.get(NETWORK)
+    assert (network.attrs["Driver"], network.attrs["Attachable"], network.attrs["Scope"]) == ("overlay", True, "swarm")
+    assert network.attrs["Labels"]["com.docker.compose.network"] == NETWORK
+    assert network.attrs["Labels"]["com.docker.compose.project"] == NETWORK
+    assert swarm.ensure_overlay(NETWORK) == NETWORK and \
+        docker.DockerClient(base_url=two_node_swarm.manager).networks.get(NETWORK).id == network.id
+
+    redis = engine.start(listener(engine, image))
+    swarm.run_service(workers(image, 2, "until echo worker $DOCKER_REPLICA_SLOT | nc -w 2 redis-standin 6379; "
+                                        "do sleep 0.2; done; echo sent; exec sleep 600"))
+    tasks = poll(lambda: [t for t in swarm.current_tasks("deepracer-7-worker") if t.state == "running"] if all(
+        t.state == "running" for t in swarm.current_tasks("deepracer-7-worker")) and len(
+        swarm.current_tasks("deepracer-7-worker")) == 2 else None, "two running workers")
+    assert {t.node_id for t in tasks} == {two_node_swarm.manager_id, two_node_swarm.worker_id}
+    assert [t.slot for t in tasks] == [1, 2]
+    # each worker, the one on the second node too, reached the manager's listener by name across the overlay
+    poll(lambda: {"worker 1", "worker 2"} <= set(engine.logs(redis).splitlines()), "both workers' messages")
+    remote = next(t for t in tasks if t.node_id == two_node_swarm.worker_id)
+    assert poll(lambda: swarm.task_logs(remote) or None, "the remote worker's log") == "sent\n"
+    # the containers carry our labels on both nodes, and the worker's number is its slot
+    on_worker = Engine(base_url=two_node_swarm.worker).list(run="7")
+    assert [(c.role, c.worker, c.prefix, c.task, c.running) for c in on_worker] == [
+        ("worker", remote.slot, "m-1", remote.id, True)]
+    nodes = {node.id: node for node in swarm.nodes()}
+    shown = swarm.task_container(remote, nodes, run="7", prefix="m-1")
+    assert (shown.worker, shown.running, shown.node, shown.task, shown.service) == (
+        remote.slot, True, nodes[remote.node_id].hostname, remote.id, "deepracer-7-worker")
+    assert engine.logs(shown) == "sent\n"  # read through the manager, though the container is on the other node
+
+    # a second service of the same name is refused while this one runs
+    with pytest.raises(EngineError, match="still running"):
+        swarm.run_service(workers(image, 1, "true"))
+
+    assert swarm.remove_service("deepracer-7-worker")
+    for host in (two_node_swarm.manager, two_node_swarm.worker):
+        poll(lambda host=host: not docker.DockerClient(base_url=host).containers.list(
+            all=True, filters={"label": f"{LABEL_RUN}=7"}), f"no worker container left on {host}")
+    assert not swarm.remove_service("deepracer-7-worker")
+
+
+def test_a_worker_node_lost_shows_its_workers_lost_and_the_service_still_goes(two_node_swarm: TwoNodeSwarm):
+    engine = Engine(base_url=two_node_swarm.manager)
+    swarm = Swarm(engine)
+    image = image_on_both(two_node_swarm)
+    swarm.ensure_overlay(NETWORK)
+    swarm.run_service(workers(image, 2, "exec sleep 600"))
+    tasks = poll(lambda: swarm.current_tasks("deepracer-7-worker") if len(
+        [t for t in swarm.current_tasks("deepracer-7-worker") if t.state == "running"]) == 2 else None,
+        "two running workers")
+    assert {t.node_id for t in tasks} == {two_node_swarm.manager_id, two_node_swarm.worker_id}
+
+    two_node_swarm.lose_worker()  # a spot reclaim: the node vanishes without a word
+    poll(lambda: not next(n for n in swarm.nodes() if n.id == two_node_swarm.worker_id).ready, "the node down")
+    nodes = {node.id: node for node in swarm.nodes()}
+    shown = {c.worker: c for c in (swarm.task_container(t, nodes, run="7") for t in swarm.current_tasks(
+        "deepracer-7-worker"))}
+    remote = next(t.slot for t in tasks if t.node_id == two_node_swarm.worker_id)
+    local = next(t.slot for t in tasks if t.node_id == two_node_swarm.manager_id)
+    assert shown[remote].lost and not shown[remote].running
+    assert shown[local].running and not shown[local].lost
+    # no replacement is scheduled (restart policy none): the manager's node keeps its one worker
+    assert len([t for t in swarm.tasks("deepracer-7-worker") if t.live]) <= 2
+    # removing the service works with the node gone; the manager's container goes
+    assert swarm.remove_service("deepracer-7-worker")
+    poll(lambda: not docker.DockerClient(base_url=two_node_swarm.manager).containers.list(
+        all=True, filters={"label": f"{LABEL_RUN}=7"}), "no worker container left on the manager")

@@ -1,0 +1,184 @@
+"""Training across a real two-node swarm (tests/conftest.py `two_node_swarm`): `train`, `status`, `logs`, `stop`,
+and a node lost, with the stand-in simulator of test_rehearsal_e2e.py on both nodes.
+
+The manager runs the trainer and its SageMaker sibling (started by the real SageMaker SDK and Compose v2 through
+the manager's socket, on the overlay), and the workers are one swarm service spread over both nodes. Storage is
+moto's S3 server on this host, reached by the containers as MinIO is, at http://minio:9000: a proxy container
+(tests/session/standin/minio_proxy.py) on the manager joins both a local bridge (whose gateway moto listens on)
+and the overlay, so the worker on the second node reaches storage across the overlay; it reaches the trainer's
+stand-in Redis (the sibling's port 6379, by the address the sibling hands out in ip/ip.json) the same way.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import shutil
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import boto3
+import docker
+import pytest
+
+from session.engine.containers import Engine
+from session.engine.specs import NETWORK
+from session.engine.swarm import Swarm
+from session.run.training import run_containers, start_training, stop_training
+from tests.conftest import TwoNodeSwarm
+from tests.session.run.test_rehearsal_e2e import (
+    IMAGE_SOURCE,
+    IMAGE_TAG,
+    READY_S,
+    STOP_S,
+    Rehearsal,
+    checkpoints,
+    poll,
+    saved_logs,
+    sim_trace_fields,
+    the_sibling,
+)
+from tests.session.standin import build_image, python_mounts
+
+PROXY = Path(__file__).resolve().parents[1] / "standin" / "minio_proxy.py"
+S3_BRIDGE = "deepracer-s3-local"
+REDIS = "Connected to the trainer's Redis at "
+
+
+@dataclass
+class SwarmRehearsal(Rehearsal):
+    """The rehearsal's files and clean-up on the manager, with storage at MinIO's in-network name."""
+
+    minio_url: str = "http://minio:9000"
+
+    def write(self, run_env: str, workers: int = 2) -> None:
+        super().write(run_env, workers)
+        system = self.folder / "system.env"
+        system.write_text(system.read_text().replace(f"DR_MINIO_URL={self.endpoint}", f"DR_MINIO_URL={self.minio_url}"))
+
+
+@pytest.fixture
+def swarm_rehearsal(tmp_path: Path, two_node_swarm: TwoNodeSwarm, s3_server: str) -> Iterator[SwarmRehearsal]:
+    from moto.server import ThreadedMotoServer
+
+    for host in (two_node_swarm.manager, two_node_swarm.worker):  # no registry: each node imports the image
+        build_image(host, IMAGE_SOURCE, IMAGE_TAG)
+    manager = docker.DockerClient(base_url=two_node_swarm.manager)
+    Swarm(Engine(base_url=two_node_swarm.manager)).ensure_overlay(NETWORK)
+    bridge = manager.networks.create(S3_BRIDGE, driver="bridge")
+    ipam = bridge.attrs["IPAM"]["Config"][0]
+    gateway = (ipam.get("Gateway") or str(ipaddress.ip_network(ipam["Subnet"])[1])).split("/")[0]
+    server = ThreadedMotoServer(ip_address=gateway, port=0, verbose=False)
+    requests_log = logging.getLogger("werkzeug")
+    level = requests_log.level
+    requests_log.setLevel(logging.WARNING)
+    server.start()
+    try:
+        host, port = server.get_host_and_port()
+        endpoint = f"http://{host}:{port}"
+        proxy = manager.containers.create(
+            f"{IMAGE_SOURCE}:{IMAGE_TAG}", [f"python3 /proxy.py {gateway} {port}"], name="minio",
+            network=S3_BRIDGE, labels={"deepracer.run": "host", "deepracer.role": "minio"},
+            volumes=[f"{m.source}:{m.target}:ro" for m in python_mounts()] + [f"{PROXY}:/proxy.py:ro"])
+        manager.networks.get(NETWORK).connect(proxy, aliases=["minio"])
+        proxy.start()
+        bucket = f"deepracer-swarm-{uuid.uuid4().hex[:8]}"
+        boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1").create_bucket(Bucket=bucket)
+        shutil.copytree(Path(__file__).resolve().parents[3] / "session" / "defaults", tmp_path / "custom_files",
+                        ignore=shutil.ignore_patterns("__pycache__"))
+        made = SwarmRehearsal(tmp_path, endpoint, two_node_swarm.manager, bucket)
+        try:
+            yield made
+        finally:
+            made.clean_up()
+    finally:
+        server.stop()
+        requests_log.setLevel(level)
+        manager.close()
+
+
+def containers_on(docker_host: str, run_id: int, running: bool = True) -> list[str]:
+    client = docker.DockerClient(base_url=docker_host)
+    try:
+        return sorted(c.name for c in client.containers.list(all=not running,
+                                                            filters={"label": f"deepracer.run={run_id}"}))
+    finally:
+        client.close()
+
+
+def test_training_spreads_its_workers_over_both_nodes_status_and_logs_see_them_and_stop_cleans_both(
+        swarm_rehearsal: SwarmRehearsal, two_node_swarm: TwoNodeSwarm):
+    model = f"swarm-{uuid.uuid4().hex[:6]}-1"
+    swarm_rehearsal.write(f"DR_WORLD_NAME=reInvent2019_track\nDR_LOCAL_S3_MODEL_PREFIX={model}\n", workers=2)
+    host = swarm_rehearsal.host()
+    said: list[str] = []
+
+    started = start_training(host, say=said.append, timeout_s=READY_S)
+    assert [(c.role, c.worker) for c in started] == [("trainer", None), ("worker", 1), ("worker", 2)]
+    assert f"started service deepracer-{host.run.run_id}-worker: 2 worker(s) on the swarm's nodes labelled " \
+           "Robomaker" in said
+    nodes = {n.id: n for n in Swarm(host.engine).nodes()}
+    tasks = Swarm(host.engine).current_tasks(f"deepracer-{host.run.run_id}-worker")
+    assert {t.node_id for t in tasks} == set(nodes) == {two_node_swarm.manager_id, two_node_swarm.worker_id}
+    remote = next(t.slot for t in tasks if t.node_id == two_node_swarm.worker_id)
+
+    # status from both nodes: the manager lists every worker with its node; each node's engine has its own one
+    status = run_containers(host.engine, host.system, host.run)
+    assert sorted((c.role, c.worker or 0, c.running) for c in status) == [
+        ("sagemaker", 0, True), ("trainer", 0, True), ("worker", 1, True), ("worker", 2, True)]
+    assert all(c.node for c in status if c.role == "worker")
+    on_worker = Engine(base_url=two_node_swarm.worker).list(run=str(host.run.run_id))
+    assert [(c.role, c.worker, c.running) for c in on_worker] == [("worker", remote, True)]
+
+    # training goes on: checkpoints from both workers' episodes, delivered through storage across the overlay
+    poll(lambda: len(checkpoints(host.storage, model)) >= 2, "second checkpoint", timeout_s=READY_S)
+    # the worker on the second node reached the trainer's Redis and storage across the overlay; its log comes
+    # through the manager (`deepracer logs worker N`)
+    remote_info = next(c for c in status if c.worker == remote)
+    log = host.engine.logs(remote_info)
+    sibling = the_sibling(host)
+    networks = docker.DockerClient(base_url=two_node_swarm.manager).api.inspect_container(sibling.id)[
+        "NetworkSettings"]["Networks"]
+    assert f"{REDIS}{networks[NETWORK]['IPAddress']}:6379" in log
+    assert f"Starting as worker {remote - 1}, using world reInvent2019_track" in log
+    assert sim_trace_fields(log)
+    assert host.storage.list_objects(f"{model}/{remote - 1}/training-simtrace/") or remote == 1
+
+    # stop: trainer, sibling and both workers; nothing runs on either node; every log saved beside the model
+    stopped = stop_training(host, say=said.append, timeout=STOP_S)
+    assert sorted((c.role or "sagemaker", c.worker or 0) for c in stopped) == [  # the engine names no role
+        ("sagemaker", 0), ("trainer", 0), ("worker", 1), ("worker", 2)]
+    assert containers_on(two_node_swarm.manager, host.run.run_id) == []
+    assert containers_on(two_node_swarm.worker, host.run.run_id) == []
+    assert not any(c.running for c in run_containers(host.engine, host.system, host.run))
+    assert saved_logs(host.storage, model) == ["sagemaker.log", "trainer.log", "worker-1.log", "worker-2.log"]
+    assert REDIS in host.storage.get_text(next(i.key for i in host.storage.list_objects(f"{model}/logs/")
+                                               if i.key.endswith(f"-worker-{remote}.log")))
+
+
+def test_a_lost_node_shows_its_worker_lost_and_stop_still_ends_the_run_on_the_manager(
+        swarm_rehearsal: SwarmRehearsal, two_node_swarm: TwoNodeSwarm):
+    model = f"swarm-lost-{uuid.uuid4().hex[:6]}-1"
+    swarm_rehearsal.write(f"DR_WORLD_NAME=reInvent2019_track\nDR_LOCAL_S3_MODEL_PREFIX={model}\n", workers=2)
+    host = swarm_rehearsal.host()
+    start_training(host, say=lambda _: None, timeout_s=READY_S)
+    tasks = Swarm(host.engine).current_tasks(f"deepracer-{host.run.run_id}-worker")
+    remote = next(t.slot for t in tasks if t.node_id == two_node_swarm.worker_id)
+
+    two_node_swarm.lose_worker()  # a spot reclaim: no word from the node, ever again
+    lost = poll(lambda: [c for c in run_containers(host.engine, host.system, host.run) if c.lost],
+                "the lost worker")
+    assert [(c.role, c.worker) for c in lost] == [("worker", remote)]
+    status = run_containers(host.engine, host.system, host.run)
+    assert sorted((c.role, c.worker or 0) for c in status if c.running) == [
+        ("sagemaker", 0), ("trainer", 0), ("worker", 3 - remote)]
+
+    said: list[str] = []
+    stopped = stop_training(host, say=said.append, timeout=STOP_S)
+    assert sorted((c.role or "sagemaker", c.worker or 0, c.lost) for c in stopped) == [
+        ("sagemaker", 0, False), ("trainer", 0, False), ("worker", 1, remote == 1), ("worker", 2, remote == 2)]
+    assert containers_on(two_node_swarm.manager, host.run.run_id) == []
+    assert f"the log of worker {remote} is on node {lost[0].node}, which is down: not saved" in said
+    assert saved_logs(host.storage, model) == sorted(["sagemaker.log", "trainer.log", f"worker-{3 - remote}.log"])
