@@ -19,8 +19,9 @@ NC = "#!/bin/busybox ash\nexec /bin/busybox nc \"$@\"\n"
 T = TypeVar("T")
 
 
-def poll(check: Callable[[], T], what: str, timeout_s: float = 60) -> T:
-    """The engine offers nothing to wait on for these (task states, a node's heartbeat): look again shortly."""
+def poll(check: Callable[[], T], what: str, timeout_s: float = 180) -> T:
+    """The engine offers nothing to wait on for these (task states, a node's heartbeat): look again shortly.
+    The limit is generous: on 2 busy cores an overlay between two daemons took more than a minute once."""
     deadline = time.monotonic() + timeout_s
     while True:
         found = check()
