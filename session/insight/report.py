@@ -172,8 +172,12 @@ def build(sources: Union["Source", Sequence["Source"]], *, track: Optional[str] 
     choice = choose_track(library, explicit=track, world=side.world, steps=trace.steps)
     if choice.note:
         notes.append(choice.note)
-    return Report(title=_title(labels), sources=labels, trace=trace, table=table, phase=phase, numbers=numbers,
-                  numbers_from=numbers_from, metrics=metrics, track=choice, notes=notes)
+    from session.insight import report_views  # start-up: pandas, as above
+
+    report = Report(title=_title(labels), sources=labels, trace=trace, table=table, phase=phase, numbers=numbers,
+                    numbers_from=numbers_from, metrics=metrics, track=choice, notes=notes)
+    report.views = report_views.views(report)
+    return report
 
 
 def metrics_numbers(run: MetricsRun) -> dict[str, Any]:
@@ -620,6 +624,8 @@ def as_json(report: Report, files: Sequence[str] = ()) -> dict[str, Any]:
     out["sources"] = list(report.sources)
     out["files_read"] = len(report.trace.files) + (len(report.metrics.files) if report.metrics else 0)
     out["notes"] = list(report.notes)
+    if report.views is not None:
+        out.update(report.views.as_json())
     if files:
         out["files"] = list(files)
     return out
@@ -682,6 +688,8 @@ def render_text(report: Report, files: Sequence[str] = (), out: Optional[Path] =
         lines.append(f"  evaluation      {evaluation['episodes']} episodes in {runs} run{'s' if runs != 1 else ''}, "
                      f"{evaluation['completed_laps']} laps, best {_seconds(evaluation['best_lap_s'])}, "
                      f"mean progress {_pct(evaluation['mean_progress'], 100)}")
+    for line in report.views.lines() if report.views is not None else ():
+        lines.append(f"  look at         {line}")
     lines.append(f"  problems        {report.trace.problems.summary()}")
     for note in report.notes:
         lines.append(f"  note            {note}")
@@ -695,11 +703,13 @@ def render_text(report: Report, files: Sequence[str] = (), out: Optional[Path] =
 def write(report: Report, out: Path, *, dpi: int = DPI, laps: int = TOP_LAPS) -> list[str]:
     """The plots, the page and report.json into `out` (created; a folder that holds files of its own but no
     report is refused). Returns the names written, in order."""
-    from session.insight import report_plots  # start-up: numpy at import, matplotlib to draw
+    from session.insight import report_plots, report_views  # start-up: numpy at import, matplotlib to draw
 
     out = Path(out).expanduser()
     _check_out(out)
     plots = report_plots.render(report, dpi=dpi, laps=laps)
+    if report.views is not None:
+        plots += report_views.render(report, report.views, dpi=dpi)
     names = [plot.name for plot in plots] + [JSON_NAME, HTML_NAME]
     data = as_json(report, names)
     out.mkdir(parents=True, exist_ok=True)

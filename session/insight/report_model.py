@@ -74,6 +74,7 @@ class Report:
     metrics: Optional[MetricsRun] = None
     track: TrackChoice = field(default_factory=TrackChoice)
     notes: list[str] = field(default_factory=list)
+    views: Any = None  # session.insight.report_views.Views (exits, along the track, step timing); build() sets it
 
     @property
     def steps(self) -> "pd.DataFrame":

@@ -88,7 +88,7 @@ def progress_plot(rows: Sequence[dict[str, Any]], episodes: "pd.DataFrame", *, d
     """`rows`: per iteration `iteration`, `mean_reward`, `mean_progress` (%) and `completion_rate` (0-1), as
     summary() gives them; `episodes`: the per-episode table, drawn faintly behind the means; `trainer`:
     (iteration, mean progress % of the trainer's evaluation of that checkpoint)."""
-    fig = _figure(WIDE, hspace=0.3)
+    fig = figure(WIDE, hspace=0.3)
     top, bottom = fig.subplots(2, 1, sharex=True)
     rows = sorted(rows, key=lambda row: row["iteration"])
     x = np.array([row["iteration"] for row in rows], float)
@@ -119,13 +119,13 @@ def progress_plot(rows: Sequence[dict[str, Any]], episodes: "pd.DataFrame", *, d
         axes.grid(True, alpha=0.3)
         axes.legend(loc="upper left", fontsize=8)
     if not rows and not trainer:
-        _empty(top, "no iterations")
-    return _png(fig, dpi)
+        empty(top, "no iterations")
+    return png(fig, dpi)
 
 
 def trials_plot(episodes: "pd.DataFrame", *, dpi: int = 100) -> bytes:
     """An evaluation's trials in order: total reward and progress of each."""
-    fig = _figure(WIDE, hspace=0.3)
+    fig = figure(WIDE, hspace=0.3)
     top, bottom = fig.subplots(2, 1, sharex=True)
     table = episodes.sort_values(["unique_episode"], kind="stable")
     x = np.arange(1, len(table) + 1)
@@ -143,8 +143,8 @@ def trials_plot(episodes: "pd.DataFrame", *, dpi: int = 100) -> bytes:
     for axes in (top, bottom):
         axes.grid(True, axis="y", alpha=0.3)
     if not len(table):
-        _empty(top, "no trials")
-    return _png(fig, dpi)
+        empty(top, "no trials")
+    return png(fig, dpi)
 
 
 def track_plot(runs: Sequence[tuple[str, "pd.DataFrame"]], track: Optional["Track"], *, note: str = "",
@@ -154,7 +154,7 @@ def track_plot(runs: Sequence[tuple[str, "pd.DataFrame"]], track: Optional["Trac
     from matplotlib.collections import LineCollection
     from matplotlib.colors import Normalize
 
-    fig = _figure(SQUARE, left=0.08, right=0.97, bottom=0.1)
+    fig = figure(SQUARE, left=0.08, right=0.97, bottom=0.1)
     axes = fig.subplots()
     axes.set_aspect("equal", adjustable="datalim")
     if track is not None:
@@ -189,7 +189,7 @@ def track_plot(runs: Sequence[tuple[str, "pd.DataFrame"]], track: Optional["Trac
 
         fig.colorbar(ScalarMappable(norm, _SPEED_MAP), ax=axes, shrink=0.8, label="commanded speed (m/s)")
     else:
-        _empty(axes, "no path")
+        empty(axes, "no path")
     axes.autoscale_view()
     axes.set_xlabel("x (m)")
     axes.set_ylabel("y (m)")
@@ -200,18 +200,18 @@ def track_plot(runs: Sequence[tuple[str, "pd.DataFrame"]], track: Optional["Trac
         axes.legend(loc="upper right", fontsize=8)
     if note:
         fig.supxlabel(_wrap(note, 110), fontsize=8, color="tab:red")
-    return _png(fig, dpi)
+    return png(fig, dpi)
 
 
 def actions_plot(steps: "pd.DataFrame", *, dpi: int = 100) -> bytes:
     """Discrete action spaces: the share of steps per action (labelled with its steering and speed); continuous
     ones (action -1): a 2-D histogram of the commanded steering angle and speed."""
-    fig = _figure(WIDE, bottom=0.15)
+    fig = figure(WIDE, bottom=0.15)
     axes = fig.subplots()
     actions = steps["action"].to_numpy()
     discrete = actions >= 0
     if not len(steps):
-        _empty(axes, "no steps")
+        empty(axes, "no steps")
     elif discrete.any():
         chosen = steps[discrete]
         counts = chosen.groupby("action", sort=True).agg(n=("action", "size"), steer=("steering_angle", "median"),
@@ -244,19 +244,19 @@ def actions_plot(steps: "pd.DataFrame", *, dpi: int = 100) -> bytes:
         axes.set_xlabel("steering angle (degrees, + is left)")
         axes.set_ylabel("speed (m/s)")
         axes.set_title(f"Continuous action space: {len(steer):,} steps by commanded steering and speed")
-    return _png(fig, dpi)
+    return png(fig, dpi)
 
 
 def laps_plot(episodes: "pd.DataFrame", phase: str = "training", *, dpi: int = 100) -> bytes:
     """Lap times of completed laps: by iteration (by trial for an evaluation) with the best per iteration, and
     their histogram."""
-    fig = _figure(WIDE, wspace=0.15)
+    fig = figure(WIDE, wspace=0.15)
     left, right = fig.subplots(1, 2, width_ratios=[2, 1])
     table = episodes.sort_values(["unique_episode"], kind="stable")
     laps = table[table["complete"]] if len(table) else table
     if not len(laps):
-        _empty(left, f"no completed laps in {len(table):,} episodes")
-        _empty(right, "")
+        empty(left, f"no completed laps in {len(table):,} episodes")
+        empty(right, "")
     else:
         if phase == "training":
             x = laps["iteration"].to_numpy(float)
@@ -284,12 +284,12 @@ def laps_plot(episodes: "pd.DataFrame", phase: str = "training", *, dpi: int = 1
     right.set_title("Spread")
     for axes in (left, right):
         axes.grid(True, alpha=0.3)
-    return _png(fig, dpi)
+    return png(fig, dpi)
 
 
 def workers_plot(episodes: "pd.DataFrame", *, dpi: int = 100) -> bytes:
     """Per worker: mean progress per iteration (one line each), and completion rate / mean progress as bars."""
-    fig = _figure(WIDE, bottom=0.12, wspace=0.2)
+    fig = figure(WIDE, bottom=0.12, wspace=0.2)
     left, right = fig.subplots(1, 2, width_ratios=[2, 1])
     workers = sorted(int(w) for w in episodes["worker"].unique()) if len(episodes) else []
     for worker in workers:
@@ -314,19 +314,19 @@ def workers_plot(episodes: "pd.DataFrame", *, dpi: int = 100) -> bytes:
         right.set_xticks(x, [f"worker {w}\n{n:,} ep." for w, n in zip(workers, count)], fontsize=8)
         right.legend(loc="upper right", fontsize=8)
     else:
-        _empty(left, "no episodes")
+        empty(left, "no episodes")
     right.set_ylim(0, 105)
     right.set_ylabel("percent (%)")
     right.set_title("Whole run")
     for axes in (left, right):
         axes.grid(True, axis="y", alpha=0.3)
-    return _png(fig, dpi)
+    return png(fig, dpi)
 
 
 # --- helpers -------------------------------------------------------------------------------------------------------
 
 
-def _figure(size: tuple[float, float], **margins: float) -> "Figure":
+def figure(size: tuple[float, float], **margins: float) -> "Figure":
     """A Figure on an Agg canvas with fixed margins (fractions of the fixed size: the same at any dpi; a layout
     engine would measure every label and take as long as the drawing itself)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -338,7 +338,7 @@ def _figure(size: tuple[float, float], **margins: float) -> "Figure":
     return fig
 
 
-def _png(fig: "Figure", dpi: int) -> bytes:
+def png(fig: "Figure", dpi: int) -> bytes:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=dpi, metadata={"Software": None})
     return buffer.getvalue()
@@ -366,7 +366,7 @@ def _integer_ticks(axes: "Axes") -> None:
     axes.xaxis.set_major_locator(MaxNLocator(integer=True))
 
 
-def _empty(axes: "Axes", text: str) -> None:
+def empty(axes: "Axes", text: str) -> None:
     if text:
         axes.text(0.5, 0.5, text, ha="center", va="center", transform=axes.transAxes, fontsize=12, color="0.4")
 
