@@ -170,3 +170,19 @@ def test_without_a_route_file_the_waypoints_are_those_seen():
     assert waypoint_count(None, steps) == 119  # 0..118 seen: nothing says 118 is the closing vertex
     table = exits(steps, episodes(steps))
     assert sum(s["exits"] for s in exits_by_section(table, 119)) == len(table)
+
+
+DOC_PICTURES = Path(__file__).resolve().parents[3] / "docs" / "img" / "report"
+
+
+def test_the_pictures_in_the_docs_are_the_ones_the_report_draws(single):
+    """docs/training.md shows these; written here, from the real single-worker run, so the docs cannot drift."""
+    from session.insight import report_views
+
+    DOC_PICTURES.mkdir(parents=True, exist_ok=True)
+    for plot in report_views.render(single, single.views, dpi=80):
+        target = DOC_PICTURES / plot.name
+        if not target.is_file() or target.read_bytes() != plot.png:
+            target.write_bytes(plot.png)
+        assert target.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert sorted(p.name for p in DOC_PICTURES.glob("*.png")) == ["along_track.png", "exits.png", "timing.png"]
