@@ -416,7 +416,7 @@ def report(args: argparse.Namespace) -> int:
         return _storage(load_system_config(_paths(args)[1]))
 
     return run_report(args.sources, storage, track=args.track, tracks=args.tracks, out=args.out, laps=args.laps,
-                      json_output=args.json)
+                      json_output=args.json, reward=args.reward)
 
 
 def increment(args: argparse.Namespace) -> int:

@@ -194,6 +194,9 @@ def _parser() -> argparse.ArgumentParser:
                         help="track .npy files (default: $DR_TRACKS_DIR or the host's cache)")
     report.add_argument("--laps", type=lambda t: int(_positive(t)), default=1, metavar="N",
                         help="draw the N fastest laps on the track (default 1)")
+    report.add_argument("--reward", metavar="FILE.py",
+                        help="re-score: replay the logged steps through this reward function (validate's sandbox) "
+                             "and show its reward beside the run's")
 
     increment = commands.add_parser("increment", help="continue from the current model under the next prefix")
     increment.add_argument("--checkpoint", default="last",

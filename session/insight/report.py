@@ -626,6 +626,8 @@ def as_json(report: Report, files: Sequence[str] = ()) -> dict[str, Any]:
     out["notes"] = list(report.notes)
     if report.views is not None:
         out.update(report.views.as_json())
+    if report.rescore is not None:
+        out["rescore"] = report.rescore.as_json()
     if files:
         out["files"] = list(files)
     return out
@@ -690,6 +692,8 @@ def render_text(report: Report, files: Sequence[str] = (), out: Optional[Path] =
                      f"mean progress {_pct(evaluation['mean_progress'], 100)}")
     for line in report.views.lines() if report.views is not None else ():
         lines.append(f"  look at         {line}")
+    if report.rescore is not None:
+        lines.append(f"  re-scored       {_rescore_line(report.rescore)}")
     lines.append(f"  problems        {report.trace.problems.summary()}")
     for note in report.notes:
         lines.append(f"  note            {note}")
@@ -727,15 +731,25 @@ def default_out(report: Report) -> Path:
 
 def run(sources: Sequence[str], storage: Callable[[], "Storage"], *, track: Optional[str] = None,
         tracks: Optional[str] = None, out: Optional[str] = None, laps: Optional[int] = None,
-        json_output: bool = False) -> int:
-    """`report SOURCE... [--out DIR] [--json] [--track NAME] [--tracks DIR] [--laps N]`, each option its keyword
-    (None: not given; `json_output` is --json). `storage` opens the working bucket, only for a model prefix."""
+        json_output: bool = False, reward: Optional[str] = None) -> int:
+    """`report SOURCE... [--out DIR] [--json] [--track NAME] [--tracks DIR] [--laps N] [--reward FILE]`, each
+    option its keyword (None: not given; `json_output` is --json). `storage` opens the working bucket, only for a
+    model prefix."""
     import sys
 
     if tracks and not Path(tracks).expanduser().is_dir():
         raise ReportError(f"--tracks {tracks}: no such folder (expected a folder of track .npy files)")
     library = Path(tracks).expanduser() if tracks else tracks_dir()
     report = build(resolve_sources(sources, storage), track=track, tracks=library)
+    if reward is not None:
+        from session.insight.rescore import RescoreError, for_report  # start-up: numpy, the reward sandbox
+
+        if report.numbers_from != "trace":
+            raise ReportError("--reward: the sources hold no steps to replay (only the training metrics JSON)")
+        try:
+            report.rescore = for_report(report, Path(reward).expanduser())
+        except RescoreError as error:
+            raise ReportError(str(error)) from None
     folder = Path(out).expanduser() if out else default_out(report)
     files = write(report, folder, laps=laps or TOP_LAPS)
     if json_output:
@@ -757,6 +771,14 @@ def _check_out(out: Path) -> None:
         if not ours:
             raise ReportError(f"--out {out}: the folder holds files that are not a report; give an empty or new "
                               f"folder")
+
+
+def _rescore_line(found: Any) -> str:
+    data = found.as_json()
+    correlation = data["correlation"]
+    agree = "" if correlation is None else f", correlation per episode with the run's {correlation:+.2f}"
+    return (f"{data['steps']:,} steps of {data['episodes_replayed']:,} episodes through {data['reward_file']}"
+            f"{agree}")
 
 
 def _library(tracks: Optional[Path]) -> Optional["TrackLibrary"]:

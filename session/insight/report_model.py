@@ -75,6 +75,7 @@ class Report:
     track: TrackChoice = field(default_factory=TrackChoice)
     notes: list[str] = field(default_factory=list)
     views: Any = None  # session.insight.report_views.Views (exits, along the track, step timing); build() sets it
+    rescore: Any = None  # session.insight.rescore.Rescore, with --reward
 
     @property
     def steps(self) -> "pd.DataFrame":

@@ -4,7 +4,8 @@ session.insight.report_plots draws (fixed sizes, sorted series, the same bytes f
 - exits.png: where episodes ended off the track or crashed, on the track and counted by run of waypoints;
 - along_track.png: mean reward and mean commanded speed at each waypoint, as colour on the track;
 - timing.png: each worker's step interval (mean, 95th percentile, max) against the simulator's 15 a second, the
-  share of late steps and the real-time factor.
+  share of late steps and the real-time factor;
+- rescore.png (with --reward): the candidate reward function's reward for the logged steps beside the run's own.
 
 Colour scales span the values drawn (no empty half scales); a picture with too little to show says so instead.
 """
@@ -76,7 +77,43 @@ def render(report: Report, found: Views, *, dpi: int = 100) -> list[Plot]:
         Plot("timing.png", "Step timing", "Each worker's time between steps in the simulator's clock against its "
              "15 steps a second; late steps mean dropped frames, a real-time factor under 1 a slow simulation.",
              timing_plot(found.timing, dpi=dpi)),
+        *([Plot("rescore.png", f"Re-scored with {report.rescore.reward_file}", "What the candidate reward "
+                "function gives the steps the car drove, beside what the run's own gave: mean reward per episode "
+                "by iteration, and mean reward per step at each waypoint (each on its own scale).",
+                rescore_plot(report.rescore.episodes, report.rescore.per_waypoint, report.rescore.reward_file,
+                             dpi=dpi))] if report.rescore is not None else []),
     ]
+
+
+def rescore_plot(episodes: "pd.DataFrame", per_waypoint: "pd.DataFrame", reward_file: str, *,
+                 dpi: int = 100) -> bytes:
+    """Left: mean episode reward per iteration, the run's (left scale) and the candidate's (right scale); right:
+    the same per waypoint for a step. Two scales, because a candidate is usually on another one: the shapes are
+    what to compare."""
+    fig = figure(WIDE, left=0.07, right=0.93, wspace=0.45)
+    panels = fig.subplots(1, 2)
+    by_iteration = episodes.groupby("iteration", sort=True)[["old", "new"]].mean() if len(episodes) else None
+    series = ((panels[0], by_iteration.index.to_numpy(float) if by_iteration is not None else np.zeros(0),
+               by_iteration, "iteration", "mean reward per episode"),
+              (panels[1], per_waypoint["waypoint"].to_numpy(float), per_waypoint, "waypoint", "mean reward per step"))
+    for axes, x, table, xlabel, ylabel in series:
+        if table is None or not len(table):
+            empty(axes, "no steps")
+            continue
+        twin = axes.twinx()
+        axes.plot(x, table["old"].to_numpy(float), color="tab:blue", marker="o" if len(x) < 60 else None, ms=3,
+                  label="the run's reward")
+        twin.plot(x, table["new"].to_numpy(float), color="tab:orange", marker="s" if len(x) < 60 else None, ms=3,
+                  label=reward_file)
+        axes.set_xlabel(xlabel)
+        axes.set_ylabel(f"{ylabel}: the run's", color="tab:blue")
+        twin.set_ylabel(f"{ylabel}: {reward_file}", color="tab:orange")
+        axes.grid(True, alpha=0.3)
+        handles = axes.get_legend_handles_labels()[0] + twin.get_legend_handles_labels()[0]
+        axes.legend(handles=handles, loc="upper left", fontsize=8)
+    panels[0].set_title("Per iteration", fontsize=10)
+    panels[1].set_title("Along the track", fontsize=10)
+    return png(fig, dpi)
 
 
 def exits_plot(exit_table: "pd.DataFrame", sections: Sequence[dict[str, Any]], places: "pd.DataFrame",

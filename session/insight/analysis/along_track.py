@@ -44,7 +44,7 @@ def sections(waypoints: int, count: int = SECTIONS) -> list[tuple[int, int]]:
 def exits_by_section(exit_table: pd.DataFrame, waypoints: int, count: int = SECTIONS) -> list[dict[str, Any]]:
     """Exits counted per run of waypoints, in driving order: `first`, `last` waypoint, `exits`, `share` (0-1)."""
     total = len(exit_table)
-    where = _folded(exit_table["closest_waypoint"].to_numpy(dtype=np.int64) if total else np.zeros(0, np.int64),
+    where = fold(exit_table["closest_waypoint"].to_numpy(dtype=np.int64) if total else np.zeros(0, np.int64),
                     waypoints)
     out = []
     for first, last in sections(waypoints, count):
@@ -61,7 +61,7 @@ def by_waypoint(steps: pd.DataFrame, waypoints: Optional[int] = None) -> pd.Data
     counted = steps[steps["episode_status"].astype("string") != "prepare"] if len(steps) else steps
     where = counted["closest_waypoint"].to_numpy(dtype=np.int64) if len(counted) else np.zeros(0, np.int64)
     size = waypoints if waypoints is not None else (int(where.max()) + 1 if len(where) else 0)
-    where = _folded(where, size)
+    where = fold(where, size)
     keep = (where >= 0) & (where < size)
     where = where[keep]
     count = np.bincount(where, minlength=size).astype(np.int64)
@@ -86,7 +86,7 @@ def waypoint_count(track: Any, steps: pd.DataFrame) -> int:
     return int(seen.max()) + 1 if len(seen) else 0
 
 
-def _folded(where: np.ndarray, waypoints: int) -> np.ndarray:
+def fold(where: np.ndarray, waypoints: int) -> np.ndarray:
     """A loop's closing vertex (index `waypoints`, where the simulator can say the car is nearest) is waypoint 0."""
     return np.where(where == waypoints, 0, where)
 
