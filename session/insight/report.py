@@ -618,6 +618,8 @@ def as_json(report: Report, files: Sequence[str] = ()) -> dict[str, Any]:
     out["from"] = report.numbers_from
     out["best_lap"] = _best_lap(report)
     out["evaluation"] = _evaluation(report)
+    if report.phase == EVALUATION:
+        out["trials"] = trials(report.episodes)
     out["trainer_evaluation"] = _trainer_evaluation(report.metrics)
     out["track"] = report.track.as_json()
     out["problems"] = report.trace.problems.as_json()
@@ -684,6 +686,12 @@ def render_text(report: Report, files: Sequence[str] = (), out: Optional[Path] =
                          f"{_seconds(row['best_lap_s']):>9}  {_pct(row['mean_progress'], 100):>8}  "
                          f"{_num(row['mean_reward']):>9}")
     evaluation = _evaluation(report)
+    if report.phase == EVALUATION:
+        lines.append("")
+        lines.append(f"  {'TRIAL':>9}  {'LAP TIME':>9}  {'PROGRESS':>8}  {'OFF TRACK':>9}  {'CRASHES':>7}")
+        for row in trials(report.episodes):
+            lines.append(f"  {row['trial']:>9}  {_seconds(row['lap_s']):>9}  {_pct(row['progress'], 100):>8}  "
+                         f"{row['off_track']:>9}  {row['crashed']:>7}")
     lines.append("")
     if evaluation:
         runs = len(evaluation["streams"])
@@ -809,8 +817,20 @@ def _evaluation(report: Report) -> Optional[dict[str, Any]]:
     streams = []
     for stream, group in evaluation.groupby(evaluation["stream"].astype(str), sort=True):
         streams.append({"stream": stream, **{k: v for k, v in summary(group).items()
-                                             if k not in ("iterations", "workers")}})
+                                             if k not in ("iterations", "workers")}, "trials": trials(group)})
     return {**numbers, "streams": streams}
+
+
+def trials(table: "pd.DataFrame") -> list[dict[str, Any]]:
+    """An evaluation's trials in order: `trial` (1-based, per run), `lap_s` (None unless completed), `progress`
+    (%), `off_track` and `crashed` (how often: with resets allowed a trial goes on after each), `status`."""
+    rows = []
+    for stream, group in table.groupby(table["stream"].astype(str), sort=True) if len(table) else ():
+        for number, row in enumerate(group.sort_values("unique_episode", kind="stable").itertuples(), start=1):
+            rows.append({"stream": stream, "trial": number, "lap_s": rounded(row.lap_time),
+                         "progress": rounded(row.progress), "off_track": int(row.off_track),
+                         "crashed": int(row.crashed), "status": str(row.status)})
+    return rows
 
 
 def _trainer_evaluation(run: Optional[MetricsRun]) -> Optional[dict[str, Any]]:

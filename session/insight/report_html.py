@@ -64,12 +64,19 @@ def render(report: "Report", plots: Sequence["Plot"], data: dict[str, Any]) -> s
             ("completion", "completion_rate", _fraction), ("best lap", "best_lap_s", _seconds),
             ("mean lap", "mean_lap_s", _seconds), ("mean progress", "mean_progress", _percent),
             ("mean reward", "mean_reward", _number), ("steps", "steps", _int)]))
+    trial_columns = [("run", "stream", _text), ("trial", "trial", _int), ("lap time", "lap_s", _seconds),
+                     ("progress", "progress", _percent), ("off track", "off_track", _int),
+                     ("crashes", "crashed", _int)]
+    if data.get("trials"):
+        parts.append("<h2>Trials</h2>" + _table(data["trials"], trial_columns))
     evaluation = data.get("evaluation")
     if evaluation:
         parts.append("<h2>Evaluation runs</h2>" + _table(evaluation["streams"], [
             ("run", "stream", _text), ("trials", "episodes", _int), ("completed laps", "completed_laps", _int),
             ("best lap", "best_lap_s", _seconds), ("mean lap", "mean_lap_s", _seconds),
             ("mean progress", "mean_progress", _percent)]))
+        parts.append("<h2>Evaluation trials</h2>" + _table(
+            [trial for stream in evaluation["streams"] for trial in stream["trials"]], trial_columns))
     parts.append(f'<p class="muted">{escape(GENERATOR)}, deepracer-cloud session {escape(__version__)}; the numbers '
                  f"are also in report.json.</p>")
     parts.append("</body></html>")

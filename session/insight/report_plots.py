@@ -124,7 +124,8 @@ def progress_plot(rows: Sequence[dict[str, Any]], episodes: "pd.DataFrame", *, d
 
 
 def trials_plot(episodes: "pd.DataFrame", *, dpi: int = 100) -> bytes:
-    """An evaluation's trials in order: total reward and progress of each."""
+    """An evaluation's trials in order: total reward and progress of each, with how often each went off track or
+    crashed."""
     fig = figure(WIDE, hspace=0.3)
     top, bottom = fig.subplots(2, 1, sharex=True)
     table = episodes.sort_values(["unique_episode"], kind="stable")
@@ -135,6 +136,10 @@ def trials_plot(episodes: "pd.DataFrame", *, dpi: int = 100) -> bytes:
     top.set_ylabel("reward per trial")
     top.set_title("Reward per trial")
     bottom.bar(x, table["progress"].to_numpy(float), color=colours)
+    for position, off, crashed in zip(x, table["off_track"].to_numpy(int), table["crashed"].to_numpy(int)):
+        said = ", ".join(text for n, text in ((off, f"{off} off track"), (crashed, f"{crashed} crashed")) if n)
+        if said:  # with resets allowed a trial goes on after each; the count is what it cost
+            bottom.text(position, 50, said, ha="center", va="center", rotation=90, fontsize=8, color="white")
     bottom.set_ylim(0, 105)
     bottom.set_ylabel("progress (%)")
     bottom.set_xlabel("trial (green: lap completed)")

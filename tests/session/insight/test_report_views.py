@@ -186,3 +186,25 @@ def test_the_pictures_in_the_docs_are_the_ones_the_report_draws(single):
             target.write_bytes(plot.png)
         assert target.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert sorted(p.name for p in DOC_PICTURES.glob("*.png")) == ["along_track.png", "exits.png", "timing.png"]
+
+
+def test_an_evaluations_trials_agree_with_the_simulators_own_evaluation_metrics(tmp_path):
+    """DRoA 2026's evaluation: its evaluation-metrics.json (the simulator's count per trial) against the trace."""
+    folder = LOGS / "droa-2026-evaluation"
+    report = build(folder, tracks=TRACKS)
+    metrics = json.loads((folder / "evaluation-metrics.json").read_text())["metrics"]
+    data = as_json(report)
+    assert report.phase == "evaluation" and len(data["trials"]) == len(metrics) == 3
+    for trial, truth in zip(data["trials"], sorted(metrics, key=lambda m: m["trial"])):
+        assert trial["trial"] == truth["trial"]
+        assert trial["off_track"] == truth["off_track_count"] and trial["crashed"] == truth["crash_count"]
+        assert abs(trial["lap_s"] - truth["elapsed_time_in_milliseconds"] / 1000) < 0.1  # sim time of the steps
+        assert trial["progress"] == truth["completion_percentage"] == 100
+    assert [t["off_track"] for t in data["trials"]] == [1, 0, 0]
+    from session.insight.report import render_text
+
+    text = render_text(report)
+    assert "  TRIAL   LAP TIME  PROGRESS  OFF TRACK  CRASHES" in text
+    assert "          1   30.825 s   100.0 %          1        0" in text
+    write(report, tmp_path / "out", dpi=40)
+    assert "<h2>Trials</h2>" in (tmp_path / "out" / "index.html").read_text()
