@@ -748,7 +748,11 @@ def run(sources: Sequence[str], storage: Callable[[], "Storage"], *, track: Opti
     if tracks and not Path(tracks).expanduser().is_dir():
         raise ReportError(f"--tracks {tracks}: no such folder (expected a folder of track .npy files)")
     library = Path(tracks).expanduser() if tracks else tracks_dir()
-    report = build(resolve_sources(sources, storage), track=track, tracks=library)
+    groups = runs_of(resolve_sources(sources, storage))
+    if len(groups) > 1:
+        return _compare(groups, track=track, tracks=library, out=out, laps=laps, json_output=json_output,
+                        reward=reward)
+    report = build(groups[0], track=track, tracks=library)
     if reward is not None:
         from session.insight.rescore import RescoreError, for_report  # start-up: numpy, the reward sandbox
 
@@ -764,6 +768,65 @@ def run(sources: Sequence[str], storage: Callable[[], "Storage"], *, track: Opti
         print(json.dumps({**as_json(report, files), "out": str(folder)}, indent=2, allow_nan=False))
     else:
         sys.stdout.write(render_text(report, files, folder))
+    return 0
+
+
+def runs_of(sources: Sequence["Source"]) -> list[list["Source"]]:
+    """The sources grouped by the run each names, in the order given: one group when they are parts of one run
+    (or name none), else one per run, for `report A B` to put side by side. A source that names no run among
+    sources of several runs cannot be placed: refused."""
+    named: list[tuple[RunId, list["Source"]]] = []
+    unnamed: list[str] = []
+    for source in sources:
+        side = _Side()
+        label = _label(source)
+        _scan(source, label, side)
+        run = side.runs[0][1]
+        if run is None:
+            unnamed.append(label)
+            continue
+        group = next((members for known, members in named if known.same_as(run)), None)
+        if group is None:
+            named.append((run, [source]))
+        else:
+            group.append(source)
+    if len(named) <= 1:
+        return [list(sources)]
+    if unnamed:
+        raise ReportError(f"report: {unnamed[0]} names no run, and the other sources are {len(named)} different "
+                          f"runs; report it alone or with the files of its own run")
+    return [members for _, members in named]
+
+
+def _compare(groups: list[list["Source"]], *, track: Optional[str], tracks: Optional[Path], out: Optional[str],
+             laps: Optional[int], json_output: bool, reward: Optional[str]) -> int:
+    """`report A B`: each run's own report in a folder of its own, and the comparison's page over them."""
+    import sys
+
+    from session.insight import report_compare  # start-up: numpy at import, matplotlib to draw
+
+    if reward is not None:
+        raise ReportError("--reward: re-score one run at a time (these sources are "
+                          f"{len(groups)} different runs)")
+    if len(groups) > report_compare.MAX_RUNS:
+        raise ReportError(f"report: {len(groups)} different runs; at most {report_compare.MAX_RUNS} side by side")
+    reports = [build(group, track=track, tracks=tracks) for group in groups]
+    folder = Path(out).expanduser() if out else Path("report-compare-" + default_out(reports[0]).name[7:40])
+    _check_out(folder)
+    names = report_compare.folder_names(reports)
+    runs = [as_json(report, write(report, folder / name, laps=laps or TOP_LAPS))
+            for report, name in zip(reports, names)]
+    plots = report_compare.render(reports)
+    for plot in plots:
+        (folder / plot.name).write_bytes(plot.png)
+    data = {"compared": [r.title for r in reports], "folders": names,
+            "headlines": [report_compare.headline(r) for r in reports], "runs": runs}
+    (folder / JSON_NAME).write_text(json.dumps(data, indent=2, allow_nan=False) + "\n")
+    (folder / HTML_NAME).write_text(report_compare.render_html(reports, plots, names), encoding="utf-8")
+    if json_output:
+        print(json.dumps({**data, "out": str(folder)}, indent=2, allow_nan=False))
+    else:
+        sys.stdout.write(report_compare.render_text(reports, names, folder))
     return 0
 
 

@@ -14,7 +14,7 @@ if TYPE_CHECKING:  # pragma: no cover
     # For the annotation only: report_plots imports numpy, which the page does not need to be imported.
     from session.insight.report_plots import Plot
 
-_STYLE = """
+STYLE = """
 body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; margin: 2em auto; max-width: 1100px;
        padding: 0 1em; color: #222; }
 h1 { font-size: 1.6em; margin-bottom: .2em; } h2 { font-size: 1.2em; margin-top: 2em; border-bottom: 1px solid #ddd; }
@@ -33,7 +33,7 @@ def render(report: "Report", plots: Sequence["Plot"], data: dict[str, Any]) -> s
         '<html lang="en"><head><meta charset="utf-8">',
         f'<meta name="generator" content="{GENERATOR}">',
         f"<title>DeepRacer report: {escape(report.title)}</title>",
-        f"<style>{_STYLE}</style></head><body>",
+        f"<style>{STYLE}</style></head><body>",
         f"<h1>DeepRacer report: {escape(report.title)}</h1>",
         _about(report, data),
         _headline(report, data),

@@ -98,13 +98,13 @@ def progress_plot(rows: Sequence[dict[str, Any]], episodes: "pd.DataFrame", *, d
                     color="0.75", label="one episode", rasterized=True, zorder=1)
         bottom.scatter(episodes["iteration"].to_numpy()[thin], episodes["progress"].to_numpy()[thin], s=4,
                        color="0.8", label="one episode", rasterized=True, zorder=1)
-    top.plot(*_gapped(x, _values(rows, "mean_reward")), marker="o", ms=3, color="tab:blue", label="mean reward",
+    top.plot(*gapped(x, _values(rows, "mean_reward")), marker="o", ms=3, color="tab:blue", label="mean reward",
              zorder=3)
     top.set_ylabel("reward per episode")
     top.set_title("Reward per iteration")
-    bottom.plot(*_gapped(x, _values(rows, "mean_progress")), marker="o", ms=3, color="tab:green", label="mean progress",
+    bottom.plot(*gapped(x, _values(rows, "mean_progress")), marker="o", ms=3, color="tab:green", label="mean progress",
                 zorder=3)
-    bottom.plot(*_gapped(x, _values(rows, "completion_rate", 100.0)), marker="s", ms=3, color="tab:orange",
+    bottom.plot(*gapped(x, _values(rows, "completion_rate", 100.0)), marker="s", ms=3, color="tab:orange",
                 label="episodes completing a lap", zorder=3)
     if trainer:
         ordered = sorted(trainer)
@@ -273,7 +273,7 @@ def laps_plot(episodes: "pd.DataFrame", phase: str = "training", *, dpi: int = 1
         left.scatter(x, times, s=14, color="tab:blue", label="completed lap", zorder=2)
         if phase == "training":
             best = laps.groupby("iteration", sort=True)["lap_time"].min()
-            left.plot(*_gapped(best.index.to_numpy(float), best.to_numpy(float)), color="tab:orange", marker=".",
+            left.plot(*gapped(best.index.to_numpy(float), best.to_numpy(float)), color="tab:orange", marker=".",
                       label="fastest of the iteration", zorder=3)
         fastest = int(np.argmin(times))
         left.scatter([x[fastest]], [times[fastest]], s=120, marker="*", color="tab:red", zorder=4,
@@ -300,7 +300,7 @@ def workers_plot(episodes: "pd.DataFrame", *, dpi: int = 100) -> bytes:
     for worker in workers:
         mine = episodes[episodes["worker"] == worker]
         means = mine.groupby("iteration", sort=True)["progress"].mean()
-        left.plot(*_gapped(means.index.to_numpy(float), means.to_numpy(float)), marker="o", ms=3,
+        left.plot(*gapped(means.index.to_numpy(float), means.to_numpy(float)), marker="o", ms=3,
                   label=f"worker {worker}")
     left.set_xlabel("iteration (checkpoint)")
     left.set_ylabel("mean progress (%)")
@@ -353,7 +353,7 @@ def _values(rows: Sequence[dict[str, Any]], key: str, scale: float = 1.0) -> np.
     return np.array([np.nan if row.get(key) is None else row[key] * scale for row in rows], float)
 
 
-def _gapped(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def gapped(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The series with a break (NaN) where iterations are missing, so a line never bridges absent data."""
     if len(x) < 2:
         return x, y
