@@ -68,6 +68,7 @@ DPI = 100  # the PNGs' resolution; their sizes in inches are fixed in session.in
 TABLE_ROWS = 20  # iterations in the terminal table (the last ones); the page and the JSON have all
 JSON_NAME = "report.json"
 HTML_NAME = "index.html"
+BAR_AFTER_S = 1.0  # a load that takes longer shows a progress bar (on a terminal)
 HEAD_BYTES = 2 << 20  # of a log, searched for the params the simulator prints when it starts
 GUESS_SHARE = 0.9  # of the car's positions on a route's road, for the route to be guessed as the track
 FIT_SHARE = 0.5  # ... for another variant's route to be drawn (a route in another frame holds next to none)
@@ -129,9 +130,10 @@ def run_id(bucket: Optional[str], prefix: Optional[str]) -> Optional[RunId]:
 
 
 def build(sources: Union["Source", Sequence["Source"]], *, track: Optional[str] = None,
-          tracks: Optional[Path] = None) -> Report:
+          tracks: Optional[Path] = None, progress: Optional[Callable[[int, int], None]] = None) -> Report:
     """Load the sources and work out the numbers, the metrics and the track. `track` is a world name or a route
-    file (`--track`), `tracks` the folder of route files (None: no borders, unless `track` is a file)."""
+    file (`--track`), `tracks` the folder of route files (None: no borders, unless `track` is a file);
+    `progress(files done, files)` follows the load."""
     from session.insight.analysis import AnalysisError, episodes, load, summary  # start-up: pandas, about 0.5 s
 
     pair = isinstance(sources, tuple) and len(sources) == 2 and isinstance(sources[1], (bytes, bytearray))
@@ -144,7 +146,7 @@ def build(sources: Union["Source", Sequence["Source"]], *, track: Optional[str] 
         _scan(source, label, side)
     _one_run(side.runs)
     try:
-        trace = load(sources)
+        trace = load(sources, progress=progress)
     except AnalysisError as error:
         raise ReportError(str(error)) from None
     notes = [*trace.notes, *side.notes]
@@ -752,7 +754,8 @@ def run(sources: Sequence[str], storage: Callable[[], "Storage"], *, track: Opti
     if len(groups) > 1:
         return _compare(groups, track=track, tracks=library, out=out, laps=laps, json_output=json_output,
                         reward=reward)
-    report = build(groups[0], track=track, tracks=library)
+    with LoadBar() as bar:
+        report = build(groups[0], track=track, tracks=library, progress=bar)
     if reward is not None:
         from session.insight.rescore import RescoreError, for_report  # start-up: numpy, the reward sandbox
 
@@ -769,6 +772,41 @@ def run(sources: Sequence[str], storage: Callable[[], "Storage"], *, track: Opti
     else:
         sys.stdout.write(render_text(report, files, folder))
     return 0
+
+
+class LoadBar:
+    """A progress bar on stderr for a load that takes a while: shown on a terminal only, once BAR_AFTER_S have
+    passed with files left (a quick load shows nothing), gone when the load ends."""
+
+    def __init__(self) -> None:
+        import sys
+        import time
+
+        self._clock = time.monotonic
+        self._started = self._clock()
+        self._tty = sys.stderr.isatty()
+        self._bar: Any = None
+        self._task: Any = None
+
+    def __call__(self, done: int, total: int) -> None:
+        if self._bar is None:
+            if not self._tty or done >= total or self._clock() - self._started < BAR_AFTER_S:
+                return
+            from rich.console import Console
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+            self._bar = Progress(TextColumn("reading logs"), BarColumn(), MofNCompleteColumn(),
+                                 TimeRemainingColumn(), console=Console(stderr=True), transient=True)
+            self._bar.start()
+            self._task = self._bar.add_task("load", total=total)
+        self._bar.update(self._task, completed=done, total=total)
+
+    def __enter__(self) -> "LoadBar":
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        if self._bar is not None:
+            self._bar.stop()
 
 
 def runs_of(sources: Sequence["Source"]) -> list[list["Source"]]:
@@ -810,7 +848,10 @@ def _compare(groups: list[list["Source"]], *, track: Optional[str], tracks: Opti
                           f"{len(groups)} different runs)")
     if len(groups) > report_compare.MAX_RUNS:
         raise ReportError(f"report: {len(groups)} different runs; at most {report_compare.MAX_RUNS} side by side")
-    reports = [build(group, track=track, tracks=tracks) for group in groups]
+    reports = []
+    for group in groups:
+        with LoadBar() as bar:
+            reports.append(build(group, track=track, tracks=tracks, progress=bar))
     folder = Path(out).expanduser() if out else Path("report-compare-" + default_out(reports[0]).name[7:40])
     _check_out(folder)
     names = report_compare.folder_names(reports)
