@@ -10,6 +10,7 @@ import pytest
 
 from session.cli.main import main
 from session.insight.report import ReportError, as_json, build, runs_of
+from tests.session.insight.test_report_views import save_doc_picture
 from tests.shared_data import LOGS, TRACKS
 
 DRFC_1 = LOGS / "drfc-2022-single-worker"
@@ -57,6 +58,7 @@ def test_the_comparison_holds_each_runs_own_report_and_the_pictures_over_one_ano
     assert [h["best_lap_s"] for h in data["headlines"]] == [12.212, 13.373]
     for name in ("progress.png", "laps.png", "track.png", "exits.png"):  # same route: exits compared too
         assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    save_doc_picture("compare-progress.png", (out / "progress.png").read_bytes())  # the docs show this one
     page = (out / "index.html").read_text()
     assert re.findall(r'href="([^"]+)"', page) == ["1-rl-1/index.html", "2-rl-2/index.html"]
     assert "<script" not in page and "http" not in page

@@ -175,17 +175,22 @@ def test_without_a_route_file_the_waypoints_are_those_seen():
 DOC_PICTURES = Path(__file__).resolve().parents[3] / "docs" / "img" / "report"
 
 
+def save_doc_picture(name: str, data: bytes) -> None:
+    """Write a picture the docs show, only when it changed (a checkout stays clean when nothing did)."""
+    DOC_PICTURES.mkdir(parents=True, exist_ok=True)
+    target = DOC_PICTURES / name
+    if not target.is_file() or target.read_bytes() != data:
+        target.write_bytes(data)
+
+
 def test_the_pictures_in_the_docs_are_the_ones_the_report_draws(single):
     """docs/training.md shows these; written here, from the real single-worker run, so the docs cannot drift."""
     from session.insight import report_views
 
-    DOC_PICTURES.mkdir(parents=True, exist_ok=True)
     for plot in report_views.render(single, single.views, dpi=80):
-        target = DOC_PICTURES / plot.name
-        if not target.is_file() or target.read_bytes() != plot.png:
-            target.write_bytes(plot.png)
-        assert target.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert sorted(p.name for p in DOC_PICTURES.glob("*.png")) == ["along_track.png", "exits.png", "timing.png"]
+        save_doc_picture(plot.name, plot.png)
+        assert (DOC_PICTURES / plot.name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert {"along_track.png", "exits.png", "timing.png"} <= {p.name for p in DOC_PICTURES.glob("*.png")}
 
 
 def test_an_evaluations_trials_agree_with_the_simulators_own_evaluation_metrics(tmp_path):
@@ -208,3 +213,27 @@ def test_an_evaluations_trials_agree_with_the_simulators_own_evaluation_metrics(
     assert "          1   30.825 s   100.0 %          1        0" in text
     write(report, tmp_path / "out", dpi=40)
     assert "<h2>Trials</h2>" in (tmp_path / "out" / "index.html").read_text()
+
+
+def test_the_load_bar_shows_only_on_a_terminal_and_only_for_a_long_load(monkeypatch, capsys):
+    from session.insight import report as report_module
+
+    now = [100.0]
+    quiet = report_module.LoadBar()
+    quiet._clock, quiet._tty = (lambda: now[0]), False
+    quiet._started = now[0]
+    now[0] += 5
+    quiet(1, 10)
+    assert quiet._bar is None  # no terminal: nothing
+    bar = report_module.LoadBar()
+    bar._clock, bar._tty = (lambda: now[0]), True
+    bar._started = now[0]
+    bar(1, 10)
+    assert bar._bar is None  # quick so far
+    now[0] += report_module.BAR_AFTER_S + 0.1
+    with bar:
+        bar(2, 10)
+        assert bar._bar is not None and bar._bar.tasks[0].completed == 2 and bar._bar.tasks[0].total == 10
+        bar(10, 10)
+        assert bar._bar.tasks[0].completed == 10
+    assert bar._bar.finished

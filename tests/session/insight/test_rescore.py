@@ -19,6 +19,7 @@ import pytest
 from session.cli.main import main
 from session.insight.report import ReportError, build, run
 from session.insight.rescore import MAX_STEPS, RescoreError, for_report, rescore
+from tests.session.insight.test_report_views import save_doc_picture
 from tests.shared_data import LOGS, TRACKS
 
 DRFC_1 = LOGS / "drfc-2022-single-worker"
@@ -140,6 +141,7 @@ def test_the_command_writes_the_plot_and_the_numbers_and_exits_2_on_a_bad_candid
     assert main(["report", str(part), "--tracks", str(TRACKS), "--track", "reinvent_base", "--reward", str(good),
                  "--out", str(out)]) == 0
     assert (out / "rescore.png").read_bytes()[:4] == b"\x89PNG"
+    save_doc_picture("rescore.png", (out / "rescore.png").read_bytes())  # the docs show this one
     data = json.loads((out / "report.json").read_text())
     assert data["rescore"]["reward_file"] == "candidate.py" and len(data["rescore"]["per_iteration"]) == 4
     assert "re-scored       " in capsys.readouterr().out
