@@ -177,7 +177,7 @@ def build(sources: Union["Source", Sequence["Source"]], *, track: Optional[str] 
     from session.insight import report_views  # start-up: pandas, as above
 
     report = Report(title=_title(labels), sources=labels, trace=trace, table=table, phase=phase, numbers=numbers,
-                    numbers_from=numbers_from, metrics=metrics, track=choice, notes=notes)
+                    numbers_from=numbers_from, metrics=metrics, track=choice, notes=notes, actions=side.actions)
     report.views = report_views.views(report)
     return report
 
@@ -398,6 +398,7 @@ class _Side:
     runs: list[tuple[str, Optional[RunId]]] = field(default_factory=list)  # (source label, its run) per source
     metrics: list[MetricsRun] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    actions: Optional[list[dict[str, Any]]] = None  # a discrete action space, from model_metadata.json
 
 
 @dataclass(frozen=True)
@@ -434,6 +435,24 @@ def _scan(source: "Source", label: str, side: _Side) -> None:
         run = run_id(source.storage.bucket, source.prefix)  # nothing in it says otherwise: where it lies
     side.runs.append((label, run))
     _read_metrics(label, [f for f in files if f.kind == "metrics"], side)
+    for file in (f for f in files if f.kind == "metadata" and side.actions is None):
+        side.actions = discrete_actions(_read_quietly(file, side) or b"")
+
+
+def discrete_actions(data: bytes) -> Optional[list[dict[str, Any]]]:
+    """model_metadata.json's discrete action space (each action's `index`, `steering_angle`, `speed`), None for
+    a continuous one or a file that is not one."""
+    try:
+        space = json.loads(data).get("action_space")
+    except (ValueError, AttributeError):
+        return None
+    if not isinstance(space, list) or not all(isinstance(a, dict) for a in space):
+        return None
+    try:
+        return [{"index": int(a.get("index", i)), "steering_angle": float(a["steering_angle"]),
+                 "speed": float(a["speed"])} for i, a in enumerate(space)]
+    except (KeyError, TypeError, ValueError):
+        return None
 
 
 def _one_run(runs: Sequence[tuple[str, Optional[RunId]]]) -> None:
@@ -494,6 +513,8 @@ def _kind(rel: str) -> Optional[str]:
         return "metrics"
     if lower.endswith(".log"):
         return "log"
+    if lower.endswith("model_metadata.json"):
+        return "metadata"
     return None
 
 

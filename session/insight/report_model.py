@@ -76,6 +76,7 @@ class Report:
     notes: list[str] = field(default_factory=list)
     views: Any = None  # session.insight.report_views.Views (exits, along the track, step timing); build() sets it
     rescore: Any = None  # session.insight.rescore.Rescore, with --reward
+    actions: Optional[list[dict[str, Any]]] = None  # the discrete action space of model_metadata.json, if found
 
     @property
     def steps(self) -> "pd.DataFrame":

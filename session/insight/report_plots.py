@@ -29,6 +29,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 WIDE = (10.0, 6.0)  # inches
 SQUARE = (9.0, 7.5)
+MIN_HISTOGRAM = 10  # laps; fewer are drawn as dots
 MAX_POINTS = 20_000  # per-episode scatters beyond this are thinned evenly (the picture stays the same)
 _SPEED_MAP = "plasma"
 
@@ -71,7 +72,7 @@ def render(report: "Report", *, dpi: int = 100, laps: int = 1) -> list[Plot]:
                       track_plot(runs, report.track.track, note=report.track.note, title=report.track.name, dpi=dpi)))
     steps = report.steps[report.steps["phase"] == report.phase]
     plots.append(Plot("actions.png", "Action-space use", "Steps per action the model chose.",
-                      actions_plot(steps, dpi=dpi)))
+                      actions_plot(steps, report.actions, dpi=dpi)))
     plots.append(Plot("laps.png", "Lap times", "The time of every completed lap and how they spread.",
                       laps_plot(table, report.phase, dpi=dpi)))
     plots.append(Plot("workers.png", "Workers compared",
@@ -208,9 +209,11 @@ def track_plot(runs: Sequence[tuple[str, "pd.DataFrame"]], track: Optional["Trac
     return png(fig, dpi)
 
 
-def actions_plot(steps: "pd.DataFrame", *, dpi: int = 100) -> bytes:
-    """Discrete action spaces: the share of steps per action (labelled with its steering and speed); continuous
-    ones (action -1): a 2-D histogram of the commanded steering angle and speed."""
+def actions_plot(steps: "pd.DataFrame", space: Optional[Sequence[dict[str, Any]]] = None, *,
+                 dpi: int = 100) -> bytes:
+    """Discrete action spaces: the share of steps per action (labelled with its steering and speed), every action
+    of `space` (model_metadata.json's) included, an unused one marked unused; continuous ones (action -1): a 2-D
+    histogram of the commanded steering angle and speed."""
     fig = figure(WIDE, bottom=0.15)
     axes = fig.subplots()
     actions = steps["action"].to_numpy()
@@ -218,19 +221,23 @@ def actions_plot(steps: "pd.DataFrame", *, dpi: int = 100) -> bytes:
     if not len(steps):
         empty(axes, "no steps")
     elif discrete.any():
-        chosen = steps[discrete]
-        counts = chosen.groupby("action", sort=True).agg(n=("action", "size"), steer=("steering_angle", "median"),
-                                                         speed=("speed", "median"))
+        counts = action_counts(steps[discrete], space)
+        used = int((counts["n"] > 0).sum())
         share = counts["n"].to_numpy(float) * 100 / counts["n"].sum()
         x = np.arange(len(counts))
         axes.bar(x, share, color="tab:blue")
+        for position, n in zip(x, counts["n"].to_numpy(float)):
+            if n == 0:
+                axes.text(float(position), 0, "unused", rotation=90, ha="center", va="bottom", fontsize=8,
+                          color="tab:red")
         small = len(counts) > 12
         axes.set_xticks(x, [f"{a}\n{s:+.0f}°\n{v:.2g} m/s" if not small else f"{a}\n{s:+.0f}°\n{v:.2g}"
                             for a, s, v in zip(counts.index, counts["steer"], counts["speed"])],
-                        fontsize=7 if small else 8)
+                        fontsize=8)
         axes.set_xlabel("action: index, steering angle (°), speed (m/s)")
         axes.set_ylabel("share of steps (%)")
-        axes.set_title(f"Discrete action space: {len(counts)} actions used in {int(discrete.sum()):,} steps")
+        of = f" of {len(counts)}" if len(counts) != used else ""
+        axes.set_title(f"Discrete action space: {used}{of} actions used in {int(discrete.sum()):,} steps")
         axes.grid(True, axis="y", alpha=0.3)
         if (~discrete).any():
             axes.text(0.99, 0.98, f"{int((~discrete).sum()):,} continuous steps not shown", ha="right", va="top",
@@ -250,6 +257,24 @@ def actions_plot(steps: "pd.DataFrame", *, dpi: int = 100) -> bytes:
         axes.set_ylabel("speed (m/s)")
         axes.set_title(f"Continuous action space: {len(steer):,} steps by commanded steering and speed")
     return png(fig, dpi)
+
+
+def action_counts(chosen: "pd.DataFrame", space: Optional[Sequence[dict[str, Any]]] = None) -> "pd.DataFrame":
+    """Per action index: steps `n` that chose it, its `steer` and `speed` (the action space's when given, else the
+    median commanded); with `space`, every declared action is a row, 0 steps where none chose it."""
+    counts = chosen.groupby("action", sort=True).agg(n=("action", "size"), steer=("steering_angle", "median"),
+                                                     speed=("speed", "median"))
+    if not space:
+        return counts
+    import pandas as pd
+
+    declared = pd.DataFrame([{"action": a["index"], "steer": a["steering_angle"], "speed": a["speed"]}
+                             for a in space]).set_index("action")
+    joined = counts[["n"]].join(declared, how="outer")
+    joined["steer"] = joined["steer"].fillna(counts["steer"])  # an index the space does not declare
+    joined["speed"] = joined["speed"].fillna(counts["speed"])
+    joined["n"] = joined["n"].fillna(0).astype("int64")
+    return joined
 
 
 def laps_plot(episodes: "pd.DataFrame", phase: str = "training", *, dpi: int = 100) -> bytes:
@@ -280,9 +305,14 @@ def laps_plot(episodes: "pd.DataFrame", phase: str = "training", *, dpi: int = 1
                      label=f"fastest: {times[fastest]:.3f} s")
         left.legend(loc="best", fontsize=8)
         _integer_ticks(left)
-        bins = int(min(20, max(5, len(times) // 3)))
-        right.hist(times, bins=bins, color="tab:blue", orientation="horizontal")
-        right.set_xlabel("laps")
+        if len(times) >= MIN_HISTOGRAM:
+            bins = int(min(20, max(5, len(times) // 3)))
+            right.hist(times, bins=bins, color="tab:blue", orientation="horizontal")
+            right.set_xlabel("laps")
+        else:  # a histogram of a few laps says nothing a dot does not
+            right.scatter(np.zeros(len(times)), times, s=20, color="tab:blue")
+            right.set_xticks([])
+            empty(right, f"{len(times)} laps: too few\nfor a histogram")
         right.set_ylim(left.get_ylim())
     left.set_ylabel("lap time (s)")
     left.set_title(f"{len(laps):,} completed laps")

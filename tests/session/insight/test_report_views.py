@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import shutil
 import statistics
 from collections import defaultdict
 from pathlib import Path
@@ -237,3 +238,26 @@ def test_the_load_bar_shows_only_on_a_terminal_and_only_for_a_long_load(monkeypa
         bar(10, 10)
         assert bar._bar.tasks[0].completed == 10
     assert bar._bar.finished
+
+
+def test_unused_actions_are_shown_as_unused_from_the_model_metadata(tmp_path):
+    from session.insight.report import discrete_actions
+    from session.insight.report_plots import action_counts
+
+    folder = tmp_path / "run"
+    shutil.copytree(DRFC_1, folder)
+    metadata = json.loads((folder / "model" / "model_metadata.json").read_text())
+    declared = len(metadata["action_space"])
+    metadata["action_space"].append({"steering_angle": 0.0, "speed": 3.5, "index": declared})  # never chosen
+    (folder / "model" / "model_metadata.json").write_text(json.dumps(metadata))
+    report = build(folder, tracks=TRACKS)
+    assert report.actions is not None and len(report.actions) == declared + 1
+    steps = report.steps[(report.steps["phase"] == "training") & (report.steps["action"] >= 0)]
+    counts = action_counts(steps, report.actions)
+    assert len(counts) == declared + 1 and counts.loc[declared, "n"] == 0 and counts.loc[declared, "speed"] == 3.5
+    by_hand = defaultdict(int)
+    for row in csv_rows(DRFC_1):
+        by_hand[int(row["action"])] += 1
+    assert {int(k): int(v) for k, v in counts["n"].items() if v} == dict(by_hand)
+    assert discrete_actions(b'{"action_space": {"steering_angle": {"low": -30}}}') is None  # continuous
+    assert discrete_actions(b"not json") is None
