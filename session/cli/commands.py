@@ -10,7 +10,7 @@ import json
 import shutil
 import sys
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 from session.core import console
 from session.core.config import LoadedConfig, default_run_env_text, load_config
@@ -443,13 +443,36 @@ def doctor(args: argparse.Namespace) -> int:
     from session.host.factory import docker_socket_path
 
     _, system_env = _paths(args)
-    report = run_checks(system_env, Engine(), docker_socket_path())
+    engine = Engine()
+    report = run_checks(system_env, engine, docker_socket_path())
+    diagnosis = _run_diagnosis(args, engine)
     if args.json:
-        console.emit_json(report.as_dict())
+        console.emit_json({**report.as_dict(), **({"run": diagnosis.as_dict()} if diagnosis else {})})
     else:
         for line in render(report):
             print(line)
-    return 0 if report.ok else 1
+        if diagnosis is not None:
+            from session.insight.diagnosis import render as render_diagnosis
+
+            for line in render_diagnosis(diagnosis):
+                print(line)
+    return 0 if report.ok and (diagnosis is None or diagnosis.ok) else 1
+
+
+def _run_diagnosis(args: argparse.Namespace, engine: Any) -> Any:
+    """The run's diagnosis from its containers' logs (session.insight.diagnosis); None without a run.env here."""
+    import time
+
+    from session.core.errors import DeepracerError
+    from session.insight.diagnosis import TAIL_LINES, diagnose
+    from session.run.training import run_containers
+
+    try:
+        loaded, _ = _load(args, quiet=True)
+        containers = run_containers(engine, loaded.system, loaded.run)
+    except (DeepracerError, OSError):
+        return None  # a fresh host, or no run.env: the host's checks are the whole answer
+    return diagnose(containers, lambda c: engine.logs(c, tail=TAIL_LINES), time.time(), run=str(loaded.run.run_id))
 
 
 def keep_awake(args: argparse.Namespace) -> int:
