@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import base64
 import gzip
+import ipaddress
 import json
 import re
 
 import pytest
 
 from infra import sim_nodes
+from infra.azure_sim_nodes import HOST_PRIVATE_IP as AZURE_HOST_IP
 from infra.sim_nodes import SWARM_PORTS, TOKEN_PATTERN
 from tests.cloudinit.test_user_data import files_of, parse_env
 from tests.infra.mocked_program import (
@@ -24,7 +26,7 @@ from tests.infra.mocked_program import (
     _reveal,
     run_program,
 )
-from tests.infra.test_azure_program import ACCOUNT, DATA_GROUP, HOST_GROUP, run_azure
+from tests.infra.test_azure_program import ACCOUNT, DATA_GROUP, HOST_GROUP, named, run_azure
 
 BUCKET_ARN = "arn:aws:s3:::deepracer-aws-abc123"
 PARAMETER = "/deepracer/aws/swarm-worker-join-token"
@@ -310,6 +312,74 @@ def test_azure_swarm_rules_have_the_application_security_group_as_source(azure_n
     for nic in nics:
         assert nic.inputs["ipConfigurations"][0]["applicationSecurityGroups"] == [{"id": ASG_ID}]
         assert nic.inputs["networkSecurityGroup"]["id"].endswith("/host")
+
+
+@pytest.fixture(scope="module")
+def azure_nodes_with_ssh():
+    return run_azure({"deepracer-cloud:simNodes": "2", "deepracer-cloud:sshAllowedCidrs": '["203.0.113.0/24"]'})
+
+
+# Azure's default inbound rules (https://learn.microsoft.com/azure/virtual-network/network-security-groups-overview,
+# "Default security rules"), after every rule of the NSG's own.
+_DEFAULT_INBOUND = [
+    {"name": "AllowVNetInBound", "priority": 65000, "access": "Allow", "protocol": "*",
+     "sourceAddressPrefix": "VirtualNetwork", "destinationAddressPrefix": "VirtualNetwork", "destinationPortRange": "*"},
+    {"name": "AllowAzureLoadBalancerInBound", "priority": 65001, "access": "Allow", "protocol": "*",
+     "sourceAddressPrefix": "AzureLoadBalancer", "destinationAddressPrefix": "*", "destinationPortRange": "*"},
+    {"name": "DenyAllInBound", "priority": 65500, "access": "Deny", "protocol": "*", "sourceAddressPrefix": "*",
+     "destinationAddressPrefix": "*", "destinationPortRange": "*"},
+]
+_VNET = ipaddress.ip_network("10.42.0.0/16")
+
+
+def _matches_address(rule: dict, side: str, address: str, groups: set[str]) -> bool:
+    if rule.get(f"{side}ApplicationSecurityGroups"):
+        return any(group["id"] in groups for group in rule[f"{side}ApplicationSecurityGroups"])
+    prefixes = rule.get(f"{side}AddressPrefixes") or [rule.get(f"{side}AddressPrefix")]
+    ip = ipaddress.ip_address(address)
+    for prefix in prefixes:
+        if prefix in ("*", "Any") or (prefix == "VirtualNetwork" and ip in _VNET) or (
+                prefix == "Internet" and ip not in _VNET and not ip.is_private):
+            return True
+        if prefix and prefix[0].isdigit() and ip in ipaddress.ip_network(prefix):
+            return True
+    return False
+
+
+def _inbound_access(rules: list[dict], source: str, destination: str, port: int, *, members: set[str],
+                    from_member: bool = False) -> str:
+    """What an NSG does to a TCP connection, as Azure documents it: inbound rules in priority order, the first
+    that matches decides; a connection to a public IP is evaluated with the NIC's private address as destination."""
+    inbound = [r for r in rules if r.get("direction") == "Inbound"]
+    for rule in sorted(inbound, key=lambda r: r["priority"]) + _DEFAULT_INBOUND:
+        ports = rule.get("destinationPortRanges") or [rule.get("destinationPortRange")]
+        if rule["protocol"] not in ("*", "Tcp") or not any(p == "*" or p == str(port) for p in ports):
+            continue
+        if _matches_address(rule, "source", source, members if from_member else set()) and _matches_address(
+                rule, "destination", destination, members):
+            return rule["access"]
+    raise AssertionError("DenyAllInBound matches everything")
+
+
+def test_azure_ssh_reaches_the_host_and_no_node(azure_nodes_with_ssh):
+    rules = _nsg_rules(azure_nodes_with_ssh)
+    members = {ASG_ID}  # the host's NIC and the nodes' are all in the swarm's group
+    node_addresses = ("10.42.1.5", "10.42.1.6")  # dynamic addresses in the host's subnet
+    assert _inbound_access(rules, "203.0.113.7", AZURE_HOST_IP, 22, members=members) == "Allow"
+    for node in node_addresses:
+        assert _inbound_access(rules, "203.0.113.7", node, 22, members=members) == "Deny", node
+    # the evaluator itself: before the rule was scoped, a node was reachable (the rule as it was on main)
+    unscoped = [{**r, "destinationAddressPrefix": "*"} if r["name"] == "ssh-from-configured-networks" else r
+                for r in rules]
+    assert _inbound_access(unscoped, "203.0.113.7", node_addresses[0], 22, members=members) == "Allow"
+    # nothing else from the internet, and the swarm's ports between members only
+    assert _inbound_access(rules, "203.0.113.7", AZURE_HOST_IP, 2377, members=members) == "Deny"
+    assert _inbound_access(rules, node_addresses[0], AZURE_HOST_IP, 2377, members=members,
+                           from_member=True) == "Allow"
+    (ssh,) = [r for r in rules if r["name"] == "ssh-from-configured-networks"]
+    assert ssh["destinationAddressPrefix"] == f"{AZURE_HOST_IP}/32"
+    nic = named(azure_nodes_with_ssh, "azure-native:network:NetworkInterface", "host").inputs
+    assert nic["ipConfigurations"][0]["privateIPAddress"] == AZURE_HOST_IP
 
 
 def test_azure_nothing_new_is_open_to_the_internet(azure_today, azure_nodes):
