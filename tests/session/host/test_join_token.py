@@ -15,6 +15,7 @@ import urllib.request
 from pathlib import Path
 from typing import Iterator
 
+import boto3
 import pytest
 
 from infra.bootstrap import CLOUDINIT_DIR
@@ -74,6 +75,22 @@ def test_aws_a_refusal_is_one_line_naming_the_parameter_without_the_token(ssm):
     message = str(raised.value)
     assert "/aws/reserved/token" in message and REGION in message
     assert TOKEN not in message and "\n" not in message
+
+
+def test_aws_a_refusal_that_quotes_the_value_is_blanked(monkeypatch: pytest.MonkeyPatch):
+    """AWS's validation errors quote the offending input ("Value '...' at 'value' failed to satisfy constraint"):
+    botocore's own Stubber answers with such an error, and the token is blanked out of the message."""
+    from botocore.stub import Stubber
+
+    client = boto3.client("ssm", region_name=REGION)
+    stubber = Stubber(client)
+    stubber.add_client_error("put_parameter", "ValidationException", f"1 validation error detected: Value '{TOKEN}' "
+                             "at 'value' failed to satisfy constraint: Member must have length less than or equal "
+                             "to 4096")
+    monkeypatch.setattr(boto3, "client", lambda *args, **kwargs: client)
+    with stubber, pytest.raises(PublishError) as raised:
+        ssm_publisher(PARAMETER, REGION)(TOKEN, MANAGER)
+    assert TOKEN not in str(raised.value) and "Value '<token>'" in str(raised.value)
 
 
 # --- Azure ----------------------------------------------------------------------------------------------------
