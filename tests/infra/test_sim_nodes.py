@@ -372,6 +372,8 @@ def test_azure_ssh_reaches_the_host_and_no_node(azure_nodes_with_ssh):
     unscoped = [{**r, "destinationAddressPrefix": "*"} if r["name"] == "ssh-from-configured-networks" else r
                 for r in rules]
     assert _inbound_access(unscoped, "203.0.113.7", node_addresses[0], 22, members=members) == "Allow"
+    # a node's log through the host (docs/multi-node.md: `ssh -J`): inside the VNet, Azure's default rule allows 22
+    assert _inbound_access(rules, AZURE_HOST_IP, node_addresses[0], 22, members=members, from_member=True) == "Allow"
     # nothing else from the internet, and the swarm's ports between members only
     assert _inbound_access(rules, "203.0.113.7", AZURE_HOST_IP, 2377, members=members) == "Deny"
     assert _inbound_access(rules, node_addresses[0], AZURE_HOST_IP, 2377, members=members,
