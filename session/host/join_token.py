@@ -63,20 +63,22 @@ def file_publisher(path: Optional[Path] = None) -> PublishJoinToken:
     return publish
 
 
-def ssm_publisher(parameter: str, region: str) -> PublishJoinToken:
-    """Overwrites the SSM SecureString `parameter` (in `region`) with the token; the manager's address is in the
-    nodes' user data already."""
+def ssm_publisher(parameter: str, region: str, key_id: Optional[str] = None) -> PublishJoinToken:
+    """Overwrites the SSM SecureString `parameter` (in `region`) with the token, encrypted with `key_id` (the stack's
+    own key: an overwrite without a key id would encrypt with the account's aws/ssm key); the manager's address is in
+    the nodes' user data already."""
 
     def publish(token: str, manager: str) -> None:
         import boto3  # start-up: boto3 loads only on a host that publishes to SSM
         from botocore.exceptions import BotoCoreError, ClientError
 
+        key = {"KeyId": key_id} if key_id else {}
         try:
             boto3.client("ssm", region_name=region).put_parameter(
-                Name=parameter, Type="SecureString", Overwrite=True, Value=token)
+                Name=parameter, Type="SecureString", Overwrite=True, Value=token, **key)
         except ClientError as error:
             info = error.response.get("Error", {})
-            hint = (f"; the host's role needs ssm:PutParameter on {parameter}"
+            hint = (f"; the host's role needs ssm:PutParameter on {parameter} and kms:Encrypt on its key"
                     if info.get("Code") in ("AccessDeniedException", "AccessDenied") else "")
             raise PublishError(_blanked(f"cannot write the swarm's join token to SSM parameter {parameter} (region "
                                         f"{region}): {info.get('Code')}: {info.get('Message')}{hint}", token)) from None
@@ -128,7 +130,7 @@ def publisher_for(system: SystemConfig, *, say: Say = console.say) -> PublishJoi
     """The channel system.env names: the SSM parameter (AWS), the Key Vault secret (Azure), else the root-only
     file. With DR_SIM_NODES > 0 the channel must be named: the nodes read nothing else."""
     if system.swarm_token_parameter:
-        return ssm_publisher(system.swarm_token_parameter, system.aws_app_region)
+        return ssm_publisher(system.swarm_token_parameter, system.aws_app_region, system.swarm_token_key_id)
     if system.swarm_token_secret_url:
         return key_vault_publisher(system.swarm_token_secret_url, say=say)
     if system.sim_nodes:

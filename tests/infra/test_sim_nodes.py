@@ -21,6 +21,7 @@ from tests.infra.mocked_program import (
     DEALLOCATE_ROLE_ID,
     FAKE_ACCOUNT,
     HOST_PRIVATE_IP,
+    KMS_KEY_ID,
     SUBSCRIPTION,
     VAULT_SUFFIX,
     _reveal,
@@ -31,6 +32,9 @@ from tests.infra.test_azure_program import ACCOUNT, DATA_GROUP, HOST_GROUP, name
 BUCKET_ARN = "arn:aws:s3:::deepracer-aws-abc123"
 PARAMETER = "/deepracer/aws/swarm-worker-join-token"
 PARAMETER_ARN = f"arn:aws:ssm:us-east-1:{FAKE_ACCOUNT}:parameter{PARAMETER}"
+KEY_ARN = f"arn:aws:kms:us-east-1:{FAKE_ACCOUNT}:key/{KMS_KEY_ID}"
+VIA_SSM_FOR_THE_PARAMETER = {"StringEquals": {"kms:ViaService": "ssm.us-east-1.amazonaws.com",
+                                              "kms:EncryptionContext:PARAMETER_ARN": PARAMETER_ARN}}
 NODE_IDS = ["i-0node000000000001", "i-0node000000000002"]
 FAKE_TOKEN = "SWMTKN-1-3pu6hszjas19xyp7ghgosyx9k8atbfcr8p2is99znpy26u2lkl-1awxwuwd3z9j1z3puu7rcgdbx"
 EXPECTED_PORTS = {(2377, "tcp"), (7946, "tcp"), (7946, "udp"), (4789, "udp")}
@@ -231,7 +235,9 @@ def test_aws_node_role_reaches_the_one_bucket_and_the_one_parameter(aws_nodes):
     policies = _policies(aws_nodes, "sim-node")
     assert set(policies) == {"sim-node-s3", "sim-node-token"}
     assert policies["sim-node-token"]["Statement"] == [
-        {"Sid": "ReadSwarmToken", "Effect": "Allow", "Action": "ssm:GetParameter", "Resource": PARAMETER_ARN}]
+        {"Sid": "ReadSwarmToken", "Effect": "Allow", "Action": "ssm:GetParameter", "Resource": PARAMETER_ARN},
+        {"Sid": "DecryptSwarmToken", "Effect": "Allow", "Action": "kms:Decrypt", "Resource": KEY_ARN,
+         "Condition": VIA_SSM_FOR_THE_PARAMETER}]
     s3_resources = {s["Resource"] for s in policies["sim-node-s3"]["Statement"]}
     assert s3_resources == {BUCKET_ARN, f"{BUCKET_ARN}/*"}
     # No managed policy on the node role: AmazonSSMManagedInstanceCore reads every parameter of the account.
@@ -243,9 +249,35 @@ def test_aws_node_role_reaches_the_one_bucket_and_the_one_parameter(aws_nodes):
 
 def test_aws_host_may_write_the_one_parameter_and_nothing_more(aws_nodes):
     assert _policies(aws_nodes, "host-swarm")["host-swarm-token"]["Statement"] == [
-        {"Sid": "WriteSwarmToken", "Effect": "Allow", "Action": "ssm:PutParameter", "Resource": PARAMETER_ARN}]
+        {"Sid": "WriteSwarmToken", "Effect": "Allow", "Action": "ssm:PutParameter", "Resource": PARAMETER_ARN},
+        {"Sid": "EncryptSwarmToken", "Effect": "Allow", "Action": "kms:Encrypt", "Resource": KEY_ARN,
+         "Condition": VIA_SSM_FOR_THE_PARAMETER}]
     depends = {getattr(d, "_name", None) for d in aws_nodes.opts("aws:ec2/instance:Instance", "host").depends_on}
     assert "host-swarm-token" in depends  # the host can write it at first boot
+
+
+def test_aws_the_tokens_own_key_is_used_by_the_host_and_the_nodes_only(aws_nodes):
+    """A customer-managed key instead of aws/ssm: a principal of the account with ssm:GetParameter on `*` (the host's
+    AmazonSSMManagedInstanceCore, say) cannot decrypt the token; the account administers the key, never uses it."""
+    parameter = aws_nodes.one("aws:ssm/parameter:Parameter").inputs
+    assert parameter["keyId"] == KEY_ARN and parameter["type"] == "SecureString"
+    key = aws_nodes.one("aws:kms/key:Key").inputs
+    assert key["enableKeyRotation"] is True
+    alias = aws_nodes.one("aws:kms/alias:Alias").inputs
+    assert (alias["name"], alias["targetKeyId"]) == ("alias/deepracer-aws-swarm-token", KMS_KEY_ID)
+    policy = json.loads(aws_nodes.one("aws:kms/keyPolicy:KeyPolicy").inputs["policy"])
+    uses = {"kms:Encrypt", "kms:Decrypt", "kms:ReEncrypt*", "kms:GenerateDataKey*", "kms:*"}
+    by_principal = {s["Principal"]["AWS"]: s for s in policy["Statement"]}
+    assert set(by_principal) == {f"arn:aws:iam::{FAKE_ACCOUNT}:root", f"arn:aws:iam::{FAKE_ACCOUNT}:role/host",
+                                 f"arn:aws:iam::{FAKE_ACCOUNT}:role/sim-node"}
+    assert not uses & set(by_principal[f"arn:aws:iam::{FAKE_ACCOUNT}:root"]["Action"])
+    host, node = by_principal[f"arn:aws:iam::{FAKE_ACCOUNT}:role/host"], \
+        by_principal[f"arn:aws:iam::{FAKE_ACCOUNT}:role/sim-node"]
+    assert (host["Action"], host["Condition"]) == ("kms:Encrypt", VIA_SSM_FOR_THE_PARAMETER)
+    assert (node["Action"], node["Condition"]) == ("kms:Decrypt", VIA_SSM_FOR_THE_PARAMETER)
+    for name in ("sim-node-1", "sim-node-2"):  # a node reads the token once only its role may decrypt it
+        depends = {getattr(d, "_name", None) for d in aws_nodes.opts("aws:ec2/instance:Instance", name).depends_on}
+        assert "swarm-token-key" in depends
 
 
 def test_aws_new_policies_pass_parliament(aws_nodes):
@@ -263,8 +295,8 @@ def test_aws_nodes_know_the_managers_address_and_the_host_the_tokens_place(aws_n
         assert env["DR_SWARM_TOKEN_PARAMETER"] == PARAMETER
         assert env["DR_SIMAPP_IMAGE"] == "awsdeepracercommunity/deepracer-simapp:6.0.4-gpu"
     host = parse_env(files_of(node_user_data_aws(aws_nodes, "host"))["/etc/deepracer/system.env"]["content"])
-    assert (host["DR_SIM_NODES"], host["DR_SIM_NODE_WORKERS"], host["DR_SWARM_TOKEN_PARAMETER"]) == (
-        "2", "4", PARAMETER)
+    assert (host["DR_SIM_NODES"], host["DR_SIM_NODE_WORKERS"], host["DR_SWARM_TOKEN_PARAMETER"],
+            host["DR_SWARM_TOKEN_KEY_ID"]) == ("2", "4", PARAMETER, "alias/deepracer-aws-swarm-token")
 
 
 def test_aws_up_waits_for_every_node_and_cancels_their_spot_requests(aws_nodes):

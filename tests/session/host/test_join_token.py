@@ -19,11 +19,11 @@ import boto3
 import pytest
 
 from infra.bootstrap import CLOUDINIT_DIR
-from session.core.config import ConfigError, load_system_config
+from session.core.config import ConfigError, load_config, load_system_config
 from session.host import join_token
 from session.host.join_token import PublishError, key_vault_publisher, publisher_for, ssm_publisher
 from tests.session import keyvault_standin, metadata_standin
-from tests.session.host.conftest import PARAMETER, REGION
+from tests.session.host.conftest import KEY_ALIAS, PARAMETER, REGION
 from tests.session.keyvault_standin import KeyVaultStandin
 from tests.session.metadata_standin import VAULT_TOKEN, MetadataStandin
 
@@ -61,10 +61,13 @@ def _vault_publisher(imds: MetadataStandin, vault: KeyVaultStandin, waits: list[
 # --- AWS ------------------------------------------------------------------------------------------------------
 
 def test_aws_the_token_overwrites_the_placeholder_as_a_secure_string_and_the_node_reads_it(ssm):
-    ssm_publisher(PARAMETER, REGION)(TOKEN, MANAGER)
+    ssm_publisher(PARAMETER, REGION, KEY_ALIAS)(TOKEN, MANAGER)
 
     parameter = ssm.get_parameter(Name=PARAMETER, WithDecryption=True)["Parameter"]
     assert (parameter["Type"], parameter["Value"], parameter["Version"]) == ("SecureString", TOKEN, 2)
+    # encrypted with the stack's key, named on each write (without it SSM would use the account's aws/ssm key)
+    (described,) = ssm.describe_parameters(ParameterFilters=[{"Key": "Name", "Values": [PARAMETER]}])["Parameters"]
+    assert described["KeyId"] == KEY_ALIAS
     assert _node_cloud().read_ssm_parameter(PARAMETER, REGION) == TOKEN
 
 
@@ -188,12 +191,13 @@ def test_system_env_chooses_the_channel(tmp_path: Path, monkeypatch: pytest.Monk
         monkeypatch.setattr(join_token, name, lambda *args, _name=name, **_: chosen.append((_name, args)))
 
     publisher_for(_system(tmp_path, f"DR_CLOUD=aws\nDR_AWS_APP_REGION={REGION}\nDR_SIM_NODES=2\n"
-                                    f"DR_SIM_NODE_WORKERS=4\nDR_SWARM_TOKEN_PARAMETER={PARAMETER}\n"))
+                                    f"DR_SIM_NODE_WORKERS=4\nDR_SWARM_TOKEN_PARAMETER={PARAMETER}\n"
+                                    f"DR_SWARM_TOKEN_KEY_ID={KEY_ALIAS}\n"))
     publisher_for(_system(tmp_path, "DR_CLOUD=azure\nDR_SIM_NODES=1\nDR_SIM_NODE_WORKERS=4\n"
                                     "DR_SWARM_TOKEN_SECRET_URL=https://drswarmx.vault.azure.net/secrets/t\n"))
     publisher_for(_system(tmp_path, "DR_CLOUD=aws\n"))
 
-    assert chosen == [("ssm_publisher", (PARAMETER, REGION)),
+    assert chosen == [("ssm_publisher", (PARAMETER, REGION, KEY_ALIAS)),
                       ("key_vault_publisher", ("https://drswarmx.vault.azure.net/secrets/t",)),
                       ("file_publisher", ())]
 
@@ -202,3 +206,28 @@ def test_nodes_without_the_tokens_place_is_a_config_error_naming_the_key(tmp_pat
     with pytest.raises(ConfigError) as raised:
         publisher_for(_system(tmp_path, "DR_CLOUD=azure\nDR_SIM_NODES=2\n"))
     assert "DR_SWARM_TOKEN_SECRET_URL" in str(raised.value) and "system.env" in str(raised.value)
+
+
+@pytest.mark.parametrize("cloud", ["aws", "azure"])
+def test_the_system_env_the_stack_writes_with_nodes_is_read_without_warnings_and_names_the_channel(
+        cloud: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """infra/bootstrap.py writes the keys, session/core/config.py reads them: one contract, checked end to end."""
+    from infra.bootstrap import HostConfig, system_env
+
+    host = HostConfig(
+        cloud=cloud, region=REGION, bucket="bucket", simapp_image="awsdeepracercommunity/deepracer-simapp:6.0.4-gpu",
+        workers=3, session_package_url="s3://bucket/p.tar.gz", status_url="s3://bucket/hosts/", sim_nodes=2,
+        sim_node_workers=4, minio_access_key="a", minio_secret_key="s", azure_storage_account="acct",
+        azure_blob_container="models", swarm_token_parameter=PARAMETER, swarm_token_key=KEY_ALIAS,
+        swarm_token_secret_url="https://drswarmx.vault.azure.net/secrets/swarm-worker-join-token")
+    (tmp_path / "system.env").write_text(system_env(host))
+    (tmp_path / "run.env").write_text("")
+    loaded = load_config(tmp_path / "run.env", tmp_path / "system.env", environ={})
+    assert loaded.warnings == ()
+    chosen: list[tuple] = []
+    for name in ("ssm_publisher", "key_vault_publisher"):
+        monkeypatch.setattr(join_token, name, lambda *args, _name=name, **_: chosen.append((_name, *args)))
+    publisher_for(loaded.system)
+    assert chosen == ([("ssm_publisher", PARAMETER, REGION, KEY_ALIAS)] if cloud == "aws" else
+                      [("key_vault_publisher", host.swarm_token_secret_url)])
+    assert loaded.system.sim_nodes == 2 and loaded.system.sim_node_workers == 4

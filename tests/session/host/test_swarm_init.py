@@ -19,7 +19,7 @@ from session.engine.swarm import Swarm
 from session.host.join_token import ssm_publisher
 from session.host.swarm_init import Rotation, file_publisher, rotate_after_joined, swarm_init
 from tests.conftest import TwoNodeSwarm
-from tests.session.host.conftest import PARAMETER, REGION
+from tests.session.host.conftest import KEY_ALIAS, PARAMETER, REGION
 
 
 def test_swarm_init_makes_a_manager_with_labels_and_overlay_and_publishes_the_join_token(
@@ -68,7 +68,7 @@ def test_once_the_nodes_joined_the_worker_token_is_rotated_and_published_and_the
     # The fixture's node leaves and is forgotten: it joins below as a node does at its first boot.
     node.swarm.leave(force=True)
     manager.nodes.get(two_node_swarm.worker_id).remove(force=True)
-    publish = ssm_publisher(PARAMETER, REGION)
+    publish = ssm_publisher(PARAMETER, REGION, KEY_ALIAS)
     swarm_init(engine, two_node_swarm.manager_addr, publish_join_token=publish, say=lambda _: None)
     first = _published(ssm)
     assert first.startswith("SWMTKN-1-")
