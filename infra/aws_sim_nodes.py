@@ -76,6 +76,7 @@ def host_token_policy(env: AwsEnvironment, role: aws.iam.Role, token: TokenChann
         "host-swarm-token", role=role.id,
         policy=Output.all(token.parameter.arn, token.key.arn).apply(
             lambda a: json.dumps(aws_policies.swarm_token_write_policy(*a))),
+        # The host names the key by its alias when it writes at first boot (and the host waits for this policy).
         opts=ResourceOptions(parent=env, depends_on=[token.alias]))
 
 
