@@ -76,9 +76,9 @@ def rotate_after_joined(engine: Engine, expected: int, *, publish_join_token: Pu
     deadline = clock() + timeout_s
     said = -1
     while True:
-        for node in swarm.label_workers():
-            say(f"labelled node {node.hostname} ({node.id[:12]}) Robomaker=true")
         joined = tuple(node for node in swarm.nodes() if not node.manager and node.ready)
+        for node in swarm.label_workers():  # after the count: every node counted is labelled
+            say(f"labelled node {node.hostname} ({node.id[:12]}) Robomaker=true")
         if len(joined) >= expected:
             break
         if clock() >= deadline:
