@@ -69,11 +69,31 @@ def init(args: argparse.Namespace) -> int:
 
 
 def swarm_init(args: argparse.Namespace) -> int:
+    from session.core.config import load_system_config
     from session.engine.containers import Engine
+    from session.host.join_token import publisher_for
     from session.host.swarm_init import swarm_init as init_swarm
 
-    init_swarm(Engine(), args.advertise_addr, say=console.say)
+    publish = publisher_for(load_system_config(_paths(args)[1]), say=console.say)
+    init_swarm(Engine(), args.advertise_addr, publish_join_token=publish, say=console.say)
     return 0
+
+
+def swarm_rotate(args: argparse.Namespace) -> int:
+    """Exit 1 when the nodes did not all join in time: the token stays as it was (the unit shows failed)."""
+    from session.core.config import load_system_config
+    from session.engine.containers import Engine
+    from session.host.join_token import publisher_for
+    from session.host.swarm_init import rotate_after_joined
+
+    system = load_system_config(_paths(args)[1])
+    expected = args.nodes if args.nodes is not None else system.sim_nodes
+    if expected == 0:
+        console.say("no simulation nodes to wait for (DR_SIM_NODES is 0): nothing to rotate")
+        return 0
+    rotation = rotate_after_joined(Engine(), expected, publish_join_token=publisher_for(system, say=console.say),
+                                   timeout_s=args.timeout_minutes * 60, say=console.say)
+    return 0 if rotation.rotated else 1
 
 
 def custom_files(args: argparse.Namespace) -> int:
