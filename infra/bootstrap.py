@@ -28,7 +28,7 @@ _SAFE_VALUE = re.compile(r"^[A-Za-z0-9._:/@+=,-]*$")
 class HostConfig:
     """Everything the first boot needs to know about its environment."""
 
-    cloud: Literal["aws", "azure"]
+    cloud: Literal["aws", "azure", "local"]  # local: your own machine (infra/local_prepare.py), MinIO as on Azure
     region: str
     bucket: str  # the working bucket (AWS) / MinIO's bucket, named like the blob container (Azure)
     simapp_image: str  # image with tag, e.g. awsdeepracercommunity/deepracer-simapp:6.0.4-gpu
@@ -93,6 +93,12 @@ def system_env(host: HostConfig) -> str:
         values["DR_NOTIFY_TOPIC_ARN"] = host.notify_topic_arn
     if host.sim_nodes:
         values.update(_swarm_values(host))
+    if host.cloud == "local":
+        local = {"DR_LOCAL_ACCESS_KEY_ID": host.minio_access_key, "DR_LOCAL_SECRET_ACCESS_KEY": host.minio_secret_key}
+        for key, value in local.items():
+            if not value:
+                raise ValueError(f"{key}: expected a value for a local host (MinIO's key), got none")
+        values.update(local)  # type: ignore[arg-type]
     if host.cloud == "azure":
         azure = {
             # MinIO on the host (session/storage/minio.py starts it with these; DRfC's names).
@@ -106,7 +112,10 @@ def system_env(host: HostConfig) -> str:
             if not value:
                 raise ValueError(f"{key}: expected a value for an Azure host, got none")
         values.update(azure)  # type: ignore[arg-type]
-    return _env_file("# Written by cloud-init from the Pulumi stack; change the stack, not this file.\n", values)
+    header = ("# Written by infra/local_prepare.py on this machine; run it again (or edit this) to change it.\n"
+              if host.cloud == "local" else
+              "# Written by cloud-init from the Pulumi stack; change the stack, not this file.\n")
+    return _env_file(header, values)
 
 
 def _swarm_values(host: HostConfig) -> dict[str, str]:
@@ -141,6 +150,8 @@ def _file(path: str, content: str, permissions: str) -> dict:
 def _system_env_file(host: HostConfig) -> dict:
     if host.cloud == "aws":
         return _file(SYSTEM_ENV_PATH, system_env(host), "0644")  # no secret in it: the bucket goes by the role
+    if host.cloud == "local":  # the user exists already: no deferring
+        return {**_file(SYSTEM_ENV_PATH, system_env(host), "0640"), "owner": f"root:{host.host_user}"}
     # MinIO's secret is in it: root and the session's user only. The login user is created by cloud-init's
     # users module, after write_files, so the file is written in the final stage (defer), before runcmd.
     return {**_file(SYSTEM_ENV_PATH, system_env(host), "0640"), "owner": f"root:{host.host_user}", "defer": True}
@@ -153,11 +164,16 @@ def _packed_file(path: str, content: str, permissions: str) -> dict:
     return {**_file(path, packed, permissions), "encoding": "gz+b64"}
 
 
-def _sources(directory: Path, cloud: str) -> list[Path]:
-    """The files to ship from a cloudinit/ folder and its subfolder for this cloud (what only that cloud needs,
-    such as Azure's driver installer: EC2's 16 KB of user data has no room for it); caches and editor files stay
+# Your own machine is plain Ubuntu, as Azure's image is: it takes Azure's scripts (the NVIDIA driver installer),
+# not its units (Azure's boot unit re-runs the bootstrap after a deallocation; a machine of yours is not deallocated).
+_SCRIPT_FOLDERS = {"aws": "aws", "azure": "azure", "local": "azure"}
+
+
+def _sources(directory: Path, folder: str) -> list[Path]:
+    """The files to ship from a cloudinit/ folder and its subfolder `folder` (what only that cloud needs, such as
+    Azure's driver installer: EC2's 16 KB of user data has no room for it); caches and editor files stay
     behind."""
-    folders = [directory, directory / cloud]
+    folders = [directory, directory / folder]
     return sorted((p for folder in folders if folder.is_dir() for p in folder.iterdir()
                    if p.is_file() and not p.name.startswith((".", "#"))), key=lambda p: p.name)
 
@@ -166,7 +182,7 @@ def cloud_config(host: HostConfig, cloudinit_dir: Path = CLOUDINIT_DIR) -> dict:
     """The cloud-config as a dict: the static template plus this host's files."""
     config = yaml.safe_load((cloudinit_dir / "cloud-config.yaml").read_text())
     files = [_system_env_file(host), _file(BOOTSTRAP_ENV_PATH, bootstrap_env(host), "0644")]
-    for script in _sources(cloudinit_dir / "scripts", host.cloud):
+    for script in _sources(cloudinit_dir / "scripts", _SCRIPT_FOLDERS[host.cloud]):
         files.append(_packed_file(f"{HOST_BIN}/{script.name}", script.read_text(), "0755"))
     for unit in _sources(cloudinit_dir / "units", host.cloud):
         files.append(_packed_file(f"{UNIT_DIR}/{unit.name}", unit.read_text(), "0644"))

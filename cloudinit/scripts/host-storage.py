@@ -189,6 +189,11 @@ def _has_boto3() -> bool:
 
 
 def get(url: str, dest: str, region: str) -> None:
+    if url.startswith("file://"):  # your own machine (infra/local_prepare.py): the package is on its disk already
+        source = url[len("file://"):]
+        if os.path.abspath(source) != os.path.abspath(dest):
+            shutil.copyfile(source, dest)
+        return
     azure = is_blob_url(url)
     if not azure:
         bucket, key = split_url(url)
@@ -224,13 +229,16 @@ def status_document(state: str, step: str, host_id: str, now: datetime.datetime,
 
 def report(state: str, step: str, status_url: str, region: str) -> str:
     azure = is_blob_url(status_url)
-    host_id = instance_id(azure)
+    # Your own machine has no metadata service and no bucket to report to: its name, and the local file only.
+    host_id = instance_id(azure) if status_url else os.uname().nodename
     document = status_document(state, step, host_id, datetime.datetime.now(datetime.timezone.utc), log_tail(LOG),
                                step_cause(step) if state == "failed" else "")
     body = json.dumps(document, indent=2).encode()
     os.makedirs(os.path.dirname(LOCAL_STATUS), exist_ok=True)
     with open(LOCAL_STATUS, "wb") as handle:
         handle.write(body)
+    if not status_url:  # your own machine: nobody waits in a bucket, the prepare command reads the log itself
+        return LOCAL_STATUS
     if azure:
         url = f"{status_url}{host_id}/bootstrap.json"
         blob_put(url, body, "application/json")
