@@ -16,7 +16,10 @@ from pathlib import Path
 from typing import Callable, NoReturn
 
 COMMANDS = ("apt-get", "apt-cache", "ubuntu-drivers", "uname", "modprobe", "nvidia-smi", "nvidia-ctk",
-            "systemctl", "sleep", "findmnt", "lsblk", "blkid", "mkfs.ext4", "mount")
+            "systemctl", "sleep", "findmnt", "lsblk", "blkid", "mkfs.ext4", "mount", "docker", "usermod")
+# Installed by a package, not there from the start: nvidia-smi with nvidia-utils-*, docker with docker.io (unless the
+# host's state says Docker is there already).
+_FROM_PACKAGES = {"nvidia-utils-": "nvidia-smi", "docker.io": "docker"}
 
 
 def install(bin_dir: Path, commands: tuple[str, ...] = COMMANDS) -> None:
@@ -25,8 +28,13 @@ def install(bin_dir: Path, commands: tuple[str, ...] = COMMANDS) -> None:
     program.write_text(f"#!{sys.executable}\n" + Path(__file__).read_text())
     program.chmod(0o755)
     for name in commands:
-        if name != "nvidia-smi":
+        if name not in _FROM_PACKAGES.values():
             (bin_dir / name).symlink_to(program)
+
+
+def install_docker(bin_dir: Path) -> None:
+    """A host that has Docker already (its state's "docker" says how it is configured)."""
+    (bin_dir / "docker").symlink_to(bin_dir / "host_commands.py")
 
 
 class _Host:
@@ -84,8 +92,12 @@ def _apt_get(host: _Host, args: list[str]) -> None:
         if name not in installed:
             installed.append(name)
             print(f"Setting up {name} ...")
-            if name.startswith("nvidia-utils-"):
-                (Path(host.state["bin"]) / "nvidia-smi").symlink_to(Path(host.state["bin"]) / "host_commands.py")
+            for prefix, command in _FROM_PACKAGES.items():
+                link = Path(host.state["bin"]) / command
+                if name.startswith(prefix) and not link.exists():
+                    link.symlink_to(Path(host.state["bin"]) / "host_commands.py")
+            if name == "docker.io":
+                host.state.setdefault("docker", {"daemon_json": None, "default_runtime": "runc"})
 
 
 def _apt_cache(host: _Host, args: list[str]) -> None:
@@ -144,10 +156,38 @@ def _nvidia_smi(host: _Host, args: list[str]) -> None:
 
 
 def _nvidia_ctk(host: _Host, args: list[str]) -> None:
+    if args[:2] == ["runtime", "configure"]:
+        # nvidia-container-toolkit cmd/nvidia-ctk/runtime/configure and pkg/config/engine/docker: the existing
+        # /etc/docker/daemon.json is loaded and kept, `runtimes.nvidia` added, `default-runtime` set with
+        # --set-as-default; the daemon reads it at its next start ("restart the Docker daemon", it says).
+        assert "--runtime=docker" in args, args
+        docker = host.state["docker"]
+        config = json.loads(docker["daemon_json"] or "{}")
+        config.setdefault("runtimes", {})["nvidia"] = {"args": [], "path": "nvidia-container-runtime"}
+        if "--set-as-default" in args:
+            config["default-runtime"] = "nvidia"
+        docker["daemon_json"] = json.dumps(config, indent=4)
+        print("INFO[0000] Wrote updated config to /etc/docker/daemon.json\n"
+              "INFO[0000] It is recommended that docker daemon be restarted.")
+        return
     print("NVIDIA Container Toolkit CLI version 1.17.8\ncommit: f202b80a9b9d0db00d9b1d73c0128c8962c55f4d")
 
 
+def _docker(host: _Host, args: list[str]) -> None:
+    """`docker info --format '{{.DefaultRuntime}}'`: the runtime the daemon started with."""
+    assert args[:3] == ["info", "--format", "{{.DefaultRuntime}}"], args
+    print(host.state["docker"]["default_runtime"])
+
+
+def _usermod(host: _Host, args: list[str]) -> None:
+    assert args[:2] == ["-aG", "docker"], args
+
+
 def _systemctl(host: _Host, args: list[str]) -> None:
+    if args[:2] == ["restart", "docker"]:  # the daemon reads daemon.json as it starts
+        docker = host.state["docker"]
+        docker["default_runtime"] = json.loads(docker["daemon_json"] or "{}").get("default-runtime", "runc")
+        return
     if args[:1] == ["cat"]:
         unit = host.state.get("units", {}).get(args[1])
         if unit is None:
@@ -205,6 +245,7 @@ HANDLERS: dict[str, Callable[[_Host, list[str]], None]] = {
     "apt-get": _apt_get, "apt-cache": _apt_cache, "ubuntu-drivers": _ubuntu_drivers, "uname": _uname,
     "modprobe": _modprobe, "nvidia-smi": _nvidia_smi, "nvidia-ctk": _nvidia_ctk, "systemctl": _systemctl,
     "sleep": _sleep, "findmnt": _findmnt, "lsblk": _lsblk, "blkid": _blkid, "mkfs.ext4": _mkfs, "mount": _mount,
+    "docker": _docker, "usermod": _usermod,
 }
 
 
