@@ -75,6 +75,7 @@ class Machine:
     driver: Optional[str]  # what `nvidia-smi -L` says when the driver answers
     driver_packages: tuple[str, ...]  # nvidia-driver-* / nvidia-headless-* packages dpkg has installed
     docker: Optional[str]  # the Docker Engine's version when it answers
+    docker_cli: bool  # the docker command is installed (its daemon may not run)
     default_runtime: Optional[str]  # Docker's default runtime
     configured_runtime: Optional[str]  # "default-runtime" in /etc/docker/daemon.json, if set there
     toolkit: bool  # nvidia-ctk installed
@@ -107,6 +108,7 @@ def inspect(run: Runner = run_command, root: Path = Path("/")) -> Machine:
         driver=smi.stdout.splitlines()[0] if smi.returncode == 0 and smi.stdout.strip() else None,
         driver_packages=packages,
         docker=docker.stdout.strip() if docker.returncode == 0 and docker.stdout.strip() else None,
+        docker_cli=run(["docker", "--version"]).returncode == 0,
         default_runtime=runtime.stdout.strip() if runtime.returncode == 0 and runtime.stdout.strip() else None,
         configured_runtime=configured,
         toolkit=run(["nvidia-ctk", "--version"]).returncode == 0,
@@ -180,7 +182,9 @@ def plan(machine: Machine, options: Options, root: Path = Path("/")) -> Plan:
                      "may be needed")
     steps.append("gpu-runtime: keep the NVIDIA container toolkit" if machine.toolkit
                  else "gpu-runtime: install the NVIDIA container toolkit from NVIDIA's apt repository")
-    if machine.docker is None:
+    if machine.docker is None and machine.docker_cli:
+        steps.append("docker: start Docker (installed, its daemon does not answer) and enable it at boot")
+    elif machine.docker is None:
         steps.append("docker: install Ubuntu's docker.io and start it")
     else:
         steps.append(f"docker: keep Docker {machine.docker}")

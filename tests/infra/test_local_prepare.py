@@ -24,7 +24,8 @@ class Recording:
     """The machine's answers to the commands inspect and apply run; every call is kept."""
 
     def __init__(self, *, gpu: bool = True, driver: bool = True, driver_package: bool = True, docker: bool = True,
-                 runtime: str = "runc", toolkit: bool = True, failing: Optional[str] = None) -> None:
+                 runtime: str = "runc", toolkit: bool = True, failing: Optional[str] = None,
+                 docker_cli: bool = False) -> None:
         self.calls: list[tuple[str, ...]] = []
         self.answers = {
             "lspci": (0, ("00:02.0 VGA compatible controller [0300]: Intel Corporation UHD [8086:9bc5]\n"
@@ -33,6 +34,7 @@ class Recording:
                                                                   "communicate with the NVIDIA driver.\n"),
             "dpkg-query": (0, "nvidia-driver-550-server install ok installed\n" if driver_package else ""),
             "docker version": (0, "27.5.1\n") if docker else (127, ""),
+            "docker --version": (0, "Docker version 27.5.1, build 9f9e405\n") if docker or docker_cli else (127, ""),
             "docker info": (0, runtime + "\n") if docker else (127, ""),
             "nvidia-ctk": (0, "NVIDIA Container Toolkit CLI version 1.17.4\n") if toolkit else (127, ""),
         }
@@ -105,6 +107,9 @@ def test_a_bare_machine_gets_docker_the_toolkit_and_the_runtime_and_a_ready_one_
     steps = "\n".join(bare.steps)
     assert "install Ubuntu's recommended NVIDIA server driver" in steps and "install Ubuntu's docker.io" in steps
     assert "install the NVIDIA container toolkit" in steps and "make nvidia Docker's default" in steps
+    stopped = plan(inspect(Recording(docker=False, docker_cli=True), machine_root(tmp_path / "c")), Options("alice"))
+    assert any(step.startswith("docker: start Docker (installed") for step in stopped.steps)
+    assert not any("docker.io" in step for step in stopped.steps)
     ready = plan(inspect(Recording(runtime="nvidia"), machine_root(tmp_path / "b")), Options("alice"))
     steps = "\n".join(ready.steps)
     assert f"keep the working driver ({GPU_LINE})" in steps and "keep Docker 27.5.1" in steps
