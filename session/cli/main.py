@@ -120,6 +120,12 @@ def _parser() -> argparse.ArgumentParser:
                                               "checkpoint, GPU and disk, stalls with their likely cause")
     _watch_options(watch)
 
+    dashboard = commands.add_parser("dashboard", help="the run in a browser: video, metrics, stalls with causes, "
+                                                      "time, stop; on 127.0.0.1 only, with the host's token")
+    dashboard.add_argument("--port", type=_whole_number(1, 65535), default=8200,
+                           help="port on 127.0.0.1 (default %(default)d; reach it through a port forward or tunnel)")
+    _watch_options(dashboard)
+
     evaluate = commands.add_parser("evaluate", help="race the model N trials, print lap times, save them as JSON")
     evaluate.add_argument("--checkpoint", choices=["last", "best"], help="default: DR_EVAL_CHECKPOINT")
     evaluate.add_argument("--trials", type=int, help="default: DR_EVAL_NUMBER_OF_TRIALS")
