@@ -40,13 +40,14 @@
     return h ? `${h} h ${String(m).padStart(2, "0")} min` : m ? `${m} min ${s % 60} s` : `${s} s`;
   }
 
-  function chart(id, series, x) {
+  function chart(id, series, x, time = false) {
     const el = $(id);
     const width = Math.max(240, el.clientWidth || 300);
     if (!charts[id]) {
       charts[id] = new uPlot({
         width, height: 180,
-        scales: { x: { time: false } },
+        legend: { live: false },
+        scales: { x: { time } },
         axes: [{ label: x }, {}],
         series: [{ label: x }, ...series.map((s) => ({ label: s.label, stroke: s.color, width: 2,
                                                        points: { show: true, size: 5 } }))],
@@ -154,7 +155,8 @@
     const id = "chart-rate";
     if (charts[id] && charts[id].series.length !== numbers.length + 1) { charts[id].destroy(); delete charts[id]; }
     const palette = ["#1565c0", "#2e7d32", "#ef6c00", "#6a1b9a", "#00838f", "#ad1457", "#4e342e", "#37474f"];
-    const plot = chart(id, numbers.map((n, i) => ({ label: `worker ${n}`, color: palette[i % palette.length] })), "time");
+    const plot = chart(id, numbers.map((n, i) => ({ label: `worker ${n}`, color: palette[i % palette.length] })),
+                       "time", true);
     plot.setData([rates.t.slice(), ...numbers.map((n) => rates.byWorker[n].slice())]);
   }
 
@@ -235,6 +237,9 @@
   }
 
   $("camera").addEventListener("change", () => latest && renderVideo(latest));
+  window.addEventListener("resize", () => Object.keys(charts).forEach((id) => {
+    charts[id].setSize({ width: Math.max(240, $(id).clientWidth || 300), height: 180 });
+  }));
   setUpStop();
   window.dashboard = { charts, rates, latest: () => latest };
   refresh();
