@@ -48,7 +48,8 @@
         width, height: 180,
         legend: { live: false },
         scales: { x: { time } },
-        axes: [{ label: x }, {}],
+        // Iterations are whole numbers: no 0.5 ticks.
+        axes: [time ? { label: x } : { label: x, incrs: [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000] }, {}],
         series: [{ label: x }, ...series.map((s) => ({ label: s.label, stroke: s.color, width: 2,
                                                        points: { show: true, size: 5 } }))],
       }, [[], ...series.map(() => [])], el);
