@@ -6,8 +6,8 @@ server, here on its pure-Python HTTP parser (h11), so the host needs no compiler
 imported by any other command (`deepracer --help` and `status` stay fast): the CLI imports this module only for
 `dashboard`.
 
-Port 8200 by default: clear of DRfC's viewer (8100), the simulator's web_video_server (8080), Grafana (3000),
-Jupyter (8888) and MinIO (9000, 9001), so a builder can keep DRfC's habits beside it.
+Port 8200 by default (session.core.defaults.DASHBOARD_PORT): clear of DRfC's viewer (8100), the simulator's
+web_video_server (8080), Grafana (3000), Jupyter (8888) and MinIO (9000, 9001), so DRfC's habits keep working beside it.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Dict, Optional
 from session.core import console
 from session.core.config import load_config
 from session.core.console import Say
+from session.core.defaults import DASHBOARD_PORT
 from session.core.paths import default_dashboard_token
 from session.dashboard.access import QUERY, load_or_create
 from session.dashboard.app import create_app
@@ -38,7 +39,6 @@ if TYPE_CHECKING:  # pragma: no cover
     from session.run.progress import TrainingProgress
     from session.storage.s3 import Storage
 
-DEFAULT_PORT = 8200
 HOST = "127.0.0.1"  # never anything else: the way in is a port forward or an SSH tunnel, with the token
 
 
@@ -83,7 +83,7 @@ def build_app(run_env: Path, system_env: Path, *, token_file: Optional[Path] = N
                       read_run_state=run_state, now=lambda: datetime.now(timezone.utc))
 
 
-def serve(app: "Starlette", port: int = DEFAULT_PORT, *, say: Say = console.say) -> int:
+def serve(app: "Starlette", port: int = DASHBOARD_PORT, *, say: Say = console.say) -> int:
     """Serves `app` on 127.0.0.1:port until Ctrl-C or SIGTERM."""
     import uvicorn
 

@@ -56,3 +56,20 @@ def test_the_web_framework_loads_for_the_dashboard_only():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                           cwd=Path(__file__).resolve().parents[3])
     assert done.stdout.strip() == ""
+
+
+def test_the_unit_serves_the_users_run_on_the_default_port_of_127_0_0_1_only():
+    import configparser
+
+    from session.cli.main import _parser
+    from session.core.defaults import DASHBOARD_PORT
+    from session.core.paths import UNITS_DIR
+
+    unit = configparser.ConfigParser(strict=False, interpolation=None)
+    unit.read(UNITS_DIR / "deepracer-dashboard.service")
+    assert unit["Service"]["ExecStart"] == ("/usr/sbin/runuser -u ${DR_HOST_USER} -- /opt/deepracer/venv/bin/deepracer "
+                                            f"dashboard --port {DASHBOARD_PORT}")
+    assert _parser().parse_args(["dashboard"]).port == DASHBOARD_PORT
+    from session.dashboard.server import HOST
+
+    assert HOST == "127.0.0.1"
