@@ -34,6 +34,7 @@ from session.run.state import RunState, RunStateStore
 from session.run.training import run_containers
 
 if TYPE_CHECKING:  # pragma: no cover
+    import uvicorn
     from starlette.applications import Starlette
 
     from session.run.progress import TrainingProgress
@@ -42,7 +43,7 @@ if TYPE_CHECKING:  # pragma: no cover
 HOST = "127.0.0.1"  # never anything else: the way in is a port forward or an SSH tunnel, with the token
 
 
-def build_app(run_env: Path, system_env: Path, *, token_file: Optional[Path] = None,
+def build_app(run_env: Path, system_env: Path, *, port: int = DASHBOARD_PORT, token_file: Optional[Path] = None,
               rules: StallRules = StallRules(), refresh_s: float = 1.0, progress_every_s: float = 30.0,
               engine: Optional[Engine] = None, storage: Optional["Storage"] = None,
               store: Optional[RunStateStore] = None, host_factory: Optional[HostFactory] = None,
@@ -78,17 +79,23 @@ def build_app(run_env: Path, system_env: Path, *, token_file: Optional[Path] = N
                     rules=rules, refresh_s=refresh_s, progress_every_s=progress_every_s)
     if made:
         say(f"dashboard token made and kept in {token_file or default_dashboard_token()} (0600); open, through "
-            f"your tunnel: http://{HOST}:<port>/?{QUERY}={keys.token}")
+            f"your tunnel: http://{HOST}:{port}/?{QUERY}={keys.token}")
     return create_app(keys=keys, feed=feed, system=system, run=run, stop=stop, address=address,
                       read_run_state=run_state, now=lambda: datetime.now(timezone.utc))
 
 
-def serve(app: "Starlette", port: int = DASHBOARD_PORT, *, say: Say = console.say) -> int:
-    """Serves `app` on 127.0.0.1:port until Ctrl-C or SIGTERM."""
+def make_server(app: "Starlette", port: int = DASHBOARD_PORT) -> "uvicorn.Server":
+    """uvicorn on 127.0.0.1:port, quiet (no access log: the token's URL must not land in a journal twice)."""
     import uvicorn
 
+    # A camera stream never ends by itself: on Ctrl-C or `systemctl stop`, open ones get 5 s, then are closed.
     config = uvicorn.Config(app, host=HOST, port=port, log_level="warning", access_log=False, lifespan="on",
-                            server_header=False, proxy_headers=False)
+                            server_header=False, proxy_headers=False, timeout_graceful_shutdown=5)
+    return uvicorn.Server(config)
+
+
+def serve(app: "Starlette", port: int = DASHBOARD_PORT, *, say: Say = console.say) -> int:
+    """Serves `app` on 127.0.0.1:port until Ctrl-C or SIGTERM."""
     say(f"dashboard on http://{HOST}:{port}/ (Ctrl-C ends it)")
-    uvicorn.Server(config).run()
+    make_server(app, port).run()
     return 0

@@ -22,7 +22,7 @@ import docker
 import pytest
 
 from session.dashboard.access import COOKIE
-from session.dashboard.server import build_app
+from session.dashboard.server import build_app, make_server
 from session.run.state import RunStateStore, Status, record_start
 from session.run.training import run_containers, start_training
 from tests.session.run.test_rehearsal_e2e import (  # noqa: F401 - fixtures
@@ -63,22 +63,20 @@ def training(tmp_path_factory, bridge_s3: str, docker_engine: str, simapp_image:
 def dashboard(training: Rehearsal) -> Iterator[tuple[str, str]]:
     """The dashboard of that run on 127.0.0.1 (uvicorn in a thread, as `deepracer dashboard` serves it): yields its
     base URL and token."""
-    import uvicorn
-
     host = training.host()
     token_file = training.folder / "dashboard-token"
     said: list[str] = []
-    app = build_app(training.run_env, training.folder / "system.env", token_file=token_file, engine=host.engine,
-                    storage=host.storage, store=RunStateStore(training.folder / "state.json"),
+    with socket.socket() as probe:  # a free port; uvicorn binds it again at once
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    app = build_app(training.run_env, training.folder / "system.env", port=port, token_file=token_file,
+                    engine=host.engine, storage=host.storage, store=RunStateStore(training.folder / "state.json"),
                     host_factory=lambda run_env, system_env: training.host(), refresh_s=0.5, progress_every_s=3.0,
                     say=said.append)
     token = token_file.read_text().strip()
     assert token_file.stat().st_mode & 0o777 == 0o600
-    assert any(f"?token={token}" in line for line in said)  # said once, at its making
-    with socket.socket() as probe:  # a free port; uvicorn binds it again at once
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
+    assert any(f"http://127.0.0.1:{port}/?token={token}" in line for line in said)  # said once, at its making
+    server = make_server(app, port)
     thread = threading.Thread(target=server.run, name="dashboard", daemon=True)
     thread.start()
     deadline = time.monotonic() + 30
