@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from typing import Iterator, Mapping, Optional
 from urllib.parse import urlencode
 
+from session.core.errors import DeepracerError
+
 PORT = 8080  # web_video_server's default `port` parameter, as the simapp's launch files leave it
 # name -> topic; what DRfC's viewer offers (`camera=` in its URLs) and the simapp publishes.
 TOPICS = {
@@ -31,7 +33,7 @@ CHUNK = 64 * 1024
 TIMEOUT_S = 30.0  # to connect, and between two reads: a worker between episodes may pause its camera
 
 
-class VideoRequestError(ValueError):
+class VideoRequestError(DeepracerError):
     """A camera request the proxy refuses (unknown topic, number out of range); `str()` says which."""
 
 

@@ -182,11 +182,13 @@
         $("streams").appendChild(figure);
         s = streams[c.worker] = { figure, img, id: null, camera: null };
       }
-      if (s.id !== c.id || s.camera !== camera) { // a new container (a restart) or another camera: reconnect
-        s.id = c.id;
+      // A new container or a restarted one (the same id, a new start), or another camera: connect again.
+      const key = `${c.id}@${c.started_at}`;
+      if (s.id !== key || s.camera !== camera) {
+        s.id = key;
         s.camera = camera;
         s.img.src = `/video/${c.worker}?camera=${encodeURIComponent(camera)}&quality=75&width=480&height=360` +
-          `&c=${encodeURIComponent(c.id.slice(0, 12))}`;
+          `&c=${encodeURIComponent(c.id.slice(0, 12))}&t=${encodeURIComponent(c.started_at || "")}`;
       }
     });
   }

@@ -3,8 +3,8 @@ download, nothing from the network) against the dashboard serving a training reh
 stand-in simulator image (whose workers run a stand-in web_video_server with a real MJPEG stream) and moto's S3.
 
 One run, one dashboard and one browser for the module; the tests go in the order a person would: open the page,
-read the charts, watch a worker's camera, try a forged POST, see a killed worker named with its cause, take
-the screenshots, then stop the run. The screenshots the README shows are written here (docs/img/).
+read the charts, watch a worker's camera (and see it follow the worker's restart), try a forged POST, see a killed
+worker named with its cause, take the screenshots, then stop the run. The screenshots the README shows are written here (docs/img/).
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import boto3
 import docker
 import pytest
 
+from session.core.text import iso
 from session.dashboard.access import COOKIE
 from session.dashboard.server import build_app, make_server
 from session.run.state import RunStateStore, Status, record_start
@@ -36,6 +37,12 @@ CHROMIUM = "/usr/bin/chromium"  # Debian's (scripts/test installs it); Playwrigh
 IMAGES = Path(__file__).resolve().parents[3] / "docs" / "img"
 SEEN_S = 60_000  # ms: what a person would wait for the page to show something (the run makes progress meanwhile)
 DESKTOP = {"width": 1280, "height": 1000}
+# A hash of the picture worker 1's camera shows now (drawn on a canvas: same origin, so readable).
+FINGERPRINT = ("() => { const i = document.querySelector('img[data-worker=\"1\"]');"
+               " const c = document.createElement('canvas'); c.width = 480; c.height = 360;"
+               " const g = c.getContext('2d'); g.drawImage(i, 0, 0);"
+               " const d = g.getImageData(0, 0, 480, 360).data; let h = 0;"
+               " for (let k = 0; k < d.length; k += 7) h = (h * 31 + d[k]) | 0; return h; }")
 PHONE = {"width": 390, "height": 844}
 
 
@@ -188,17 +195,27 @@ def test_a_workers_camera_plays_through_the_dashboard(page, dashboard):
                            " return i && i.complete && i.naturalWidth === 480 && i.naturalHeight === 360; }",
                            timeout=SEEN_S)
     # It plays: the picture the page shows changes (the stand-in draws a car going round and the frame number).
-    fingerprint = ("() => { const i = document.querySelector('img[data-worker=\"1\"]');"
-                   " const c = document.createElement('canvas'); c.width = 480; c.height = 360;"
-                   " const g = c.getContext('2d'); g.drawImage(i, 0, 0);"
-                   " const d = g.getImageData(0, 0, 480, 360).data; let h = 0;"
-                   " for (let k = 0; k < d.length; k += 7) h = (h * 31 + d[k]) | 0; return h; }")
-    page.evaluate(f"() => {{ window.firstFrame = ({fingerprint})(); }}")
-    page.wait_for_function(f"() => ({fingerprint})() !== window.firstFrame", timeout=SEEN_S)
+    page.evaluate(f"() => {{ window.firstFrame = ({FINGERPRINT})(); }}")
+    page.wait_for_function(f"() => ({FINGERPRINT})() !== window.firstFrame", timeout=SEEN_S)
     # The proxy passes on the simulator's camera topics only, and bounded numbers.
     assert page.request.get(f"{base}/video/1?camera=../../etc").status == 404
     assert page.request.get(f"{base}/video/1?width=100000").status == 404
     assert page.request.get(f"{base}/video/9").status == 404
+
+
+def test_the_camera_follows_a_restarted_worker(page, training: Rehearsal):
+    host = training.host()
+    [worker] = [c for c in run_containers(host.engine, host.system, host.run) if c.role == "worker" and c.worker == 1]
+    docker.DockerClient(base_url=training.docker_host).containers.get(worker.id).restart(timeout=2)
+    started = iso(host.engine.get(worker.id).started_at)
+    # Once the page has seen the new start, the camera plays again: the old stream ended with the old process, so
+    # a picture that changes is the new one.
+    page.wait_for_function("() => window.dashboard.latest().containers.some(c => c.worker === 1 &&"
+                           f" c.started_at === {started!r})", timeout=SEEN_S)
+    page.wait_for_function("() => { const i = document.querySelector('img[data-worker=\"1\"]');"
+                           " return i && i.complete && i.naturalWidth === 480; }", timeout=SEEN_S)
+    page.evaluate(f"() => {{ window.restartedFrame = ({FINGERPRINT})(); }}")
+    page.wait_for_function(f"() => ({FINGERPRINT})() !== window.restartedFrame", timeout=SEEN_S)
 
 
 def test_a_post_without_the_csrf_token_is_refused(page, dashboard, training: Rehearsal):
