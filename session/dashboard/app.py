@@ -33,6 +33,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from session.core.errors import DeepracerError
 from session.dashboard.access import COOKIE, CSRF_HEADER, QUERY, Keys
 from session.dashboard.api import state_json
 from session.dashboard.feed import LiveFeed
@@ -112,11 +113,14 @@ def _refused(request: Request, status: int, why: str) -> Response:
 
 
 def create_app(*, keys: Keys, feed: LiveFeed, system: "SystemConfig", run: "RunConfig",
-               stop: Callable[[], list[str]], address: Callable[["ContainerInfo"], Optional[str]],
+               stop: Callable[[], list[str]], car_package: Callable[[], tuple[str, bytes]],
+               address: Callable[["ContainerInfo"], Optional[str]],
                read_run_state: Callable[[], Optional["RunState"]],
                now: Callable[[], datetime] = lambda: datetime.now(timezone.utc)) -> Starlette:
-    """The app for one run. `stop` stops it the way `deepracer stop` does and returns what it said; `address`
-    gives a worker container's address on the run's network; `read_run_state` the host's run state."""
+    """The app for one run. `stop` stops it the way `deepracer stop` does and returns what it said; `car_package`
+    makes the car's model package of its best checkpoint as `deepracer models car-package` does (file name,
+    bytes); `address` gives a worker container's address on the run's network; `read_run_state` the host's run
+    state."""
     page = PAGE.read_text().replace(CSRF_PLACEHOLDER, keys.csrf)
     stopping = threading.Lock()
 
@@ -146,6 +150,14 @@ def create_app(*, keys: Keys, feed: LiveFeed, system: "SystemConfig", run: "RunC
         finally:
             stopping.release()
         return JSONResponse({"lines": lines}, headers={"cache-control": "no-store"})
+
+    async def package(request: Request) -> Response:
+        try:
+            name, data = await run_in_threadpool(car_package)
+        except DeepracerError as error:  # no checkpoint with a frozen graph yet, storage unreachable, ...
+            return JSONResponse({"error": str(error)}, status_code=409)
+        return Response(data, media_type="application/gzip",
+                        headers={"content-disposition": f'attachment; filename="{name}"', "cache-control": "no-store"})
 
     async def video(request: Request) -> Response:
         try:
@@ -184,6 +196,7 @@ def create_app(*, keys: Keys, feed: LiveFeed, system: "SystemConfig", run: "RunC
         Route("/", index),
         Route("/api/state", state),
         Route("/api/stop", stop_run, methods=["POST"]),
+        Route("/api/car-package", package, methods=["POST"]),
         Route("/video/{worker:int}", video),
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
     ]

@@ -29,6 +29,7 @@ from session.engine.specs import NETWORK
 from session.host.factory import HostFactory, open_host, storage_for
 from session.insight.live import StallRules
 from session.lifecycle.stopping import stop_by_user
+from session.models.export import car_package
 from session.run.progress import read_progress
 from session.run.state import RunState, RunStateStore
 from session.run.training import run_containers
@@ -57,10 +58,18 @@ def build_app(run_env: Path, system_env: Path, *, port: int = DASHBOARD_PORT, to
     store = store or RunStateStore()
     lazily: Dict[str, "Storage"] = {}
 
-    def progress() -> "TrainingProgress":
+    def working() -> "Storage":
         if "storage" not in lazily:  # as `watch`: storage as it is, MinIO not started for this
             lazily["storage"] = storage if storage is not None else storage_for(system)
-        return read_progress(lazily["storage"], run.local_s3_model_prefix, run.local_s3_metrics_prefix)
+        return lazily["storage"]
+
+    def progress() -> "TrainingProgress":
+        return read_progress(working(), run.local_s3_model_prefix, run.local_s3_metrics_prefix)
+
+    def package() -> tuple[str, bytes]:
+        """`deepracer models car-package <prefix> --checkpoint best`, handed to the browser instead of a file."""
+        made = car_package(working(), run.local_s3_model_prefix, "best")
+        return f"{run.local_s3_model_prefix.strip('/').replace('/', '-')}-best.tar.gz", made.data
 
     def stop() -> list[str]:
         """`deepracer stop`'s path, with the files as they are now (as the command would read them)."""
@@ -80,7 +89,7 @@ def build_app(run_env: Path, system_env: Path, *, port: int = DASHBOARD_PORT, to
     if made:
         say(f"dashboard token made and kept in {token_file or default_dashboard_token()} (0600); open, through "
             f"your tunnel: http://{HOST}:{port}/?{QUERY}={keys.token}")
-    return create_app(keys=keys, feed=feed, system=system, run=run, stop=stop, address=address,
+    return create_app(keys=keys, feed=feed, system=system, run=run, stop=stop, car_package=package, address=address,
                       read_run_state=run_state, now=lambda: datetime.now(timezone.utc))
 
 

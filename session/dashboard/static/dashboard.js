@@ -218,32 +218,69 @@
     }
   }
 
-  function setUpStop() {
-    const dialog = $("confirm-stop");
-    $("stop").addEventListener("click", () => {
-      $("confirm-stop-run").textContent = latest ? `run ${latest.run.id} (${latest.run.model_prefix})` : "the run";
-      dialog.showModal();
-    });
-    $("confirm-stop-no").addEventListener("click", () => dialog.close());
-    $("confirm-stop-yes").addEventListener("click", async () => {
-      dialog.close();
-      $("stop").disabled = true;
-      $("said").textContent = "stopping…";
-      try {
-        const answer = await fetch("/api/stop", { method: "POST", headers: { "X-CSRF-Token": csrf } });
-        const body = await answer.json();
-        $("said").textContent = answer.ok ? body.lines.join("\n") || "stopped" : "not stopped: " + body.error;
-      } catch (error) {
-        $("said").textContent = "not stopped: " + error.message;
-      }
-    });
+  // Every control asks first: `yes` runs only after the person confirms in the dialog.
+  function confirmThen(title, what, yesLabel, danger, yes) {
+    const dialog = $("confirm");
+    $("confirm-title").textContent = title;
+    $("confirm-text").textContent = what;
+    $("confirm-yes").textContent = yesLabel;
+    $("confirm-yes").className = danger ? "danger" : "";
+    $("confirm-yes").onclick = () => { dialog.close(); yes(); };
+    dialog.showModal();
+  }
+
+  function post(path) {
+    return fetch(path, { method: "POST", headers: { "X-CSRF-Token": csrf } });
+  }
+
+  function runName() {
+    return latest ? `run ${latest.run.id} (${latest.run.model_prefix})` : "the run";
+  }
+
+  function setUpControls() {
+    $("confirm-no").addEventListener("click", () => $("confirm").close());
+    $("stop").addEventListener("click", () => confirmThen(
+      "Stop training?",
+      `This stops ${runName()}: the trainer and every worker, as \`deepracer stop\` does. Checkpoints stay in ` +
+        "storage, the logs go beside the model, and the run is not resumed at the next boot.",
+      "Stop training", true, async () => {
+        $("stop").disabled = true;
+        $("said").textContent = "stopping…";
+        try {
+          const answer = await post("/api/stop");
+          const body = await answer.json();
+          $("said").textContent = answer.ok ? body.lines.join("\n") || "stopped" : "not stopped: " + body.error;
+        } catch (error) {
+          $("said").textContent = "not stopped: " + error.message;
+        }
+      }));
+    $("car-package").addEventListener("click", () => confirmThen(
+      "Car package of the best checkpoint?",
+      `This packs the best checkpoint of ${runName()} for the physical car (model_metadata.json and ` +
+        "agent/model.pb, as `deepracer models car-package --checkpoint best` does) and downloads it.",
+      "Download", false, async () => {
+        $("said").textContent = "packing…";
+        try {
+          const answer = await post("/api/car-package");
+          if (!answer.ok) throw new Error((await answer.json()).error);
+          const name = /filename="([^"]+)"/.exec(answer.headers.get("content-disposition") || "");
+          const link = document.createElement("a");
+          link.href = URL.createObjectURL(await answer.blob());
+          link.download = name ? name[1] : "car-package.tar.gz";
+          link.click();
+          setTimeout(() => URL.revokeObjectURL(link.href), 60000);
+          $("said").textContent = "downloaded " + link.download;
+        } catch (error) {
+          $("said").textContent = "no car package: " + error.message;
+        }
+      }));
   }
 
   $("camera").addEventListener("change", () => latest && renderVideo(latest));
   window.addEventListener("resize", () => Object.keys(charts).forEach((id) => {
     charts[id].setSize({ width: Math.max(240, $(id).clientWidth || 300), height: 180 });
   }));
-  setUpStop();
+  setUpControls();
   window.dashboard = { charts, rates, latest: () => latest };
   refresh();
 })();

@@ -4,11 +4,12 @@ stand-in simulator image (whose workers run a stand-in web_video_server with a r
 
 One run, one dashboard and one browser for the module; the tests go in the order a person would: open the page,
 read the charts, watch a worker's camera (and see it follow the worker's restart), try a forged POST, see a killed
-worker named with its cause, take the screenshots, then stop the run. The screenshots the README shows are written here (docs/img/).
+worker named with its cause, take the screenshots, stop the run, then download its car package. The screenshots the README shows are written here (docs/img/).
 """
 
 from __future__ import annotations
 
+import json
 import shutil
 import socket
 import threading
@@ -221,9 +222,11 @@ def test_the_camera_follows_a_restarted_worker(page, training: Rehearsal):
 def test_a_post_without_the_csrf_token_is_refused(page, dashboard, training: Rehearsal):
     base, _ = dashboard
     csrf = page.locator('meta[name="csrf-token"]').get_attribute("content")
-    for headers in ({}, {"X-CSRF-Token": "0" * len(csrf)}, {"X-CSRF-Token": csrf, "Origin": "http://evil.example"}):
-        answer = page.request.post(f"{base}/api/stop", headers=headers)
-        assert answer.status == 403, (headers, answer.text())
+    for path in ("/api/stop", "/api/car-package"):
+        for headers in ({}, {"X-CSRF-Token": "0" * len(csrf)},
+                        {"X-CSRF-Token": csrf, "Origin": "http://evil.example"}):
+            answer = page.request.post(f"{base}{path}", headers=headers)
+            assert answer.status == 403, (path, headers, answer.text())
     assert page.request.get(f"{base}/api/stop").status == 405  # state changes only by POST
     host = training.host()
     assert sorted(c.role for c in run_containers(host.engine, host.system, host.run) if c.running) == \
@@ -265,15 +268,15 @@ def test_stop_asks_for_confirmation_and_stops_the_run(page, dashboard, training:
 
     host = training.host()
     running = lambda: [c for c in run_containers(host.engine, host.system, host.run) if c.running]  # noqa: E731
-    dialog = page.locator("#confirm-stop")
+    dialog = page.locator("#confirm")
     page.click("#stop")
     expect(dialog).to_be_visible()
-    page.click("#confirm-stop-no")  # changed their mind: nothing stops
+    page.click("#confirm-no")  # changed their mind: nothing stops
     expect(dialog).to_be_hidden()
     assert {c.role for c in running()} == {"sagemaker", "trainer", "worker"}
     page.click("#stop")
     expect(dialog).to_contain_text(f"run {host.run.run_id} ({host.run.local_s3_model_prefix})")
-    page.click("#confirm-stop-yes")
+    page.click("#confirm-yes")
     expect(page.locator("#said")).to_contain_text(f"stopped deepracer-{host.run.run_id}-trainer", timeout=SEEN_S)
     assert running() == []
     # `deepracer stop`'s path: logs beside the model, the run recorded as stopped by the user (not resumed).
@@ -282,3 +285,27 @@ def test_stop_asks_for_confirmation_and_stops_the_run(page, dashboard, training:
                for info in host.storage.list_objects(f"{host.run.local_s3_model_prefix}/logs/"))
     expect(page.locator("#stop")).to_be_disabled(timeout=SEEN_S)
     expect(page.locator("#run")).to_contain_text("not running")
+
+
+def test_the_car_package_of_the_best_checkpoint_is_asked_for_then_downloaded(page, training: Rehearsal):
+    import io
+    import tarfile
+
+    from playwright.sync_api import expect
+
+    host = training.host()
+    prefix = host.run.local_s3_model_prefix
+    page.click("#car-package")
+    expect(page.locator("#confirm")).to_contain_text("Car package of the best checkpoint?")
+    with page.expect_download(timeout=SEEN_S) as downloading:
+        page.click("#confirm-yes")
+    download = downloading.value
+    assert download.suggested_filename == f"{prefix}-best.tar.gz"
+    best = host.storage.get_json(f"{prefix}/model/deepracer_checkpoints.json")["best_checkpoint"]["name"]
+    number = int(best.split("_", 1)[0])
+    with tarfile.open(fileobj=io.BytesIO(Path(download.path()).read_bytes()), mode="r:gz") as tar:
+        files = {member.name: tar.extractfile(member).read() for member in tar.getmembers() if member.isfile()}
+    # The run is stopped: its best checkpoint stays put, and the package holds that one's frozen graph.
+    assert set(files) == {"model_metadata.json", "agent/model.pb"}
+    assert files["agent/model.pb"] == host.storage.get_bytes(f"{prefix}/model/model_{number}.pb")
+    assert json.loads(files["model_metadata.json"]) == host.storage.get_json(f"{prefix}/model/model_metadata.json")
