@@ -399,8 +399,9 @@ def dashboard(args: argparse.Namespace) -> int:
     _load(args)  # its warnings, once, here; the app reads the files itself
     rules = StallRules(checkpoint_minutes=args.stall_minutes, worker_minutes=args.worker_minutes,
                        evaluation_loop=args.eval_loop)
+    # The token's URL is a result, printed even with --quiet: it is shown once, when the token is made.
     app = build_app(run_env, system_env, port=args.port, rules=rules, refresh_s=args.refresh,
-                    progress_every_s=args.progress_every)
+                    progress_every_s=args.progress_every, say=print)
     return serve(app, args.port)
 
 
