@@ -68,8 +68,8 @@ def build_app(run_env: Path, system_env: Path, *, port: int = DASHBOARD_PORT, to
 
     def package() -> tuple[str, bytes]:
         """`deepracer models car-package <prefix> --checkpoint best`, handed to the browser instead of a file."""
-        made = car_package(working(), run.local_s3_model_prefix, "best")
-        return f"{run.local_s3_model_prefix.strip('/').replace('/', '-')}-best.tar.gz", made.data
+        packed = car_package(working(), run.local_s3_model_prefix, "best")
+        return f"{run.local_s3_model_prefix.strip('/').replace('/', '-')}-best.tar.gz", packed.data
 
     def stop() -> list[str]:
         """`deepracer stop`'s path, with the files as they are now (as the command would read them)."""
