@@ -58,23 +58,29 @@ class Keys:
 
 
 def load_or_create(path: Path) -> tuple[Keys, bool]:
-    """The host's keys from `path`, made (0600, atomically: a second dashboard starting at once reads the first's)
-    when there is none; True when this call made it."""
+    """The host's keys from `path`, made (0600) when there is none; True when this call made it. The token is
+    written whole to a file of its own, then linked into place: a second dashboard starting at once finds either
+    no file or the first one's complete token, never a half-written one."""
     try:
         return Keys(_read(path)), False
     except FileNotFoundError:
         pass
     token = secrets.token_urlsafe(32)
+    draft = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        return Keys(_read(path)), False
+        descriptor = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "w") as handle:
+            handle.write(token + "\n")
+        try:
+            os.link(draft, path)  # fails when it exists: the other one's token stands
+        except FileExistsError:
+            return Keys(_read(path)), False
     except OSError as error:
         raise AccessError(f"cannot write the dashboard's token to {path}: {error.strerror or error}; "
                           "run it as the user who trains (the run-state folder is theirs)") from error
-    with os.fdopen(descriptor, "w") as handle:
-        handle.write(token + "\n")
+    finally:
+        draft.unlink(missing_ok=True)
     return Keys(token), True
 
 

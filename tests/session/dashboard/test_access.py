@@ -29,7 +29,25 @@ def test_two_dashboards_starting_at_once_share_one_token(tmp_path: Path):
         thread.start()
     for thread in threads:
         thread.join()
+    assert len(found) == 8  # none failed (a half-written token read by another would raise)
     assert len({keys for keys, _ in found}) == 1 and sum(made for _, made in found) == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["dashboard-token"]  # no drafts left behind
+
+
+def test_a_dashboard_starting_while_another_writes_its_token_sees_all_of_it_or_none(tmp_path: Path,
+                                                                                    monkeypatch: pytest.MonkeyPatch):
+    # The second start happens at the worst moment: while the first one writes its token.
+    path = tmp_path / "dashboard-token"
+    real, seen = os.fdopen, []
+
+    def fdopen(*args, **kwargs):
+        monkeypatch.setattr(os, "fdopen", real)
+        seen.append(load_or_create(path))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(os, "fdopen", fdopen)
+    keys, made = load_or_create(path)
+    assert seen == [(keys, True)] and not made  # the one that finished first made it; the other took its token
 
 
 def test_a_token_others_can_read_is_refused_with_the_fix(tmp_path: Path):
