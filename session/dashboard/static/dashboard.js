@@ -103,6 +103,20 @@
         `${(d.free_bytes / 2 ** 30).toFixed(1)} GiB free`));
     }
     $("host").textContent = host.join(" · ");
+    // Storage as the live view last read the run's progress from it (every 30 s): reachable, or why not.
+    const storage = $("storage");
+    if (!live || (!live.progress && !live.progress_error)) {
+      storage.textContent = "storage: not read yet";
+      storage.className = "dim";
+    } else if (live.progress_error) {
+      storage.textContent = "storage: cannot read the run's progress: " + live.progress_error;
+      storage.className = "bad";
+    } else {
+      const p = live.progress;
+      storage.textContent = `storage: reachable · ${p.episodes} episodes, ${p.laps} laps in s3://${state.run.bucket}/` +
+        `${p.model_prefix}/` + (p.newest_checkpoint ? ` · newest checkpoint ${p.newest_checkpoint.name}` : "");
+      storage.className = "ok";
+    }
   }
 
   function renderTraining(live) {

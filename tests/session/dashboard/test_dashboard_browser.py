@@ -163,6 +163,8 @@ def test_the_page_opens_with_the_token_and_is_refused_without_it(browser, dashbo
                                                  timeout=SEEN_S)
     expect(page.locator("#containers tbody tr")).to_have_count(len(state["containers"]), timeout=SEEN_S)
     expect(page.locator("#times")).to_contain_text("120 min")
+    expect(page.locator("#storage")).to_contain_text("storage: reachable · ", timeout=SEEN_S)
+    expect(page.locator("#storage")).to_contain_text(f"s3://{state['run']['bucket']}/{state['run']['model_prefix']}/")
     assert page.console_errors == []
 
 
