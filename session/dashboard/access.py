@@ -77,8 +77,9 @@ def load_or_create(path: Path) -> tuple[Keys, bool]:
         except FileExistsError:
             return Keys(_read(path)), False
     except OSError as error:
-        raise AccessError(f"cannot write the dashboard's token to {path}: {error.strerror or error}; "
-                          "run it as the user who trains (the run-state folder is theirs)") from error
+        raise AccessError(f"cannot write the dashboard's token to {path}: {error.strerror or error}; run it as the "
+                          "user who trains (the run-state folder is theirs), or name another file in "
+                          "DR_DASHBOARD_TOKEN_FILE") from error
     finally:
         draft.unlink(missing_ok=True)
     return Keys(token), True

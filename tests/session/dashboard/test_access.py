@@ -58,6 +58,16 @@ def test_a_token_others_can_read_is_refused_with_the_fix(tmp_path: Path):
         load_or_create(path)
 
 
+def test_a_folder_it_may_not_write_is_one_line_naming_the_way_out(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    def refused(*args, **kwargs):  # the tests run as root, whom no folder's mode stops
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(os, "open", refused)
+    with pytest.raises(AccessError, match=r"^cannot write the dashboard's token to .*: Permission denied; run it as the "
+                                          r"user who trains .*DR_DASHBOARD_TOKEN_FILE$"):
+        load_or_create(tmp_path / "dashboard-token")
+
+
 def test_cookie_and_csrf_values_are_neither_the_token_nor_each_other_and_only_they_match():
     keys, other = Keys("a" * 43), Keys("b" * 43)
     assert len({keys.token, keys.session, keys.csrf}) == 3
