@@ -66,7 +66,7 @@ class AwsEnvironment(pulumi.ComponentResource):
         # Simulation nodes (docs/multi-node.md): the swarm's group and token exist before the host, which joins
         # the one and writes the other at first boot.
         self.swarm_group = aws_sim_nodes.swarm_security_group(self, self.vpc.id) if nodes.count else None
-        self.token_parameter = aws_sim_nodes.token_parameter(self, settings.stack) if nodes.count else None
+        self.token = aws_sim_nodes.TokenChannel(self, settings.stack) if nodes.count else None
         self.bucket = self._bucket()
         package = aws.s3.BucketObjectv2(
             "session-package", bucket=self.bucket.id, key=PACKAGE_KEY, source=pulumi.FileAsset(str(session_archive)),
@@ -74,9 +74,9 @@ class AwsEnvironment(pulumi.ComponentResource):
         self.topic = self._notification_topic()
         profile = self._identity()
         self.instance = self._instance(subnet, internet_route, profile, package, zone)
-        self.sim_nodes = (aws_sim_nodes.AwsSimNodes(self, subnet, self.vpc.id, self.swarm_group, self.token_parameter,
-                                                    self.instance, internet_route)
-                          if self.swarm_group is not None and self.token_parameter is not None else None)
+        self.sim_nodes = (aws_sim_nodes.AwsSimNodes(self, subnet, self.vpc.id, self.swarm_group, self.token,
+                                                    self.instance, self.role, internet_route)
+                          if self.swarm_group is not None and self.token is not None else None)
         self.budget = self._budget()
         self._cancel_spot_request_on_delete()
         self.ready = self._wait_until_ready()
@@ -257,8 +257,8 @@ class AwsEnvironment(pulumi.ComponentResource):
                 "host-notify", role=self.role.id,
                 policy=self.topic.arn.apply(lambda arn: json.dumps(aws_policies.host_notify_policy(arn))),
                 opts=child)
-        self.token_policy = (aws_sim_nodes.host_token_policy(self, self.role, self.token_parameter)
-                             if self.token_parameter is not None else None)
+        self.token_policy = (aws_sim_nodes.host_token_policy(self, self.role, self.token)
+                             if self.token is not None else None)
         return aws.iam.InstanceProfile("host", role=self.role.name, opts=child)
 
     # -- instance ------------------------------------------------------------------------------------------
@@ -282,7 +282,8 @@ class AwsEnvironment(pulumi.ComponentResource):
                 upload_bucket=s.upload_bucket, idle_stop_minutes=s.cost.idle_stop_minutes,
                 power_off_after_max_minutes=s.cost.power_off_after_max_minutes, notify_topic_arn=args[2],
                 sim_nodes=nodes.count, sim_node_workers=args[3] or 0,
-                swarm_token_parameter=sim_nodes.token_parameter_name(s.stack) if nodes.count else None)))
+                swarm_token_parameter=sim_nodes.token_parameter_name(s.stack) if nodes.count else None,
+                swarm_token_key=sim_nodes.token_key_alias(s.stack) if nodes.count else None)))
         market = None
         if s.market == "spot":
             market = {"market_type": "spot", "spot_options": {

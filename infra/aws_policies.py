@@ -88,13 +88,47 @@ def sim_node_s3_policy(bucket_arn: str) -> dict:
     return host_s3_policy(bucket_arn)
 
 
-def swarm_token_write_policy(parameter_arn: str) -> dict:
-    """The host (the swarm's manager) may write, and so rotate, the one worker-token parameter; nothing else."""
-    return {"Version": "2012-10-17", "Statement": [
-        {"Sid": "WriteSwarmToken", "Effect": "Allow", "Action": "ssm:PutParameter", "Resource": parameter_arn}]}
+def _via_ssm_for(parameter_arn: str) -> dict:
+    """The key used by SSM for this one parameter only: SSM encrypts a standard parameter with the encryption
+    context PARAMETER_ARN (Parameter Store's use of KMS, AWS Systems Manager user guide)."""
+    region = parameter_arn.split(":")[3]
+    return {"StringEquals": {"kms:ViaService": f"ssm.{region}.amazonaws.com",
+                             "kms:EncryptionContext:PARAMETER_ARN": parameter_arn}}
 
 
-def swarm_token_read_policy(parameter_arn: str) -> dict:
-    """A node may read the one worker-token parameter (decrypted with the account's aws/ssm key); nothing else."""
+def swarm_token_write_policy(parameter_arn: str, key_arn: str) -> dict:
+    """The host (the swarm's manager) may write, and so rotate, the one worker-token parameter, encrypted with its
+    key through SSM; nothing else."""
     return {"Version": "2012-10-17", "Statement": [
-        {"Sid": "ReadSwarmToken", "Effect": "Allow", "Action": "ssm:GetParameter", "Resource": parameter_arn}]}
+        {"Sid": "WriteSwarmToken", "Effect": "Allow", "Action": "ssm:PutParameter", "Resource": parameter_arn},
+        {"Sid": "EncryptSwarmToken", "Effect": "Allow", "Action": "kms:Encrypt", "Resource": key_arn,
+         "Condition": _via_ssm_for(parameter_arn)}]}
+
+
+def swarm_token_read_policy(parameter_arn: str, key_arn: str) -> dict:
+    """A node may read the one worker-token parameter, decrypted with its key through SSM; nothing else."""
+    return {"Version": "2012-10-17", "Statement": [
+        {"Sid": "ReadSwarmToken", "Effect": "Allow", "Action": "ssm:GetParameter", "Resource": parameter_arn},
+        {"Sid": "DecryptSwarmToken", "Effect": "Allow", "Action": "kms:Decrypt", "Resource": key_arn,
+         "Condition": _via_ssm_for(parameter_arn)}]}
+
+
+# The account administers the key (IAM decides who) but cannot use it: AWS's "key administrators" actions, none of
+# Encrypt, Decrypt, ReEncrypt or GenerateDataKey. Without an administrator the key could not be changed or deleted.
+KEY_ADMINISTRATION_ACTIONS = [
+    "kms:Create*", "kms:Describe*", "kms:Enable*", "kms:List*", "kms:Put*", "kms:Update*", "kms:Revoke*",
+    "kms:Disable*", "kms:Get*", "kms:Delete*", "kms:TagResource", "kms:UntagResource", "kms:ScheduleKeyDeletion",
+    "kms:CancelKeyDeletion", "kms:RotateKeyOnDemand"]
+
+
+def swarm_token_key_policy(host_role_arn: str, node_role_arn: str, parameter_arn: str) -> dict:
+    """The token key's policy: the host encrypts and the nodes decrypt the one parameter through SSM; nobody else
+    can use the key, whatever their IAM policies say (`ssm:GetParameter` on `*` included)."""
+    account = host_role_arn.split(":")[4]
+    return {"Version": "2012-10-17", "Statement": [
+        {"Sid": "KeyAdministration", "Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam::{account}:root"},
+         "Action": KEY_ADMINISTRATION_ACTIONS, "Resource": "*"},
+        {"Sid": "HostEncryptsTheSwarmToken", "Effect": "Allow", "Principal": {"AWS": host_role_arn},
+         "Action": "kms:Encrypt", "Resource": "*", "Condition": _via_ssm_for(parameter_arn)},
+        {"Sid": "NodesDecryptTheSwarmToken", "Effect": "Allow", "Principal": {"AWS": node_role_arn},
+         "Action": "kms:Decrypt", "Resource": "*", "Condition": _via_ssm_for(parameter_arn)}]}

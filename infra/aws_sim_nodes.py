@@ -5,8 +5,9 @@ Created only with `simNodes` > 0. What they add to the stack:
 - a **swarm** security group on the host and the nodes whose only rules are the swarm ports, in and out, with the
   group itself as the source and destination (`self`): only members reach them, nothing new is open to the internet;
   a **sim-node** group with the host's egress (HTTPS, HTTP) and no ingress;
-- the **token parameter**, an SSM SecureString holding a placeholder: the host role may write it (`ssm:PutParameter`
-  on that parameter only), the node role may read it (`ssm:GetParameter` on that parameter only);
+- the **token parameter**, an SSM SecureString holding a placeholder, encrypted with a customer-managed KMS key of
+  its own: the host role may write it (`ssm:PutParameter` on that parameter, `kms:Encrypt` through SSM for it), the
+  node role may read it (`ssm:GetParameter`, `kms:Decrypt` likewise); the key's policy lets nobody else use it;
 - the **node role**: the working bucket as the host's (its workers use it; the node reports there) and the token,
   nothing else (no Session Manager: its managed policy reads every parameter in the account);
 - per node: an instance from Canonical's plain Ubuntu (Docker from the distribution, no GPU driver), its spot
@@ -48,28 +49,43 @@ def swarm_security_group(env: AwsEnvironment, vpc_id: pulumi.Input[str]) -> aws.
         ingress=swarm_rules(), egress=swarm_rules(), opts=ResourceOptions(parent=env))
 
 
-def token_parameter(env: AwsEnvironment, stack: str) -> aws.ssm.Parameter:
-    return aws.ssm.Parameter(
-        "swarm-token", name=sim_nodes.token_parameter_name(stack), type="SecureString",
-        value=sim_nodes.TOKEN_PLACEHOLDER,
-        description="deepracer-cloud: the swarm's worker join token, written by the host (docs/multi-node.md)",
-        # The host writes the token; the stack never reads it back, nor puts its placeholder back.
-        opts=ResourceOptions(parent=env, ignore_changes=["value"]))
+class TokenChannel:
+    """The token parameter and the customer-managed key that encrypts it. The key's policy (which names the node
+    role, made later with the nodes) is `AwsSimNodes.key_policy`; until it is in place the key has AWS's default
+    policy, under which the host's role policy lets it write at its first boot."""
+
+    def __init__(self, env: AwsEnvironment, stack: str) -> None:
+        child = ResourceOptions(parent=env)
+        # $1 a month: the account's aws/ssm key would let any principal of the account with ssm:GetParameter on `*`
+        # (AmazonSSMManagedInstanceCore, for one) read the token.
+        self.key = aws.kms.Key(
+            "swarm-token", description="deepracer-cloud: encrypts the swarm's worker join token (docs/multi-node.md)",
+            enable_key_rotation=True, deletion_window_in_days=7, opts=child)
+        self.alias = aws.kms.Alias("swarm-token", name=sim_nodes.token_key_alias(stack), target_key_id=self.key.key_id,
+                                   opts=child)
+        self.parameter = aws.ssm.Parameter(
+            "swarm-token", name=sim_nodes.token_parameter_name(stack), type="SecureString",
+            value=sim_nodes.TOKEN_PLACEHOLDER, key_id=self.key.arn,
+            description="deepracer-cloud: the swarm's worker join token, written by the host (docs/multi-node.md)",
+            # The host writes the token; the stack never reads it back, nor puts its placeholder back.
+            opts=ResourceOptions(parent=env, ignore_changes=["value"]))
 
 
-def host_token_policy(env: AwsEnvironment, role: aws.iam.Role, parameter: aws.ssm.Parameter) -> aws.iam.RolePolicy:
+def host_token_policy(env: AwsEnvironment, role: aws.iam.Role, token: TokenChannel) -> aws.iam.RolePolicy:
     return aws.iam.RolePolicy(
         "host-swarm-token", role=role.id,
-        policy=parameter.arn.apply(lambda arn: json.dumps(aws_policies.swarm_token_write_policy(arn))),
-        opts=ResourceOptions(parent=env))
+        policy=Output.all(token.parameter.arn, token.key.arn).apply(
+            lambda a: json.dumps(aws_policies.swarm_token_write_policy(*a))),
+        # The host names the key by its alias when it writes at first boot (and the host waits for this policy).
+        opts=ResourceOptions(parent=env, depends_on=[token.alias]))
 
 
 class AwsSimNodes:
     """The nodes, their identity and their waits (children of the environment component)."""
 
     def __init__(self, env: AwsEnvironment, subnet: aws.ec2.Subnet, vpc_id: pulumi.Input[str],
-                 swarm_group: aws.ec2.SecurityGroup, parameter: aws.ssm.Parameter, host: aws.ec2.Instance,
-                 internet_route: aws.ec2.RouteTableAssociation) -> None:
+                 swarm_group: aws.ec2.SecurityGroup, token: TokenChannel, host: aws.ec2.Instance,
+                 host_role: aws.iam.Role, internet_route: aws.ec2.RouteTableAssociation) -> None:
         s = env._settings
         n = s.sim_nodes
         child = ResourceOptions(parent=env)
@@ -85,7 +101,14 @@ class AwsSimNodes:
             policy=env.bucket.arn.apply(lambda arn: json.dumps(aws_policies.sim_node_s3_policy(arn))), opts=child)
         self.token_policy = aws.iam.RolePolicy(
             "sim-node-token", role=self.role.id,
-            policy=parameter.arn.apply(lambda arn: json.dumps(aws_policies.swarm_token_read_policy(arn))), opts=child)
+            policy=Output.all(token.parameter.arn, token.key.arn).apply(
+                lambda a: json.dumps(aws_policies.swarm_token_read_policy(*a))), opts=child)
+        # Now that the node role exists: the key is the host's to encrypt with and the nodes' to decrypt with, and
+        # nobody else's.
+        self.key_policy = aws.kms.KeyPolicy(
+            "swarm-token-key", key_id=token.key.key_id,
+            policy=Output.all(host_role.arn, self.role.arn, token.parameter.arn).apply(
+                lambda a: json.dumps(aws_policies.swarm_token_key_policy(*a))), opts=child)
         profile = aws.iam.InstanceProfile("sim-node", role=self.role.name, opts=child)
         ami = aws.ssm.get_parameter_output(name=UBUNTU_AMI_PARAMETER[s.ubuntu_version],
                                            opts=pulumi.InvokeOutputOptions(parent=env)).value
@@ -116,7 +139,7 @@ class AwsSimNodes:
                 instance_market_options=market,
                 tags={"Name": f"deepracer-{s.stack}-{name}"},
                 opts=ResourceOptions(
-                    parent=env, depends_on=[internet_route, self.s3_policy, self.token_policy],
+                    parent=env, depends_on=[internet_route, self.s3_policy, self.token_policy, self.key_policy],
                     # User data runs on first boot only: a new AMI or rendering leaves a node alone ...
                     ignore_changes=["ami", "userData", "userDataBase64"],
                     # ... but a new host is a new swarm at a new address: the nodes are rebuilt to join it.

@@ -43,14 +43,15 @@ UBUNTU_IMAGES = {
 }
 
 
-def security_rules(ssh_allowed_cidrs: tuple[str, ...]) -> list[dict]:
-    """The host's NSG: SSH in only from the configured networks (none by default); out HTTPS and HTTP only."""
+def security_rules(ssh_allowed_cidrs: tuple[str, ...], ssh_destination: str = "*") -> list[dict]:
+    """The host's NSG: SSH in only from the configured networks (none by default), to `ssh_destination` (with
+    simulation nodes, which share this NSG, the host's private address alone); out HTTPS and HTTP only."""
     rules: list[dict] = []
     if ssh_allowed_cidrs:
         rules.append({"name": "ssh-from-configured-networks", "priority": 100, "direction": "Inbound",
                       "access": "Allow", "protocol": "Tcp", "source_address_prefixes": list(ssh_allowed_cidrs),
-                      "source_port_range": "*", "destination_address_prefix": "*", "destination_port_range": "22",
-                      "description": "SSH from the networks in sshAllowedCidrs"})
+                      "source_port_range": "*", "destination_address_prefix": ssh_destination,
+                      "destination_port_range": "22", "description": "SSH from the networks in sshAllowedCidrs"})
     # Docker Hub, PyPI, NVIDIA and the storage account speak HTTPS, Ubuntu's mirrors HTTP; nothing else goes out.
     # (IMDS and Azure's platform address 168.63.129.16 are not subject to NSG rules.)
     for priority, port, name in ((100, "443", "https-out"), (110, "80", "http-out")):
@@ -239,7 +240,10 @@ class AzureEnvironment(pulumi.ComponentResource):
         rules: list = security_rules(s.ssh_allowed_cidrs)
         if s.sim_nodes.count:
             self.swarm = azure_sim_nodes.AzureSwarm(self)
-            rules = [*rules, *azure_sim_nodes.swarm_security_rules(self.swarm.group.id)]
+            # The nodes' NICs carry this NSG too: SSH goes to the host's fixed address only (an NSG sees the private
+            # address, after the public IP's translation), so sshAllowedCidrs opens nothing on the nodes.
+            rules = [*security_rules(s.ssh_allowed_cidrs, f"{azure_sim_nodes.HOST_PRIVATE_IP}/32"),
+                     *azure_sim_nodes.swarm_security_rules(self.swarm.group.id)]
         self.nsg = network.NetworkSecurityGroup(
             "host", resource_group_name=group, location=s.location, security_rules=rules, tags=self._tags, opts=child)
         vnet = network.VirtualNetwork(

@@ -57,6 +57,7 @@ class HostConfig:
     sim_nodes: int = 0
     sim_node_workers: int = 0  # workers each node carries
     swarm_token_parameter: Optional[str] = None  # AWS: the SSM parameter the host writes the worker token to
+    swarm_token_key: Optional[str] = None  # AWS: the KMS key (its alias) the host encrypts the token with
     swarm_token_secret_url: Optional[str] = None  # Azure: the Key Vault secret the host writes it to
 
 
@@ -113,8 +114,8 @@ def _swarm_values(host: HostConfig) -> dict[str, str]:
     worker join token (its place, never a token)."""
     if host.sim_node_workers < 1:
         raise ValueError(f"sim_node_workers: expected at least 1 with sim_nodes, got {host.sim_node_workers}")
-    place = ({"DR_SWARM_TOKEN_PARAMETER": host.swarm_token_parameter} if host.cloud == "aws"
-             else {"DR_SWARM_TOKEN_SECRET_URL": host.swarm_token_secret_url})
+    place = ({"DR_SWARM_TOKEN_PARAMETER": host.swarm_token_parameter, "DR_SWARM_TOKEN_KEY_ID": host.swarm_token_key}
+             if host.cloud == "aws" else {"DR_SWARM_TOKEN_SECRET_URL": host.swarm_token_secret_url})
     for key, value in place.items():
         if not value:
             raise ValueError(f"{key}: expected the token secret's place with sim_nodes, got none")

@@ -57,6 +57,12 @@ STOP_AFTER_MINUTES = 10
 NODE_USER = "ubuntu"
 
 
+def token_key_alias(stack: str) -> str:
+    """AWS: the alias of the customer-managed KMS key that encrypts the token parameter (the host names it when it
+    writes: a SecureString overwritten without a key id goes back to the account's aws/ssm key)."""
+    return f"alias/deepracer-{stack}-swarm-token"
+
+
 def token_parameter_name(stack: str) -> str:
     """AWS: the SSM parameter that carries the worker join token."""
     return f"/deepracer/{stack}/{TOKEN_SECRET_NAME}"

@@ -18,6 +18,7 @@ PACKAGE=/opt/deepracer/session.tar.gz
 # The host's own units ship in the session package, so `deepracer-update` refreshes them with the code.
 SESSION_UNITS=/opt/deepracer/src/session/units
 UNIT_DIR=/etc/systemd/system
+IMDS=http://169.254.169.254  # AWS and Azure alike
 
 exec >>"$LOG" 2>&1
 exec 9>/run/deepracer-bootstrap.lock
@@ -147,6 +148,43 @@ step_docker() {
   usermod -aG docker "$HOST_USER"
 }
 
+host_private_ip() {
+  # The address the nodes join, as the cloud gave it to this host's NIC (its metadata service says): on AWS the
+  # instance's primary private IPv4 (fixed for its life), on Azure the fixed 10.42.1.4 the stack gives the NIC with
+  # nodes (infra/azure_sim_nodes.py HOST_PRIVATE_IP, which the nodes' user data names).
+  local token
+  case "$DR_CLOUD" in
+    azure)
+      curl -fsS --retry 3 --noproxy '*' -H Metadata:true \
+        "$IMDS/metadata/instance/network/interface/0/ipv4/ipAddress/0/privateIpAddress?api-version=2021-02-01&format=text"
+      ;;
+    *)
+      token=$(curl -fsS --retry 3 --noproxy '*' -X PUT -H 'X-aws-ec2-metadata-token-ttl-seconds: 60' \
+        "$IMDS/latest/api/token")
+      curl -fsS --retry 3 --noproxy '*' -H "X-aws-ec2-metadata-token: $token" "$IMDS/latest/meta-data/local-ipv4"
+      ;;
+  esac
+}
+
+step_swarm() {
+  # Only with simulation nodes (DR_SIM_NODES in system.env; docs/multi-node.md): this host becomes their swarm's
+  # manager and publishes the worker join token where the nodes read it (`deepracer swarm-init` makes sure of each
+  # part, so a second run changes nothing but the token's copy). The rotation once they joined runs apart
+  # (deepracer-swarm-rotate.service): they come up minutes later, and the boot does not wait for them.
+  if [ "${DR_SIM_NODES:-0}" -eq 0 ]; then
+    log "no simulation nodes: no swarm"
+    return 0
+  fi
+  local address
+  address=$(host_private_ip)
+  if ! [[ "$address" =~ ^[0-9]{1,3}(\.[0-9]{1,3}){3}$ ]]; then
+    log "the metadata service gave no private IPv4 address for the swarm (got '$address')"
+    return 1
+  fi
+  "$VENV/bin/deepracer" swarm-init --advertise-addr "$address"
+  systemctl start --no-block deepracer-swarm-rotate.service
+}
+
 step_simapp_image() {
   docker image inspect "$IMAGE" >/dev/null 2>&1 || retry docker pull -q "$IMAGE"
   case "$DR_SIMAPP_VERSION" in
@@ -180,7 +218,7 @@ step_doctor() {
   sudo -u "$HOST_USER" -H "$VENV/bin/deepracer" doctor --json | tee "$STATE_DIR/doctor.json"
 }
 
-ALL_STEPS=(prepare session-package gpu-runtime docker simapp-image tracks custom-files doctor)
+ALL_STEPS=(prepare session-package gpu-runtime docker swarm simapp-image tracks custom-files doctor)
 full_run=no
 if (($# == 0)); then
   set -- "${ALL_STEPS[@]}"

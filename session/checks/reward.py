@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple, Union
 
-from session.checks.tracks import Point, Track, TrackView, inside_ring
+from session.checks.tracks import Nearest, Point, Track, TrackView, inside_ring
 from session.core.problems import Problem
 
 # The console/DRoA validator's allow-list (simapp 6.0.4 docker/files/ml-code/reward_func_validator/constants.py,
@@ -93,6 +93,7 @@ class DryRunStats:
 class RewardCheck:
     problems: List[Problem]
     stats: Optional[DryRunStats]  # None when the dry run did not happen
+    values: Tuple[Optional[float], ...] = ()  # the dry run's float(result) per case; None where it failed
 
     @property
     def ok(self) -> bool:
@@ -499,14 +500,26 @@ def _progress(current: float, previous: float) -> float:
 def _params(view: TrackView, point: Point, heading: float, steps: float, speed: float, steering: float,
             start_ndist: float, prev_progress: float) -> Dict[str, Any]:
     nearest = view.nearest(point)
+    progress = _progress(nearest.ndist - start_ndist, prev_progress)
+    return step_params(view, point, heading, steps=steps, speed=speed, steering=steering, progress=progress,
+                       nearest=nearest)
+
+
+def step_params(view: TrackView, point: Point, heading: float, *, steps: float, speed: float, steering: float,
+                progress: float, on_track: bool = True, offtrack: bool = False, crashed: bool = False,
+                nearest: Optional[Nearest] = None) -> Dict[str, Any]:
+    """params (without `waypoints`) for the car at `point` heading `heading` degrees, the geometry worked out as
+    the simulator does (agent_ctrl/utils.py); a time trial's object keys empty. The dry run and the re-scoring of
+    logged steps (session.insight.rescore) both build them here."""
+    nearest = nearest or view.nearest(point)
     return {
-        "all_wheels_on_track": True,
+        "all_wheels_on_track": bool(on_track),
         "x": float(point[0]),
         "y": float(point[1]),
         "heading": float(heading),
         "distance_from_center": nearest.distance_from_center,
         "projection_distance": nearest.ndist * view.length,
-        "progress": float(_progress(nearest.ndist - start_ndist, prev_progress)),
+        "progress": float(progress),
         "steps": float(steps),
         "speed": float(speed),
         "steering_angle": float(steering),
@@ -515,8 +528,8 @@ def _params(view: TrackView, point: Point, heading: float, steps: float, speed: 
         "closest_waypoints": list(nearest.closest_waypoints),
         "is_left_of_center": nearest.is_left_of_center,
         "is_reversed": view.reversed,
-        "is_offtrack": False,
-        "is_crashed": False,
+        "is_offtrack": bool(offtrack),
+        "is_crashed": bool(crashed),
         "closest_objects": [0, 0],
         "objects_location": [],
         "objects_left_of_center": [],
@@ -771,7 +784,11 @@ def _judge(name: str, cases: ParamCases, events: List[Dict[str, Any]], timed_out
     if len(values) >= 20 and len(values) == len(calls) and min(values) == max(values):
         problems.append(Problem(name, "", f"returned the same reward ({values[0]:g}) on all {len(values)} calls; "
                                           f"the car cannot learn from a constant reward", "warning"))
-    return RewardCheck(problems, stats)
+    per_case: List[Optional[float]] = [None] * total
+    for call in calls:
+        if call["error"] is None and call["value"] is not None and math.isfinite(call["value"]):
+            per_case[call["i"]] = call["value"]
+    return RewardCheck(problems, stats, tuple(per_case))
 
 
 def _failure_key(call: Dict[str, Any]) -> Tuple[str, ...]:
@@ -864,5 +881,5 @@ def check_reward_function(path: Path, track: Optional[Track], *, calls: int = 50
 
 __all__ = [
     "ALLOWED_MODULES", "PARAM_KEYS", "RACE_TYPES", "DryRunStats", "ParamCases", "RewardCheck", "build_cases",
-    "check_reward_function", "check_reward_source", "dry_run",
+    "check_reward_function", "check_reward_source", "dry_run", "step_params",
 ]

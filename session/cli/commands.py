@@ -10,7 +10,7 @@ import json
 import shutil
 import sys
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 from session.core import console
 from session.core.config import LoadedConfig, default_run_env_text, load_config
@@ -69,11 +69,31 @@ def init(args: argparse.Namespace) -> int:
 
 
 def swarm_init(args: argparse.Namespace) -> int:
+    from session.core.config import load_system_config
     from session.engine.containers import Engine
+    from session.host.join_token import publisher_for
     from session.host.swarm_init import swarm_init as init_swarm
 
-    init_swarm(Engine(), args.advertise_addr, say=console.say)
+    publish = publisher_for(load_system_config(_paths(args)[1]), say=console.say)
+    init_swarm(Engine(), args.advertise_addr, publish_join_token=publish, say=console.say)
     return 0
+
+
+def swarm_rotate(args: argparse.Namespace) -> int:
+    """Exit 1 when the nodes did not all join in time: the token stays as it was (the unit shows failed)."""
+    from session.core.config import load_system_config
+    from session.engine.containers import Engine
+    from session.host.join_token import publisher_for
+    from session.host.swarm_init import rotate_after_joined
+
+    system = load_system_config(_paths(args)[1])
+    expected = args.nodes if args.nodes is not None else system.sim_nodes
+    if expected == 0:
+        console.say("no simulation nodes to wait for (DR_SIM_NODES is 0): nothing to rotate")
+        return 0
+    rotation = rotate_after_joined(Engine(), expected, publish_join_token=publisher_for(system, say=console.say),
+                                   timeout_s=args.timeout_minutes * 60, say=console.say)
+    return 0 if rotation.rotated else 1
 
 
 def custom_files(args: argparse.Namespace) -> int:
@@ -421,7 +441,7 @@ def report(args: argparse.Namespace) -> int:
         return _storage(load_system_config(_paths(args)[1]))
 
     return run_report(args.sources, storage, track=args.track, tracks=args.tracks, out=args.out, laps=args.laps,
-                      json_output=args.json)
+                      json_output=args.json, reward=args.reward)
 
 
 def increment(args: argparse.Namespace) -> int:
@@ -448,13 +468,36 @@ def doctor(args: argparse.Namespace) -> int:
     from session.host.factory import docker_socket_path
 
     _, system_env = _paths(args)
-    report = run_checks(system_env, Engine(), docker_socket_path())
+    engine = Engine()
+    report = run_checks(system_env, engine, docker_socket_path())
+    diagnosis = _run_diagnosis(args, engine)
     if args.json:
-        console.emit_json(report.as_dict())
+        console.emit_json({**report.as_dict(), **({"run": diagnosis.as_dict()} if diagnosis else {})})
     else:
         for line in render(report):
             print(line)
-    return 0 if report.ok else 1
+        if diagnosis is not None:
+            from session.insight.diagnosis import render as render_diagnosis
+
+            for line in render_diagnosis(diagnosis):
+                print(line)
+    return 0 if report.ok and (diagnosis is None or diagnosis.ok) else 1
+
+
+def _run_diagnosis(args: argparse.Namespace, engine: Any) -> Any:
+    """The run's diagnosis from its containers' logs (session.insight.diagnosis); None without a run.env here."""
+    import time
+
+    from session.core.errors import DeepracerError
+    from session.insight.diagnosis import TAIL_LINES, diagnose
+    from session.run.training import run_containers
+
+    try:
+        loaded, _ = _load(args, quiet=True)
+        containers = run_containers(engine, loaded.system, loaded.run)
+    except (DeepracerError, OSError):
+        return None  # a fresh host, or no run.env: the host's checks are the whole answer
+    return diagnose(containers, lambda c: engine.logs(c, tail=TAIL_LINES), time.time(), run=str(loaded.run.run_id))
 
 
 def keep_awake(args: argparse.Namespace) -> int:

@@ -89,6 +89,15 @@ def _parser() -> argparse.ArgumentParser:
     swarm_init.add_argument("--advertise-addr", required=True, metavar="IP",
                             help="this host's private IP, where the nodes join (2377/tcp, 7946/tcp+udp, 4789/udp)")
 
+    swarm_rotate = commands.add_parser(
+        "swarm-rotate", help="once the simulation nodes joined: label them, rotate the worker join token and publish "
+                             "the new one (first boot, deepracer-swarm-rotate.service)")
+    swarm_rotate.add_argument("--nodes", type=_whole_number(0), metavar="N",
+                              help="how many nodes to wait for (default: DR_SIM_NODES in system.env)")
+    swarm_rotate.add_argument("--timeout-minutes", type=_positive, default=70.0, metavar="M",
+                              help="stop waiting after M minutes without rotating (default 70: a node gives up "
+                                   "waiting for the token after 60)")
+
     validate = commands.add_parser("validate", help="check run.env, custom files and reward function before training")
     validate.add_argument("--tracks", metavar="DIR",
                           help="track .npy files (default: $DR_TRACKS_DIR or the host's cache)")
@@ -206,6 +215,9 @@ def _parser() -> argparse.ArgumentParser:
                         help="track .npy files (default: $DR_TRACKS_DIR or the host's cache)")
     report.add_argument("--laps", type=lambda t: int(_positive(t)), default=1, metavar="N",
                         help="draw the N fastest laps on the track (default 1)")
+    report.add_argument("--reward", metavar="FILE.py",
+                        help="re-score: replay the logged steps through this reward function (validate's sandbox) "
+                             "and show its reward beside the run's")
 
     increment = commands.add_parser("increment", help="continue from the current model under the next prefix")
     increment.add_argument("--checkpoint", default="last",

@@ -161,6 +161,8 @@ BUCKET = _pattern(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]", "an S3 bucket name (3-63 
 URL = _pattern(r"https?://[^\s/]+(/\S*)?", "a URL such as http://minio:9000")
 IMAGE = _pattern(r"[a-z0-9][a-z0-9./_-]*", "an image repository such as awsdeepracercommunity/deepracer-simapp")
 TAG = _pattern(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}", "an image tag such as 6.0.4-gpu")
+SSM_PARAMETER = _pattern(r"(/[A-Za-z0-9_.-]+)+", "an SSM parameter name such as /deepracer/aws/swarm-worker-join-token")
+KMS_KEY = _pattern(r"(alias/|arn:aws[a-z-]*:kms:)?[A-Za-z0-9/_:.-]+", "a KMS key id, ARN or alias/<name>")
 REGION = _pattern(r"[a-z0-9-]+", "a region name such as us-east-1")
 DEVICES = _pattern(r"\d+(,\d+)*", "GPU numbers such as 0 or 0,1")
 RACE_TYPE = _choice("TIME_TRIAL", "OBJECT_AVOIDANCE", "HEAD_TO_BOT", "HEAD_TO_MODEL",
@@ -308,6 +310,21 @@ class SystemConfig(_Settings):
                                                     "Azure: the storage account that keeps the models")
     azure_blob_container: Optional[str] = _setting("DR_AZURE_BLOB_CONTAINER", _optional(NAME), None,
                                                    "Azure: the blob container that keeps the models")
+    # Simulation nodes that join this host's swarm (docs/multi-node.md, session.host.join_token); the stack writes
+    # them only with simNodes > 0.
+    sim_nodes: int = _setting("DR_SIM_NODES", _integer(0), "0",
+                              "simulation nodes that join this host's swarm; the first boot waits for them")
+    sim_node_workers: Optional[int] = _setting("DR_SIM_NODE_WORKERS", _optional(_integer(1, MAX_WORKERS)), None,
+                                               "workers each simulation node carries")
+    swarm_token_parameter: Optional[str] = _setting(
+        "DR_SWARM_TOKEN_PARAMETER", _optional(SSM_PARAMETER), None,
+        "AWS: the SSM parameter the swarm's worker join token is published to")
+    swarm_token_key_id: Optional[str] = _setting(
+        "DR_SWARM_TOKEN_KEY_ID", _optional(KMS_KEY), None,
+        "AWS: the KMS key the token parameter is encrypted with (an overwrite without it would use aws/ssm)")
+    swarm_token_secret_url: Optional[str] = _setting(
+        "DR_SWARM_TOKEN_SECRET_URL", _optional(URL), None,
+        "Azure: the Key Vault secret the swarm's worker join token is published to")
     raw: Mapping[str, str] = field(repr=False)
     origins: Mapping[str, Origin] = field(repr=False, compare=False)
 

@@ -23,7 +23,7 @@ RUN_STATE_VARIABLE, DEFAULT_RUN_STATE = "DR_RUN_STATE", "/var/lib/deepracer/run/
 IDLE_STATE_VARIABLE, DEFAULT_IDLE_STATE = "DR_IDLE_STATE", "/var/lib/deepracer/idle.json"
 # `deepracer keep-awake`: written by the user who trains (the run folder is theirs), read by the idle check (root)
 KEEP_AWAKE_VARIABLE, DEFAULT_KEEP_AWAKE = "DR_KEEP_AWAKE", "/var/lib/deepracer/run/keep-awake.json"
-# `deepracer swarm-init`: where the worker nodes' join token goes until the infra's secret channel takes it (root only)
+# `deepracer swarm-init` on a host without simulation nodes: where the worker join token goes (root only)
 JOIN_TOKEN_VARIABLE, DEFAULT_JOIN_TOKEN = "DR_SWARM_JOIN_TOKEN_FILE", "/var/lib/deepracer/swarm/join.json"
 # `deepracer dashboard`: its access token, made at its first start, readable by the user who trains only (0600)
 DASHBOARD_TOKEN_VARIABLE, DEFAULT_DASHBOARD_TOKEN = "DR_DASHBOARD_TOKEN_FILE", "/var/lib/deepracer/run/dashboard-token"

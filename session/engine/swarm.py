@@ -152,6 +152,26 @@ class Swarm:
             self._client().swarm.reload()
             return str(self._client().swarm.attrs["JoinTokens"]["Worker"])
 
+    def rotate_worker_token(self) -> str:
+        """A new worker join token (`docker swarm join-token --rotate worker`): the old one admits nobody any more;
+        nodes that joined with it stay. Returns the new one."""
+        from docker.errors import APIError
+
+        api = self._client().api
+        for _ in range(5):  # the swarm's version moves when it changes meanwhile: read it again
+            with self._translated("cannot rotate the swarm's worker join token"):
+                attrs = api.inspect_swarm()
+                try:
+                    # Its own spec back, as `docker swarm join-token --rotate` does: the SDK's swarm.update() would
+                    # send a fresh spec and reset what the swarm was made with.
+                    api.update_swarm(version=attrs["Version"]["Index"], swarm_spec=attrs["Spec"],
+                                     rotate_worker_token=True)
+                    return self.join_token()
+                except APIError as exc:
+                    if "update out of sequence" not in str(exc):
+                        raise
+        raise EngineError("cannot rotate the swarm's worker join token: the swarm kept changing meanwhile")
+
     def manager_address(self) -> str:
         """`<address>:2377` as the nodes join it."""
         state = self._state()

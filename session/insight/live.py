@@ -52,6 +52,7 @@ from typing import TYPE_CHECKING, Deque, Dict, Optional, Sequence, Tuple, Union
 
 from session.core.defaults import STALL_CHECKPOINT_MINUTES, STALL_EVALUATION_LOOP, STALL_WORKER_MINUTES
 from session.engine.containers import SimappException, parse_simapp_exception
+from session.insight.causes import Symptom, symptom_of, worth_reporting
 
 if TYPE_CHECKING:  # pragma: no cover
     from session.engine.containers import ContainerInfo
@@ -320,6 +321,7 @@ class TrainerView:
     last_line_at: Optional[float] = None
     exception: Optional[SimappException] = None
     malformed: int = 0
+    symptom: Optional[Symptom] = None  # the newest failure its log named (session.insight.causes)
 
     @property
     def active(self) -> bool:
@@ -354,6 +356,7 @@ class WorkerView:
     seen_checkpoint: Optional[int] = None  # New Checkpoint of that line
     exception: Optional[SimappException] = None
     malformed: int = 0
+    symptom: Optional[Symptom] = None  # the newest failure its log named (session.insight.causes)
 
     @property
     def active(self) -> bool:
@@ -389,7 +392,7 @@ class BestCheckpoint:
 
 @dataclass(frozen=True)
 class Stall:
-    kind: str  # checkpoint | worker | evaluation-loop | exception | exited
+    kind: str  # checkpoint | worker | evaluation-loop | exception | exited, or a session.insight.causes kind
     subject: str  # trainer | worker <n>
     message: str  # what is seen, one line
     cause: str  # the likely cause and what to do, one line
@@ -545,6 +548,9 @@ class LiveState:
             changes["exception"] = event
         elif isinstance(event, Malformed):
             changes["malformed"] = view.malformed + 1
+        symptom = symptom_of(line)
+        if symptom is not None:
+            changes["symptom"] = symptom
         _change(view, changes)
         return event
 
@@ -582,6 +588,11 @@ class LiveState:
             changes["exception"] = event
         elif isinstance(event, Malformed):
             changes["malformed"] = view.malformed + 1
+        symptom = symptom_of(line) if not isinstance(event, SimStep) else None
+        if symptom is not None:
+            changes["symptom"] = symptom
+        elif isinstance(event, SimStep) and view.symptom is not None and view.symptom.kind == "handshake":
+            changes["symptom"] = None  # it drives: the handshake it waited for is done
         _change(view, changes)
         return event
 
@@ -737,7 +748,7 @@ def _epoch(moment) -> Optional[float]:
 def find_stalls(trainer: TrainerView, workers: Sequence[WorkerView], now: float,
                 rules: StallRules = StallRules()) -> Tuple[Stall, ...]:
     """Every stall the rules see, the most telling first: exceptions, exits, then the waits they explain."""
-    found = [*exception_stalls(trainer, workers), *exited_stalls(trainer, workers)]
+    found = [*symptom_stalls(trainer, workers), *exception_stalls(trainer, workers), *exited_stalls(trainer, workers)]
     found.extend(evaluation_loops(trainer, workers, now, rules))
     found.extend(worker_stalls(trainer, workers, now, rules))
     stall = checkpoint_stall(trainer, workers, now, rules)
@@ -824,6 +835,19 @@ def evaluation_loops(trainer: TrainerView, workers: Sequence[WorkerView], now: f
         else:
             cause = _trainer_cause(trainer, workers, now, rules, excluding=worker.number)
         stalls.append(Stall("evaluation-loop", worker.name, message, cause))
+    return stalls
+
+
+def symptom_stalls(trainer: TrainerView, workers: Sequence[WorkerView]) -> list:
+    """Failures the logs named (GPU memory, storage, the handshake), with their cause: they explain the rest."""
+    views: list[tuple[str, Union[TrainerView, WorkerView]]] = [("trainer", trainer), *((w.name, w) for w in workers)]
+    stalls = []
+    for subject, view in views:
+        symptom = view.symptom
+        if symptom is None or not worth_reporting(symptom):
+            continue
+        waited = f" (waited {_minutes(symptom.waited_s)})" if symptom.waited_s is not None else ""
+        stalls.append(Stall(symptom.kind, subject, symptom.evidence + waited, symptom.cause))
     return stalls
 
 

@@ -68,6 +68,7 @@ DPI = 100  # the PNGs' resolution; their sizes in inches are fixed in session.in
 TABLE_ROWS = 20  # iterations in the terminal table (the last ones); the page and the JSON have all
 JSON_NAME = "report.json"
 HTML_NAME = "index.html"
+BAR_AFTER_S = 1.0  # a load that takes longer shows a progress bar (on a terminal)
 HEAD_BYTES = 2 << 20  # of a log, searched for the params the simulator prints when it starts
 GUESS_SHARE = 0.9  # of the car's positions on a route's road, for the route to be guessed as the track
 FIT_SHARE = 0.5  # ... for another variant's route to be drawn (a route in another frame holds next to none)
@@ -129,9 +130,10 @@ def run_id(bucket: Optional[str], prefix: Optional[str]) -> Optional[RunId]:
 
 
 def build(sources: Union["Source", Sequence["Source"]], *, track: Optional[str] = None,
-          tracks: Optional[Path] = None) -> Report:
+          tracks: Optional[Path] = None, progress: Optional[Callable[[int, int], None]] = None) -> Report:
     """Load the sources and work out the numbers, the metrics and the track. `track` is a world name or a route
-    file (`--track`), `tracks` the folder of route files (None: no borders, unless `track` is a file)."""
+    file (`--track`), `tracks` the folder of route files (None: no borders, unless `track` is a file);
+    `progress(files done, files)` follows the load."""
     from session.insight.analysis import AnalysisError, episodes, load, summary  # start-up: pandas, about 0.5 s
 
     pair = isinstance(sources, tuple) and len(sources) == 2 and isinstance(sources[1], (bytes, bytearray))
@@ -144,7 +146,7 @@ def build(sources: Union["Source", Sequence["Source"]], *, track: Optional[str] 
         _scan(source, label, side)
     _one_run(side.runs)
     try:
-        trace = load(sources)
+        trace = load(sources, progress=progress)
     except AnalysisError as error:
         raise ReportError(str(error)) from None
     notes = [*trace.notes, *side.notes]
@@ -172,8 +174,12 @@ def build(sources: Union["Source", Sequence["Source"]], *, track: Optional[str] 
     choice = choose_track(library, explicit=track, world=side.world, steps=trace.steps)
     if choice.note:
         notes.append(choice.note)
-    return Report(title=_title(labels), sources=labels, trace=trace, table=table, phase=phase, numbers=numbers,
-                  numbers_from=numbers_from, metrics=metrics, track=choice, notes=notes)
+    from session.insight import report_views  # start-up: pandas, as above
+
+    report = Report(title=_title(labels), sources=labels, trace=trace, table=table, phase=phase, numbers=numbers,
+                    numbers_from=numbers_from, metrics=metrics, track=choice, notes=notes, actions=side.actions)
+    report.views = report_views.views(report)
+    return report
 
 
 def metrics_numbers(run: MetricsRun) -> dict[str, Any]:
@@ -392,6 +398,7 @@ class _Side:
     runs: list[tuple[str, Optional[RunId]]] = field(default_factory=list)  # (source label, its run) per source
     metrics: list[MetricsRun] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    actions: Optional[list[dict[str, Any]]] = None  # a discrete action space, from model_metadata.json
 
 
 @dataclass(frozen=True)
@@ -428,6 +435,24 @@ def _scan(source: "Source", label: str, side: _Side) -> None:
         run = run_id(source.storage.bucket, source.prefix)  # nothing in it says otherwise: where it lies
     side.runs.append((label, run))
     _read_metrics(label, [f for f in files if f.kind == "metrics"], side)
+    for file in (f for f in files if f.kind == "metadata" and side.actions is None):
+        side.actions = discrete_actions(_read_quietly(file, side) or b"")
+
+
+def discrete_actions(data: bytes) -> Optional[list[dict[str, Any]]]:
+    """model_metadata.json's discrete action space (each action's `index`, `steering_angle`, `speed`), None for
+    a continuous one or a file that is not one."""
+    try:
+        space = json.loads(data).get("action_space")
+    except (ValueError, AttributeError):
+        return None
+    if not isinstance(space, list) or not all(isinstance(a, dict) for a in space):
+        return None
+    try:
+        return [{"index": int(a.get("index", i)), "steering_angle": float(a["steering_angle"]),
+                 "speed": float(a["speed"])} for i, a in enumerate(space)]
+    except (KeyError, TypeError, ValueError):
+        return None
 
 
 def _one_run(runs: Sequence[tuple[str, Optional[RunId]]]) -> None:
@@ -488,6 +513,8 @@ def _kind(rel: str) -> Optional[str]:
         return "metrics"
     if lower.endswith(".log"):
         return "log"
+    if lower.endswith("model_metadata.json"):
+        return "metadata"
     return None
 
 
@@ -614,12 +641,18 @@ def as_json(report: Report, files: Sequence[str] = ()) -> dict[str, Any]:
     out["from"] = report.numbers_from
     out["best_lap"] = _best_lap(report)
     out["evaluation"] = _evaluation(report)
+    if report.phase == EVALUATION:
+        out["trials"] = trials(report.episodes)
     out["trainer_evaluation"] = _trainer_evaluation(report.metrics)
     out["track"] = report.track.as_json()
     out["problems"] = report.trace.problems.as_json()
     out["sources"] = list(report.sources)
     out["files_read"] = len(report.trace.files) + (len(report.metrics.files) if report.metrics else 0)
     out["notes"] = list(report.notes)
+    if report.views is not None:
+        out.update(report.views.as_json())
+    if report.rescore is not None:
+        out["rescore"] = report.rescore.as_json()
     if files:
         out["files"] = list(files)
     return out
@@ -676,12 +709,22 @@ def render_text(report: Report, files: Sequence[str] = (), out: Optional[Path] =
                          f"{_seconds(row['best_lap_s']):>9}  {_pct(row['mean_progress'], 100):>8}  "
                          f"{_num(row['mean_reward']):>9}")
     evaluation = _evaluation(report)
+    if report.phase == EVALUATION:
+        lines.append("")
+        lines.append(f"  {'TRIAL':>9}  {'LAP TIME':>9}  {'PROGRESS':>8}  {'OFF TRACK':>9}  {'CRASHES':>7}")
+        for row in trials(report.episodes):
+            lines.append(f"  {row['trial']:>9}  {_seconds(row['lap_s']):>9}  {_pct(row['progress'], 100):>8}  "
+                         f"{row['off_track']:>9}  {row['crashed']:>7}")
     lines.append("")
     if evaluation:
         runs = len(evaluation["streams"])
         lines.append(f"  evaluation      {evaluation['episodes']} episodes in {runs} run{'s' if runs != 1 else ''}, "
                      f"{evaluation['completed_laps']} laps, best {_seconds(evaluation['best_lap_s'])}, "
                      f"mean progress {_pct(evaluation['mean_progress'], 100)}")
+    for line in report.views.lines() if report.views is not None else ():
+        lines.append(f"  look at         {line}")
+    if report.rescore is not None:
+        lines.append(f"  re-scored       {_rescore_line(report.rescore)}")
     lines.append(f"  problems        {report.trace.problems.summary()}")
     for note in report.notes:
         lines.append(f"  note            {note}")
@@ -695,11 +738,13 @@ def render_text(report: Report, files: Sequence[str] = (), out: Optional[Path] =
 def write(report: Report, out: Path, *, dpi: int = DPI, laps: int = TOP_LAPS) -> list[str]:
     """The plots, the page and report.json into `out` (created; a folder that holds files of its own but no
     report is refused). Returns the names written, in order."""
-    from session.insight import report_plots  # start-up: numpy at import, matplotlib to draw
+    from session.insight import report_plots, report_views  # start-up: numpy at import, matplotlib to draw
 
     out = Path(out).expanduser()
     _check_out(out)
     plots = report_plots.render(report, dpi=dpi, laps=laps)
+    if report.views is not None:
+        plots += report_views.render(report, report.views, dpi=dpi)
     names = [plot.name for plot in plots] + [JSON_NAME, HTML_NAME]
     data = as_json(report, names)
     out.mkdir(parents=True, exist_ok=True)
@@ -717,21 +762,133 @@ def default_out(report: Report) -> Path:
 
 def run(sources: Sequence[str], storage: Callable[[], "Storage"], *, track: Optional[str] = None,
         tracks: Optional[str] = None, out: Optional[str] = None, laps: Optional[int] = None,
-        json_output: bool = False) -> int:
-    """`report SOURCE... [--out DIR] [--json] [--track NAME] [--tracks DIR] [--laps N]`, each option its keyword
-    (None: not given; `json_output` is --json). `storage` opens the working bucket, only for a model prefix."""
+        json_output: bool = False, reward: Optional[str] = None) -> int:
+    """`report SOURCE... [--out DIR] [--json] [--track NAME] [--tracks DIR] [--laps N] [--reward FILE]`, each
+    option its keyword (None: not given; `json_output` is --json). `storage` opens the working bucket, only for a
+    model prefix."""
     import sys
 
     if tracks and not Path(tracks).expanduser().is_dir():
         raise ReportError(f"--tracks {tracks}: no such folder (expected a folder of track .npy files)")
     library = Path(tracks).expanduser() if tracks else tracks_dir()
-    report = build(resolve_sources(sources, storage), track=track, tracks=library)
+    groups = runs_of(resolve_sources(sources, storage))
+    if len(groups) > 1:
+        return _compare(groups, track=track, tracks=library, out=out, laps=laps, json_output=json_output,
+                        reward=reward)
+    with LoadBar() as bar:
+        report = build(groups[0], track=track, tracks=library, progress=bar)
+    if reward is not None:
+        from session.insight.rescore import RescoreError, for_report  # start-up: numpy, the reward sandbox
+
+        if report.numbers_from != "trace":
+            raise ReportError("--reward: the sources hold no steps to replay (only the training metrics JSON)")
+        try:
+            report.rescore = for_report(report, Path(reward).expanduser())
+        except RescoreError as error:
+            raise ReportError(str(error)) from None
     folder = Path(out).expanduser() if out else default_out(report)
     files = write(report, folder, laps=laps or TOP_LAPS)
     if json_output:
         print(json.dumps({**as_json(report, files), "out": str(folder)}, indent=2, allow_nan=False))
     else:
         sys.stdout.write(render_text(report, files, folder))
+    return 0
+
+
+class LoadBar:
+    """A progress bar on stderr for a load that takes a while: shown on a terminal only, once BAR_AFTER_S have
+    passed with files left (a quick load shows nothing), gone when the load ends."""
+
+    def __init__(self) -> None:
+        import sys
+        import time
+
+        self._clock = time.monotonic
+        self._started = self._clock()
+        self._tty = sys.stderr.isatty()
+        self._bar: Any = None
+        self._task: Any = None
+
+    def __call__(self, done: int, total: int) -> None:
+        if self._bar is None:
+            if not self._tty or done >= total or self._clock() - self._started < BAR_AFTER_S:
+                return
+            from rich.console import Console
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+            self._bar = Progress(TextColumn("reading logs"), BarColumn(), MofNCompleteColumn(),
+                                 TimeRemainingColumn(), console=Console(stderr=True), transient=True)
+            self._bar.start()
+            self._task = self._bar.add_task("load", total=total)
+        self._bar.update(self._task, completed=done, total=total)
+
+    def __enter__(self) -> "LoadBar":
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+
+
+def runs_of(sources: Sequence["Source"]) -> list[list["Source"]]:
+    """The sources grouped by the run each names, in the order given: one group when they are parts of one run
+    (or name none), else one per run, for `report A B` to put side by side. A source that names no run among
+    sources of several runs cannot be placed: refused."""
+    named: list[tuple[RunId, list["Source"]]] = []
+    unnamed: list[str] = []
+    for source in sources:
+        side = _Side()
+        label = _label(source)
+        _scan(source, label, side)
+        run = side.runs[0][1]
+        if run is None:
+            unnamed.append(label)
+            continue
+        group = next((members for known, members in named if known.same_as(run)), None)
+        if group is None:
+            named.append((run, [source]))
+        else:
+            group.append(source)
+    if len(named) <= 1:
+        return [list(sources)]
+    if unnamed:
+        raise ReportError(f"report: {unnamed[0]} names no run, and the other sources are {len(named)} different "
+                          f"runs; report it alone or with the files of its own run")
+    return [members for _, members in named]
+
+
+def _compare(groups: list[list["Source"]], *, track: Optional[str], tracks: Optional[Path], out: Optional[str],
+             laps: Optional[int], json_output: bool, reward: Optional[str]) -> int:
+    """`report A B`: each run's own report in a folder of its own, and the comparison's page over them."""
+    import sys
+
+    from session.insight import report_compare  # start-up: numpy at import, matplotlib to draw
+
+    if reward is not None:
+        raise ReportError("--reward: re-score one run at a time (these sources are "
+                          f"{len(groups)} different runs)")
+    if len(groups) > report_compare.MAX_RUNS:
+        raise ReportError(f"report: {len(groups)} different runs; at most {report_compare.MAX_RUNS} side by side")
+    reports = []
+    for group in groups:
+        with LoadBar() as bar:
+            reports.append(build(group, track=track, tracks=tracks, progress=bar))
+    folder = Path(out).expanduser() if out else Path("report-compare-" + default_out(reports[0]).name[7:40])
+    _check_out(folder)
+    names = report_compare.folder_names(reports)
+    runs = [as_json(report, write(report, folder / name, laps=laps or TOP_LAPS))
+            for report, name in zip(reports, names)]
+    plots = report_compare.render(reports)
+    for plot in plots:
+        (folder / plot.name).write_bytes(plot.png)
+    data = {"compared": [r.title for r in reports], "folders": names,
+            "headlines": [report_compare.headline(r) for r in reports], "runs": runs}
+    (folder / JSON_NAME).write_text(json.dumps(data, indent=2, allow_nan=False) + "\n")
+    (folder / HTML_NAME).write_text(report_compare.render_html(reports, plots, names), encoding="utf-8")
+    if json_output:
+        print(json.dumps({**data, "out": str(folder)}, indent=2, allow_nan=False))
+    else:
+        sys.stdout.write(report_compare.render_text(reports, names, folder))
     return 0
 
 
@@ -747,6 +904,14 @@ def _check_out(out: Path) -> None:
         if not ours:
             raise ReportError(f"--out {out}: the folder holds files that are not a report; give an empty or new "
                               f"folder")
+
+
+def _rescore_line(found: Any) -> str:
+    data = found.as_json()
+    correlation = data["correlation"]
+    agree = "" if correlation is None else f", correlation per episode with the run's {correlation:+.2f}"
+    return (f"{data['steps']:,} steps of {data['episodes_replayed']:,} episodes through {data['reward_file']}"
+            f"{agree}")
 
 
 def _library(tracks: Optional[Path]) -> Optional["TrackLibrary"]:
@@ -777,8 +942,20 @@ def _evaluation(report: Report) -> Optional[dict[str, Any]]:
     streams = []
     for stream, group in evaluation.groupby(evaluation["stream"].astype(str), sort=True):
         streams.append({"stream": stream, **{k: v for k, v in summary(group).items()
-                                             if k not in ("iterations", "workers")}})
+                                             if k not in ("iterations", "workers")}, "trials": trials(group)})
     return {**numbers, "streams": streams}
+
+
+def trials(table: "pd.DataFrame") -> list[dict[str, Any]]:
+    """An evaluation's trials in order: `trial` (1-based, per run), `lap_s` (None unless completed), `progress`
+    (%), `off_track` and `crashed` (how often: with resets allowed a trial goes on after each), `status`."""
+    rows = []
+    for stream, group in table.groupby(table["stream"].astype(str), sort=True) if len(table) else ():
+        for number, row in enumerate(group.sort_values("unique_episode", kind="stable").itertuples(), start=1):
+            rows.append({"stream": stream, "trial": number, "lap_s": rounded(row.lap_time),
+                         "progress": rounded(row.progress), "off_track": int(row.off_track),
+                         "crashed": int(row.crashed), "status": str(row.status)})
+    return rows
 
 
 def _trainer_evaluation(run: Optional[MetricsRun]) -> Optional[dict[str, Any]]:

@@ -14,7 +14,7 @@ if TYPE_CHECKING:  # pragma: no cover
     # For the annotation only: report_plots imports numpy, which the page does not need to be imported.
     from session.insight.report_plots import Plot
 
-_STYLE = """
+STYLE = """
 body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; margin: 2em auto; max-width: 1100px;
        padding: 0 1em; color: #222; }
 h1 { font-size: 1.6em; margin-bottom: .2em; } h2 { font-size: 1.2em; margin-top: 2em; border-bottom: 1px solid #ddd; }
@@ -33,7 +33,7 @@ def render(report: "Report", plots: Sequence["Plot"], data: dict[str, Any]) -> s
         '<html lang="en"><head><meta charset="utf-8">',
         f'<meta name="generator" content="{GENERATOR}">',
         f"<title>DeepRacer report: {escape(report.title)}</title>",
-        f"<style>{_STYLE}</style></head><body>",
+        f"<style>{STYLE}</style></head><body>",
         f"<h1>DeepRacer report: {escape(report.title)}</h1>",
         _about(report, data),
         _headline(report, data),
@@ -64,12 +64,19 @@ def render(report: "Report", plots: Sequence["Plot"], data: dict[str, Any]) -> s
             ("completion", "completion_rate", _fraction), ("best lap", "best_lap_s", _seconds),
             ("mean lap", "mean_lap_s", _seconds), ("mean progress", "mean_progress", _percent),
             ("mean reward", "mean_reward", _number), ("steps", "steps", _int)]))
+    trial_columns = [("run", "stream", _text), ("trial", "trial", _int), ("lap time", "lap_s", _seconds),
+                     ("progress", "progress", _percent), ("off track", "off_track", _int),
+                     ("crashes", "crashed", _int)]
+    if data.get("trials"):
+        parts.append("<h2>Trials</h2>" + _table(data["trials"], trial_columns))
     evaluation = data.get("evaluation")
     if evaluation:
         parts.append("<h2>Evaluation runs</h2>" + _table(evaluation["streams"], [
             ("run", "stream", _text), ("trials", "episodes", _int), ("completed laps", "completed_laps", _int),
             ("best lap", "best_lap_s", _seconds), ("mean lap", "mean_lap_s", _seconds),
             ("mean progress", "mean_progress", _percent)]))
+        parts.append("<h2>Evaluation trials</h2>" + _table(
+            [trial for stream in evaluation["streams"] for trial in stream["trials"]], trial_columns))
     parts.append(f'<p class="muted">{escape(GENERATOR)}, deepracer-cloud session {escape(__version__)}; the numbers '
                  f"are also in report.json.</p>")
     parts.append("</body></html>")

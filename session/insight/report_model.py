@@ -74,6 +74,9 @@ class Report:
     metrics: Optional[MetricsRun] = None
     track: TrackChoice = field(default_factory=TrackChoice)
     notes: list[str] = field(default_factory=list)
+    views: Any = None  # session.insight.report_views.Views (exits, along the track, step timing); build() sets it
+    rescore: Any = None  # session.insight.rescore.Rescore, with --reward
+    actions: Optional[list[dict[str, Any]]] = None  # the discrete action space of model_metadata.json, if found
 
     @property
     def steps(self) -> "pd.DataFrame":

@@ -29,6 +29,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 WIDE = (10.0, 6.0)  # inches
 SQUARE = (9.0, 7.5)
+MIN_HISTOGRAM = 10  # laps; fewer are drawn as dots
 MAX_POINTS = 20_000  # per-episode scatters beyond this are thinned evenly (the picture stays the same)
 _SPEED_MAP = "plasma"
 
@@ -71,7 +72,7 @@ def render(report: "Report", *, dpi: int = 100, laps: int = 1) -> list[Plot]:
                       track_plot(runs, report.track.track, note=report.track.note, title=report.track.name, dpi=dpi)))
     steps = report.steps[report.steps["phase"] == report.phase]
     plots.append(Plot("actions.png", "Action-space use", "Steps per action the model chose.",
-                      actions_plot(steps, dpi=dpi)))
+                      actions_plot(steps, report.actions, dpi=dpi)))
     plots.append(Plot("laps.png", "Lap times", "The time of every completed lap and how they spread.",
                       laps_plot(table, report.phase, dpi=dpi)))
     plots.append(Plot("workers.png", "Workers compared",
@@ -88,7 +89,7 @@ def progress_plot(rows: Sequence[dict[str, Any]], episodes: "pd.DataFrame", *, d
     """`rows`: per iteration `iteration`, `mean_reward`, `mean_progress` (%) and `completion_rate` (0-1), as
     summary() gives them; `episodes`: the per-episode table, drawn faintly behind the means; `trainer`:
     (iteration, mean progress % of the trainer's evaluation of that checkpoint)."""
-    fig = _figure(WIDE, hspace=0.3)
+    fig = figure(WIDE, hspace=0.3)
     top, bottom = fig.subplots(2, 1, sharex=True)
     rows = sorted(rows, key=lambda row: row["iteration"])
     x = np.array([row["iteration"] for row in rows], float)
@@ -98,13 +99,13 @@ def progress_plot(rows: Sequence[dict[str, Any]], episodes: "pd.DataFrame", *, d
                     color="0.75", label="one episode", rasterized=True, zorder=1)
         bottom.scatter(episodes["iteration"].to_numpy()[thin], episodes["progress"].to_numpy()[thin], s=4,
                        color="0.8", label="one episode", rasterized=True, zorder=1)
-    top.plot(*_gapped(x, _values(rows, "mean_reward")), marker="o", ms=3, color="tab:blue", label="mean reward",
+    top.plot(*gapped(x, _values(rows, "mean_reward")), marker="o", ms=3, color="tab:blue", label="mean reward",
              zorder=3)
     top.set_ylabel("reward per episode")
     top.set_title("Reward per iteration")
-    bottom.plot(*_gapped(x, _values(rows, "mean_progress")), marker="o", ms=3, color="tab:green", label="mean progress",
+    bottom.plot(*gapped(x, _values(rows, "mean_progress")), marker="o", ms=3, color="tab:green", label="mean progress",
                 zorder=3)
-    bottom.plot(*_gapped(x, _values(rows, "completion_rate", 100.0)), marker="s", ms=3, color="tab:orange",
+    bottom.plot(*gapped(x, _values(rows, "completion_rate", 100.0)), marker="s", ms=3, color="tab:orange",
                 label="episodes completing a lap", zorder=3)
     if trainer:
         ordered = sorted(trainer)
@@ -119,13 +120,14 @@ def progress_plot(rows: Sequence[dict[str, Any]], episodes: "pd.DataFrame", *, d
         axes.grid(True, alpha=0.3)
         axes.legend(loc="upper left", fontsize=8)
     if not rows and not trainer:
-        _empty(top, "no iterations")
-    return _png(fig, dpi)
+        empty(top, "no iterations")
+    return png(fig, dpi)
 
 
 def trials_plot(episodes: "pd.DataFrame", *, dpi: int = 100) -> bytes:
-    """An evaluation's trials in order: total reward and progress of each."""
-    fig = _figure(WIDE, hspace=0.3)
+    """An evaluation's trials in order: total reward and progress of each, with how often each went off track or
+    crashed."""
+    fig = figure(WIDE, hspace=0.3)
     top, bottom = fig.subplots(2, 1, sharex=True)
     table = episodes.sort_values(["unique_episode"], kind="stable")
     x = np.arange(1, len(table) + 1)
@@ -135,6 +137,10 @@ def trials_plot(episodes: "pd.DataFrame", *, dpi: int = 100) -> bytes:
     top.set_ylabel("reward per trial")
     top.set_title("Reward per trial")
     bottom.bar(x, table["progress"].to_numpy(float), color=colours)
+    for position, off, crashed in zip(x, table["off_track"].to_numpy(int), table["crashed"].to_numpy(int)):
+        said = ", ".join(text for n, text in ((off, f"{off} off track"), (crashed, f"{crashed} crashed")) if n)
+        if said:  # with resets allowed a trial goes on after each; the count is what it cost
+            bottom.text(position, 50, said, ha="center", va="center", rotation=90, fontsize=8, color="white")
     bottom.set_ylim(0, 105)
     bottom.set_ylabel("progress (%)")
     bottom.set_xlabel("trial (green: lap completed)")
@@ -143,8 +149,8 @@ def trials_plot(episodes: "pd.DataFrame", *, dpi: int = 100) -> bytes:
     for axes in (top, bottom):
         axes.grid(True, axis="y", alpha=0.3)
     if not len(table):
-        _empty(top, "no trials")
-    return _png(fig, dpi)
+        empty(top, "no trials")
+    return png(fig, dpi)
 
 
 def track_plot(runs: Sequence[tuple[str, "pd.DataFrame"]], track: Optional["Track"], *, note: str = "",
@@ -154,7 +160,7 @@ def track_plot(runs: Sequence[tuple[str, "pd.DataFrame"]], track: Optional["Trac
     from matplotlib.collections import LineCollection
     from matplotlib.colors import Normalize
 
-    fig = _figure(SQUARE, left=0.08, right=0.97, bottom=0.1)
+    fig = figure(SQUARE, left=0.08, right=0.97, bottom=0.1)
     axes = fig.subplots()
     axes.set_aspect("equal", adjustable="datalim")
     if track is not None:
@@ -189,7 +195,7 @@ def track_plot(runs: Sequence[tuple[str, "pd.DataFrame"]], track: Optional["Trac
 
         fig.colorbar(ScalarMappable(norm, _SPEED_MAP), ax=axes, shrink=0.8, label="commanded speed (m/s)")
     else:
-        _empty(axes, "no path")
+        empty(axes, "no path")
     axes.autoscale_view()
     axes.set_xlabel("x (m)")
     axes.set_ylabel("y (m)")
@@ -200,32 +206,38 @@ def track_plot(runs: Sequence[tuple[str, "pd.DataFrame"]], track: Optional["Trac
         axes.legend(loc="upper right", fontsize=8)
     if note:
         fig.supxlabel(_wrap(note, 110), fontsize=8, color="tab:red")
-    return _png(fig, dpi)
+    return png(fig, dpi)
 
 
-def actions_plot(steps: "pd.DataFrame", *, dpi: int = 100) -> bytes:
-    """Discrete action spaces: the share of steps per action (labelled with its steering and speed); continuous
-    ones (action -1): a 2-D histogram of the commanded steering angle and speed."""
-    fig = _figure(WIDE, bottom=0.15)
+def actions_plot(steps: "pd.DataFrame", space: Optional[Sequence[dict[str, Any]]] = None, *,
+                 dpi: int = 100) -> bytes:
+    """Discrete action spaces: the share of steps per action (labelled with its steering and speed), every action
+    of `space` (model_metadata.json's) included, an unused one marked unused; continuous ones (action -1): a 2-D
+    histogram of the commanded steering angle and speed."""
+    fig = figure(WIDE, bottom=0.15)
     axes = fig.subplots()
     actions = steps["action"].to_numpy()
     discrete = actions >= 0
     if not len(steps):
-        _empty(axes, "no steps")
+        empty(axes, "no steps")
     elif discrete.any():
-        chosen = steps[discrete]
-        counts = chosen.groupby("action", sort=True).agg(n=("action", "size"), steer=("steering_angle", "median"),
-                                                         speed=("speed", "median"))
+        counts = action_counts(steps[discrete], space)
+        used = int((counts["n"] > 0).sum())
         share = counts["n"].to_numpy(float) * 100 / counts["n"].sum()
         x = np.arange(len(counts))
         axes.bar(x, share, color="tab:blue")
+        for position, n in zip(x, counts["n"].to_numpy(float)):
+            if n == 0:
+                axes.text(float(position), 0, "unused", rotation=90, ha="center", va="bottom", fontsize=8,
+                          color="tab:red")
         small = len(counts) > 12
         axes.set_xticks(x, [f"{a}\n{s:+.0f}°\n{v:.2g} m/s" if not small else f"{a}\n{s:+.0f}°\n{v:.2g}"
                             for a, s, v in zip(counts.index, counts["steer"], counts["speed"])],
-                        fontsize=7 if small else 8)
+                        fontsize=8)
         axes.set_xlabel("action: index, steering angle (°), speed (m/s)")
         axes.set_ylabel("share of steps (%)")
-        axes.set_title(f"Discrete action space: {len(counts)} actions used in {int(discrete.sum()):,} steps")
+        of = f" of {len(counts)}" if len(counts) != used else ""
+        axes.set_title(f"Discrete action space: {used}{of} actions used in {int(discrete.sum()):,} steps")
         axes.grid(True, axis="y", alpha=0.3)
         if (~discrete).any():
             axes.text(0.99, 0.98, f"{int((~discrete).sum()):,} continuous steps not shown", ha="right", va="top",
@@ -244,19 +256,37 @@ def actions_plot(steps: "pd.DataFrame", *, dpi: int = 100) -> bytes:
         axes.set_xlabel("steering angle (degrees, + is left)")
         axes.set_ylabel("speed (m/s)")
         axes.set_title(f"Continuous action space: {len(steer):,} steps by commanded steering and speed")
-    return _png(fig, dpi)
+    return png(fig, dpi)
+
+
+def action_counts(chosen: "pd.DataFrame", space: Optional[Sequence[dict[str, Any]]] = None) -> "pd.DataFrame":
+    """Per action index: steps `n` that chose it, its `steer` and `speed` (the action space's when given, else the
+    median commanded); with `space`, every declared action is a row, 0 steps where none chose it."""
+    counts = chosen.groupby("action", sort=True).agg(n=("action", "size"), steer=("steering_angle", "median"),
+                                                     speed=("speed", "median"))
+    if not space:
+        return counts
+    import pandas as pd
+
+    declared = pd.DataFrame([{"action": a["index"], "steer": a["steering_angle"], "speed": a["speed"]}
+                             for a in space]).set_index("action")
+    joined = counts[["n"]].join(declared, how="outer")
+    joined["steer"] = joined["steer"].fillna(counts["steer"])  # an index the space does not declare
+    joined["speed"] = joined["speed"].fillna(counts["speed"])
+    joined["n"] = joined["n"].fillna(0).astype("int64")
+    return joined
 
 
 def laps_plot(episodes: "pd.DataFrame", phase: str = "training", *, dpi: int = 100) -> bytes:
     """Lap times of completed laps: by iteration (by trial for an evaluation) with the best per iteration, and
     their histogram."""
-    fig = _figure(WIDE, wspace=0.15)
+    fig = figure(WIDE, wspace=0.15)
     left, right = fig.subplots(1, 2, width_ratios=[2, 1])
     table = episodes.sort_values(["unique_episode"], kind="stable")
     laps = table[table["complete"]] if len(table) else table
     if not len(laps):
-        _empty(left, f"no completed laps in {len(table):,} episodes")
-        _empty(right, "")
+        empty(left, f"no completed laps in {len(table):,} episodes")
+        empty(right, "")
     else:
         if phase == "training":
             x = laps["iteration"].to_numpy(float)
@@ -268,34 +298,39 @@ def laps_plot(episodes: "pd.DataFrame", phase: str = "training", *, dpi: int = 1
         left.scatter(x, times, s=14, color="tab:blue", label="completed lap", zorder=2)
         if phase == "training":
             best = laps.groupby("iteration", sort=True)["lap_time"].min()
-            left.plot(*_gapped(best.index.to_numpy(float), best.to_numpy(float)), color="tab:orange", marker=".",
+            left.plot(*gapped(best.index.to_numpy(float), best.to_numpy(float)), color="tab:orange", marker=".",
                       label="fastest of the iteration", zorder=3)
         fastest = int(np.argmin(times))
         left.scatter([x[fastest]], [times[fastest]], s=120, marker="*", color="tab:red", zorder=4,
                      label=f"fastest: {times[fastest]:.3f} s")
         left.legend(loc="best", fontsize=8)
         _integer_ticks(left)
-        bins = int(min(20, max(5, len(times) // 3)))
-        right.hist(times, bins=bins, color="tab:blue", orientation="horizontal")
-        right.set_xlabel("laps")
+        if len(times) >= MIN_HISTOGRAM:
+            bins = int(min(20, max(5, len(times) // 3)))
+            right.hist(times, bins=bins, color="tab:blue", orientation="horizontal")
+            right.set_xlabel("laps")
+        else:  # a histogram of a few laps says nothing a dot does not
+            right.scatter(np.zeros(len(times)), times, s=20, color="tab:blue")
+            right.set_xticks([])
+            empty(right, f"{len(times)} laps: too few\nfor a histogram")
         right.set_ylim(left.get_ylim())
     left.set_ylabel("lap time (s)")
     left.set_title(f"{len(laps):,} completed laps")
     right.set_title("Spread")
     for axes in (left, right):
         axes.grid(True, alpha=0.3)
-    return _png(fig, dpi)
+    return png(fig, dpi)
 
 
 def workers_plot(episodes: "pd.DataFrame", *, dpi: int = 100) -> bytes:
     """Per worker: mean progress per iteration (one line each), and completion rate / mean progress as bars."""
-    fig = _figure(WIDE, bottom=0.12, wspace=0.2)
+    fig = figure(WIDE, bottom=0.12, wspace=0.2)
     left, right = fig.subplots(1, 2, width_ratios=[2, 1])
     workers = sorted(int(w) for w in episodes["worker"].unique()) if len(episodes) else []
     for worker in workers:
         mine = episodes[episodes["worker"] == worker]
         means = mine.groupby("iteration", sort=True)["progress"].mean()
-        left.plot(*_gapped(means.index.to_numpy(float), means.to_numpy(float)), marker="o", ms=3,
+        left.plot(*gapped(means.index.to_numpy(float), means.to_numpy(float)), marker="o", ms=3,
                   label=f"worker {worker}")
     left.set_xlabel("iteration (checkpoint)")
     left.set_ylabel("mean progress (%)")
@@ -314,19 +349,19 @@ def workers_plot(episodes: "pd.DataFrame", *, dpi: int = 100) -> bytes:
         right.set_xticks(x, [f"worker {w}\n{n:,} ep." for w, n in zip(workers, count)], fontsize=8)
         right.legend(loc="upper right", fontsize=8)
     else:
-        _empty(left, "no episodes")
+        empty(left, "no episodes")
     right.set_ylim(0, 105)
     right.set_ylabel("percent (%)")
     right.set_title("Whole run")
     for axes in (left, right):
         axes.grid(True, axis="y", alpha=0.3)
-    return _png(fig, dpi)
+    return png(fig, dpi)
 
 
 # --- helpers -------------------------------------------------------------------------------------------------------
 
 
-def _figure(size: tuple[float, float], **margins: float) -> "Figure":
+def figure(size: tuple[float, float], **margins: float) -> "Figure":
     """A Figure on an Agg canvas with fixed margins (fractions of the fixed size: the same at any dpi; a layout
     engine would measure every label and take as long as the drawing itself)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -338,7 +373,7 @@ def _figure(size: tuple[float, float], **margins: float) -> "Figure":
     return fig
 
 
-def _png(fig: "Figure", dpi: int) -> bytes:
+def png(fig: "Figure", dpi: int) -> bytes:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=dpi, metadata={"Software": None})
     return buffer.getvalue()
@@ -348,7 +383,7 @@ def _values(rows: Sequence[dict[str, Any]], key: str, scale: float = 1.0) -> np.
     return np.array([np.nan if row.get(key) is None else row[key] * scale for row in rows], float)
 
 
-def _gapped(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def gapped(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The series with a break (NaN) where iterations are missing, so a line never bridges absent data."""
     if len(x) < 2:
         return x, y
@@ -366,7 +401,7 @@ def _integer_ticks(axes: "Axes") -> None:
     axes.xaxis.set_major_locator(MaxNLocator(integer=True))
 
 
-def _empty(axes: "Axes", text: str) -> None:
+def empty(axes: "Axes", text: str) -> None:
     if text:
         axes.text(0.5, 0.5, text, ha="center", va="center", transform=axes.transAxes, fontsize=12, color="0.4")
 

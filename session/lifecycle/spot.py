@@ -34,9 +34,9 @@ from typing import Any, Callable, Optional, Protocol
 from session.core import console
 from session.core.config import SystemConfig
 from session.core.console import Say
+from session.core.metadata import IMDS, METADATA_TIMEOUT_S, NoticeError, metadata_request
 from session.engine.containers import Engine
 from session.host.factory import HostFactory, open_storage
-from session.lifecycle.metadata import IMDS, METADATA_TIMEOUT_S, NoticeError, metadata_request
 from session.lifecycle.stopping import AfterStop, StopReport, interrupt, keep_evaluations
 from session.run.state import Event, RunStateStore
 from session.storage.blob import Keeper

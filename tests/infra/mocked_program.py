@@ -22,6 +22,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 PROGRAM_DIR = REPO_ROOT / "infra"
 FAKE_AMI = "ami-0123456789abcdef0"
 FAKE_ACCOUNT = "123456789012"
+KMS_KEY_ID = "1234abcd-12ab-34cd-56ef-1234567890ab"
 GPU_ZONES = ["us-east-1f", "us-east-1b", "us-east-1d"]
 SUBSCRIPTION = "00000000-1111-2222-3333-444444444444"
 TENANT = "99999999-8888-7777-6666-555555555555"
@@ -103,6 +104,9 @@ class AwsMocks(pulumi.runtime.Mocks):
         elif args.typ == "aws:ssm/parameter:Parameter":
             rid = args.inputs["name"]
             state.update(arn=f"arn:aws:ssm:us-east-1:{FAKE_ACCOUNT}:parameter{rid}")
+        elif args.typ == "aws:kms/key:Key":
+            rid = KMS_KEY_ID
+            state.update(keyId=rid, arn=f"arn:aws:kms:us-east-1:{FAKE_ACCOUNT}:key/{rid}")
         elif args.typ == "aws:iam/instanceProfile:InstanceProfile":
             state.update(name=f"{args.name}-profile")
         elif args.typ == "aws:ec2/keyPair:KeyPair":

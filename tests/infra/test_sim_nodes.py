@@ -7,28 +7,34 @@ from __future__ import annotations
 
 import base64
 import gzip
+import ipaddress
 import json
 import re
 
 import pytest
 
 from infra import sim_nodes
+from infra.azure_sim_nodes import HOST_PRIVATE_IP as AZURE_HOST_IP
 from infra.sim_nodes import SWARM_PORTS, TOKEN_PATTERN
 from tests.cloudinit.test_user_data import files_of, parse_env
 from tests.infra.mocked_program import (
     DEALLOCATE_ROLE_ID,
     FAKE_ACCOUNT,
     HOST_PRIVATE_IP,
+    KMS_KEY_ID,
     SUBSCRIPTION,
     VAULT_SUFFIX,
     _reveal,
     run_program,
 )
-from tests.infra.test_azure_program import ACCOUNT, DATA_GROUP, HOST_GROUP, run_azure
+from tests.infra.test_azure_program import ACCOUNT, DATA_GROUP, HOST_GROUP, named, run_azure
 
 BUCKET_ARN = "arn:aws:s3:::deepracer-aws-abc123"
 PARAMETER = "/deepracer/aws/swarm-worker-join-token"
 PARAMETER_ARN = f"arn:aws:ssm:us-east-1:{FAKE_ACCOUNT}:parameter{PARAMETER}"
+KEY_ARN = f"arn:aws:kms:us-east-1:{FAKE_ACCOUNT}:key/{KMS_KEY_ID}"
+VIA_SSM_FOR_THE_PARAMETER = {"StringEquals": {"kms:ViaService": "ssm.us-east-1.amazonaws.com",
+                                              "kms:EncryptionContext:PARAMETER_ARN": PARAMETER_ARN}}
 NODE_IDS = ["i-0node000000000001", "i-0node000000000002"]
 FAKE_TOKEN = "SWMTKN-1-3pu6hszjas19xyp7ghgosyx9k8atbfcr8p2is99znpy26u2lkl-1awxwuwd3z9j1z3puu7rcgdbx"
 EXPECTED_PORTS = {(2377, "tcp"), (7946, "tcp"), (7946, "udp"), (4789, "udp")}
@@ -229,7 +235,9 @@ def test_aws_node_role_reaches_the_one_bucket_and_the_one_parameter(aws_nodes):
     policies = _policies(aws_nodes, "sim-node")
     assert set(policies) == {"sim-node-s3", "sim-node-token"}
     assert policies["sim-node-token"]["Statement"] == [
-        {"Sid": "ReadSwarmToken", "Effect": "Allow", "Action": "ssm:GetParameter", "Resource": PARAMETER_ARN}]
+        {"Sid": "ReadSwarmToken", "Effect": "Allow", "Action": "ssm:GetParameter", "Resource": PARAMETER_ARN},
+        {"Sid": "DecryptSwarmToken", "Effect": "Allow", "Action": "kms:Decrypt", "Resource": KEY_ARN,
+         "Condition": VIA_SSM_FOR_THE_PARAMETER}]
     s3_resources = {s["Resource"] for s in policies["sim-node-s3"]["Statement"]}
     assert s3_resources == {BUCKET_ARN, f"{BUCKET_ARN}/*"}
     # No managed policy on the node role: AmazonSSMManagedInstanceCore reads every parameter of the account.
@@ -241,9 +249,35 @@ def test_aws_node_role_reaches_the_one_bucket_and_the_one_parameter(aws_nodes):
 
 def test_aws_host_may_write_the_one_parameter_and_nothing_more(aws_nodes):
     assert _policies(aws_nodes, "host-swarm")["host-swarm-token"]["Statement"] == [
-        {"Sid": "WriteSwarmToken", "Effect": "Allow", "Action": "ssm:PutParameter", "Resource": PARAMETER_ARN}]
+        {"Sid": "WriteSwarmToken", "Effect": "Allow", "Action": "ssm:PutParameter", "Resource": PARAMETER_ARN},
+        {"Sid": "EncryptSwarmToken", "Effect": "Allow", "Action": "kms:Encrypt", "Resource": KEY_ARN,
+         "Condition": VIA_SSM_FOR_THE_PARAMETER}]
     depends = {getattr(d, "_name", None) for d in aws_nodes.opts("aws:ec2/instance:Instance", "host").depends_on}
     assert "host-swarm-token" in depends  # the host can write it at first boot
+
+
+def test_aws_the_tokens_own_key_is_used_by_the_host_and_the_nodes_only(aws_nodes):
+    """A customer-managed key instead of aws/ssm: a principal of the account with ssm:GetParameter on `*` (the host's
+    AmazonSSMManagedInstanceCore, say) cannot decrypt the token; the account administers the key, never uses it."""
+    parameter = aws_nodes.one("aws:ssm/parameter:Parameter").inputs
+    assert parameter["keyId"] == KEY_ARN and parameter["type"] == "SecureString"
+    key = aws_nodes.one("aws:kms/key:Key").inputs
+    assert key["enableKeyRotation"] is True
+    alias = aws_nodes.one("aws:kms/alias:Alias").inputs
+    assert (alias["name"], alias["targetKeyId"]) == ("alias/deepracer-aws-swarm-token", KMS_KEY_ID)
+    policy = json.loads(aws_nodes.one("aws:kms/keyPolicy:KeyPolicy").inputs["policy"])
+    uses = {"kms:Encrypt", "kms:Decrypt", "kms:ReEncrypt*", "kms:GenerateDataKey*", "kms:*"}
+    by_principal = {s["Principal"]["AWS"]: s for s in policy["Statement"]}
+    assert set(by_principal) == {f"arn:aws:iam::{FAKE_ACCOUNT}:root", f"arn:aws:iam::{FAKE_ACCOUNT}:role/host",
+                                 f"arn:aws:iam::{FAKE_ACCOUNT}:role/sim-node"}
+    assert not uses & set(by_principal[f"arn:aws:iam::{FAKE_ACCOUNT}:root"]["Action"])
+    host, node = by_principal[f"arn:aws:iam::{FAKE_ACCOUNT}:role/host"], \
+        by_principal[f"arn:aws:iam::{FAKE_ACCOUNT}:role/sim-node"]
+    assert (host["Action"], host["Condition"]) == ("kms:Encrypt", VIA_SSM_FOR_THE_PARAMETER)
+    assert (node["Action"], node["Condition"]) == ("kms:Decrypt", VIA_SSM_FOR_THE_PARAMETER)
+    for name in ("sim-node-1", "sim-node-2"):  # a node reads the token once only its role may decrypt it
+        depends = {getattr(d, "_name", None) for d in aws_nodes.opts("aws:ec2/instance:Instance", name).depends_on}
+        assert "swarm-token-key" in depends
 
 
 def test_aws_new_policies_pass_parliament(aws_nodes):
@@ -261,8 +295,8 @@ def test_aws_nodes_know_the_managers_address_and_the_host_the_tokens_place(aws_n
         assert env["DR_SWARM_TOKEN_PARAMETER"] == PARAMETER
         assert env["DR_SIMAPP_IMAGE"] == "awsdeepracercommunity/deepracer-simapp:6.0.4-gpu"
     host = parse_env(files_of(node_user_data_aws(aws_nodes, "host"))["/etc/deepracer/system.env"]["content"])
-    assert (host["DR_SIM_NODES"], host["DR_SIM_NODE_WORKERS"], host["DR_SWARM_TOKEN_PARAMETER"]) == (
-        "2", "4", PARAMETER)
+    assert (host["DR_SIM_NODES"], host["DR_SIM_NODE_WORKERS"], host["DR_SWARM_TOKEN_PARAMETER"],
+            host["DR_SWARM_TOKEN_KEY_ID"]) == ("2", "4", PARAMETER, "alias/deepracer-aws-swarm-token")
 
 
 def test_aws_up_waits_for_every_node_and_cancels_their_spot_requests(aws_nodes):
@@ -310,6 +344,76 @@ def test_azure_swarm_rules_have_the_application_security_group_as_source(azure_n
     for nic in nics:
         assert nic.inputs["ipConfigurations"][0]["applicationSecurityGroups"] == [{"id": ASG_ID}]
         assert nic.inputs["networkSecurityGroup"]["id"].endswith("/host")
+
+
+@pytest.fixture(scope="module")
+def azure_nodes_with_ssh():
+    return run_azure({"deepracer-cloud:simNodes": "2", "deepracer-cloud:sshAllowedCidrs": '["203.0.113.0/24"]'})
+
+
+# Azure's default inbound rules (https://learn.microsoft.com/azure/virtual-network/network-security-groups-overview,
+# "Default security rules"), after every rule of the NSG's own.
+_DEFAULT_INBOUND = [
+    {"name": "AllowVNetInBound", "priority": 65000, "access": "Allow", "protocol": "*",
+     "sourceAddressPrefix": "VirtualNetwork", "destinationAddressPrefix": "VirtualNetwork", "destinationPortRange": "*"},
+    {"name": "AllowAzureLoadBalancerInBound", "priority": 65001, "access": "Allow", "protocol": "*",
+     "sourceAddressPrefix": "AzureLoadBalancer", "destinationAddressPrefix": "*", "destinationPortRange": "*"},
+    {"name": "DenyAllInBound", "priority": 65500, "access": "Deny", "protocol": "*", "sourceAddressPrefix": "*",
+     "destinationAddressPrefix": "*", "destinationPortRange": "*"},
+]
+_VNET = ipaddress.ip_network("10.42.0.0/16")
+
+
+def _matches_address(rule: dict, side: str, address: str, groups: set[str]) -> bool:
+    if rule.get(f"{side}ApplicationSecurityGroups"):
+        return any(group["id"] in groups for group in rule[f"{side}ApplicationSecurityGroups"])
+    prefixes = rule.get(f"{side}AddressPrefixes") or [rule.get(f"{side}AddressPrefix")]
+    ip = ipaddress.ip_address(address)
+    for prefix in prefixes:
+        if prefix in ("*", "Any") or (prefix == "VirtualNetwork" and ip in _VNET) or (
+                prefix == "Internet" and ip not in _VNET and not ip.is_private):
+            return True
+        if prefix and prefix[0].isdigit() and ip in ipaddress.ip_network(prefix):
+            return True
+    return False
+
+
+def _inbound_access(rules: list[dict], source: str, destination: str, port: int, *, members: set[str],
+                    from_member: bool = False) -> str:
+    """What an NSG does to a TCP connection, as Azure documents it: inbound rules in priority order, the first
+    that matches decides; a connection to a public IP is evaluated with the NIC's private address as destination."""
+    inbound = [r for r in rules if r.get("direction") == "Inbound"]
+    for rule in sorted(inbound, key=lambda r: r["priority"]) + _DEFAULT_INBOUND:
+        ports = rule.get("destinationPortRanges") or [rule.get("destinationPortRange")]
+        if rule["protocol"] not in ("*", "Tcp") or not any(p == "*" or p == str(port) for p in ports):
+            continue
+        if _matches_address(rule, "source", source, members if from_member else set()) and _matches_address(
+                rule, "destination", destination, members):
+            return rule["access"]
+    raise AssertionError("DenyAllInBound matches everything")
+
+
+def test_azure_ssh_reaches_the_host_and_no_node(azure_nodes_with_ssh):
+    rules = _nsg_rules(azure_nodes_with_ssh)
+    members = {ASG_ID}  # the host's NIC and the nodes' are all in the swarm's group
+    node_addresses = ("10.42.1.5", "10.42.1.6")  # dynamic addresses in the host's subnet
+    assert _inbound_access(rules, "203.0.113.7", AZURE_HOST_IP, 22, members=members) == "Allow"
+    for node in node_addresses:
+        assert _inbound_access(rules, "203.0.113.7", node, 22, members=members) == "Deny", node
+    # the evaluator itself: before the rule was scoped, a node was reachable (the rule as it was on main)
+    unscoped = [{**r, "destinationAddressPrefix": "*"} if r["name"] == "ssh-from-configured-networks" else r
+                for r in rules]
+    assert _inbound_access(unscoped, "203.0.113.7", node_addresses[0], 22, members=members) == "Allow"
+    # a node's log through the host (docs/multi-node.md: `ssh -J`): inside the VNet, Azure's default rule allows 22
+    assert _inbound_access(rules, AZURE_HOST_IP, node_addresses[0], 22, members=members, from_member=True) == "Allow"
+    # nothing else from the internet, and the swarm's ports between members only
+    assert _inbound_access(rules, "203.0.113.7", AZURE_HOST_IP, 2377, members=members) == "Deny"
+    assert _inbound_access(rules, node_addresses[0], AZURE_HOST_IP, 2377, members=members,
+                           from_member=True) == "Allow"
+    (ssh,) = [r for r in rules if r["name"] == "ssh-from-configured-networks"]
+    assert ssh["destinationAddressPrefix"] == f"{AZURE_HOST_IP}/32"
+    nic = named(azure_nodes_with_ssh, "azure-native:network:NetworkInterface", "host").inputs
+    assert nic["ipConfigurations"][0]["privateIPAddress"] == AZURE_HOST_IP
 
 
 def test_azure_nothing_new_is_open_to_the_internet(azure_today, azure_nodes):

@@ -8,13 +8,17 @@ status codes, headers and documents the real services use:
   answers 404 without a notice, else `{"action": ..., "time": ...}`. The instance role's credentials:
   `GET /latest/meta-data/iam/security-credentials/` names the role, `.../<role>` returns the keys document
   (Code, AccessKeyId, SecretAccessKey, Token, Expiration, ...). Tokens are required (http_tokens=required).
+  `GET /latest/meta-data/local-ipv4`: the instance's primary private IPv4 (`private_ip`).
   `aws_hop_limit = 1` plays an instance whose metadata hop limit is 1: a token's answer to a client that is
   not on this server's own address (a container behind a Docker bridge is one hop further) never arrives, so
   the connection is closed unanswered; with 2 (our instances) it arrives.
 - Azure IMDS (every request needs `Metadata: true`, 400 otherwise): Scheduled Events
   `GET /metadata/scheduledevents?api-version=2020-07-01` (`{"DocumentIncarnation", "Events": [...]}`) and
   `POST` of `{"StartRequests": [{"EventId": ...}]}` to acknowledge; `/metadata/instance/compute/name`,
-  `/metadata/instance/compute` and the managed identity's token (`/metadata/identity/oauth2/token`).
+  `/metadata/instance/compute`, the NIC's private address
+  (`/metadata/instance/network/interface/0/ipv4/ipAddress/0/privateIpAddress`, `format=text`) and the managed
+  identity's token (`/metadata/identity/oauth2/token`): an access token for the `resource` asked for (`VAULT_TOKEN`
+  for Key Vault's `https://vault.azure.net`, `IDENTITY_TOKEN` for anything else: a token is for one audience).
   Failures Azure documents for the token come first when asked for: `identity_failures` (statuses, e.g. 404
   while the identity is not ready, 410 while IMDS updates, 429 throttled, 500), one per request, in order.
 - Azure Resource Manager: `POST <vm id>/deallocate?api-version=...` with the identity's bearer token: 202, or
@@ -40,6 +44,8 @@ RESOURCE_GROUP = "deepracer-host"
 VM_ID = (f"/subscriptions/{SUBSCRIPTION}/resourceGroups/{RESOURCE_GROUP}/providers/Microsoft.Compute/"
          f"virtualMachines/{VM_NAME}")
 IDENTITY_TOKEN = "eyJ0eXAi.identity.token"
+VAULT_RESOURCE = "https://vault.azure.net"
+VAULT_TOKEN = "eyJ0eXAi.vault.token"
 IDENTITY_ERRORS = {  # what IMDS's identity endpoint answers, as Azure documents the statuses
     404: {"error": "invalid_request", "error_description": "Identity not found"},
     410: {"error": "service_unavailable", "error_description": "IMDS is being updated"},
@@ -79,6 +85,7 @@ class MetadataStandin:
     aws_credentials: dict = field(default_factory=lambda: {
         "AccessKeyId": "ASIAIMDSSTANDIN00001", "SecretAccessKey": "imds-standin-secret", "Token": "imds-token"})
     aws_hop_limit: int = 2
+    private_ip: str = "10.42.1.4"
 
     def expire_aws_tokens(self) -> None:
         self.aws_tokens.clear()
@@ -131,6 +138,8 @@ def _handler(standin: MetadataStandin) -> type:
                     return self._send(401, "", "text/plain")
                 if request.path == "/latest/meta-data/spot/instance-action" and standin.aws_action is not None:
                     return self._send(200, standin.aws_action)
+                if request.path == "/latest/meta-data/local-ipv4":
+                    return self._send(200, standin.private_ip, "text/plain")
                 if request.path == "/latest/meta-data/iam/security-credentials/":
                     return self._send(200, standin.aws_role, "text/plain")
                 if request.path == f"/latest/meta-data/iam/security-credentials/{standin.aws_role}":
@@ -149,12 +158,17 @@ def _handler(standin: MetadataStandin) -> type:
                 if request.path == "/metadata/instance/compute":
                     return self._send(200, {"name": VM_NAME, "subscriptionId": SUBSCRIPTION,
                                             "resourceGroupName": RESOURCE_GROUP, "resourceId": VM_ID})
+                if request.path == "/metadata/instance/network/interface/0/ipv4/ipAddress/0/privateIpAddress":
+                    if request.query.get("format") != ["text"]:
+                        return self._send(200, {"privateIpAddress": standin.private_ip})
+                    return self._send(200, standin.private_ip, "text/plain")
                 if request.path == "/metadata/identity/oauth2/token":
                     if standin.identity_failures:
                         status = standin.identity_failures.pop(0)
                         return self._send(status, IDENTITY_ERRORS.get(status, {"error": "server_error"}))
-                    return self._send(200, {"access_token": IDENTITY_TOKEN, "token_type": "Bearer",
-                                            "resource": request.query.get("resource", [""])[0]})
+                    resource = request.query.get("resource", [""])[0]
+                    token = VAULT_TOKEN if resource.rstrip("/") == VAULT_RESOURCE else IDENTITY_TOKEN
+                    return self._send(200, {"access_token": token, "token_type": "Bearer", "resource": resource})
             self._send(404, {"error": "not found"})
 
         def do_POST(self) -> None:

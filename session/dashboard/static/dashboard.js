@@ -6,6 +6,9 @@
 (function () {
   const REFRESH_MS = 2000;
   const RATE_POINTS = 300; // steps/s points kept per worker: 10 minutes at the refresh interval
+  // Stall kinds that are failures (red), as session.insight.live and .causes name them; the rest are waits (amber).
+  const FAILURES = new Set(["exception", "exited", "gpu-memory", "storage-endpoint", "storage-credentials",
+                            "storage-bucket", "storage-access"]);
   const csrf = document.querySelector('meta[name="csrf-token"]').content;
   const $ = (id) => document.getElementById(id);
   const charts = {};
@@ -78,8 +81,7 @@
   function renderHealth(state, live) {
     const stalls = live ? live.stalls : [];
     const items = stalls.map((stall) => {
-      const li = text("li", `${stall.subject}: ${stall.message}`,
-                      stall.kind === "exception" || stall.kind === "exited" ? "bad" : "warn");
+      const li = text("li", `${stall.subject}: ${stall.message}`, FAILURES.has(stall.kind) ? "bad" : "warn");
       li.dataset.kind = stall.kind;
       li.appendChild(text("span", "likely cause: " + stall.cause, "cause"));
       return li;

@@ -15,7 +15,7 @@ import os
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Iterable, Iterator, Optional, Sequence, Union, cast
+from typing import TYPE_CHECKING, Callable, Iterable, Iterator, Optional, Sequence, Union, cast
 
 import numpy as np
 import pyarrow as pa
@@ -39,6 +39,9 @@ if TYPE_CHECKING:  # pragma: no cover
 
 CHUNK = 32 << 20  # bytes of log per parse task
 BATCH = 64  # simtrace CSVs per parse task
+IO_THREADS = 16  # objects of a bucket fetched at once: a GET waits on the network, not on a core
+
+Progress = Callable[[int, int], None]  # (files done, files in all), after each unit of work
 
 
 @dataclass
@@ -63,10 +66,12 @@ class Trace:
 Rows = tuple[list[Member], list[int], Optional[pa.Table]]
 
 
-def load(sources: Union[Source, Iterable[Source]], *, threads: Optional[int] = None) -> Trace:
+def load(sources: Union[Source, Iterable[Source]], *, threads: Optional[int] = None,
+         progress: Optional[Progress] = None) -> Trace:
     """Steps from any mix of simtrace CSV files, simulation/robomaker logs, folders, console/DRoA tarballs,
     `(name, bytes)` pairs and `from_storage(storage, prefix)`. Unreadable lines are counted in `problems`,
-    never raised; a source that does not exist raises AnalysisError."""
+    never raised; a source that does not exist raises AnalysisError. `progress(done, total)` is told how many
+    files are read as the work goes (for a progress bar on a long load)."""
     if isinstance(sources, (str, os.PathLike, StoragePrefix)) or _is_pair(sources):
         sources = [sources]  # type: ignore[list-item]
     problems = LoadProblems()
@@ -80,12 +85,16 @@ def load(sources: Union[Source, Iterable[Source]], *, threads: Optional[int] = N
     has_csv = {(m.source, m.phase) for m in found if m.kind == CSV}
     later = [m for m in found if m.kind == LOG and m.name != m.source and (m.source, m.phase) in has_csv]
     first = [m for m in found if m not in later]
-    done = list(_parse_all(first, problems, threads))
+    counted = _Counter(len(found), progress)
+    done = [counted(rows) for rows in _parse_all(first, problems, threads)]
     traced = {(m.source, m.phase) for units, counts, _ in done for m, n in zip(units, counts) if n and m.kind == CSV}
     for member in later:
         if (member.source, member.phase) in traced:
             notes.append(f"{member.name}: not read, the simtrace CSVs beside it hold the same {member.phase} steps")
-    done += _parse_all([m for m in later if (m.source, m.phase) not in traced], problems, threads)
+    skipped = [m for m in later if (m.source, m.phase) in traced]
+    counted.skip(len(skipped))
+    done += [counted(rows) for rows in _parse_all([m for m in later if m not in skipped], problems, threads)]
+    counted.skip(counted.total - counted.done)  # unreadable files count as done too
     order = {member: index for index, member in enumerate(found)}
     done = sorted((rows for rows in done if rows[0]), key=lambda rows: order[rows[0][0]])
     groups: dict[tuple[str, str, str], int] = {}
@@ -96,6 +105,22 @@ def load(sources: Union[Source, Iterable[Source]], *, threads: Optional[int] = N
               if table is not None and table.num_rows]
     del done  # the pieces' memory goes as soon as they are one table
     return Trace(_assemble(tables), problems, files, notes)
+
+
+class _Counter:
+    """Files done so far, told to `progress` as each unit of work finishes."""
+
+    def __init__(self, total: int, progress: Optional[Progress]) -> None:
+        self.total, self.done, self.progress = total, 0, progress
+
+    def __call__(self, rows: Rows) -> Rows:
+        self.skip(len(rows[0]))
+        return rows
+
+    def skip(self, count: int) -> None:
+        self.done += count
+        if self.progress is not None and count:
+            self.progress(self.done, self.total)
 
 
 def _is_pair(value: object) -> bool:
@@ -122,11 +147,13 @@ def _units(found: Sequence[Member]) -> Iterator[list[Member]]:
 
 def _parse_all(found: Sequence[Member], problems: LoadProblems, threads: int) -> Iterator[Rows]:
     """Rows of each unit, in order; a few units in flight at a time, so memory stays bounded."""
-    with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="trace") as pool:
+    remote = any(m.kind == CSV and m.path is None for m in found)
+    with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="trace") as pool, \
+            ThreadPoolExecutor(max_workers=IO_THREADS if remote else 1, thread_name_prefix="trace-io") as io:
         pending: deque[tuple[list[Member], list[Future]]] = deque()
         for unit in _units(found):
             if unit[0].kind == CSV:
-                pending.append((unit, [pool.submit(_parse_csvs, unit, problems)]))
+                pending.append((unit, [pool.submit(_parse_csvs, unit, problems, io if remote else None)]))
             else:
                 futures: list[Future] = []
                 pending.append((unit, futures))
@@ -140,14 +167,16 @@ def _parse_all(found: Sequence[Member], problems: LoadProblems, threads: int) ->
             yield _finish(*pending.popleft())
 
 
-def _parse_csvs(unit: list[Member], problems: LoadProblems) -> Rows:
-    datas: list[Optional[bytes]] = []
-    for member in unit:
+def _parse_csvs(unit: list[Member], problems: LoadProblems, io: Optional[ThreadPoolExecutor]) -> Rows:
+    """One batch of CSVs; a bucket's objects fetched concurrently on `io` (a local file is read right here)."""
+    def read(member: Member) -> Optional[bytes]:
         try:
-            datas.append(member.read())
+            return member.read()
         except Exception as error:  # noqa: BLE001 - an unreadable file or object is counted, not fatal
             problems.add(member.name, 0, "unreadable", _first_line(error))
-            datas.append(None)
+            return None
+
+    datas = list(io.map(read, unit)) if io is not None else [read(member) for member in unit]
     readable = [(m, d) for m, d in zip(unit, datas) if d is not None]
     together = parse_csv_files([d for _, d in readable]) if len(readable) > 1 else None
     if together is not None:

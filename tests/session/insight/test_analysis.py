@@ -517,3 +517,34 @@ def test_trace_tail_reads_a_stream_in_any_pieces():
     for name in ("episode", "steps", "x", "reward", "wall_clock", "iteration"):
         assert np.array_equal(steps[name].to_numpy(), whole[name].to_numpy()), name
     assert [p.where for p in tail.problems.examples] == [f"line {cut + 1}"]
+
+
+def test_a_bucket_prefixs_objects_are_fetched_at_once_not_one_by_one(storage):
+    """Eight GETs must be in flight together for any to finish: read one by one, the barrier breaks."""
+    import threading
+
+    for path in sorted((DRFC_1 / "training-simtrace").glob("*.csv")):
+        storage.put_bytes(f"models/drfc-1/training-simtrace/{path.name}", path.read_bytes())
+    together = threading.Barrier(8, timeout=60)
+    real_get = storage.get_bytes
+
+    class Waiting:
+        def __getattr__(self, name):
+            return getattr(storage, name)
+
+        def get_bytes(self, key):
+            if key.endswith(("/0-iteration.csv", "/1-iteration.csv", "/2-iteration.csv", "/3-iteration.csv",
+                             "/4-iteration.csv", "/5-iteration.csv", "/6-iteration.csv", "/7-iteration.csv")):
+                together.wait()
+            return real_get(key)
+
+    trace = load(from_storage(Waiting(), "models/drfc-1"))
+    assert not trace.problems and len(trace.steps) == 39_392  # the training simtrace alone
+    assert not together.broken
+
+
+def test_progress_is_told_file_by_file_up_to_all_of_them():
+    seen = []
+    trace = load(DRFC_3, progress=lambda done, total: seen.append((done, total)))
+    assert seen and seen[-1][0] == seen[-1][1] == len(trace.files)
+    assert all(a[0] <= b[0] for a, b in zip(seen, seen[1:])) and len({total for _, total in seen}) == 1

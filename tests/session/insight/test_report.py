@@ -54,7 +54,8 @@ ROS1 = LOGS / "drfc-ros1-robomaker"
 TARBALLS = [*sorted((LOGS / "console-exports-2022-2023").glob("*.tar.gz")),
             DROA / "sample-continous-action-logs.tar.gz"]
 SETS = [DRFC_1, DRFC_3, DROA, DROA_EVAL, CONSOLE, ROS1, *TARBALLS]
-PLOTS = {"progress.png": WIDE, "track.png": SQUARE, "actions.png": WIDE, "laps.png": WIDE, "workers.png": WIDE}
+PLOTS = {"progress.png": WIDE, "track.png": SQUARE, "actions.png": WIDE, "laps.png": WIDE, "workers.png": WIDE,
+         "exits.png": WIDE, "along_track.png": WIDE, "timing.png": WIDE}
 HEADLINE = ("episodes", "completed_laps", "completion_rate", "best_lap_s", "mean_lap_s", "mean_progress",
             "mean_reward", "steps", "iterations", "workers")
 
@@ -157,7 +158,8 @@ def test_the_terminal_summary_has_the_headline_and_the_last_iterations(made):
     assert "TRAINER EVAL" in text  # from metrics/TrainingMetrics.json
     assert "evaluation      3 episodes in 1 run, 3 laps" in text
     assert "problems        no lines skipped" in text
-    assert f"wrote           {out / HTML_NAME} (5 plots, report.json)" in text
+    assert f"wrote           {out / HTML_NAME} (8 plots, report.json)" in text
+    assert "look at         exits at waypoints 53-58: 50 exits (10%)" in text
 
 
 def test_workers_and_the_trainers_evaluation_are_broken_down(made):

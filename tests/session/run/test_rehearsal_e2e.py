@@ -20,6 +20,7 @@ from __future__ import annotations
 import csv
 import io
 import ipaddress
+import json
 import logging
 import re
 import shutil
@@ -344,7 +345,7 @@ def test_train_status_logs_stop_then_increment_and_train_from_the_old_model(
 
 
 def test_a_worker_on_a_track_the_simulator_lacks_dies_with_its_simapp_exception_and_the_run_stops(
-        rehearsal: Rehearsal):
+        rehearsal: Rehearsal, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch):
     rehearsal.write("DR_WORLD_NAME=Mars_track\nDR_LOCAL_S3_MODEL_PREFIX=e2e-no-such-track\n", workers=2)
     host = rehearsal.host()
     with pytest.raises(TrainingError) as raised:
@@ -356,6 +357,19 @@ def test_a_worker_on_a_track_the_simulator_lacks_dies_with_its_simapp_exception_
     # The worker fails once it has the trainer's hand-off, so the SageMaker sibling runs by then: stopped too.
     assert not the_sibling(host).running
     assert not any(c.running for c in run_containers(host.engine, host.system, host.run))
+    # `doctor` reads the run's containers' logs and names the worker that died and why, as `watch` would.
+    from session.cli.main import main
+
+    capsys.readouterr()
+    monkeypatch.setenv("DOCKER_HOST", rehearsal.docker_host)
+    code = main(["--run-env", str(rehearsal.run_env), "--system-env", str(rehearsal.folder / "system.env"),
+                 "doctor", "--json"])
+    diagnosis = json.loads(capsys.readouterr().out)["run"]
+    assert code == 1 and diagnosis["run"] == str(host.run.run_id) and not diagnosis["ok"]
+    failed = [f for f in diagnosis["findings"] if f["kind"] == "exception"]
+    assert failed and failed[0]["subject"].startswith("worker ")
+    assert "Failed to load the track Mars_track" in failed[0]["message"]
+    assert failed[0]["cause"].startswith("a user error: fix the file or value the message names")
 
 
 def test_a_pretrained_checkpoint_that_is_not_in_storage_is_refused_before_the_trainer_fails_on_it(
