@@ -285,8 +285,9 @@ def test_stop_asks_for_confirmation_and_stops_the_run(page, dashboard, training:
     assert RunStateStore(training.folder / "state.json").read().status is Status.STOPPED
     assert any(info.key.endswith("-trainer.log")
                for info in host.storage.list_objects(f"{host.run.local_s3_model_prefix}/logs/"))
-    expect(page.locator("#stop")).to_be_disabled(timeout=SEEN_S)
-    expect(page.locator("#run")).to_contain_text("not running")
+    # The page sees it too: nothing of the run runs, and there is nothing left to stop.
+    expect(page.locator("#run")).to_contain_text("not running", timeout=SEEN_S)
+    expect(page.locator("#stop")).to_be_disabled()
 
 
 def test_the_car_package_of_the_best_checkpoint_is_asked_for_then_downloaded(page, training: Rehearsal):
