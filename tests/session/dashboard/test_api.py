@@ -80,3 +80,18 @@ def test_time_comes_from_this_runs_record_only(tmp_path: Path):
                      started=started, max_minutes=60)
     time = state_json(system=system, run=run, snapshot=None, containers=(), run_state=other, now=NOW)["time"]
     assert (time["status"], time["trained_s"], time["time_left_s"]) == (None, None, None)
+
+
+def test_a_failure_the_logs_name_reaches_the_page_with_its_cause(tmp_path: Path):
+    # session.insight.causes' rules, as `watch` and `doctor` apply them: the page gets the same stall.
+    system, run = configs(tmp_path)
+    state = LiveState()
+    state.trainer_line("tensorflow.python.framework.errors_impl.ResourceExhaustedError: OOM when allocating tensor "
+                       "with shape[64,3,120,160]", T0)
+    containers = [container("trainer", "running")]
+    state.set_containers(containers)
+    document = state_json(system=system, run=run, snapshot=state.snapshot(T0 + 30), containers=containers,
+                          run_state=None, now=NOW)
+    json.dumps(document, allow_nan=False)
+    kinds = {stall["kind"]: stall for stall in document["live"]["stalls"]}
+    assert "gpu-memory" in kinds and kinds["gpu-memory"]["subject"] == "trainer" and kinds["gpu-memory"]["cause"]
