@@ -177,6 +177,9 @@ def create_app(*, keys: Keys, feed: LiveFeed, system: "SystemConfig", run: "RunC
         except OSError as error:
             return PlainTextResponse(f"worker {number}'s web_video_server does not answer: {error}",
                                      status_code=502)
+        if upstream.status == 200 and not upstream.frames:
+            return PlainTextResponse(f"worker {number} publishes no picture on {wanted.topic} (the sub camera needs "
+                                     "DR_CAMERA_SUB_ENABLE)", status_code=404)
         if upstream.status != 200 or not upstream.content_type.startswith("multipart/x-mixed-replace"):
             upstream.close()
             return PlainTextResponse(f"worker {number}'s web_video_server answered {upstream.status} "

@@ -30,6 +30,7 @@ TOPICS = {
 DEFAULTS = {"quality": 75, "width": 480, "height": 360}  # DRfC's viewer: quality=75&width=480
 LIMITS = {"quality": (1, 100), "width": (16, 1920), "height": (16, 1080)}
 CHUNK = 64 * 1024
+FRAME_TYPE = b"image/jpeg"  # the MJPEG streamer's part type
 TIMEOUT_S = 30.0  # to connect, and between two reads: a worker between episodes may pause its camera
 
 
@@ -76,17 +77,24 @@ def parse_request(query: Mapping[str, str]) -> StreamRequest:
 
 @dataclass
 class Upstream:
-    """An open stream from a worker's web_video_server: its status, content type, and its body in chunks."""
+    """An open stream from a worker's web_video_server: its status, content type, and its body in chunks (what was
+    read ahead first). `frames` is False when the stream ended before its first frame: web_video_server answers a
+    topic nobody publishes with the stream's header and then closes (its streamer finds no such topic and is
+    cleaned up), e.g. the sub camera when the simulator does not start it."""
 
     status: int
     content_type: str
     _response: Optional[object] = None
+    _ahead: bytes = b""
+    frames: bool = True
 
     def chunks(self) -> Iterator[bytes]:
         """The body as it comes; ends when the worker ends the stream, or when the page goes away (the caller
         stops iterating and the finally closes the connection to the worker)."""
         response = self._response
         try:
+            if self._ahead:
+                yield self._ahead
             while response is not None:
                 chunk = response.read1(CHUNK)  # type: ignore[attr-defined]  # http.client.HTTPResponse
                 if not chunk:
@@ -102,13 +110,20 @@ class Upstream:
 
 
 def open_stream(address: str, request: StreamRequest, port: int = PORT) -> Upstream:
-    """Connects to web_video_server at address:port and asks for the stream. Raises OSError when it cannot be
-    reached; an HTTP error answer is returned as an Upstream with that status and no body."""
-
+    """Connects to web_video_server at address:port, asks for the stream and reads up to its first frame. Raises
+    OSError when it cannot be reached; an HTTP error answer is returned as an Upstream with that status and no
+    body."""
     url = f"http://{address}:{port}{request.path()}"
     try:
         response = urllib.request.urlopen(url, timeout=TIMEOUT_S)
     except urllib.error.HTTPError as error:
         error.close()
         return Upstream(error.code, error.headers.get("Content-Type", ""))
-    return Upstream(response.status, response.headers.get("Content-Type", ""), response)
+    ahead = b""
+    while FRAME_TYPE not in ahead.lower() and len(ahead) < CHUNK:  # a part header names the frame's type
+        chunk = response.read1(CHUNK)
+        if not chunk:
+            response.close()
+            return Upstream(response.status, response.headers.get("Content-Type", ""), frames=False)
+        ahead += chunk
+    return Upstream(response.status, response.headers.get("Content-Type", ""), response, ahead)

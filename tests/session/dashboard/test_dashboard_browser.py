@@ -204,6 +204,10 @@ def test_a_workers_camera_plays_through_the_dashboard(page, dashboard):
     assert page.request.get(f"{base}/video/1?camera=../../etc").status == 404
     assert page.request.get(f"{base}/video/1?width=100000").status == 404
     assert page.request.get(f"{base}/video/9").status == 404
+    unpublished = page.request.get(f"{base}/video/1?camera=sub")  # the simulator does not start the sub camera
+    assert (unpublished.status, unpublished.text()) == (
+        404, "worker 1 publishes no picture on /sub_camera/zed/rgb/image_rect_color (the sub camera needs "
+             "DR_CAMERA_SUB_ENABLE)")
 
 
 def test_the_camera_follows_a_restarted_worker(page, training: Rehearsal):
