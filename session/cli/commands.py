@@ -209,20 +209,10 @@ def train(args: argparse.Namespace) -> int:
 
 
 def stop(args: argparse.Namespace) -> int:
-    from session.run.state import RunStateError, RunStateStore, mark_stopped
-    from session.run.training import stop_training
+    from session.lifecycle.stopping import stop_by_user
 
     host, _ = _host(args)
-    stopped = stop_training(host, timeout=args.timeout)  # Azure: the keeper copies the run's prefix to Blob
-    if stopped:
-        from session.lifecycle.notify import notify
-
-        notify(host.system, "training stopped", host.run.local_s3_model_prefix, "stopped with `deepracer stop`",
-               say=console.warn)
-    try:
-        mark_stopped(RunStateStore(), host.run.run_id)  # stopped by the user: not resumed at the next boot
-    except RunStateError as error:
-        console.warn(f"warning: {error}")
+    stop_by_user(host, timeout=args.timeout)  # Azure: the keeper copies the run's prefix to Blob
     return 0
 
 
@@ -418,6 +408,21 @@ def watch(args: argparse.Namespace) -> int:
                        evaluation_loop=args.eval_loop)
     return watch_run(loaded.system, loaded.run, rules=rules, refresh_s=args.refresh,
                      progress_every_s=args.progress_every)
+
+
+def dashboard(args: argparse.Namespace) -> int:
+    """The dashboard until Ctrl-C (or its unit stops)."""
+    from session.dashboard.server import build_app, serve
+    from session.insight.live import StallRules
+
+    run_env, system_env = _paths(args)
+    _load(args)  # its warnings, once, here; the app reads the files itself
+    rules = StallRules(checkpoint_minutes=args.stall_minutes, worker_minutes=args.worker_minutes,
+                       evaluation_loop=args.eval_loop)
+    # The token's URL is a result, printed even with --quiet: it is shown once, when the token is made.
+    app = build_app(run_env, system_env, port=args.port, rules=rules, refresh_s=args.refresh,
+                    progress_every_s=args.progress_every, say=print)
+    return serve(app, args.port)
 
 
 def models(args: argparse.Namespace) -> int:

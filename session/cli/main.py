@@ -9,7 +9,13 @@ from typing import Optional, Sequence
 from session import __version__
 from session.core import console
 from session.core.console import Console
-from session.core.defaults import MAX_WORKERS, STALL_CHECKPOINT_MINUTES, STALL_EVALUATION_LOOP, STALL_WORKER_MINUTES
+from session.core.defaults import (
+    DASHBOARD_PORT,
+    MAX_WORKERS,
+    STALL_CHECKPOINT_MINUTES,
+    STALL_EVALUATION_LOOP,
+    STALL_WORKER_MINUTES,
+)
 from session.core.errors import EXIT_USER_ERROR, DeepracerError
 
 
@@ -128,6 +134,12 @@ def _parser() -> argparse.ArgumentParser:
     watch = commands.add_parser("watch", help="live view: workers' episodes and steps/s, iterations, policy, best "
                                               "checkpoint, GPU and disk, stalls with their likely cause")
     _watch_options(watch)
+
+    dashboard = commands.add_parser("dashboard", help="the run in a browser: video, metrics, stalls with causes, "
+                                                      "time, stop; on 127.0.0.1 only, with the host's token")
+    dashboard.add_argument("--port", type=_whole_number(1, 65535), default=DASHBOARD_PORT,
+                           help="port on 127.0.0.1 (default %(default)d; reach it through a port forward or tunnel)")
+    _watch_options(dashboard)
 
     evaluate = commands.add_parser("evaluate", help="race the model N trials, print lap times, save them as JSON")
     evaluate.add_argument("--checkpoint", choices=["last", "best"], help="default: DR_EVAL_CHECKPOINT")

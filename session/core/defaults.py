@@ -9,3 +9,7 @@ MAX_WORKERS = 8
 STALL_CHECKPOINT_MINUTES = 20.0  # the trainer saved no checkpoint for this long
 STALL_WORKER_MINUTES = 5.0  # a worker made no simulation step for this long
 STALL_EVALUATION_LOOP = 20  # worker 1 evaluated this many extra times waiting for one checkpoint
+
+# `deepracer dashboard`'s port on 127.0.0.1 (its unit, the CLI and the docs' tunnels): clear of DRfC's viewer (8100),
+# the simulator's web_video_server (8080), Grafana (3000), Jupyter (8888) and MinIO (9000, 9001).
+DASHBOARD_PORT = 8200

@@ -25,6 +25,8 @@ IDLE_STATE_VARIABLE, DEFAULT_IDLE_STATE = "DR_IDLE_STATE", "/var/lib/deepracer/i
 KEEP_AWAKE_VARIABLE, DEFAULT_KEEP_AWAKE = "DR_KEEP_AWAKE", "/var/lib/deepracer/run/keep-awake.json"
 # `deepracer swarm-init` on a host without simulation nodes: where the worker join token goes (root only)
 JOIN_TOKEN_VARIABLE, DEFAULT_JOIN_TOKEN = "DR_SWARM_JOIN_TOKEN_FILE", "/var/lib/deepracer/swarm/join.json"
+# `deepracer dashboard`: its access token, made at its first start, readable by the user who trains only (0600)
+DASHBOARD_TOKEN_VARIABLE, DEFAULT_DASHBOARD_TOKEN = "DR_DASHBOARD_TOKEN_FILE", "/var/lib/deepracer/run/dashboard-token"
 TRACKS_VARIABLE, HOST_TRACKS_DIR = "DR_TRACKS_DIR", "/var/lib/deepracer/tracks"  # the image's tracks, cached
 BOOTSTRAP_LOG = "/var/log/deepracer-bootstrap.log"
 MINIO_DATA_DIR = "/mnt/deepracer/minio"  # azure/local: MinIO's objects on the scratch disk
@@ -87,3 +89,8 @@ def default_cache_dir(environ: Environ = None) -> Path:
 def default_join_token_file(environ: Environ = None) -> Path:
     """/var/lib/deepracer/swarm/join.json, or the file $DR_SWARM_JOIN_TOKEN_FILE names."""
     return Path(_environ(environ).get(JOIN_TOKEN_VARIABLE) or DEFAULT_JOIN_TOKEN)
+
+
+def default_dashboard_token(environ: Environ = None) -> Path:
+    """/var/lib/deepracer/run/dashboard-token, or the file $DR_DASHBOARD_TOKEN_FILE names."""
+    return Path(_environ(environ).get(DASHBOARD_TOKEN_VARIABLE) or DEFAULT_DASHBOARD_TOKEN)

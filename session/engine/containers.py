@@ -523,6 +523,13 @@ class Engine:
         attrs = self._inspect(container)
         return _info(attrs) if attrs is not None else None
 
+    def address(self, container: ContainerRef, network: str) -> Optional[str]:
+        """The container's IP address on `network`, where this host reaches its ports (a user-defined bridge is
+        routed from the host); None when it is gone or not on that network."""
+        attrs = self._inspect(container)
+        networks = ((attrs or {}).get("NetworkSettings") or {}).get("Networks") or {}
+        return (networks.get(network) or {}).get("IPAddress") or None
+
     def list(self, run: Optional[str] = None, role: Optional[str] = None) -> List[ContainerInfo]:
         """Our containers in every state, optionally of one run and/or role, sorted by role, then worker."""
         filters = [LABEL_ROLE]

@@ -228,7 +228,7 @@ def _containers(url: str, system: "SystemConfig", run: "RunConfig") -> tuple[lis
     except ValueError as error:  # not HTTP or not JSON: something else listens there
         return [], f"the Docker Engine at {url} gave an answer that is not the Docker API's ({error})"
     known = {container.id for container in ours}
-    return _ordered([*ours, *(s for s in siblings if s.id not in known)]), None
+    return ordered([*ours, *(s for s in siblings if s.id not in known)]), None
 
 
 def _siblings(api: _DockerSocket, image: str, marker: str, run: str,
@@ -258,7 +258,7 @@ def _containers_through_sdk(url: str, system: "SystemConfig",
     from session.run.training import run_containers  # start-up: the storage stack, only on other DOCKER_HOSTs
 
     try:
-        return _ordered(run_containers(Engine(base_url=url), system, run)), None
+        return ordered(run_containers(Engine(base_url=url), system, run)), None
     except EngineError as error:
         return [], str(error)
 
@@ -275,7 +275,8 @@ def _unreachable(url: str, error: OSError) -> str:
     return f"cannot reach the Docker Engine at {url}: {reason}; is Docker running?"
 
 
-def _ordered(containers: Sequence[ContainerInfo]) -> list[ContainerInfo]:
+def ordered(containers: Sequence[ContainerInfo]) -> list[ContainerInfo]:
+    """Trainer, its SageMaker sibling, then the workers by number."""
     def key(container: ContainerInfo) -> tuple[int, int, str]:
         role = container.role or ""
         return (ROLE_ORDER.index(role) if role in ROLE_ORDER else len(ROLE_ORDER), container.worker or 0,
@@ -351,7 +352,7 @@ def as_json(status: Status) -> dict[str, Any]:
                 "bucket": status.bucket, "image": status.image, "workers": status.workers},
         "running": status.running,
         "engine": {"host": status.docker_host, "error": status.engine_error},
-        "containers": [_container_json(container, status.checked_at) for container in status.containers],
+        "containers": [container_json(container, status.checked_at) for container in status.containers],
         "progress": progress,
         "progress_error": status.progress_error,
         "timings_ms": {name: round(value, 1) for name, value in status.timings_ms.items()},
@@ -438,7 +439,8 @@ def _table(rows: Sequence[Sequence[str]], right: set[int]) -> list[str]:
                              for i, cell in enumerate(row)).rstrip() for row in rows]
 
 
-def _container_json(container: ContainerInfo, now: datetime) -> dict[str, Any]:
+def container_json(container: ContainerInfo, now: datetime) -> dict[str, Any]:
+    """One container for programs (`status --json`, the dashboard): plain JSON types, times in ISO 8601 UTC."""
     uptime = None
     if container.running and container.started_at is not None:
         uptime = round(max(0.0, (now - container.started_at).total_seconds()), 1)

@@ -32,7 +32,9 @@ PTS = Path("/dev/pts")
 LOGIND_PROPERTIES = ("Id", "Name", "TTY", "Remote", "Type", "Class", "State", "IdleHint", "IdleSinceHint")
 GRAPHICAL = ("x11", "wayland", "mir")
 OUR_UNITS = "/system.slice/deepracer-"  # the cgroup of our own units' processes
-SERVICE_COMMANDS = ("idle-check", "spot-watch")  # what only units run
+# What only units run, and the dashboard: a server left open (in tmux, say) is nobody at work, and would keep an
+# idle host up for ever (someone who watches it through a port forward has no terminal to count either).
+SERVICE_COMMANDS = ("idle-check", "spot-watch", "dashboard")
 PTS_MAJORS = range(136, 144)  # Unix98 pseudo-terminals (devices.txt)
 
 

@@ -13,8 +13,9 @@ from session.core import console
 from session.core.console import Say
 from session.engine.containers import ContainerInfo, Engine
 from session.host.factory import Host, HostFactory, open_host
+from session.lifecycle.notify import notify
 from session.run.checkpoints import StoredCheckpoint, newest_checkpoint
-from session.run.state import Event, RunState, RunStateStore, utcnow
+from session.run.state import Event, RunState, RunStateError, RunStateStore, mark_stopped, utcnow
 from session.run.training import stop_training, stopped_prefixes
 from session.storage.blob import Keeper, SyncReport, prefixes_to_sync
 
@@ -30,6 +31,21 @@ class StopReport:
     checkpoint: Optional[StoredCheckpoint] = None
     host: Optional[Host] = field(default=None, repr=False, compare=False)
     error: Optional[str] = None
+
+
+def stop_by_user(host: Host, *, timeout: float = 30, say: Say = console.say, warn: Say = console.warn,
+                 store: Optional[RunStateStore] = None, how: str = "with `deepracer stop`") -> list[ContainerInfo]:
+    """`deepracer stop` and the dashboard's stop button, one path: the run's containers stopped (logs to
+    `<prefix>/logs/`, Azure: the prefix kept in Blob), the user told by e-mail when something stopped, and the
+    run recorded as stopped by the user, so that the next boot does not resume it."""
+    stopped = stop_training(host, say=say, timeout=timeout)
+    if stopped:
+        notify(host.system, "training stopped", host.run.local_s3_model_prefix, f"stopped {how}", say=warn)
+    try:
+        mark_stopped(store if store is not None else RunStateStore(), host.run.run_id)
+    except RunStateError as error:
+        warn(f"warning: {error}")
+    return stopped
 
 
 def interrupt(store: RunStateStore, *, event: Event, reason: str, timeout: float,

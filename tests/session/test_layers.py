@@ -14,7 +14,7 @@ from pathlib import Path
 SESSION = Path(__file__).resolve().parents[2] / "session"
 
 # Bottom to top; a package may import its own modules and those of the packages before it.
-LAYERS = ("core", "engine", "storage", "host", "checks", "run", "insight", "models", "lifecycle", "cli")
+LAYERS = ("core", "engine", "storage", "host", "checks", "run", "insight", "models", "lifecycle", "dashboard", "cli")
 # What may stay function-local: only imports whose line says why (start-up time, or a process that must not load
 # the rest). The CLI dispatches to every command lazily, which is its whole job: its imports are all exempt.
 LAZY_REASON = "# start-up"

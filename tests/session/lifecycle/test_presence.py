@@ -258,3 +258,14 @@ def test_the_idle_check_holds_a_time_limit_power_off_while_someone_works(tmp_pat
     assert not decision.power_off and powered == [] and store.read().power_off
     decision, powered = idle_at(tmp_path, NOW + timedelta(minutes=20), presence=lambda now: [])
     assert decision.power_off and powered == ["aws"] and not store.read().power_off
+
+
+def test_a_dashboard_left_open_is_nobody_at_work(tmp_path: Path):
+    proc = tmp_path / "proc"
+    proc.mkdir()
+    venv = "/opt/deepracer/venv/bin"
+    process(proc, 1200, 1, [f"{venv}/python", f"{venv}/deepracer", "dashboard", "--port", "8200"],
+            cgroup="0::/user.slice/user-1000.slice/session-3.scope")  # started by hand, left in tmux
+    process(proc, 1201, 1, [f"{venv}/python", f"{venv}/deepracer", "watch"],
+            cgroup="0::/user.slice/user-1000.slice/session-3.scope")
+    assert deepracer_commands(processes(proc), NOW, own=1) == [Presence("`deepracer watch` (pid 1201)", NOW)]

@@ -53,6 +53,7 @@ SCRIPTS = {
     "simapp.py": "opt/ml/code/standin/simapp.py",
     "sagemaker_train.py": "opt/ml/code/standin/sagemaker_train.py",
     "robomaker.py": "opt/ml/code/standin/robomaker.py",
+    "web_video_server.py": "opt/ml/code/standin/web_video_server.py",
 }
 ASH = "#!/bin/busybox ash\n"
 

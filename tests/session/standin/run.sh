@@ -22,4 +22,6 @@ case "$2" in
 	*) echo "run.sh: unknown launch file '$2'"; exit 2 ;;
 esac
 export DEEPRACER_JOB_TYPE_ENV="LOCAL"
+# The simapp's launch file starts ROS web_video_server beside the simulation; so does the stand-in.
+python3 /opt/ml/code/standin/web_video_server.py 8080 &
 exec python3 /opt/ml/code/standin/robomaker.py "$@"

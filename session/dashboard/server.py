@@ -1,0 +1,110 @@
+"""`deepracer dashboard`: the app for the configured run, served by uvicorn on 127.0.0.1 only.
+
+Why these: Starlette is a small, typed, well-kept ASGI toolkit (the core of FastAPI) with the pieces needed here
+and nothing else (routing, cookies, static files, streaming responses, a trusted-host check); uvicorn is its usual
+server, here on its pure-Python HTTP parser (h11), so the host needs no compiler and no extra C library. Neither is
+imported by any other command (`deepracer --help` and `status` stay fast): the CLI imports this module only for
+`dashboard`.
+
+Port 8200 by default (session.core.defaults.DASHBOARD_PORT): clear of DRfC's viewer (8100), the simulator's
+web_video_server (8080), Grafana (3000), Jupyter (8888) and MinIO (9000, 9001), so DRfC's habits keep working beside it.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Dict, Optional
+
+from session.core import console
+from session.core.config import load_config
+from session.core.console import Say
+from session.core.defaults import DASHBOARD_PORT
+from session.core.paths import default_dashboard_token
+from session.dashboard.access import QUERY, load_or_create
+from session.dashboard.app import create_app
+from session.dashboard.feed import LiveFeed
+from session.engine.containers import ContainerInfo, Engine
+from session.engine.specs import NETWORK
+from session.host.factory import HostFactory, open_host, storage_for
+from session.insight.live import StallRules
+from session.lifecycle.stopping import stop_by_user
+from session.models.export import car_package
+from session.run.progress import read_progress
+from session.run.state import RunState, RunStateStore
+from session.run.training import run_containers
+
+if TYPE_CHECKING:  # pragma: no cover
+    import uvicorn
+    from starlette.applications import Starlette
+
+    from session.run.progress import TrainingProgress
+    from session.storage.s3 import Storage
+
+HOST = "127.0.0.1"  # never anything else: the way in is a port forward or an SSH tunnel, with the token
+
+
+def build_app(run_env: Path, system_env: Path, *, port: int = DASHBOARD_PORT, token_file: Optional[Path] = None,
+              rules: StallRules = StallRules(), refresh_s: float = 1.0, progress_every_s: float = 30.0,
+              engine: Optional[Engine] = None, storage: Optional["Storage"] = None,
+              store: Optional[RunStateStore] = None, host_factory: Optional[HostFactory] = None,
+              say: Say = console.say) -> "Starlette":
+    """The dashboard of the run run.env names, with the host's token (made, and its URL said, at the first
+    start). `host_factory` opens the Host the stop uses (default: `open_host`, as `deepracer stop`)."""
+    loaded = load_config(run_env, system_env)
+    system, run = loaded.system, loaded.run
+    keys, made = load_or_create(token_file or default_dashboard_token())
+    engine = engine or Engine()
+    store = store or RunStateStore()
+    lazily: Dict[str, "Storage"] = {}
+
+    def working() -> "Storage":
+        if "storage" not in lazily:  # as `watch`: storage as it is, MinIO not started for this
+            lazily["storage"] = storage if storage is not None else storage_for(system)
+        return lazily["storage"]
+
+    def progress() -> "TrainingProgress":
+        return read_progress(working(), run.local_s3_model_prefix, run.local_s3_metrics_prefix)
+
+    def package() -> tuple[str, bytes]:
+        """`deepracer models car-package <prefix> --checkpoint best`, handed to the browser instead of a file."""
+        packed = car_package(working(), run.local_s3_model_prefix, "best")
+        return f"{run.local_s3_model_prefix.strip('/').replace('/', '-')}-best.tar.gz", packed.data
+
+    def stop() -> list[str]:
+        """`deepracer stop`'s path, with the files as they are now (as the command would read them)."""
+        lines: list[str] = []
+        host = host_factory(run_env, system_env) if host_factory is not None else open_host(run_env, system_env)
+        stop_by_user(host, say=lines.append, warn=lines.append, store=store, how="from the dashboard")
+        return lines
+
+    def address(container: ContainerInfo) -> Optional[str]:
+        return engine.address(container.id, NETWORK)
+
+    def run_state() -> Optional[RunState]:
+        return store.read_or_none()
+
+    feed = LiveFeed(lambda: run_containers(engine, system, run), engine.follow, read_progress=progress,
+                    rules=rules, refresh_s=refresh_s, progress_every_s=progress_every_s)
+    if made:
+        say(f"dashboard token made and kept in {token_file or default_dashboard_token()} (0600); open, through "
+            f"your tunnel: http://{HOST}:{port}/?{QUERY}={keys.token}")
+    return create_app(keys=keys, feed=feed, system=system, run=run, stop=stop, car_package=package, address=address,
+                      read_run_state=run_state, now=lambda: datetime.now(timezone.utc))
+
+
+def make_server(app: "Starlette", port: int = DASHBOARD_PORT) -> "uvicorn.Server":
+    """uvicorn on 127.0.0.1:port, quiet (no access log: the token's URL must not land in a journal twice)."""
+    import uvicorn
+
+    # A camera stream never ends by itself: on Ctrl-C or `systemctl stop`, open ones get 5 s, then are closed.
+    config = uvicorn.Config(app, host=HOST, port=port, log_level="warning", access_log=False, lifespan="on",
+                            server_header=False, proxy_headers=False, timeout_graceful_shutdown=5)
+    return uvicorn.Server(config)
+
+
+def serve(app: "Starlette", port: int = DASHBOARD_PORT, *, say: Say = console.say) -> int:
+    """Serves `app` on 127.0.0.1:port until Ctrl-C or SIGTERM."""
+    say(f"dashboard on http://{HOST}:{port}/ (Ctrl-C ends it)")
+    make_server(app, port).run()
+    return 0
