@@ -4,12 +4,14 @@ stand-in simulator image (whose workers run a stand-in web_video_server with a r
 
 One run, one dashboard and one browser for the module; the tests go in the order a person would: open the page,
 read the charts, watch a worker's camera (and see it follow the worker's restart), try a forged POST, see a killed
-worker named with its cause, take the screenshots, stop the run, then download its car package. The screenshots the README shows are written here (docs/img/).
+worker named with its cause, take the screenshots, stop the run, then download its car package. The screenshots
+the README shows are written here (into docs/img/ with DR_WRITE_SCREENSHOTS=1).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import socket
 import threading
@@ -35,7 +37,9 @@ from tests.session.run.test_rehearsal_e2e import (  # noqa: F401 - fixtures
 )
 
 CHROMIUM = "/usr/bin/chromium"  # Debian's (scripts/test installs it); Playwright's own download is never used
-IMAGES = Path(__file__).resolve().parents[3] / "docs" / "img"
+# The README's screenshots: written into docs/img/ when DR_WRITE_SCREENSHOTS=1 (a browser's pixels differ from run to
+# run, so every test run would otherwise leave the checkout changed); into the test's own folder otherwise.
+DOC_IMAGES = Path(__file__).resolve().parents[3] / "docs" / "img"
 SEEN_S = 60_000  # ms: what a person would wait for the page to show something (the run makes progress meanwhile)
 DESKTOP = {"width": 1280, "height": 1000}
 # A hash of the picture worker 1's camera shows now (drawn on a canvas: same origin, so readable).
@@ -250,9 +254,10 @@ def test_a_killed_worker_shows_up_with_its_cause(page, training: Rehearsal):
     expect(stall).to_contain_text("likely cause: killed (SIGKILL): out of memory")
 
 
-def test_screenshots_at_desktop_and_phone_sizes(page):
+def test_screenshots_at_desktop_and_phone_sizes(page, tmp_path):
     from playwright.sync_api import expect
 
+    IMAGES = DOC_IMAGES if os.environ.get("DR_WRITE_SCREENSHOTS") == "1" else tmp_path
     # After the killed worker: the health list shows a stall with its cause, worker 1's camera plays on.
     IMAGES.mkdir(parents=True, exist_ok=True)
     expect(page.locator("#stalls li[data-kind='exited']")).to_be_visible()
