@@ -14,6 +14,7 @@ from pulumi import Output, ResourceOptions
 from infra import aws_policies, aws_sim_nodes, local_commands, pricing, sim_nodes
 from infra.bootstrap import HostConfig, aws_user_data
 from infra.settings import AwsSettings, node_workers_for_vcpus, workers_for_vcpus
+from session.core.defaults import DASHBOARD_PORT
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 AMI_PARAMETER = "/aws/service/deeplearning/ami/x86_64/base-oss-nvidia-driver-gpu-ubuntu-{version}/latest/ami-id"
@@ -90,6 +91,11 @@ class AwsEnvironment(pulumi.ComponentResource):
         self.ssh_command: Output[Optional[str]] = (
             Output.concat("ssh ubuntu@", self.instance.public_dns) if settings.ssh_public_key
             else Output.from_input(None))
+        # `deepracer dashboard` listens on the host's 127.0.0.1 only: Session Manager forwards the port, nothing opens.
+        self.dashboard_command = Output.concat(
+            "aws ssm start-session --target ", self.instance.id, " --region ", settings.region,
+            " --document-name AWS-StartPortForwardingSession --parameters portNumber=", str(DASHBOARD_PORT),
+            ",localPortNumber=", str(DASHBOARD_PORT))
         # A stopped host (idle auto-stop, time limit, or a spot host you stopped) starts again only when asked.
         # (With simulation nodes, theirs too: they stop themselves when the host's swarm is gone.)
         node_ids = [node.id for node in self.sim_nodes.instances] if self.sim_nodes is not None else []

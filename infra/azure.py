@@ -22,6 +22,7 @@ from infra import azure_blob, azure_cost, azure_roles, azure_sim_nodes, local_co
 from infra.bootstrap import HostConfig, azure_custom_data
 from infra.settings import AzureSettings, node_workers_for_vcpus, workers_for_vcpus
 from infra.sim_nodes import TOKEN_SECRET_NAME
+from session.core.defaults import DASHBOARD_PORT
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 PACKAGE_BLOB = "bootstrap/session.tar.gz"
@@ -122,6 +123,11 @@ class AzureEnvironment(pulumi.ComponentResource):
         self.container_name = self.container.name
         self.ssh_command: Output[Optional[str]] = (
             Output.concat("ssh ", s.admin_username, "@", self.ip.ip_address) if s.ssh_allowed_cidrs
+            else Output.from_input(None))
+        # `deepracer dashboard` listens on the VM's 127.0.0.1 only: an SSH tunnel reaches it (no port opens).
+        self.dashboard_command: Output[Optional[str]] = (
+            Output.concat("ssh -N -L ", str(DASHBOARD_PORT), ":127.0.0.1:", str(DASHBOARD_PORT), " ",
+                          s.admin_username, "@", self.ip.ip_address) if s.ssh_allowed_cidrs
             else Output.from_input(None))
         self.log_command = Output.concat(
             "az vm run-command invoke -g ", self.host_group.name, " -n ", self.vm.name,

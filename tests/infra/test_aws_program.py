@@ -417,6 +417,9 @@ def test_outputs_tell_the_user_how_to_connect_and_what_it_costs(default_run, cus
     assert out["publicDns"] == "ec2-198-51-100-7.compute-1.amazonaws.com"
     assert out["connect"] == f"aws ssm start-session --target {INSTANCE_ID} --region us-east-1"
     assert out["ssh"] is None
+    # the dashboard listens on the host's 127.0.0.1: Session Manager forwards its port, no port opens
+    assert out["dashboard"] == (f"aws ssm start-session --target {INSTANCE_ID} --region us-east-1 --document-name "
+                                "AWS-StartPortForwardingSession --parameters portNumber=8200,localPortNumber=8200")
     assert out["start"] == f"aws ec2 start-instances --instance-ids {INSTANCE_ID} --region us-east-1"
     assert (out["notificationTopic"], out["budget"]) == (None, None)
     assert out["estimatedCostPerHour"] == {

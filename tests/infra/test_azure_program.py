@@ -481,6 +481,9 @@ def test_outputs_tell_the_user_where_things_are_and_what_they_cost(default_run, 
         "basis": "East US Linux pay-as-you-go list prices, 2026; other regions differ by up to ~30%; spot taken "
                  "as 30% of pay-as-you-go (it moves with demand)"}
     assert custom_run.outputs["ssh"] == f"ssh racer@{AZURE_PUBLIC_IP}"
+    # the dashboard listens on the VM's 127.0.0.1: an SSH tunnel reaches it, and only where SSH is allowed
+    assert out["dashboard"] is None
+    assert custom_run.outputs["dashboard"] == f"ssh -N -L 8200:127.0.0.1:8200 racer@{AZURE_PUBLIC_IP}"
     assert custom_run.outputs["estimatedCostPerHour"]["vmUsd"] == 0.226  # 30% of 0.752, under the 0.30 cap
     assert custom_run.outputs["workers"] == 2
 
