@@ -287,6 +287,7 @@ class AwsEnvironment(pulumi.ComponentResource):
                 session_package_url=f"s3://{args[0]}/{PACKAGE_KEY}", status_url=f"s3://{args[0]}/{STATUS_PREFIX}",
                 upload_bucket=s.upload_bucket, idle_stop_minutes=s.cost.idle_stop_minutes,
                 power_off_after_max_minutes=s.cost.power_off_after_max_minutes, notify_topic_arn=args[2],
+                dashboard=s.dashboard,
                 sim_nodes=nodes.count, sim_node_workers=args[3] or 0,
                 swarm_token_parameter=sim_nodes.token_parameter_name(s.stack) if nodes.count else None,
                 swarm_token_key=sim_nodes.token_key_alias(s.stack) if nodes.count else None)))

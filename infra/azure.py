@@ -298,7 +298,7 @@ class AzureEnvironment(pulumi.ComponentResource):
                 host_user=s.admin_username, minio_access_key=a[1], minio_secret_key=a[2],
                 azure_storage_account=a[0], azure_blob_container=CONTAINER,
                 idle_stop_minutes=s.cost.idle_stop_minutes,
-                power_off_after_max_minutes=s.cost.power_off_after_max_minutes,
+                power_off_after_max_minutes=s.cost.power_off_after_max_minutes, dashboard=s.dashboard,
                 sim_nodes=s.sim_nodes.count, sim_node_workers=self.node_workers, swarm_token_secret_url=a[3]))))
         spot = s.priority == "spot"
         return compute.VirtualMachine(

@@ -51,6 +51,7 @@ class HostConfig:
     # without training before it powers off (0: never), and whether a training time limit powers it off too.
     idle_stop_minutes: int = 30
     power_off_after_max_minutes: bool = False
+    dashboard: bool = False  # the first boot enables deepracer-dashboard.service (stack setting `dashboard`)
     # AWS: the SNS topic the host publishes its notifications to (sns:Publish on this topic only); None: none.
     notify_topic_arn: Optional[str] = None
     # Simulation nodes that join this host's swarm (docs/multi-node.md); 0: none, and system.env says nothing.
@@ -91,6 +92,8 @@ def system_env(host: HostConfig) -> str:
     }
     if host.notify_topic_arn:
         values["DR_NOTIFY_TOPIC_ARN"] = host.notify_topic_arn
+    if host.dashboard:
+        values["DR_DASHBOARD_AT_BOOT"] = "True"
     if host.sim_nodes:
         values.update(_swarm_values(host))
     if host.cloud == "local":

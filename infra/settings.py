@@ -101,6 +101,7 @@ class AwsSettings:
     availability_zone: Optional[str]  # None: the first zone (by name) that offers the instance type
     cost: CostControls
     sim_nodes: SimNodes = SimNodes()
+    dashboard: bool = False  # the first boot enables `deepracer dashboard` (127.0.0.1 only, a token to enter)
 
     @property
     def simapp(self) -> str:
@@ -126,6 +127,7 @@ class AzureSettings:
     ready_timeout_minutes: int
     cost: CostControls
     sim_nodes: SimNodes = SimNodes(node_type=DEFAULT_AZURE_SIM_NODE_SIZE)
+    dashboard: bool = False  # the first boot enables `deepracer dashboard` (127.0.0.1 only, a token to enter)
 
     @property
     def simapp(self) -> str:
@@ -324,6 +326,7 @@ def load_aws(stack: str, get: Getter) -> AwsSettings:
         sim_nodes=_sim_nodes(r, DEFAULT_AWS_SIM_NODE_TYPE, r"[a-z][a-z0-9-]*\.[a-z0-9]+",
                              "an EC2 instance type such as c7i.2xlarge", "simNodeMarket", ("spot", "on-demand"),
                              AWS_CPU_INSTANCE_TYPES, need_known=False),
+        dashboard=r.boolean("dashboard", False),
     )
 
 
@@ -385,6 +388,7 @@ def load_azure(stack: str, get: Getter) -> AzureSettings:
         sim_nodes=_sim_nodes(r, DEFAULT_AZURE_SIM_NODE_SIZE, r"Standard_[A-Za-z0-9_]+",
                              "an Azure VM size such as Standard_F8s_v2", "simNodePriority", ("spot", "regular"),
                              AZURE_CPU_VM_SIZES, need_known=True),
+        dashboard=r.boolean("dashboard", False),
     )
 
 

@@ -111,6 +111,11 @@ install_units() {
   # limits.py): lingering runs that manager from boot, without a login, for deepracer-resume.service to arm it
   # in. Without it the limit falls back to a process the idle check backs up (5 minutes late at worst).
   loginctl enable-linger "$HOST_USER" || echo "warning: loginctl enable-linger $HOST_USER failed"
+  # The dashboard when the stack asks for it (setting `dashboard`): 127.0.0.1 only, a token to enter; else it is
+  # one `sudo systemctl enable --now deepracer-dashboard` away.
+  if [ "${DR_DASHBOARD_AT_BOOT:-False}" = True ]; then
+    systemctl enable --now deepracer-dashboard.service
+  fi
 }
 
 step_gpu_runtime() {

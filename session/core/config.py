@@ -303,6 +303,8 @@ class SystemConfig(_Settings):
                                       "evaluation; 0: never")
     power_off_after_max_minutes: bool = _setting("DR_POWER_OFF_AFTER_MAX_MINUTES", BOOL, "False",
                                                  "power the host off once training reached its time limit")
+    dashboard_at_boot: bool = _setting("DR_DASHBOARD_AT_BOOT", BOOL, "False",
+                                       "the first boot enables deepracer-dashboard.service (the stack's `dashboard`)")
     notify_topic_arn: Optional[str] = _setting("DR_NOTIFY_TOPIC_ARN", _optional(TEXT), None,
                                                "AWS: the SNS topic for e-mail notifications (session.lifecycle.notify)")
     # Azure hosts: where MinIO's model prefixes are kept (session.storage.blob); the stack writes them.

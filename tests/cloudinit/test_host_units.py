@@ -32,8 +32,7 @@ def _function(name: str) -> str:
     return match.group(0)
 
 
-@pytest.fixture()
-def rehearsal(tmp_path: Path):
+def install_units(tmp_path: Path, dashboard: bool = False):
     """Runs install_units as bootstrap.sh would; returns (unit dir, state dir, systemctl and loginctl calls)."""
     units, state, bin_dir = tmp_path / "systemd", tmp_path / "state", tmp_path / "bin"
     for folder in (units, state, bin_dir):
@@ -46,6 +45,7 @@ def rehearsal(tmp_path: Path):
     script = "\n".join([
         "set -Eeuo pipefail",
         f"SESSION_UNITS={SESSION_UNITS}", f"UNIT_DIR={units}", f"STATE_DIR={state}", "HOST_USER=daemon",
+        *(["DR_DASHBOARD_AT_BOOT=True"] if dashboard else []),
         _function("install_units"),
         "install_units",
     ])
@@ -53,6 +53,18 @@ def rehearsal(tmp_path: Path):
     result = subprocess.run(["bash", "-c", script], capture_output=True, text=True, env=env)
     assert result.returncode == 0, result.stderr
     return units, state, calls.read_text().splitlines()
+
+
+@pytest.fixture()
+def rehearsal(tmp_path: Path):
+    return install_units(tmp_path)
+
+
+def test_the_dashboard_is_enabled_only_when_the_stack_asks(tmp_path: Path, rehearsal):
+    (tmp_path / "with").mkdir()
+    _, _, calls = install_units(tmp_path / "with", dashboard=True)
+    assert "systemctl enable --now deepracer-dashboard.service" in calls
+    assert not any("deepracer-dashboard" in call for call in rehearsal[2])
 
 
 def test_every_unit_of_the_package_is_installed_byte_identical(rehearsal):

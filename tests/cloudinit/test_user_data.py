@@ -119,6 +119,13 @@ def test_system_env_carries_the_stacks_cost_controls_and_notification_topic():
     assert "DR_NOTIFY_TOPIC_ARN" not in render_user_data(HOST)  # no topic, no key
 
 
+def test_the_stacks_dashboard_setting_reaches_the_first_boot():
+    host = HostConfig(**{**HOST.__dict__, "dashboard": True})
+    values = parse_env(files_of(render_user_data(host))["/etc/deepracer/system.env"]["content"])
+    assert values["DR_DASHBOARD_AT_BOOT"] == "True"
+    assert "DR_DASHBOARD_AT_BOOT" not in render_user_data(HOST)  # off: nothing said, nothing enabled
+
+
 def test_system_env_cost_keys_are_the_ones_the_session_reads():
     """One place per name: the keys written here are settings of session.core.config's SystemConfig."""
     from session.core.config import SystemConfig

@@ -273,3 +273,11 @@ def test_azure_budget_and_notifications():
                  "deepracer-cloud:alertEmails": '["me@example.com"]', "deepracer-cloud:idleStopMinutes": "45"})
     assert s.cost == CostControls(idle_stop_minutes=45, power_off_after_max_minutes=False, monthly_budget_usd=80.0,
                                   alert_emails=("me@example.com",), notifications=True)
+
+
+def test_the_dashboard_at_first_boot_is_off_unless_the_stack_asks_on_both_clouds():
+    assert (load().dashboard, load_az().dashboard) == (False, False)
+    assert load({"deepracer-cloud:dashboard": "true"}).dashboard is True
+    assert load_az({"deepracer-cloud:dashboard": "true"}).dashboard is True
+    with pytest.raises(SettingsError, match="deepracer-cloud:dashboard"):
+        load({"deepracer-cloud:dashboard": "sometimes"})
