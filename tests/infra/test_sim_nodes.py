@@ -122,11 +122,11 @@ AWS_TODAY = [
     ("pulumi:pulumi:Stack", "deepracer-cloud-aws"),
 ]
 OUTPUTS_TODAY = {"aws": {"instanceId", "publicDns", "publicIp", "bucket", "region", "workers", "simapp",
-                         "sessionPackageSha256", "connect", "ssh", "start", "notificationTopic", "budget",
-                         "estimatedCostPerHour"},
+                         "sessionPackageSha256", "connect", "ssh", "dashboard", "start", "notificationTopic",
+                         "budget", "estimatedCostPerHour"},
                  "azure": {"vmId", "vmName", "resourceGroup", "publicIp", "storageAccount", "container", "location",
-                           "workers", "simapp", "sessionPackageSha256", "ssh", "bootstrapLog", "start", "budget",
-                           "estimatedCostPerHour"}}
+                           "workers", "simapp", "sessionPackageSha256", "ssh", "dashboard", "bootstrapLog", "start",
+                           "budget", "estimatedCostPerHour"}}
 
 
 def test_aws_sim_nodes_0_renders_exactly_todays_resources(aws_today):
