@@ -87,6 +87,9 @@ def inspect(run: Runner = run_command, root: Path = Path("/")) -> Machine:
     """Reads the machine; changes nothing."""
     release = _key_values((root / "etc/os-release").read_text()) if (root / "etc/os-release").is_file() else {}
     lspci = run(["lspci", "-nn"])
+    if lspci.returncode == 127:
+        raise PrepareError("lspci is not installed (Ubuntu's pciutils): it is how the NVIDIA GPU is found; "
+                           "sudo apt-get install -y pciutils")
     gpu = next((line.split(": ", 1)[-1] for line in lspci.stdout.splitlines()
                 if "NVIDIA" in line and ("VGA" in line or "3D controller" in line)), None)
     smi = run(["nvidia-smi", "-L"])
