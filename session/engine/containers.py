@@ -18,7 +18,7 @@ import threading
 import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import (
@@ -61,6 +61,9 @@ _COMPOSE_CONFIG_FILES = "com.docker.compose.project.config_files"
 _COMPOSE_WORKING_DIR = "com.docker.compose.project.working_dir"
 _SWARM_TASK_NAME = "com.docker.swarm.task.name"  # swarm's labels on a replica's container
 _SWARM_TASK_ID = "com.docker.swarm.task.id"
+# Swarm's task states after which the task's container no longer runs (swarmkit api/types.proto TaskState).
+_TASK_ENDED = ("complete", "shutdown", "failed", "rejected", "orphaned", "remove")
+_TASK_POLL_S = 1.0
 _SWARM_SERVICE_NAME = "com.docker.swarm.service.name"
 COMPOSE_NETWORK_LABEL = "com.docker.compose.network"
 COMPOSE_PROJECT_LABEL = "com.docker.compose.project"
@@ -208,7 +211,8 @@ class Readiness:
         if self.ready:
             return "all containers are ready"
         if self.failed is not None:
-            head = f"{self.failed.name} exited with code {self.failed.exit_code}"
+            where = f" on node {self.failed.node}" if self.failed.node else ""
+            head = f"{self.failed.name}{where} exited with code {self.failed.exit_code}"
             if self.exception is not None:
                 return f"{head}: {self.exception}"
             if self.compose_error is not None:
@@ -725,11 +729,17 @@ class Engine:
                 on_event(event)
 
         try:
+            elsewhere = set()
             for name, info in by_name.items():
                 stream = self._open_stream(info)
                 streams.append(stream)
                 threading.Thread(target=self._pump, args=(info, stream, events, cancelled, deadline),
                                  name=f"logs-{name}", daemon=True).start()
+                if self._elsewhere(info):
+                    # The manager's stream of a service's log outlives each replica: the task's state tells its end.
+                    elsewhere.add(name)
+                    threading.Thread(target=self._watch_task, args=(info, events, cancelled),
+                                     name=f"task-{name}", daemon=True).start()
             for name in sorted(ready):
                 emit(WatchEvent(by_name[name], "ready"))
             while len(ready) < len(by_name):
@@ -758,7 +768,17 @@ class Engine:
                 # but its stream broke, and then only the timeout can tell.
                 if value is None or (name in ready and value == 0):
                     continue
-                final = self.get(info.id) or info
+                if name in elsewhere:
+                    # Its last lines may still be on their way through the manager's stream: read them whole.
+                    final = _exited(info, value)
+                    with contextlib.suppress(EngineError):
+                        tails[name] = deque(self.logs(info, tail=_TAIL_LINES).splitlines(), maxlen=_TAIL_LINES)
+                        for line in tails[name]:
+                            found = parse_simapp_exception(line)
+                            if found is not None:
+                                errors[name] = found
+                else:
+                    final = self.get(info.id) or info
                 emit(WatchEvent(final, "exited"))
                 error, compose_error = errors.get(name), compose_errors.get(name)
                 lines = ((str(error),) if error is not None else (compose_error,) if compose_error is not None
@@ -770,6 +790,23 @@ class Engine:
             cancelled.set()
             for stream in streams:
                 _close(stream)
+
+    def _watch_task(self, info: ContainerInfo, events: "queue.Queue[Tuple[str, str, Any]]",
+                    cancelled: threading.Event) -> None:
+        """Thread body for a replica on another node: its exit code once its task ended (swarm offers no event
+        for one task, so its state is asked every second until then or until the watch ends)."""
+        while not cancelled.is_set():
+            try:
+                attrs = self._client.api.inspect_task(info.task)
+            except Exception:  # noqa: BLE001 - the manager is busy or the task went: ask again
+                attrs = None
+            status = (attrs or {}).get("Status") or {}
+            if status.get("State") in _TASK_ENDED:
+                code = (status.get("ContainerStatus") or {}).get("ExitCode")
+                # A task rejected before its container ran (no image on its node) has no exit code.
+                events.put((info.name, "end", int(code) if code is not None else -1))
+                return
+            cancelled.wait(_TASK_POLL_S)
 
     def _pump(self, info: ContainerInfo, stream: Any, events: "queue.Queue[Tuple[str, str, Any]]",
               cancelled: threading.Event, deadline: float) -> None:
@@ -792,6 +829,12 @@ class Engine:
 
 
 # --- helpers --------------------------------------------------------------------------------------------------
+
+
+def _exited(info: ContainerInfo, exit_code: int) -> ContainerInfo:
+    """A replica on another node as its task ended (this engine cannot inspect its container)."""
+    values = {item.name: getattr(info, item.name) for item in fields(info)}
+    return ContainerInfo(**{**values, "status": "exited", "exit_code": exit_code})
 
 
 def _ref(container: ContainerRef) -> str:

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, Iterator, List, Optional,
 from session.engine.containers import Engine
 from session.host.factory import storage_for
 from session.insight.live import DiskUse, GpuUse, LiveState, Snapshot, StallRules
+from session.insight.status import read_recorded, recorded_lines
 from session.run.progress import read_progress as read
 from session.run.training import run_containers
 
@@ -422,6 +423,16 @@ def _percent(value: Optional[float]) -> str:
     return "-" if value is None else f"{value:.1f}%"
 
 
+def _titled(title: str, run: "RunConfig", snapshot: Snapshot) -> str:
+    """The title, with what the run state says of a swarm node lost (the node watch stops the run, or did)."""
+    try:
+        state, nodes_down = read_recorded(run, None)
+    except OSError:
+        return title
+    running = snapshot.trainer.state == "running" or any(w.state in ("running", "lost") for w in snapshot.workers)
+    return "\n".join([title, *(" ".join(line.split()) for line in recorded_lines(state, nodes_down, running))])
+
+
 # --- the command's body ------------------------------------------------------------------------------------------
 
 
@@ -445,7 +456,8 @@ def watch_run(system: "SystemConfig", run: "RunConfig", *, rules: StallRules = S
     with Live(console=console, auto_refresh=False, transient=False) as live:
         try:
             follow_session(lambda: run_containers(engine, system, run), engine.follow,
-                           lambda snapshot: live.update(render(snapshot, title), refresh=True),
+                           lambda snapshot: live.update(render(snapshot, _titled(title, run, snapshot)),
+                                                        refresh=True),
                            rules=rules, read_progress=read_progress, refresh_s=refresh_s,
                            progress_every_s=progress_every_s)
         except KeyboardInterrupt:
