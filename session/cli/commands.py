@@ -227,9 +227,9 @@ def idle_check(args: argparse.Namespace) -> int:
     return 0
 
 
-def node_watch(args: argparse.Namespace) -> int:
-    """One tick of deepracer-node-watch.timer: a run whose swarm node is lost past the grace is stopped."""
-    from session.lifecycle.node_watch import check
+def swarm_watch(args: argparse.Namespace) -> int:
+    """One tick of deepracer-swarm-watch.timer: a run whose swarm node is lost past the grace is stopped."""
+    from session.lifecycle.swarm_watch import check
 
     check(say=console.say)
     return 0

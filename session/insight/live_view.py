@@ -14,6 +14,7 @@ or every episode would count twice.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import queue
 import shutil
@@ -43,6 +44,7 @@ DISK_PATHS = ("/", "/mnt")
 NVIDIA_SMI_QUERY = ("--query-gpu=utilization.gpu,memory.used,memory.total", "--format=csv,noheader,nounits")
 SHOWN_ITERATIONS = 8
 _QUEUE_LINES = 20000  # followers wait when the loop is this far behind (a long run's backlog)
+_PUT_WAIT_S = 0.5  # a follower waiting on a full queue looks this often whether the view ended
 _NVIDIA_SMI_TIMEOUT_S = 5.0
 
 HostProbe = Tuple[Optional[Tuple[GpuUse, ...]], Optional[str], Tuple[DiskUse, ...]]
@@ -135,6 +137,7 @@ def follow_session(list_containers: Callable[[], Sequence["ContainerInfo"]],
     events: "queue.Queue[Tuple[Any, ...]]" = queue.Queue(maxsize=_QUEUE_LINES)
     cancelled = threading.Event()
     sources: Dict[str, _Source] = {}
+    opened: Dict[str, Any] = {}  # each follower's log, closed when the view ends (a quiet log blocks its reader)
     ended: set = set()
     busy: set = set()  # background reads in flight: progress, probe
     containers: List["ContainerInfo"] = []
@@ -157,7 +160,7 @@ def follow_session(list_containers: Callable[[], Sequence["ContainerInfo"]],
             else:
                 continue
             sources[container.id] = source
-            threading.Thread(target=_pump, args=(container, source, open_log, events, clock, cancelled),
+            threading.Thread(target=_pump, args=(container, source, open_log, events, clock, cancelled, opened),
                              name=f"follow-{container.name}", daemon=True).start()
 
     def background(kind: str, work: Callable[[], Any]) -> None:
@@ -232,18 +235,40 @@ def follow_session(list_containers: Callable[[], Sequence["ContainerInfo"]],
                 return snapshot
     finally:
         cancelled.set()
+        for lines in list(opened.values()):
+            close = getattr(lines, "close", None)
+            if close is not None:
+                with contextlib.suppress(Exception):
+                    close()
 
 
 def _pump(container: "ContainerInfo", source: _Source, open_log: Callable[["ContainerInfo"], Iterator[str]],
-          events: "queue.Queue[Tuple[Any, ...]]", clock: Callable[[], float], cancelled: threading.Event) -> None:
-    """Thread body: every line of one container's log, then its end."""
+          events: "queue.Queue[Tuple[Any, ...]]", clock: Callable[[], float], cancelled: threading.Event,
+          opened: Optional[Dict[str, Any]] = None) -> None:
+    """Thread body: every line of one container's log, then its end. Once the view ends it stops reading and
+    closes the log, also while the queue is full: a follower left blocked would hold the manager's subscription
+    to a swarm service's log open, and that node's log would stop flowing to any other reader (`stop` among them)."""
+    lines = open_log(container)
+    if opened is not None:
+        opened[source.container_id] = lines
     try:
-        for line in open_log(container):
-            events.put(("line", source, line, clock()))
+        for line in lines:
+            while True:
+                try:
+                    events.put(("line", source, line, clock()), timeout=_PUT_WAIT_S)
+                    break
+                except queue.Full:
+                    if cancelled.is_set():
+                        return
             if cancelled.is_set():
                 return
     except Exception:  # noqa: BLE001 - a broken stream ends like a closed one; the container's state tells which
         pass
+    finally:
+        close = getattr(lines, "close", None)
+        if close is not None:
+            with contextlib.suppress(Exception):
+                close()
     events.put(("end", source))
 
 
@@ -424,7 +449,7 @@ def _percent(value: Optional[float]) -> str:
 
 
 def _titled(title: str, run: "RunConfig", snapshot: Snapshot) -> str:
-    """The title, with what the run state says of a swarm node lost (the node watch stops the run, or did)."""
+    """The title, with what the run state says of a swarm node lost (the swarm watch stops the run, or did)."""
     try:
         state, nodes_down = read_recorded(run, None)
     except OSError:

@@ -83,7 +83,7 @@ class Status:
     progress_source: Optional[str] = None  # storage | cache
     progress_error: Optional[str] = None  # storage could not be read (a cached progress may still be shown)
     recorded: Optional[RunState] = None  # the run state, when it records this run
-    nodes_down: tuple[DownNode, ...] = ()  # swarm nodes seen down under it, within the node watch's grace
+    nodes_down: tuple[DownNode, ...] = ()  # swarm nodes seen down under it, within the swarm watch's grace
     timings_ms: dict[str, float] = field(default_factory=dict, compare=False)
 
     @property
@@ -148,7 +148,7 @@ def host_status(host: "Host", **options: Any) -> Status:
 
 def read_recorded(run: "RunConfig",
                   path: Optional[Union[str, Path]]) -> tuple[Optional[RunState], tuple[DownNode, ...]]:
-    """The run state when it records this run (by its id), and the swarm nodes the node watch has seen down under
+    """The run state when it records this run (by its id), and the swarm nodes the swarm watch has seen down under
     it; an unreadable state is no state here (`status` reports the containers either way)."""
     store = RunStateStore(Path(path) if path is not None else None)
     state = store.read_or_none()
@@ -397,16 +397,16 @@ def _render_recorded(status: Status) -> list[str]:
 
 def recorded_lines(state: Optional[RunState], nodes_down: Sequence[DownNode], running: bool) -> list[str]:
     """Why the run stopped, or that it is being stopped, when the run state says so; a swarm node counting down
-    to the node watch's stop (`status` and `watch` show them)."""
+    to the swarm watch's stop (`status` and `watch` show them)."""
     if state is None:
         return []
     lines = []
     if state.status is RunStatus.NODE_LOST:
         if running:
-            lines.append(f"stopping  {state.reason}: the node watch is stopping the run")
+            lines.append(f"stopping  {state.reason}: the swarm watch is stopping the run")
         else:
             when = f" at {state.stopped:%Y-%m-%d %H:%M} UTC" if state.stopped else ""
-            lines.append(f"stopped   {state.reason}; the node watch stopped the run{when}")
+            lines.append(f"stopped   {state.reason}; the swarm watch stopped the run{when}")
             lines.append("          `deepracer increment`, then `deepracer train`, continue from its last checkpoint"
                          + (f" ({state.checkpoint})" if state.checkpoint else ""))
     elif state.status in (RunStatus.RUNNING, RunStatus.STARTING):

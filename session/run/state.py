@@ -14,7 +14,7 @@ Its status changes only through `advance`, by the events of TRANSITIONS:
     running      --time-up---------> time-limit        the time limit
     running      --end-------------> ended             its containers stopped without any of us (the idle check)
     running      --node-lost-------> node-lost         a swarm node with its workers was down past the grace
-    starting     --node-lost-------> node-lost           (session.lifecycle.node_watch): stopped, not resumed
+    starting     --node-lost-------> node-lost           (session.lifecycle.swarm_watch): stopped, not resumed
     starting     --end-------------> ended             `train`'s start failed: nothing runs
     interrupted  --resume----------> resuming          `deepracer resume` (at boot) claims it
     any          --force-resume----> resuming          `deepracer resume --force`

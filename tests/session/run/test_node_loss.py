@@ -1,4 +1,4 @@
-"""The grace a lost swarm node gets before the node watch stops its run (pure: session.run.node_loss.due), and the
+"""The grace a lost swarm node gets before the swarm watch stops its run (pure: session.run.node_loss.due), and the
 memory it keeps between ticks. The real swarm's side is in test_swarm_training.py."""
 
 from __future__ import annotations

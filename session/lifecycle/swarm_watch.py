@@ -1,7 +1,7 @@
 """The run stopped when a swarm node carrying its workers is lost: the trainer would wait for their episodes
 forever (session.run.node_loss says why), burning GPU time.
 
-`deepracer node-watch` runs as root every 30 seconds (deepracer-node-watch.timer), a oneshot like the idle check:
+`deepracer swarm-watch` runs as root every 30 seconds (deepracer-swarm-watch.timer), a oneshot like the idle check:
 only a swarm manager with a run recorded as running (or starting) asks the swarm anything, so elsewhere a tick
 costs a JSON read. A dedicated timer rather than the idle check (every 5 minutes: too coarse while a GPU waits) or
 the spot watcher (a long-running loop whose job and failure modes are the metadata service's, and which does not
@@ -28,7 +28,7 @@ from session.lifecycle.stopping import StopReport, interrupt
 from session.run.node_loss import GRACE, DownNode, due, lost_workers, memory_path_beside, read_memory, write_memory
 from session.run.state import Event, RunStateError, RunStateStore, Status, utcnow
 
-CHECK_EVERY_S = 30  # deepracer-node-watch.timer's OnUnitActiveSec: a run stops within GRACE + this
+CHECK_EVERY_S = 30  # deepracer-swarm-watch.timer's OnUnitActiveSec: a run stops within GRACE + this
 STOP_TIMEOUT_S = 30.0  # per phase of the stop, as `deepracer stop`'s default: nothing hurries this one
 WATCHED = (Status.RUNNING, Status.STARTING)
 NODE_LOST = "training stopped: node lost"
@@ -45,7 +45,7 @@ def check(*, store: Optional[RunStateStore] = None, engine: Optional[Engine] = N
     try:
         state = store.read()
     except RunStateError as error:
-        say(f"node watch: {error}")
+        say(f"swarm watch: {error}")
         return None
     if state is None or state.status not in WATCHED:
         if memory_path.exists():
@@ -55,7 +55,7 @@ def check(*, store: Optional[RunStateStore] = None, engine: Optional[Engine] = N
     try:
         lost = lost_workers(Swarm(engine or Engine()), state.run_id)
     except EngineError as error:
-        say(f"node watch: {error}")
+        say(f"swarm watch: {error}")
         return None
     past, within, memory = due(lost, read_memory(memory_path), state.token, moment, grace)
     if lost:
@@ -63,7 +63,7 @@ def check(*, store: Optional[RunStateStore] = None, engine: Optional[Engine] = N
     elif memory_path.exists():
         memory_path.unlink(missing_ok=True)
     for node in within:
-        say(f"node watch: {node.describe()} down since {node.since:%H:%M:%S} UTC; run {state.run_id} is stopped at "
+        say(f"swarm watch: {node.describe()} down since {node.since:%H:%M:%S} UTC; run {state.run_id} is stopped at "
             f"{node.since + grace:%H:%M:%S} UTC unless it returns")
     if not past:
         return None
