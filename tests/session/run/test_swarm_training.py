@@ -309,9 +309,11 @@ def test_logs_follow_and_watch_relay_a_worker_on_the_other_node(
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         env={**os.environ, "DOCKER_HOST": two_node_swarm.manager})
     try:
-        fresh = poll(lambda: _fresh_sim_trace(command, since), "a new SIM_TRACE_LOG line of worker 2",
-                     timeout_s=READY_S)
-        assert fresh
+        arrived = poll(lambda: _fresh_sim_trace(command, since), "a new SIM_TRACE_LOG line of worker 2",
+                       timeout_s=READY_S)
+        # and it goes on: a line the worker wrote after the first one had reached us (a one-off read would end)
+        poll(lambda: _fresh_sim_trace(command, float(arrived) + 1.0), "a line written after the first one arrived",
+             timeout_s=READY_S)
     finally:
         command.kill()
         command.wait()
@@ -326,13 +328,13 @@ def test_logs_follow_and_watch_relay_a_worker_on_the_other_node(
     assert containers_on(two_node_swarm.worker, host.run.run_id) == []
 
 
-def _fresh_sim_trace(command: subprocess.Popen, since: float) -> bool:
-    """Reads the command's next line (blocking: it prints steps many times a second); True for a SIM_TRACE_LOG
-    line stamped (wall_clock, its last field) after `since`."""
+def _fresh_sim_trace(command: subprocess.Popen, since: float) -> float:
+    """Reads the command's next line (blocking: it prints steps many times a second); for a SIM_TRACE_LOG line
+    stamped (wall_clock, its last field) after `since`, the time it arrived, else 0."""
     assert command.stdout is not None
     line = command.stdout.readline()
     if not line:
         pytest.fail(f"`deepracer logs --follow` ended: {command.stderr.read() if command.stderr else ''}")
-    if "SIM_TRACE_LOG:" not in line:
-        return False
-    return float(line.rstrip().rsplit(",", 1)[1]) > since
+    if "SIM_TRACE_LOG:" not in line or float(line.rstrip().rsplit(",", 1)[1]) <= since:
+        return 0.0
+    return time.time()
