@@ -29,7 +29,7 @@ import boto3
 import docker
 import pytest
 
-from session.engine.containers import Engine
+from session.engine.containers import Engine, WatchEvent
 from session.engine.specs import NETWORK
 from session.engine.swarm import Swarm
 from session.insight.live_view import follow_session
@@ -126,8 +126,12 @@ def test_training_spreads_its_workers_over_both_nodes_status_and_logs_see_them_a
     host = swarm_rehearsal.host()
     said: list[str] = []
 
-    started = start_training(host, say=said.append, timeout_s=READY_S)
+    events: list[WatchEvent] = []
+    started = start_training(host, say=said.append, timeout_s=READY_S, on_event=events.append)
     assert [(c.role, c.worker) for c in started] == [("trainer", None), ("worker", 1), ("worker", 2)]
+    # each worker was ready by its own SIM_TRACE_LOG line, the one on the other node's through the manager
+    assert sorted(e.container.worker for e in events if e.kind == "ready" and e.container.role == "worker"
+                  and "SIM_TRACE_LOG:" in e.line) == [1, 2]
     assert f"started service deepracer-{host.run.run_id}-worker: 2 worker(s) on the swarm's nodes labelled " \
            "Robomaker" in said
     nodes = {n.id: n for n in Swarm(host.engine).nodes()}
@@ -301,6 +305,15 @@ def test_logs_follow_and_watch_relay_a_worker_on_the_other_node(
     host = swarm_rehearsal.host()
     start_training(host, say=lambda _: None, timeout_s=READY_S)
 
+    # `watch`'s data layer: both workers (on the other node) counted from their lines through the manager. First:
+    # here, after a `logs --follow` of the service was killed mid-stream, the manager (Docker 20.10) was once seen
+    # to relay no more of the service's log to other readers; not understood yet (branch swarm-run's report).
+    snapshot = follow_session(lambda: run_containers(host.engine, host.system, host.run), host.engine.follow,
+                              lambda _: None, probe=None, refresh_s=0.5, max_refreshes=int(READY_S * 2),
+                              until=lambda s: len(s.workers) == 2 and all(w.steps > 0 for w in s.workers))
+    assert [(w.number, w.state) for w in snapshot.workers] == [(1, "running"), (2, "running")]
+    assert all(w.steps > 0 for w in snapshot.workers), snapshot.workers
+
     # `deepracer logs worker 2 --follow`, the command itself, against the manager: lines newer than its start
     since = time.time()
     command = subprocess.Popen(
@@ -309,32 +322,26 @@ def test_logs_follow_and_watch_relay_a_worker_on_the_other_node(
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         env={**os.environ, "DOCKER_HOST": two_node_swarm.manager})
     try:
-        arrived = poll(lambda: _fresh_sim_trace(command, since), "a new SIM_TRACE_LOG line of worker 2",
-                       timeout_s=READY_S)
+        arrived = _read_until_fresh(command, since, "a new SIM_TRACE_LOG line of worker 2")
         # and it goes on: a line the worker wrote after the first one had reached us (a one-off read would end)
-        poll(lambda: _fresh_sim_trace(command, float(arrived) + 1.0), "a line written after the first one arrived",
-             timeout_s=READY_S)
+        _read_until_fresh(command, arrived + 1.0, "a line written after the first one arrived")
     finally:
         command.kill()
         command.wait()
-
-    # `watch`'s data layer: both workers (on the other node) counted from their lines through the manager
-    snapshot = follow_session(lambda: run_containers(host.engine, host.system, host.run), host.engine.follow,
-                              lambda _: None, probe=None, refresh_s=0.5, max_refreshes=int(READY_S * 2),
-                              until=lambda s: len(s.workers) == 2 and all(w.steps > 0 for w in s.workers))
-    assert [(w.number, w.state) for w in snapshot.workers] == [(1, "running"), (2, "running")]
-    assert all(w.steps > 0 for w in snapshot.workers), snapshot.workers
     stop_training(host, say=lambda _: None, timeout=STOP_S)
     assert containers_on(two_node_swarm.worker, host.run.run_id) == []
 
 
-def _fresh_sim_trace(command: subprocess.Popen, since: float) -> float:
-    """Reads the command's next line (blocking: it prints steps many times a second); for a SIM_TRACE_LOG line
-    stamped (wall_clock, its last field) after `since`, the time it arrived, else 0."""
+def _read_until_fresh(command: subprocess.Popen, since: float, what: str) -> float:
+    """Reads the command's lines (it prints steps many times a second, so a read never waits long) until a
+    SIM_TRACE_LOG line stamped (wall_clock, its last field) after `since`; returns when that line arrived."""
     assert command.stdout is not None
-    line = command.stdout.readline()
-    if not line:
-        pytest.fail(f"`deepracer logs --follow` ended: {command.stderr.read() if command.stderr else ''}")
-    if "SIM_TRACE_LOG:" not in line or float(line.rstrip().rsplit(",", 1)[1]) <= since:
-        return 0.0
-    return time.time()
+    deadline = time.monotonic() + READY_S
+    while time.monotonic() < deadline:
+        line = command.stdout.readline()
+        if not line:
+            pytest.fail(f"`deepracer logs --follow` ended before {what}: "
+                        f"{command.stderr.read() if command.stderr else ''}")
+        if "SIM_TRACE_LOG:" in line and float(line.rstrip().rsplit(",", 1)[1]) > since:
+            return time.time()
+    pytest.fail(f"no {what} within {READY_S} s")
