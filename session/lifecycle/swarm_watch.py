@@ -3,14 +3,14 @@ forever (session.run.node_loss says why), burning GPU time.
 
 `deepracer swarm-watch` runs as root every 30 seconds (deepracer-swarm-watch.timer), a oneshot like the idle check:
 only a swarm manager with a run recorded as running (or starting) asks the swarm anything; elsewhere a tick reads
-the run state and ends (a second of CPU for the interpreter and its imports). A dedicated timer rather than the idle check (every 5 minutes: too coarse while a GPU waits) or
-the spot watcher (a long-running loop whose job and failure modes are the metadata service's, and which does not
-even run where no cloud sends notices); a oneshot keeps no state in memory, so a crash or an update loses
-nothing, and the grace's start is kept in a file (session.run.node_loss). A node down for `GRACE` (two minutes)
-or more stops the run through the graceful stop the spot watcher and the time limit share
-(session.lifecycle.stopping.interrupt: `stop_training`, logs to `<prefix>/logs/`, the newest checkpoint recorded,
-the models kept), recorded as `node-lost` with the node in the reason; then an e-mail names the node, its
-workers and how to go on.
+the run state and ends (a second of CPU for the interpreter and its imports). A dedicated timer rather than the
+idle check (every 5 minutes: too coarse while a GPU waits) or the spot watcher (a long-running loop whose job and
+failure modes are the metadata service's, and which does not even run where no cloud sends notices); a oneshot
+keeps no state in memory, so a crash or an update loses nothing, and the grace's start is kept in a file
+(session.run.node_loss). A node down for `GRACE` (two minutes) or more stops the run through the graceful stop
+the spot watcher and the time limit share (session.lifecycle.stopping.interrupt: `stop_training`, logs to
+`<prefix>/logs/`, the newest checkpoint recorded, the models kept), recorded as `node-lost` with the node in the
+reason; then an e-mail names the node, its workers and how to go on.
 """
 
 from __future__ import annotations
