@@ -237,6 +237,14 @@ def idle_check(args: argparse.Namespace) -> int:
     return 0
 
 
+def swarm_watch(args: argparse.Namespace) -> int:
+    """One tick of deepracer-swarm-watch.timer: a run whose swarm node is lost past the grace is stopped."""
+    from session.lifecycle.swarm_watch import check
+
+    check(say=console.say)
+    return 0
+
+
 def sync_models(args: argparse.Namespace) -> int:
     from session.storage.blob import blob_store_for, require_azure, sync_all, sync_prefix_to_blob, sync_running
 

@@ -251,6 +251,8 @@ def _parser() -> argparse.ArgumentParser:
 
     commands.add_parser("spot-watch", help="stop training gracefully on a spot interruption notice and mark it "
                                            "resumable (deepracer-spot-watch.service)")
+    commands.add_parser("swarm-watch", help="stop training when a swarm node with its workers has been down for 2 "
+                                           "min (deepracer-swarm-watch.timer, as root, every 30 s)")
     commands.add_parser("shutdown-stop", help="at a shutdown without a spot notice, stop training as a notice does "
                                               "and mark it resumable (deepracer-shutdown.service, at shutdown)")
     _share_global_options(parser)

@@ -18,7 +18,7 @@ import threading
 import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import (
@@ -61,6 +61,10 @@ _COMPOSE_CONFIG_FILES = "com.docker.compose.project.config_files"
 _COMPOSE_WORKING_DIR = "com.docker.compose.project.working_dir"
 _SWARM_TASK_NAME = "com.docker.swarm.task.name"  # swarm's labels on a replica's container
 _SWARM_TASK_ID = "com.docker.swarm.task.id"
+# Swarm's task states after which the task's container no longer runs (swarmkit api/types.proto TaskState).
+_TASK_ENDED = ("complete", "shutdown", "failed", "rejected", "orphaned", "remove")
+_TASK_POLL_S = 1.0
+TASK_LOG_READ_S = 60.0  # the longest a whole swarm task's log is read through the manager (task_logs)
 _SWARM_SERVICE_NAME = "com.docker.swarm.service.name"
 COMPOSE_NETWORK_LABEL = "com.docker.compose.network"
 COMPOSE_PROJECT_LABEL = "com.docker.compose.project"
@@ -208,7 +212,8 @@ class Readiness:
         if self.ready:
             return "all containers are ready"
         if self.failed is not None:
-            head = f"{self.failed.name} exited with code {self.failed.exit_code}"
+            where = f" on node {self.failed.node}" if self.failed.node else ""
+            head = f"{self.failed.name}{where} exited with code {self.failed.exit_code}"
             if self.exception is not None:
                 return f"{head}: {self.exception}"
             if self.compose_error is not None:
@@ -643,53 +648,63 @@ class Engine:
         return (isinstance(container, ContainerInfo) and bool(container.task and container.service)
                 and self._inspect(container) is None)
 
-    def task_logs(self, service: str, task: str, tail: Optional[int] = None) -> str:
+    def task_logs(self, service: str, task: str, tail: Optional[int] = None,
+                  timeout_s: float = TASK_LOG_READ_S) -> str:
         """One swarm task's log through the manager, which asks the node that ran it. The manager waits for
         every node with a task of the service: with one of them down it does not answer (Docker 20.10), so a
-        caller that knows of a lost node does not ask."""
-        options: Dict[str, Any] = {"stdout": True, "stderr": True, "details": True}
-        with self._translated(f"cannot read the logs of task {task[:12]} of service {service}"):
-            chunks = self._client.api.service_logs(service, **options)
-            data = chunks if isinstance(chunks, bytes) else b"".join(chunks)
-        marker = f"{_SWARM_TASK_ID}={task}"
-        lines = []
-        for line in data.decode("utf-8", "replace").replace("\r\n", "\n").splitlines():
-            details, _, message = line.partition(" ")
-            if marker in details.split(","):
-                lines.append(message)
+        caller that knows of a lost node does not ask. A log that grows faster than the manager relays it (the
+        service's other replicas go on writing), or a manager that keeps its answer open, would never end: after
+        `timeout_s` what was read is returned, with a last line saying so."""
+        read = self._task_stream(service, task, follow=False)
+        lines: List[str] = []
+        # The deadline closes the stream even while no byte comes (a manager that keeps the answer open).
+        expired = threading.Event()
+
+        def expire() -> None:
+            expired.set()
+            read.close()
+
+        timer = threading.Timer(timeout_s, expire)
+        timer.daemon = True
+        timer.start()
+        try:
+            with self._translated(f"cannot read the logs of task {task[:12]} of service {service}"):
+                try:
+                    for line in read:
+                        lines.append(line.decode("utf-8", "replace").rstrip("\r\n"))
+                except Exception:
+                    if not expired.is_set():
+                        raise  # a real failure; a stream the deadline closed ends like a finished one
+        finally:
+            timer.cancel()
+            read.close()
+        cut = expired.is_set()
         if tail is not None:
             lines = lines[-tail:] if tail > 0 else []
+        if cut:  # what was read is kept: the log saved at a stop is better cut than missing
+            lines.append(f"[deepracer: stopped reading after {timeout_s:.0f} s: the swarm manager kept relaying (a "
+                         "log that grows faster than it relays) or kept its answer open]")
         return "".join(f"{line}\n" for line in lines)
 
-    def _task_stream(self, service: str, task: str) -> Iterator[bytes]:
-        """A swarm task's log as it arrives, through the manager: the service's stream, this task's lines only."""
+    def _task_stream(self, service: str, task: str, follow: bool = True) -> "_TaskLog":
+        """A swarm task's log through the manager (as it arrives, with `follow`): the service's stream, this task's
+        lines only. Built as the SDK's service_logs builds it, but closable from another thread (the SDK hands back
+        a bare generator): a reader that gives up must end the manager's subscription, not leave it open."""
+        from docker.types import CancellableStream
+
+        api = self._client.api
+        params = {"details": True, "follow": follow, "stdout": True, "stderr": True, "tail": "all"}
         with self._translated(f"cannot read the logs of task {task[:12]} of service {service}"):
-            raw = self._client.api.service_logs(service, stdout=True, stderr=True, details=True, follow=True)
-        marker = f"{_SWARM_TASK_ID}={task}"
-
-        def lines() -> Iterator[bytes]:
-            try:
-                for line in _split_lines(raw):
-                    details, _, message = line.partition(" ")
-                    if marker in details.split(","):
-                        yield f"{message}\n".encode()
-            finally:
-                _close(raw)
-
-        return lines()
+            response = api._get(api._url("/services/{0}/logs", service), params=params, stream=True)
+            api._raise_for_status(response)
+        # Our services have no TTY: the stream is multiplexed, as the SDK reads a container's.
+        return _TaskLog(CancellableStream(api._multiplexed_response_stream_helper(response), response),
+                        f"{_SWARM_TASK_ID}={task}")
 
     def follow(self, container: ContainerRef) -> Iterator[str]:
         """The container's log lines from its start, then as they arrive; ends when the container exits.
-        Closing the iterator closes the stream."""
-        stream = self._open_stream(container)
-
-        def lines() -> Iterator[str]:
-            try:
-                yield from _split_lines(stream)
-            finally:
-                _close(stream)
-
-        return lines()
+        Closing the iterator closes the stream, also from another thread (a follower blocked on a quiet log)."""
+        return _Lines(self._open_stream(container))
 
     def _open_stream(self, container: ContainerRef) -> Any:
         from docker.errors import NotFound
@@ -732,11 +747,17 @@ class Engine:
                 on_event(event)
 
         try:
+            elsewhere = set()
             for name, info in by_name.items():
                 stream = self._open_stream(info)
                 streams.append(stream)
                 threading.Thread(target=self._pump, args=(info, stream, events, cancelled, deadline),
                                  name=f"logs-{name}", daemon=True).start()
+                if self._elsewhere(info):
+                    # The manager's stream of a service's log outlives each replica: the task's state tells its end.
+                    elsewhere.add(name)
+                    threading.Thread(target=self._watch_task, args=(info, events, cancelled),
+                                     name=f"task-{name}", daemon=True).start()
             for name in sorted(ready):
                 emit(WatchEvent(by_name[name], "ready"))
             while len(ready) < len(by_name):
@@ -765,7 +786,17 @@ class Engine:
                 # but its stream broke, and then only the timeout can tell.
                 if value is None or (name in ready and value == 0):
                     continue
-                final = self.get(info.id) or info
+                if name in elsewhere:
+                    # Its last lines may still be on their way through the manager's stream: read them whole.
+                    final = _exited(info, value)
+                    with contextlib.suppress(EngineError):
+                        tails[name] = deque(self.logs(info, tail=_TAIL_LINES).splitlines(), maxlen=_TAIL_LINES)
+                        for line in tails[name]:
+                            found = parse_simapp_exception(line)
+                            if found is not None:
+                                errors[name] = found
+                else:
+                    final = self.get(info.id) or info
                 emit(WatchEvent(final, "exited"))
                 error, compose_error = errors.get(name), compose_errors.get(name)
                 lines = ((str(error),) if error is not None else (compose_error,) if compose_error is not None
@@ -777,6 +808,23 @@ class Engine:
             cancelled.set()
             for stream in streams:
                 _close(stream)
+
+    def _watch_task(self, info: ContainerInfo, events: "queue.Queue[Tuple[str, str, Any]]",
+                    cancelled: threading.Event) -> None:
+        """Thread body for a replica on another node: its exit code once its task ended (swarm offers no event
+        for one task, so its state is asked every second until then or until the watch ends)."""
+        while not cancelled.is_set():
+            try:
+                attrs = self._client.api.inspect_task(info.task)
+            except Exception:  # noqa: BLE001 - the manager is busy or the task went: ask again
+                attrs = None
+            status = (attrs or {}).get("Status") or {}
+            if status.get("State") in _TASK_ENDED:
+                code = (status.get("ContainerStatus") or {}).get("ExitCode")
+                # A task rejected before its container ran (no image on its node) has no exit code.
+                events.put((info.name, "end", int(code) if code is not None else -1))
+                return
+            cancelled.wait(_TASK_POLL_S)
 
     def _pump(self, info: ContainerInfo, stream: Any, events: "queue.Queue[Tuple[str, str, Any]]",
               cancelled: threading.Event, deadline: float) -> None:
@@ -799,6 +847,57 @@ class Engine:
 
 
 # --- helpers --------------------------------------------------------------------------------------------------
+
+
+class _TaskLog:
+    """One task's lines (bytes, each ending in a newline) out of the manager's stream of its service's log.
+    `close()` ends it from any thread: the blocked read fails and the iteration stops."""
+
+    def __init__(self, stream: Any, marker: str) -> None:
+        self._stream, self._marker = stream, marker
+        self._lines = self._filtered()
+
+    def _filtered(self) -> Iterator[bytes]:
+        for line in _split_lines(self._stream):
+            details, _, message = line.partition(" ")
+            if self._marker in details.split(","):
+                yield f"{message}\n".encode()
+
+    def __iter__(self) -> "_TaskLog":
+        return self
+
+    def __next__(self) -> bytes:
+        return next(self._lines)
+
+    def close(self) -> None:
+        _close(self._stream)
+
+
+class _Lines:
+    """A log's lines as text; `close()` from any thread closes the stream under them."""
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+        self._lines = _split_lines(stream)
+
+    def __iter__(self) -> "_Lines":
+        return self
+
+    def __next__(self) -> str:
+        try:
+            return next(self._lines)
+        except StopIteration:
+            _close(self._stream)
+            raise
+
+    def close(self) -> None:
+        _close(self._stream)
+
+
+def _exited(info: ContainerInfo, exit_code: int) -> ContainerInfo:
+    """A replica on another node as its task ended (this engine cannot inspect its container)."""
+    values = {item.name: getattr(info, item.name) for item in fields(info)}
+    return ContainerInfo(**{**values, "status": "exited", "exit_code": exit_code})
 
 
 def _ref(container: ContainerRef) -> str:

@@ -14,6 +14,7 @@ or every episode would count twice.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import queue
 import shutil
@@ -27,6 +28,7 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, Iterator, List, Optional,
 from session.engine.containers import Engine
 from session.host.factory import storage_for
 from session.insight.live import DiskUse, GpuUse, LiveState, Snapshot, StallRules
+from session.insight.status import read_recorded, recorded_lines
 from session.run.progress import read_progress as read
 from session.run.training import run_containers
 
@@ -42,6 +44,7 @@ DISK_PATHS = ("/", "/mnt")
 NVIDIA_SMI_QUERY = ("--query-gpu=utilization.gpu,memory.used,memory.total", "--format=csv,noheader,nounits")
 SHOWN_ITERATIONS = 8
 _QUEUE_LINES = 20000  # followers wait when the loop is this far behind (a long run's backlog)
+_PUT_WAIT_S = 0.5  # a follower waiting on a full queue looks this often whether the view ended
 _NVIDIA_SMI_TIMEOUT_S = 5.0
 
 HostProbe = Tuple[Optional[Tuple[GpuUse, ...]], Optional[str], Tuple[DiskUse, ...]]
@@ -134,6 +137,7 @@ def follow_session(list_containers: Callable[[], Sequence["ContainerInfo"]],
     events: "queue.Queue[Tuple[Any, ...]]" = queue.Queue(maxsize=_QUEUE_LINES)
     cancelled = threading.Event()
     sources: Dict[str, _Source] = {}
+    opened: Dict[str, Any] = {}  # each follower's log, closed when the view ends (a quiet log blocks its reader)
     ended: set = set()
     busy: set = set()  # background reads in flight: progress, probe
     containers: List["ContainerInfo"] = []
@@ -156,7 +160,7 @@ def follow_session(list_containers: Callable[[], Sequence["ContainerInfo"]],
             else:
                 continue
             sources[container.id] = source
-            threading.Thread(target=_pump, args=(container, source, open_log, events, clock, cancelled),
+            threading.Thread(target=_pump, args=(container, source, open_log, events, clock, cancelled, opened),
                              name=f"follow-{container.name}", daemon=True).start()
 
     def background(kind: str, work: Callable[[], Any]) -> None:
@@ -231,18 +235,40 @@ def follow_session(list_containers: Callable[[], Sequence["ContainerInfo"]],
                 return snapshot
     finally:
         cancelled.set()
+        for lines in list(opened.values()):
+            close = getattr(lines, "close", None)
+            if close is not None:
+                with contextlib.suppress(Exception):
+                    close()
 
 
 def _pump(container: "ContainerInfo", source: _Source, open_log: Callable[["ContainerInfo"], Iterator[str]],
-          events: "queue.Queue[Tuple[Any, ...]]", clock: Callable[[], float], cancelled: threading.Event) -> None:
-    """Thread body: every line of one container's log, then its end."""
+          events: "queue.Queue[Tuple[Any, ...]]", clock: Callable[[], float], cancelled: threading.Event,
+          opened: Optional[Dict[str, Any]] = None) -> None:
+    """Thread body: every line of one container's log, then its end. Once the view ends it stops reading and
+    closes the log, also while the queue is full: a follower left blocked would hold the manager's subscription
+    to a swarm service's log open, and that node's log would stop flowing to any other reader (`stop` among them)."""
+    lines = open_log(container)
+    if opened is not None:
+        opened[source.container_id] = lines
     try:
-        for line in open_log(container):
-            events.put(("line", source, line, clock()))
+        for line in lines:
+            while True:
+                try:
+                    events.put(("line", source, line, clock()), timeout=_PUT_WAIT_S)
+                    break
+                except queue.Full:
+                    if cancelled.is_set():
+                        return
             if cancelled.is_set():
                 return
     except Exception:  # noqa: BLE001 - a broken stream ends like a closed one; the container's state tells which
         pass
+    finally:
+        close = getattr(lines, "close", None)
+        if close is not None:
+            with contextlib.suppress(Exception):
+                close()
     events.put(("end", source))
 
 
@@ -422,6 +448,16 @@ def _percent(value: Optional[float]) -> str:
     return "-" if value is None else f"{value:.1f}%"
 
 
+def _titled(title: str, run: "RunConfig", snapshot: Snapshot) -> str:
+    """The title, with what the run state says of a swarm node lost (the swarm watch stops the run, or did)."""
+    try:
+        state, nodes_down = read_recorded(run, None)
+    except OSError:
+        return title
+    running = snapshot.trainer.state == "running" or any(w.state in ("running", "lost") for w in snapshot.workers)
+    return "\n".join([title, *(" ".join(line.split()) for line in recorded_lines(state, nodes_down, running))])
+
+
 # --- the command's body ------------------------------------------------------------------------------------------
 
 
@@ -445,7 +481,8 @@ def watch_run(system: "SystemConfig", run: "RunConfig", *, rules: StallRules = S
     with Live(console=console, auto_refresh=False, transient=False) as live:
         try:
             follow_session(lambda: run_containers(engine, system, run), engine.follow,
-                           lambda snapshot: live.update(render(snapshot, title), refresh=True),
+                           lambda snapshot: live.update(render(snapshot, _titled(title, run, snapshot)),
+                                                        refresh=True),
                            rules=rules, read_progress=read_progress, refresh_s=refresh_s,
                            progress_every_s=progress_every_s)
         except KeyboardInterrupt:

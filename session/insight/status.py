@@ -45,6 +45,9 @@ from session.engine.containers import (
     sibling_info,
 )
 from session.host import first_boot as host_module
+from session.run.node_loss import GRACE, DownNode, memory_path_beside, pending
+from session.run.state import RunState, RunStateStore
+from session.run.state import Status as RunStatus
 
 if TYPE_CHECKING:  # pragma: no cover
     from session.core.config import RunConfig, SystemConfig
@@ -79,6 +82,8 @@ class Status:
     progress: Optional[TrainingProgress] = None
     progress_source: Optional[str] = None  # storage | cache
     progress_error: Optional[str] = None  # storage could not be read (a cached progress may still be shown)
+    recorded: Optional[RunState] = None  # the run state, when it records this run
+    nodes_down: tuple[DownNode, ...] = ()  # swarm nodes seen down under it, within the swarm watch's grace
     timings_ms: dict[str, float] = field(default_factory=dict, compare=False)
 
     @property
@@ -90,13 +95,15 @@ class Status:
 def run_status(system: "SystemConfig", run: "RunConfig", *, progress: str = "auto",
                docker_host: Optional[str] = None, storage: Optional["Storage"] = None,
                system_env: Optional[Union[str, Path]] = None, ready_marker: Optional[Union[str, Path]] = None,
-               cache_dir: Optional[Union[str, Path]] = None, now: Optional[datetime] = None) -> Status:
+               cache_dir: Optional[Union[str, Path]] = None, now: Optional[datetime] = None,
+               run_state: Optional[Union[str, Path]] = None) -> Status:
     """The status of the configured run.
 
     `progress`: "auto" reads storage while something of the run runs and shows the cached progress otherwise;
     "always" reads storage (the CLI's --progress); "never" leaves progress out. `docker_host` defaults to
     $DOCKER_HOST, else unix:///var/run/docker.sock; `storage` to the run's working bucket (created only when
-    read); `system_env`/`ready_marker` to session.host.first_boot's paths; `cache_dir` to default_cache_dir().
+    read); `system_env`/`ready_marker` to session.host.first_boot's paths; `cache_dir` to default_cache_dir();
+    `run_state` to the run state's file (session.run.state).
     """
 
     if progress not in PROGRESS_MODES:
@@ -106,6 +113,8 @@ def run_status(system: "SystemConfig", run: "RunConfig", *, progress: str = "aut
     with _timed(timings, "host"):
         state = host_module.host_state(Path(system_env) if system_env is not None else None,
                                        Path(ready_marker) if ready_marker is not None else None)
+    with _timed(timings, "run state"):
+        recorded, nodes_down = read_recorded(run, run_state)
     url = docker_host or os.environ.get("DOCKER_HOST") or DEFAULT_HOST
     with _timed(timings, "docker"):
         containers, engine_error = _containers(url, system, run)
@@ -114,7 +123,7 @@ def run_status(system: "SystemConfig", run: "RunConfig", *, progress: str = "aut
         host_log=state.log, run_id=run.run_id, model_prefix=run.local_s3_model_prefix,
         metrics_prefix=run.local_s3_metrics_prefix, bucket=system.local_s3_bucket, image=system.simapp_image,
         workers=system.workers, docker_host=url, containers=tuple(containers), engine_error=engine_error,
-        timings_ms=timings)
+        recorded=recorded, nodes_down=nodes_down, timings_ms=timings)
 
     cache = _cache_file(Path(cache_dir) if cache_dir is not None else default_cache_dir(), system, run)
     found, source, error = None, None, None
@@ -135,6 +144,17 @@ def host_status(host: "Host", **options: Any) -> Status:
     """run_status for a `session.run.training.Host` (its configs, storage and Docker socket)."""
     return run_status(host.system, host.run, storage=host.storage, docker_host=f"unix://{host.docker_socket}",
                       **options)
+
+
+def read_recorded(run: "RunConfig",
+                  path: Optional[Union[str, Path]]) -> tuple[Optional[RunState], tuple[DownNode, ...]]:
+    """The run state when it records this run (by its id), and the swarm nodes the swarm watch has seen down under
+    it; an unreadable state is no state here (`status` reports the containers either way)."""
+    store = RunStateStore(Path(path) if path is not None else None)
+    state = store.read_or_none()
+    if state is None or state.run_id != run.run_id:
+        return None, ()
+    return state, tuple(pending(memory_path_beside(store.path), state.token))
 
 
 # --- the Docker Engine, asked over its socket ------------------------------------------------------------------
@@ -355,6 +375,7 @@ def as_json(status: Status) -> dict[str, Any]:
         "containers": [container_json(container, status.checked_at) for container in status.containers],
         "progress": progress,
         "progress_error": status.progress_error,
+        "recorded": _recorded_json(status),
         "timings_ms": {name: round(value, 1) for name, value in status.timings_ms.items()},
     }
 
@@ -365,9 +386,35 @@ def render(status: Status) -> str:
              + ("" if status.host_ready else f" (first-boot log: {status.host_log})")]
     lines.append(f"run {status.run_id:<5} {status.model_prefix} in s3://{status.bucket}, {status.workers} "
                  f"worker(s), image {status.image}")
+    lines.extend(_render_recorded(status))
     lines.extend(_render_containers(status))
     lines.extend(_render_progress(status))
     return "\n".join(lines) + "\n"
+
+
+def _render_recorded(status: Status) -> list[str]:
+    return recorded_lines(status.recorded, status.nodes_down, status.running)
+
+
+def recorded_lines(state: Optional[RunState], nodes_down: Sequence[DownNode], running: bool) -> list[str]:
+    """Why the run stopped, or that it is being stopped, when the run state says so; a swarm node counting down
+    to the swarm watch's stop (`status` and `watch` show them)."""
+    if state is None:
+        return []
+    lines = []
+    if state.status is RunStatus.NODE_LOST:
+        if running:
+            lines.append(f"stopping  {state.reason}: the swarm watch is stopping the run")
+        else:
+            when = f" at {state.stopped:%Y-%m-%d %H:%M} UTC" if state.stopped else ""
+            lines.append(f"stopped   {state.reason}; the swarm watch stopped the run{when}")
+            lines.append("          `deepracer increment`, then `deepracer train`, continue from its last checkpoint"
+                         + (f" ({state.checkpoint})" if state.checkpoint else ""))
+    elif state.status in (RunStatus.RUNNING, RunStatus.STARTING):
+        for node in nodes_down:
+            lines.append(f"swarm     {node.describe()} is down since {node.since:%H:%M:%S} UTC: the run is stopped "
+                         f"at {node.since + GRACE:%H:%M:%S} UTC unless it returns")
+    return lines
 
 
 def _render_containers(status: Status) -> list[str]:
@@ -437,6 +484,16 @@ def _table(rows: Sequence[Sequence[str]], right: set[int]) -> list[str]:
     widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]))]
     return ["  " + "  ".join(cell.rjust(widths[i]) if i in right else cell.ljust(widths[i])
                              for i, cell in enumerate(row)).rstrip() for row in rows]
+
+
+def _recorded_json(status: Status) -> Optional[dict[str, Any]]:
+    state = status.recorded
+    if state is None:
+        return None
+    return {"status": state.status.value, "reason": state.reason, "stopped": iso(state.stopped),
+            "checkpoint": state.checkpoint,
+            "nodes_down": [{"node": node.hostname, "workers": list(node.workers), "since": iso(node.since),
+                            "stop_at": iso(node.since + GRACE)} for node in status.nodes_down]}
 
 
 def container_json(container: ContainerInfo, now: datetime) -> dict[str, Any]:

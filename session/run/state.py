@@ -13,6 +13,8 @@ Its status changes only through `advance`, by the events of TRANSITIONS:
     resuming     --notice----------> interrupted         containers may run (or are about to) takes it
     running      --time-up---------> time-limit        the time limit
     running      --end-------------> ended             its containers stopped without any of us (the idle check)
+    running      --node-lost-------> node-lost         a swarm node with its workers was down past the grace
+    starting     --node-lost-------> node-lost           (session.lifecycle.swarm_watch): stopped, not resumed
     starting     --end-------------> ended             `train`'s start failed: nothing runs
     interrupted  --resume----------> resuming          `deepracer resume` (at boot) claims it
     any          --force-resume----> resuming          `deepracer resume --force`
@@ -38,11 +40,13 @@ from dataclasses import asdict, dataclass, fields, replace
 from datetime import datetime, timedelta, timezone
 from enum import Enum
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping, Optional
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Optional
 
 from session.core.errors import DeepracerError
 from session.core.paths import RUN_STATE_VARIABLE, default_run_state
-from session.host.factory import Host
+
+if TYPE_CHECKING:  # pragma: no cover - start-up: `status` reads the run state without the storage stack
+    from session.host.factory import Host
 
 _VERSION = 1
 
@@ -58,6 +62,7 @@ class Status(str, Enum):
     ENDED = "ended"  # its containers stopped without any of us
     RESUMING = "resuming"
     RESUME_FAILED = "resume-failed"
+    NODE_LOST = "node-lost"  # a swarm node running its workers was lost: stopped (the trainer would wait forever)
 
     def __str__(self) -> str:
         return self.value
@@ -75,6 +80,7 @@ class Event(str, Enum):
     RESUME_FAILED = "resume-failed"
     GIVE_BACK = "give-back"
     NOTE = "note"
+    NODE_LOST = "node-lost"
 
 
 _ANY = tuple(Status)
@@ -90,6 +96,8 @@ TRANSITIONS: dict[tuple[Optional[Status], Event], Optional[Status]] = {
     (Status.RUNNING, Event.TIME_UP): Status.TIME_LIMIT,
     (Status.RUNNING, Event.END): Status.ENDED,
     (Status.STARTING, Event.END): Status.ENDED,
+    (Status.RUNNING, Event.NODE_LOST): Status.NODE_LOST,
+    (Status.STARTING, Event.NODE_LOST): Status.NODE_LOST,
     (Status.INTERRUPTED, Event.RESUME): Status.RESUMING,
     **{(status, Event.FORCE_RESUME): Status.RESUMING for status in _ANY},
     (Status.RESUMING, Event.RESUME_FAILED): Status.RESUME_FAILED,

@@ -183,9 +183,9 @@ def start_training(host: Host, *, workers: Optional[int] = None, overwrite: bool
             started += _start_worker_service(swarm, worker_service_spec(system, run, storage_access, workers, names,
                                                                         multi), timeout_s, say)
         say(f"waiting until the trainer and {workers} worker(s) run (up to {timeout_s / 60:.0f} min) ...")
-        # A replica on another node is watched by its task's state (above); this node's containers by their logs.
-        watched = [c for c in started if c.node is None or engine.get(c.id) is not None]
-        readiness = engine.watch_until_ready(watched, READY_PATTERNS, timeout_s, on_event=on_event)
+        # Every replica by its ready line, those on other nodes through the manager's log of the service (and their
+        # end by their task's state), so a remote worker that dies at start-up fails `train` as a local one does.
+        readiness = engine.watch_until_ready(started, READY_PATTERNS, timeout_s, on_event=on_event)
     except BaseException:
         _stop_run(engine, system, run, timeout=10)
         raise
@@ -215,6 +215,12 @@ def _start_worker_service(swarm: Swarm, spec: ServiceSpec, timeout_s: float, say
         failed = [task for task in tasks if task.failed or task.state in ("complete", "shutdown")]
         if failed:
             task = failed[0]
+            if _image_missing(task):
+                where = next((f"{n.hostname} ({n.id[:12]})" for n in swarm.nodes() if n.id == task.node_id),
+                             task.node_id)
+                raise TrainingError(f"worker {task.slot} cannot start on node {where}: image {spec.container.image} "
+                                    f"is not there ({task.error}); run `docker pull {spec.container.image}` on "
+                                    "that node (or wait for its bootstrap to finish), then train again")
             raise TrainingError(f"worker {task.slot} of service {spec.name} did not start: {task.state}"
                                 f"{': ' + (task.error or task.message) if task.error or task.message else ''}")
         if len(tasks) == spec.replicas and all(task.state == "running" for task in tasks):
@@ -233,6 +239,14 @@ def _start_worker_service(swarm: Swarm, spec: ServiceSpec, timeout_s: float, say
         replicas.append(replace(local, node=shown.node) if local is not None else shown)
         say(f"worker {task.slot} runs on node {shown.node}")
     return replicas
+
+
+# How a node's engine words a task it rejected for want of its image (no registry holds ours, or the pull failed).
+_NO_IMAGE = ("No such image", "pull access denied", "manifest unknown", "repository does not exist")
+
+
+def _image_missing(task: Task) -> bool:
+    return task.state == "rejected" and any(words in task.error for words in _NO_IMAGE)
 
 
 def start_recorded(host: Host, store: RunStateStore, run_env: Path, system_env: Path, *,

@@ -10,13 +10,15 @@ import sys
 import textwrap
 import threading
 import uuid
+from dataclasses import replace
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, Iterator
 
 import pytest
 
 from session.core.config import load_config
-from session.engine.containers import LABEL_PREFIX, LABEL_ROLE, LABEL_RUN, LABEL_WORKER, Engine
+from session.engine.containers import LABEL_PREFIX, LABEL_ROLE, LABEL_RUN, LABEL_WORKER, ContainerInfo, Engine
 from session.host.factory import Host
 from session.insight.status import as_json, host_status, render, run_status
 from session.run.training import run_containers
@@ -282,14 +284,14 @@ def test_json_output_keys(a_run, docker_engine, tmp_path):
     status = run_status(a_run.system, a_run.run, docker_host=docker_engine, cache_dir=tmp_path, progress="never")
     document = json.loads(json.dumps(as_json(status)))
     assert set(document) == {"checked_at", "host", "run", "running", "engine", "containers", "progress",
-                             "progress_error", "timings_ms"}
+                             "progress_error", "recorded", "timings_ms"}
     assert document["run"] == {"id": a_run.run.run_id, "model_prefix": a_run.run.local_s3_model_prefix,
                                "metrics_prefix": a_run.run.local_s3_metrics_prefix, "bucket": "status-bucket",
                                "image": a_run.system.simapp_image, "workers": 2}
     assert document["engine"] == {"host": docker_engine, "error": None} and document["running"] is True
     assert set(document["containers"][0]) == {"role", "worker", "name", "id", "image", "status", "running",
                                               "exit_code", "started_at", "finished_at", "uptime_s"}
-    assert set(document["timings_ms"]) == {"host", "docker"}
+    assert set(document["timings_ms"]) == {"host", "run state", "docker"}
 
     with_progress = as_json(type(status)(**{**status.__dict__, "progress": TrainingProgress("m", "m/metrics"),
                                             "progress_source": "cache"}))
@@ -342,3 +344,30 @@ def test_progress_mode_is_checked(configure):
     loaded = configure()
     with pytest.raises(ValueError, match="progress must be one of auto, always, never"):
         run_status(loaded.system, loaded.run, progress="sometimes")
+
+
+def test_a_run_the_swarm_watch_stops_or_stopped_for_a_lost_node_says_so():
+    from session.insight.status import Status
+    from session.run.node_loss import GRACE, DownNode
+    from session.run.state import RunState
+    from session.run.state import Status as RunStatus
+
+    at = datetime(2026, 12, 6, 16, 0, tzinfo=timezone.utc)
+    running = RunState(status=RunStatus.RUNNING, run_id=7, prefix="m-1", run_env="/r", system_env="/s", started=at)
+    base = Status(checked_at=at + GRACE, host_ready=True, system_env="/s", host_log="/l", run_id=7, model_prefix="m-1",
+                  metrics_prefix="m-1/metrics", bucket="b", image="i", workers=2, docker_host="unix:///d")
+    down = DownNode("abcdef1234567890", "ip-10-0-1-7", (2,), at)
+    counting = render(replace(base, recorded=running, nodes_down=(down,)))
+    assert ("swarm     node ip-10-0-1-7 (abcdef123456; worker 2) is down since 16:00:00 UTC: the run is stopped at "
+            "16:02:00 UTC unless it returns") in counting
+    lost = RunState(status=RunStatus.NODE_LOST, run_id=7, prefix="m-1", run_env="/r", system_env="/s", started=at,
+                    reason="swarm node lost: node ip-10-0-1-7 (abcdef123456; worker 2) down since 16:00 UTC",
+                    stopped=at + GRACE, checkpoint="3_Step-300.ckpt")
+    stopped = render(replace(base, recorded=lost))
+    assert ("stopped   swarm node lost: node ip-10-0-1-7 (abcdef123456; worker 2) down since 16:00 UTC; the swarm "
+            "watch stopped the run at 2026-12-06 16:02 UTC") in stopped
+    assert "`deepracer increment`, then `deepracer train`, continue from its last checkpoint (3_Step-300.ckpt)" in stopped
+    worker = ContainerInfo("c1", "w", "i", "worker", "7", 1, "m-1", "running")
+    stopping = render(replace(base, recorded=lost, containers=(worker,)))
+    assert "stopping  swarm node lost: node ip-10-0-1-7" in stopping and "the swarm watch is stopping the run" in stopping
+    assert as_json(replace(base, recorded=lost))["recorded"]["status"] == "node-lost"

@@ -28,6 +28,8 @@ EXPECTED = {
     E.RESUME_FAILED: {S.RESUMING: S.RESUME_FAILED, S.STARTING: S.RESUME_FAILED},
     E.GIVE_BACK: {S.RESUMING: "claimed_from"},
     E.NOTE: {s: s for s in S},
+    # a swarm node with workers lost past its grace: stopped, not resumed (the trainer cannot go on without them)
+    E.NODE_LOST: {S.RUNNING: S.NODE_LOST, S.STARTING: S.NODE_LOST},
 }
 
 

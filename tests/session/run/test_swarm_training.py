@@ -13,9 +13,15 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import os
+import re
 import shutil
+import subprocess
+import sys
+import time
 import uuid
 from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Iterator
 
@@ -23,10 +29,15 @@ import boto3
 import docker
 import pytest
 
-from session.engine.containers import Engine
+from session.engine.containers import Engine, WatchEvent
 from session.engine.specs import NETWORK
 from session.engine.swarm import Swarm
-from session.run.training import run_containers, start_training, stop_training
+from session.insight.live_view import follow_session
+from session.insight.status import render, run_status
+from session.lifecycle.swarm_watch import check
+from session.run.node_loss import GRACE, lost_workers, memory_path_beside
+from session.run.state import RunStateStore, Status
+from session.run.training import TrainingError, run_containers, start_recorded, start_training, stop_training
 from tests.conftest import TwoNodeSwarm
 from tests.session.run.test_rehearsal_e2e import (
     IMAGE_SOURCE,
@@ -115,8 +126,12 @@ def test_training_spreads_its_workers_over_both_nodes_status_and_logs_see_them_a
     host = swarm_rehearsal.host()
     said: list[str] = []
 
-    started = start_training(host, say=said.append, timeout_s=READY_S)
+    events: list[WatchEvent] = []
+    started = start_training(host, say=said.append, timeout_s=READY_S, on_event=events.append)
     assert [(c.role, c.worker) for c in started] == [("trainer", None), ("worker", 1), ("worker", 2)]
+    # each worker was ready by its own SIM_TRACE_LOG line, the one on the other node's through the manager
+    assert sorted(e.container.worker for e in events if e.kind == "ready" and e.container.role == "worker"
+                  and "SIM_TRACE_LOG:" in e.line) == [1, 2]
     assert f"started service deepracer-{host.run.run_id}-worker: 2 worker(s) on the swarm's nodes labelled " \
            "Robomaker" in said
     nodes = {n.id: n for n in Swarm(host.engine).nodes()}
@@ -182,3 +197,151 @@ def test_a_lost_node_shows_its_worker_lost_and_stop_still_ends_the_run_on_the_ma
     assert containers_on(two_node_swarm.manager, host.run.run_id) == []
     assert f"the log of worker {remote} is on node {lost[0].node}, which is down: not saved" in said
     assert saved_logs(host.storage, model) == sorted(["sagemaker.log", "trainer.log", f"worker-{3 - remote}.log"])
+
+
+# --- a node lost: the swarm watch stops the run ------------------------------------------------------------------
+
+
+def test_a_node_lost_past_the_grace_stops_the_run_records_why_and_mails_the_node(
+        swarm_rehearsal: SwarmRehearsal, two_node_swarm: TwoNodeSwarm, tmp_path: Path):
+    model = f"swarm-gone-{uuid.uuid4().hex[:6]}-1"
+    swarm_rehearsal.write(f"DR_WORLD_NAME=reInvent2019_track\nDR_LOCAL_S3_MODEL_PREFIX={model}\n", workers=2)
+    host = swarm_rehearsal.host()
+    store = RunStateStore(tmp_path / "run" / "state.json")
+    store.path.parent.mkdir()
+    started, recorded = start_recorded(host, store, swarm_rehearsal.run_env, swarm_rehearsal.folder / "system.env",
+                                       say=lambda _: None, timeout_s=READY_S)
+    assert recorded is not None and recorded.status is Status.RUNNING
+    assert [(c.role, c.worker) for c in started] == [("trainer", None), ("worker", 1), ("worker", 2)]
+    tasks = Swarm(host.engine).current_tasks(f"deepracer-{host.run.run_id}-worker")
+    remote = next(t.slot for t in tasks if t.node_id == two_node_swarm.worker_id)
+    poll(lambda: checkpoints(host.storage, model), "a first checkpoint", timeout_s=READY_S)
+    mails: list[tuple[str, str, str]] = []
+
+    def tick(at: datetime) -> object:
+        return check(store=store, engine=host.engine, now=lambda: at, host_factory=lambda *_: host,
+                     notify=lambda system, event, prefix, details, **_: mails.append((event, prefix, details)) or True,
+                     say=lambda _: None)
+
+    t0 = datetime(2026, 12, 6, 16, 0, tzinfo=timezone.utc)
+    assert tick(t0) is None  # all nodes up: nothing remembered
+    assert not memory_path_beside(store.path).exists()
+
+    two_node_swarm.lose_worker()  # a spot reclaim of the node: no word from it, ever again
+    poll(lambda: lost_workers(Swarm(host.engine), host.run.run_id), "the node seen down")
+    assert tick(t0) is None  # first seen down: the grace starts
+    assert tick(t0 + GRACE - timedelta(seconds=1)) is None and store.read().status is Status.RUNNING
+    shown = render(run_status(host.system, host.run, docker_host=two_node_swarm.manager, progress="never",
+                              run_state=store.path, system_env=swarm_rehearsal.folder / "system.env"))
+    node = f"({two_node_swarm.worker_id[:12]}; worker {remote})"
+    assert f"{node} is down since 16:00:00 UTC: the run is stopped at 16:02:00 UTC unless it returns" in shown
+
+    report = tick(t0 + GRACE)
+    assert report is not None
+    state = store.read()
+    assert state.status is Status.NODE_LOST and node in state.reason and "down since 16:00 UTC" in state.reason
+    assert state.stopped == t0 + GRACE and state.checkpoint  # the newest complete checkpoint, to go on from
+    assert containers_on(two_node_swarm.manager, host.run.run_id) == []  # trainer, sibling, local worker: gone
+    assert Swarm(host.engine).service(f"deepracer-{host.run.run_id}-worker") is None
+    [(event, prefix, details)] = mails
+    assert (event, prefix) == ("training stopped: node lost", model)
+    assert two_node_swarm.worker_id[:12] in details and f"worker(s) {remote} of this run" in details
+    assert f"`deepracer increment` and then `deepracer train` continue from its last checkpoint " \
+           f"({state.checkpoint})" in details
+    shown = render(run_status(host.system, host.run, docker_host=two_node_swarm.manager, progress="never",
+                              run_state=store.path, system_env=swarm_rehearsal.folder / "system.env"))
+    assert "stopped   swarm node lost: node " in shown and node in shown, shown
+    assert tick(t0 + GRACE * 2) is None and not memory_path_beside(store.path).exists()  # once only
+    assert len(mails) == 1
+
+
+# --- the workers on other nodes: readiness from their logs, their images ---------------------------------------
+
+
+def only_the_second_node_runs_workers(two_node_swarm: TwoNodeSwarm) -> None:
+    """The manager keeps the trainer only (DRfC's Robomaker=false): every replica lands on the other node."""
+    Swarm(Engine(base_url=two_node_swarm.manager)).label(two_node_swarm.manager_id, {"Robomaker": "false"})
+
+
+def test_a_worker_on_another_node_that_dies_at_start_up_fails_train_with_its_simapp_exception(
+        swarm_rehearsal: SwarmRehearsal, two_node_swarm: TwoNodeSwarm):
+    only_the_second_node_runs_workers(two_node_swarm)
+    swarm_rehearsal.write("DR_WORLD_NAME=Mars_track\nDR_LOCAL_S3_MODEL_PREFIX=swarm-no-such-track\n", workers=1)
+    host = swarm_rehearsal.host()
+    with pytest.raises(TrainingError) as raised:
+        start_training(host, say=lambda _: None, timeout_s=READY_S)
+    message = str(raised.value)
+    # It fails once it has the trainer's hand-off (ip.json): after the trainer was ready, on the other node.
+    assert re.match(rf"training did not start: deepracer-{host.run.run_id}-worker\.1\.\w+ on node \S+ exited with "
+                    r"code 1: Failed to load the track Mars_track: \S+/routes/Mars_track\.npy does not exist "
+                    r"\(errorCode 400\); stopped the run's containers", message), message
+    assert containers_on(two_node_swarm.manager, host.run.run_id) == []
+    assert Swarm(host.engine).service(f"deepracer-{host.run.run_id}-worker") is None
+
+
+def test_a_node_without_the_image_fails_train_naming_the_node_the_image_and_the_fix(
+        swarm_rehearsal: SwarmRehearsal, two_node_swarm: TwoNodeSwarm):
+    only_the_second_node_runs_workers(two_node_swarm)
+    image = f"{IMAGE_SOURCE}:{IMAGE_TAG}"
+    docker.DockerClient(base_url=two_node_swarm.worker).images.remove(image, force=True)
+    swarm_rehearsal.write("DR_WORLD_NAME=reInvent2019_track\nDR_LOCAL_S3_MODEL_PREFIX=swarm-no-image\n", workers=1)
+    host = swarm_rehearsal.host()
+    with pytest.raises(TrainingError) as raised:
+        start_training(host, say=lambda _: None, timeout_s=READY_S)
+    message = str(raised.value)
+    assert re.fullmatch(rf"worker 1 cannot start on node \S+ \({two_node_swarm.worker_id[:12]}\): image "
+                        rf"{re.escape(image)} is not there \(.+\); run `docker pull {re.escape(image)}` on that node "
+                        r"\(or wait for its bootstrap to finish\), then train again", message), message
+    assert "\n" not in message
+    assert containers_on(two_node_swarm.manager, host.run.run_id) == []  # the trainer started first: stopped
+    assert Swarm(host.engine).service(f"deepracer-{host.run.run_id}-worker") is None
+
+
+def test_logs_follow_and_watch_relay_a_worker_on_the_other_node(
+        swarm_rehearsal: SwarmRehearsal, two_node_swarm: TwoNodeSwarm):
+    only_the_second_node_runs_workers(two_node_swarm)
+    model = f"swarm-follow-{uuid.uuid4().hex[:6]}-1"
+    swarm_rehearsal.write(f"DR_WORLD_NAME=reInvent2019_track\nDR_LOCAL_S3_MODEL_PREFIX={model}\n", workers=2)
+    host = swarm_rehearsal.host()
+    start_training(host, say=lambda _: None, timeout_s=READY_S)
+
+    # `watch`'s data layer: both workers (on the other node) counted from their lines through the manager. First:
+    # here, after a `logs --follow` of the service was killed mid-stream, the manager (Docker 20.10) was once seen
+    # to relay no more of the service's log to other readers; not understood yet (branch swarm-run's report).
+    snapshot = follow_session(lambda: run_containers(host.engine, host.system, host.run), host.engine.follow,
+                              lambda _: None, probe=None, refresh_s=0.5, max_refreshes=int(READY_S * 2),
+                              until=lambda s: len(s.workers) == 2 and all(w.steps > 0 for w in s.workers))
+    assert [(w.number, w.state) for w in snapshot.workers] == [(1, "running"), (2, "running")]
+    assert all(w.steps > 0 for w in snapshot.workers), snapshot.workers
+
+    # `deepracer logs worker 2 --follow`, the command itself, against the manager: lines newer than its start
+    since = time.time()
+    command = subprocess.Popen(
+        [sys.executable, "-m", "session", "logs", "worker", "2", "--follow", "--run-env", str(swarm_rehearsal.run_env),
+         "--system-env", str(swarm_rehearsal.folder / "system.env")],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "DOCKER_HOST": two_node_swarm.manager})
+    try:
+        arrived = _read_until_fresh(command, since, "a new SIM_TRACE_LOG line of worker 2")
+        # and it goes on: a line the worker wrote after the first one had reached us (a one-off read would end)
+        _read_until_fresh(command, arrived + 1.0, "a line written after the first one arrived")
+    finally:
+        command.kill()
+        command.wait()
+    stop_training(host, say=lambda _: None, timeout=STOP_S)
+    assert containers_on(two_node_swarm.worker, host.run.run_id) == []
+
+
+def _read_until_fresh(command: subprocess.Popen, since: float, what: str) -> float:
+    """Reads the command's lines (it prints steps many times a second, so a read never waits long) until a
+    SIM_TRACE_LOG line stamped (wall_clock, its last field) after `since`; returns when that line arrived."""
+    assert command.stdout is not None
+    deadline = time.monotonic() + READY_S
+    while time.monotonic() < deadline:
+        line = command.stdout.readline()
+        if not line:
+            pytest.fail(f"`deepracer logs --follow` ended before {what}: "
+                        f"{command.stderr.read() if command.stderr else ''}")
+        if "SIM_TRACE_LOG:" in line and float(line.rstrip().rsplit(",", 1)[1]) > since:
+            return time.time()
+    pytest.fail(f"no {what} within {READY_S} s")
