@@ -247,8 +247,15 @@ def _containers(url: str, system: "SystemConfig", run: "RunConfig") -> tuple[lis
         return [], _unreachable(url, error)
     except ValueError as error:  # not HTTP or not JSON: something else listens there
         return [], f"the Docker Engine at {url} gave an answer that is not the Docker API's ({error})"
+    if system.sim_nodes or any(SWARM_TASK_LABEL in (item.get("Labels") or {}) for item in listed):
+        # Workers run as a swarm service here: some may be on other nodes, which only the manager's swarm API
+        # lists (session.run.training.run_containers, through the Docker SDK).
+        return _containers_through_sdk(url, system, run)
     known = {container.id for container in ours}
     return ordered([*ours, *(s for s in siblings if s.id not in known)]), None
+
+
+SWARM_TASK_LABEL = "com.docker.swarm.task.id"  # on every container a swarm service's task runs
 
 
 def _siblings(api: _DockerSocket, image: str, marker: str, run: str,

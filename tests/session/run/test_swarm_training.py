@@ -146,6 +146,11 @@ def test_training_spreads_its_workers_over_both_nodes_status_and_logs_see_them_a
     assert all(c.node for c in status if c.role == "worker")
     on_worker = Engine(base_url=two_node_swarm.worker).list(run=str(host.run.run_id))
     assert [(c.role, c.worker, c.running) for c in on_worker] == [("worker", remote, True)]
+    # `deepracer status` on the manager lists both workers, the remote one with its node
+    shown = run_status(host.system, host.run, docker_host=two_node_swarm.manager, progress="never")
+    assert sorted((c.role, c.worker or 0) for c in shown.containers if c.running) == [
+        ("sagemaker", 0), ("trainer", 0), ("worker", 1), ("worker", 2)]
+    assert next(c for c in shown.containers if c.worker == remote).node
 
     # training goes on: checkpoints from both workers' episodes, delivered through storage across the overlay
     poll(lambda: len(checkpoints(host.storage, model)) >= 2, "second checkpoint", timeout_s=READY_S)
