@@ -333,10 +333,10 @@ def logs(args: argparse.Namespace) -> int:
 
 
 def _follow(engine, container, tail: Optional[int] = None) -> int:
-    if tail:
+    if tail:  # the last lines, then only what comes after them (not the whole log again)
         sys.stdout.write(engine.logs(container, tail=tail))
     try:
-        for line in engine.follow(container):
+        for line in engine.follow(container, new_only=bool(tail)):
             print(line, flush=True)
     except KeyboardInterrupt:
         pass  # Ctrl-C ends following, not the training

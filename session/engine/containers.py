@@ -686,14 +686,14 @@ class Engine:
                          "log that grows faster than it relays) or kept its answer open]")
         return "".join(f"{line}\n" for line in lines)
 
-    def _task_stream(self, service: str, task: str, follow: bool = True) -> "_TaskLog":
+    def _task_stream(self, service: str, task: str, follow: bool = True, new_only: bool = False) -> "_TaskLog":
         """A swarm task's log through the manager (as it arrives, with `follow`): the service's stream, this task's
         lines only. Built as the SDK's service_logs builds it, but closable from another thread (the SDK hands back
         a bare generator): a reader that gives up must end the manager's subscription, not leave it open."""
         from docker.types import CancellableStream
 
         api = self._client.api
-        params = {"details": True, "follow": follow, "stdout": True, "stderr": True, "tail": "all"}
+        params = {"details": True, "follow": follow, "stdout": True, "stderr": True, "tail": "0" if new_only else "all"}
         with self._translated(f"cannot read the logs of task {task[:12]} of service {service}"):
             response = api._get(api._url("/services/{0}/logs", service), params=params, stream=True)
             api._raise_for_status(response)
@@ -701,21 +701,23 @@ class Engine:
         return _TaskLog(CancellableStream(api._multiplexed_response_stream_helper(response), response),
                         f"{_SWARM_TASK_ID}={task}")
 
-    def follow(self, container: ContainerRef) -> Iterator[str]:
-        """The container's log lines from its start, then as they arrive; ends when the container exits.
-        Closing the iterator closes the stream, also from another thread (a follower blocked on a quiet log)."""
-        return _Lines(self._open_stream(container))
+    def follow(self, container: ContainerRef, new_only: bool = False) -> Iterator[str]:
+        """The container's log lines from its start (`new_only`: from now), then as they arrive; ends when the
+        container exits. Closing the iterator closes the stream, also from another thread (a follower blocked on a
+        quiet log)."""
+        return _Lines(self._open_stream(container, new_only))
 
-    def _open_stream(self, container: ContainerRef) -> Any:
+    def _open_stream(self, container: ContainerRef, new_only: bool = False) -> Any:
         from docker.errors import NotFound
 
         if self._elsewhere(container):
             assert isinstance(container, ContainerInfo) and container.service and container.task
-            return self._task_stream(container.service, container.task)
+            return self._task_stream(container.service, container.task, new_only=new_only)
 
         with self._translated(f"cannot read the logs of {_name_of(container)}"):
             try:
-                return self._client.api.logs(_ref(container), stdout=True, stderr=True, stream=True, follow=True)
+                return self._client.api.logs(_ref(container), stdout=True, stderr=True, stream=True, follow=True,
+                                             tail=0 if new_only else "all")
             except NotFound as exc:
                 raise EngineError(f"no container {_name_of(container)}") from exc
 

@@ -270,6 +270,20 @@ def test_logs_tail_and_follow_to_the_end(engine, client, spec):
     assert engine.logs(info, tail=1) == "three\n"
 
 
+def test_following_from_now_gives_only_the_lines_that_come_after(engine, client, spec):
+    """`logs --follow --tail N`: the last N lines, then only newer ones, not the whole log again."""
+    info = engine.start(spec("worker", "echo old-1; echo old-2; while [ ! -e /tmp/go ]; do sleep 0.05; done; "
+                                       "echo new-1; sleep 30", worker=1))
+    lines = engine.follow(info)
+    assert [next(lines), next(lines)] == ["old-1", "old-2"]  # both old lines are out before following from now
+    lines.close()
+    fresh = engine.follow(info, new_only=True)
+    done = client.containers.get(info.id).exec_run(["sh", "-c", "echo > /tmp/go"])
+    assert done.exit_code == 0, done.output
+    assert next(fresh) == "new-1"
+    fresh.close()
+
+
 # --- readiness --------------------------------------------------------------------------------------------------
 
 
