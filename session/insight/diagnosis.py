@@ -50,12 +50,12 @@ def diagnose(containers: Sequence["ContainerInfo"], read_log: Callable[["Contain
 
 
 def render(diagnosis: Diagnosis) -> list[str]:
+    run = f"run {diagnosis.run}" if diagnosis.run else "run"
     if not diagnosis.containers:
-        return ["run: no training or evaluation containers here: nothing to diagnose"]
+        return [f"{run}: no training or evaluation containers here: nothing to diagnose"]
     if diagnosis.ok:
-        return [f"run {diagnosis.run or ''}: {diagnosis.containers} containers, no failure in their logs".replace(
-            "run : ", "run: ")]
-    lines = [f"run {diagnosis.run or ''}: {len(diagnosis.findings)} finding(s)".replace("run : ", "run: ")]
+        return [f"{run}: {diagnosis.containers} containers, no failure in their logs"]
+    lines = [f"{run}: {len(diagnosis.findings)} finding(s)"]
     for finding in diagnosis.findings:
         lines.append(f"  FAIL  {finding.subject}: {finding.message}")
         lines.append(f"        cause: {finding.cause}")

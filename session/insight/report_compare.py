@@ -23,7 +23,7 @@ import numpy as np
 from session import __version__
 from session.insight.report_html import STYLE
 from session.insight.report_model import GENERATOR, Report
-from session.insight.report_plots import SQUARE, WIDE, Plot, empty, figure, gapped, png
+from session.insight.report_plots import SQUARE, WIDE, Plot, empty, figure, gapped, per_row_values, png
 
 if TYPE_CHECKING:  # pragma: no cover
     from session.insight.report_views import Views
@@ -113,9 +113,9 @@ def progress_plot(reports: Sequence[Report], labels: Sequence[str], *, dpi: int 
     for colour, report, label in zip(COLOURS, reports, labels):
         rows = sorted(report.numbers["iterations"], key=lambda row: row["iteration"])
         x = np.array([row["iteration"] for row in rows], float)
-        top.plot(*gapped(x, _column(rows, "mean_reward")), marker="o", ms=3, color=colour, label=label)
-        bottom.plot(*gapped(x, _column(rows, "mean_progress")), marker="o", ms=3, color=colour, label=label)
-        bottom.plot(*gapped(x, _column(rows, "completion_rate", 100)), ls="--", color=colour)
+        top.plot(*gapped(x, per_row_values(rows, "mean_reward")), marker="o", ms=3, color=colour, label=label)
+        bottom.plot(*gapped(x, per_row_values(rows, "mean_progress")), marker="o", ms=3, color=colour, label=label)
+        bottom.plot(*gapped(x, per_row_values(rows, "completion_rate", 100)), ls="--", color=colour)
     top.set_ylabel("reward per episode")
     top.set_title("Reward per iteration")
     bottom.set_ylim(0, 105)
@@ -196,7 +196,3 @@ def exits_plot(views: Sequence["Views"], labels: Sequence[str], *, dpi: int = 10
     axes.legend(loc="upper right", fontsize=8)
     axes.grid(True, axis="y", alpha=0.3)
     return png(fig, dpi)
-
-
-def _column(rows: Sequence[dict[str, Any]], key: str, scale: float = 1.0) -> np.ndarray:
-    return np.array([np.nan if row.get(key) is None else row[key] * scale for row in rows], float)

@@ -99,13 +99,13 @@ def progress_plot(rows: Sequence[dict[str, Any]], episodes: "pd.DataFrame", *, d
                     color="0.75", label="one episode", rasterized=True, zorder=1)
         bottom.scatter(episodes["iteration"].to_numpy()[thin], episodes["progress"].to_numpy()[thin], s=4,
                        color="0.8", label="one episode", rasterized=True, zorder=1)
-    top.plot(*gapped(x, _values(rows, "mean_reward")), marker="o", ms=3, color="tab:blue", label="mean reward",
+    top.plot(*gapped(x, per_row_values(rows, "mean_reward")), marker="o", ms=3, color="tab:blue", label="mean reward",
              zorder=3)
     top.set_ylabel("reward per episode")
     top.set_title("Reward per iteration")
-    bottom.plot(*gapped(x, _values(rows, "mean_progress")), marker="o", ms=3, color="tab:green", label="mean progress",
-                zorder=3)
-    bottom.plot(*gapped(x, _values(rows, "completion_rate", 100.0)), marker="s", ms=3, color="tab:orange",
+    bottom.plot(*gapped(x, per_row_values(rows, "mean_progress")), marker="o", ms=3, color="tab:green",
+                label="mean progress", zorder=3)
+    bottom.plot(*gapped(x, per_row_values(rows, "completion_rate", 100.0)), marker="s", ms=3, color="tab:orange",
                 label="episodes completing a lap", zorder=3)
     if trainer:
         ordered = sorted(trainer)
@@ -379,7 +379,7 @@ def png(fig: "Figure", dpi: int) -> bytes:
     return buffer.getvalue()
 
 
-def _values(rows: Sequence[dict[str, Any]], key: str, scale: float = 1.0) -> np.ndarray:
+def per_row_values(rows: Sequence[dict[str, Any]], key: str, scale: float = 1.0) -> np.ndarray:
     return np.array([np.nan if row.get(key) is None else row[key] * scale for row in rows], float)
 
 

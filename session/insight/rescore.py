@@ -25,6 +25,7 @@ import numpy as np
 from session.checks.reward import ParamCases, check_reward_source, dry_run, step_params
 from session.core.errors import DeepracerError
 from session.insight.analysis.along_track import fold, waypoint_count
+from session.insight.analysis.episode_table import json_value
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -58,10 +59,10 @@ class Rescore:
             "steps": self.steps,
             "episodes_replayed": self.episodes_replayed,
             "episodes_total": self.episodes_total,
-            "correlation": _number(_correlation(self.episodes["old"], self.episodes["new"])),
-            "per_iteration": [{"iteration": int(i), "old": _number(row.old), "new": _number(row.new)}
+            "correlation": json_value(_correlation(self.episodes["old"], self.episodes["new"])),
+            "per_iteration": [{"iteration": int(i), "old": json_value(row.old), "new": json_value(row.new)}
                               for i, row in per_iteration.iterrows()],
-            "per_waypoint": [{"waypoint": int(row.waypoint), "old": _number(row.old), "new": _number(row.new)}
+            "per_waypoint": [{"waypoint": int(row.waypoint), "old": json_value(row.old), "new": json_value(row.new)}
                              for row in self.per_waypoint.itertuples()],
             "notes": list(self.notes),
         }
@@ -156,11 +157,6 @@ def _correlation(a: "pd.Series", b: "pd.Series") -> float:
     if len(a) < 3 or float(np.std(a)) == 0 or float(np.nanstd(b)) == 0:
         return float("nan")
     return float(np.corrcoef(a.to_numpy(float), b.to_numpy(float))[0, 1])
-
-
-def _number(value: Any) -> Optional[float]:
-    value = float(value)
-    return None if not math.isfinite(value) else round(value, 6)
 
 
 def for_report(report: Any, reward_file: Path, *, python: Optional[str] = None) -> Rescore:

@@ -10,11 +10,12 @@ start's averages down.
 
 from __future__ import annotations
 
-import math
 from typing import Any, Optional
 
 import numpy as np
 import pandas as pd
+
+from session.insight.analysis.episode_table import json_value
 
 EXIT_STATUSES = ("off_track", "crashed")
 SECTIONS = 20  # a lap is cut into this many equal runs of waypoints for counting
@@ -95,15 +96,5 @@ def as_records(table: pd.DataFrame) -> list[dict[str, Any]]:
     """Rows as plain values, NaN as None, for `report --json`."""
     out = []
     for row in table.to_dict("records"):
-        out.append({key: _plain(value) for key, value in row.items()})
+        out.append({key: json_value(value) for key, value in row.items()})
     return out
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, (bool, np.bool_)):
-        return bool(value)
-    if isinstance(value, (int, np.integer)):
-        return int(value)
-    if isinstance(value, (float, np.floating)):
-        return None if not math.isfinite(value) else round(float(value), 6)
-    return value

@@ -123,6 +123,17 @@ def _numbers(table: pd.DataFrame) -> dict[str, Any]:
     }
 
 
+def json_value(value: Any) -> Any:
+    """A table's cell as plain JSON: numpy scalars as Python ones, floats to six decimals, NaN and inf as None."""
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        return None if not math.isfinite(value) else round(float(value), 6)
+    return value
+
+
 def _number(value: Any) -> Optional[float]:
     value = float(value)
     return None if math.isnan(value) else round(value, 6)

@@ -24,6 +24,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from session.insight.analysis.episode_table import json_value
+
 TARGET_HZ = 15.0
 FRAME_S = 1 / TARGET_HZ
 LATE_S = 1.5 * FRAME_S  # a step whose interval is over 1.5 frames came at least one frame late
@@ -52,7 +54,7 @@ def as_json(table: pd.DataFrame) -> list[dict[str, Any]]:
     """The table as plain values (NaN as None), for `report --json`."""
     out = []
     for row in table.to_dict("records"):
-        out.append({key: (list(value) if key == "flags" else _plain(value)) for key, value in row.items()})
+        out.append({key: (list(value) if key == "flags" else json_value(value)) for key, value in row.items()})
     return out
 
 
@@ -89,11 +91,3 @@ def _timing(part: pd.DataFrame) -> dict[str, Any]:
         "real_time_factor": real_time,
         "flags": tuple(flags),
     }
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, (np.integer,)):
-        return int(value)
-    if isinstance(value, (float, np.floating)):
-        return None if not np.isfinite(value) else round(float(value), 6)
-    return value
