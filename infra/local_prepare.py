@@ -161,7 +161,7 @@ def host_config(machine: Machine, options: Options) -> HostConfig:
     return HostConfig(
         cloud="local", region="us-east-1", bucket=existing.get("DR_LOCAL_S3_BUCKET", BUCKET),
         simapp_image=f"{SIMAPP_SOURCE}:{options.simapp_version}",
-        workers=options.workers or workers_for_vcpus(machine.vcpus),
+        workers=options.workers if options.workers is not None else workers_for_vcpus(machine.vcpus),
         session_package_url=f"file://{PACKAGE_PATH}", status_url="", host_user=options.user,
         minio_access_key=existing.get("DR_LOCAL_ACCESS_KEY_ID") or "deepracer",
         minio_secret_key=existing.get("DR_LOCAL_SECRET_ACCESS_KEY") or secrets.token_hex(20),
@@ -265,7 +265,7 @@ def main(argv: Optional[Sequence[str]] = None, *, run: Runner = run_command, roo
                   "the first boot is tested there only", file=sys.stderr)
         planned = plan(machine, Options(user, args.simapp_version, args.workers, args.install_driver,
                                         args.set_default_runtime), root)
-    except PrepareError as error:
+    except (PrepareError, ValueError) as error:  # ValueError: a value system.env cannot hold (infra.bootstrap)
         print(f"local_prepare: {error}", file=sys.stderr)
         return 2
     for line in planned.lines():

@@ -179,6 +179,11 @@ def test_the_command_shows_the_plan_asks_once_and_refuses_in_one_line(tmp_path, 
     err = capsys.readouterr().err
     assert err.startswith("local_prepare: --user: expected the login user") and len(err.splitlines()) == 1
     assert main(["--user", "alice"], run=Recording(gpu=False), root=root) == 2
+    # values system.env cannot hold are one line too, not a traceback
+    assert main(["--plan", "--user", "alice", "--workers", "0"], run=recording, root=root) == 2
+    assert capsys.readouterr().err.splitlines()[-1] == "local_prepare: workers: expected at least 1, got 0"
+    assert main(["--plan", "--user", "alice", "--simapp-version", "6.0 gpu"], run=recording, root=root) == 2
+    assert "local_prepare: " in capsys.readouterr().err
 
 
 def test_host_storage_takes_a_package_from_this_disk_and_reports_to_no_bucket(tmp_path):
