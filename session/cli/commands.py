@@ -246,7 +246,8 @@ def swarm_watch(args: argparse.Namespace) -> int:
 
 
 def sync_models(args: argparse.Namespace) -> int:
-    from session.storage.blob import blob_store_for, require_azure, sync_all, sync_prefix_to_blob, sync_running
+    from session.storage.blob import sync_all, sync_prefix_to_blob
+    from session.storage.keeper import mirror_for, require_mirror, sync_running
 
     if args.running:
         from session.core.config import load_system_config
@@ -257,12 +258,12 @@ def sync_models(args: argparse.Namespace) -> int:
         sync_running(system, engine, _storage(system, engine), say=console.say)
         return 0
     loaded, _ = _load(args)
-    require_azure(loaded.system, "sync-models")
-    storage, blob = _storage(loaded.system), blob_store_for(loaded.system)
+    require_mirror(loaded.system, "sync-models")
+    storage, mirror = _storage(loaded.system), mirror_for(loaded.system)
     if args.all:
-        sync_all(storage, blob, delete=args.delete, say=console.say)
+        sync_all(storage, mirror, delete=args.delete, say=console.say)
     else:
-        print(sync_prefix_to_blob(storage, blob, args.prefix or loaded.run.local_s3_model_prefix,
+        print(sync_prefix_to_blob(storage, mirror, args.prefix or loaded.run.local_s3_model_prefix,
                                   delete=args.delete).summary())
     return 0
 

@@ -187,7 +187,8 @@ def _parser() -> argparse.ArgumentParser:
     download.add_argument("source", metavar="s3://BUCKET/PREFIX")
     download.add_argument("prefix", help="its prefix in the working bucket")
     download.add_argument("--overwrite", action="store_true", help="write into a prefix that already holds files")
-    restore = actions.add_parser("restore", help="Azure: bring a model prefix back from the blob container into MinIO")
+    restore = actions.add_parser("restore", help="Azure, or local with DR_MODEL_COPY_URL: bring a model prefix "
+                                                 "back from where it is kept into MinIO")
     restore.add_argument("prefix")
     restore.add_argument("--overwrite", action="store_true", help="replace objects MinIO holds with other content")
     imp = actions.add_parser("import-droa", help="export a model and import it into a DeepRacer on AWS install")
@@ -242,12 +243,13 @@ def _parser() -> argparse.ArgumentParser:
                        help="how long from now (default 60, at most 1440; 0 ends a keep-awake)")
 
     sync = commands.add_parser("sync-models",
-                               help="Azure: copy model prefixes from MinIO (temp disk) to the blob container")
+                               help="Azure (or local with DR_MODEL_COPY_URL): copy model prefixes from MinIO to the "
+                                    "blob container (or the copy's bucket)")
     which = sync.add_mutually_exclusive_group()
     which.add_argument("prefix", nargs="?", help="a model prefix (default: DR_LOCAL_S3_MODEL_PREFIX)")
     which.add_argument("--running", action="store_true", help="the prefixes of the runs on this host (the timer)")
     which.add_argument("--all", action="store_true", help="every top-level folder of the bucket")
-    sync.add_argument("--delete", action="store_true", help="also delete blobs whose objects MinIO no longer holds")
+    sync.add_argument("--delete", action="store_true", help="also delete copies whose objects MinIO no longer holds")
 
     commands.add_parser("spot-watch", help="stop training gracefully on a spot interruption notice and mark it "
                                            "resumable (deepracer-spot-watch.service)")

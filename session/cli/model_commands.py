@@ -24,10 +24,11 @@ def models(args: argparse.Namespace, loaded, storage) -> int:
 
     action = args.models_command
     if action == "restore":
-        from session.storage.blob import blob_store_for, require_azure, restore_prefix_from_blob
+        from session.storage.blob import restore_prefix_from_blob
+        from session.storage.keeper import mirror_for, require_mirror
 
-        require_azure(loaded.system, "models restore")
-        print(restore_prefix_from_blob(blob_store_for(loaded.system), storage, args.prefix,
+        require_mirror(loaded.system, "models restore")
+        print(restore_prefix_from_blob(mirror_for(loaded.system), storage, args.prefix,
                                        overwrite=args.overwrite).summary())
         return 0
     if action == "import-droa":

@@ -165,6 +165,10 @@ SSM_PARAMETER = _pattern(r"(/[A-Za-z0-9_.-]+)+", "an SSM parameter name such as 
 KMS_KEY = _pattern(r"(alias/|arn:aws[a-z-]*:kms:)?[A-Za-z0-9/_:.-]+", "a KMS key id, ARN or alias/<name>")
 REGION = _pattern(r"[a-z0-9-]+", "a region name such as us-east-1")
 DEVICES = _pattern(r"\d+(,\d+)*", "GPU numbers such as 0 or 0,1")
+# Where a local machine's models are copied (session.storage.keeper): a bucket, or a storage account's container.
+MODEL_COPY = _pattern(r"s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]/?|https://[a-z0-9]{3,24}\.blob\.core\.windows\.net/"
+                      r"[a-z0-9](?:[a-z0-9]|-(?=[a-z0-9])){2,62}/?",
+                      "s3://<bucket> or https://<account>.blob.core.windows.net/<container>")
 RACE_TYPE = _choice("TIME_TRIAL", "OBJECT_AVOIDANCE", "HEAD_TO_BOT", "HEAD_TO_MODEL",
                     expected="one of TIME_TRIAL, OBJECT_AVOIDANCE, HEAD_TO_BOT (or HEAD_TO_MODEL to evaluate)")
 CAR_COLOR = _choice("Black", "Grey", "Blue", "Red", "Orange", "White", "Purple",
@@ -312,6 +316,15 @@ class SystemConfig(_Settings):
                                                     "Azure: the storage account that keeps the models")
     azure_blob_container: Optional[str] = _setting("DR_AZURE_BLOB_CONTAINER", _optional(NAME), None,
                                                    "Azure: the blob container that keeps the models")
+    # Local machines: an optional copy of the models beyond this disk (session.storage.keeper); `sudo python3 -m
+    # infra.local_prepare --copy-models-to URL` writes it.
+    model_copy_url: Optional[str] = _setting(
+        "DR_MODEL_COPY_URL", _optional(MODEL_COPY), None,
+        "local: copy the models to this bucket or blob container after each stop and every 10 minutes",
+        example="s3://my-deepracer-models")
+    model_copy_profile: Optional[str] = _setting(
+        "DR_MODEL_COPY_PROFILE", _optional(NAME), None,
+        "local: the AWS profile (~/.aws/config) that reaches DR_MODEL_COPY_URL; unset: boto3's default chain")
     # Simulation nodes that join this host's swarm (docs/multi-node.md, session.host.join_token); the stack writes
     # them only with simNodes > 0.
     sim_nodes: int = _setting("DR_SIM_NODES", _integer(0), "0",

@@ -16,7 +16,8 @@ from typing import Callable, Mapping, Optional
 from session.core.config import LoadedConfig, RunConfig, SystemConfig, load_config
 from session.core.paths import custom_files_dir
 from session.engine.containers import Engine
-from session.storage.blob import BlobStore, Keeper
+from session.storage.blob import Mirror
+from session.storage.keeper import Keeper
 from session.storage.minio import ensure_minio, needs_minio
 from session.storage.s3 import Storage
 
@@ -26,8 +27,8 @@ DEFAULT_DOCKER_SOCKET = "/var/run/docker.sock"
 @dataclass
 class Host:
     """What a command needs from this machine: the configs, the custom files, the bucket and the engine.
-    `keeper` keeps the models beyond the VM where the bucket does not (Azure's MinIO); `blob` replaces the
-    stack's blob container it uses (tests: Azurite)."""
+    `keeper` keeps the models beyond the machine where the bucket does not (Azure's MinIO; a local machine's,
+    when asked); `mirror` replaces where it keeps them (tests: Azurite, moto)."""
 
     system: SystemConfig
     run: RunConfig
@@ -36,11 +37,11 @@ class Host:
     storage: Storage
     docker_socket: str = DEFAULT_DOCKER_SOCKET
     warnings: tuple = field(default_factory=tuple)
-    blob: Optional[BlobStore] = field(default=None, repr=False, compare=False)
+    mirror: Optional[Mirror] = field(default=None, repr=False, compare=False)
 
     @functools.cached_property
     def keeper(self) -> Keeper:
-        return Keeper(self.system, self.storage, self.blob)
+        return Keeper(self.system, self.storage, self.mirror)
 
 
 HostFactory = Callable[[Path, Path], Host]

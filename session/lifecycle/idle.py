@@ -54,7 +54,7 @@ from session.lifecycle.power import power_off
 from session.lifecycle.presence import Presence, present
 from session.lifecycle.watchdog import check as watchdog_check
 from session.run.state import Event, RunStateError, RunStateStore, Status, mark_stopped
-from session.storage.blob import Keeper
+from session.storage.keeper import Keeper
 
 CHECK_EVERY_MIN = 5  # deepracer-idle.timer's OnUnitActiveSec
 ALERT_AGAIN = timedelta(hours=24)  # a deallocation that keeps failing is mailed again after this long

@@ -39,7 +39,7 @@ from session.engine.containers import Engine
 from session.host.factory import HostFactory, open_storage
 from session.lifecycle.stopping import AfterStop, StopReport, interrupt, keep_evaluations
 from session.run.state import Event, RunStateStore
-from session.storage.blob import Keeper
+from session.storage.keeper import Keeper
 
 POLL_S = 5.0
 AWS_TOKEN_TTL_S = 21600

@@ -9,6 +9,9 @@ outlives all of that (the stack keeps the storage account on destroy), so:
 - down: a prefix the container holds and MinIO lacks comes back when a run starts from it as pretrained or
   resumes it (`Keeper.restore`), and on demand (`deepracer models restore`).
 
+The keeper (session.storage.keeper) decides where models are kept; this module is the sync, and the blob side
+of it. The sync takes any `Mirror`: a local machine's copy to S3 is an `S3Mirror` (session.storage.s3_mirror).
+
 Sameness: the size, then the content's SHA-256, kept in blob metadata `sha256` (and on MinIO objects in the
 metadata `Storage` writes). A blob also records in `source_etag` the MinIO ETag it was copied from, so an
 unchanged object is known from the two listings alone, without reading it. Objects stream through in
@@ -32,8 +35,8 @@ import re
 import threading
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Optional, Sequence, TypeVar
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Optional, Protocol, Sequence, TypeVar
 
 from session.core import console
 from session.core.console import Say
@@ -54,7 +57,6 @@ from session.storage.s3 import (
 
 if TYPE_CHECKING:  # pragma: no cover
     from session.core.config import SystemConfig
-    from session.engine.containers import ContainerInfo, Engine
 
 _T = TypeVar("_T")
 
@@ -72,7 +74,6 @@ BLOCK_SIZE = PART_SIZE  # one block staged to Blob, one part uploaded to MinIO: 
 SYNC_MARKERS = frozenset(f"model/{marker}" for marker in HANDOFF_MARKERS)
 # Written last, so the other side never holds a pointer to a checkpoint it lacks (session.models.export does the same).
 POINTERS = (f"model/{COACH_CHECKPOINT}", f"model/{CHECKPOINTS_JSON}")
-RECENT_EXIT = timedelta(hours=1)  # a run that ended on its own this recently is still synced by the timer
 _RANGE_SIZE = 4 * 1024 * 1024
 _PARALLEL = 8
 _REPORT_LOCK = threading.Lock()  # SyncReport.bytes_copied, added to from the copying threads
@@ -130,6 +131,25 @@ class SyncReport(SyncResult):
                      "left"):
             setattr(self, name, sorted(getattr(self, name)))
         return self
+
+
+class Mirror(Protocol):
+    """Where the sync keeps a copy of MinIO's model prefixes: what it asks of `BlobStore` and `S3Mirror` alike."""
+
+    def url_of(self, name: str = "") -> str: ...
+
+    def list(self, prefix: str = "") -> Iterator["BlobInfo"]: ...
+
+    def has_objects(self, prefix: str) -> bool: ...
+
+    def put_stream(self, name: str, read: Callable[[int], bytes], *, metadata: dict[str, str], content_type: str,
+                   verify: Callable[["_Digests"], None]) -> "_Digests": ...
+
+    def chunks(self, name: str) -> Iterator[bytes]: ...
+
+    def set_metadata(self, name: str, metadata: dict[str, str]) -> None: ...
+
+    def delete(self, names: Sequence[str]) -> None: ...
 
 
 class BlobStore:
@@ -382,17 +402,9 @@ def blob_store_for(system: "SystemConfig", *, url: Optional[str] = None, credent
     return BlobStore(url or account_url(account), container, credential, **options)
 
 
-def require_azure(system: "SystemConfig", command: str) -> None:
-    """For commands that only make sense with MinIO plus Blob (`sync-models`, `models restore`)."""
-    if not is_azure(system):
-        raise BlobSyncError(f"`deepracer {command}` keeps the models of an Azure host's MinIO in its blob container; "
-                            f"this host has DR_CLOUD={system.cloud}, whose models are in the working bucket already",
-                            code="NotAzure")
-
-
 # -- MinIO -> Blob --------------------------------------------------------------------------------------------
 
-def sync_prefix_to_blob(storage: Storage, blob: BlobStore, prefix: str, *, delete: bool = False,
+def sync_prefix_to_blob(storage: Storage, blob: Mirror, prefix: str, *, delete: bool = False,
                         deadline: Optional[datetime] = None,
                         now: Optional[Callable[[], datetime]] = None) -> SyncReport:
     """Copy the new and changed objects of a model prefix from MinIO to blobs of the same names.
@@ -480,7 +492,7 @@ def copy_order(rels: Iterable[str]) -> tuple[list[list[str]], list[str], list[st
     return [*groups, *([others] if others else [])], model, logs + rest
 
 
-def _copy_up(storage: Storage, blob: BlobStore, folder: str, rel: str, source: ObjectInfo,
+def _copy_up(storage: Storage, blob: Mirror, folder: str, rel: str, source: ObjectInfo,
              existing: Optional[BlobInfo], report: SyncReport) -> None:
     key = folder + rel
     if existing is not None and existing.size == source.size:
@@ -534,7 +546,7 @@ def _copy_up(storage: Storage, blob: BlobStore, folder: str, rel: str, source: O
 
 # -- Blob -> MinIO --------------------------------------------------------------------------------------------
 
-def restore_prefix_from_blob(blob: BlobStore, storage: Storage, prefix: str, *,
+def restore_prefix_from_blob(blob: Mirror, storage: Storage, prefix: str, *,
                              overwrite: bool = False) -> SyncReport:
     """Copy a prefix's blobs that MinIO lacks back into MinIO, with the sha256 metadata `Storage` writes.
 
@@ -566,7 +578,7 @@ def restore_prefix_from_blob(blob: BlobStore, storage: Storage, prefix: str, *,
     return report._sort()
 
 
-def _copy_down(blob: BlobStore, storage: Storage, folder: str, rel: str, source: BlobInfo,
+def _copy_down(blob: Mirror, storage: Storage, folder: str, rel: str, source: BlobInfo,
                existing: Optional[ObjectInfo], overwrite: bool, report: SyncReport) -> None:
     key = folder + rel
     if existing is not None:
@@ -599,13 +611,15 @@ def _copy_down(blob: BlobStore, storage: Storage, folder: str, rel: str, source:
 def _put_object(storage: Storage, key: str, reader: "_Reader", metadata: dict[str, str], content_type: str,
                 verify: Callable[[_Digests], None]) -> None:
     """An S3 object from `reader`, one PART_SIZE at a time (multipart above it, so its ETag is what `Storage`
-    uploads get); `verify` runs before the object is completed, and an error aborts the upload."""
+    uploads get); `verify` runs before the object is completed, and an error aborts the upload. A single-part
+    object also gets the SHA-256 of what was read; a multipart one only what `metadata` says."""
     client, bucket = storage.client, storage.bucket
     extra: dict[str, Any] = {"Metadata": metadata, "ContentType": content_type or "application/octet-stream"}
     doing = f"writing {storage.url(key)}"
     piece = reader.read(PART_SIZE)
-    if len(piece) < PART_SIZE:  # all of it: one request
+    if len(piece) < PART_SIZE:  # all of it: one request, with the digest of what was read
         verify(reader.digests)
+        extra["Metadata"] = {**metadata, **reader.digests.metadata}
         with _s3_errors(storage, doing, key):
             client.put_object(Bucket=bucket, Key=key, Body=piece, **extra)
         return
@@ -652,132 +666,12 @@ class _Reader:
         return data
 
 
-# -- the keeper: what the run layer asks, on any cloud ----------------------------------------------------------
-
-class Keeper:
-    """Keeps this host's models beyond the VM. On Azure the working bucket is MinIO on the VM's temp disk and the
-    stack's blob container keeps the models; on other clouds the working bucket is durable and every method does
-    nothing. The Host carries one (session.host.factory); the run layer calls it where a model's life needs it
-    (start, stop, resume), so no caller asks which cloud it is on.
-
-    `blob` replaces the stack's blob container (tests: Azurite); it is built when first needed."""
-
-    def __init__(self, system: "SystemConfig", storage: Storage, blob: Optional[BlobStore] = None) -> None:
-        self.system, self.storage, self._blob = system, storage, blob
-        self._present: set[str] = set()  # prefixes found in MinIO already: a second restore asks nothing
-
-    @property
-    def active(self) -> bool:
-        return is_azure(self.system)
-
-    @property
-    def blob(self) -> BlobStore:
-        if self._blob is None:
-            self._blob = blob_store_for(self.system)
-        return self._blob
-
-    def keep(self, prefixes: Iterable[str], *, deadline: Optional[datetime] = None,
-             now: Optional[Callable[[], datetime]] = None, say: Say = console.say) -> list[SyncReport]:
-        """After a stop has saved the logs: each prefix (checkpoints, metrics, logs) to Blob, in the order given.
-        With a `deadline` (a spot notice's NotBefore, UTC) the checkpoints go first, the newest complete one
-        first, and no copy starts after it; what was left is said."""
-        prefixes = list(dict.fromkeys(prefixes))
-        if not self.active or not prefixes:
-            return []
-        reports = _sync_each(self.storage, self.blob, prefixes, say, deadline=deadline, now=now)
-        for report in reports:
-            if report.left:
-                shown = ", ".join(report.left[:8]) + (f" and {len(report.left) - 8} more" if len(report.left) > 8
-                                                      else "")
-                say(f"not copied to {report.target} before the deadline: {shown}")
-        return reports
-
-    def restore(self, prefix: str, *, say: Say = console.say) -> Optional[SyncReport]:
-        """A model prefix back from Blob when MinIO holds nothing under its model/ and Blob holds the prefix (what
-        a model needs before training or resuming from it on a fresh VM). None when nothing was to do, and on
-        clouds other than azure; whoever needed the model says what is missing."""
-        if not self.active or prefix in self._present:
-            return None
-        report = ensure_in_minio(self.system, self.storage, prefix, say=say, blob=self.blob)
-        self._present.add(prefix)
-        return report
-
-    def claim(self, prefix: str, *, overwrite: bool = False, say: Say = console.say) -> None:
-        """Before training into `prefix` (after MinIO's own check): a model Blob keeps under that name from an
-        earlier VM is not mixed with the new one; `overwrite` (train --overwrite) deletes it."""
-        if not self.active:
-            return
-        folder = _folder(prefix)
-        if not self.blob.has_objects(folder):
-            return
-        if not overwrite:
-            raise BlobSyncError(f"{self.blob.url_of(folder)} already holds a model (kept from an earlier run or VM); "
-                                f"`deepracer models restore {folder.rstrip('/')}` brings it back, set a new "
-                                "DR_LOCAL_S3_MODEL_PREFIX (`deepracer increment` does it), or pass --overwrite to "
-                                "delete it", code="TargetNotEmpty")
-        names = [info.name for info in self.blob.list(folder)]
-        self.blob.delete(names)
-        say(f"--overwrite: deleted {len(names)} blobs under {self.blob.url_of(folder)}")
-
-    def keep_everything(self, *, say: Say = console.say) -> list[SyncReport]:
-        """Every top-level folder of MinIO's bucket to Blob: before the VM powers off."""
-        if not self.active:
-            return []
-        return sync_all(self.storage, self.blob, say=say)
-
-
-def ensure_in_minio(system: "SystemConfig", storage: Storage, prefix: str, *, say: Say = console.say,
-                    blob: Optional[BlobStore] = None) -> Optional[SyncReport]:
-    """A model prefix restored from Blob when MinIO holds nothing under its model/ and Blob holds the prefix.
-    None when nothing was to do, and on clouds other than azure."""
-    if not is_azure(system):
-        return None
-    folder = _folder(prefix)
-    if storage.prefix_has_objects(folder + "model/"):
-        return None
-    blob = blob or blob_store_for(system)
-    if not blob.has_objects(folder):
-        return None
-    say(f"{storage.url(folder)} is not in MinIO: restoring it from {blob.url_of(folder)}")
-    report = restore_prefix_from_blob(blob, storage, folder)
-    say(report.summary())
-    return report
-
-
-def prefixes_to_sync(containers: Iterable["ContainerInfo"], now: Optional[datetime] = None,
-                     recent: timedelta = RECENT_EXIT) -> list[str]:
-    """The model prefixes of the host's runs: containers that run, or ended within `recent` (a training that
-    reached its end by itself between two timer ticks)."""
-    now = now or datetime.now(timezone.utc)
-    found = set()
-    for container in containers:
-        if not container.prefix:
-            continue
-        if container.running or (container.finished_at is not None and now - container.finished_at <= recent):
-            found.add(container.prefix)
-    return sorted(found)
-
-
-def sync_running(system: "SystemConfig", engine: "Engine", storage: Storage, *, blob: Optional[BlobStore] = None,
-                 say: Say = console.say, now: Optional[datetime] = None) -> list[SyncReport]:
-    """For the timer: the prefixes of the runs on this host (`prefixes_to_sync`) to Blob. On other clouds it
-    says so and does nothing."""
-    if not is_azure(system):
-        say(f"DR_CLOUD={system.cloud}: the models are in the working bucket already; nothing to sync")
-        return []
-    prefixes = prefixes_to_sync(engine.list(), now)
-    if not prefixes:
-        say("no training or evaluation on this host: nothing to sync")
-        return []
-    return _sync_each(storage, blob or blob_store_for(system), prefixes, say)
-
-
-def sync_all(storage: Storage, blob: BlobStore, *, delete: bool = False, say: Say = console.say) -> list[SyncReport]:
+def sync_all(storage: Storage, blob: Mirror, *, delete: bool = False, say: Say = console.say) -> list[SyncReport]:
     """Every top-level folder of MinIO's bucket (models, custom_files ...) to Blob: before the VM goes away."""
     return _sync_each(storage, blob, storage.list_prefixes(""), say, delete=delete)
 
 
-def _sync_each(storage: Storage, blob: BlobStore, prefixes: Sequence[str], say: Say, delete: bool = False,
+def _sync_each(storage: Storage, blob: Mirror, prefixes: Sequence[str], say: Say, delete: bool = False,
                deadline: Optional[datetime] = None, now: Optional[Callable[[], datetime]] = None) -> list[SyncReport]:
     reports = []
     for prefix in prefixes:

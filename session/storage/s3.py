@@ -128,7 +128,7 @@ class Storage:
     """One bucket. Safe to share between threads; create it once per command."""
 
     def __init__(self, bucket: str, region: str = "us-east-1", endpoint_url: Optional[str] = None,
-                 access_key: Optional[str] = None, secret_key: Optional[str] = None, *,
+                 access_key: Optional[str] = None, secret_key: Optional[str] = None, *, profile: Optional[str] = None,
                  max_attempts: int = 5, connect_timeout: float = 10.0, read_timeout: float = 60.0) -> None:
         if not bucket or "/" in bucket:
             raise StorageError(f"bucket name {bucket!r} is not valid: expected a bare name like my-deepracer-bucket",
@@ -143,6 +143,7 @@ class Storage:
         self.endpoint_url = endpoint_url or None
         self.access_key = access_key or None
         self._secret_key = secret_key or None
+        self.profile = profile or None  # a profile of ~/.aws/config (a local machine's copy of its models)
         self.max_attempts = max_attempts
         self._connect_timeout = connect_timeout
         self._read_timeout = read_timeout
@@ -446,8 +447,15 @@ class Storage:
             for name in ("request_checksum_calculation", "response_checksum_validation"):
                 if name in Config.OPTION_DEFAULTS:
                     options[name] = "when_required"
-        session = boto3.session.Session(aws_access_key_id=self.access_key, aws_secret_access_key=self._secret_key,
-                                        region_name=self.region)
+        from botocore.exceptions import ProfileNotFound
+
+        try:
+            session = boto3.session.Session(aws_access_key_id=self.access_key,
+                                            aws_secret_access_key=self._secret_key, region_name=self.region,
+                                            profile_name=self.profile)
+        except ProfileNotFound:
+            raise StorageError(f"AWS profile {self.profile!r} is in neither ~/.aws/config nor ~/.aws/credentials of "
+                               "this user (`aws configure --profile` makes one)", code="ProfileNotFound") from None
         return session.client("s3", endpoint_url=self.endpoint_url, config=Config(**options))
 
     def _transfer_manager(self) -> Any:

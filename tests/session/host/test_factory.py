@@ -7,7 +7,7 @@ from dataclasses import replace
 from session.engine.containers import Engine
 from session.host.factory import Host, docker_socket_path, open_host
 from session.lifecycle import resume, stopping
-from session.storage.blob import Keeper
+from session.storage.keeper import Keeper
 
 SYSTEM_ENV = "DR_CLOUD=aws\nDR_AWS_APP_REGION=eu-west-1\nDR_LOCAL_S3_BUCKET=bucket-1\nDR_SIMAPP_VERSION=6.0.4-gpu\n"
 

@@ -72,7 +72,7 @@ def test_a_stop_that_failed_half_way_still_keeps_the_runs_models(store: RunState
 def test_a_notice_while_only_an_evaluation_runs_keeps_the_evaluated_model(tmp_path: Path, storage, blob, container,
                                                                            model, monkeypatch):
     empty = RunStateStore(tmp_path / "run-state.json")  # no training recorded
-    keeper = replace(host_for(tmp_path, storage), blob=blob).keeper
+    keeper = replace(host_for(tmp_path, storage), mirror=blob).keeper
     evaluating = replace(stopped("evaluation", PREFIX), status="running", finished_at=None)
     engine = ListingEngine([evaluating])
     said: list[str] = []

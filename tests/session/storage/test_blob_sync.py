@@ -35,12 +35,11 @@ from session.storage.blob import (
     BlobStore,
     BlobSyncError,
     blob_store_for,
-    prefixes_to_sync,
     restore_prefix_from_blob,
     sync_all,
     sync_prefix_to_blob,
-    sync_running,
 )
+from session.storage.keeper import prefixes_to_sync, sync_running
 from tests.azure_fakes import ACCOUNT, azure_cert, azure_imds, azurite  # noqa: F401 - fixtures
 from tests.shared_data import LOGS
 
@@ -434,20 +433,20 @@ def test_the_keeper_does_nothing_on_aws(tmp_path, storage, model):
                             max_attempts=1)
     host = replace(host_for(tmp_path, storage, cloud="aws",
                             run="DR_LOCAL_S3_PRETRAINED=True\nDR_LOCAL_S3_PRETRAINED_PREFIX=rl-elsewhere\n"),
-                   blob=untouchable)
+                   mirror=untouchable)
     assert host.keeper.keep(stopped_prefixes([stopped("trainer", PREFIX)], host.run)) == []
     assert restore_pretrained(host) is None
     assert host.keeper.claim(host.run.local_s3_model_prefix, overwrite=True) is None
     assert host.keeper.keep_everything() == []
     said: list[str] = []
     no_engine = None  # on aws the engine is never asked
-    assert sync_running(host.system, no_engine, storage, blob=untouchable, say=said.append) == []  # type: ignore
+    assert sync_running(host.system, no_engine, storage, mirror=untouchable, say=said.append) == []  # type: ignore
     assert said == ["DR_CLOUD=aws: the models are in the working bucket already; nothing to sync"]
 
 
 def test_a_stop_keeps_each_stopped_runs_prefix_with_its_logs(tmp_path, storage, blob, container, model,
                                                              s3_client):
-    host = replace(host_for(tmp_path, storage), blob=blob)
+    host = replace(host_for(tmp_path, storage), mirror=blob)
     s3_client.put_object(Bucket=storage.bucket, Key=f"{PREFIX}/logs/20250102000000-worker-1.log", Body=b"SIM_TRACE\n")
     said: list[str] = []
     # The SageMaker sibling carries no prefix label: it counts for run.env's prefix, which holds nothing here.
@@ -465,10 +464,10 @@ def test_the_pretrained_prefix_is_restored_when_minio_lacks_it_and_left_when_it_
 
     sync_prefix_to_blob(storage, blob, PREFIX)
     run = f"DR_LOCAL_S3_PRETRAINED=True\nDR_LOCAL_S3_PRETRAINED_PREFIX={PREFIX}\n"
-    assert restore_pretrained(replace(host_for(tmp_path, storage, run=run), blob=blob)) is None  # MinIO has it
+    assert restore_pretrained(replace(host_for(tmp_path, storage, run=run), mirror=blob)) is None  # MinIO has it
 
     with Storage(make_bucket("fresh-vm"), endpoint_url=s3_server, access_key="testing", secret_key="testing") as fresh:
-        host = replace(host_for(tmp_path, storage, run=run), storage=fresh, blob=blob)
+        host = replace(host_for(tmp_path, storage, run=run), storage=fresh, mirror=blob)
         said: list[str] = []
         report = restore_pretrained(host, say=said.append)
         assert report is not None and report.added == synced(model)
@@ -484,13 +483,13 @@ def test_the_pretrained_prefix_is_restored_when_minio_lacks_it_and_left_when_it_
 def test_a_model_blob_keeps_from_an_earlier_vm_is_not_trained_over_without_overwrite(tmp_path, storage, blob,
                                                                                     container, model):
     sync_prefix_to_blob(storage, blob, PREFIX)
-    keeper = replace(host_for(tmp_path, storage), blob=blob).keeper
+    keeper = replace(host_for(tmp_path, storage), mirror=blob).keeper
     with pytest.raises(BlobSyncError, match=rf"already holds a model .* `deepracer models restore {PREFIX}`"):
         keeper.claim(PREFIX)
     said: list[str] = []
     keeper.claim(PREFIX, overwrite=True, say=said.append)
     assert blob_etags(container) == {}
-    assert said == [f"--overwrite: deleted {len(synced(model))} blobs under {blob.url}/{PREFIX}/"]
+    assert said == [f"--overwrite: deleted {len(synced(model))} objects under {blob.url}/{PREFIX}/"]
     keeper.claim(PREFIX)  # a free name passes
 
 
@@ -515,9 +514,9 @@ def test_the_timer_syncs_running_runs_and_those_that_just_ended(tmp_path, storag
 
     host = host_for(tmp_path, storage)
     said: list[str] = []
-    reports = sync_running(host.system, ListingEngine([running, long_ago]), storage, blob=blob, say=said.append)
+    reports = sync_running(host.system, ListingEngine([running, long_ago]), storage, mirror=blob, say=said.append)
     assert [r.added for r in reports] == [synced(model)] and len(said) == 1
-    assert sync_running(host.system, ListingEngine([long_ago]), storage, blob=blob, say=said.append) == []
+    assert sync_running(host.system, ListingEngine([long_ago]), storage, mirror=blob, say=said.append) == []
     assert said[-1] == "no training or evaluation on this host: nothing to sync"
 
 
@@ -604,7 +603,7 @@ def test_a_stop_copies_the_newest_complete_checkpoint_first_the_pointers_after_m
     files = newest_model(s3_client, storage)
     blob = RecordingBlobStore(azurite.url, container.container_name, {"account_name": ACCOUNT, "account_key": DEV_KEY},
                               connection_verify=str(azurite.cert), max_attempts=1)
-    keeper = replace(host_for(tmp_path, storage), blob=blob).keeper
+    keeper = replace(host_for(tmp_path, storage), mirror=blob).keeper
     deadline = datetime.now(timezone.utc) + timedelta(minutes=5)
     (report,) = keeper.keep([PREFIX], deadline=deadline, say=lambda _: None)
 
@@ -636,7 +635,7 @@ def test_no_copy_starts_after_the_deadline_and_what_was_left_is_said(tmp_path, a
 
     blob = RecordingBlobStore(azurite.url, container.container_name, {"account_name": ACCOUNT, "account_key": DEV_KEY},
                               connection_verify=str(azurite.cert), max_attempts=1, after=after)
-    keeper = replace(host_for(tmp_path, storage), blob=blob).keeper
+    keeper = replace(host_for(tmp_path, storage), mirror=blob).keeper
     said: list[str] = []
     (report,) = keeper.keep([PREFIX], deadline=deadline, say=said.append,
                             now=lambda: deadline + timedelta(seconds=1) if late else deadline - timedelta(seconds=30))
