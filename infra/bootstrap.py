@@ -47,6 +47,10 @@ class HostConfig:
     minio_secret_key: Optional[str] = None
     azure_storage_account: Optional[str] = None
     azure_blob_container: Optional[str] = None
+    # Local: an optional copy of the models beyond the machine (session.storage.keeper): s3://<bucket> or
+    # https://<account>.blob.core.windows.net/<container>, and the AWS profile that reaches a bucket.
+    model_copy_url: Optional[str] = None
+    model_copy_profile: Optional[str] = None
     # Cost controls the host enforces itself (session/lifecycle/idle.py, session/lifecycle/limits.py): minutes
     # without training before it powers off (0: never), and whether a training time limit powers it off too.
     idle_stop_minutes: int = 30
@@ -102,6 +106,10 @@ def system_env(host: HostConfig) -> str:
             if not value:
                 raise ValueError(f"{key}: expected a value for a local host (MinIO's key), got none")
         values.update(local)  # type: ignore[arg-type]
+        if host.model_copy_url:
+            values["DR_MODEL_COPY_URL"] = host.model_copy_url
+        if host.model_copy_profile:
+            values["DR_MODEL_COPY_PROFILE"] = host.model_copy_profile
     if host.cloud == "azure":
         azure = {
             # MinIO on the host (session/storage/minio.py starts it with these; DRfC's names).

@@ -39,11 +39,12 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 from infra.bootstrap import HostConfig, cloud_config
 from infra.package import build_session_archive
 from infra.settings import DEFAULT_SIMAPP_VERSION, workers_for_vcpus
+from session.core.config import MODEL_COPY, NAME
 
 REPO = Path(__file__).resolve().parents[1]
 PACKAGE_PATH = "/opt/deepracer/session.tar.gz"
@@ -127,6 +128,8 @@ class Options:
     workers: Optional[int] = None
     install_driver: bool = False
     set_default_runtime: bool = False
+    copy_models_to: Optional[str] = None  # DR_MODEL_COPY_URL (session.storage.keeper); None: keep what is there
+    copy_profile: Optional[str] = None  # DR_MODEL_COPY_PROFILE
 
 
 @dataclass(frozen=True)
@@ -166,6 +169,10 @@ def host_config(machine: Machine, options: Options) -> HostConfig:
         minio_access_key=existing.get("DR_LOCAL_ACCESS_KEY_ID") or "deepracer",
         minio_secret_key=existing.get("DR_LOCAL_SECRET_ACCESS_KEY") or secrets.token_hex(20),
         idle_stop_minutes=0,  # a machine you live on is not powered off because training ended
+        model_copy_url=_checked(MODEL_COPY, "--copy-models-to",
+                                options.copy_models_to or existing.get("DR_MODEL_COPY_URL")),
+        model_copy_profile=_checked(NAME, "--copy-profile",
+                                    options.copy_profile or existing.get("DR_MODEL_COPY_PROFILE")),
     )
 
 
@@ -203,6 +210,11 @@ def plan(machine: Machine, options: Options, root: Path = Path("/")) -> Plan:
     steps.append("session-package, tracks, custom-files, doctor: the deepracer command in /opt/deepracer/venv, "
                  f"~{options.user}/deepracer with run.env (never overwritten), MinIO's data in /mnt/deepracer/minio")
     host = host_config(machine, options)
+    if host.model_copy_url:
+        who = f"AWS profile {host.model_copy_profile}" if host.model_copy_profile else (
+            "az login" if host.model_copy_url.startswith("https://") else "boto3's default credentials")
+        steps.append(f"models: also kept in {host.model_copy_url} after each stop and every 10 minutes, as "
+                     f"{options.user}'s {who}")
     files = tuple(_file_change(entry, root) for entry in cloud_config(host)["write_files"])
     commands = tuple(tuple(str(part) for part in command) for command in cloud_config(host)["runcmd"])
     return Plan(host, files, tuple(steps), commands)
@@ -251,6 +263,11 @@ def main(argv: Optional[Sequence[str]] = None, *, run: Runner = run_command, roo
                         help="install Ubuntu's driver although a driver package is installed")
     parser.add_argument("--set-default-runtime", action="store_true",
                         help="make nvidia Docker's default although daemon.json names another")
+    parser.add_argument("--copy-models-to", metavar="URL",
+                        help="also keep the models in s3://BUCKET or https://ACCOUNT.blob.core.windows.net/CONTAINER "
+                             "(after each stop and every 10 minutes; as the training user's AWS profile or az login)")
+    parser.add_argument("--copy-profile", metavar="NAME", help="the AWS profile that reaches the --copy-models-to "
+                                                                "bucket (default: boto3's chain)")
     args = parser.parse_args(argv)
     user = args.user or os.environ.get("SUDO_USER") or ""
     try:
@@ -264,7 +281,7 @@ def main(argv: Optional[Sequence[str]] = None, *, run: Runner = run_command, roo
             print(f"warning: this is not Ubuntu {' or '.join(SUPPORTED_UBUNTU)} ({machine.ubuntu or 'not Ubuntu'}); "
                   "the first boot is tested there only", file=sys.stderr)
         planned = plan(machine, Options(user, args.simapp_version, args.workers, args.install_driver,
-                                        args.set_default_runtime), root)
+                                        args.set_default_runtime, args.copy_models_to, args.copy_profile), root)
     except (PrepareError, ValueError) as error:  # ValueError: a value system.env cannot hold (infra.bootstrap)
         print(f"local_prepare: {error}", file=sys.stderr)
         return 2
@@ -279,6 +296,16 @@ def main(argv: Optional[Sequence[str]] = None, *, run: Runner = run_command, roo
     print("ready: log in again (the docker group), then `deepracer validate`" if code == 0 else
           "not ready: see /var/log/deepracer-bootstrap.log; fix it and run this again (it is safe to)")
     return code
+
+
+def _checked(kind: Any, option: str, value: Optional[str]) -> Optional[str]:
+    """`value` as session.core.config will read it from system.env, or PrepareError naming the option."""
+    if not value:
+        return None
+    try:
+        return kind.parse(value)
+    except ValueError:
+        raise PrepareError(f"{option}: expected {kind.expected}, got {value!r}") from None
 
 
 def _file_change(entry: dict, root: Path) -> FileChange:

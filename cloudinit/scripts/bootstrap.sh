@@ -81,9 +81,12 @@ step_session_package() {
   sha256sum "$PACKAGE"
   rm -rf /opt/deepracer/src && mkdir -p /opt/deepracer/src
   tar -xzf "$PACKAGE" -C /opt/deepracer/src
-  # Azure hosts also get the Azure SDK: models are kept in the stack's blob container (session.storage.blob).
+  # Azure hosts also get the Azure SDK: models are kept in the stack's blob container (session.storage.keeper);
+  # so does a local machine that copies its models to a blob container.
   local spec=/opt/deepracer/src
-  [ "$DR_CLOUD" = azure ] && spec="/opt/deepracer/src[azure-host]"
+  if [ "$DR_CLOUD" = azure ] || [[ "${DR_MODEL_COPY_URL:-}" == https://* ]]; then
+    spec="/opt/deepracer/src[azure-host]"
+  fi
   retry "$VENV/bin/pip" install -q "$spec"
   # Same version number as before after a code change: reinstall the package itself, not its dependencies.
   "$VENV/bin/pip" install -q --no-deps --force-reinstall /opt/deepracer/src

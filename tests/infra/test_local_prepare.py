@@ -204,3 +204,24 @@ def test_host_storage_takes_a_package_from_this_disk_and_reports_to_no_bucket(tm
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == f"host-storage: reported ready to {tmp_path / 'state/bootstrap.json'}"
     assert '"state": "ready"' in (tmp_path / "state/bootstrap.json").read_text()
+
+
+def test_a_copy_of_the_models_is_asked_once_kept_on_the_next_run_and_a_bad_url_is_one_line(tmp_path, capsys):
+    root = machine_root(tmp_path)
+    recording = Recording(runtime="nvidia")
+    planned = plan(inspect(recording, root), Options("alice", copy_models_to="s3://my-deepracer-models",
+                                                     copy_profile="home"), root)
+    assert "models: also kept in s3://my-deepracer-models after each stop and every 10 minutes, as alice's AWS " \
+           "profile home" in planned.steps
+    assert apply(planned, recording, root, package=fake_package, stamp="T1") == 0
+    text = (root / "etc/deepracer/system.env").read_text()
+    assert "DR_MODEL_COPY_URL=s3://my-deepracer-models\nDR_MODEL_COPY_PROFILE=home\n" in text
+    again = plan(inspect(recording, root), Options("alice"), root)  # the copy stays without the options
+    assert {change.state for change in again.files} == {"same"}
+    azure = plan(inspect(recording, root), Options("alice", copy_models_to="https://mine1.blob.core.windows.net/models"))
+    assert azure.host.model_copy_url == "https://mine1.blob.core.windows.net/models"
+    capsys.readouterr()
+    assert main(["--plan", "--user", "alice", "--copy-models-to", "s3://My_Bucket"], run=recording, root=root) == 2
+    err = capsys.readouterr().err
+    assert err == ("local_prepare: --copy-models-to: expected s3://<bucket> or "
+                   "https://<account>.blob.core.windows.net/<container>, got 's3://My_Bucket'\n")

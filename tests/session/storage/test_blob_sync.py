@@ -537,7 +537,8 @@ def test_the_timer_runs_sync_models_every_10_minutes_as_the_user_who_trains_on_a
     assert service["Service"]["Type"] == "oneshot"
     assert service["Service"]["ExecStart"] == \
         "/usr/sbin/runuser -u ${DR_HOST_USER} -- /opt/deepracer/venv/bin/deepracer sync-models --running"
-    assert service["Service"]["ExecCondition"] == "/bin/grep -qx DR_CLOUD=azure /etc/deepracer/system.env"
+    assert service["Service"]["ExecCondition"] == \
+        '/bin/grep -Eqx "DR_CLOUD=azure|DR_MODEL_COPY_URL=.+" /etc/deepracer/system.env'
     assert service["Unit"]["ConditionPathExists"] == "/var/lib/deepracer/ready"
 
     # systemd's own checker, offline, with a stand-in `deepracer` (a typo'd key is printed with exit 0).
@@ -552,19 +553,32 @@ def test_the_timer_runs_sync_models_every_10_minutes_as_the_user_who_trains_on_a
         assert result.returncode == 0 and result.stderr == "", result.stderr
 
 
-def test_the_units_condition_tells_azure_from_aws(tmp_path):
-    """ExecCondition's grep on a real system.env of each cloud: the unit runs on azure and is skipped on aws."""
+def test_the_units_condition_runs_it_on_azure_and_on_a_local_machine_with_a_copy_only(tmp_path):
+    """ExecCondition's grep, as systemd splits it (shlex: the quotes go), on a real system.env of each kind of
+    host: azure and a local machine with DR_MODEL_COPY_URL run it; aws and a local machine without are skipped."""
+    import configparser
+    import shlex
+
     from infra.bootstrap import HostConfig, system_env
 
+    unit = configparser.ConfigParser(strict=False, interpolation=None)
+    unit.read(UNITS_DIR / "deepracer-blob-sync.service")
+    condition = shlex.split(unit["Service"]["ExecCondition"])
     common = dict(region="westeurope", bucket="models", simapp_image="awsdeepracercommunity/deepracer-simapp:6.0.4-gpu",
                   workers=1, session_package_url="https://a.blob.core.windows.net/models/bootstrap/s.tar.gz",
                   status_url="https://a.blob.core.windows.net/models/hosts/")
-    azure = HostConfig(cloud="azure", minio_access_key="k", minio_secret_key="s", azure_storage_account="a",
-                       azure_blob_container="models", **common)
-    for host, runs in ((azure, 0), (HostConfig(cloud="aws", **common), 1)):
-        path = tmp_path / f"{host.cloud}.env"
+    hosts = {
+        "azure": (HostConfig(cloud="azure", minio_access_key="k", minio_secret_key="s", azure_storage_account="a",
+                             azure_blob_container="models", **common), 0),
+        "aws": (HostConfig(cloud="aws", **common), 1),
+        "local": (HostConfig(cloud="local", minio_access_key="k", minio_secret_key="s", **common), 1),
+        "local-copy": (HostConfig(cloud="local", minio_access_key="k", minio_secret_key="s",
+                                  model_copy_url="s3://my-models", **common), 0),
+    }
+    for name, (host, runs) in hosts.items():
+        path = tmp_path / f"{name}.env"
         path.write_text(system_env(host))
-        assert subprocess.run(["/bin/grep", "-qx", "DR_CLOUD=azure", str(path)]).returncode == runs
+        assert subprocess.run([*condition[:-1], str(path)]).returncode == runs, name
 
 
 # -- a stop with a deadline (a spot notice's NotBefore) -------------------------------------------------------------
