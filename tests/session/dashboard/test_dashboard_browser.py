@@ -17,6 +17,7 @@ import socket
 import threading
 import time
 import uuid
+from datetime import timedelta
 from pathlib import Path
 from typing import Iterator
 
@@ -24,8 +25,10 @@ import boto3
 import docker
 import pytest
 
+from session.core.metadata import Machine
 from session.core.text import iso
 from session.dashboard.access import COOKIE
+from session.dashboard.cost import CostSource
 from session.dashboard.server import build_app, make_server
 from session.run.state import RunStateStore, Status, record_start
 from session.run.training import run_containers, start_training
@@ -49,6 +52,8 @@ FINGERPRINT = ("() => { const i = document.querySelector('img[data-worker=\"1\"]
                " const d = g.getImageData(0, 0, 480, 360).data; let h = 0;"
                " for (let k = 0; k < d.length; k += 7) h = (h * 31 + d[k]) | 0; return h; }")
 PHONE = {"width": 390, "height": 844}
+BUDGET = 50.0
+IDLE_LEFT = timedelta(minutes=25)
 
 
 @pytest.fixture(scope="module")
@@ -81,10 +86,15 @@ def dashboard(training: Rehearsal) -> Iterator[tuple[str, str]]:
     with socket.socket() as probe:  # a free port; uvicorn binds it again at once
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
+    store = RunStateStore(training.folder / "state.json")
+    # The rehearsal runs on DR_CLOUD=local, which has no price: the card is shown a spot g4dn.2xlarge (as IMDS would
+    # name it) and a $50 budget (as the stack's cost settings would), over the run's real history.
+    cost = CostSource(host.system, history=store.history, budget=lambda: BUDGET,
+                      machine=lambda: Machine("aws", "g4dn.2xlarge", True), idle_left=lambda now: IDLE_LEFT)
     app = build_app(training.run_env, training.folder / "system.env", port=port, token_file=token_file,
-                    engine=host.engine, storage=host.storage, store=RunStateStore(training.folder / "state.json"),
+                    engine=host.engine, storage=host.storage, store=store,
                     host_factory=lambda run_env, system_env: training.host(), refresh_s=0.5, progress_every_s=3.0,
-                    say=said.append)
+                    cost=cost.facts, say=said.append)
     token = token_file.read_text().strip()
     assert token_file.stat().st_mode & 0o777 == 0o600
     assert any(f"http://127.0.0.1:{port}/?token={token}" in line for line in said)  # said once, at its making
@@ -172,6 +182,23 @@ def test_the_page_opens_with_the_token_and_is_refused_without_it(browser, dashbo
     assert page.console_errors == []
 
 
+def test_the_cost_card_shows_the_price_the_runs_spend_and_the_budget(page, dashboard):
+    from playwright.sync_api import expect
+
+    base, _ = dashboard
+    card = page.locator("#costs")
+    expect(card.locator("dd[data-cost='price']")).to_have_text("$0.316/h · g4dn.2xlarge spot", timeout=SEEN_S)
+    expect(card.locator("dd[data-cost='budget']")).to_have_text("$50.00")
+    expect(card.locator("dd[data-cost='idle']")).to_have_text("not while training")
+    cost = api(page, base)["cost"]
+    # The run's training time at $0.3158 an hour, as the API says it (a cent takes about two minutes to change).
+    assert cost["run_usd"] == round(cost["run_training_s"] / 3600 * 0.3158, 2)
+    expect(card.locator("dd[data-cost='run']")).to_contain_text(f"${cost['run_usd']:.2f} (")
+    expect(card.locator("dd[data-cost='month']")).to_contain_text("% of the budget")
+    expect(page.locator("#cost-counted")).to_contain_text("idle time, disks, public IP, storage and simulation nodes "
+                                                          "are not counted")
+
+
 def test_the_charts_show_the_runs_numbers(page, dashboard):
     from playwright.sync_api import expect
 
@@ -232,7 +259,7 @@ def test_the_camera_follows_a_restarted_worker(page, training: Rehearsal):
 def test_a_post_without_the_csrf_token_is_refused(page, dashboard, training: Rehearsal):
     base, _ = dashboard
     csrf = page.locator('meta[name="csrf-token"]').get_attribute("content")
-    for path in ("/api/stop", "/api/car-package"):
+    for path in ("/api/stop", "/api/car-package", "/api/increment", "/api/evaluate-clone", "/api/export"):
         for headers in ({}, {"X-CSRF-Token": "0" * len(csrf)},
                         {"X-CSRF-Token": csrf, "Origin": "http://evil.example"}):
             answer = page.request.post(f"{base}{path}", headers=headers)
@@ -321,3 +348,35 @@ def test_the_car_package_of_the_best_checkpoint_is_asked_for_then_downloaded(pag
     assert set(files) == {"model_metadata.json", "agent/model.pb"}
     assert files["agent/model.pb"] == host.storage.get_bytes(f"{prefix}/model/model_{number}.pb")
     assert json.loads(files["model_metadata.json"]) == host.storage.get_json(f"{prefix}/model/model_metadata.json")
+
+
+def test_the_export_asks_then_exports_the_best_checkpoint_and_a_second_one_is_refused_in_one_line(
+        page, dashboard, training: Rehearsal):
+    from playwright.sync_api import expect
+
+    host = training.host()
+    prefix, bucket = host.run.local_s3_model_prefix, host.storage.bucket
+    dialog = page.locator("#confirm")
+    page.click("#export")
+    expect(dialog).to_contain_text("Export the best checkpoint?")
+    expect(dialog).to_contain_text(f"s3://{bucket}/{prefix}-export")
+    page.click("#confirm-no")  # changed their mind: nothing is written
+    expect(dialog).to_be_hidden()
+    assert list(host.storage.list_objects(f"{prefix}-export/")) == []
+    page.click("#export")
+    page.click("#confirm-yes")
+    best = host.storage.get_json(f"{prefix}/model/deepracer_checkpoints.json")["best_checkpoint"]["name"]
+    said = page.locator("#said")
+    expect(said).to_contain_text(f"exported {best} of s3://{bucket}/{prefix}/ to s3://{bucket}/{prefix}-export/",
+                                 timeout=SEEN_S)
+    # `deepracer models export --checkpoint best`'s package: that checkpoint as both last and best.
+    assert host.storage.get_text(f"{prefix}-export/model/.coach_checkpoint") == best
+    # Again: the target holds files now, and the page says the command's own refusal, one line.
+    page.click("#export")
+    page.click("#confirm-yes")
+    expect(said).to_contain_text(f"refused: s3://{bucket}/{prefix}-export/ already holds ", timeout=SEEN_S)
+    expect(said).to_contain_text("refusing to overwrite: choose an empty target or pass --overwrite")
+    assert "\n" not in said.text_content()
+    # Nothing runs now: the card counts down to the idle stop.
+    expect(page.locator("#costs dd[data-cost='idle']")).to_have_text("in 25 min 0 s if nobody trains or types")
+    assert page.console_errors == []
