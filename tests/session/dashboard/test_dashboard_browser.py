@@ -3,8 +3,9 @@ download, nothing from the network) against the dashboard serving a training reh
 stand-in simulator image (whose workers run a stand-in web_video_server with a real MJPEG stream) and moto's S3.
 
 One run, one dashboard and one browser for the module; the tests go in the order a person would: open the page,
-read the charts, watch a worker's camera (and see it follow the worker's restart), try a forged POST, see a killed
-worker named with its cause, take the screenshots, stop the run, then download its car package. The screenshots
+read the charts and the cost card, watch a worker's camera (and see it follow the worker's restart), try a forged
+POST, see a killed worker named with its cause, take the screenshots, evaluate a clone, stop the run, then download
+its car package and export its best checkpoint. The screenshots
 the README shows are written here (into docs/img/ with DR_WRITE_SCREENSHOTS=1).
 """
 
@@ -301,6 +302,37 @@ def test_screenshots_at_desktop_and_phone_sizes(page, tmp_path):
     assert (IMAGES / "dashboard-desktop.png").stat().st_size > 10_000
 
 
+def test_evaluate_a_clone_clones_and_starts_as_the_command_does_and_says_its_refusal_in_one_line(
+        page, training: Rehearsal):
+    """`deepracer evaluate --clone --detach`'s path: the model copied to <prefix>-E and one evaluation worker started.
+    The training rehearsal's stand-in image has no evaluation launch file (tests/session/run/test_evaluation.py's
+    has), so its worker exits at once: the page says the command's own refusal, and training goes on."""
+    from playwright.sync_api import expect
+
+    from session.run import evaluation
+
+    host = training.host()
+    prefix, errors = host.run.local_s3_model_prefix, len(page.console_errors)
+    page.click("#evaluate-clone")
+    expect(page.locator("#confirm")).to_contain_text("Evaluate a clone?")
+    page.click("#confirm-yes")
+    said = page.locator("#said")
+    try:
+        expect(said).to_contain_text("refused: evaluation did not start: ", timeout=3 * SEEN_S)
+        [started] = evaluation.evaluation_containers(host)
+        assert started.prefix == f"{prefix}-E" and not started.running
+        assert said.text_content() == (f"refused: evaluation did not start: {started.name} exited with code 2; last "
+                                       "line: run.sh: unknown launch file 'evaluation.launch.py'; stopped it")
+        assert host.storage.prefix_has_objects(f"{prefix}-E/model/")  # the clone
+        assert host.storage.exists(f"{prefix}-E/{host.run.local_s3_eval_params_file}")
+        assert page.console_errors[errors:] == [
+            "Failed to load resource: the server responded with a status of 409 (Conflict)"]
+        assert {c.role for c in run_containers(host.engine, host.system, host.run) if c.running} == {
+            "sagemaker", "trainer", "worker"}  # training went on
+    finally:
+        evaluation.stop_evaluation(host, say=lambda _: None)
+
+
 def test_stop_asks_for_confirmation_and_stops_the_run(page, dashboard, training: Rehearsal):
     from playwright.sync_api import expect
 
@@ -355,7 +387,7 @@ def test_the_export_asks_then_exports_the_best_checkpoint_and_a_second_one_is_re
     from playwright.sync_api import expect
 
     host = training.host()
-    prefix, bucket = host.run.local_s3_model_prefix, host.storage.bucket
+    prefix, bucket, errors = host.run.local_s3_model_prefix, host.storage.bucket, len(page.console_errors)
     dialog = page.locator("#confirm")
     page.click("#export")
     expect(dialog).to_contain_text("Export the best checkpoint?")
@@ -380,4 +412,5 @@ def test_the_export_asks_then_exports_the_best_checkpoint_and_a_second_one_is_re
     # Nothing runs now: the card counts down to the idle stop.
     expect(page.locator("#costs dd[data-cost='idle']")).to_have_text("in 25 min 0 s if nobody trains or types")
     # The browser logs the refused POST's answer; nothing else went wrong (a CSP violation would be here too).
-    assert page.console_errors == ["Failed to load resource: the server responded with a status of 409 (Conflict)"]
+    assert page.console_errors[errors:] == [
+        "Failed to load resource: the server responded with a status of 409 (Conflict)"]
