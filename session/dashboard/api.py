@@ -64,8 +64,7 @@ def state_json(*, system: "SystemConfig", run: "RunConfig", snapshot: Optional["
 
 def time_json(system: "SystemConfig", state: Optional["RunState"], now: datetime) -> dict[str, Any]:
     """The run's time as the run state records it: trained (spot resumes included), the time limit and what is
-    left of it, and the idle auto-stop's setting. Spend is not known on the host (the hourly estimate is the
-    stack's output), so none is made up here."""
+    left of it, and the idle auto-stop's setting. What it cost is `cost_json`'s."""
     trained = deadline = left = None
     if state is not None:
         trained = round(state.trained_until(now), 1)

@@ -30,7 +30,7 @@ from session.dashboard.feed import LiveFeed
 from session.dashboard.server import build_app, make_server
 from session.engine.containers import Engine
 from session.run.increment import IncrementError
-from session.run.state import Event, RunStateStore
+from session.run.state import Event, RunStateError, RunStateStore
 from session.storage.s3 import Storage
 
 RUN = "# the run\nDR_RUN_ID=4\nDR_LOCAL_S3_MODEL_PREFIX=ctl-1\nDR_WORLD_NAME=reInvent2019_track\n"
@@ -149,7 +149,8 @@ def test_the_cost_card_is_in_the_state(dashboard):
 
 
 def test_one_control_at_a_time_and_a_refusal_that_is_no_deepracer_error_is_no_page(tmp_path: Path):
-    """A second control while one works is refused (stop is not: it has its own lock); a control left out is 404."""
+    """A second control while one works is refused (stop is not: it has its own lock); a control left out is 404; a
+    refusal of stop's is one line too."""
     (tmp_path / "system.env").write_text("DR_CLOUD=local\nDR_SIMAPP_VERSION=6.0.4-gpu\nDR_LOCAL_S3_BUCKET=models\n")
     (tmp_path / "run.env").write_text("DR_RUN_ID=7\nDR_LOCAL_S3_MODEL_PREFIX=busy-1\n")
     loaded = load_config(tmp_path / "run.env", tmp_path / "system.env", environ={})
@@ -163,9 +164,13 @@ def test_one_control_at_a_time_and_a_refusal_that_is_no_deepracer_error_is_no_pa
     def refused() -> list[str]:
         raise IncrementError("--prefix: expected an empty prefix, got 'x' which already holds objects")
 
+    def stop() -> list[str]:
+        raise RunStateError("/var/lib/deepracer/run/state.json: cannot record the run state (Permission denied); "
+                            "the folder must exist and be writable by you")
+
     keys = Keys("k" * 43)
     app = create_app(keys=keys, feed=LiveFeed(lambda: [], lambda c: iter(()), probe=None, idle_every_s=0.2),
-                     system=loaded.system, run=loaded.run, stop=lambda: ["stopped"],
+                     system=loaded.system, run=loaded.run, stop=stop,
                      car_package=lambda: ("p.tar.gz", b"gz"), address=lambda c: None, read_run_state=lambda: None,
                      increment=refused, export=slow_export)
     with serve(app) as base:
@@ -174,7 +179,9 @@ def test_one_control_at_a_time_and_a_refusal_that_is_no_deepracer_error_is_no_pa
         exporting.start()
         assert started.wait(10)
         assert call(base, keys, "/api/increment") == (409, {"error": "an export is already under way"})
-        assert call(base, keys, "/api/stop") == (200, {"lines": ["stopped"]})
+        assert call(base, keys, "/api/stop") == (409, {"error": (  # not held up by the export; refused in one line
+            "/var/lib/deepracer/run/state.json: cannot record the run state (Permission denied); the folder must "
+            "exist and be writable by you")})
         release.set()
         exporting.join(10)
         assert answers == [(200, {"lines": ["exported"]})]
