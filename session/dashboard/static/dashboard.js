@@ -284,7 +284,9 @@
       $("said").textContent = doing;
       try {
         const answer = await post(path);
-        const body = await answer.json();
+        // A refusal is the command's one line as JSON; anything else (a bug: its traceback is in the server's log)
+        // is its status.
+        const body = await answer.json().catch(() => ({ error: `${answer.status} ${answer.statusText}` }));
         $("said").textContent = answer.ok ? body.lines.join("\n") : "refused: " + body.error;
       } catch (error) {
         $("said").textContent = "refused: " + error.message;
