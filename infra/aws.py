@@ -15,6 +15,7 @@ from infra import aws_policies, aws_sim_nodes, local_commands, pricing, sim_node
 from infra.bootstrap import HostConfig, aws_user_data
 from infra.settings import AwsSettings, node_workers_for_vcpus, workers_for_vcpus
 from session.core.defaults import DASHBOARD_PORT
+from session.core.pricing import COST_SETTINGS_KEY, cost_settings_text
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 AMI_PARAMETER = "/aws/service/deeplearning/ami/x86_64/base-oss-nvidia-driver-gpu-ubuntu-{version}/latest/ami-id"
@@ -72,6 +73,11 @@ class AwsEnvironment(pulumi.ComponentResource):
         package = aws.s3.BucketObjectv2(
             "session-package", bucket=self.bucket.id, key=PACKAGE_KEY, source=pulumi.FileAsset(str(session_archive)),
             content_type="application/gzip", opts=child)
+        # The monthly budget for the host's cost card: an object it reads with the bucket's existing grant, never
+        # in the user data (a change there replaces the host).
+        self.cost_settings = aws.s3.BucketObjectv2(
+            "cost-settings", bucket=self.bucket.id, key=COST_SETTINGS_KEY,
+            content=cost_settings_text(settings.cost.monthly_budget_usd), content_type="application/json", opts=child)
         self.topic = self._notification_topic()
         profile = self._identity()
         self.instance = self._instance(subnet, internet_route, profile, package, zone)

@@ -23,6 +23,7 @@ from infra.bootstrap import HostConfig, azure_custom_data
 from infra.settings import AzureSettings, node_workers_for_vcpus, workers_for_vcpus
 from infra.sim_nodes import TOKEN_SECRET_NAME
 from session.core.defaults import DASHBOARD_PORT
+from session.core.pricing import COST_SETTINGS_KEY, cost_settings_text
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 PACKAGE_BLOB = "bootstrap/session.tar.gz"
@@ -100,6 +101,7 @@ class AzureEnvironment(pulumi.ComponentResource):
         deployer_role = self._role("deployer-blob", self._client.object_id,
                                    self._client.client_id.apply(azure_roles.deployer_principal_type))
         package = self._upload_package(session_archive, session_digest, deployer_role)
+        self.cost_settings = self._upload_cost_settings(deployer_role)
         nic = self._network()
         self.vm = self._vm(nic, package)
         # After the VM: a system-assigned identity exists only with its VM. The host retries its first reads
@@ -231,6 +233,17 @@ class AzureEnvironment(pulumi.ComponentResource):
             "--blob", PACKAGE_BLOB, "--file", archive.relative_to(REPO_ROOT).as_posix())
         return command.local.Command(
             "session-package", create=create, dir=local_commands.checkout_dir(REPO_ROOT), triggers=[digest],
+            opts=ResourceOptions(parent=self, depends_on=[deployer_role, self.container]))
+
+    def _upload_cost_settings(self, deployer_role: authorization.RoleAssignment) -> command.local.Command:
+        """The monthly budget for the host's cost card, in a blob the host reads with its container role; never in
+        the user data (a change there replaces the host). The text is in the command line: a new budget reruns it."""
+        create = local_commands.python_module(
+            REPO_ROOT, "infra.blob_upload", "--account-url", self.account_url, "--container", CONTAINER,
+            "--blob", COST_SETTINGS_KEY, "--text", cost_settings_text(self._settings.cost.monthly_budget_usd).strip(),
+            "--content-type", "application/json")
+        return command.local.Command(
+            "cost-settings", create=create, dir=local_commands.checkout_dir(REPO_ROOT),
             opts=ResourceOptions(parent=self, depends_on=[deployer_role, self.container]))
 
     # -- network -------------------------------------------------------------------------------------------

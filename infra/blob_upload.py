@@ -1,4 +1,5 @@
-"""Uploads the session package to the stack's blob container from the deployer's machine (`pulumi up` runs it).
+"""Uploads the session package (and the cost settings) to the stack's blob container from the deployer's machine
+(`pulumi up` runs it).
 
 The storage account takes Entra ID tokens only (shared keys are off), and pulumi-azure-native's Blob resource
 signs with the account key (pulumi/pulumi-azure-native#2015), so the package travels through this module on
@@ -56,11 +57,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--account-url", required=True, help="https://<account>.blob.core.windows.net")
     parser.add_argument("--container", required=True)
     parser.add_argument("--blob", required=True)
-    parser.add_argument("--file", required=True, type=Path)
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--file", type=Path)
+    source.add_argument("--text", help="the blob's content itself (a small JSON document)")
     parser.add_argument("--content-type", default="application/gzip")
     args = parser.parse_args(argv)
     try:
-        data = args.file.read_bytes()
+        data = args.file.read_bytes() if args.file is not None else (args.text + "\n").encode()
     except OSError as error:
         print(f"cannot read {args.file}: {error.strerror}", file=sys.stderr)
         return 1

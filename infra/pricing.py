@@ -1,44 +1,27 @@
-"""Hourly cost estimates shown in the stack outputs (list prices; the bill is the truth)."""
+"""Hourly cost estimates shown in the stack outputs (list prices; the bill is the truth).
+
+The price tables themselves are the session package's (session/core/pricing.py): the host estimates its own
+training's cost from the same numbers, without them in its user data.
+"""
 
 from __future__ import annotations
 
 from typing import Optional
 
-PRICE_BASIS = "us-east-1 Linux list prices, 2026; other regions differ by up to ~30%"
+from session.core.pricing import (  # the tables: the program and its tests use them from here
+    AWS_CPU_INSTANCE_TYPES,
+    AWS_INSTANCE_TYPES,
+    AZURE_CPU_VM_SIZES,
+    AZURE_PRICE_BASIS,
+    AZURE_SPOT_FRACTION,
+    AZURE_VM_SIZES,
+    PRICE_BASIS,
+    SPOT_FRACTION,
+)
 
-# Instance type -> (vCPUs, on-demand USD per hour, us-east-1). The vCPUs are for the README's table of workers
-# per type; the program itself asks EC2 for them.
-AWS_INSTANCE_TYPES: dict[str, tuple[int, float]] = {
-    "g4dn.xlarge": (4, 0.526),
-    "g4dn.2xlarge": (8, 0.752),
-    "g4dn.4xlarge": (16, 1.204),
-    "g4dn.8xlarge": (32, 2.176),
-    "g4dn.12xlarge": (48, 3.912),
-    "g4dn.16xlarge": (64, 4.352),
-    "g5.xlarge": (4, 1.006),
-    "g5.2xlarge": (8, 1.212),
-    "g5.4xlarge": (16, 1.624),
-    "g5.8xlarge": (32, 2.448),
-    "g6.xlarge": (4, 0.805),
-    "g6.2xlarge": (8, 0.978),
-    "g6.4xlarge": (16, 1.323),
-    "g6.8xlarge": (32, 2.014),
-}
-
-# CPU types for simulation nodes (settings.SimNodes): (vCPUs, on-demand USD per hour, us-east-1).
-AWS_CPU_INSTANCE_TYPES: dict[str, tuple[int, float]] = {
-    "c7i.xlarge": (4, 0.1785),
-    "c7i.2xlarge": (8, 0.357),
-    "c7i.4xlarge": (16, 0.714),
-    "c6i.2xlarge": (8, 0.34),
-    "c6i.4xlarge": (16, 0.68),
-    "m7i.2xlarge": (8, 0.4032),
-}
 # A node's encrypted gp3 root volume: Ubuntu, Docker and the simulator image (~25 GB unpacked), logs.
 NODE_DISK_GB = 64
 
-# Spot prices move hourly; for these types they have sat around 40% of on-demand (g4dn.2xlarge ~$0.31).
-SPOT_FRACTION = 0.42
 GP3_USD_PER_GB_MONTH = 0.08
 HOURS_PER_MONTH = 730
 
@@ -102,33 +85,10 @@ def aws_nodes_estimate(estimate: dict, count: int, node_type: str, spot: bool) -
 
 # -- Azure ---------------------------------------------------------------------------------------------------
 
-AZURE_PRICE_BASIS = "East US Linux pay-as-you-go list prices, 2026; other regions differ by up to ~30%"
-
-# VM size -> (vCPUs, pay-as-you-go USD per hour, East US). The vCPUs also give the default number of workers,
-# because Azure has no lookup of a size that works before the VM exists.
-AZURE_VM_SIZES: dict[str, tuple[int, float]] = {
-    "Standard_NC4as_T4_v3": (4, 0.526),
-    "Standard_NC8as_T4_v3": (8, 0.752),
-    "Standard_NC16as_T4_v3": (16, 1.204),
-    "Standard_NC64as_T4_v3": (64, 4.352),
-    "Standard_NV36ads_A10_v5": (36, 3.20),
-    "Standard_NC24ads_A100_v4": (24, 3.673),
-}
-# Azure spot prices move with demand and differ more between regions than AWS's; NC T4 v3 spot has mostly sat
-# between 20% and 40% of pay-as-you-go. The estimate takes the middle.
-AZURE_SPOT_FRACTION = 0.3
 # Premium SSD (LRS) is billed by tier, the smallest tier that holds the disk: (GiB, USD per month).
 AZURE_PREMIUM_SSD_TIERS = ((32, 5.28), (64, 10.21), (128, 19.71), (256, 38.01), (512, 73.22), (1024, 135.17),
                            (2048, 259.05), (4095, 495.57))
-AZURE_PUBLIC_IP_USD_PER_HOUR = 0.005
-# CPU sizes for simulation nodes: (vCPUs, pay-as-you-go USD per hour, East US).
-AZURE_CPU_VM_SIZES: dict[str, tuple[int, float]] = {
-    "Standard_F4s_v2": (4, 0.169),
-    "Standard_F8s_v2": (8, 0.338),
-    "Standard_F16s_v2": (16, 0.677),
-    "Standard_D8s_v5": (8, 0.384),
-    "Standard_D16s_v5": (16, 0.768),
-}  # Standard static IPv4, charged while it exists
+AZURE_PUBLIC_IP_USD_PER_HOUR = 0.005  # Standard static IPv4, charged while it exists
 
 
 def azure_vcpus(vm_size: str) -> Optional[int]:

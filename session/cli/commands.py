@@ -459,8 +459,7 @@ def increment(args: argparse.Namespace) -> int:
     loaded, run_env = _load(args)
     storage = None if args.offline else _storage(loaded.system)
     result = do_increment(run_env, loaded.run, storage, checkpoint=args.checkpoint, prefix=args.prefix)
-    print(f"{run_env}: DR_LOCAL_S3_MODEL_PREFIX={result.new_prefix}, pretrained from {result.old_prefix} "
-          f"({result.checkpoint} checkpoint)" + (f"; backup {result.backup}" if result.backup else ""))
+    print(result.summary(run_env))
     return 0
 
 

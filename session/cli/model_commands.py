@@ -77,29 +77,13 @@ def models(args: argparse.Namespace, loaded, storage) -> int:
             print(f"note: {note}")
         return 0
     if action == "export":
-        from session.run.training_params import training_params
-
-        target = packaging.open_target(args.to, storage, loaded.system, location=args.location)
-        fallback = None
-        if args.prefix.strip("/") == loaded.run.local_s3_model_prefix:
-            fallback = training_params(loaded.system, loaded.run)
-        try:
-            result = packaging.export_model(storage, args.prefix, library.parse_choice(args.checkpoint), target,
-                                            overwrite=args.overwrite, fallback_params=fallback)
-        finally:
-            target.close()
+        result = packaging.export_run_model(storage, loaded.system, loaded.run, args.prefix, args.checkpoint,
+                                            args.to, location=args.location, overwrite=args.overwrite)
         if args.json:
             console.emit_json(result.to_dict())
         else:
-            # An export names its checkpoint.
-            print(f"exported {result.checkpoint.name} of {result.source} to {result.target}: "  # type: ignore[union-attr]
-                  f"{len(result.files)} files, {_gib(result.bytes)}, checksums verified")
-            for name in result.left_alone:
-                print(f"left alone: {name} (already there)")
-            for note in result.notes:
-                print(f"note: {note}")
-            for problem in result.problems:
-                print(f"DRoA import: {problem}")
+            for line in result.lines():
+                print(line)
         return 1 if any(p.is_error for p in result.problems) else 0
     if action == "car-package":
         choice = library.parse_choice(args.checkpoint)

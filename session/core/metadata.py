@@ -15,6 +15,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from dataclasses import dataclass
 from typing import Callable, Mapping, Optional, Sequence
 
 from session.core.errors import DeepracerError
@@ -88,6 +89,46 @@ def azure_identity_token(resource: str, *, imds: str = IMDS, backoff_s: Sequence
         return str(json.loads(body)["access_token"])
     except (ValueError, KeyError):
         raise NoticeError(f"IMDS {path} answered without an access_token") from None
+
+
+@dataclass(frozen=True)
+class Machine:
+    """This machine as its cloud's metadata service describes it: the instance type or VM size, and whether it
+    runs on spot capacity (AWS `instance-life-cycle` spot, Azure `priority` Spot)."""
+
+    cloud: str
+    size: str
+    spot: bool
+
+
+def this_machine(cloud: str, *, imds: str = IMDS, timeout: float = METADATA_TIMEOUT_S) -> Optional[Machine]:
+    """Asks IMDS what this machine is; None on a cloud without one (local). NoticeError when it cannot be asked or
+    answers something unexpected."""
+    base = imds.rstrip("/")
+    if cloud == "aws":
+        status, token = metadata_request(f"{base}/latest/api/token", method="PUT", timeout=timeout,
+                                         headers={"X-aws-ec2-metadata-token-ttl-seconds": "60"})
+        if status != 200:
+            raise NoticeError(f"IMDSv2 refused a session token: HTTP {status}")
+        asked = {}
+        for name in ("instance-type", "instance-life-cycle"):
+            status, body = metadata_request(f"{base}/latest/meta-data/{name}", timeout=timeout,
+                                            headers={"X-aws-ec2-metadata-token": token.decode().strip()})
+            if status != 200:
+                raise NoticeError(f"IMDS meta-data/{name} answered HTTP {status}: {excerpt(body)}")
+            asked[name] = body.decode().strip()
+        return Machine("aws", asked["instance-type"], asked["instance-life-cycle"] == "spot")
+    if cloud == "azure":
+        path = "/metadata/instance/compute?api-version=2021-02-01"
+        status, body = metadata_request(f"{base}{path}", headers={"Metadata": "true"}, timeout=timeout)
+        if status != 200:
+            raise NoticeError(f"IMDS {path.split('?')[0]} answered HTTP {status}: {excerpt(body)}")
+        try:
+            compute = json.loads(body)
+            return Machine("azure", str(compute["vmSize"]), str(compute.get("priority") or "").lower() == "spot")
+        except (ValueError, KeyError, TypeError):
+            raise NoticeError(f"IMDS {path.split('?')[0]} answered without a vmSize: {excerpt(body)}") from None
+    return None
 
 
 def retry_after(headers: Mapping[str, str]) -> float:

@@ -1,5 +1,5 @@
-"""The dashboard's web app (Starlette): the page, its JSON, the stop control and the workers' video, behind the
-host's token.
+"""The dashboard's web app (Starlette): the page, its JSON, the controls (stop, increment, evaluate a clone, export,
+car package) and the workers' video, behind the host's token.
 
 Every response carries a strict Content-Security-Policy (scripts, styles and images from this origin only, no
 inline script, no frames), `nosniff` and no referrer. `Guard` admits a request only with the session cookie (or,
@@ -35,7 +35,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from session.core.errors import DeepracerError
 from session.dashboard.access import COOKIE, CSRF_HEADER, QUERY, Keys
-from session.dashboard.api import state_json
+from session.dashboard.api import CostFacts, state_json
 from session.dashboard.feed import LiveFeed
 from session.dashboard.video import VideoRequestError, open_stream, parse_request
 
@@ -112,17 +112,30 @@ def _refused(request: Request, status: int, why: str) -> Response:
     return PlainTextResponse(why, status_code=status)
 
 
+def _one_line(error: BaseException) -> str:
+    return " ".join(str(error).split()) or type(error).__name__
+
+
 def create_app(*, keys: Keys, feed: LiveFeed, system: "SystemConfig", run: "RunConfig",
                stop: Callable[[], list[str]], car_package: Callable[[], tuple[str, bytes]],
                address: Callable[["ContainerInfo"], Optional[str]],
                read_run_state: Callable[[], Optional["RunState"]],
+               increment: Optional[Callable[[], list[str]]] = None,
+               evaluate_clone: Optional[Callable[[], list[str]]] = None,
+               export: Optional[Callable[[], list[str]]] = None,
+               cost: Callable[[], CostFacts] = CostFacts,
                now: Callable[[], datetime] = lambda: datetime.now(timezone.utc)) -> Starlette:
     """The app for one run. `stop` stops it the way `deepracer stop` does and returns what it said; `car_package`
     makes the car's model package of its best checkpoint as `deepracer models car-package` does (file name,
-    bytes); `address` gives a worker container's address on the run's network; `read_run_state` the host's run
-    state."""
+    bytes); `increment`, `evaluate_clone` and `export` do what `deepracer increment`, `deepracer evaluate --clone
+    --detach` and `deepracer models export --checkpoint best` do and return what they said (a control left out
+    answers 404); `address` gives a worker container's address on the run's network; `read_run_state` the host's
+    run state; `cost` what the host knows of its cost (session.dashboard.api.CostFacts)."""
     page = PAGE.read_text().replace(CSRF_PLACEHOLDER, keys.csrf)
     stopping = threading.Lock()
+    # One control at a time besides stop (an increment rewrites the run.env an evaluation reads); stop always can.
+    busy = threading.Lock()
+    doing: dict[str, str] = {}
 
     async def index(request: Request) -> Response:
         given = request.query_params.get(QUERY)
@@ -139,7 +152,7 @@ def create_app(*, keys: Keys, feed: LiveFeed, system: "SystemConfig", run: "RunC
         reading = feed.latest()
         document = await run_in_threadpool(
             lambda: state_json(system=system, run=run, snapshot=reading.snapshot, containers=reading.containers,
-                               run_state=read_run_state(), now=now(), feed_error=reading.error))
+                               run_state=read_run_state(), now=now(), feed_error=reading.error, cost=cost()))
         return JSONResponse(document, headers={"cache-control": "no-store"})
 
     async def stop_run(request: Request) -> Response:
@@ -147,9 +160,31 @@ def create_app(*, keys: Keys, feed: LiveFeed, system: "SystemConfig", run: "RunC
             return JSONResponse({"error": "a stop is already under way"}, status_code=409)
         try:
             lines = await run_in_threadpool(stop)
+        except DeepracerError as error:  # the run state unwritable, the engine unreachable, ...
+            return JSONResponse({"error": _one_line(error)}, status_code=409)
         finally:
             stopping.release()
         return JSONResponse({"lines": lines}, headers={"cache-control": "no-store"})
+
+    def control(what: str, work: Optional[Callable[[], list[str]]]) -> Callable[[Request], Any]:
+        """A POST that runs `work` off the event loop, one control at a time; the CLI's refusal is one line."""
+
+        async def run_control(request: Request) -> Response:
+            if work is None:
+                return JSONResponse({"error": f"{what} is not offered by this dashboard"}, status_code=404)
+            if not busy.acquire(blocking=False):
+                return JSONResponse({"error": f"{doing.get('now', 'another control')} is already under way"},
+                                    status_code=409)
+            doing["now"] = what
+            try:
+                lines = await run_in_threadpool(work)
+            except DeepracerError as error:  # what the command would refuse with, as it says it
+                return JSONResponse({"error": _one_line(error)}, status_code=409)
+            finally:
+                busy.release()
+            return JSONResponse({"lines": lines}, headers={"cache-control": "no-store"})
+
+        return run_control
 
     async def package(request: Request) -> Response:
         try:
@@ -200,6 +235,9 @@ def create_app(*, keys: Keys, feed: LiveFeed, system: "SystemConfig", run: "RunC
         Route("/api/state", state),
         Route("/api/stop", stop_run, methods=["POST"]),
         Route("/api/car-package", package, methods=["POST"]),
+        Route("/api/increment", control("an increment", increment), methods=["POST"]),
+        Route("/api/evaluate-clone", control("an evaluation's start", evaluate_clone), methods=["POST"]),
+        Route("/api/export", control("an export", export), methods=["POST"]),
         Route("/video/{worker:int}", video),
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
     ]

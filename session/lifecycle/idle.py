@@ -135,6 +135,18 @@ def decide(*, active: Sequence[str], now: datetime, last_active: Optional[dateti
                         minutes_left=left.total_seconds() / 60)
 
 
+def idle_stop_left(*, now: datetime, last_active: Optional[datetime], since: Optional[datetime], idle_minutes: int,
+                   ready: bool = True, keep_awake_until: Optional[datetime] = None) -> Optional[timedelta]:
+    """How long until the idle stop is due if nothing runs and nobody types meanwhile (zero: due at the next
+    check, which comes every CHECK_EVERY_MIN); None when it does not count (turned off, or the first boot has not
+    finished). `decide`'s clock, without the probes: the last activity, the boot or the first boot's end, and a
+    keep-awake, whichever is latest. Interactive use only postpones it."""
+    if not ready or idle_minutes <= 0:
+        return None
+    reference = max((m for m in (last_active, since, keep_awake_until) if m is not None), default=now)
+    return max(timedelta(0), reference + timedelta(minutes=idle_minutes) - now)
+
+
 def _used(found: Presence, now: datetime) -> str:
     ago = max(0.0, (now - found.last).total_seconds() / 60)
     return f"{found.what}, {ago:.0f} min ago" if ago >= 1 else f"{found.what}, now"
@@ -170,6 +182,24 @@ def _write_times(path: Path, **moments: Optional[datetime]) -> None:
     temporary = path.with_name(f".{path.name}.{os.getpid()}")
     temporary.write_text(json.dumps(data) + "\n")
     os.replace(temporary, path)
+
+
+def idle_stop_left_now(system: "SystemConfig", now: datetime, *, idle_state: Optional[Path] = None,
+                       ready_marker: Optional[Path] = None, keep_awake_file: Optional[Path] = None,
+                       booted: Optional[datetime] = None) -> Optional[timedelta]:
+    """`idle_stop_left` from what the idle check keeps on this host (its state file, the ready marker, the boot
+    time, a keep-awake); reads files only, changes nothing."""
+    marker = ready_marker or default_ready_marker()
+    ready = marker.is_file()
+    since_ready = datetime.fromtimestamp(marker.stat().st_mtime, timezone.utc) if ready else None
+    try:
+        booted = booted or boot_time()
+    except OSError:
+        booted = None
+    since = max((m for m in (booted, since_ready) if m is not None), default=None)
+    return idle_stop_left(now=now, last_active=_read_time(idle_state or default_idle_state(), "last_active"),
+                          since=since, idle_minutes=system.idle_stop_minutes, ready=ready,
+                          keep_awake_until=read_keep_awake(keep_awake_file))
 
 
 def read_keep_awake(path: Optional[Path] = None) -> Optional[datetime]:

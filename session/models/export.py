@@ -58,15 +58,16 @@ from session.models.library import (
     metrics_prefix,
     model_names,
     params_key,
+    parse_choice,
     yaml_scalar,
 )
 from session.run.progress import Checkpoint, parse_checkpoints_json, read_progress
-from session.run.training_params import dump
+from session.run.training_params import dump, training_params
 from session.storage.layout import CHECKPOINTS_JSON, HANDOFF_MARKERS
 from session.storage.s3 import PART_SIZE, ChecksumMismatch, Storage, storage_error
 
 if TYPE_CHECKING:  # pragma: no cover
-    from session.core.config import SystemConfig
+    from session.core.config import RunConfig, SystemConfig
 
 DROA_MAX_BYTES = 1024 ** 3  # DRoA's import takes folders up to 1 GB
 DROA_REQUIRED = (MODEL_METADATA, REWARD_FUNCTION, TRAINING_PARAMS, HYPERPARAMETERS)
@@ -398,6 +399,17 @@ class ExportResult:
     def bytes(self) -> int:
         return sum(f.size for f in self.files)
 
+    def lines(self) -> list[str]:
+        """What `deepracer models export` (and the dashboard's export) says about it, a line each."""
+        size = (f"{self.bytes / 1024 ** 2:.1f} MiB" if self.bytes < 1024 ** 3 else f"{self.bytes / 1024 ** 3:.2f} GiB")
+        # An export names its checkpoint.
+        said = [f"exported {self.checkpoint.name} of {self.source} to {self.target}: "  # type: ignore[union-attr]
+                f"{len(self.files)} files, {size}, checksums verified"]
+        said += [f"left alone: {name} (already there)" for name in self.left_alone]
+        said += [f"note: {note}" for note in self.notes]
+        said += [f"DRoA import: {problem}" for problem in self.problems]
+        return said
+
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["problems"] = [str(problem) for problem in self.problems]
@@ -510,6 +522,20 @@ def export_model(source: Storage, prefix: str, checkpoint: CheckpointChoice, tar
     if result.bytes > DROA_MAX_BYTES:
         notes.append(f"{result.bytes / 1024 ** 3:.2f} GiB: more than DRoA's import takes (1 GiB)")
     return result
+
+
+def export_run_model(storage: Storage, system: "SystemConfig", run: "RunConfig", prefix: str,
+                     checkpoint: CheckpointChoice, to: str, *, location: Optional[str] = None,
+                     overwrite: bool = False) -> ExportResult:
+    """`deepracer models export PREFIX --checkpoint C --to TO`: `to` as open_target reads it, and, for the model
+    run.env trains, its training params from run.env when the model has none of its own."""
+    target = open_target(to, storage, system, location=location)
+    fallback = training_params(system, run) if prefix.strip("/") == run.local_s3_model_prefix else None
+    try:
+        return export_model(storage, prefix, parse_choice(checkpoint), target, overwrite=overwrite,
+                            fallback_params=fallback)
+    finally:
+        target.close()
 
 
 def _source_params(source: Storage, location: ModelLocation, objects: Mapping[str, Any],

@@ -30,6 +30,11 @@ class Increment:
     checkpoint: str
     backup: Optional[Path]
 
+    def summary(self, run_env: Path) -> str:
+        """What `deepracer increment` (and the dashboard's control) says it did, one line."""
+        return (f"{run_env}: DR_LOCAL_S3_MODEL_PREFIX={self.new_prefix}, pretrained from {self.old_prefix} "
+                f"({self.checkpoint} checkpoint)" + (f"; backup {self.backup}" if self.backup else ""))
+
 
 def next_prefix(prefix: str, delimiter: str = "-") -> str:
     """`model-7` -> `model-8`, `model-009` -> `model-010`, `model` -> `model-1` (DRfC's rule)."""

@@ -24,6 +24,10 @@ Its status changes only through `advance`, by the events of TRANSITIONS:
     resuming     --give-back-------> (the status it was claimed from): resume found nothing to do and changed nothing
     any          --note------------> (the same status): a field recorded (the checkpoint, a message, power-off)
 
+A new start replaces the record; the record it replaces is appended to the history beside it
+(`state.history.jsonl`: one JSON line per earlier part, its `stopped` filled in with the new part's start when it
+had none), so that the training time of a month can be counted (the dashboard's spend estimate).
+
 Several actors may end a run at once (a spot notice during the time limit's stop): each applies its event
 under an flock (`RunStateStore.apply`); the one that finds the status no longer accepts its event leaves the
 record alone. The file is replaced atomically; written by root (the watcher, the idle timer), it is given to the
@@ -40,7 +44,7 @@ from dataclasses import asdict, dataclass, fields, replace
 from datetime import datetime, timedelta, timezone
 from enum import Enum
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Optional
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Mapping, Optional
 
 from session.core.errors import DeepracerError
 from session.core.paths import RUN_STATE_VARIABLE, default_run_state
@@ -179,6 +183,16 @@ class RunState:
         return cls(**values)
 
 
+def training_between(parts: Iterable[RunState], start: datetime, end: datetime) -> float:
+    """Seconds the parts trained between `start` and `end`: each part from its own start to its stop (or `end`),
+    not counting the earlier parts its `trained_s` carries (they are parts of their own)."""
+    total = 0.0
+    for part in parts:
+        begins, ends = max(part.started, start), min(part.stopped or end, end)
+        total += max(0.0, (ends - begins).total_seconds())
+    return total
+
+
 def accepts(status: Optional[Status], event: Event) -> bool:
     return (status, event) in TRANSITIONS
 
@@ -254,8 +268,40 @@ class RunStateStore:
             new = advance(current, Event.START, **fields_of_the_run)
             if running:
                 new = advance(new, Event.STARTED)
+            if current is not None:
+                self._remember(current, new.started)
             self.write(new)
             return new
+
+    @property
+    def history_path(self) -> Path:
+        return self.path.with_name(f"{self.path.stem}.history.jsonl")
+
+    def history(self) -> list[RunState]:
+        """The earlier parts `start` replaced, oldest first; unreadable lines are skipped (a count, not a record
+        anything depends on)."""
+        try:
+            lines = self.history_path.read_text().splitlines()
+        except OSError:
+            return []
+        parts = []
+        for line in lines:
+            try:
+                parts.append(RunState.from_dict(json.loads(line)))
+            except (ValueError, KeyError, TypeError):
+                continue
+        return parts
+
+    def _remember(self, replaced: RunState, at: datetime) -> None:
+        part = replaced if replaced.stopped is not None else replace(replaced, stopped=max(at, replaced.started))
+        fresh = not self.history_path.exists()
+        try:
+            with self.history_path.open("a") as history:
+                history.write(json.dumps(part.to_dict()) + "\n")
+            if fresh:
+                self._give_to_folder_owner(self.history_path)
+        except OSError:
+            pass  # the history only feeds an estimate: a start never fails for it
 
     def read_or_none(self) -> Optional[RunState]:
         """The record, or None when it is missing or unreadable (a new start replaces it either way)."""

@@ -98,11 +98,28 @@ def test_bucket_goes_with_destroy_when_the_stack_says_so(custom_run):
     assert not custom_run.opts("aws:s3/bucket:Bucket", "models").retain_on_delete
 
 
+def _object(run, name: str) -> dict:
+    (found,) = [r for r in run.of_type("aws:s3/bucketObjectv2:BucketObjectv2") if r.name == name]
+    return found.inputs
+
+
 def test_session_package_is_uploaded_to_the_bucket(default_run):
-    package = default_run.one("aws:s3/bucketObjectv2:BucketObjectv2").inputs
+    package = _object(default_run, "session-package")
     assert package["bucket"] == BUCKET
     assert package["key"] == "bootstrap/session.tar.gz"
     assert default_run.outputs["sessionPackageSha256"]
+
+
+def test_the_budget_reaches_the_host_in_an_object_of_its_bucket_not_in_its_user_data(default_run, cost_run):
+    # The host reads it with the bucket's grant (session.storage.cost_settings); a new budget rewrites the object
+    # and leaves the instance alone.
+    for run, budget in ((default_run, None), (cost_run, 75.0)):
+        settings = _object(run, "cost-settings")
+        assert (settings["bucket"], settings["key"], settings["contentType"]) == (
+            BUCKET, "bootstrap/cost.json", "application/json")
+        assert json.loads(settings["content"]) == {"monthlyBudgetUsd": budget}
+        assert "cost.json" not in user_data_of(run) and "monthlyBudget" not in user_data_of(run)
+    assert _policy(cost_run, "host-s3") == _policy(default_run, "host-s3")  # no new permission for it
 
 
 # -- identity ---------------------------------------------------------------------------------------------

@@ -453,6 +453,19 @@ def test_session_package_is_uploaded_with_the_deployers_login(default_run):
     assert any(getattr(d, "_name", None) == "deployer-blob" for d in depends)
 
 
+def test_the_budget_reaches_the_host_in_a_blob_of_its_container_not_in_its_custom_data(default_run, cost_run):
+    # The host reads it with its container role (session.storage.cost_settings); a new budget changes the command
+    # line, which uploads it again, and leaves the VM alone.
+    for run, budget in ((default_run, "null"), (cost_run, "60.0")):
+        upload = _command(run, "cost-settings")
+        assert upload["create"].endswith(
+            f" -m infra.blob_upload --account-url https://{ACCOUNT}.blob.core.windows.net --container models "
+            f"""--blob bootstrap/cost.json --text '{{"monthlyBudgetUsd": {budget}}}' --content-type application/json""")
+        depends = run.opts("command:local:Command", "cost-settings").depends_on
+        assert any(getattr(d, "_name", None) == "deployer-blob" for d in depends)
+        assert "cost.json" not in custom_data(run) and "monthlyBudget" not in custom_data(run)
+
+
 def test_up_waits_for_the_host_with_the_projects_waiter(default_run):
     wait = _command(default_run, "wait-ready")
     assert " -m infra.wait_ready " in wait["create"]

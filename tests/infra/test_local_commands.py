@@ -37,7 +37,8 @@ def commands(run) -> dict[str, dict]:
 def test_the_commands_name_no_absolute_path(aws_run, azure_run):
     found = {**{f"aws {k}": v for k, v in commands(aws_run).items()},
              **{f"azure {k}": v for k, v in commands(azure_run).items()}}
-    assert sorted(found) == ["aws spot-request", "aws wait-ready", "azure session-package", "azure wait-ready"]
+    assert sorted(found) == ["aws spot-request", "aws wait-ready", "azure cost-settings", "azure session-package",
+                             "azure wait-ready"]
     for name, inputs in found.items():
         stored = json.dumps({key: inputs.get(key) for key in ("create", "delete", "dir", "environment", "interpreter")})
         for path in (str(REPO_ROOT), str(VENV_BIN), sys.executable, str(Path.home())):

@@ -112,6 +112,7 @@ AWS_TODAY = [
     ("aws:iam/rolePolicy:RolePolicy", "host-s3"),
     ("aws:iam/rolePolicyAttachment:RolePolicyAttachment", "host-ssm"), ("aws:s3/bucket:Bucket", "models"),
     ("aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration", "models"),
+    ("aws:s3/bucketObjectv2:BucketObjectv2", "cost-settings"),  # since the dashboard's cost card
     ("aws:s3/bucketObjectv2:BucketObjectv2", "session-package"),
     ("aws:s3/bucketOwnershipControls:BucketOwnershipControls", "models"),
     ("aws:s3/bucketPolicy:BucketPolicy", "models"),

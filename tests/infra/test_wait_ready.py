@@ -675,3 +675,23 @@ def test_upload_of_a_missing_file_is_one_line(tmp_path, capsys):
     assert blob_upload.main(["--account-url", "https://a.blob.core.windows.net", "--container", "c", "--blob", "b",
                              "--file", str(tmp_path / "nope")]) == 1
     assert capsys.readouterr().err == f"cannot read {tmp_path / 'nope'}: No such file or directory\n"
+
+
+def test_python_dash_m_upload_of_the_cost_settings_text(container, azurite, azure_imds, azure_cert):
+    # What the stack's cost-settings command runs (infra/azure.py): the JSON given on the command line.
+    proc = subprocess.run(
+        [sys.executable, "-m", "infra.blob_upload", "--account-url", azurite.url, "--container",
+         container.container_name, "--blob", "bootstrap/cost.json", "--text", '{"monthlyBudgetUsd": 60.0}',
+         "--content-type", "application/json"],
+        cwd=REPO_ROOT, env=azure_cli_env(azure_imds, azure_cert), capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    blob = container.download_blob("bootstrap/cost.json")
+    assert blob.readall() == b'{"monthlyBudgetUsd": 60.0}\n'
+    assert blob.properties.content_settings.content_type == "application/json"
+
+
+def test_an_upload_names_a_file_or_a_text_not_both(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        blob_upload.main(["--account-url", "https://a.blob.core.windows.net", "--container", "c", "--blob", "b",
+                          "--file", str(tmp_path / "f"), "--text", "{}"])
+    assert "not allowed with argument" in capsys.readouterr().err

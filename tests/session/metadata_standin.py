@@ -8,14 +8,16 @@ status codes, headers and documents the real services use:
   answers 404 without a notice, else `{"action": ..., "time": ...}`. The instance role's credentials:
   `GET /latest/meta-data/iam/security-credentials/` names the role, `.../<role>` returns the keys document
   (Code, AccessKeyId, SecretAccessKey, Token, Expiration, ...). Tokens are required (http_tokens=required).
-  `GET /latest/meta-data/local-ipv4`: the instance's primary private IPv4 (`private_ip`).
+  `GET /latest/meta-data/local-ipv4`: the instance's primary private IPv4 (`private_ip`); `instance-type` and
+  `instance-life-cycle` (`on-demand` or `spot`): `aws_instance_type`, `aws_life_cycle`.
   `aws_hop_limit = 1` plays an instance whose metadata hop limit is 1: a token's answer to a client that is
   not on this server's own address (a container behind a Docker bridge is one hop further) never arrives, so
   the connection is closed unanswered; with 2 (our instances) it arrives.
 - Azure IMDS (every request needs `Metadata: true`, 400 otherwise): Scheduled Events
   `GET /metadata/scheduledevents?api-version=2020-07-01` (`{"DocumentIncarnation", "Events": [...]}`) and
   `POST` of `{"StartRequests": [{"EventId": ...}]}` to acknowledge; `/metadata/instance/compute/name`,
-  `/metadata/instance/compute`, the NIC's private address
+  `/metadata/instance/compute` (with `vmSize` and `priority`: `azure_vm_size`, `azure_priority`, which is
+  `Regular`, `Spot` or `Low`), the NIC's private address
   (`/metadata/instance/network/interface/0/ipv4/ipAddress/0/privateIpAddress`, `format=text`) and the managed
   identity's token (`/metadata/identity/oauth2/token`): an access token for the `resource` asked for (`VAULT_TOKEN`
   for Key Vault's `https://vault.azure.net`, `IDENTITY_TOKEN` for anything else: a token is for one audience).
@@ -86,6 +88,10 @@ class MetadataStandin:
         "AccessKeyId": "ASIAIMDSSTANDIN00001", "SecretAccessKey": "imds-standin-secret", "Token": "imds-token"})
     aws_hop_limit: int = 2
     private_ip: str = "10.42.1.4"
+    aws_instance_type: str = "g4dn.2xlarge"
+    aws_life_cycle: str = "spot"
+    azure_vm_size: str = "Standard_NC8as_T4_v3"
+    azure_priority: str = "Spot"
 
     def expire_aws_tokens(self) -> None:
         self.aws_tokens.clear()
@@ -140,6 +146,10 @@ def _handler(standin: MetadataStandin) -> type:
                     return self._send(200, standin.aws_action)
                 if request.path == "/latest/meta-data/local-ipv4":
                     return self._send(200, standin.private_ip, "text/plain")
+                if request.path == "/latest/meta-data/instance-type":
+                    return self._send(200, standin.aws_instance_type, "text/plain")
+                if request.path == "/latest/meta-data/instance-life-cycle":
+                    return self._send(200, standin.aws_life_cycle, "text/plain")
                 if request.path == "/latest/meta-data/iam/security-credentials/":
                     return self._send(200, standin.aws_role, "text/plain")
                 if request.path == f"/latest/meta-data/iam/security-credentials/{standin.aws_role}":
@@ -157,7 +167,8 @@ def _handler(standin: MetadataStandin) -> type:
                     return self._send(200, VM_NAME, "text/plain")
                 if request.path == "/metadata/instance/compute":
                     return self._send(200, {"name": VM_NAME, "subscriptionId": SUBSCRIPTION,
-                                            "resourceGroupName": RESOURCE_GROUP, "resourceId": VM_ID})
+                                            "resourceGroupName": RESOURCE_GROUP, "resourceId": VM_ID,
+                                            "vmSize": standin.azure_vm_size, "priority": standin.azure_priority})
                 if request.path == "/metadata/instance/network/interface/0/ipv4/ipAddress/0/privateIpAddress":
                     if request.query.get("format") != ["text"]:
                         return self._send(200, {"privateIpAddress": standin.private_ip})

@@ -76,6 +76,7 @@
     renderTraining(live);
     renderVideo(state);
     renderTime(state.time);
+    renderCost(state.cost, state.running);
   }
 
   function renderHealth(state, live) {
@@ -217,8 +218,31 @@
     add("time limit", time.max_minutes ? `${time.max_minutes} min` : "none");
     if (time.time_left_s !== null) add("time left", duration(time.time_left_s));
     add("idle stop", time.idle_stop_minutes ? `after ${time.idle_stop_minutes} min without training` : "off");
-    add("spend", "not known on the host (see the stack's estimatedCostPerHour)");
     $("times").replaceChildren(...items);
+  }
+
+  const usd = (v) => (v === null || v === undefined ? "-" : "$" + Number(v).toFixed(2));
+
+  function renderCost(cost, running) {
+    const items = [];
+    const add = (term, value, key) => {
+      const dd = text("dd", value);
+      dd.dataset.cost = key;
+      items.push(text("dt", term), dd);
+    };
+    add("price", cost.hourly_usd === null ? cost.price_note || "unknown" :
+      `$${cost.hourly_usd.toFixed(3)}/h · ${cost.machine}${cost.spot ? " spot" : ""}`, "price");
+    add("this run", cost.run_training_s === null ? "-" :
+      `${usd(cost.run_usd)} (${duration(cost.run_training_s)} trained)`, "run");
+    const month = `${usd(cost.month_usd)} (${duration(cost.month_training_s)} trained)`;
+    add(`month ${cost.month}`, cost.budget_used_pct === null ? month :
+      `${month}, ${cost.budget_used_pct.toFixed(1)}% of the budget`, "month");
+    add("monthly budget", cost.budget_error ? "unknown: " + cost.budget_error :
+      cost.budget_usd === null ? "none set (the stack's monthlyBudget)" : usd(cost.budget_usd), "budget");
+    add("idle stop", cost.idle_stop_in_s !== null ? `in ${duration(cost.idle_stop_in_s)} if nobody trains or types` :
+      running ? "not while training" : "not counting (off, or the first boot is not done)", "idle");
+    $("costs").replaceChildren(...items);
+    $("cost-counted").textContent = "Counts " + cost.counted + "." + (cost.basis ? " Prices: " + cost.basis + "." : "");
   }
 
   async function refresh() {
@@ -253,6 +277,25 @@
     return latest ? `run ${latest.run.id} (${latest.run.model_prefix})` : "the run";
   }
 
+  // A control that answers with the lines the command said (increment, evaluate a clone, export).
+  function lineControl(id, title, what, yesLabel, path, doing) {
+    $(id).addEventListener("click", () => confirmThen(title, what(), yesLabel, false, async () => {
+      $(id).disabled = true;
+      $("said").textContent = doing;
+      try {
+        const answer = await post(path);
+        // A refusal is the command's one line as JSON; anything else (a bug: its traceback is in the server's log)
+        // is its status.
+        const body = await answer.json().catch(() => ({ error: `${answer.status} ${answer.statusText}` }));
+        $("said").textContent = answer.ok ? body.lines.join("\n") : "refused: " + body.error;
+      } catch (error) {
+        $("said").textContent = "refused: " + error.message;
+      } finally {
+        $(id).disabled = false;
+      }
+    }));
+  }
+
   function setUpControls() {
     $("confirm-no").addEventListener("click", () => $("confirm").close());
     $("stop").addEventListener("click", () => confirmThen(
@@ -270,6 +313,21 @@
           $("said").textContent = "not stopped: " + error.message;
         }
       }));
+    lineControl("increment", "Increment?",
+      () => `This rewrites run.env as \`deepracer increment\` does: the next training continues from the last ` +
+        `checkpoint of ${runName()} under the next free model prefix (a backup of run.env stays beside it). ` +
+        "Nothing starts: `deepracer train` does.",
+      "Increment", "/api/increment", "incrementing…");
+    lineControl("evaluate-clone", "Evaluate a clone?",
+      () => `This copies the model of ${runName()} to <prefix>-E and evaluates that copy while training goes on, as ` +
+        "`deepracer evaluate --clone --detach` does (the settings of run.env: DR_EVAL_*). It answers once the car " +
+        "drives; `deepracer stop-evaluation` shows the result.",
+      "Evaluate", "/api/evaluate-clone", "starting the evaluation (until the car drives)…");
+    lineControl("export", "Export the best checkpoint?",
+      () => `This packages the best checkpoint of ${runName()} as DeepRacer on AWS imports it, to ` +
+        `s3://${latest ? latest.run.bucket : "BUCKET"}/${latest ? latest.run.model_prefix : "PREFIX"}-export ` +
+        "(which must be empty), as `deepracer models export --checkpoint best` does.",
+      "Export", "/api/export", "exporting…");
     $("car-package").addEventListener("click", () => confirmThen(
       "Car package of the best checkpoint?",
       `This packs the best checkpoint of ${runName()} for the physical car (model_metadata.json and ` +

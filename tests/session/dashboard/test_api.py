@@ -7,7 +7,8 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from session.core.config import load_config
-from session.dashboard.api import state_json
+from session.core.pricing import hourly_price
+from session.dashboard.api import COUNTED, CostFacts, month_start, state_json
 from session.engine.containers import ContainerInfo
 from session.insight.live import LiveState
 from session.run.state import RunState, Status
@@ -95,3 +96,52 @@ def test_a_failure_the_logs_name_reaches_the_page_with_its_cause(tmp_path: Path)
     json.dumps(document, allow_nan=False)
     kinds = {stall["kind"]: stall for stall in document["live"]["stalls"]}
     assert "gpu-memory" in kinds and kinds["gpu-memory"]["subject"] == "trainer" and kinds["gpu-memory"]["cause"]
+
+
+def test_the_cost_card_is_this_runs_and_the_months_training_at_this_machines_price(tmp_path: Path):
+    system, run = configs(tmp_path)
+    price = hourly_price("aws", "g4dn.2xlarge", spot=True)  # $0.3158 an hour
+    ours = RunState(status=Status.RUNNING, run_id=3, prefix="fast-1", run_env="run.env", system_env="system.env",
+                    started=NOW - timedelta(hours=1), trained_s=3600.0)  # resumed once: 2 h trained in all
+    earlier = RunState(status=Status.INTERRUPTED, run_id=3, prefix="fast-0", run_env="run.env",
+                       system_env="system.env", started=NOW - timedelta(hours=3), stopped=NOW - timedelta(hours=2))
+    last_month = RunState(status=Status.STOPPED, run_id=2, prefix="old-1", run_env="run.env", system_env="system.env",
+                          started=datetime(2026, 11, 30, 23, tzinfo=timezone.utc),
+                          stopped=datetime(2026, 12, 1, 1, tzinfo=timezone.utc))  # one hour in each month
+    facts = CostFacts(price=price, machine="g4dn.2xlarge", budget_usd=50.0, history=(last_month, earlier),
+                      idle_stop_left=timedelta(minutes=12))
+    cost = state_json(system=system, run=run, snapshot=None, containers=[container("trainer", "running")],
+                      run_state=ours, now=NOW, cost=facts)["cost"]
+    assert NOW.strftime("%Y-%m") == "2027-01"  # NOW is in January: November's and December's hours are not counted
+    assert cost == {
+        "cloud": "local", "machine": "g4dn.2xlarge", "spot": True, "hourly_usd": 0.3158, "basis": price.basis,
+        "price_note": None,
+        "run_training_s": 7200.0, "run_usd": 0.63,  # 2 h x 0.3158
+        "month": "2027-01", "month_training_s": 7200.0, "month_usd": 0.63,  # this part and the earlier one: 1 h each
+        "budget_usd": 50.0, "budget_used_pct": 1.3, "budget_error": None, "counted": COUNTED,
+        "idle_stop_in_s": None,  # training: no idle countdown
+    }
+    idle = state_json(system=system, run=run, snapshot=None, containers=[], run_state=ours, now=NOW,
+                      cost=facts)["cost"]
+    assert idle["idle_stop_in_s"] == 720.0
+
+
+def test_the_month_begins_on_the_first_at_midnight_utc():
+    assert month_start(datetime(2026, 12, 6, 12, 30, 5, 7, tzinfo=timezone.utc)) == datetime(2026, 12, 1,
+                                                                                               tzinfo=timezone.utc)
+
+
+def test_without_a_price_there_is_no_spend_only_why(tmp_path: Path):
+    system, run = configs(tmp_path)
+    ours = RunState(status=Status.RUNNING, run_id=3, prefix="fast-1", run_env="run.env", system_env="system.env",
+                    started=NOW - timedelta(minutes=30))
+    cost = state_json(system=system, run=run, snapshot=None, containers=(), run_state=ours, now=NOW,
+                      cost=CostFacts(budget_usd=50.0))["cost"]
+    assert (cost["hourly_usd"], cost["run_usd"], cost["month_usd"], cost["budget_used_pct"]) == (None,) * 4
+    assert (cost["run_training_s"], cost["month_training_s"], cost["budget_usd"]) == (1800.0, 1800.0, 50.0)
+    assert cost["price_note"] == "no price on DR_CLOUD=local: a machine of your own"
+    failed = CostFacts(price_error="cannot reach http://169.254.169.254/latest/api/token: timed out")
+    cost = state_json(system=system, run=run, snapshot=None, containers=(), run_state=None, now=NOW,
+                      cost=failed)["cost"]
+    assert cost["price_note"] == "no price: cannot reach http://169.254.169.254/latest/api/token: timed out"
+    assert (cost["run_training_s"], cost["run_usd"], cost["month_training_s"]) == (None, None, 0.0)

@@ -3,8 +3,9 @@ download, nothing from the network) against the dashboard serving a training reh
 stand-in simulator image (whose workers run a stand-in web_video_server with a real MJPEG stream) and moto's S3.
 
 One run, one dashboard and one browser for the module; the tests go in the order a person would: open the page,
-read the charts, watch a worker's camera (and see it follow the worker's restart), try a forged POST, see a killed
-worker named with its cause, take the screenshots, stop the run, then download its car package. The screenshots
+read the charts and the cost card, watch a worker's camera (and see it follow the worker's restart), try a forged
+POST, see a killed worker named with its cause, take the screenshots, evaluate a clone, stop the run, then download
+its car package and export its best checkpoint. The screenshots
 the README shows are written here (into docs/img/ with DR_WRITE_SCREENSHOTS=1).
 """
 
@@ -17,6 +18,7 @@ import socket
 import threading
 import time
 import uuid
+from datetime import timedelta
 from pathlib import Path
 from typing import Iterator
 
@@ -24,8 +26,10 @@ import boto3
 import docker
 import pytest
 
+from session.core.metadata import Machine
 from session.core.text import iso
 from session.dashboard.access import COOKIE
+from session.dashboard.cost import CostSource
 from session.dashboard.server import build_app, make_server
 from session.run.state import RunStateStore, Status, record_start
 from session.run.training import run_containers, start_training
@@ -49,6 +53,8 @@ FINGERPRINT = ("() => { const i = document.querySelector('img[data-worker=\"1\"]
                " const d = g.getImageData(0, 0, 480, 360).data; let h = 0;"
                " for (let k = 0; k < d.length; k += 7) h = (h * 31 + d[k]) | 0; return h; }")
 PHONE = {"width": 390, "height": 844}
+BUDGET = 50.0
+IDLE_LEFT = timedelta(minutes=25)
 
 
 @pytest.fixture(scope="module")
@@ -81,10 +87,15 @@ def dashboard(training: Rehearsal) -> Iterator[tuple[str, str]]:
     with socket.socket() as probe:  # a free port; uvicorn binds it again at once
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
+    store = RunStateStore(training.folder / "state.json")
+    # The rehearsal runs on DR_CLOUD=local, which has no price: the card is shown a spot g4dn.2xlarge (as IMDS would
+    # name it) and a $50 budget (as the stack's cost settings would), over the run's real history.
+    cost = CostSource(host.system, history=store.history, budget=lambda: BUDGET,
+                      machine=lambda: Machine("aws", "g4dn.2xlarge", True), idle_left=lambda now: IDLE_LEFT)
     app = build_app(training.run_env, training.folder / "system.env", port=port, token_file=token_file,
-                    engine=host.engine, storage=host.storage, store=RunStateStore(training.folder / "state.json"),
+                    engine=host.engine, storage=host.storage, store=store,
                     host_factory=lambda run_env, system_env: training.host(), refresh_s=0.5, progress_every_s=3.0,
-                    say=said.append)
+                    cost=cost.facts, say=said.append)
     token = token_file.read_text().strip()
     assert token_file.stat().st_mode & 0o777 == 0o600
     assert any(f"http://127.0.0.1:{port}/?token={token}" in line for line in said)  # said once, at its making
@@ -172,6 +183,23 @@ def test_the_page_opens_with_the_token_and_is_refused_without_it(browser, dashbo
     assert page.console_errors == []
 
 
+def test_the_cost_card_shows_the_price_the_runs_spend_and_the_budget(page, dashboard):
+    from playwright.sync_api import expect
+
+    base, _ = dashboard
+    card = page.locator("#costs")
+    expect(card.locator("dd[data-cost='price']")).to_have_text("$0.316/h · g4dn.2xlarge spot", timeout=SEEN_S)
+    expect(card.locator("dd[data-cost='budget']")).to_have_text("$50.00")
+    expect(card.locator("dd[data-cost='idle']")).to_have_text("not while training")
+    cost = api(page, base)["cost"]
+    # The run's training time at $0.3158 an hour, as the API says it (a cent takes about two minutes to change).
+    assert cost["run_usd"] == round(cost["run_training_s"] / 3600 * 0.3158, 2)
+    expect(card.locator("dd[data-cost='run']")).to_contain_text(f"${cost['run_usd']:.2f} (")
+    expect(card.locator("dd[data-cost='month']")).to_contain_text("% of the budget")
+    expect(page.locator("#cost-counted")).to_contain_text("idle time, disks, public IP, storage and simulation nodes "
+                                                          "are not counted")
+
+
 def test_the_charts_show_the_runs_numbers(page, dashboard):
     from playwright.sync_api import expect
 
@@ -232,7 +260,7 @@ def test_the_camera_follows_a_restarted_worker(page, training: Rehearsal):
 def test_a_post_without_the_csrf_token_is_refused(page, dashboard, training: Rehearsal):
     base, _ = dashboard
     csrf = page.locator('meta[name="csrf-token"]').get_attribute("content")
-    for path in ("/api/stop", "/api/car-package"):
+    for path in ("/api/stop", "/api/car-package", "/api/increment", "/api/evaluate-clone", "/api/export"):
         for headers in ({}, {"X-CSRF-Token": "0" * len(csrf)},
                         {"X-CSRF-Token": csrf, "Origin": "http://evil.example"}):
             answer = page.request.post(f"{base}{path}", headers=headers)
@@ -272,6 +300,37 @@ def test_screenshots_at_desktop_and_phone_sizes(page, tmp_path):
     page.screenshot(path=str(IMAGES / "dashboard-phone.png"), full_page=True)
     page.set_viewport_size(DESKTOP)
     assert (IMAGES / "dashboard-desktop.png").stat().st_size > 10_000
+
+
+def test_evaluate_a_clone_clones_and_starts_as_the_command_does_and_says_its_refusal_in_one_line(
+        page, training: Rehearsal):
+    """`deepracer evaluate --clone --detach`'s path: the model copied to <prefix>-E and one evaluation worker started.
+    The training rehearsal's stand-in image has no evaluation launch file (tests/session/run/test_evaluation.py's
+    has), so its worker exits at once: the page says the command's own refusal, and training goes on."""
+    from playwright.sync_api import expect
+
+    from session.run import evaluation
+
+    host = training.host()
+    prefix, errors = host.run.local_s3_model_prefix, len(page.console_errors)
+    page.click("#evaluate-clone")
+    expect(page.locator("#confirm")).to_contain_text("Evaluate a clone?")
+    page.click("#confirm-yes")
+    said = page.locator("#said")
+    try:
+        expect(said).to_contain_text("refused: evaluation did not start: ", timeout=3 * SEEN_S)
+        [started] = evaluation.evaluation_containers(host)
+        assert started.prefix == f"{prefix}-E" and not started.running
+        assert said.text_content() == (f"refused: evaluation did not start: {started.name} exited with code 2; last "
+                                       "line: run.sh: unknown launch file 'evaluation.launch.py'; stopped it")
+        assert host.storage.prefix_has_objects(f"{prefix}-E/model/")  # the clone
+        assert host.storage.exists(f"{prefix}-E/{host.run.local_s3_eval_params_file}")
+        assert page.console_errors[errors:] == [
+            "Failed to load resource: the server responded with a status of 409 (Conflict)"]
+        assert {c.role for c in run_containers(host.engine, host.system, host.run) if c.running} == {
+            "sagemaker", "trainer", "worker"}  # training went on
+    finally:
+        evaluation.stop_evaluation(host, say=lambda _: None)
 
 
 def test_stop_asks_for_confirmation_and_stops_the_run(page, dashboard, training: Rehearsal):
@@ -321,3 +380,37 @@ def test_the_car_package_of_the_best_checkpoint_is_asked_for_then_downloaded(pag
     assert set(files) == {"model_metadata.json", "agent/model.pb"}
     assert files["agent/model.pb"] == host.storage.get_bytes(f"{prefix}/model/model_{number}.pb")
     assert json.loads(files["model_metadata.json"]) == host.storage.get_json(f"{prefix}/model/model_metadata.json")
+
+
+def test_the_export_asks_then_exports_the_best_checkpoint_and_a_second_one_is_refused_in_one_line(
+        page, dashboard, training: Rehearsal):
+    from playwright.sync_api import expect
+
+    host = training.host()
+    prefix, bucket, errors = host.run.local_s3_model_prefix, host.storage.bucket, len(page.console_errors)
+    dialog = page.locator("#confirm")
+    page.click("#export")
+    expect(dialog).to_contain_text("Export the best checkpoint?")
+    expect(dialog).to_contain_text(f"s3://{bucket}/{prefix}-export")
+    page.click("#confirm-no")  # changed their mind: nothing is written
+    expect(dialog).to_be_hidden()
+    assert list(host.storage.list_objects(f"{prefix}-export/")) == []
+    page.click("#export")
+    page.click("#confirm-yes")
+    best = host.storage.get_json(f"{prefix}/model/deepracer_checkpoints.json")["best_checkpoint"]["name"]
+    said = page.locator("#said")
+    expect(said).to_contain_text(f"exported {best} of s3://{bucket}/{prefix}/ to s3://{bucket}/{prefix}-export/",
+                                 timeout=SEEN_S)
+    # `deepracer models export --checkpoint best`'s package: that checkpoint as both last and best.
+    assert host.storage.get_text(f"{prefix}-export/model/.coach_checkpoint") == best
+    # Again: the target holds files now, and the page says the command's own refusal, one line.
+    page.click("#export")
+    page.click("#confirm-yes")
+    expect(said).to_contain_text(f"refused: s3://{bucket}/{prefix}-export/ already holds ", timeout=SEEN_S)
+    expect(said).to_contain_text("refusing to overwrite: choose an empty target or pass --overwrite")
+    assert "\n" not in said.text_content()
+    # Nothing runs now: the card counts down to the idle stop.
+    expect(page.locator("#costs dd[data-cost='idle']")).to_have_text("in 25 min 0 s if nobody trains or types")
+    # The browser logs the refused POST's answer; nothing else went wrong (a CSP violation would be here too).
+    assert page.console_errors[errors:] == [
+        "Failed to load resource: the server responded with a status of 409 (Conflict)"]

@@ -9,7 +9,16 @@ from pathlib import Path
 
 import pytest
 
-from session.run.state import Event, RunState, RunStateStore, Status, TransitionRefused, advance, mark_stopped
+from session.run.state import (
+    Event,
+    RunState,
+    RunStateStore,
+    Status,
+    TransitionRefused,
+    advance,
+    mark_stopped,
+    training_between,
+)
 
 S, E = Status, Event
 START = datetime(2026, 12, 6, 12, 0, tzinfo=timezone.utc)
@@ -123,3 +132,35 @@ def test_a_start_can_be_made_conditional_on_what_is_recorded(tmp_path):
     store.write(advance(interrupted, E.RESUME))
     new = store.start(run_id=4, prefix="rl-4", run_env="/r", system_env="/s", started=START, when=claimed)
     assert new is not None and (new.status, new.prefix) == (S.STARTING, "rl-4") and store.read() == new
+
+
+def test_a_new_start_keeps_the_record_it_replaces_in_the_history(tmp_path):
+    store = RunStateStore(tmp_path / "state.json")
+    assert store.history() == []
+    first = store.start(run_id=3, prefix="rl-3", run_env="/r", system_env="/s", started=START, running=True)
+    assert store.history() == []  # nothing was replaced
+    # Never stopped (the host went down): the history ends it where the next part started.
+    second = store.start(run_id=3, prefix="rl-4", run_env="/r", system_env="/s", started=START + timedelta(hours=2),
+                         running=True)
+    stopped = store.apply(E.STOP, stopped=START + timedelta(hours=3))
+    store.start(run_id=5, prefix="rl-5", run_env="/r", system_env="/s", started=START + timedelta(hours=4))
+    assert store.history_path == tmp_path / "state.history.jsonl"
+    assert [(p.prefix, p.status, p.started, p.stopped) for p in store.history()] == [
+        ("rl-3", S.RUNNING, first.started, START + timedelta(hours=2)),
+        ("rl-4", S.STOPPED, second.started, stopped.stopped)]
+
+
+def test_training_between_counts_each_part_once_and_only_inside_the_window():
+    month = datetime(2026, 12, 1, tzinfo=timezone.utc)
+    parts = [
+        # November into December: only December's 2 hours count
+        state(S.STOPPED, started=month - timedelta(hours=1), stopped=month + timedelta(hours=2)),
+        # a resumed part carries its earlier parts' 5400 s in trained_s: not counted again
+        state(S.STOPPED, started=START, stopped=START + timedelta(minutes=30), trained_s=5400.0),
+        # running now (no stop): until the window's end
+        state(S.RUNNING, started=START + timedelta(hours=1)),
+        state(S.STOPPED, started=month - timedelta(days=2), stopped=month - timedelta(days=1)),  # November only
+    ]
+    end = START + timedelta(hours=1, minutes=15)
+    assert training_between(parts, month, end) == 2 * 3600 + 30 * 60 + 15 * 60
+    assert training_between([], month, end) == 0.0
