@@ -37,7 +37,7 @@ from session.core.errors import DeepracerError
 from session.dashboard.access import COOKIE, CSRF_HEADER, QUERY, Keys
 from session.dashboard.api import state_json
 from session.dashboard.feed import LiveFeed
-from session.dashboard.video import VideoRequestError, open_stream, parse_request
+from session.dashboard.video import CameraRoute, VideoRequestError, open_stream, parse_request
 
 if TYPE_CHECKING:  # pragma: no cover
     from session.core.config import RunConfig, SystemConfig
@@ -114,13 +114,14 @@ def _refused(request: Request, status: int, why: str) -> Response:
 
 def create_app(*, keys: Keys, feed: LiveFeed, system: "SystemConfig", run: "RunConfig",
                stop: Callable[[], list[str]], car_package: Callable[[], tuple[str, bytes]],
-               address: Callable[["ContainerInfo"], Optional[str]],
+               address: Callable[["ContainerInfo"], Optional[CameraRoute]],
                read_run_state: Callable[[], Optional["RunState"]],
-               now: Callable[[], datetime] = lambda: datetime.now(timezone.utc)) -> Starlette:
+               now: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
+               on_close: Callable[[], None] = lambda: None) -> Starlette:
     """The app for one run. `stop` stops it the way `deepracer stop` does and returns what it said; `car_package`
     makes the car's model package of its best checkpoint as `deepracer models car-package` does (file name,
-    bytes); `address` gives a worker container's address on the run's network; `read_run_state` the host's run
-    state."""
+    bytes); `address` gives where a worker container's camera is reached now (session.dashboard.cameras);
+    `read_run_state` the host's run state; `on_close` runs when the server ends."""
     page = PAGE.read_text().replace(CSRF_PLACEHOLDER, keys.csrf)
     stopping = threading.Lock()
 
@@ -168,10 +169,12 @@ def create_app(*, keys: Keys, feed: LiveFeed, system: "SystemConfig", run: "RunC
         workers = [c for c in feed.latest().containers if c.role == "worker" and c.worker == number and c.running]
         if not workers:
             return PlainTextResponse(f"worker {number} is not running", status_code=404)
-        where = await run_in_threadpool(address, workers[0])
+        try:
+            where = await run_in_threadpool(address, workers[0])
+        except DeepracerError as error:  # the engine, or the camera relay a swarm's worker is reached through
+            return PlainTextResponse(f"worker {number}'s camera cannot be reached: {error}", status_code=502)
         if where is None:
-            return PlainTextResponse(f"worker {number} has no address on the run's network (on another swarm "
-                                     "node?)", status_code=502)
+            return PlainTextResponse(f"worker {number} has no address on the run's network now", status_code=502)
         try:
             upstream = await run_in_threadpool(open_stream, where, wanted)
         except OSError as error:
@@ -194,6 +197,7 @@ def create_app(*, keys: Keys, feed: LiveFeed, system: "SystemConfig", run: "RunC
             yield
         finally:
             feed.close()
+            await run_in_threadpool(on_close)
 
     routes: list[Any] = [
         Route("/", index),

@@ -23,9 +23,10 @@ from session.core.defaults import DASHBOARD_PORT
 from session.core.paths import default_dashboard_token
 from session.dashboard.access import QUERY, load_or_create
 from session.dashboard.app import create_app
+from session.dashboard.cameras import Cameras
 from session.dashboard.feed import LiveFeed
-from session.engine.containers import ContainerInfo, Engine
-from session.engine.specs import NETWORK
+from session.engine.containers import Engine
+from session.engine.specs import NETWORK, image_of
 from session.host.factory import HostFactory, open_host, storage_for
 from session.insight.live import StallRules
 from session.lifecycle.stopping import stop_by_user
@@ -53,8 +54,12 @@ def build_app(run_env: Path, system_env: Path, *, port: int = DASHBOARD_PORT, to
     start). `host_factory` opens the Host the stop uses (default: `open_host`, as `deepracer stop`)."""
     loaded = load_config(run_env, system_env)
     system, run = loaded.system, loaded.run
-    keys, made = load_or_create(token_file or default_dashboard_token())
+    token = token_file or default_dashboard_token()
+    keys, made = load_or_create(token)
     engine = engine or Engine()
+    # A swarm's workers are reached through the camera relay, whose socket is in a folder beside the token: the
+    # dashboard's user's only.
+    cameras = Cameras(engine, image=image_of(system), network=NETWORK, relay_dir=token.parent / "camera-relay")
     store = store or RunStateStore()
     lazily: Dict[str, "Storage"] = {}
 
@@ -78,19 +83,17 @@ def build_app(run_env: Path, system_env: Path, *, port: int = DASHBOARD_PORT, to
         stop_by_user(host, say=lines.append, warn=lines.append, store=store, how="from the dashboard")
         return lines
 
-    def address(container: ContainerInfo) -> Optional[str]:
-        return engine.address(container.id, NETWORK)
-
     def run_state() -> Optional[RunState]:
         return store.read_or_none()
 
     feed = LiveFeed(lambda: run_containers(engine, system, run), engine.follow, read_progress=progress,
                     rules=rules, refresh_s=refresh_s, progress_every_s=progress_every_s)
     if made:
-        say(f"dashboard token made and kept in {token_file or default_dashboard_token()} (0600); open, through "
+        say(f"dashboard token made and kept in {token} (0600); open, through "
             f"your tunnel: http://{HOST}:{port}/?{QUERY}={keys.token}")
-    return create_app(keys=keys, feed=feed, system=system, run=run, stop=stop, car_package=package, address=address,
-                      read_run_state=run_state, now=lambda: datetime.now(timezone.utc))
+    return create_app(keys=keys, feed=feed, system=system, run=run, stop=stop, car_package=package,
+                      address=cameras.route, read_run_state=run_state, now=lambda: datetime.now(timezone.utc),
+                      on_close=cameras.close)
 
 
 def make_server(app: "Starlette", port: int = DASHBOARD_PORT) -> "uvicorn.Server":
