@@ -29,8 +29,6 @@ from session.engine.containers import Engine
 from session.engine.specs import NETWORK, image_of
 from session.host.factory import HostFactory, open_host, storage_for
 from session.insight.live import StallRules
-from session.lifecycle.stopping import stop_by_user
-from session.models.export import car_package
 from session.run.progress import read_progress
 from session.run.state import RunState, RunStateStore
 from session.run.training import run_containers
@@ -73,11 +71,14 @@ def build_app(run_env: Path, system_env: Path, *, port: int = DASHBOARD_PORT, to
 
     def package() -> tuple[str, bytes]:
         """`deepracer models car-package <prefix> --checkpoint best`, handed to the browser instead of a file."""
+        from session.models.export import car_package  # start-up: the export's modules only when one is asked for
         packed = car_package(working(), run.local_s3_model_prefix, "best")
         return f"{run.local_s3_model_prefix.strip('/').replace('/', '-')}-best.tar.gz", packed.data
 
     def stop() -> list[str]:
         """`deepracer stop`'s path, with the files as they are now (as the command would read them)."""
+        from session.lifecycle.stopping import stop_by_user  # start-up: a stop's modules only when one is asked for
+
         lines: list[str] = []
         host = host_factory(run_env, system_env) if host_factory is not None else open_host(run_env, system_env)
         stop_by_user(host, say=lines.append, warn=lines.append, store=store, how="from the dashboard")
