@@ -186,7 +186,7 @@ def create_app(*, keys: Keys, feed: LiveFeed, system: "SystemConfig", run: "RunC
         if upstream.status != 200 or not upstream.content_type.startswith("multipart/x-mixed-replace"):
             upstream.close()
             return PlainTextResponse(f"worker {number}'s web_video_server answered {upstream.status} "
-                                     f"{upstream.content_type}", status_code=502)
+                                     f"{upstream.content_type} {upstream.detail}".rstrip(), status_code=502)
         return StreamingResponse(upstream.chunks(), media_type=upstream.content_type,
                                  headers={"cache-control": "no-store"})
 

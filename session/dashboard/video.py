@@ -33,6 +33,7 @@ DEFAULTS = {"quality": 75, "width": 480, "height": 360}  # DRfC's viewer: qualit
 LIMITS = {"quality": (1, 100), "width": (16, 1920), "height": (16, 1080)}
 CHUNK = 64 * 1024
 FRAME_TYPE = b"image/jpeg"  # the MJPEG streamer's part type
+DETAIL_BYTES = 300
 TIMEOUT_S = 30.0  # to connect, and between two reads: a worker between episodes may pause its camera
 
 
@@ -89,6 +90,7 @@ class Upstream:
     _response: Optional[object] = None
     _ahead: bytes = b""
     frames: bool = True
+    detail: str = ""  # an error answer's text (the camera relay says why it refused), on one line
 
     def chunks(self) -> Iterator[bytes]:
         """The body as it comes; ends when the worker ends the stream, or when the page goes away (the caller
@@ -150,9 +152,11 @@ def open_stream(where: Union[CameraRoute, str], request: StreamRequest, port: in
         connection.close()
         raise OSError(str(error) or type(error).__name__) from error
     if response.status != 200:
+        detail = response.read(DETAIL_BYTES) if response.headers.get_content_type() == "text/plain" else b""
         response.close()
         connection.close()
-        return Upstream(response.status, response.headers.get("Content-Type", ""))
+        return Upstream(response.status, response.headers.get("Content-Type", ""),
+                        detail=" ".join(detail.decode("utf-8", "replace").split()))
     ahead = b""
     while FRAME_TYPE not in ahead.lower() and len(ahead) < CHUNK:  # a part header names the frame's type
         chunk = response.read1(CHUNK)

@@ -734,9 +734,11 @@ def _local_error(error: OSError, path: Path, verb: str) -> StorageError:
 
 def _s3_endpoints(data: dict[str, Any]) -> dict[str, Any]:
     """botocore's `endpoints` data (every partition's regions and every service's endpoints) with S3's only."""
-    return {**data, "partitions": [{**partition, "services": {name: endpoints for name, endpoints in
-                                                              (partition.get("services") or {}).items() if name == "s3"}}
-                                   for partition in data.get("partitions") or []]}
+    def s3_only(partition: dict[str, Any]) -> dict[str, Any]:
+        services = partition.get("services") or {}
+        return {**partition, "services": {"s3": services["s3"]} if "s3" in services else {}}
+
+    return {**data, "partitions": [s3_only(partition) for partition in data.get("partitions") or []]}
 
 
 def _make_file_loader() -> Any:

@@ -83,7 +83,8 @@ def test_a_stream_through_the_relay_is_the_workers_and_a_refusal_is_a_status(rel
             break
     assert body.startswith(b"--boundarydonotcross\r\nContent-type: image/jpeg\r\n")
     refused = open_stream(CameraRoute("10.9.9.9", relay=relay), parse_request({}))
-    assert (refused.status, refused.content_type) == (403, "text/plain; charset=utf-8")
+    assert (refused.status, refused.content_type, refused.detail) == (
+        403, "text/plain; charset=utf-8", "10.9.9.9 is not on the run's network")
     # The topic nobody publishes still ends without a frame, through the relay as directly.
     silent = open_stream(CameraRoute("127.0.0.1", relay=relay), parse_request({"camera": "sub"}))
     assert (silent.status, silent.frames) == (200, False)
@@ -93,4 +94,5 @@ def test_a_worker_that_does_not_answer_is_a_bad_gateway(relay: str, monkeypatch)
     with socket.socket() as closed:
         closed.bind(("127.0.0.1", 0))
         monkeypatch.setattr(camera_relay, "PORT", closed.getsockname()[1])  # bound, not listening: refused
-        assert open_stream(CameraRoute("127.0.0.1", relay=relay), parse_request({})).status == 502
+        answer = open_stream(CameraRoute("127.0.0.1", relay=relay), parse_request({}))
+        assert answer.status == 502 and answer.detail.startswith("127.0.0.1:") and "does not answer" in answer.detail
