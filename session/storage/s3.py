@@ -169,7 +169,7 @@ class Storage:
 
     @property
     def client(self) -> "BaseClient":
-        """The boto3 S3 client (created on first use)."""
+        """The botocore S3 client (created on first use)."""
         with self._lock:
             if self._client is None:
                 self._client = self._make_client()
