@@ -96,6 +96,7 @@ class Cameras:
         with self._lock:
             found = self.engine.get(RELAY_NAME)
             if found is not None and found.running and _answers(path):
+                self._started = True  # one a dashboard killed outright left: this one removes it when it ends
                 return path
             if found is not None and found.running:
                 self.engine.stop([found.id], timeout=5)
@@ -115,7 +116,7 @@ class Cameras:
             return path
 
     def close(self) -> None:
-        """Removes the relay, if this dashboard started one."""
+        """Removes the relay, if this dashboard started or used one."""
         with self._lock:
             if self._started:
                 self.engine.stop([RELAY_NAME], timeout=5)
