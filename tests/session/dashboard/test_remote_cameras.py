@@ -25,6 +25,7 @@ from session.dashboard.app import create_app
 from session.dashboard.cameras import RELAY_NAME, Cameras
 from session.dashboard.feed import LiveFeed
 from session.dashboard.server import make_server
+from session.dashboard.video import CameraRoute
 from session.engine.containers import LABEL_ROLE, LABEL_RUN, ContainerSpec
 from session.engine.specs import NETWORK
 from session.engine.swarm import ServiceSpec, Swarm, running_address
@@ -143,5 +144,16 @@ def test_a_worker_on_another_node_streams_through_the_relay_which_follows_a_new_
         server.should_exit = True
         thread.join(30)
     # The relay goes with the dashboard.
-    assert not docker.DockerClient(base_url=two_node_swarm.manager).containers.list(all=True,
-                                                                                  filters={"name": RELAY_NAME})
+    manager = docker.DockerClient(base_url=two_node_swarm.manager)
+    assert not manager.containers.list(all=True, filters={"name": RELAY_NAME})
+
+    # A dashboard killed outright leaves its relay; the next one uses it as it is, and removes it when it ends.
+    worker = workers()[-1]
+    killed = Cameras(engine, image=image, network=NETWORK, relay_dir=tmp_path / "relay")
+    assert killed.route(worker) == CameraRoute(moved, relay=str(tmp_path / "relay" / "camera.sock"))
+    left = manager.containers.get(RELAY_NAME).id
+    following = Cameras(engine, image=image, network=NETWORK, relay_dir=tmp_path / "relay")
+    assert following.route(worker) == CameraRoute(moved, relay=str(tmp_path / "relay" / "camera.sock"))
+    assert manager.containers.get(RELAY_NAME).id == left
+    following.close()
+    assert not manager.containers.list(all=True, filters={"name": RELAY_NAME})
