@@ -34,13 +34,13 @@ def _load(args: argparse.Namespace, quiet: bool = False) -> tuple[LoadedConfig, 
 
 def _storage(system, engine=None):
     """The working bucket; on azure/local clouds MinIO is started first if it isn't running."""
-    from session.host.factory import open_storage  # start-up: boto3 loads only for commands that use storage
+    from session.host.factory import open_storage  # start-up: botocore loads only for commands that use storage
 
     return open_storage(system, engine)
 
 
 def _host(args: argparse.Namespace):
-    from session.host.factory import open_host  # start-up: boto3 and the Docker SDK only when a command needs them
+    from session.host.factory import open_host  # start-up: botocore and the Docker SDK only when a command needs them
 
     loaded, run_env = _load(args)
     return open_host(run_env, _paths(args)[1], loaded=loaded), run_env

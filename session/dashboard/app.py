@@ -37,7 +37,7 @@ from session.core.errors import DeepracerError
 from session.dashboard.access import COOKIE, CSRF_HEADER, QUERY, Keys
 from session.dashboard.api import CostFacts, state_json
 from session.dashboard.feed import LiveFeed
-from session.dashboard.video import VideoRequestError, open_stream, parse_request
+from session.dashboard.video import CameraRoute, VideoRequestError, open_stream, parse_request
 
 if TYPE_CHECKING:  # pragma: no cover
     from session.core.config import RunConfig, SystemConfig
@@ -118,19 +118,21 @@ def _one_line(error: BaseException) -> str:
 
 def create_app(*, keys: Keys, feed: LiveFeed, system: "SystemConfig", run: "RunConfig",
                stop: Callable[[], list[str]], car_package: Callable[[], tuple[str, bytes]],
-               address: Callable[["ContainerInfo"], Optional[str]],
+               address: Callable[["ContainerInfo"], Optional[CameraRoute]],
                read_run_state: Callable[[], Optional["RunState"]],
                increment: Optional[Callable[[], list[str]]] = None,
                evaluate_clone: Optional[Callable[[], list[str]]] = None,
                export: Optional[Callable[[], list[str]]] = None,
                cost: Callable[[], CostFacts] = CostFacts,
-               now: Callable[[], datetime] = lambda: datetime.now(timezone.utc)) -> Starlette:
+               now: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
+               on_close: Callable[[], None] = lambda: None) -> Starlette:
     """The app for one run. `stop` stops it the way `deepracer stop` does and returns what it said; `car_package`
     makes the car's model package of its best checkpoint as `deepracer models car-package` does (file name,
     bytes); `increment`, `evaluate_clone` and `export` do what `deepracer increment`, `deepracer evaluate --clone
     --detach` and `deepracer models export --checkpoint best` do and return what they said (a control left out
-    answers 404); `address` gives a worker container's address on the run's network; `read_run_state` the host's
-    run state; `cost` what the host knows of its cost (session.dashboard.api.CostFacts)."""
+    answers 404); `address` gives where a worker container's camera is reached now (session.dashboard.cameras);
+    `read_run_state` the host's run state; `cost` what the host knows of its cost (session.dashboard.api.CostFacts);
+    `on_close` runs when the server ends."""
     page = PAGE.read_text().replace(CSRF_PLACEHOLDER, keys.csrf)
     stopping = threading.Lock()
     # One control at a time besides stop (an increment rewrites the run.env an evaluation reads); stop always can.
@@ -203,10 +205,12 @@ def create_app(*, keys: Keys, feed: LiveFeed, system: "SystemConfig", run: "RunC
         workers = [c for c in feed.latest().containers if c.role == "worker" and c.worker == number and c.running]
         if not workers:
             return PlainTextResponse(f"worker {number} is not running", status_code=404)
-        where = await run_in_threadpool(address, workers[0])
+        try:
+            where = await run_in_threadpool(address, workers[0])
+        except DeepracerError as error:  # the engine, or the camera relay a swarm's worker is reached through
+            return PlainTextResponse(f"worker {number}'s camera cannot be reached: {error}", status_code=502)
         if where is None:
-            return PlainTextResponse(f"worker {number} has no address on the run's network (on another swarm "
-                                     "node?)", status_code=502)
+            return PlainTextResponse(f"worker {number} has no address on the run's network now", status_code=502)
         try:
             upstream = await run_in_threadpool(open_stream, where, wanted)
         except OSError as error:
@@ -218,7 +222,7 @@ def create_app(*, keys: Keys, feed: LiveFeed, system: "SystemConfig", run: "RunC
         if upstream.status != 200 or not upstream.content_type.startswith("multipart/x-mixed-replace"):
             upstream.close()
             return PlainTextResponse(f"worker {number}'s web_video_server answered {upstream.status} "
-                                     f"{upstream.content_type}", status_code=502)
+                                     f"{upstream.content_type} {upstream.detail}".rstrip(), status_code=502)
         return StreamingResponse(upstream.chunks(), media_type=upstream.content_type,
                                  headers={"cache-control": "no-store"})
 
@@ -229,6 +233,7 @@ def create_app(*, keys: Keys, feed: LiveFeed, system: "SystemConfig", run: "RunC
             yield
         finally:
             feed.close()
+            await run_in_threadpool(on_close)
 
     routes: list[Any] = [
         Route("/", index),

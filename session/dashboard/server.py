@@ -24,16 +24,13 @@ from session.core.paths import default_dashboard_token
 from session.dashboard.access import QUERY, load_or_create
 from session.dashboard.api import CostFacts
 from session.dashboard.app import create_app
+from session.dashboard.cameras import Cameras
 from session.dashboard.cost import CostSource
 from session.dashboard.feed import LiveFeed
-from session.engine.containers import ContainerInfo, Engine
-from session.engine.specs import NETWORK
+from session.engine.containers import Engine
+from session.engine.specs import NETWORK, image_of
 from session.host.factory import HostFactory, open_host, open_storage, storage_for
 from session.insight.live import StallRules
-from session.lifecycle.stopping import stop_by_user
-from session.models.export import car_package, export_run_model
-from session.run.evaluation import start_evaluation
-from session.run.increment import increment as increment_run
 from session.run.progress import read_progress
 from session.run.state import RunState, RunStateStore
 from session.run.training import run_containers
@@ -60,8 +57,12 @@ def build_app(run_env: Path, system_env: Path, *, port: int = DASHBOARD_PORT, to
     stop` and `deepracer evaluate`); `cost` gives the cost card's facts (default: session.dashboard.cost)."""
     loaded = load_config(run_env, system_env)
     system, run = loaded.system, loaded.run
-    keys, made = load_or_create(token_file or default_dashboard_token())
+    token = token_file or default_dashboard_token()
+    keys, made = load_or_create(token)
     engine = engine or Engine()
+    # A swarm's workers are reached through the camera relay, whose socket is in a folder beside the token: the
+    # dashboard's user's only.
+    cameras = Cameras(engine, image=image_of(system), network=NETWORK, relay_dir=token.parent / "camera-relay")
     store = store or RunStateStore()
     lazily: Dict[str, "Storage"] = {}
 
@@ -75,6 +76,7 @@ def build_app(run_env: Path, system_env: Path, *, port: int = DASHBOARD_PORT, to
 
     def package() -> tuple[str, bytes]:
         """`deepracer models car-package <prefix> --checkpoint best`, handed to the browser instead of a file."""
+        from session.models.export import car_package  # start-up: the export's modules only when one is asked for
         packed = car_package(working(), run.local_s3_model_prefix, "best")
         return f"{run.local_s3_model_prefix.strip('/').replace('/', '-')}-best.tar.gz", packed.data
 
@@ -84,6 +86,8 @@ def build_app(run_env: Path, system_env: Path, *, port: int = DASHBOARD_PORT, to
 
     def increment() -> list[str]:
         """`deepracer increment`: run.env continues from this model's last checkpoint under the next free prefix."""
+        from session.run.increment import increment as increment_run  # start-up: only when one is asked for
+
         now_run = load_config(run_env, system_env).run  # the file as the command would read it now
         result = increment_run(run_env, now_run, opened(), checkpoint="last")
         return [result.summary(run_env),
@@ -92,6 +96,8 @@ def build_app(run_env: Path, system_env: Path, *, port: int = DASHBOARD_PORT, to
     def evaluate_clone() -> list[str]:
         """`deepracer evaluate --clone --detach`: a copy of the model under <prefix>-E, evaluated while training
         goes on; returns once the car drives."""
+        from session.run.evaluation import start_evaluation  # start-up: only when one is asked for
+
         lines: list[str] = []
         host = host_factory(run_env, system_env) if host_factory is not None else open_host(run_env, system_env)
         evaluation = start_evaluation(host, clone=True, say=lines.append)
@@ -100,6 +106,8 @@ def build_app(run_env: Path, system_env: Path, *, port: int = DASHBOARD_PORT, to
 
     def export() -> list[str]:
         """`deepracer models export <prefix> --checkpoint best --to s3://<bucket>/<prefix>-export`."""
+        from session.models.export import export_run_model  # start-up: the export's modules only when asked for
+
         loaded_now = load_config(run_env, system_env)
         prefix = run.local_s3_model_prefix
         target = f"s3://{system.local_s3_bucket}/{prefix}{EXPORT_SUFFIX}"
@@ -107,13 +115,12 @@ def build_app(run_env: Path, system_env: Path, *, port: int = DASHBOARD_PORT, to
 
     def stop() -> list[str]:
         """`deepracer stop`'s path, with the files as they are now (as the command would read them)."""
+        from session.lifecycle.stopping import stop_by_user  # start-up: a stop's modules only when one is asked for
+
         lines: list[str] = []
         host = host_factory(run_env, system_env) if host_factory is not None else open_host(run_env, system_env)
         stop_by_user(host, say=lines.append, warn=lines.append, store=store, how="from the dashboard")
         return lines
-
-    def address(container: ContainerInfo) -> Optional[str]:
-        return engine.address(container.id, NETWORK)
 
     def run_state() -> Optional[RunState]:
         return store.read_or_none()
@@ -126,11 +133,12 @@ def build_app(run_env: Path, system_env: Path, *, port: int = DASHBOARD_PORT, to
     feed = LiveFeed(lambda: run_containers(engine, system, run), engine.follow, read_progress=progress,
                     rules=rules, refresh_s=refresh_s, progress_every_s=progress_every_s)
     if made:
-        say(f"dashboard token made and kept in {token_file or default_dashboard_token()} (0600); open, through "
+        say(f"dashboard token made and kept in {token} (0600); open, through "
             f"your tunnel: http://{HOST}:{port}/?{QUERY}={keys.token}")
-    return create_app(keys=keys, feed=feed, system=system, run=run, stop=stop, car_package=package, address=address,
-                      read_run_state=run_state, increment=increment, evaluate_clone=evaluate_clone, export=export,
-                      cost=lambda: facts(datetime.now(timezone.utc)), now=lambda: datetime.now(timezone.utc))
+    return create_app(keys=keys, feed=feed, system=system, run=run, stop=stop, car_package=package,
+                      address=cameras.route, read_run_state=run_state, increment=increment,
+                      evaluate_clone=evaluate_clone, export=export, cost=lambda: facts(datetime.now(timezone.utc)),
+                      now=lambda: datetime.now(timezone.utc), on_close=cameras.close)
 
 
 def make_server(app: "Starlette", port: int = DASHBOARD_PORT) -> "uvicorn.Server":

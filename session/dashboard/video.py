@@ -3,18 +3,20 @@ container and serves `/stream?topic=<image topic>&quality=<1-100>&width=<px>&hei
 (`multipart/x-mixed-replace`, one `image/jpeg` part per frame; RobotWebTools/web_video_server,
 src/web_video_server.cpp `handle_stream`, src/multipart_stream.cpp). DRfC's viewer links the same URLs.
 
-The dashboard reaches a worker at its address on the run's network (a user-defined bridge this host routes to),
-so nothing of the container is published on a host port; a worker that restarts gets a new address, which the
-next request looks up again. Only the simulator's camera topics are passed on (the proxy is no open relay), and
-the numbers are bounded, so a page cannot make the simulator encode 10k frames.
+The dashboard reaches a worker at its address on the run's network: directly on a user-defined bridge (this host
+routes to it), or, on a swarm's overlay (which the host is not on; a worker may be on another node), through the
+camera relay on the overlay (session.dashboard.cameras, camera_relay), by the relay's unix socket. Nothing of any
+container is published on a port; a worker that restarts gets a new address, which the next request looks up again.
+Only the simulator's camera topics are passed on (the proxy is no open relay), and the numbers are bounded, so a
+page cannot make the simulator encode 10k frames.
 """
 
 from __future__ import annotations
 
-import urllib.error
-import urllib.request
+import http.client
+import socket
 from dataclasses import dataclass
-from typing import Iterator, Mapping, Optional
+from typing import Iterator, Mapping, Optional, Union
 from urllib.parse import urlencode
 
 from session.core.errors import DeepracerError
@@ -31,6 +33,7 @@ DEFAULTS = {"quality": 75, "width": 480, "height": 360}  # DRfC's viewer: qualit
 LIMITS = {"quality": (1, 100), "width": (16, 1920), "height": (16, 1080)}
 CHUNK = 64 * 1024
 FRAME_TYPE = b"image/jpeg"  # the MJPEG streamer's part type
+DETAIL_BYTES = 300
 TIMEOUT_S = 30.0  # to connect, and between two reads: a worker between episodes may pause its camera
 
 
@@ -87,6 +90,7 @@ class Upstream:
     _response: Optional[object] = None
     _ahead: bytes = b""
     frames: bool = True
+    detail: str = ""  # an error answer's text (the camera relay says why it refused), on one line
 
     def chunks(self) -> Iterator[bytes]:
         """The body as it comes; ends when the worker ends the stream, or when the page goes away (the caller
@@ -109,16 +113,50 @@ class Upstream:
             self._response = None
 
 
-def open_stream(address: str, request: StreamRequest, port: int = PORT) -> Upstream:
-    """Connects to web_video_server at address:port, asks for the stream and reads up to its first frame. Raises
-    OSError when it cannot be reached; an HTTP error answer is returned as an Upstream with that status and no
-    body."""
-    url = f"http://{address}:{port}{request.path()}"
+@dataclass(frozen=True)
+class CameraRoute:
+    """Where a worker's web_video_server is reached: its address, directly or through the camera relay listening on
+    the unix socket `relay`."""
+
+    address: str
+    relay: Optional[str] = None
+
+
+class _UnixConnection(http.client.HTTPConnection):
+    """HTTP over a unix socket (the camera relay's)."""
+
+    def __init__(self, path: str, timeout: float) -> None:
+        super().__init__("camera-relay", timeout=timeout)
+        self._path = path
+
+    def connect(self) -> None:
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(self.timeout)
+        self.sock.connect(self._path)
+
+
+def open_stream(where: Union[CameraRoute, str], request: StreamRequest, port: int = PORT) -> Upstream:
+    """Connects to web_video_server at address:port (or through the relay, which asks port 8080 of the address),
+    asks for the stream and reads up to its first frame. Raises OSError when it cannot be reached; an HTTP error
+    answer is returned as an Upstream with that status and no body."""
+    route = where if isinstance(where, CameraRoute) else CameraRoute(where)
+    connection: http.client.HTTPConnection
+    if route.relay is not None:
+        connection, target = _UnixConnection(route.relay, TIMEOUT_S), f"/{route.address}{request.path()}"
+    else:
+        connection, target = http.client.HTTPConnection(route.address, port, timeout=TIMEOUT_S), request.path()
     try:
-        response = urllib.request.urlopen(url, timeout=TIMEOUT_S)
-    except urllib.error.HTTPError as error:
-        error.close()
-        return Upstream(error.code, error.headers.get("Content-Type", ""))
+        connection.request("GET", target)
+        response = connection.getresponse()
+    except (OSError, http.client.HTTPException) as error:
+        connection.close()
+        raise OSError(str(error) or type(error).__name__) from error
+    if response.status != 200:
+        detail = response.read(DETAIL_BYTES) if response.headers.get_content_type() == "text/plain" else b""
+        response.close()
+        connection.close()
+        return Upstream(response.status, response.headers.get("Content-Type", ""),
+                        detail=" ".join(detail.decode("utf-8", "replace").split()))
     ahead = b""
     while FRAME_TYPE not in ahead.lower() and len(ahead) < CHUNK:  # a part header names the frame's type
         chunk = response.read1(CHUNK)

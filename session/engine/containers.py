@@ -110,6 +110,9 @@ class ContainerSpec:
     user: Optional[str] = None
     gpus: bool = False  # request every GPU (docker run --gpus all)
     ports: Tuple["Port", ...] = ()
+    # A helper that needs no privilege at all (the dashboard's camera relay): a read-only root, no capabilities,
+    # no new privileges (setuid), few processes.
+    confined: bool = False
 
 
 @dataclass(frozen=True)
@@ -283,6 +286,10 @@ def sibling_info(attrs: Dict[str, Any], image: str, image_id: Optional[str], mar
             word.search(text) for text in _compose_files(name[:match.start()], labels, Path(root))):
         return None
     return _info(attrs, role=ROLE_SAGEMAKER, run=env.get("RUN_ID", run))
+
+
+_CONFINED: Dict[str, Any] = {"read_only": True, "cap_drop": ["ALL"], "security_opt": ["no-new-privileges"],
+                             "pids_limit": 64}
 
 
 class Engine:
@@ -511,6 +518,7 @@ class Engine:
                     user=spec.user,
                     device_requests=[DeviceRequest(count=-1, capabilities=[["gpu"]])] if spec.gpus else None,
                     ports={f"{p.container_port}/tcp": (p.host_ip, p.host_port) for p in spec.ports} or None,
+                    **(_CONFINED if spec.confined else {}),
                 )
             except ImageNotFound as exc:
                 raise EngineError(f"image {spec.image} is not on this host; pull it with `docker pull {spec.image}`"

@@ -76,6 +76,10 @@ class Task:
     error: str = ""
     message: str = ""
     created_at: Optional[datetime] = None
+    # Its address on each network it is attached to (name -> IP), as the manager allocated it: the task's container
+    # may be on another node, whose engine alone could tell otherwise (DRfC's scripts/viewer/start.sh reads the
+    # same `NetworksAttachments[].Addresses`). A task that is replaced gets a new one.
+    addresses: Dict[str, str] = field(default_factory=dict)
 
     @property
     def live(self) -> bool:
@@ -247,6 +251,17 @@ class Swarm:
                     raise
         return name
 
+    def subnets(self, name: str) -> List[str]:
+        """The address ranges of network `name` (its IPAM config), e.g. ["10.0.1.0/24"]; [] when it is missing."""
+        from docker.errors import NotFound
+
+        with self._translated(f"cannot inspect network {name}"):
+            try:
+                attrs = self._client().api.inspect_network(name)
+            except NotFound:
+                return []
+        return [str(c["Subnet"]) for c in ((attrs.get("IPAM") or {}).get("Config") or []) if c.get("Subnet")]
+
     # --- services --------------------------------------------------------------------------------------------
 
     def run_service(self, spec: ServiceSpec) -> str:
@@ -384,5 +399,25 @@ def _task(attrs: Dict[str, Any], service: str) -> Task:
                 state=str(status.get("State", "")), desired_state=str(attrs.get("DesiredState", "")),
                 container_id=container.get("ContainerID") or None, exit_code=int(code) if code is not None else None,
                 error=str(status.get("Err") or ""), message=str(status.get("Message") or ""),
-                created_at=docker_time(attrs.get("CreatedAt")))
+                created_at=docker_time(attrs.get("CreatedAt")), addresses=_addresses(attrs))
+
+
+def _addresses(attrs: Dict[str, Any]) -> Dict[str, str]:
+    """`NetworksAttachments[]`: network name -> the first address, without its prefix length ("10.0.1.5/24")."""
+    found = {}
+    for attachment in attrs.get("NetworksAttachments") or []:
+        name = ((attachment.get("Network") or {}).get("Spec") or {}).get("Name")
+        addresses = attachment.get("Addresses") or []
+        if name and addresses:
+            found[str(name)] = str(addresses[0]).split("/")[0]
+    return found
+
+
+def running_address(tasks: List[Task], slot: int, network: str) -> Optional[str]:
+    """The address on `network` of the task running in `slot` now (the newest, if swarm lists two: one replaces
+    the other), or None when none runs there. `tasks` as `Swarm.tasks` gives them, the newest of a slot first."""
+    for task in tasks:
+        if task.slot == slot and task.state == "running" and network in task.addresses:
+            return task.addresses[network]
+    return None
 

@@ -6,7 +6,7 @@ Answering fast when nothing runs is the point of its shape (measured: importing 
 - The Docker Engine is asked directly over its unix socket with plain HTTP/1.0 (a list filtered by our run
   label, then one inspect per container found), not through the docker SDK nor http.client (~0.04 s to import).
   Other DOCKER_HOST schemes (tcp, ssh) go through `session.engine.containers.Engine`, which is correct but slower.
-- Progress lives in storage, which needs boto3. `progress="auto"` (the default) reads it only while something
+- Progress lives in storage, which needs botocore. `progress="auto"` (the default) reads it only while something
   of the run runs; when idle it shows the progress the last read left in a small cache file
   (`$XDG_CACHE_HOME/deepracer/progress-<crc32>.json`, default `~/.cache/deepracer/`), marked as cached with
   its time; session.run.progress itself is imported only when there is progress to read or show.

@@ -1,11 +1,11 @@
 """Objects, files and folders in one bucket over the S3 API: AWS S3 through the instance role, MinIO by endpoint.
 
-AWS: no keys anywhere; boto3's default chain finds the instance role through IMDS. MinIO (azure and local hosts):
+AWS: no keys anywhere; botocore's default chain finds the instance role through IMDS. MinIO (azure and local hosts):
 an endpoint URL plus an access key and secret. Values come in as arguments; this module reads no config.
 
 Folders are key prefixes ending in "/": `rl-1` and `rl-1/` name the same folder, which never includes `rl-10/`.
 Every failure of S3, the network or a local file leaves as a `StorageError` whose text is one line a user can
-act on. boto3 is imported on first use, so commands that never touch storage start fast.
+act on. botocore is imported on first use, so commands that never touch storage start fast.
 """
 
 from __future__ import annotations
@@ -170,7 +170,7 @@ class Storage:
 
     @property
     def client(self) -> "BaseClient":
-        """The boto3 S3 client (created on first use)."""
+        """The botocore S3 client (created on first use)."""
         with self._lock:
             if self._client is None:
                 self._client = self._make_client()
@@ -430,8 +430,9 @@ class Storage:
     # -- internals ----------------------------------------------------------------------------------------------
 
     def _make_client(self) -> "BaseClient":
-        import boto3
+        import botocore.session
         from botocore.config import Config
+        from botocore.loaders import Loader
 
         options: dict[str, Any] = {
             "region_name": self.region,
@@ -447,16 +448,20 @@ class Storage:
             for name in ("request_checksum_calculation", "response_checksum_validation"):
                 if name in Config.OPTION_DEFAULTS:
                     options[name] = "when_required"
+        # botocore's own session rather than boto3's (which adds resources and ~2.5 MB of modules for nothing
+        # here), with the endpoint data of S3 alone: botocore otherwise keeps every AWS service's (~6 MB decoded)
+        # for the life of the client; a long-lived reader such as the dashboard pays for it all the time.
         from botocore.exceptions import ProfileNotFound
 
+        session = botocore.session.Session(profile=self.profile)
+        session.register_component("data_loader", Loader(file_loader=_make_file_loader()))
         try:
-            session = boto3.session.Session(aws_access_key_id=self.access_key,
-                                            aws_secret_access_key=self._secret_key, region_name=self.region,
-                                            profile_name=self.profile)
+            return session.create_client("s3", region_name=self.region, endpoint_url=self.endpoint_url,
+                                         aws_access_key_id=self.access_key, aws_secret_access_key=self._secret_key,
+                                         config=Config(**options))
         except ProfileNotFound:
             raise StorageError(f"AWS profile {self.profile!r} is in neither ~/.aws/config nor ~/.aws/credentials of "
                                "this user (`aws configure --profile` makes one)", code="ProfileNotFound") from None
-        return session.client("s3", endpoint_url=self.endpoint_url, config=Config(**options))
 
     def _transfer_manager(self) -> Any:
         client = self.client
@@ -733,6 +738,26 @@ def _local_error(error: OSError, path: Path, verb: str) -> StorageError:
 
 
 # -- helpers ------------------------------------------------------------------------------------------------------
+
+def _s3_endpoints(data: dict[str, Any]) -> dict[str, Any]:
+    """botocore's `endpoints` data (every partition's regions and every service's endpoints) with S3's only."""
+    def s3_only(partition: dict[str, Any]) -> dict[str, Any]:
+        services = partition.get("services") or {}
+        return {**partition, "services": {"s3": services["s3"]} if "s3" in services else {}}
+
+    return {**data, "partitions": [s3_only(partition) for partition in data.get("partitions") or []]}
+
+
+def _make_file_loader() -> Any:
+    from botocore.loaders import JSONFileLoader
+
+    class S3EndpointsOnly(JSONFileLoader):
+        def load_file(self, file_path: str) -> Any:
+            data = super().load_file(file_path)
+            return _s3_endpoints(data) if data is not None and os.path.basename(file_path) == "endpoints" else data
+
+    return S3EndpointsOnly()
+
 
 def _folder(prefix: str) -> str:
     prefix = prefix.strip("/")

@@ -10,7 +10,8 @@ import docker
 import pytest
 
 from session.engine.containers import LABEL_PREFIX, LABEL_ROLE, LABEL_RUN, ContainerSpec, Engine, EngineError, Mount
-from session.engine.swarm import ServiceSpec, Swarm
+from session.engine.swarm import ServiceSpec, Swarm, running_address
+from session.engine.swarm import _task as _task_of
 from tests.busybox_image import busybox_image
 from tests.conftest import TwoNodeSwarm
 
@@ -174,3 +175,38 @@ def test_a_worker_node_lost_shows_its_workers_lost_and_the_service_still_goes(tw
     assert swarm.remove_service("deepracer-7-worker")
     poll(lambda: not docker.DockerClient(base_url=two_node_swarm.manager).containers.list(
         all=True, filters={"label": f"{LABEL_RUN}=7"}), "no worker container left on the manager")
+
+
+def _task_attrs(task_id: str, slot: int, state: str, updated: str, attachments: list) -> dict:
+    """A task as the manager's API lists it (GET /tasks): the fields session.engine.swarm reads."""
+    return {"ID": task_id, "Slot": slot, "NodeID": "n2", "DesiredState": "running", "UpdatedAt": updated,
+            "Status": {"State": state, "ContainerStatus": {"ContainerID": f"c-{task_id}"}},
+            "NetworksAttachments": attachments}
+
+
+def _attachment(network: str, address: str) -> dict:
+    return {"Network": {"ID": f"id-{network}", "Spec": {"Name": network, "Driver": "overlay"}},
+            "Addresses": [address]}
+
+
+def test_a_slots_camera_address_is_its_running_tasks_on_the_named_network():
+    # Fast tier: the lookup on the API's documents, no daemon. Slot 1 was replaced (the old task shut down with
+    # the old address, the new one runs with a new address); slot 2 is still starting; slot 3 runs on the ingress
+    # only.
+    found = [_swarm_task(attrs) for attrs in sorted((
+        _task_attrs("old1", 1, "shutdown", "2026-12-06T10:00:00Z", [_attachment(NETWORK, "10.0.1.5/24")]),
+        _task_attrs("new1", 1, "running", "2026-12-06T10:05:00Z",
+                    [_attachment("ingress", "10.0.0.9/24"), _attachment(NETWORK, "10.0.1.12/24")]),
+        _task_attrs("t2", 2, "starting", "2026-12-06T10:05:00Z", [_attachment(NETWORK, "10.0.1.13/24")]),
+        _task_attrs("t3", 3, "running", "2026-12-06T10:05:00Z", [_attachment("ingress", "10.0.0.10/24")]),
+    ), key=lambda attrs: attrs["UpdatedAt"], reverse=True)]
+    assert found[0].addresses == {"ingress": "10.0.0.9", NETWORK: "10.0.1.12"}
+    assert running_address(found, 1, NETWORK) == "10.0.1.12"
+    assert running_address(found, 2, NETWORK) is None  # not running yet: no stream to ask for
+    assert running_address(found, 3, NETWORK) is None
+    assert running_address(found, 4, NETWORK) is None
+    assert _swarm_task({"ID": "x", "Status": {}}).addresses == {}  # a task not yet allocated has no attachments
+
+
+def _swarm_task(attrs: dict):
+    return _task_of(attrs, "deepracer-0-robomaker")

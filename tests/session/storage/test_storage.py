@@ -579,3 +579,21 @@ def test_wrong_region_names_the_right_one():
 
 def test_unmapped_errors_pass_through():
     assert storage_error(ValueError("a bug"), "doing", bucket="b") is None
+
+
+def test_the_client_keeps_s3s_endpoint_data_only_and_still_finds_s3_in_every_partition():
+    # botocore's endpoint data for every AWS service is ~6 MB once decoded, kept as long as the client lives (the
+    # dashboard's whole life); the client keeps S3's only, and still resolves S3 itself in each partition.
+    for region, url in (("eu-west-1", "https://s3.eu-west-1.amazonaws.com"),
+                        ("cn-north-1", "https://s3.cn-north-1.amazonaws.com.cn"),
+                        ("us-gov-west-1", "https://s3.us-gov-west-1.amazonaws.com")):
+        client = Storage("b", region=region, access_key="k", secret_key="s").client  # keys: no IMDS lookup here
+        assert client.meta.endpoint_url == url, region
+    partitions = client._loader.load_data("endpoints")["partitions"]
+    assert {p["partition"] for p in partitions} >= {"aws", "aws-cn", "aws-us-gov"}
+    assert all(set(p["services"]) <= {"s3"} for p in partitions) and partitions[0]["services"]["s3"]
+    assert "boto3" not in subprocess.run(
+        [sys.executable, "-c", "import sys; from session.storage.s3 import Storage; "
+         "Storage('b', endpoint_url='http://127.0.0.1:1', access_key='k', secret_key='s').client; "
+         "print(sorted(m for m in sys.modules if m.startswith('boto')))"],
+        capture_output=True, text=True, check=True, cwd=Path(__file__).resolve().parents[3]).stdout
