@@ -14,10 +14,12 @@ from __future__ import annotations
 import ipaddress
 import logging
 import os
+import queue
 import re
 import shutil
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from dataclasses import dataclass
@@ -339,14 +341,38 @@ def test_logs_follow_and_watch_relay_a_worker_on_the_other_node(
 
 def _read_until_fresh(command: subprocess.Popen, since: float, what: str) -> float:
     """Reads the command's lines (it prints steps many times a second, so a read never waits long) until a
-    SIM_TRACE_LOG line stamped (wall_clock, its last field) after `since`; returns when that line arrived."""
-    assert command.stdout is not None
+    SIM_TRACE_LOG line stamped (wall_clock, its last field) after `since`; returns when that line arrived. The
+    lines come through a thread and a queue, so a follow that stalls fails the test at the deadline instead of
+    blocking it in readline() for ever."""
+    lines = _lines_of(command)
     deadline = time.monotonic() + READY_S
-    while time.monotonic() < deadline:
-        line = command.stdout.readline()
+    while (left := deadline - time.monotonic()) > 0:
+        try:
+            line = lines.get(timeout=left)
+        except queue.Empty:
+            break
         if not line:
             pytest.fail(f"`deepracer logs --follow` ended before {what}: "
                         f"{command.stderr.read() if command.stderr else ''}")
         if "SIM_TRACE_LOG:" in line and float(line.rstrip().rsplit(",", 1)[1]) > since:
             return time.time()
     pytest.fail(f"no {what} within {READY_S} s")
+
+
+_READERS: dict[int, "queue.Queue[str]"] = {}
+
+
+def _lines_of(command: subprocess.Popen) -> "queue.Queue[str]":
+    """The command's stdout as a queue of lines ("" at its end), filled by one daemon thread per command."""
+    if command.pid not in _READERS:
+        found: "queue.Queue[str]" = queue.Queue()
+        assert command.stdout is not None
+
+        def pump() -> None:
+            for line in command.stdout:  # type: ignore[union-attr]
+                found.put(line)
+            found.put("")
+
+        threading.Thread(target=pump, daemon=True).start()
+        _READERS[command.pid] = found
+    return _READERS[command.pid]
