@@ -10,18 +10,30 @@ already, and numbered by episode in `unique_episode` (see `_unique_episodes`).
 
 from __future__ import annotations
 
+import contextlib
+import math
 import mmap
 import os
+import threading
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterable, Iterator, Optional, Sequence, Union, cast
 
 import numpy as np
 import pyarrow as pa
 
 from session.insight.analysis.columns import STEP_COLUMNS, TRAINING, UNKNOWN
-from session.insight.analysis.parse import Parsed, normalize, parse_csv, parse_csv_files, parse_log
+from session.insight.analysis.parse import (
+    Parsed,
+    mark_csv_text,
+    normalize,
+    parse_csv,
+    parse_csv_files,
+    parse_log,
+    parse_marked_csv,
+)
 from session.insight.analysis.problems import LoadProblems
 from session.insight.analysis.sources import (
     CSV,
@@ -86,25 +98,45 @@ def load(sources: Union[Source, Iterable[Source]], *, threads: Optional[int] = N
     later = [m for m in found if m.kind == LOG and m.name != m.source and (m.source, m.phase) in has_csv]
     first = [m for m in found if m not in later]
     counted = _Counter(len(found), progress)
-    done = [counted(rows) for rows in _parse_all(first, problems, threads)]
-    traced = {(m.source, m.phase) for units, counts, _ in done for m, n in zip(units, counts) if n and m.kind == CSV}
+    order = {member: index for index, member in enumerate(found)}
+    groups: dict[tuple[str, str, str], int] = {}
+    for member in found:
+        groups.setdefault((member.source, member.phase, member.stream), len(groups))
+    steps = _Steps(_sizes(found))
+    done: list[tuple[list[Member], list[int]]] = []
+
+    def take(rows: Rows) -> None:
+        """A unit's rows copied into the table as it comes (its own memory then goes) while others parse."""
+        units, counts, table = counted(rows)
+        if units:
+            done.append((units, counts))
+        if table is not None and table.num_rows:
+            steps.add(_with_place(table, units, counts, groups), order[units[0]], units)
+
+    for rows in _parse_all(first, problems, threads):
+        take(rows)
+    traced = {(m.source, m.phase) for units, counts in done for m, n in zip(units, counts) if n and m.kind == CSV}
     for member in later:
         if (member.source, member.phase) in traced:
             notes.append(f"{member.name}: not read, the simtrace CSVs beside it hold the same {member.phase} steps")
     skipped = [m for m in later if (m.source, m.phase) in traced]
     counted.skip(len(skipped))
-    done += [counted(rows) for rows in _parse_all([m for m in later if m not in skipped], problems, threads)]
+    for rows in _parse_all([m for m in later if m not in skipped], problems, threads):
+        take(rows)
     counted.skip(counted.total - counted.done)  # unreadable files count as done too
-    order = {member: index for index, member in enumerate(found)}
-    done = sorted((rows for rows in done if rows[0]), key=lambda rows: order[rows[0][0]])
-    groups: dict[tuple[str, str, str], int] = {}
+    done.sort(key=lambda rows: order[rows[0][0]])
+    files = [m.name for units, counts in done for m, n in zip(units, counts) if n]
+    return Trace(steps.frame(), problems, files, notes)
+
+
+def _sizes(found: Sequence[Member]) -> dict[Member, int]:
+    """Bytes of the local files (for a first guess at the rows to come); others are not known before read."""
+    sizes = {}
     for member in found:
-        groups.setdefault((member.source, member.phase, member.stream), len(groups))
-    files = [m.name for units, counts, _ in done for m, n in zip(units, counts) if n]
-    tables = [_with_place(table, units, counts, groups) for units, counts, table in done
-              if table is not None and table.num_rows]
-    del done  # the pieces' memory goes as soon as they are one table
-    return Trace(_assemble(tables), problems, files, notes)
+        if member.path is not None:
+            with contextlib.suppress(OSError):
+                sizes[member] = member.path.stat().st_size
+    return sizes
 
 
 class _Counter:
@@ -169,6 +201,10 @@ def _parse_all(found: Sequence[Member], problems: LoadProblems, threads: int) ->
 
 def _parse_csvs(unit: list[Member], problems: LoadProblems, io: Optional[ThreadPoolExecutor]) -> Rows:
     """One batch of CSVs; a bucket's objects fetched concurrently on `io` (a local file is read right here)."""
+    if io is None and len(unit) > 1 and all(member.path is not None for member in unit):
+        together = _read_together(unit)
+        if together is not None:
+            return unit, together[1], together[0]
     def read(member: Member) -> Optional[bytes]:
         try:
             return member.read()
@@ -192,6 +228,42 @@ def _parse_csvs(unit: list[Member], problems: LoadProblems, io: Optional[ThreadP
             tables.append(parsed.table)
         counts.append(rows)
     return [m for m, _ in readable], counts, (pa.concat_tables(tables) if tables else None)
+
+
+_buffers = threading.local()  # each parse thread's text buffer, kept for its next unit
+
+
+def _read_together(unit: list[Member]) -> Optional[tuple[pa.Table, list[int]]]:
+    """Local CSVs read straight into one buffer of this thread, each file's header line marked in place
+    (`parse.mark_csv_text`), and parsed as one text: no bytes object per file, no joined copy, no count of lines
+    in Python, and the buffer's memory is reused by the thread's next unit rather than faulted in anew. None
+    when a file cannot be read so (unreadable, growing, another header) or a line is bad: the unit is then read
+    file by file, which names the file and line."""
+    text: Optional[bytearray] = getattr(_buffers, "text", None)
+    at, header = 0, b""
+    try:
+        for member in unit:
+            with open(cast(Path, member.path), "rb", buffering=0) as handle:
+                size = os.fstat(handle.fileno()).st_size
+                if text is None or len(text) < at + size + 1:
+                    grown = bytearray(max(at + size + 1, 2 * len(text or b""), 1 << 24))
+                    grown[:at] = memoryview(text or b"")[:at]
+                    text = _buffers.text = grown
+                view = memoryview(text)
+                got = handle.readinto(view[at:at + size + 1])  # a byte more than its size: did it grow?
+                if got > size:
+                    return None
+                if not header:
+                    end = bytes(view[:min(got, 1 << 16)]).find(b"\n")
+                    if end < 0:
+                        return None
+                    header = bytes(view[:end + 1])
+                at = mark_csv_text(view, at, got, header)
+                if at < 0:
+                    return None
+    except OSError:
+        return None
+    return parse_marked_csv(memoryview(cast(bytearray, text))[:at], header, len(unit))
 
 
 def _pieces(member: Member, problems: LoadProblems) -> Iterator[tuple[memoryview, "_LineBase"]]:
@@ -284,42 +356,126 @@ def _with_place(table: pa.Table, units: list[Member], counts: list[int],
 
 
 def _assemble(tables: list[pa.Table]) -> "pd.DataFrame":
-    """The pieces as one DataFrame, in order, with `unique_episode`. Each column is made contiguous (and
-    sorted, if needed) and its pieces let go before the next, so the peak is about one copy of the data."""
-    import pandas as pd
-
-    if not tables:
-        empty = normalize(pa.table({}))
-        tables = [_with_place(empty, [Member("", CSV, TRAINING, "", UNKNOWN, UNKNOWN, "", bytes)], [0],
-                              {("", TRAINING, ""): 0})]
-    # Dictionaries unified first: pandas would unify them piece by piece, 4x slower.
-    table = (pa.concat_tables(tables) if len(tables) > 1 else tables[0]).unify_dictionaries()
+    """Tables of `_with_place`, in order, as one DataFrame (see `_Steps`)."""
+    steps = _Steps({})
+    for index, table in enumerate(tables):
+        steps.add(table, index, [])
     tables.clear()
-    keys = [table.column(name).to_numpy() for name in ("_group", "iteration", "worker", "episode", "steps")]
-    ordered, new = _order(keys)
-    order = None
-    if not ordered:
-        order = np.lexsort(keys[::-1])
-        keys = [key[order] for key in keys]
-        _, new = _order(keys)
-    group, iteration, worker, episode = keys[:4]
-    numbers = _unique_episodes(new, group, iteration, worker, episode,
-                               table.column("phase").combine_chunks().take(order)
-                               if order is not None else table.column("phase"))
-    columns = {}
-    for name in STEP_COLUMNS:
-        if name == "unique_episode":
-            columns[name] = numbers
-            continue
-        column = table.column(name).combine_chunks()
-        table = table.drop_columns([name])  # its pieces go now
-        if order is not None:
-            column = column.take(order)
-        columns[name] = column.to_pandas() if pa.types.is_dictionary(column.type) else \
-            column.to_numpy(zero_copy_only=False)
-    frame = pd.DataFrame(columns, copy=False)
-    pa.default_memory_pool().release_unused()  # the pieces' memory back to the system, not kept in the pool
-    return frame
+    return steps.frame()
+
+
+_KEYS = ("_group", "iteration", "worker", "episode", "steps")
+
+
+class _Steps:
+    """The per-step table built while the pieces come: each piece's columns are copied into numpy arrays of the
+    whole table as soon as it is parsed (dictionary columns as codes of one dictionary per column), and its arrow
+    memory goes. So the copy happens while other pieces parse, not in one go at the end, and the peak is the
+    table plus the pieces in flight. The arrays are made for the rows the local files' sizes promise (a guess
+    from the first piece, a quarter more; untouched memory costs nothing) and grow if more come."""
+
+    def __init__(self, sizes: dict[Member, int]) -> None:
+        self.sizes = sizes
+        self.rows = 0
+        self.capacity = 0
+        self.columns: dict[str, np.ndarray] = {}
+        self.categories: dict[str, dict[object, int]] = {}
+        self.pieces: list[tuple[int, int, int]] = []  # (place in the file order, first row, rows)
+
+    def add(self, table: pa.Table, place: int, units: Sequence[Member]) -> None:
+        rows = table.num_rows
+        self._reserve(rows, units)
+        for name in table.column_names:
+            column = table.column(name)
+            if pa.types.is_dictionary(column.type):
+                self._add_codes(name, column, self.rows)
+                continue
+            at = self.rows
+            for chunk in column.chunks:
+                values = chunk.to_numpy(zero_copy_only=False)
+                self._column(name, values.dtype)[at:at + len(values)] = values
+                at += len(values)
+        self.pieces.append((place, self.rows, rows))
+        self.rows += rows
+
+    def _add_codes(self, name: str, column: pa.ChunkedArray, at: int) -> None:
+        known = self.categories.setdefault(name, {})
+        out = self._column(name, np.dtype(np.int32))
+        for chunk in column.chunks:
+            # this chunk's codes -> the column's codes; a null's -1 picks the last entry, -1
+            codes = np.array([known.setdefault(value, len(known)) for value in chunk.dictionary.to_pylist()] + [-1],
+                             np.int32)
+            indices = chunk.indices.fill_null(-1) if chunk.null_count else chunk.indices
+            np.take(codes, indices.to_numpy(), out=out[at:at + len(chunk)])
+            at += len(chunk)
+
+    def _column(self, name: str, dtype: np.dtype) -> np.ndarray:
+        out = self.columns.get(name)
+        if out is None:
+            out = self.columns[name] = np.empty(self.capacity, dtype)
+        elif np.result_type(out.dtype, dtype) != out.dtype:  # e.g. nulls in an integer column: floats, as pandas
+            out = self.columns[name] = out.astype(np.result_type(out.dtype, dtype))
+        return out
+
+    def _reserve(self, rows: int, units: Sequence[Member]) -> None:
+        needed = self.rows + rows
+        if needed <= self.capacity:
+            return
+        capacity = max(needed, int(self.capacity * 1.5))
+        read = sum(self.sizes.get(member, 0) for member in units)
+        if not self.rows and read and self.sizes:
+            capacity = max(capacity, math.ceil(rows * 1.25 * sum(self.sizes.values()) / read))
+        for name, out in self.columns.items():
+            grown = np.empty(capacity, out.dtype)
+            grown[:self.rows] = out[:self.rows]
+            self.columns[name] = grown
+        self.capacity = capacity
+
+    def frame(self) -> "pd.DataFrame":
+        """The rows in file order (pieces that came out of it put back), sorted by (source, phase, stream,
+        iteration, worker, episode, steps) if they are not already, with `unique_episode`."""
+        import pandas as pd
+
+        if not self.columns:
+            empty = normalize(pa.table({}))
+            self.add(_with_place(empty, [Member("", CSV, TRAINING, "", UNKNOWN, UNKNOWN, "", bytes)], [0],
+                                 {("", TRAINING, ""): 0}), 0, [])
+        rows = self.rows
+        for out in self.columns.values():
+            if out.base is None and len(out) > rows:
+                out.resize(rows, refcheck=False)  # the unused end back to the system (nothing else refers to it)
+        columns = {name: out[:rows] for name, out in self.columns.items()}
+        self.columns = {}
+        order = None
+        if [place for place, _, _ in self.pieces] != sorted(place for place, _, _ in self.pieces):
+            order = np.concatenate([np.arange(first, first + count) for _, first, count in sorted(self.pieces)])
+        keys = [columns[name] if order is None else columns[name][order] for name in _KEYS]
+        ordered, new = _order(keys)
+        if not ordered:
+            by_keys = np.lexsort(keys[::-1])
+            keys = [key[by_keys] for key in keys]
+            order = by_keys if order is None else order[by_keys]
+            _, new = _order(keys)
+        phases = list(self.categories["phase"])
+        phase = columns["phase"]
+        numbers = _unique_episodes(new, *keys[:4],
+                                   lambda row: phases[phase[row if order is None else order[row]]] == TRAINING)
+        frame = {}
+        for name in STEP_COLUMNS:
+            if name == "unique_episode":
+                frame[name] = numbers
+                continue
+            values = columns.pop(name)
+            if order is not None:
+                values = values[order]
+            if name in self.categories:
+                frame[name] = pd.Categorical.from_codes(values, categories=list(self.categories[name]))
+            else:
+                frame[name] = values
+        del columns
+        table = pd.DataFrame(frame, copy=False)
+        pa.default_memory_pool().release_unused()  # the pieces' memory back to the system, not kept in the pool
+        return table
 
 
 def _order(keys: list[np.ndarray]) -> tuple[bool, np.ndarray]:
@@ -340,7 +496,7 @@ def _order(keys: list[np.ndarray]) -> tuple[bool, np.ndarray]:
 
 
 def _unique_episodes(new: np.ndarray, group: np.ndarray, iteration: np.ndarray, worker: np.ndarray,
-                     episode: np.ndarray, phase: pa.ChunkedArray) -> np.ndarray:
+                     episode: np.ndarray, phase_is_training: Callable[[int], bool]) -> np.ndarray:
     """deepracer-utils' episode numbering where it applies: in a training run whose iterations are known,
     `iteration * E + (episodes of the workers before) + episode % e_w`, with e_w the episodes a worker plays
     per iteration and E their sum; so numbers stay the same whichever iterations are loaded (a live view
@@ -357,7 +513,7 @@ def _unique_episodes(new: np.ndarray, group: np.ndarray, iteration: np.ndarray, 
     for first, end in zip(bounds[:-1], bounds[1:]):
         part = slice(first, end)
         numbered = None
-        if phase[int(starts[first])].as_py() == TRAINING and iteration[part].min() >= 0:
+        if phase_is_training(int(starts[first])) and iteration[part].min() >= 0:
             numbered = _numbered_by_iteration(iteration[part], worker[part], episode[part])
         numbers[part] = (numbered if numbered is not None else numbers[part] - first) + base
         base = int(numbers[part].max()) + 1

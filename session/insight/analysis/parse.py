@@ -250,28 +250,81 @@ def parse_csv(data: Buffer) -> Parsed:
     return Parsed(_known(table, names), len(view), issues)
 
 
-def parse_csv_files(files: Sequence[bytes]) -> Optional[tuple[pa.Table, list[int]]]:
+def parse_csv_files(files: Sequence[Buffer]) -> Optional[tuple[pa.Table, list[int]]]:
     """Simtrace CSVs with one header parsed as one text (a run has thousands of small files; reading each alone
     costs more than its rows): the rows and how many came from each file. None when their headers differ or a
     line of any of them is bad or empty; each file is then read alone, to name the file and line."""
-    header_end = files[0].find(b"\n") if files else -1
-    header = files[0][:header_end + 1]
-    names, skip, issue = _csv_names(header) if header_end >= 0 else ([], 0, (0, "", ""))
+    header_end = bytes(files[0][:1 << 16]).find(b"\n") if files else -1
+    header = bytes(files[0][:header_end + 1])
+    if header_end < 0:
+        return None
+    text = bytearray(sum(len(data) + 1 for data in files))
+    view, at = memoryview(text), 0
+    for data in files:
+        at = mark_csv_file(view, at, memoryview(data), header)
+        if at < 0:
+            return None
+    return parse_marked_csv(view[:at], header, len(files))
+
+
+# A file's header line in a joined text becomes a line of these: a row of one field, which the reader hands to
+# its invalid-row handler with its line number; so the joined text tells where each file's rows start, with
+# no pass over the bytes in Python. No simtrace row starts with it.
+_MARK = b"#"
+
+
+def mark_csv_file(text: memoryview, at: int, data: memoryview, header: bytes) -> int:
+    """Copy one CSV file (`data`, starting with `header`) to `text[at:]`, its header line replaced by a mark
+    line of the same length and a newline added if its last line lacks one: where the next file goes, or -1 if
+    `data` does not start with `header` (then the files are read one by one)."""
+    size = len(data)
+    if data[:len(header)] != header:
+        return -1
+    text[at:at + size] = data
+    return mark_csv_text(text, at, size, header)
+
+
+def mark_csv_text(text: memoryview, at: int, size: int, header: bytes) -> int:
+    """The same for a file already at `text[at:at + size]` (read there straight from disk)."""
+    if size < len(header) or text[at:at + len(header)] != header:
+        return -1
+    text[at:at + len(header) - 1] = _MARK * (len(header) - 1)
+    end = at + size
+    if size > len(header) and text[end - 1] != 0x0A:  # 0x0A = b"\n"
+        text[end] = 0x0A
+        end += 1
+    return end
+
+
+def parse_marked_csv(text: Buffer, header: bytes, files: int) -> Optional[tuple[pa.Table, list[int]]]:
+    """A joined text of `files` CSVs whose header lines were marked (`mark_csv_file`): the rows and how many came
+    from each file, or None when the header is no simtrace header or any line is not a good row."""
+    names, skip, issue = _csv_names(header)
     if issue or not skip:
         return None
-    parts: list[Buffer] = [header]
-    counts = []
-    for data in files:
-        if not data.startswith(header):
-            return None
-        parts.append(memoryview(data)[len(header):])
-        counts.append(data.count(b"\n", len(header)))
-        if len(data) > len(header) and not data.endswith(b"\n"):
-            parts.append(b"\n")
-            counts[-1] += 1
-    joined = memoryview(b"".join(parts))
-    table, issues = _csv_fast(joined, names, skip, empty_lines=False, first_row=_line(joined, skip))
-    if table is None or issues or table.num_rows != sum(counts):
+    view = memoryview(text)
+    marks: list[int] = []
+    bad: list[int] = []
+
+    def row(row) -> str:
+        (marks if row.text.startswith("#") and not row.text.strip("#\r") else bad).append(row.number or 0)
+        return "skip"
+
+    first = next((line for line in bytes(view[:1 << 16]).split(b"\n") if line and not line.startswith(_MARK)), b"")
+    try:
+        table = pacsv.read_csv(
+            pa.py_buffer(view),
+            read_options=pacsv.ReadOptions(column_names=names, use_threads=False, block_size=1 << 22),
+            parse_options=pacsv.ParseOptions(quote_char=False, invalid_row_handler=row, ignore_empty_lines=False),
+            convert_options=_convert_options(names, first))
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        return None
+    if bad or len(marks) != files or any(number <= 0 for number in marks):
+        return None
+    # Lines between two marks are the rows of one file; the last file's run to the end.
+    counts = [after - before - 1 for before, after in zip(marks, marks[1:])]
+    counts.append(table.num_rows - sum(counts))
+    if counts[-1] < 0 or marks[0] != 1:
         return None
     return _known(table, names), counts
 
