@@ -51,6 +51,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 CHUNK = 32 << 20  # bytes of log per parse task
 BATCH = 64  # simtrace CSVs per parse task
+BATCH_BYTES = int(os.environ.get('XB', 4 << 20))  # bytes of local CSVs per parse task, at most (one file more)
 IO_THREADS = 16  # objects of a bucket fetched at once: a GET waits on the network, not on a core
 
 Progress = Callable[[int, int], None]  # (files done, files in all), after each unit of work
@@ -102,7 +103,7 @@ def load(sources: Union[Source, Iterable[Source]], *, threads: Optional[int] = N
     groups: dict[tuple[str, str, str], int] = {}
     for member in found:
         groups.setdefault((member.source, member.phase, member.stream), len(groups))
-    steps = _Steps(_sizes(found))
+    steps = _Steps(_sizes(found), groups)
     done: list[tuple[list[Member], list[int]]] = []
 
     def take(rows: Rows) -> None:
@@ -111,9 +112,9 @@ def load(sources: Union[Source, Iterable[Source]], *, threads: Optional[int] = N
         if units:
             done.append((units, counts))
         if table is not None and table.num_rows:
-            steps.add(_with_place(table, units, counts, groups), order[units[0]], units)
+            steps.add(table, order[units[0]], units, counts)
 
-    for rows in _parse_all(first, problems, threads):
+    for rows in _parse_all(first, problems, threads, steps.sizes):
         take(rows)
     traced = {(m.source, m.phase) for units, counts in done for m, n in zip(units, counts) if n and m.kind == CSV}
     for member in later:
@@ -121,7 +122,7 @@ def load(sources: Union[Source, Iterable[Source]], *, threads: Optional[int] = N
             notes.append(f"{member.name}: not read, the simtrace CSVs beside it hold the same {member.phase} steps")
     skipped = [m for m in later if (m.source, m.phase) in traced]
     counted.skip(len(skipped))
-    for rows in _parse_all([m for m in later if m not in skipped], problems, threads):
+    for rows in _parse_all([m for m in later if m not in skipped], problems, threads, steps.sizes):
         take(rows)
     counted.skip(counted.total - counted.done)  # unreadable files count as done too
     done.sort(key=lambda rows: order[rows[0][0]])
@@ -162,28 +163,32 @@ def _is_pair(value: object) -> bool:
 # --- parsing ------------------------------------------------------------------------------------------------------
 
 
-def _units(found: Sequence[Member]) -> Iterator[list[Member]]:
-    """Consecutive CSVs of one source in batches; each log alone."""
+def _units(found: Sequence[Member], sizes: dict[Member, int]) -> Iterator[list[Member]]:
+    """Consecutive CSVs of one source in batches of BATCH files or BATCH_BYTES; each log alone."""
     batch: list[Member] = []
+    size = 0
     for member in found:
-        if batch and (member.kind != CSV or member.source != batch[0].source or len(batch) == BATCH):
+        if batch and (member.kind != CSV or member.source != batch[0].source or len(batch) == BATCH
+                      or size >= BATCH_BYTES):
             yield batch
-            batch = []
+            batch, size = [], 0
         if member.kind == CSV:
             batch.append(member)
+            size += sizes.get(member, 0)
         else:
             yield [member]
     if batch:
         yield batch
 
 
-def _parse_all(found: Sequence[Member], problems: LoadProblems, threads: int) -> Iterator[Rows]:
+def _parse_all(found: Sequence[Member], problems: LoadProblems, threads: int,
+               sizes: dict[Member, int]) -> Iterator[Rows]:
     """Rows of each unit, in order; a few units in flight at a time, so memory stays bounded."""
     remote = any(m.kind == CSV and m.path is None for m in found)
     with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="trace") as pool, \
             ThreadPoolExecutor(max_workers=IO_THREADS if remote else 1, thread_name_prefix="trace-io") as io:
         pending: deque[tuple[list[Member], list[Future]]] = deque()
-        for unit in _units(found):
+        for unit in _units(found, sizes):
             if unit[0].kind == CSV:
                 pending.append((unit, [pool.submit(_parse_csvs, unit, problems, io if remote else None)]))
             else:
@@ -245,8 +250,9 @@ def _read_together(unit: list[Member]) -> Optional[tuple[pa.Table, list[int]]]:
         for member in unit:
             with open(cast(Path, member.path), "rb", buffering=0) as handle:
                 size = os.fstat(handle.fileno()).st_size
-                if text is None or len(text) < at + size + 1:
-                    grown = bytearray(max(at + size + 1, 2 * len(text or b""), 1 << 24))
+                if text is None or len(text) < at + size + 1:  # room for the unit's files as they are now
+                    rest = sum(os.stat(cast(Path, m.path)).st_size + 1 for m in unit[unit.index(member):])
+                    grown = bytearray(max(at + rest + 1, len(text or b"")))
                     grown[:at] = memoryview(text or b"")[:at]
                     text = _buffers.text = grown
                 view = memoryview(text)
@@ -357,56 +363,113 @@ def _with_place(table: pa.Table, units: list[Member], counts: list[int],
 
 def _assemble(tables: list[pa.Table]) -> "pd.DataFrame":
     """Tables of `_with_place`, in order, as one DataFrame (see `_Steps`)."""
-    steps = _Steps({})
+    steps = _Steps({}, {})
     for index, table in enumerate(tables):
-        steps.add(table, index, [])
+        steps.add(table, index, [], [table.num_rows])
     tables.clear()
     return steps.frame()
 
 
 _KEYS = ("_group", "iteration", "worker", "episode", "steps")
+_PLACES = ("phase", "stream", "source")
 
 
 class _Steps:
     """The per-step table built while the pieces come: each piece's columns are copied into numpy arrays of the
-    whole table as soon as it is parsed (dictionary columns as codes of one dictionary per column), and its arrow
-    memory goes. So the copy happens while other pieces parse, not in one go at the end, and the peak is the
-    table plus the pieces in flight. The arrays are made for the rows the local files' sizes promise (a guess
-    from the first piece, a quarter more; untouched memory costs nothing) and grow if more come."""
+    whole table as soon as it is parsed (dictionary columns as codes of one dictionary per column, where each
+    row came from written straight in, one value per file), and its arrow memory goes. So the copy happens
+    while other pieces parse, not in one go at the end, and the peak is the table plus the pieces in flight.
+    The arrays are made for the rows the local files' sizes promise (a guess from the first piece, a quarter
+    more; untouched memory costs nothing) and grow if more come. Whether the rows are in order and where
+    episodes start is worked out piece by piece too, on memory that is still in the cache."""
 
-    def __init__(self, sizes: dict[Member, int]) -> None:
+    def __init__(self, sizes: dict[Member, int], groups: dict[tuple[str, str, str], int]) -> None:
         self.sizes = sizes
+        self.groups = groups
         self.rows = 0
         self.capacity = 0
         self.columns: dict[str, np.ndarray] = {}
         self.categories: dict[str, dict[object, int]] = {}
-        self.pieces: list[tuple[int, int, int]] = []  # (place in the file order, first row, rows)
+        self.pieces: list[tuple[int, int, int]] = []  # (place in the file order, first row, rows) of each piece
+        self.runs: list[tuple[int, int]] = []  # (first row, group) where the group changes
+        self.starts: list[np.ndarray] = []  # rows that start an episode, piece by piece
+        self.ordered = True
 
-    def add(self, table: pa.Table, place: int, units: Sequence[Member]) -> None:
+    def add(self, table: pa.Table, place: int, units: Sequence[Member], counts: Sequence[int]) -> None:
+        """A piece's rows: `table` (normalized, `_with_place`'s columns if `units` is empty) and how many of
+        them came from each of `units`."""
         rows = table.num_rows
         self._reserve(rows, units)
+        at = self.rows
         for name in table.column_names:
             column = table.column(name)
-            if pa.types.is_dictionary(column.type):
-                self._add_codes(name, column, self.rows)
-                continue
-            at = self.rows
-            for chunk in column.chunks:
-                values = chunk.to_numpy(zero_copy_only=False)
-                self._column(name, values.dtype)[at:at + len(values)] = values
-                at += len(values)
-        self.pieces.append((place, self.rows, rows))
+            if name == "_group":
+                groups = column.to_numpy()
+                changes = np.r_[0, np.flatnonzero(groups[1:] != groups[:-1]) + 1]
+                self.runs.extend((at + int(first), int(groups[first])) for first in changes)
+            elif pa.types.is_dictionary(column.type):
+                self._add_codes(name, column, at)
+            else:
+                position = at
+                for chunk in column.chunks:
+                    values = chunk.to_numpy(zero_copy_only=False)
+                    self._column(name, values.dtype)[position:position + len(values)] = values
+                    position += len(values)
+        if units:
+            self._add_places(table, units, counts, at)
+        self._add_order(at, rows)
+        self.pieces.append((place, at, rows))
         self.rows += rows
 
-    def _add_codes(self, name: str, column: pa.ChunkedArray, at: int) -> None:
+    def _add_places(self, table: pa.Table, units: Sequence[Member], counts: Sequence[int], at: int) -> None:
+        for member, count in zip(units, counts):
+            if not count:
+                continue
+            end = at + count
+            if "iteration" not in table.column_names:
+                self._column("iteration", np.dtype(np.int64))[at:end] = member.iteration
+            self._column("worker", np.dtype(np.int64))[at:end] = member.worker
+            for name in _PLACES:
+                value = getattr(member, name)
+                self._column(name, np.dtype(np.int8))
+                code = self._code(name, value)
+                self.columns[name][at:end] = code
+            group = self.groups[(member.source, member.phase, member.stream)]
+            if not self.runs or self.runs[-1][1] != group:
+                self.runs.append((at, group))
+            at = end
+
+    def _add_order(self, at: int, rows: int) -> None:
+        """Episode starts among the piece's rows, and whether they keep the order, the row before included."""
+        if not rows:
+            return
+        before = 1 if at else 0
+        part = slice(at - before, at + rows)
+        firsts = [first for first, _ in self.runs]
+        runs = np.searchsorted(firsts, np.arange(part.start, part.stop), side="right") - 1 if len(firsts) > 1 \
+            else np.zeros(rows + before, np.int64)
+        group = np.asarray([g for _, g in self.runs], np.int64)[runs]
+        keys = [group, *(self.columns[name][part] for name in _KEYS[1:])]
+        ordered, new = _order(keys)
+        self.ordered = self.ordered and ordered
+        self.starts.append(np.flatnonzero(new[before:]) + at)
+
+    def _code(self, name: str, value: object) -> int:
         known = self.categories.setdefault(name, {})
-        out = self._column(name, np.dtype(np.int32))
+        code = known.setdefault(value, len(known))
+        if name not in self.columns or np.iinfo(self.columns[name].dtype).max < code:
+            self._column(name, np.min_scalar_type(-max(code, 127)))
+        return code
+
+    def _add_codes(self, name: str, column: pa.ChunkedArray, at: int) -> None:
+        self._column(name, np.dtype(np.int8))
+        self.categories.setdefault(name, {})
         for chunk in column.chunks:
             # this chunk's codes -> the column's codes; a null's -1 picks the last entry, -1
-            codes = np.array([known.setdefault(value, len(known)) for value in chunk.dictionary.to_pylist()] + [-1],
-                             np.int32)
+            codes = [self._code(name, value) for value in chunk.dictionary.to_pylist()]
+            out = self.columns[name]
             indices = chunk.indices.fill_null(-1) if chunk.null_count else chunk.indices
-            np.take(codes, indices.to_numpy(), out=out[at:at + len(chunk)])
+            np.take(np.array([*codes, -1], out.dtype), indices.to_numpy(), out=out[at:at + len(chunk)])
             at += len(chunk)
 
     def _column(self, name: str, dtype: np.dtype) -> np.ndarray:
@@ -437,9 +500,12 @@ class _Steps:
         import pandas as pd
 
         if not self.columns:
-            empty = normalize(pa.table({}))
-            self.add(_with_place(empty, [Member("", CSV, TRAINING, "", UNKNOWN, UNKNOWN, "", bytes)], [0],
-                                 {("", TRAINING, ""): 0}), 0, [])
+            nothing = Member("", CSV, TRAINING, "", UNKNOWN, UNKNOWN, "", bytes)
+            self.add(normalize(pa.table({})), 0, [nothing], [0])
+            for name in ("iteration", "worker"):
+                self._column(name, np.dtype(np.int64))
+            for name in _PLACES:
+                self._code(name, getattr(nothing, name))
         rows = self.rows
         for out in self.columns.values():
             if out.base is None and len(out) > rows:
@@ -447,19 +513,30 @@ class _Steps:
         columns = {name: out[:rows] for name, out in self.columns.items()}
         self.columns = {}
         order = None
-        if [place for place, _, _ in self.pieces] != sorted(place for place, _, _ in self.pieces):
-            order = np.concatenate([np.arange(first, first + count) for _, first, count in sorted(self.pieces)])
-        keys = [columns[name] if order is None else columns[name][order] for name in _KEYS]
-        ordered, new = _order(keys)
-        if not ordered:
-            by_keys = np.lexsort(keys[::-1])
-            keys = [key[by_keys] for key in keys]
-            order = by_keys if order is None else order[by_keys]
-            _, new = _order(keys)
-        phases = list(self.categories["phase"])
-        phase = columns["phase"]
-        numbers = _unique_episodes(new, *keys[:4],
-                                   lambda row: phases[phase[row if order is None else order[row]]] == TRAINING)
+        in_place = all(a[0] <= b[0] for a, b in zip(self.pieces, self.pieces[1:]))
+        if in_place and self.ordered:
+            starts = np.concatenate(self.starts) if self.starts else np.zeros(0, np.int64)
+            firsts = [first for first, _ in self.runs]
+            group = np.asarray([g for _, g in self.runs], np.int64)[np.searchsorted(firsts, starts, "right") - 1]
+            iteration, worker, episode = (columns[name][starts] for name in _KEYS[1:4])
+        else:  # pieces out of file order (logs read after the CSVs beside them) or rows out of order: sort
+            firsts = [first for first, _ in self.runs]
+            group = np.repeat(np.asarray([g for _, g in self.runs], np.int64), np.diff(np.r_[firsts, rows]))
+            if not in_place:
+                order = np.concatenate([np.arange(first, first + count) for _, first, count in sorted(self.pieces)])
+            keys = [group if order is None else group[order],
+                    *(columns[name] if order is None else columns[name][order] for name in _KEYS[1:])]
+            ordered, new = _order(keys)
+            if not ordered:
+                by_keys = np.lexsort(keys[::-1])
+                keys = [key[by_keys] for key in keys]
+                order = by_keys if order is None else order[by_keys]
+                _, new = _order(keys)
+            starts = np.flatnonzero(new)
+            group, iteration, worker, episode = (key[starts] for key in keys[:4])
+        phase = columns["phase"][starts if order is None else order[starts]]
+        training = phase == self.categories["phase"].get(TRAINING, -1)
+        numbers = _unique_episodes(starts, rows, group, iteration, worker, episode, training)
         frame = {}
         for name in STEP_COLUMNS:
             if name == "unique_episode":
@@ -469,7 +546,12 @@ class _Steps:
             if order is not None:
                 values = values[order]
             if name in self.categories:
-                frame[name] = pd.Categorical.from_codes(values, categories=list(self.categories[name]))
+                categories = list(self.categories[name])
+                if name in _PLACES:  # where rows came from, in sorted order whatever order the files were read in
+                    by_name = sorted(range(len(categories)), key=lambda code: str(categories[code]))
+                    values = np.take(np.argsort(by_name).astype(values.dtype), values)
+                    categories = [categories[index] for index in by_name]
+                frame[name] = pd.Categorical.from_codes(values, categories=categories)
             else:
                 frame[name] = values
         del columns
@@ -495,29 +577,28 @@ def _order(keys: list[np.ndarray]) -> tuple[bool, np.ndarray]:
     return ordered, new
 
 
-def _unique_episodes(new: np.ndarray, group: np.ndarray, iteration: np.ndarray, worker: np.ndarray,
-                     episode: np.ndarray, phase_is_training: Callable[[int], bool]) -> np.ndarray:
+def _unique_episodes(starts: np.ndarray, rows: int, group: np.ndarray, iteration: np.ndarray, worker: np.ndarray,
+                     episode: np.ndarray, training: np.ndarray) -> np.ndarray:
     """deepracer-utils' episode numbering where it applies: in a training run whose iterations are known,
     `iteration * E + (episodes of the workers before) + episode % e_w`, with e_w the episodes a worker plays
     per iteration and E their sum; so numbers stay the same whichever iterations are loaded (a live view
     adding files, a report on the last ones). Elsewhere (evaluations, logs without hyperparameters, runs whose
     numbers would collide) episodes are counted in order. Runs after the first continue after its last number.
-    Worked out per episode, then repeated over its rows."""
-    starts = np.flatnonzero(new)
+    Worked out per episode (`starts`: each one's first row; the keys and whether it is training at that row),
+    then repeated over its rows."""
     if not len(starts):
         return np.zeros(0, np.int64)
-    group, iteration, worker, episode = (key[starts] for key in (group, iteration, worker, episode))
     numbers = np.arange(len(starts), dtype=np.int64)
     bounds = np.r_[0, np.flatnonzero(group[1:] != group[:-1]) + 1, len(starts)]
     base = 0
     for first, end in zip(bounds[:-1], bounds[1:]):
         part = slice(first, end)
         numbered = None
-        if phase_is_training(int(starts[first])) and iteration[part].min() >= 0:
+        if training[first] and iteration[part].min() >= 0:
             numbered = _numbered_by_iteration(iteration[part], worker[part], episode[part])
         numbers[part] = (numbered if numbered is not None else numbers[part] - first) + base
         base = int(numbers[part].max()) + 1
-    return np.repeat(numbers, np.diff(np.r_[starts, len(new)]))
+    return np.repeat(numbers, np.diff(np.r_[starts, rows]))
 
 
 def _numbered_by_iteration(iteration: np.ndarray, worker: np.ndarray, episode: np.ndarray) -> Optional[np.ndarray]:
