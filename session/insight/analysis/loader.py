@@ -547,8 +547,8 @@ class _Steps:
                 values = values[order]
             if name in self.categories:
                 categories = list(self.categories[name])
-                if name in _PLACES:  # where rows came from, in sorted order whatever order the files were read in
-                    by_name = sorted(range(len(categories)), key=lambda code: str(categories[code]))
+                by_name = sorted(range(len(categories)), key=lambda code: str(categories[code]))
+                if name in _PLACES and by_name != sorted(by_name):  # where rows came from: in sorted order
                     values = np.take(np.argsort(by_name).astype(values.dtype), values)
                     categories = [categories[index] for index in by_name]
                 frame[name] = pd.Categorical.from_codes(values, categories=categories)
