@@ -49,9 +49,9 @@ from session.insight.analysis.sources import (
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
 
-CHUNK = 32 << 20  # bytes of log per parse task
+CHUNK = 4 << 20  # bytes of log per parse task (the table grows as each is parsed; small ones keep the peak low)
 BATCH = 64  # simtrace CSVs per parse task
-BATCH_BYTES = int(os.environ.get('XB', 4 << 20))  # bytes of local CSVs per parse task, at most (one file more)
+BATCH_BYTES = 4 << 20  # bytes of local CSVs per parse task, at most (one file more)
 IO_THREADS = 16  # objects of a bucket fetched at once: a GET waits on the network, not on a core
 
 Progress = Callable[[int, int], None]  # (files done, files in all), after each unit of work
@@ -75,7 +75,8 @@ class Trace:
         return episodes(self.steps)
 
 
-# Rows of one unit of work: the table and how many of its rows (in order) came from each member.
+# Rows of one unit of work: the table and how many of its rows (in order) came from each member. A log's rows
+# come piece by piece (one count each), then `([log], [], None)` says that it is done.
 Rows = tuple[list[Member], list[int], Optional[pa.Table]]
 
 
@@ -104,29 +105,30 @@ def load(sources: Union[Source, Iterable[Source]], *, threads: Optional[int] = N
     for member in found:
         groups.setdefault((member.source, member.phase, member.stream), len(groups))
     steps = _Steps(_sizes(found), groups)
-    done: list[tuple[list[Member], list[int]]] = []
+    rows_of: dict[Member, int] = {}
 
-    def take(rows: Rows) -> None:
-        """A unit's rows copied into the table as it comes (its own memory then goes) while others parse."""
-        units, counts, table = counted(rows)
-        if units:
-            done.append((units, counts))
-        if table is not None and table.num_rows:
-            steps.add(table, order[units[0]], units, counts)
+    def take(parse: list[Member]) -> None:
+        """Each unit's rows copied into the table as they come, while others parse; then its memory goes (no
+        reference to a unit outlives this function)."""
+        for rows in _parse_all(parse, problems, threads, steps.sizes):
+            units, counts, table = rows
+            if units[0].kind == CSV or not counts:
+                counted(rows)
+            for member, count in zip(units, counts):
+                rows_of[member] = rows_of.get(member, 0) + count
+            if table is not None and table.num_rows:
+                steps.add(table, order[units[0]], units, counts)
 
-    for rows in _parse_all(first, problems, threads, steps.sizes):
-        take(rows)
-    traced = {(m.source, m.phase) for units, counts in done for m, n in zip(units, counts) if n and m.kind == CSV}
+    take(first)
+    traced = {(m.source, m.phase) for m, n in rows_of.items() if n and m.kind == CSV}
     for member in later:
         if (member.source, member.phase) in traced:
             notes.append(f"{member.name}: not read, the simtrace CSVs beside it hold the same {member.phase} steps")
     skipped = [m for m in later if (m.source, m.phase) in traced]
     counted.skip(len(skipped))
-    for rows in _parse_all([m for m in later if m not in skipped], problems, threads, steps.sizes):
-        take(rows)
+    take([m for m in later if m not in skipped])
     counted.skip(counted.total - counted.done)  # unreadable files count as done too
-    done.sort(key=lambda rows: order[rows[0][0]])
-    files = [m.name for units, counts in done for m, n in zip(units, counts) if n]
+    files = [m.name for m in sorted(rows_of, key=order.__getitem__) if rows_of[m]]
     return Trace(steps.frame(), problems, files, notes)
 
 
@@ -187,21 +189,21 @@ def _parse_all(found: Sequence[Member], problems: LoadProblems, threads: int,
     remote = any(m.kind == CSV and m.path is None for m in found)
     with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="trace") as pool, \
             ThreadPoolExecutor(max_workers=IO_THREADS if remote else 1, thread_name_prefix="trace-io") as io:
-        pending: deque[tuple[list[Member], list[Future]]] = deque()
+        pending: deque[tuple[list[Member], Optional[Future]]] = deque()  # (unit, its work; None: a log's end)
+        per_iteration: dict[Member, Optional[int]] = {}  # a training log's episodes per iteration, from its head
         for unit in _units(found, sizes):
             if unit[0].kind == CSV:
-                pending.append((unit, [pool.submit(_parse_csvs, unit, problems, io if remote else None)]))
+                pending.append((unit, pool.submit(_parse_csvs, unit, problems, io if remote else None)))
             else:
-                futures: list[Future] = []
-                pending.append((unit, futures))
                 for piece, base in _pieces(unit[0], problems):
-                    futures.append(pool.submit(_parse_log_piece, unit[0], piece, base, problems))
-                    while sum(len(f) for _, f in pending) > 2 * threads and len(pending) > 1:
-                        yield _finish(*pending.popleft())
-            while sum(len(f) for _, f in pending) > 2 * threads and len(pending) > 1:
-                yield _finish(*pending.popleft())
+                    pending.append((unit, pool.submit(_parse_log_piece, unit[0], piece, base, problems)))
+                    while len(pending) > 2 * threads:
+                        yield _finish(*pending.popleft(), per_iteration)
+                pending.append((unit, None))
+            while len(pending) > 2 * threads:
+                yield _finish(*pending.popleft(), per_iteration)
         while pending:
-            yield _finish(*pending.popleft())
+            yield _finish(*pending.popleft(), per_iteration)
 
 
 def _parse_csvs(unit: list[Member], problems: LoadProblems, io: Optional[ThreadPoolExecutor]) -> Rows:
@@ -312,31 +314,35 @@ class _LineBase:
 
 
 def _parse_log_piece(member: Member, piece: memoryview, base: _LineBase,
-                     problems: LoadProblems) -> tuple[Optional[pa.Table], Optional[bytes]]:
+                     problems: LoadProblems) -> tuple[Optional[pa.Table], bool, Optional[int]]:
+    """(rows, whether this is the log's first piece, and then its episodes per iteration: from the
+    hyperparameters in its first HEADER_BYTES, for a training log)."""
     parsed: Parsed = parse_log(piece)
     if parsed.issues:
         offset = base()
         for line, reason, detail in parsed.issues:
             problems.add(member.name, line + offset if line else 0, reason, detail)
-    head = bytes(piece[:HEADER_BYTES]) if base.offset == 0 else None
-    return parsed.table, head
+    first = base.offset == 0
+    head = cast(bytes, base.whole[:HEADER_BYTES])  # (re searches a memoryview as it would bytes)
+    return parsed.table, first, episodes_per_iteration(head) if first and member.phase == TRAINING else None
 
 
-def _finish(unit: list[Member], futures: list[Future]) -> Rows:
+def _finish(unit: list[Member], future: Optional[Future], per_iteration: dict[Member, Optional[int]]) -> Rows:
+    """A unit's rows, or a log piece's: a training log's iterations from the hyperparameters at its head (told by
+    its first piece, which comes first)."""
+    if future is None:
+        return unit, [], None
     if unit[0].kind == CSV:
-        return futures[0].result()
+        return cast(Rows, future.result())
     member = unit[0]
-    results = [future.result() for future in futures]
-    tables = [table for table, _ in results if table is not None and table.num_rows]
-    if not tables:
+    table, first, every = future.result()
+    if first:
+        per_iteration[member] = every
+    if table is None or not table.num_rows:
         return unit, [0], None
-    table = pa.concat_tables(tables) if len(tables) > 1 else tables[0]
-    head = results[0][1]
-    if member.phase == TRAINING and head is not None:
-        per_iteration = episodes_per_iteration(head)
-        if per_iteration:
-            episode = table.column("episode").to_numpy()
-            table = table.append_column("iteration", pa.array(episode // per_iteration))
+    every = per_iteration.get(member)
+    if every:
+        table = table.append_column("iteration", pa.array(table.column("episode").to_numpy() // every))
     return unit, [table.num_rows], table
 
 

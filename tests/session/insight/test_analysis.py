@@ -483,10 +483,13 @@ def test_problems_are_all_counted_but_only_the_first_kept():
     assert len(trace.steps) == 10
 
 
-def test_a_big_log_is_read_in_pieces_with_right_line_numbers(tmp_path, monkeypatch):
+@pytest.mark.parametrize("chunk", [64 << 10, 16 << 10], ids=["header in the first piece", "header in the third"])
+def test_a_big_log_is_read_in_pieces_with_right_line_numbers(tmp_path, monkeypatch, chunk):
+    """Pieces parsed apart, their rows added as they come: line numbers of the whole file, and every piece's
+    iteration from the hyperparameters at the log's head (at byte 40,645), whichever piece holds them."""
     import session.insight.analysis.loader as loader
 
-    monkeypatch.setattr(loader, "CHUNK", 64 << 10)
+    monkeypatch.setattr(loader, "CHUNK", chunk)
     lines = DROA_LOG.read_text().splitlines()
     lines[9000] = "SIM_TRACE_LOG:1,2"
     path = tmp_path / "big.log"
@@ -494,7 +497,8 @@ def test_a_big_log_is_read_in_pieces_with_right_line_numbers(tmp_path, monkeypat
     trace = load(path)
     assert len(trace.steps) == trace_lines(DROA_LOG.read_bytes()) - 1
     assert [p.where for p in trace.problems.examples] == ["line 9001"]
-    assert trace.steps["iteration"].max() == 14  # the header was found in the first piece
+    assert trace.steps["iteration"].max() == 14
+    assert (trace.steps["iteration"] == trace.steps["episode"] // 20).all()
 
 
 # --- a log that grows ---------------------------------------------------------------------------------------------
