@@ -26,6 +26,7 @@ import pyarrow as pa
 
 from session.insight.analysis.columns import STEP_COLUMNS, TRAINING, UNKNOWN
 from session.insight.analysis.parse import (
+    POOL,
     Parsed,
     mark_csv_text,
     normalize,
@@ -562,7 +563,8 @@ class _Steps:
                 frame[name] = values
         del columns
         table = pd.DataFrame(frame, copy=False)
-        pa.default_memory_pool().release_unused()  # the pieces' memory back to the system, not kept in the pool
+        for pool in {POOL, pa.default_memory_pool()}:  # the pieces' memory back to the system, not kept in a pool
+            pool.release_unused()
         return table
 
 
