@@ -424,6 +424,7 @@ class _Steps:
                     position += len(values)
         if units:
             self._add_places(table, units, counts, at)
+        self._column("unique_episode", np.dtype(np.int64))[at:at + rows] = 0  # numbered at the end
         self._add_order(at, rows)
         self.pieces.append((place, at, rows))
         self.rows += rows
@@ -501,6 +502,22 @@ class _Steps:
             self.columns[name] = grown
         self.capacity = capacity
 
+    def _first_seen_order(self, columns: dict[str, np.ndarray], order: np.ndarray) -> None:
+        """Values of a parsed text column (episode_status) coded in the order the files show them first, as when
+        the pieces come in file order; pieces read out of it re-coded."""
+        for name in [name for name in self.categories if name not in _PLACES]:
+            codes = columns[name][order]
+            present, first = np.unique(codes[codes >= 0], return_index=True)
+            if list(present[np.argsort(first)]) == sorted(present):
+                continue
+            known = list(self.categories[name])
+            ranked = [*present[np.argsort(first)], *(c for c in range(len(known)) if c not in set(present))]
+            recode = np.zeros(len(known) + 1, columns[name].dtype)
+            recode[ranked] = np.arange(len(ranked))
+            recode[-1] = -1  # a null stays one
+            columns[name] = np.take(recode, columns[name])
+            self.categories[name] = {known[code]: rank for rank, code in enumerate(ranked)}
+
     def frame(self) -> "pd.DataFrame":
         """The rows in file order (pieces that came out of it put back), sorted by (source, phase, stream,
         iteration, worker, episode, steps) if they are not already, with `unique_episode`."""
@@ -531,6 +548,7 @@ class _Steps:
             group = np.repeat(np.asarray([g for _, g in self.runs], np.int64), np.diff(np.r_[firsts, rows]))
             if not in_place:
                 order = np.concatenate([np.arange(first, first + count) for _, first, count in sorted(self.pieces)])
+                self._first_seen_order(columns, order)
             keys = [group if order is None else group[order],
                     *(columns[name] if order is None else columns[name][order] for name in _KEYS[1:])]
             ordered, new = _order(keys)
@@ -543,11 +561,17 @@ class _Steps:
             group, iteration, worker, episode = (key[starts] for key in keys[:4])
         phase = columns["phase"][starts if order is None else order[starts]]
         training = phase == self.categories["phase"].get(TRAINING, -1)
-        numbers = _unique_episodes(starts, rows, group, iteration, worker, episode, training)
+        numbers = _unique_episodes(group, iteration, worker, episode, training)
+        if order is None and "unique_episode" in columns:  # the column zeroed as pieces came: no fresh memory now
+            unique = columns["unique_episode"]
+            unique[starts] = np.diff(numbers, prepend=0)
+            np.cumsum(unique, out=unique)
+        else:
+            unique = np.repeat(numbers, np.diff(np.r_[starts, rows]))
         frame = {}
         for name in STEP_COLUMNS:
             if name == "unique_episode":
-                frame[name] = numbers
+                frame[name] = unique
                 continue
             values = columns.pop(name)
             if order is not None:
@@ -585,19 +609,18 @@ def _order(keys: list[np.ndarray]) -> tuple[bool, np.ndarray]:
     return ordered, new
 
 
-def _unique_episodes(starts: np.ndarray, rows: int, group: np.ndarray, iteration: np.ndarray, worker: np.ndarray,
-                     episode: np.ndarray, training: np.ndarray) -> np.ndarray:
+def _unique_episodes(group: np.ndarray, iteration: np.ndarray, worker: np.ndarray, episode: np.ndarray,
+                     training: np.ndarray) -> np.ndarray:
     """deepracer-utils' episode numbering where it applies: in a training run whose iterations are known,
     `iteration * E + (episodes of the workers before) + episode % e_w`, with e_w the episodes a worker plays
     per iteration and E their sum; so numbers stay the same whichever iterations are loaded (a live view
     adding files, a report on the last ones). Elsewhere (evaluations, logs without hyperparameters, runs whose
     numbers would collide) episodes are counted in order. Runs after the first continue after its last number.
-    Worked out per episode (`starts`: each one's first row; the keys and whether it is training at that row),
-    then repeated over its rows."""
-    if not len(starts):
+    One number per episode, from its keys at its first row and whether that row is training."""
+    if not len(group):
         return np.zeros(0, np.int64)
-    numbers = np.arange(len(starts), dtype=np.int64)
-    bounds = np.r_[0, np.flatnonzero(group[1:] != group[:-1]) + 1, len(starts)]
+    numbers = np.arange(len(group), dtype=np.int64)
+    bounds = np.r_[0, np.flatnonzero(group[1:] != group[:-1]) + 1, len(group)]
     base = 0
     for first, end in zip(bounds[:-1], bounds[1:]):
         part = slice(first, end)
@@ -606,7 +629,7 @@ def _unique_episodes(starts: np.ndarray, rows: int, group: np.ndarray, iteration
             numbered = _numbered_by_iteration(iteration[part], worker[part], episode[part])
         numbers[part] = (numbered if numbered is not None else numbers[part] - first) + base
         base = int(numbers[part].max()) + 1
-    return np.repeat(numbers, np.diff(np.r_[starts, rows]))
+    return numbers
 
 
 def _numbered_by_iteration(iteration: np.ndarray, worker: np.ndarray, episode: np.ndarray) -> Optional[np.ndarray]:

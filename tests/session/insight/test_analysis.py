@@ -703,3 +703,23 @@ def test_the_table_grows_past_a_low_guess_of_its_rows(tmp_path, monkeypatch):
     trace = load(tmp_path)
     expected, _ = csv_module_steps(files)
     assert_steps_are(trace.steps, expected)
+
+
+def test_rows_read_out_of_file_order_are_put_back_and_statuses_coded_as_first_seen(tmp_path):
+    """A training log is read only after the CSVs beside it turned out to give no rows, so its rows come after
+    the evaluation CSV's: they are put back in file order (training first), and episode_status is coded in the
+    order the rows show its values, as for rows that come in order."""
+    (tmp_path / "training-simtrace").mkdir()
+    (tmp_path / "training-simtrace" / "0-iteration.csv").write_text("episode,steps,X\n1,2\n")
+    evaluation = tmp_path / "evaluation-x" / "evaluation-simtrace"
+    evaluation.mkdir(parents=True)
+    shutil.copy(next(DRFC_1.glob("evaluation-*/evaluation-simtrace/0-iteration.csv")), evaluation)
+    (tmp_path / "logs").mkdir()
+    shutil.copy(DROA_LOG, tmp_path / "logs" / "training-robomaker.log")
+    steps = load(tmp_path).steps
+    log, csv_steps = load(DROA_LOG).steps, load(evaluation / "0-iteration.csv").steps
+    assert steps["phase"].astype(str).tolist() == ["training"] * len(log) + ["evaluation"] * len(csv_steps)
+    assert steps["x"].tolist() == [*log["x"], *csv_steps["x"]]
+    seen = list(dict.fromkeys(steps["episode_status"].astype(str)))
+    assert list(steps["episode_status"].cat.categories) == seen
+    assert steps["unique_episode"].is_monotonic_increasing
