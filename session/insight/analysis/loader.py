@@ -1,11 +1,15 @@
 """`load`: every source's trace files -> one per-step table (a pandas DataFrame with deepracer-utils' columns).
 
-Work goes to a thread pool (pyarrow's reader releases the GIL) in units: a few dozen small simtrace CSVs of one
-source parsed as one text (a run has thousands of ~200 kB files; reading each alone costs more than its
-rows), or a piece of a log (a big log is mapped and cut at line ends, so neither a copy of it nor a whole
-one waits for one thread). Rows keep the order of the files (sorted by phase, stream, iteration, worker), are
-sorted by (source, phase, stream, iteration, worker, episode, steps) only when they are not in that order
-already, and numbered by episode in `unique_episode` (see `_unique_episodes`).
+Work goes to a thread pool (pyarrow's reader releases the GIL) in units: up to 64 simtrace CSVs (at most 4 MB)
+of one source parsed as one text (a run has thousands of ~200 kB files; reading each alone costs more than its
+rows; local files are read straight into one reused buffer per thread, see `_read_together`), or a 4 MB piece
+of a log (a big log is mapped and cut at line ends, so neither a copy of it nor a whole one waits for one
+thread). A few units are in flight; the main thread copies each one's rows into the table's numpy columns as it
+comes (`_Steps`), in file order (sorted by phase, stream, iteration, worker), so the copy overlaps the parsing
+and a unit's memory goes at once. Rows are sorted by (source, phase, stream, iteration, worker, episode, steps)
+only when they are not in that order already, and numbered by episode in `unique_episode` (see
+`_unique_episodes`). On a VM a fresh page costs more than its copy (the kernel zeroes it): most of what was
+saved here is memory not touched, see benchmarks/loader_speed.py.
 """
 
 from __future__ import annotations

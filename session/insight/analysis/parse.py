@@ -2,7 +2,9 @@
 
 The fast path never touches a line in Python: one regex pass cuts every `SIM_TRACE_LOG:` payload out of the
 log (whatever precedes it on its line, e.g. ROS 2's `[node-1] [agent-9] ` tags) and joins them into one CSV
-text, which pyarrow's CSV reader parses with explicit column types; a simtrace CSV goes to the reader as is.
+text, which pyarrow's CSV reader parses with explicit column types; a simtrace CSV goes to the reader as is, and
+simtrace CSVs with one header go to it as one text, each file's header line replaced by a mark line whose
+line number the reader reports, which tells each file's rows (`mark_csv_file`, `parse_marked_csv`).
 Lines the reader cannot take send only their own piece of data down a slow path that converts field by field
 in Python, so each bad line is found, counted with its line number and reason, and skipped; the good lines
 around it are kept. One simulator writes one field count, so a line with another count than most lines of
