@@ -2,7 +2,9 @@
 
 The fast path never touches a line in Python: one regex pass cuts every `SIM_TRACE_LOG:` payload out of the
 log (whatever precedes it on its line, e.g. ROS 2's `[node-1] [agent-9] ` tags) and joins them into one CSV
-text, which pyarrow's CSV reader parses with explicit column types; a simtrace CSV goes to the reader as is.
+text, which pyarrow's CSV reader parses with explicit column types; a simtrace CSV goes to the reader as is, and
+simtrace CSVs with one header go to it as one text, each file's header line replaced by a mark line whose
+line number the reader reports, which tells each file's rows (`mark_csv_file`, `parse_marked_csv`).
 Lines the reader cannot take send only their own piece of data down a slow path that converts field by field
 in Python, so each bad line is found, counted with its line number and reason, and skipped; the good lines
 around it are kept. One simulator writes one field count, so a line with another count than most lines of
@@ -42,6 +44,20 @@ _DETAIL = 40  # characters of an offending value kept in a problem's message
 
 # (line within the parsed data, 1-based; reason; detail)
 Issue = tuple[int, str, str]
+
+
+def _parse_pool() -> pa.MemoryPool:
+    """Where parsed columns live until the loader copies them into its table: jemalloc where pyarrow has it. A
+    load frees and allocates its pieces' memory again and again; jemalloc keeps freed pages for reuse a while
+    (measured: a third of the page faults' system time of the default mimalloc pool, which hands them back to the
+    system within milliseconds, and a lower peak), and a fresh page is costly (the kernel zeroes it)."""
+    try:
+        return pa.jemalloc_memory_pool()
+    except NotImplementedError:  # a pyarrow built without it
+        return pa.default_memory_pool()
+
+
+POOL = _parse_pool()
 
 
 @dataclass
@@ -140,7 +156,8 @@ def _read_fast(payload: bytes, names: Optional[list[str]],
             pa.py_buffer(payload),
             read_options=pacsv.ReadOptions(column_names=names, use_threads=threads, block_size=1 << 22),
             parse_options=pacsv.ParseOptions(quote_char=False, ignore_empty_lines=False, invalid_row_handler=skip),
-            convert_options=_convert_options(names, payload[:payload.find(b"\n")]))
+            convert_options=_convert_options(names, payload[:payload.find(b"\n")]),
+            memory_pool=POOL)
     except (pa.ArrowInvalid, pa.ArrowTypeError):
         return None, []
     if any(number is None for number, _ in bad):
@@ -250,28 +267,82 @@ def parse_csv(data: Buffer) -> Parsed:
     return Parsed(_known(table, names), len(view), issues)
 
 
-def parse_csv_files(files: Sequence[bytes]) -> Optional[tuple[pa.Table, list[int]]]:
+def parse_csv_files(files: Sequence[Buffer]) -> Optional[tuple[pa.Table, list[int]]]:
     """Simtrace CSVs with one header parsed as one text (a run has thousands of small files; reading each alone
     costs more than its rows): the rows and how many came from each file. None when their headers differ or a
     line of any of them is bad or empty; each file is then read alone, to name the file and line."""
-    header_end = files[0].find(b"\n") if files else -1
-    header = files[0][:header_end + 1]
-    names, skip, issue = _csv_names(header) if header_end >= 0 else ([], 0, (0, "", ""))
+    header_end = bytes(files[0][:1 << 16]).find(b"\n") if files else -1
+    header = bytes(files[0][:header_end + 1])
+    if header_end < 0:
+        return None
+    text = bytearray(sum(len(data) + 1 for data in files))
+    view, at = memoryview(text), 0
+    for data in files:
+        at = mark_csv_file(view, at, memoryview(data), header)
+        if at < 0:
+            return None
+    return parse_marked_csv(view[:at], header, len(files))
+
+
+# A file's header line in a joined text becomes a line of these: a row of one field, which the reader hands to
+# its invalid-row handler with its line number; so the joined text tells where each file's rows start, with
+# no pass over the bytes in Python. No simtrace row starts with it.
+_MARK = b"#"
+
+
+def mark_csv_file(text: memoryview, at: int, data: memoryview, header: bytes) -> int:
+    """Copy one CSV file (`data`, starting with `header`) to `text[at:]`, its header line replaced by a mark
+    line of the same length and a newline added if its last line lacks one: where the next file goes, or -1 if
+    `data` does not start with `header` (then the files are read one by one)."""
+    size = len(data)
+    if data[:len(header)] != header:
+        return -1
+    text[at:at + size] = data
+    return mark_csv_text(text, at, size, header)
+
+
+def mark_csv_text(text: memoryview, at: int, size: int, header: bytes) -> int:
+    """The same for a file already at `text[at:at + size]` (read there straight from disk)."""
+    if size < len(header) or text[at:at + len(header)] != header:
+        return -1
+    text[at:at + len(header) - 1] = _MARK * (len(header) - 1)
+    end = at + size
+    if size > len(header) and text[end - 1] != 0x0A:  # 0x0A = b"\n"
+        text[end] = 0x0A
+        end += 1
+    return end
+
+
+def parse_marked_csv(text: Buffer, header: bytes, files: int) -> Optional[tuple[pa.Table, list[int]]]:
+    """A joined text of `files` CSVs whose header lines were marked (`mark_csv_file`): the rows and how many came
+    from each file, or None when the header is no simtrace header or any line is not a good row."""
+    names, skip, issue = _csv_names(header)
     if issue or not skip:
         return None
-    parts: list[Buffer] = [header]
-    counts = []
-    for data in files:
-        if not data.startswith(header):
-            return None
-        parts.append(memoryview(data)[len(header):])
-        counts.append(data.count(b"\n", len(header)))
-        if len(data) > len(header) and not data.endswith(b"\n"):
-            parts.append(b"\n")
-            counts[-1] += 1
-    joined = memoryview(b"".join(parts))
-    table, issues = _csv_fast(joined, names, skip, empty_lines=False, first_row=_line(joined, skip))
-    if table is None or issues or table.num_rows != sum(counts):
+    view = memoryview(text)
+    marks: list[int] = []
+    bad: list[int] = []
+
+    def row(row) -> str:
+        (marks if row.text.startswith("#") and not row.text.strip("#\r") else bad).append(row.number or 0)
+        return "skip"
+
+    first = next((line for line in bytes(view[:1 << 16]).split(b"\n") if line and not line.startswith(_MARK)), b"")
+    try:
+        table = pacsv.read_csv(
+            pa.py_buffer(view),
+            read_options=pacsv.ReadOptions(column_names=names, use_threads=False, block_size=1 << 22),
+            parse_options=pacsv.ParseOptions(quote_char=False, invalid_row_handler=row, ignore_empty_lines=False),
+            convert_options=_convert_options(names, first),
+            memory_pool=POOL)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        return None
+    if bad or len(marks) != files or any(number <= 0 for number in marks):
+        return None
+    # Lines between two marks are the rows of one file; the last file's run to the end.
+    counts = [after - before - 1 for before, after in zip(marks, marks[1:])]
+    counts.append(table.num_rows - sum(counts))
+    if counts[-1] < 0 or marks[0] != 1:
         return None
     return _known(table, names), counts
 
@@ -319,7 +390,8 @@ def _csv_fast(view: memoryview, names: list[str], skip: int, empty_lines: bool =
             # (`"[a, b]"`) has rows of too many fields here and goes to the slow path, which reads quotes.
             parse_options=pacsv.ParseOptions(quote_char=False, invalid_row_handler=bad,
                                              ignore_empty_lines=empty_lines),
-            convert_options=_convert_options(names, first_row))
+            convert_options=_convert_options(names, first_row),
+            memory_pool=POOL)
     except (pa.ArrowInvalid, pa.ArrowTypeError):
         return None, []
     return (None, []) if quoted else (table, issues)
@@ -381,7 +453,7 @@ def normalize(table: pa.Table) -> pa.Table:
             continue
         column = table.column(name)
         if name == "steps":
-            column = pc.cast(column, pa.int64(), safe=False)
+            column = pc.cast(column, pa.int64(), safe=False, memory_pool=POOL)
         elif name == "action":
             column = _action(column)
         elif column.type != kind:

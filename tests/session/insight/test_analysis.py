@@ -8,6 +8,7 @@ counted with Python's str methods, archives read with tarfile); per-episode numb
 from __future__ import annotations
 
 import contextlib
+import csv
 import io
 import random
 import shutil
@@ -482,10 +483,13 @@ def test_problems_are_all_counted_but_only_the_first_kept():
     assert len(trace.steps) == 10
 
 
-def test_a_big_log_is_read_in_pieces_with_right_line_numbers(tmp_path, monkeypatch):
+@pytest.mark.parametrize("chunk", [64 << 10, 16 << 10], ids=["header in the first piece", "header in the third"])
+def test_a_big_log_is_read_in_pieces_with_right_line_numbers(tmp_path, monkeypatch, chunk):
+    """Pieces parsed apart, their rows added as they come: line numbers of the whole file, and every piece's
+    iteration from the hyperparameters at the log's head (at byte 40,645), whichever piece holds them."""
     import session.insight.analysis.loader as loader
 
-    monkeypatch.setattr(loader, "CHUNK", 64 << 10)
+    monkeypatch.setattr(loader, "CHUNK", chunk)
     lines = DROA_LOG.read_text().splitlines()
     lines[9000] = "SIM_TRACE_LOG:1,2"
     path = tmp_path / "big.log"
@@ -493,7 +497,8 @@ def test_a_big_log_is_read_in_pieces_with_right_line_numbers(tmp_path, monkeypat
     trace = load(path)
     assert len(trace.steps) == trace_lines(DROA_LOG.read_bytes()) - 1
     assert [p.where for p in trace.problems.examples] == ["line 9001"]
-    assert trace.steps["iteration"].max() == 14  # the header was found in the first piece
+    assert trace.steps["iteration"].max() == 14
+    assert (trace.steps["iteration"] == trace.steps["episode"] // 20).all()
 
 
 # --- a log that grows ---------------------------------------------------------------------------------------------
@@ -548,3 +553,173 @@ def test_progress_is_told_file_by_file_up_to_all_of_them():
     trace = load(DRFC_3, progress=lambda done, total: seen.append((done, total)))
     assert seen and seen[-1][0] == seen[-1][1] == len(trace.files)
     assert all(a[0] <= b[0] for a, b in zip(seen, seen[1:])) and len({total for _, total in seen}) == 1
+
+
+# --- simtrace CSVs read together, against the csv module -----------------------------------------------------------
+# The simulator writes a simtrace CSV with `write_simtrace_to_local_file` (deepracer-simapp,
+# bundle/markov/metrics/s3_metrics.py): the header once, when the file is created, then `",".join(str(value))`
+# and "\n" per step, unquoted; a continuous action is written as "[steer speed]" (bundle/markov/agent_ctrl/utils.py).
+# The odd files below are what else reaches the loader: a file cut while written, one edited on Windows (CRLF),
+# files concatenated (a header again), a csv.writer's quoted "[a, b]".
+
+_INTS = {"episode", "closest_waypoint"}
+_TEXT = {"episode_status"}
+
+
+def csv_module_steps(files: dict[str, bytes]) -> tuple[list[dict], int]:
+    """Rows of simtrace CSVs as Python's csv module reads them, each with its file's iteration; and the count of
+    lines that are no good row (a field count other than the header's, a value that is not of its column)."""
+    from session.insight.analysis.columns import ALIASES
+
+    rows, bad = [], 0
+    for name, data in files.items():
+        lines = list(csv.reader(io.StringIO(data.decode(), newline="")))
+        header = [ALIASES[field] for field in lines[0]]
+        for fields in lines[1:]:
+            if not fields:
+                continue
+            if len(fields) != len(header):
+                bad += 1
+                continue
+            try:
+                row = {}
+                for column, value in zip(header, fields):
+                    if column == "action":
+                        row[column] = -1 if value.startswith("[") else int(value)
+                    elif column in ("done", "on_track"):
+                        row[column] = {"True": True, "False": False}[value]
+                    elif column in _TEXT:
+                        row[column] = value if value else int("")
+                    elif column in _INTS:
+                        row[column] = int(value)
+                    else:
+                        row[column] = float(value)
+            except (ValueError, KeyError):
+                bad += 1
+                continue
+            row["steps"] = int(row["steps"])
+            row["iteration"] = int(name.split("-")[0])
+            rows.append(row)
+    return rows, bad
+
+
+def assert_steps_are(steps: pd.DataFrame, rows: list[dict]) -> None:
+    assert len(steps) == len(rows)
+    for column in rows[0]:
+        ours = steps[column].astype(str if column in _TEXT else steps[column].dtype).tolist()
+        assert ours == [row[column] for row in rows], column
+
+
+def real_csv(iteration: int, rows: int) -> tuple[str, list[str]]:
+    lines = (DRFC_1 / "training-simtrace" / f"{iteration}-iteration.csv").read_text().splitlines()
+    return lines[0], lines[1:rows + 1]
+
+
+@pytest.mark.parametrize("continuous", [False, True], ids=["discrete", "continuous"])
+def test_clean_csvs_are_read_together_and_give_the_csv_modules_rows(tmp_path, monkeypatch, continuous):
+    """The fast path (a unit's files read into one buffer, headers marked in place, one parse): the rows, values
+    and each row's file (its iteration) are the csv module's; no file is read on its own."""
+    import session.insight.analysis.loader as loader
+
+    files = {}
+    for iteration, rows in enumerate([300, 0, 120, 1, 250, 80]):
+        header, lines = real_csv(iteration, rows)
+        if continuous:  # actions as the simulator writes them for a continuous action space
+            lines = [",".join(f[:7] + [f"[{f[5]} {f[6]}]"] + f[8:]) for f in (line.split(",") for line in lines)]
+        ending = "" if iteration == 4 else "\n"  # the last line without its newline
+        files[f"{iteration}-iteration.csv"] = ("\n".join([header, *lines]) + ending).encode()
+    folder = tmp_path / "training-simtrace"
+    folder.mkdir()
+    for name, data in files.items():
+        (folder / name).write_bytes(data)
+
+    def not_alone(data):
+        raise AssertionError("a file was parsed on its own")
+
+    monkeypatch.setattr(loader, "parse_csv", not_alone)
+    monkeypatch.setattr(loader, "BATCH", 4)  # two units, so the second one's rows follow the first's
+    trace = load(tmp_path)
+    expected, bad = csv_module_steps(files)
+    assert not trace.problems and bad == 0
+    assert_steps_are(trace.steps, expected)
+    assert trace.steps["action"].eq(-1).all() == continuous
+
+
+def _odd(case: str, header: str, lines: list[str]) -> str:
+    if case == "cut while written":
+        return "\n".join([header, *lines]) + "\n" + lines[-1][:37]
+    if case == "crlf":
+        return "\r\n".join([header, *lines]) + "\r\n"
+    if case == "header again":
+        return "\n".join([header, *lines[:50], header, *lines[50:]]) + "\n"
+    fields = lines[10].split(",")
+    if case == "empty field":
+        fields[4] = ""
+    elif case == "quoted action":
+        fields[7] = '"[-30.0, 0.5]"'
+    elif case == "blank line":
+        fields = []
+    return "\n".join([header, *lines[:10], ",".join(fields), *lines[11:]]) + "\n"
+
+
+@pytest.mark.parametrize("case, bad", [("cut while written", 1), ("crlf", 0), ("header again", 1),
+                                       ("empty field", 1), ("quoted action", 0), ("blank line", 0)])
+def test_odd_csvs_give_the_csv_modules_rows_and_count_the_rest(tmp_path, case, bad):
+    """A unit with a file the fast path refuses (a cut last line, CRLF, a header again, an empty field, a quoted
+    "[a, b]", a blank line) is read file by file: still the csv module's rows, and each line it cannot take
+    counted as a problem, in its file."""
+    files = {}
+    for iteration in range(3):
+        header, lines = real_csv(iteration, 100)
+        text = _odd(case, header, lines) if iteration == 1 else "\n".join([header, *lines]) + "\n"
+        files[f"{iteration}-iteration.csv"] = text.encode()
+    folder = tmp_path / "training-simtrace"
+    folder.mkdir()
+    for name, data in files.items():
+        (folder / name).write_bytes(data)
+    trace = load(tmp_path)
+    expected, counted = csv_module_steps(files)
+    assert counted == bad
+    assert trace.problems.count == bad
+    assert all(p.file.endswith("1-iteration.csv") for p in trace.problems.examples)
+    assert_steps_are(trace.steps, expected)
+
+
+def test_the_table_grows_past_a_low_guess_of_its_rows(tmp_path, monkeypatch):
+    """The first unit's bytes per row promise far fewer rows than come (its rows are long): the columns grow."""
+    import session.insight.analysis.loader as loader
+
+    header, lines = real_csv(0, 20)
+    long = [",".join(f[:2] + [f[2] + "0" * 3000] + f[3:]) for f in (line.split(",") for line in lines)]
+    files = {"0-iteration.csv": ("\n".join([header, *long]) + "\n").encode()}
+    for iteration in range(1, 4):
+        header, lines = real_csv(iteration, 1000)
+        files[f"{iteration}-iteration.csv"] = ("\n".join([header, *lines]) + "\n").encode()
+    folder = tmp_path / "training-simtrace"
+    folder.mkdir()
+    for name, data in files.items():
+        (folder / name).write_bytes(data)
+    monkeypatch.setattr(loader, "BATCH", 1)
+    trace = load(tmp_path)
+    expected, _ = csv_module_steps(files)
+    assert_steps_are(trace.steps, expected)
+
+
+def test_rows_read_out_of_file_order_are_put_back_and_statuses_coded_as_first_seen(tmp_path):
+    """A training log is read only after the CSVs beside it turned out to give no rows, so its rows come after
+    the evaluation CSV's: they are put back in file order (training first), and episode_status is coded in the
+    order the rows show its values, as for rows that come in order."""
+    (tmp_path / "training-simtrace").mkdir()
+    (tmp_path / "training-simtrace" / "0-iteration.csv").write_text("episode,steps,X\n1,2\n")
+    evaluation = tmp_path / "evaluation-x" / "evaluation-simtrace"
+    evaluation.mkdir(parents=True)
+    shutil.copy(next(DRFC_1.glob("evaluation-*/evaluation-simtrace/0-iteration.csv")), evaluation)
+    (tmp_path / "logs").mkdir()
+    shutil.copy(DROA_LOG, tmp_path / "logs" / "training-robomaker.log")
+    steps = load(tmp_path).steps
+    log, csv_steps = load(DROA_LOG).steps, load(evaluation / "0-iteration.csv").steps
+    assert steps["phase"].astype(str).tolist() == ["training"] * len(log) + ["evaluation"] * len(csv_steps)
+    assert steps["x"].tolist() == [*log["x"], *csv_steps["x"]]
+    seen = list(dict.fromkeys(steps["episode_status"].astype(str)))
+    assert list(steps["episode_status"].cat.categories) == seen
+    assert steps["unique_episode"].is_monotonic_increasing
