@@ -19,7 +19,7 @@ from session.core.errors import DeepracerError
 from session.core.metadata import Machine, this_machine
 from session.core.pricing import hourly_price
 from session.dashboard.api import CostFacts
-from session.lifecycle.idle import idle_stop_left_now
+from session.lifecycle.idle_clock import idle_stop_left_now
 from session.run.state import RunState
 
 RETRY_S = 300.0

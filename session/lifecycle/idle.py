@@ -48,6 +48,12 @@ from session.core.errors import DeepracerError
 from session.core.paths import default_idle_state, default_keep_awake, default_ready_marker
 from session.engine.containers import ContainerInfo, Engine, EngineError
 from session.host.factory import HostFactory, storage_for
+from session.lifecycle.idle_clock import (
+    CHECK_EVERY_MIN,
+    boot_time,
+    read_keep_awake,
+    read_time,
+)
 from session.lifecycle.limits import BACKSTOP_GRACE_S, enforce
 from session.lifecycle.notify import notify
 from session.lifecycle.power import power_off
@@ -56,7 +62,6 @@ from session.lifecycle.watchdog import check as watchdog_check
 from session.run.state import Event, RunStateError, RunStateStore, Status, mark_stopped
 from session.storage.keeper import Keeper
 
-CHECK_EVERY_MIN = 5  # deepracer-idle.timer's OnUnitActiveSec
 ALERT_AGAIN = timedelta(hours=24)  # a deallocation that keeps failing is mailed again after this long
 # A start is recorded before its first container starts and ends within READY_TIMEOUT_S (15 min) of it: a
 # `starting` record older than this whose run has no container at all was left by a process that is gone.
@@ -135,40 +140,12 @@ def decide(*, active: Sequence[str], now: datetime, last_active: Optional[dateti
                         minutes_left=left.total_seconds() / 60)
 
 
-def idle_stop_left(*, now: datetime, last_active: Optional[datetime], since: Optional[datetime], idle_minutes: int,
-                   ready: bool = True, keep_awake_until: Optional[datetime] = None) -> Optional[timedelta]:
-    """How long until the idle stop is due if nothing runs and nobody types meanwhile (zero: due at the next
-    check, which comes every CHECK_EVERY_MIN); None when it does not count (turned off, or the first boot has not
-    finished). `decide`'s clock, without the probes: the last activity, the boot or the first boot's end, and a
-    keep-awake, whichever is latest. Interactive use only postpones it."""
-    if not ready or idle_minutes <= 0:
-        return None
-    reference = max((m for m in (last_active, since, keep_awake_until) if m is not None), default=now)
-    return max(timedelta(0), reference + timedelta(minutes=idle_minutes) - now)
-
-
 def _used(found: Presence, now: datetime) -> str:
     ago = max(0.0, (now - found.last).total_seconds() / 60)
     return f"{found.what}, {ago:.0f} min ago" if ago >= 1 else f"{found.what}, now"
 
 
 # --- the edge ---------------------------------------------------------------------------------------------------
-
-
-def boot_time(stat: Path = Path("/proc/stat")) -> Optional[datetime]:
-    for line in stat.read_text().splitlines():
-        if line.startswith("btime "):
-            return datetime.fromtimestamp(int(line.split()[1]), timezone.utc)
-    return None
-
-
-def _read_time(path: Path, key: str) -> Optional[datetime]:
-    """A time the idle state file keeps: `last_active`, or `deallocation_failed` (the first failure in a row)."""
-    try:
-        text = json.loads(path.read_text())[key]
-        return datetime.fromisoformat(text) if text else None
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
 
 
 def _write_times(path: Path, **moments: Optional[datetime]) -> None:
@@ -182,34 +159,6 @@ def _write_times(path: Path, **moments: Optional[datetime]) -> None:
     temporary = path.with_name(f".{path.name}.{os.getpid()}")
     temporary.write_text(json.dumps(data) + "\n")
     os.replace(temporary, path)
-
-
-def idle_stop_left_now(system: "SystemConfig", now: datetime, *, idle_state: Optional[Path] = None,
-                       ready_marker: Optional[Path] = None, keep_awake_file: Optional[Path] = None,
-                       booted: Optional[datetime] = None) -> Optional[timedelta]:
-    """`idle_stop_left` from what the idle check keeps on this host (its state file, the ready marker, the boot
-    time, a keep-awake); reads files only, changes nothing."""
-    marker = ready_marker or default_ready_marker()
-    ready = marker.is_file()
-    since_ready = datetime.fromtimestamp(marker.stat().st_mtime, timezone.utc) if ready else None
-    try:
-        booted = booted or boot_time()
-    except OSError:
-        booted = None
-    since = max((m for m in (booted, since_ready) if m is not None), default=None)
-    return idle_stop_left(now=now, last_active=_read_time(idle_state or default_idle_state(), "last_active"),
-                          since=since, idle_minutes=system.idle_stop_minutes, ready=ready,
-                          keep_awake_until=read_keep_awake(keep_awake_file))
-
-
-def read_keep_awake(path: Optional[Path] = None) -> Optional[datetime]:
-    """Until when `deepracer keep-awake` keeps the host up; None when it does not (or the file is unreadable)."""
-    try:
-        text = json.loads((path or default_keep_awake()).read_text())["until"]
-        moment = datetime.fromisoformat(text)
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
 
 
 def keep_awake(minutes: int = KEEP_AWAKE_DEFAULT_MIN, *, path: Optional[Path] = None,
@@ -302,7 +251,7 @@ def idle_check(system: "SystemConfig", *, engine: Optional["Engine"] = None,
         say(f"idle check: could not look for interactive use: {error}")
         used = []
     decision = decide(active=[c.name for c in active_containers(containers)], now=moment,
-                      last_active=_read_time(idle_state, "last_active"), since=since,
+                      last_active=read_time(idle_state, "last_active"), since=since,
                       idle_minutes=system.idle_stop_minutes, ready=ready, time_limit_power_off=limit_power_off,
                       presence=used, keep_awake_until=read_keep_awake(keep_awake_file))
     say(f"idle check: {decision.reason}" + ("; powering off" if decision.power_off else ""))
@@ -324,7 +273,7 @@ def idle_check(system: "SystemConfig", *, engine: Optional["Engine"] = None,
             # Done once: the next boot must not power off again for the same run.
             store.apply(Event.NOTE, when=lambda current: current.token == token, power_off=False)
         # A deallocation that keeps failing is retried every check, but mailed once a day, not every 5 minutes.
-        failing_since = _read_time(idle_state, "deallocation_failed")
+        failing_since = read_time(idle_state, "deallocation_failed")
         tell = failing_since is None or moment - failing_since >= ALERT_AGAIN
         if stop_host is not None:
             result = stop_host(system.cloud)

@@ -9,7 +9,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from session.core.config import load_system_config
-from session.lifecycle.idle import idle_stop_left, idle_stop_left_now
+from session.lifecycle.idle_clock import idle_stop_left, idle_stop_left_now
 
 NOW = datetime(2026, 12, 6, 12, 0, tzinfo=timezone.utc)
 
