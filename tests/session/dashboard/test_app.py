@@ -4,9 +4,6 @@ lists no containers, asked with urllib. The browser tests check the same against
 from __future__ import annotations
 
 import json
-import socket
-import threading
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -18,7 +15,7 @@ from session.core.config import load_config
 from session.dashboard.access import COOKIE, Keys
 from session.dashboard.app import CSP, create_app
 from session.dashboard.feed import LiveFeed
-from session.dashboard.server import make_server
+from tests.session.dashboard.serving import serving
 
 KEYS = Keys("t" * 43)
 
@@ -55,19 +52,8 @@ def base(tmp_path_factory) -> Iterator[str]:
     app = create_app(keys=KEYS, feed=feed, system=loaded.system, run=loaded.run,
                      stop=lambda: stops.append("stop") or ["stopped"], car_package=lambda: ("p.tar.gz", b"gz"),
                      address=lambda container: None, read_run_state=lambda: None)
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    server = make_server(app, port)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:  # uvicorn offers no event to wait on
-        assert thread.is_alive() and time.monotonic() < deadline
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(10)
+    with serving(app) as base:
+        yield base
 
 
 def test_without_the_cookie_everything_is_refused_with_the_security_headers(base: str):

@@ -6,11 +6,8 @@ rehearsal."""
 
 from __future__ import annotations
 
-import contextlib
 import json
-import socket
 import threading
-import time
 import urllib.error
 import urllib.request
 import uuid
@@ -27,32 +24,16 @@ from session.dashboard.access import COOKIE, Keys
 from session.dashboard.api import CostFacts
 from session.dashboard.app import create_app
 from session.dashboard.feed import LiveFeed
-from session.dashboard.server import build_app, make_server
+from session.dashboard.server import build_app
 from session.engine.containers import Engine
 from session.run.increment import IncrementError
 from session.run.state import Event, RunStateError, RunStateStore
 from session.storage.s3 import Storage
+from tests.session.dashboard.serving import serving
 
 RUN = "# the run\nDR_RUN_ID=4\nDR_LOCAL_S3_MODEL_PREFIX=ctl-1\nDR_WORLD_NAME=reInvent2019_track\n"
 
 
-@contextlib.contextmanager
-def serve(app) -> Iterator[str]:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    server = make_server(app, port)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:  # uvicorn offers no event to wait on
-        assert thread.is_alive() and time.monotonic() < deadline
-        time.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(10)
 
 
 def call(base: str, keys: Keys, path: str, *, method: str = "POST", csrf: bool = True) -> tuple[int, Any]:
@@ -96,7 +77,7 @@ def dashboard(tmp_path: Path, s3_server: str) -> Iterator[tuple[str, Keys, Path,
                     engine=Engine(base_url=f"unix://{tmp_path}/no-dockerd.sock"), storage=storage, store=store,
                     cost=lambda at: facts, say=lambda line: None)
     keys = Keys((tmp_path / "token").read_text().strip())
-    with serve(app) as base:
+    with serving(app) as base:
         yield base, keys, tmp_path, storage
 
 
@@ -173,7 +154,7 @@ def test_one_control_at_a_time_and_a_refusal_that_is_no_deepracer_error_is_no_pa
                      system=loaded.system, run=loaded.run, stop=stop,
                      car_package=lambda: ("p.tar.gz", b"gz"), address=lambda c: None, read_run_state=lambda: None,
                      increment=refused, export=slow_export)
-    with serve(app) as base:
+    with serving(app) as base:
         answers: list = []
         exporting = threading.Thread(target=lambda: answers.append(call(base, keys, "/api/export")))
         exporting.start()

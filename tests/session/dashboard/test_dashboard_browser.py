@@ -14,9 +14,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
-import threading
-import time
 import uuid
 from datetime import timedelta
 from pathlib import Path
@@ -30,9 +27,10 @@ from session.core.metadata import Machine
 from session.core.text import iso
 from session.dashboard.access import COOKIE
 from session.dashboard.cost import CostSource
-from session.dashboard.server import build_app, make_server
+from session.dashboard.server import build_app
 from session.run.state import RunStateStore, Status, record_start
 from session.run.training import run_containers, start_training
+from tests.session.dashboard.serving import free_port, serving
 from tests.session.run.test_rehearsal_e2e import (  # noqa: F401 - fixtures
     READY_S,
     Rehearsal,
@@ -84,9 +82,7 @@ def dashboard(training: Rehearsal) -> Iterator[tuple[str, str]]:
     host = training.host()
     token_file = training.folder / "dashboard-token"
     said: list[str] = []
-    with socket.socket() as probe:  # a free port; uvicorn binds it again at once
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     store = RunStateStore(training.folder / "state.json")
     # The rehearsal runs on DR_CLOUD=local, which has no price: the card is shown a spot g4dn.2xlarge (as IMDS would
     # name it) and a $50 budget (as the stack's cost settings would), over the run's real history.
@@ -99,18 +95,8 @@ def dashboard(training: Rehearsal) -> Iterator[tuple[str, str]]:
     token = token_file.read_text().strip()
     assert token_file.stat().st_mode & 0o777 == 0o600
     assert any(f"http://127.0.0.1:{port}/?token={token}" in line for line in said)  # said once, at its making
-    server = make_server(app, port)
-    thread = threading.Thread(target=server.run, name="dashboard", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:  # uvicorn offers no event to wait on
-        assert thread.is_alive() and time.monotonic() < deadline, "the dashboard did not start"
-        time.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{port}", token
-    finally:
-        server.should_exit = True
-        thread.join(30)
+    with serving(app, port) as base:
+        yield base, token
 
 
 @pytest.fixture(scope="module")

@@ -6,8 +6,6 @@ A replaced task (new task, new address) is followed without restarting anything;
 
 from __future__ import annotations
 
-import socket
-import threading
 import time
 import urllib.error
 import urllib.request
@@ -24,12 +22,12 @@ from session.dashboard.access import COOKIE, Keys
 from session.dashboard.app import create_app
 from session.dashboard.cameras import RELAY_NAME, Cameras
 from session.dashboard.feed import LiveFeed
-from session.dashboard.server import make_server
 from session.dashboard.video import CameraRoute
 from session.engine.containers import LABEL_ROLE, LABEL_RUN, ContainerSpec
 from session.engine.specs import NETWORK
 from session.engine.swarm import ServiceSpec, Swarm, running_address
 from tests.conftest import TwoNodeSwarm
+from tests.session.dashboard.serving import serving
 from tests.session.run.test_rehearsal_e2e import IMAGE_SOURCE, IMAGE_TAG
 from tests.session.standin import StandinEngine, build_image
 
@@ -107,16 +105,7 @@ def test_a_worker_on_another_node_streams_through_the_relay_which_follows_a_new_
     app = create_app(keys=KEYS, feed=feed, system=loaded.system, run=loaded.run, stop=lambda: [],
                      car_package=lambda: ("p.tar.gz", b""), address=cameras.route, read_run_state=lambda: None,
                      on_close=cameras.close)
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    server = make_server(app, port)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    try:
-        poll(lambda: server.started or None, "dashboard", 30)
-        base = f"http://127.0.0.1:{port}"
-
+    with serving(app) as base:
         content_type, jpeg = poll(lambda: frames(base, 1), "stream from the worker on the second node")
         assert content_type == "multipart/x-mixed-replace;boundary=boundarydonotcross"
         assert Image.open(BytesIO(jpeg)).size == (160, 120)
@@ -140,9 +129,6 @@ def test_a_worker_on_another_node_streams_through_the_relay_which_follows_a_new_
         _, jpeg = poll(lambda: frames(base, 1), "stream from the replaced worker")
         assert Image.open(BytesIO(jpeg)).size == (160, 120)
         assert docker.DockerClient(base_url=two_node_swarm.manager).containers.get(RELAY_NAME).id == relay.id
-    finally:
-        server.should_exit = True
-        thread.join(30)
     # The relay goes with the dashboard.
     manager = docker.DockerClient(base_url=two_node_swarm.manager)
     assert not manager.containers.list(all=True, filters={"name": RELAY_NAME})
