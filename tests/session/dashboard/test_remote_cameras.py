@@ -6,12 +6,11 @@ A replaced task (new task, new address) is followed without restarting anything;
 
 from __future__ import annotations
 
-import time
 import urllib.error
 import urllib.request
 from io import BytesIO
 from pathlib import Path
-from typing import Callable, Iterator, Optional, TypeVar
+from typing import Iterator, Optional
 
 import docker
 import pytest
@@ -28,25 +27,12 @@ from session.engine.specs import NETWORK
 from session.engine.swarm import ServiceSpec, Swarm, running_address
 from tests.conftest import TwoNodeSwarm
 from tests.session.dashboard.serving import serving
+from tests.session.engine.test_swarm import poll
 from tests.session.run.test_rehearsal_e2e import IMAGE_SOURCE, IMAGE_TAG
 from tests.session.standin import StandinEngine, build_image
 
 KEYS = Keys("c" * 43)
 SERVICE = "deepracer-7-robomaker"
-T = TypeVar("T")
-
-
-def poll(check: Callable[[], Optional[T]], what: str, timeout_s: float = 180) -> T:
-    """Task states and the overlay offer nothing to wait on: look again shortly. Generous: on 2 busy cores an
-    overlay between two daemons took more than a minute once (test_swarm.py)."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        found = check()
-        if found:
-            return found
-        if time.monotonic() > deadline:
-            pytest.fail(f"no {what} within {timeout_s:.0f} s")
-        time.sleep(0.2)
 
 
 def frames(base: str, worker: int) -> Optional[tuple[str, bytes]]:
