@@ -63,8 +63,14 @@ def mirror_for(system: "SystemConfig", *, credential: Any = None, endpoint_url: 
                                 profile=system.model_copy_profile))
     account_url, container = url.rsplit("/", 1)
     if credential is None:
-        from azure.identity import DefaultAzureCredential  # start-up: the Azure SDK loads only for this copy
-
+        try:
+            from azure.identity import DefaultAzureCredential  # start-up: the Azure SDK loads only for this copy
+        except ImportError:
+            # A URL set in system.env after the prepare ran: the bootstrap installs the SDK only when it sees one.
+            raise BlobSyncError(f"{COPY_URL_KEY}: a blob container needs the Azure SDK, which this Python lacks: "
+                                "/opt/deepracer/venv/bin/pip install 'azure-identity>=1.17' "
+                                "'azure-storage-blob>=12.20' (or run `infra.local_prepare` again)",
+                                code="NoAzureSdk") from None
         # A PC has no managed identity; asking for one would only add a timeout before the useful answers.
         credential = DefaultAzureCredential(exclude_managed_identity_credential=True)
     return BlobStore(endpoint_url or account_url, container, credential,

@@ -126,7 +126,7 @@ def test_a_model_the_bucket_keeps_is_not_trained_over_and_pruned_copies_go_only_
     assert said == [f"--overwrite: deleted {len(synced(model)) - 1} objects under s3://{copy_bucket.bucket}/{PREFIX}/"]
 
 
-def test_the_keeper_finds_its_target_in_system_env(tmp_path, storage):
+def test_the_keeper_finds_its_target_in_system_env(tmp_path, storage, monkeypatch):
     bucket = host_for(tmp_path, storage, cloud="local",
                       azure="DR_MODEL_COPY_URL=s3://my-models/\nDR_MODEL_COPY_PROFILE=home\n").system
     found = mirror_for(bucket)
@@ -140,6 +140,20 @@ def test_the_keeper_finds_its_target_in_system_env(tmp_path, storage):
     blob = mirror_for(container)
     assert isinstance(blob, BlobStore) and blob.url == "https://mine1.blob.core.windows.net/models"
     assert type(blob._credential).__name__ == "DefaultAzureCredential" and "az login" in blob.identity
+
+    import builtins
+
+    real_import = builtins.__import__
+
+    def without_azure(name, *args, **kwargs):  # a venv the bootstrap installed before the URL was set
+        if name.startswith("azure"):
+            raise ImportError(name)
+        return real_import(name, *args, **kwargs)
+
+    with monkeypatch.context() as patched:
+        patched.setattr(builtins, "__import__", without_azure)
+        with pytest.raises(BlobSyncError, match=r"^DR_MODEL_COPY_URL: a blob container needs the Azure SDK"):
+            mirror_for(container)
 
     plain = host_for(tmp_path, storage, cloud="local").system
     assert not Keeper(plain, storage).active
