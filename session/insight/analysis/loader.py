@@ -434,22 +434,31 @@ class _Steps:
         self.rows += rows
 
     def _add_places(self, table: pa.Table, units: Sequence[Member], counts: Sequence[int], at: int) -> None:
-        for member, count in zip(units, counts):
-            if not count:
-                continue
-            end = at + count
-            if "iteration" not in table.column_names:
-                self._column("iteration", np.dtype(np.int64))[at:end] = member.iteration
-            self._column("worker", np.dtype(np.int64))[at:end] = member.worker
-            for name in _PLACES:
-                value = getattr(member, name)
-                self._column(name, np.dtype(np.int8))
-                code = self._code(name, value)
-                self.columns[name][at:end] = code
+        """Where each row came from, one value per file, filled per unit (a run has thousands of files: a
+        numpy call per file and column costs more than the copy of its rows)."""
+        given = [(member, count) for member, count in zip(units, counts) if count]
+        if not given:
+            return
+        per_file = np.asarray([count for _, count in given], np.int64)
+        end = at + int(per_file.sum())
+        values: dict[str, list[int]] = {"worker": [member.worker for member, _ in given]}
+        if "iteration" not in table.schema.names:
+            values["iteration"] = [member.iteration for member, _ in given]
+        for name in _PLACES:
+            self._column(name, np.dtype(np.int8))
+            values[name] = [self._code(name, getattr(member, name)) for member, _ in given]
+        for name, per_member in values.items():
+            out = self._column(name, np.dtype(np.int64)) if name in ("worker", "iteration") else self.columns[name]
+            if min(per_member) == max(per_member):
+                out[at:end] = per_member[0]
+            else:
+                out[at:end] = np.repeat(np.asarray(per_member, out.dtype), per_file)
+        first = at
+        for member, count in given:
             group = self.groups[(member.source, member.phase, member.stream)]
             if not self.runs or self.runs[-1][1] != group:
-                self.runs.append((at, group))
-            at = end
+                self.runs.append((first, group))
+            first += count
 
     def _add_order(self, at: int, rows: int) -> None:
         """Episode starts among the piece's rows, and whether they keep the order, the row before included."""
@@ -468,9 +477,11 @@ class _Steps:
 
     def _code(self, name: str, value: object) -> int:
         known = self.categories.setdefault(name, {})
-        code = known.setdefault(value, len(known))
-        if name not in self.columns or np.iinfo(self.columns[name].dtype).max < code:
-            self._column(name, np.min_scalar_type(-max(code, 127)))
+        code = known.get(value)
+        if code is None:
+            code = known[value] = len(known)
+            if name not in self.columns or np.iinfo(self.columns[name].dtype).max < code:
+                self._column(name, np.min_scalar_type(-max(code, 127)))
         return code
 
     def _add_codes(self, name: str, column: pa.ChunkedArray, at: int) -> None:

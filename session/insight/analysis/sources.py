@@ -67,10 +67,11 @@ def from_storage(storage: "Storage", prefix: str) -> StoragePrefix:
 Source = Union[str, "os.PathLike[str]", StoragePrefix, tuple[str, bytes]]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Member:
     """One file to parse and what its place says about it. `read` returns its bytes; `path` is set for a local
-    file (a big log is then read in pieces)."""
+    file (a big log is then read in pieces). Each file is one Member: compared and hashed by identity (a run's
+    thousands of files are dict keys of the loader, and hashing all fields costs more than reading a row)."""
 
     name: str  # how problems name it: a path, `archive.tar.gz:member`, `s3://bucket/key`
     kind: str  # CSV or LOG
@@ -187,12 +188,15 @@ def _wanted(rel: str) -> Optional[str]:
 def _folder_members(folder: Path, notes: list[str]) -> Iterator[Optional[Member]]:
     for root, dirs, files in os.walk(folder):
         dirs.sort()
+        under = Path(root)
+        inside = under.relative_to(folder).as_posix()
+        prefix = "" if inside == "." else inside + "/"
         for file_name in sorted(files):
-            path = Path(root) / file_name
-            rel = path.relative_to(folder).as_posix()
+            path = under / file_name
             if file_name.lower().endswith(ARCHIVE_SUFFIXES):
                 notes.append(f"{path}: archive inside a folder not opened (pass it on its own to read it)")
                 continue
+            rel = prefix + file_name
             kind = _wanted(rel)
             if kind:
                 yield _member(str(path), rel, str(folder), path.read_bytes, kind=kind, path=path)
