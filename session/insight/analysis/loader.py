@@ -259,7 +259,8 @@ def _read_together(unit: list[Member]) -> Optional[tuple[pa.Table, list[int]]]:
                 size = os.fstat(handle.fileno()).st_size
                 if text is None or len(text) < at + size + 1:  # room for the unit's files as they are now
                     rest = sum(os.stat(cast(Path, m.path)).st_size + 1 for m in unit[unit.index(member):])
-                    grown = bytearray(max(at + rest + 1, len(text or b"")))
+                    # a unit is BATCH_BYTES and a file: room for a quarter more, so the next one fits too
+                    grown = bytearray(max(at + rest + 1, len(text or b""), BATCH_BYTES + BATCH_BYTES // 4))
                     grown[:at] = memoryview(text or b"")[:at]
                     text = _buffers.text = grown
                 view = memoryview(text)
@@ -420,6 +421,8 @@ class _Steps:
                 self.runs.extend((at + int(first), int(groups[first])) for first in changes)
             elif pa.types.is_dictionary(column.type):
                 self._add_codes(name, column, at)
+            elif column.null_count == rows and pa.types.is_floating(column.type):  # a field this layout lacks
+                self._column(name, np.dtype(column.type.to_pandas_dtype()))[at:at + rows] = np.nan
             else:
                 position = at
                 for chunk in column.chunks:
