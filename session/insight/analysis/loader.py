@@ -654,9 +654,10 @@ def _numbered_by_iteration(iteration: np.ndarray, worker: np.ndarray, episode: n
     """Numbers for one run's episodes (one entry each), or None when they would not be unique."""
     workers = np.unique(worker)
     index = np.searchsorted(workers, worker)
-    pairs, counts = np.unique(np.stack([index, iteration]), axis=1, return_counts=True)
+    span = int(iteration.max()) + 1  # (worker, iteration) as one number: a 1-D unique, not a sort of pairs
+    pairs, counts = np.unique(index * span + iteration, return_counts=True)
     per_worker = np.zeros(len(workers), np.int64)
-    np.maximum.at(per_worker, pairs[0], counts)
+    np.maximum.at(per_worker, pairs // span, counts)
     before = np.r_[0, np.cumsum(per_worker)[:-1]]
     numbers = iteration * per_worker.sum() + before[index] + episode % per_worker[index]
     return numbers if len(np.unique(numbers)) == len(numbers) else None

@@ -260,6 +260,21 @@ def test_workers_and_iterations_from_drfc_folders():
         assert ((steps["worker"] == worker) & (steps["iteration"] == 22)).sum() == expected
 
 
+def test_episode_numbers_when_workers_play_unequal_shares():
+    """deepracer-utils' numbering, by hand: worker 0 plays 3 episodes an iteration and worker 1 plays 2, so an
+    iteration holds 5 numbers, worker 0's first (episode % 3) and then worker 1's (3 + episode % 2)."""
+    from session.insight.analysis.loader import _numbered_by_iteration
+
+    iteration = np.array([0, 0, 0, 0, 0, 1, 1, 1, 1, 1])
+    worker = np.array([0, 0, 0, 1, 1, 0, 0, 0, 1, 1])
+    episode = np.array([0, 1, 2, 0, 1, 3, 4, 5, 2, 3])
+    numbers = _numbered_by_iteration(iteration, worker, episode)
+    assert numbers.tolist() == [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]
+    # the same episodes listed worker 1 first: the numbers follow the worker, not the order
+    order = np.array([3, 4, 0, 1, 2, 8, 9, 5, 6, 7])
+    assert _numbered_by_iteration(iteration[order], worker[order], episode[order]).tolist() == order.tolist()
+
+
 def test_a_logs_iteration_comes_from_its_own_hyperparameters():
     """The DRoA log says 20 episodes per iteration; the tarball's CSVs say which iteration played which
     episode: they must agree for every step."""
