@@ -1,6 +1,6 @@
 """`load`: every source's trace files -> one per-step table (a pandas DataFrame with deepracer-utils' columns).
 
-Work goes to a thread pool (pyarrow's reader releases the GIL) in units: up to 64 simtrace CSVs (at most 4 MB)
+Work goes to a thread pool (pyarrow's reader releases the GIL) in units: up to 32 simtrace CSVs (at most 2 MB)
 of one source parsed as one text (a run has thousands of ~200 kB files; reading each alone costs more than its
 rows; local files are read straight into one reused buffer per thread, see `_read_together`), or a 4 MB piece
 of a log (a big log is mapped and cut at line ends, so neither a copy of it nor a whole one waits for one
@@ -55,8 +55,8 @@ if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
 
 CHUNK = 4 << 20  # bytes of log per parse task (the table grows as each is parsed; small ones keep the peak low)
-BATCH = 64  # simtrace CSVs per parse task
-BATCH_BYTES = 4 << 20  # bytes of local CSVs per parse task, at most (one file more)
+BATCH = 32  # simtrace CSVs per parse task
+BATCH_BYTES = 2 << 20  # bytes of local CSVs per parse task, at most (one file more); 4 MB was slower (fewer, bigger pieces in flight)
 IO_THREADS = 16  # objects of a bucket fetched at once: a GET waits on the network, not on a core
 
 Progress = Callable[[int, int], None]  # (files done, files in all), after each unit of work
