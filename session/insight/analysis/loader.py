@@ -56,7 +56,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 CHUNK = 4 << 20  # bytes of log per parse task (the table grows as each is parsed; small ones keep the peak low)
 BATCH = 32  # simtrace CSVs per parse task
-BATCH_BYTES = 2 << 20  # bytes of local CSVs per parse task, at most (one file more); 4 MB was slower (fewer, bigger pieces in flight)
+BATCH_BYTES = 2 << 20  # bytes of local CSVs per parse task, at most (one file more); 4 MB was slower
 IO_THREADS = 16  # objects of a bucket fetched at once: a GET waits on the network, not on a core
 
 Progress = Callable[[int, int], None]  # (files done, files in all), after each unit of work
