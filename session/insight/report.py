@@ -9,17 +9,12 @@ self-contained HTML page.
 The steps come from session.insight.analysis (simtrace CSVs, SIM_TRACE_LOG lines of any field count, console/DRoA
 tarballs, folders, a bucket prefix). The headline numbers are `session.insight.analysis.summary` of the training
 episodes (of the evaluation episodes when nothing was trained), exactly: `episodes`, `completed_laps`,
-`best_lap_s`, `mean_progress`, ..., `iterations` and `workers`. Beside the steps the sources are searched for
-- the training metrics JSON (one file per worker): the trainer's own evaluation of every checkpoint, shown
-  beside the training numbers; and the only numbers when no step was traced (`"from": "metrics"`);
-- the track: `--track`, else WORLD_NAME (with TRACK_DIRECTION_CLOCKWISE) of a training_params YAML, else the
-  params a simulation log prints when it starts, else a guess among the route files from the traced track
-  length and the car's path. Without a route file the path is drawn without borders and a note says why; with
-  only another variant's route (`_cw`/`_ccw`/base), that route is moved into the world's frame
-  (session.checks.tracks.frame_shift) and drawn if the path fits it;
-- the run: the model prefix (and bucket) its training_params YAML or simulation logs name. Sources of two
-  different runs are a ReportError, not one report.
-Lines the loader could not read are counted (`problems`), never fatal; no trace data at all is a ReportError.
+`best_lap_s`, `mean_progress`, ..., `iterations` and `workers`. What the sources say beside the steps (the
+trainer's metrics, the world, the run, the action space) is session.insight.report_sources'; the track drawn is
+session.insight.report_track's choice. With only the training metrics JSON the numbers come from it
+(`"from": "metrics"`). Lines the loader could not read are counted (`problems`), never fatal; no trace data at
+all is a ReportError. `report A B` (sources of different runs) puts the runs side by side
+(session.insight.report_compare).
 
 The Report itself is session.insight.report_model's, which the plots and the page read too: this module builds it
 and hands it to them, never the other way round.
@@ -30,15 +25,11 @@ from __future__ import annotations
 import json
 import math
 import re
-import tarfile
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Optional, Sequence, Union
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Optional, Sequence, Union
 
-from session.checks.tracks import Track, TrackError, TrackLibrary, UnknownTrackError, frame_shift, split_direction
-from session.checks.validate import HOST_TRACKS_DIR, tracks_dir
-from session.core.envfile import ConfigError
-from session.core.errors import DeepracerError
+from session.checks.validate import tracks_dir
 from session.insight import report_html
 from session.insight.report_model import (
     EVALUATION,
@@ -47,13 +38,20 @@ from session.insight.report_model import (
     TRAINING,
     MetricsRun,
     Report,
-    TrackChoice,
+    ReportError,
     iteration_rows,
     rounded,
 )
-from session.run.evaluation import CLONE_SUFFIX
-from session.run.progress import group_iterations, parse_metrics
-from session.storage.s3 import Storage, StorageError
+from session.insight.report_sources import (
+    ARCHIVES,
+    SourceFacts,
+    check_one_run,
+    resolve_sources,
+    runs_of,
+    scan,
+    source_label,
+)
+from session.insight.report_track import choose_track, track_library
 
 # The imports marked `# start-up:` stay inside their functions on purpose: session.insight.analysis pulls in pandas
 # and session.insight.report_plots numpy and matplotlib, half a second and more that only reading a trace or drawing
@@ -63,67 +61,13 @@ if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
 
     from session.insight.analysis.sources import Source
+    from session.storage.s3 import Storage
 
 DPI = 100  # the PNGs' resolution; their sizes in inches are fixed in session.insight.report_plots
 TABLE_ROWS = 20  # iterations in the terminal table (the last ones); the page and the JSON have all
 JSON_NAME = "report.json"
 HTML_NAME = "index.html"
 BAR_AFTER_S = 1.0  # a load that takes longer shows a progress bar (on a terminal)
-HEAD_BYTES = 2 << 20  # of a log, searched for the params the simulator prints when it starts
-GUESS_SHARE = 0.9  # of the car's positions on a route's road, for the route to be guessed as the track
-FIT_SHARE = 0.5  # ... for another variant's route to be drawn (a route in another frame holds next to none)
-
-_PARAMS = re.compile(r"(^|/)training_params(_\d+)?\.ya?ml$", re.IGNORECASE)
-_WORKER_SUFFIX = re.compile(r"_(\d+)\.json$", re.IGNORECASE)
-_ARCHIVES = (".tar.gz", ".tgz", ".tar", ".tar.bz2", ".tar.xz")
-# How a simulation log names its track, most reliable first: the params dict after the simulator appended the
-# direction, the ROS 1 parameter dump, the line before the dict, an environment dump.
-_WORLD_PATTERNS = (re.compile(rb"""['"]WORLD_NAME['"]\s*:\s*['"]([\w.-]+)['"]"""),
-                   re.compile(rb"/WORLD_NAME:\s*([\w.-]+)"),
-                   re.compile(rb"World name passed in YAML:\s*([\w.-]+)"),
-                   re.compile(rb"\bWORLD_NAME=([\w.-]+)"))
-
-# The run a simulation log or a training params YAML belongs to: the model prefix the simulator trains into
-# (training) or evaluates (evaluation), with its bucket; as a params dict (values in lists for multi-agent
-# races) or an environment dump.
-_RUN_KEYS = (("SAGEMAKER_SHARED_S3_BUCKET", "SAGEMAKER_SHARED_S3_PREFIX"), ("MODEL_S3_BUCKET", "MODEL_S3_PREFIX"))
-
-
-def _log_value(key: str) -> "re.Pattern[bytes]":
-    return re.compile(rb"""['"]%s['"]\s*:\s*\[?\s*['"]([^'"\s]*)['"]|\b%s=(\S+)""" % (key.encode(), key.encode()))
-
-
-_RUN_PATTERNS = tuple((_log_value(bucket), _log_value(prefix)) for bucket, prefix in _RUN_KEYS)
-
-
-class ReportError(DeepracerError):
-    """A report that cannot be made: no trace data in the sources, an unknown --track, an --out folder that
-    holds someone else's files."""
-
-
-@dataclass(frozen=True)
-class RunId:
-    """Which run a source's steps come from: its model prefix, and the bucket when the source says it."""
-
-    prefix: str
-    bucket: Optional[str] = None
-
-    def same_as(self, other: "RunId") -> bool:
-        return self.prefix == other.prefix and (self.bucket is None or other.bucket is None
-                                                or self.bucket == other.bucket)
-
-    def __str__(self) -> str:
-        return f"s3://{self.bucket}/{self.prefix}" if self.bucket else self.prefix
-
-
-def run_id(bucket: Optional[str], prefix: Optional[str]) -> Optional[RunId]:
-    """A RunId, or None without a prefix. `evaluate --clone` evaluates a copy under <prefix>-E: the same run."""
-    prefix = (prefix or "").strip().strip("/")
-    if not prefix:
-        return None
-    if prefix.endswith(CLONE_SUFFIX) and len(prefix) > len(CLONE_SUFFIX):
-        prefix = prefix[:-len(CLONE_SUFFIX)]
-    return RunId(prefix, (bucket or "").strip() or None)
 
 
 # --- building ------------------------------------------------------------------------------------------------------
@@ -140,22 +84,22 @@ def build(sources: Union["Source", Sequence["Source"]], *, track: Optional[str] 
     if pair or isinstance(sources, (str, Path)) or not isinstance(sources, Sequence):
         sources = [sources]  # type: ignore[list-item]
     sources = list(sources)  # type: ignore[arg-type]
-    labels = [_label(source) for source in sources]
-    side = _Side()
+    labels = [source_label(source) for source in sources]
+    facts = SourceFacts()
     for source, label in zip(sources, labels):
-        _scan(source, label, side)
-    _one_run(side.runs)
+        scan(source, label, facts)
+    check_one_run(facts.runs)
     try:
         trace = load(sources, progress=progress)
     except AnalysisError as error:
         raise ReportError(str(error)) from None
-    notes = [*trace.notes, *side.notes]
+    notes = [*trace.notes, *facts.notes]
     if len(sources) > 1:
         notes.append(f"{len(sources)} sources: their episodes are counted together, iteration by iteration number")
     table = episodes(trace.steps)
-    metrics = side.metrics[0] if side.metrics else None
-    if len(side.metrics) > 1:
-        others = ", ".join(m.source for m in side.metrics[1:])
+    metrics = facts.metrics[0] if facts.metrics else None
+    if len(facts.metrics) > 1:
+        others = ", ".join(m.source for m in facts.metrics[1:])
         shown = metrics.source  # type: ignore[union-attr]
         notes.append(f"the trainer's evaluation is shown from {shown} only, not from {others}")
     if len(table):
@@ -170,14 +114,14 @@ def build(sources: Union["Source", Sequence["Source"]], *, track: Optional[str] 
         found = "; " + trace.problems.summary() if trace.problems else ""
         raise ReportError(f"{', '.join(labels)}: no simtrace CSV, SIM_TRACE_LOG line or training metrics JSON "
                           f"found{found}")
-    library = _library(tracks)
-    choice = choose_track(library, explicit=track, world=side.world, steps=trace.steps)
+    library = track_library(tracks)
+    choice = choose_track(library, explicit=track, world=facts.world, steps=trace.steps)
     if choice.note:
         notes.append(choice.note)
     from session.insight import report_views  # start-up: pandas, as above
 
     report = Report(title=_title(labels), sources=labels, trace=trace, table=table, phase=phase, numbers=numbers,
-                    numbers_from=numbers_from, metrics=metrics, track=choice, notes=notes, actions=side.actions)
+                    numbers_from=numbers_from, metrics=metrics, track=choice, notes=notes, actions=facts.actions)
     report.views = report_views.views(report)
     return report
 
@@ -205,429 +149,6 @@ def metrics_numbers(run: MetricsRun) -> dict[str, Any]:
     out["workers"] = [{"worker": worker - 1, **numbers([e for e in entries if e.get("phase") == TRAINING])}
                       for worker, entries in sorted(run.entries.items())]
     return out
-
-
-# --- the track -----------------------------------------------------------------------------------------------------
-
-
-def choose_track(library: Optional["TrackLibrary"], *, explicit: Optional[str] = None,
-                 world: Optional[tuple[str, Optional[bool], str]] = None,
-                 steps: Optional["pd.DataFrame"] = None) -> TrackChoice:
-    """The track to draw: `explicit` (a name in the library or a .npy file; unknown is a ReportError), else
-    `world` = (WORLD_NAME, TRACK_DIRECTION_CLOCKWISE or None, where it was read), else a guess from the steps."""
-    if explicit:
-        path = Path(explicit).expanduser()
-        if explicit.endswith(".npy") and path.is_file():
-            try:
-                return TrackChoice(path.stem, "--track", Track.load(path))
-            except TrackError as error:
-                raise ReportError(f"--track: {error}") from None
-        if library is None:
-            raise ReportError(f"--track {explicit}: no track files to draw it from (--tracks DIR, DR_TRACKS_DIR or "
-                              f"{HOST_TRACKS_DIR})")
-        try:
-            return TrackChoice(explicit, "--track", library.load(explicit))
-        except UnknownTrackError as error:
-            raise ReportError(f"--track: {error}") from None
-        except TrackError as error:
-            raise ReportError(f"--track {explicit}: {error}") from None
-    if world is not None:
-        name, clockwise, origin = world
-        if clockwise is not None and split_direction(name)[1] is None:
-            name += "_cw" if clockwise else "_ccw"
-        if library is None:
-            return TrackChoice(name, origin, None, f"track {name}: no track files (--tracks DIR, DR_TRACKS_DIR or "
-                                                   f"{HOST_TRACKS_DIR}); the path is drawn without borders")
-        for candidate in _variants(library, name):
-            try:
-                drawn = library.load(candidate)
-            except TrackError as error:
-                return TrackChoice(name, origin, None, f"track {name}: {error}; the path is drawn without borders")
-            if candidate == name:
-                return TrackChoice(name, origin, drawn)
-            return _fallback(name, origin, drawn, steps)
-        return TrackChoice(name, origin, None, f"track {name}: no route file {name}.npy in {library.directory}; the "
-                                               "path is drawn without borders")
-    if steps is None or not len(steps):
-        return TrackChoice()  # no path to draw
-    if library is None:
-        return TrackChoice(None, "", None, "track unknown (no training_params.yaml or simulation log among the "
-                                           "sources, no track files); the path is drawn without borders")
-    guess = guess_track(library, steps)
-    if guess is None:
-        return TrackChoice(None, "", None, "track unknown (no training_params.yaml or simulation log among the "
-                                           "sources, and no route file fits the path); the path is drawn without "
-                                           "borders (--track NAME draws them)")
-    track, length = guess
-    return TrackChoice(track.name, f"guessed from the traced track length ({length:.2f} m) and the path", track,
-                       f"track {track.name} guessed from the traced track length and the path (--track NAME to "
-                       f"set it)")
-
-
-def _variants(library: "TrackLibrary", name: str) -> list[str]:
-    """The route files that can draw world `name`, best first: its own; for a directional world the other
-    direction (routes in the same frame), then the base; for a base world its counter-clockwise, then its
-    clockwise route."""
-    variants = library.directions(name)
-    direction = split_direction(name)[1]
-    order = ["cw" if direction == "ccw" else "ccw", ""] if direction else ["ccw", "cw"]
-    return [candidate for candidate in (name, *(variants.get(key) for key in order))
-            if candidate and candidate in library]
-
-
-def _fallback(name: str, origin: str, drawn: "Track", steps: Optional["pd.DataFrame"]) -> TrackChoice:
-    """Another variant's route drawn for world `name`, moved into that world's frame (session.checks.tracks.frame_shift)
-    and checked against the path: a route the path does not fit is not drawn."""
-    note = f"track {name}: no route file of that name; borders drawn from {drawn.name}, the same layout"
-    shift = frame_shift(drawn, name)
-    if shift is not None and shift != (0.0, 0.0):
-        drawn = drawn.moved(*shift)
-        note += f", moved by ({shift[0]:+.2f}, {shift[1]:+.2f}) m to where {name} lies"
-    share = _share_on_road(drawn, steps)
-    if share is not None and share < FIT_SHARE:
-        return TrackChoice(name, origin, None, f"track {name}: no route file of that name, and the path does not fit "
-                                               f"the borders of {drawn.name} ({share:.0%} of it on the road); the "
-                                               f"path is drawn without borders")
-    return TrackChoice(name, origin, drawn, note)
-
-
-def _share_on_road(track: "Track", steps: Optional["pd.DataFrame"], sample: int = 200) -> Optional[float]:
-    """The share of a sample of the car's positions that lies on the road of `track`; None without steps."""
-    if steps is None or not len(steps):
-        return None
-    index = sorted({int(i) for i in _spread(len(steps), sample)})
-    points = list(zip(steps["x"].to_numpy()[index].tolist(), steps["y"].to_numpy()[index].tolist()))
-    view = track.view()
-    return sum(view.on_road(p) for p in points) / len(points)
-
-
-def guess_track(library: "TrackLibrary", steps: Optional["pd.DataFrame"], *,
-                sample: int = 200) -> Optional[tuple["Track", float]]:
-    """The route file whose centre line is as long as the traced `track_len` (within 1 %) and whose road holds
-    at least 90 % of a sample of the car's positions; (track, traced length) or None."""
-    if steps is None or not len(steps) or steps["track_len"].isna().all():
-        return None
-    length = float(steps["track_len"].median())
-    best: Optional[tuple[float, str]] = None
-    try:
-        names = library.names()
-    except TrackError:
-        return None
-    for name in names:
-        try:
-            track = library.load(name)
-        except TrackError:
-            continue
-        centre = track.centre
-        if abs(sum(math.dist(a, b) for a, b in zip(centre, centre[1:])) - length) > max(0.05, 0.01 * length):
-            continue
-        inside = _share_on_road(track, steps, sample) or 0.0
-        if inside >= GUESS_SHARE and (best is None or inside > best[0]):
-            best = (inside, name)
-    return (library.load(best[1]), length) if best else None
-
-
-def world_from_log(head: bytes) -> Optional[tuple[str, None]]:
-    """(WORLD_NAME, None) from the first bytes of a simulation log. The params dict it prints already carries
-    the direction suffix the simulator appended; a TRACK_DIRECTION_CLOCKWISE elsewhere in the log (DRoA's
-    environment dump) need not be in the params, so it is not applied again."""
-    for pattern in _WORLD_PATTERNS:
-        match = pattern.search(head)
-        if match:
-            return match.group(1).decode(), None
-    return None
-
-
-def run_from_log(head: bytes) -> Optional[RunId]:
-    """The run of a simulation log, from the params it prints when it starts (None when it prints none)."""
-    for bucket_pattern, prefix_pattern in _RUN_PATTERNS:
-        prefix = prefix_pattern.search(head)
-        if prefix:
-            bucket = bucket_pattern.search(head)
-            return run_id(_value(bucket) if bucket else None, _value(prefix))
-    return None
-
-
-def _value(match: "re.Match[bytes]") -> str:
-    """The value a _RUN_PATTERNS match found, in whichever of its two forms."""
-    return next(group for group in match.groups() if group is not None).decode(errors="replace")
-
-
-def run_from_params(data: bytes) -> Optional[RunId]:
-    """The run a training (or evaluation) params YAML writes to; None when it names none."""
-    document = _yaml(data)
-    for bucket_key, prefix_key in _RUN_KEYS:
-        prefix, bucket = _first(document.get(prefix_key)), _first(document.get(bucket_key))
-        if isinstance(prefix, str) and prefix.strip():
-            return run_id(bucket if isinstance(bucket, str) else None, prefix)
-    return None
-
-
-def world_from_params(data: bytes) -> Optional[tuple[str, Optional[bool]]]:
-    """(WORLD_NAME, TRACK_DIRECTION_CLOCKWISE or None) of a training_params YAML; None when it names none."""
-    document = _yaml(data)
-    name = _first(document.get("WORLD_NAME"))
-    if not isinstance(name, str) or not name.strip():
-        return None
-    clockwise = document.get("TRACK_DIRECTION_CLOCKWISE")
-    return name.strip(), (None if clockwise is None else _truth(str(clockwise)))
-
-
-def _yaml(data: bytes) -> dict[str, Any]:
-    """A params YAML as a dict ({} when it is not one)."""
-    import yaml
-
-    try:
-        document = yaml.safe_load(data)
-    except (yaml.YAMLError, UnicodeDecodeError):
-        return {}
-    return document if isinstance(document, dict) else {}
-
-
-def _first(value: Any) -> Any:
-    """A params value: multi-agent races give one per car, in a list; the first is the agent's."""
-    return value[0] if isinstance(value, list) and value else value
-
-
-# --- what the sources hold beside the steps ----------------------------------------------------------------------
-
-
-@dataclass
-class _Side:
-    world: Optional[tuple[str, Optional[bool], str]] = None
-    runs: list[tuple[str, Optional[RunId]]] = field(default_factory=list)  # (source label, its run) per source
-    metrics: list[MetricsRun] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-    actions: Optional[list[dict[str, Any]]] = None  # a discrete action space, from model_metadata.json
-
-
-@dataclass(frozen=True)
-class _File:
-    kind: str  # params, metrics or log
-    name: str  # for people: a path, archive:member, s3://...
-    rel: str  # inside its source
-    read: Callable[[], bytes]  # a log: its first HEAD_BYTES
-
-
-def _scan(source: "Source", label: str, side: _Side) -> None:
-    """Training params, training metrics and the heads of logs of one source into `side`: the track (from the
-    first source that names one) and the run of every source."""
-    from session.insight.analysis.sources import StoragePrefix  # start-up: pandas, about 0.5 s
-
-    files = list(_side_files(source, side))
-    params = sorted((f for f in files if f.kind == "params"),
-                    key=lambda f: (f.rel.count("/"), not f.rel.lower().endswith("training_params.yaml"), f.rel))
-    logs = [f for f in files if f.kind == "log"]
-    run: Optional[RunId] = None
-    for file in [*params, *sorted(logs, key=lambda f: ("sagemaker" in f.rel or "-training" in f.rel, f.rel))]:
-        if side.world is not None and run is not None:
-            break
-        found = _read_quietly(file, side)
-        if not found:
-            continue
-        if side.world is None:
-            world = world_from_params(found) if file.kind == "params" else world_from_log(found)
-            if world:
-                side.world = (*world, file.name)
-        if run is None:
-            run = run_from_params(found) if file.kind == "params" else run_from_log(found)
-    if run is None and isinstance(source, StoragePrefix):
-        run = run_id(source.storage.bucket, source.prefix)  # nothing in it says otherwise: where it lies
-    side.runs.append((label, run))
-    _read_metrics(label, [f for f in files if f.kind == "metrics"], side)
-    for file in (f for f in files if f.kind == "metadata" and side.actions is None):
-        side.actions = discrete_actions(_read_quietly(file, side) or b"")
-
-
-def discrete_actions(data: bytes) -> Optional[list[dict[str, Any]]]:
-    """model_metadata.json's discrete action space (each action's `index`, `steering_angle`, `speed`), None for
-    a continuous one or a file that is not one."""
-    try:
-        space = json.loads(data).get("action_space")
-    except (ValueError, AttributeError):
-        return None
-    if not isinstance(space, list) or not all(isinstance(a, dict) for a in space):
-        return None
-    try:
-        return [{"index": int(a.get("index", i)), "steering_angle": float(a["steering_angle"]),
-                 "speed": float(a["speed"])} for i, a in enumerate(space)]
-    except (KeyError, TypeError, ValueError):
-        return None
-
-
-def _one_run(runs: Sequence[tuple[str, Optional[RunId]]]) -> None:
-    """Sources of two different runs are refused (their episodes would be counted as one run's); parts of one
-    run (each worker's log, its training and its evaluations) and sources that do not say are read together."""
-    known = [(label, run) for label, run in runs if run is not None]
-    for label, run in known[1:]:
-        first_label, first = known[0]
-        if not run.same_as(first):
-            raise ReportError(f"report: {first_label} and {label} are different runs ({first} and {run}); report "
-                              f"them one at a time")
-
-
-def _read_metrics(label: str, files: list[_File], side: _Side) -> None:
-    runs: dict[str, list[tuple[int, _File]]] = {}
-    for file in files:
-        match = _WORKER_SUFFIX.search(file.rel)
-        worker = int(match.group(1)) + 1 if match else 1
-        stem = file.rel[:match.start()] if match else file.rel[:-len(".json")]
-        runs.setdefault(stem, []).append((worker, file))
-    if not runs:
-        return
-    if len(runs) > 1:  # console folders keep one job's files per training session: the last one's
-        side.notes.append(f"{label}: training metrics of {len(runs)} jobs; shown: {sorted(runs)[-1]}.json")
-    entries: dict[int, list[dict[str, Any]]] = {}
-    metric, names = None, []
-    for worker, file in sorted(runs[sorted(runs)[-1]], key=lambda item: item[0]):
-        data = _read_quietly(file, side)
-        if data is None:
-            continue
-        try:
-            found, metric_name = parse_metrics(data)
-        except (ValueError, UnicodeDecodeError) as error:
-            side.notes.append(f"{file.name}: not readable as training metrics ({str(error).splitlines()[0][:80]})")
-            continue
-        if not any(isinstance(e.get("phase"), str) for e in found):
-            continue  # an evaluation's metrics (no phase), or something else
-        entries[worker], metric = found, metric or metric_name
-        names.append(file.name)
-    if entries:
-        iterations = group_iterations(entries)[0]
-        side.metrics.append(MetricsRun(label, tuple(names), entries, iterations, metric))
-
-
-def _read_quietly(file: _File, side: _Side) -> Optional[bytes]:
-    try:
-        return file.read()
-    except Exception as error:  # noqa: BLE001 - an unreadable side file costs its numbers, never the report
-        side.notes.append(f"{file.name}: not read ({str(error).splitlines()[0] if str(error) else repr(error)})")
-        return None
-
-
-def _kind(rel: str) -> Optional[str]:
-    lower = rel.lower()
-    if _PARAMS.search(lower):
-        return "params"
-    if lower.endswith(".json") and "metrics" in lower and "evaluation" not in lower:
-        return "metrics"
-    if lower.endswith(".log"):
-        return "log"
-    if lower.endswith("model_metadata.json"):
-        return "metadata"
-    return None
-
-
-def _side_files(source: "Source", side: _Side) -> Iterator[_File]:
-    from session.insight.analysis.sources import StoragePrefix  # start-up: pandas, about 0.5 s
-
-    if isinstance(source, StoragePrefix):
-        yield from _storage_files(source)
-    elif isinstance(source, tuple):
-        name, data = source
-        kind = _kind(name)
-        if kind:
-            yield _File(kind, name, name, lambda: data[:HEAD_BYTES] if kind == "log" else data)
-    else:
-        path = Path(source).expanduser()
-        if path.is_dir():
-            for file in sorted(p for p in path.rglob("*") if p.is_file()):
-                rel = file.relative_to(path).as_posix()
-                kind = _kind(rel)
-                if kind:
-                    # The ignores on lambdas: mypy cannot type a lambda's default argument.
-                    yield _File(kind, str(file), rel, lambda file=file, kind=kind: _read_local(file, kind))  # type: ignore[misc]
-        elif path.is_file() and path.name.lower().endswith(_ARCHIVES):
-            yield from _archive_files(path, side)
-        elif path.is_file():
-            kind = _kind(path.name)
-            if kind:
-                yield _File(kind, str(path), path.name, lambda: _read_local(path, kind))
-
-
-def _read_local(path: Path, kind: str) -> bytes:
-    with open(path, "rb") as handle:
-        return handle.read(HEAD_BYTES) if kind == "log" else handle.read()
-
-
-def _archive_files(path: Path, side: _Side) -> Iterator[_File]:
-    """The wanted members, read while the archive is walked once (a log only its head)."""
-    found: list[_File] = []
-    try:
-        with tarfile.open(path, "r:*") as archive:
-            for info in archive:
-                rel = info.name.split("/", 1)[1] if "/" in info.name else info.name
-                kind = _kind(rel) if info.isfile() else None
-                handle = archive.extractfile(info) if kind else None
-                if handle is None:
-                    continue
-                data = handle.read(HEAD_BYTES) if kind == "log" else handle.read()
-                found.append(_File(kind, f"{path}:{info.name}", rel, lambda data=data: data))  # type: ignore[arg-type, misc]
-    except (tarfile.TarError, OSError, EOFError) as error:
-        side.notes.append(f"{path}: read up to a damaged part ({error})")
-    return iter(found)
-
-
-def _storage_files(source: Any) -> Iterator[_File]:
-    storage, prefix = source.storage, source.prefix
-    for info in storage.list_objects(prefix):
-        rel = info.key[len(prefix):].lstrip("/") if prefix else info.key
-        kind = _kind(rel)
-        if kind == "log":
-            yield _File(kind, storage.url(info.key), rel, lambda key=info.key: _storage_head(storage, key))  # type: ignore[misc]
-        elif kind:
-            yield _File(kind, storage.url(info.key), rel, lambda key=info.key: storage.get_bytes(key))  # type: ignore[misc]
-
-
-def _storage_head(storage: "Storage", key: str) -> bytes:
-    response = storage.client.get_object(Bucket=storage.bucket, Key=key, Range=f"bytes=0-{HEAD_BYTES - 1}")
-    return response["Body"].read()
-
-
-# --- the sources a user names ---------------------------------------------------------------------------------------
-
-
-def resolve_sources(names: Sequence[str], storage: Callable[[], "Storage"]) -> list["Source"]:
-    """Local files and folders as they are; `s3://<bucket>/PREFIX` and any other name that is not a local path
-    are model prefixes in the working bucket, opened through `storage()` (which reads system.env) only then.
-    A name is a local path when it exists, starts with `.`, `/` or `~`, ends in a file extension the report
-    reads, or starts with a folder that exists here."""
-    from session.insight.analysis import from_storage  # start-up: pandas, about 0.5 s
-
-    found: list["Source"] = []
-    bucket: Optional["Storage"] = None
-    for name in names:
-        path = Path(name).expanduser()
-        if path.exists():
-            found.append(path)
-            continue
-        missing = f"report: {name}: no such file or folder"
-        if not name.startswith("s3://") and _local_path(name, path):
-            raise ReportError(f"{missing}, and not a model prefix")
-        try:
-            bucket = bucket or storage()
-        except (ConfigError, StorageError) as error:
-            if name.startswith("s3://"):
-                raise
-            raise ReportError(f"{missing}; no bucket to look for a model prefix in: {error}") from None
-        prefix = name
-        if name.startswith("s3://"):
-            named, _, prefix = name[len("s3://"):].partition("/")
-            if named != bucket.bucket:
-                raise ReportError(f"{name}: only the working bucket s3://{bucket.bucket}/ is read; download the run "
-                                  f"and give its folder")
-        prefix = prefix.strip("/")
-        if not prefix or not bucket.prefix_has_objects(prefix):
-            raise ReportError(f"{name}: not a local file or folder, and {bucket.url(prefix + '/')} holds nothing")
-        found.append(from_storage(bucket, prefix))
-    return found
-
-
-def _local_path(name: str, path: Path) -> bool:
-    """Whether a name that does not exist can only mean a local path (a model prefix has none of these)."""
-    if name.startswith((".", "/", "~")) or name.lower().endswith((*_ARCHIVES, ".log", ".csv", ".json", ".txt")):
-        return True
-    return "/" in name.rstrip("/") and Path(name.split("/", 1)[0]).expanduser().exists()
 
 
 # --- output --------------------------------------------------------------------------------------------------------
@@ -830,33 +351,6 @@ class LoadBar:
             self._bar.stop()
 
 
-def runs_of(sources: Sequence["Source"]) -> list[list["Source"]]:
-    """The sources grouped by the run each names, in the order given: one group when they are parts of one run
-    (or name none), else one per run, for `report A B` to put side by side. A source that names no run among
-    sources of several runs cannot be placed: refused."""
-    named: list[tuple[RunId, list["Source"]]] = []
-    unnamed: list[str] = []
-    for source in sources:
-        side = _Side()
-        label = _label(source)
-        _scan(source, label, side)
-        run = side.runs[0][1]
-        if run is None:
-            unnamed.append(label)
-            continue
-        group = next((members for known, members in named if known.same_as(run)), None)
-        if group is None:
-            named.append((run, [source]))
-        else:
-            group.append(source)
-    if len(named) <= 1:
-        return [list(sources)]
-    if unnamed:
-        raise ReportError(f"report: {unnamed[0]} names no run, and the other sources are {len(named)} different "
-                          f"runs; report it alone or with the files of its own run")
-    return [members for _, members in named]
-
-
 def _compare(groups: list[list["Source"]], *, track: Optional[str], tracks: Optional[Path], out: Optional[str],
              laps: Optional[int], json_output: bool, reward: Optional[str]) -> int:
     """`report A B`: each run's own report in a folder of its own, and the comparison's page over them."""
@@ -912,10 +406,6 @@ def _rescore_line(found: Any) -> str:
     agree = "" if correlation is None else f", correlation per episode with the run's {correlation:+.2f}"
     return (f"{data['steps']:,} steps of {data['episodes_replayed']:,} episodes through {data['reward_file']}"
             f"{agree}")
-
-
-def _library(tracks: Optional[Path]) -> Optional["TrackLibrary"]:
-    return TrackLibrary(Path(tracks)) if tracks is not None and Path(tracks).is_dir() else None
 
 
 def _best_lap(report: Report) -> Optional[dict[str, Any]]:
@@ -974,32 +464,14 @@ def _lap(entry: dict[str, Any]) -> bool:
     return entry.get("episode_status") == "Lap complete"
 
 
-def _label(source: "Source") -> str:
-    from session.insight.analysis.sources import StoragePrefix  # start-up: pandas, about 0.5 s
-
-    if isinstance(source, StoragePrefix):
-        return source.storage.url(source.prefix + "/")
-    if isinstance(source, tuple):
-        return source[0]
-    return str(source)
-
-
 def _title(labels: Sequence[str]) -> str:
     first = labels[0].rstrip("/")
     name = first.rsplit("/", 1)[-1] or first
-    for suffix in _ARCHIVES:
+    for suffix in ARCHIVES:
         if name.lower().endswith(suffix):
             name = name[:-len(suffix)]
             break
     return name + (f" and {len(labels) - 1} more" if len(labels) > 1 else "")
-
-
-def _spread(n: int, k: int) -> Iterable[int]:
-    return range(n) if n <= k else (i * (n - 1) // (k - 1) for i in range(k))
-
-
-def _truth(text: str) -> bool:
-    return text.strip().lower() in ("true", "1", "yes")
 
 
 def _float(value: Any) -> Optional[float]:

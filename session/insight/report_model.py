@@ -1,5 +1,5 @@
 """What a report is, apart from how it is built or drawn: the Report with its track and the trainer's metrics, the
-phase names, and the per-iteration rows the terminal table and the page share.
+phase names, the per-iteration rows the terminal table and the page share, and the ReportError of all its modules.
 
 session.insight.report builds a Report and writes it; session.insight.report_plots and session.insight.report_html
 draw one. Both read only this module, so the dependencies point one way: report -> plots, html -> model.
@@ -11,6 +11,8 @@ import math
 import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Optional
+
+from session.core.errors import DeepracerError
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -24,6 +26,11 @@ GENERATOR = "deepracer-cloud report"  # in every index.html we write: a folder h
 TRAINING, EVALUATION = "training", "evaluation"
 # `archive.tar.gz:` before a member's name; file names keep their own colons (DRoA's start times: 08:23:21.847Z).
 _ARCHIVE_MEMBER = re.compile(r"^.*?\.(?:tar\.gz|tgz|tar\.bz2|tar\.xz|tar):", re.IGNORECASE)
+
+
+class ReportError(DeepracerError):
+    """A report that cannot be made: no trace data in the sources, an unknown --track, an --out folder that
+    holds someone else's files."""
 
 
 @dataclass(frozen=True)

@@ -25,22 +25,23 @@ from session.insight.analysis import episodes, load, summary
 from session.insight.report import (
     HTML_NAME,
     JSON_NAME,
-    ReportError,
-    RunId,
-    TrackChoice,
     as_json,
     build,
-    choose_track,
     render_text,
-    resolve_sources,
     run,
+    write,
+)
+from session.insight.report_model import ReportError, TrackChoice
+from session.insight.report_plots import SQUARE, WIDE
+from session.insight.report_sources import (
+    RunId,
+    resolve_sources,
     run_from_log,
     run_from_params,
     world_from_log,
     world_from_params,
-    write,
 )
-from session.insight.report_plots import SQUARE, WIDE
+from session.insight.report_track import choose_track
 from tests.shared_data import LOGS, TRACKS
 
 DPI = 50  # small pictures: the checks are the same at any size, and the tests stay quick

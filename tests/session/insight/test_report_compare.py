@@ -9,7 +9,8 @@ import shutil
 import pytest
 
 from session.cli.main import main
-from session.insight.report import ReportError, as_json, build, runs_of
+from session.insight.report import ReportError, as_json, build
+from session.insight.report_sources import runs_of
 from tests.session.insight.test_report_views import save_doc_picture
 from tests.shared_data import LOGS, TRACKS
 

@@ -241,8 +241,8 @@ def test_the_load_bar_shows_only_on_a_terminal_and_only_for_a_long_load(monkeypa
 
 
 def test_unused_actions_are_shown_as_unused_from_the_model_metadata(tmp_path):
-    from session.insight.report import discrete_actions
     from session.insight.report_plots import action_counts
+    from session.insight.report_sources import discrete_actions
 
     folder = tmp_path / "run"
     shutil.copytree(DRFC_1, folder)
