@@ -246,8 +246,8 @@ def swarm_watch(args: argparse.Namespace) -> int:
 
 
 def sync_models(args: argparse.Namespace) -> int:
-    from session.storage.blob import sync_all, sync_prefix_to_blob
     from session.storage.keeper import mirror_for, require_mirror, sync_running
+    from session.storage.mirror_sync import sync_all, sync_prefix_to_blob
 
     if args.running:
         from session.core.config import load_system_config

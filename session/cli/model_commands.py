@@ -24,8 +24,8 @@ def models(args: argparse.Namespace, loaded, storage) -> int:
 
     action = args.models_command
     if action == "restore":
-        from session.storage.blob import restore_prefix_from_blob
         from session.storage.keeper import mirror_for, require_mirror
+        from session.storage.mirror_sync import restore_prefix_from_blob
 
         require_mirror(loaded.system, "models restore")
         print(restore_prefix_from_blob(mirror_for(loaded.system), storage, args.prefix,

@@ -16,9 +16,9 @@ from typing import Callable, Mapping, Optional
 from session.core.config import LoadedConfig, RunConfig, SystemConfig, load_config
 from session.core.paths import custom_files_dir
 from session.engine.containers import Engine
-from session.storage.blob import Mirror
 from session.storage.keeper import Keeper
 from session.storage.minio import ensure_minio, needs_minio
+from session.storage.mirror_sync import Mirror
 from session.storage.s3 import Storage
 
 DEFAULT_DOCKER_SOCKET = "/var/run/docker.sock"

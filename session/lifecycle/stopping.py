@@ -17,8 +17,8 @@ from session.lifecycle.notify import notify
 from session.run.checkpoints import StoredCheckpoint, newest_checkpoint
 from session.run.state import Event, RunState, RunStateError, RunStateStore, mark_stopped, utcnow
 from session.run.training import stop_training, stopped_prefixes
-from session.storage.blob import SyncReport
 from session.storage.keeper import Keeper, prefixes_to_sync
+from session.storage.mirror_sync import SyncReport
 
 AfterStop = Callable[[Host, list[ContainerInfo]], object]  # e.g. an e-mail, once the stop is recorded and kept
 

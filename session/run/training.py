@@ -39,7 +39,7 @@ from session.run.state import (
     record_starting,
 )
 from session.run.training_params import Params, dump, multi_config, params_files
-from session.storage.blob import SyncReport
+from session.storage.mirror_sync import SyncReport
 
 # Lines that prove a container is past start-up (FORMATS.md §5.5, §5.1): the trainer has loaded the model
 # and its hyperparameters (SageMaker-local's output reaches the rl_coach container's log), a worker simulates.

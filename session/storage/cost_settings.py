@@ -11,7 +11,8 @@ import json
 from typing import TYPE_CHECKING, Callable, Optional
 
 from session.core.pricing import COST_SETTINGS_KEY, MONTHLY_BUDGET_FIELD
-from session.storage.blob import BlobStore, BlobSyncError, blob_store_for
+from session.storage.blob import BlobStore, blob_store_for
+from session.storage.mirror_sync import BlobSyncError
 from session.storage.s3 import ObjectNotFound, StorageError
 
 if TYPE_CHECKING:  # pragma: no cover

@@ -9,7 +9,7 @@
   as `az login` or the environment's service principal: DefaultAzureCredential, the right chain on a PC).
 - aws, remote, and local without a copy: the working bucket is the only copy wanted; every method does nothing.
 
-The copy itself is session.storage.blob's sync (checkpoints first, pointers last, every byte checked) to a
+The copy itself is session.storage.mirror_sync (checkpoints first, pointers last, every byte checked) to a
 `BlobStore` or an `S3Mirror` alike: after each stop, every 10 minutes for the runs on the host
 (deepracer-blob-sync.timer: `sync_running`), and on demand (`deepracer sync-models`, `deepracer models restore`).
 """
@@ -21,17 +21,15 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Optional
 
 from session.core import console
 from session.core.console import Say
-from session.storage.blob import (
-    BlobStore,
+from session.storage.blob import BlobStore, blob_store_for, is_azure
+from session.storage.mirror_sync import (
     BlobSyncError,
     Mirror,
     SyncReport,
-    _folder,
-    _sync_each,
-    blob_store_for,
-    is_azure,
+    prefix_folder,
     restore_prefix_from_blob,
     sync_all,
+    sync_each,
 )
 from session.storage.s3 import Storage
 from session.storage.s3_mirror import S3Mirror
@@ -116,7 +114,7 @@ class Keeper:
         prefixes = list(dict.fromkeys(prefixes))
         if not self.active or not prefixes:
             return []
-        reports = _sync_each(self.storage, self.mirror, prefixes, say, deadline=deadline, now=now)
+        reports = sync_each(self.storage, self.mirror, prefixes, say, deadline=deadline, now=now)
         for report in reports:
             if report.left:
                 shown = ", ".join(report.left[:8]) + (f" and {len(report.left) - 8} more" if len(report.left) > 8
@@ -139,7 +137,7 @@ class Keeper:
         an earlier run or VM is not mixed with the new one; `overwrite` (train --overwrite) deletes it."""
         if not self.active:
             return
-        folder = _folder(prefix)
+        folder = prefix_folder(prefix)
         mirror = self.mirror
         if not mirror.has_objects(folder):
             return
@@ -163,7 +161,7 @@ def ensure_in_minio(storage: Storage, mirror: Mirror, prefix: str, *, say: Say =
                     ) -> Optional[SyncReport]:
     """A model prefix restored from the mirror when MinIO holds nothing under its model/ and the mirror holds the
     prefix; None when nothing was to do."""
-    folder = _folder(prefix)
+    folder = prefix_folder(prefix)
     if storage.prefix_has_objects(folder + "model/"):
         return None
     if not mirror.has_objects(folder):
@@ -199,4 +197,4 @@ def sync_running(system: "SystemConfig", engine: "Engine", storage: Storage, *, 
     if not prefixes:
         say("no training or evaluation on this host: nothing to sync")
         return []
-    return _sync_each(storage, mirror or mirror_for(system), prefixes, say)
+    return sync_each(storage, mirror or mirror_for(system), prefixes, say)

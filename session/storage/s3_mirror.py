@@ -1,5 +1,5 @@
 """A bucket as the keeper's copy target: a local machine's models copied to S3 by the same sync an Azure host runs
-to its blob container (session.storage.blob), so the two share one set of rules: checkpoints first and pointers
+to its blob container (session.storage.mirror_sync), so the two share one set of rules: checkpoints first and pointers
 last, every byte checked before it is committed, nothing deleted unless asked.
 
 The sync's side of a target is what `BlobStore` offers: a listing with our metadata (`sha256`, `source_etag`),
@@ -15,14 +15,7 @@ from __future__ import annotations
 import functools
 from typing import Any, Callable, Iterator, Optional, Sequence
 
-from session.storage.blob import (
-    SOURCE_ETAG_METADATA,
-    BlobInfo,
-    _Digests,
-    _put_object,
-    _Reader,
-    _s3_errors,
-)
+from session.storage.mirror_sync import SOURCE_ETAG_METADATA, BlobInfo, Digests, Reader, put_object, s3_errors
 from session.storage.s3 import PART_SIZE, SHA256_METADATA, ObjectInfo, ObjectNotFound, Storage, run_parallel
 
 _CHUNK = 4 * 1024 * 1024  # a download's read size, as BlobStore's ranges
@@ -63,22 +56,22 @@ class S3Mirror:
     # -- moving -------------------------------------------------------------------------------------------------
 
     def put_stream(self, name: str, read: Callable[[int], bytes], *, metadata: dict[str, str], content_type: str,
-                   verify: Callable[[_Digests], None]) -> _Digests:
+                   verify: Callable[[Digests], None]) -> Digests:
         """Object `name` from `read`, a part (PART_SIZE) at a time; `verify` sees the digests of everything read
         before the upload is completed, and raises to leave the object as it was."""
-        reader = _Reader(iter(functools.partial(read, PART_SIZE), b""))
-        _put_object(self.storage, name, reader, metadata, content_type, verify)
+        reader = Reader(iter(functools.partial(read, PART_SIZE), b""))
+        put_object(self.storage, name, reader, metadata, content_type, verify)
         if reader.digests.size >= PART_SIZE:  # multipart: the digest was not known when the upload began
             self.set_metadata(name, {**metadata, **reader.digests.metadata}, content_type=content_type)
         return reader.digests
 
     def chunks(self, name: str) -> Iterator[bytes]:
         key = name
-        with _s3_errors(self.storage, f"downloading {self.url_of(key)}", key):
+        with s3_errors(self.storage, f"downloading {self.url_of(key)}", key):
             body = self.storage.client.get_object(Bucket=self.storage.bucket, Key=key)["Body"]
         try:
             while True:
-                with _s3_errors(self.storage, f"downloading {self.url_of(key)}", key):
+                with s3_errors(self.storage, f"downloading {self.url_of(key)}", key):
                     piece = body.read(_CHUNK)
                 if not piece:
                     return
@@ -89,7 +82,7 @@ class S3Mirror:
     def set_metadata(self, name: str, metadata: dict[str, str], *, content_type: str = "") -> None:
         """Replace the object's metadata in place (a copy onto itself; S3 keeps the bytes and the ETag)."""
         storage = self.storage
-        with _s3_errors(storage, f"updating the metadata of {self.url_of(name)}", name):
+        with s3_errors(storage, f"updating the metadata of {self.url_of(name)}", name):
             if not content_type:
                 content_type = storage.client.head_object(Bucket=storage.bucket, Key=name).get("ContentType", "")
             storage.client.copy_object(Bucket=storage.bucket, Key=name, CopySource={"Bucket": storage.bucket,
@@ -100,7 +93,7 @@ class S3Mirror:
     def delete(self, names: Sequence[str]) -> None:
         for start in range(0, len(names), 1000):  # DeleteObjects' limit
             batch = [{"Key": name} for name in names[start:start + 1000]]
-            with _s3_errors(self.storage, f"deleting under {self.url}", batch[0]["Key"]):
+            with s3_errors(self.storage, f"deleting under {self.url}", batch[0]["Key"]):
                 self.storage.client.delete_objects(Bucket=self.storage.bucket, Delete={"Objects": batch,
                                                                                        "Quiet": True})
 
@@ -109,7 +102,7 @@ class S3Mirror:
     def _head(self, info: ObjectInfo) -> Optional[BlobInfo]:
         storage = self.storage
         try:
-            with _s3_errors(storage, f"reading {self.url_of(info.key)}", info.key):
+            with s3_errors(storage, f"reading {self.url_of(info.key)}", info.key):
                 head: dict[str, Any] = storage.client.head_object(Bucket=storage.bucket, Key=info.key)
         except ObjectNotFound:
             return None

@@ -47,7 +47,7 @@ def test_under_json_progress_moves_to_stderr_so_stdout_holds_the_document_alone(
 
 
 def test_a_domain_functions_default_say_follows_the_console_the_cli_chose(tmp_path, capsys):
-    # sync-models --running says through storage.blob's default `say`, several layers below the CLI.
+    # sync-models --running says through storage.mirror_sync's default `say`, several layers below the CLI.
     (tmp_path / "system.env").write_text(AWS_SYSTEM_ENV)
     assert main(["--system-env", str(tmp_path / "system.env"), "sync-models", "--running"]) == 0
     assert capsys.readouterr() == (NOTHING_TO_SYNC, "")

@@ -29,17 +29,15 @@ from session.core.config import load_config
 from session.engine.containers import ContainerInfo
 from session.host.factory import Host
 from session.run.training import restore_pretrained, stopped_prefixes
-from session.storage.blob import (
+from session.storage.blob import ROLE, BlobStore, blob_store_for
+from session.storage.keeper import prefixes_to_sync, sync_running
+from session.storage.mirror_sync import (
     BLOCK_SIZE,
-    ROLE,
-    BlobStore,
     BlobSyncError,
-    blob_store_for,
     restore_prefix_from_blob,
     sync_all,
     sync_prefix_to_blob,
 )
-from session.storage.keeper import prefixes_to_sync, sync_running
 from tests.azure_fakes import ACCOUNT, azure_cert, azure_imds, azurite  # noqa: F401 - fixtures
 from tests.shared_data import LOGS
 
@@ -628,7 +626,7 @@ def test_a_stop_copies_the_newest_complete_checkpoint_first_the_pointers_after_m
     assert order[:len(model_files_)] == model_files_  # all of model/ before anything else
     assert model_files_[-2:] == ["model/.coach_checkpoint", "model/deepracer_checkpoints.json"]  # pointers last
     # within a group copies run in parallel (finishing in any order); the groups go in this order, logs first
-    from session.storage.blob import copy_order
+    from session.storage.mirror_sync import copy_order
 
     groups, model, rest = copy_order(synced(files))
     assert groups == [NEWEST, ["model/3_Step-4000.ckpt.index", *(f"model/{n}_Step-{n + 1}000.ckpt.{suffix}"

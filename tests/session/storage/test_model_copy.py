@@ -11,8 +11,9 @@ import pytest
 
 from session.lifecycle.stopping import stopped_prefixes
 from session.run.training import restore_pretrained
-from session.storage.blob import BlobStore, BlobSyncError, restore_prefix_from_blob, sync_prefix_to_blob
+from session.storage.blob import BlobStore
 from session.storage.keeper import Keeper, mirror_for, require_mirror
+from session.storage.mirror_sync import BlobSyncError, restore_prefix_from_blob, sync_prefix_to_blob
 from session.storage.s3 import PART_SIZE, Storage, StorageError
 from session.storage.s3_mirror import S3Mirror
 from tests.session.storage.test_blob_sync import (
