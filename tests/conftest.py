@@ -199,6 +199,26 @@ def _ip(*args: str) -> None:
     subprocess.run(["ip", *args], check=True, capture_output=True)
 
 
+def _remove_stale_swarms() -> None:
+    """What a killed test run left of its swarm (its namespace, its veth holding the manager's address, its
+    daemons' mounts): the next swarm's worker node could not join over a second veth with that address. Only a
+    swarm whose pytest is gone is removed."""
+    import re
+    import subprocess
+
+    found = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    found += subprocess.run(["ip", "-o", "link", "show"], capture_output=True, text=True).stdout
+    dead = {int(pid) for pid in re.findall(r"\bdrsw(\d+)a?\b", found) if not Path(f"/proc/{pid}").exists()}
+    for line in Path("/proc/mounts").read_text().splitlines():
+        match = re.match(r"/tmp/dr-sw[12]-(\d+)/", line.split()[1])
+        if match and not Path(f"/proc/{match.group(1)}").exists():
+            dead.add(int(match.group(1)))
+            subprocess.run(["umount", "-l", line.split()[1]], capture_output=True)
+    for pid in dead:
+        subprocess.run(["ip", "netns", "del", f"drsw{pid}"], capture_output=True)
+        subprocess.run(["ip", "link", "del", f"drsw{pid}a"], capture_output=True)
+
+
 @pytest.fixture
 def two_node_swarm(tmp_path: Path) -> Iterator[TwoNodeSwarm]:
     """A fresh two-node swarm per test (a test may lose its worker node): the manager labelled Sagemaker and
@@ -210,8 +230,8 @@ def two_node_swarm(tmp_path: Path) -> Iterator[TwoNodeSwarm]:
     tiers.require("docker", "a two-node swarm")
     if os.geteuid() != 0:
         pytest.fail("the swarm tests start their own dockerds in network namespaces and need root")
-    tag = f"{os.getpid() % 10000}"
-    netns, veth = f"drsw{tag}", f"drsw{tag}"
+    _remove_stale_swarms()
+    netns = veth = f"drsw{os.getpid()}"  # the pid tells a stale one (interface names: 15 characters at most)
     manager_addr, worker_addr = f"{SWARM_SUBNET}.1", f"{SWARM_SUBNET}.2"
     _ip("netns", "add", netns)
     try:
