@@ -351,6 +351,21 @@ def test_episode_table_and_summary():
     assert summary(table.iloc[:0])["best_lap_s"] is None
 
 
+
+def test_summary_means_do_not_depend_on_the_order_of_the_episodes():
+    """A run's files given one by one or as a folder come in another order; the means must agree to the last
+    digit. Float addition is not associative: 1e16 + 1 - 1e16 is 0 one way and 1 another."""
+    rewards = [1e16, 1.0, -1e16, 2.0]  # exact mean 0.75
+    base = episodes(load(DRFC_1).steps).iloc[:4].copy()
+    base["iteration"], base["worker"] = [0, 0, 1, 1], [0, 1, 0, 1]
+    for order in ([0, 1, 2, 3], [0, 2, 1, 3], [2, 3, 0, 1]):
+        table = base.iloc[order].copy()
+        table["reward"] = [rewards[i] for i in order]
+        numbers = summary(table)
+        assert numbers["mean_reward"] == 0.75
+        assert [w["mean_reward"] for w in numbers["workers"]] == [0.0, 1.5]  # (1e16 - 1e16) / 2, (1 + 2) / 2
+        assert [i["mean_reward"] for i in numbers["iterations"]] == [5e15, -5e15 + 1.0]
+
 # --- every field count, ROS 2 tags, and bad lines -----------------------------------------------------------------
 
 REAL = [line.split("SIM_TRACE_LOG:", 1)[1] for line in DROA_LOG.read_text().splitlines()
