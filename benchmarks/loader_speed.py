@@ -1,6 +1,7 @@
 """session.insight.analysis against deepracer-utils on the same multi-million-row logs, in one run.
 
     .venv/bin/python benchmarks/loader_speed.py [--rows 2000000] [--repeat 3] [--formats log,csv] [--workdir DIR]
+                                                [--cpus 0]
 
 Builds two synthetic runs from the real samples in the shared data (FORMATS.md §5, data/SOURCES.md) by
 repeating their lines with shifted episode numbers (and iteration numbers), so every line is one the
@@ -35,6 +36,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import Optional
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -152,10 +154,12 @@ def ensure(workdir: Path, kind: str, rows: int) -> tuple[Path, int]:
     return folder, written
 
 
-def run(which: str, kind: str, folder: Path) -> dict:
+def run(which: str, kind: str, folder: Path, cpus: Optional[set[int]] = None) -> dict:
+    """One loader in a fresh interpreter; `cpus`: the CPUs it may run on (all when None), as `taskset` would."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    pin = (lambda: os.sched_setaffinity(0, cpus)) if cpus else None
     done = subprocess.run([sys.executable, "-c", RUNNER, which, kind, str(folder)], capture_output=True,
-                          text=True, env=env, cwd=ROOT)
+                          text=True, env=env, cwd=ROOT, preexec_fn=pin)
     if done.returncode:
         raise SystemExit(f"{which} on {folder} failed:\n{done.stderr[-3000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -167,7 +171,17 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=3, help="runs per loader; the best counts (default 3)")
     parser.add_argument("--formats", default="log,csv", help="log, csv or both (default log,csv)")
     parser.add_argument("--workdir", help="keep the generated runs here (reused when present)")
+    parser.add_argument("--cpus", help="run both loaders on these CPUs only, e.g. 0 or 0,1 (default: all); on a "
+                                       "2-vCPU VM deepracer-utils is faster pinned to one")
     args = parser.parse_args()
+    cpus = None
+    if args.cpus:
+        try:
+            cpus = {int(cpu) for cpu in args.cpus.split(",")}
+        except ValueError:
+            parser.error(f"--cpus: expected CPU numbers separated by commas, e.g. 0 or 0,1; got {args.cpus!r}")
+        if not cpus <= os.sched_getaffinity(0):
+            parser.error(f"--cpus: expected CPUs of this machine ({sorted(os.sched_getaffinity(0))}); got {args.cpus}")
     try:
         import deepracer.logs  # noqa: F401 - only whether it is installed
     except ImportError:
@@ -175,7 +189,8 @@ def main() -> int:
     workdir = Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix="loader-speed-"))
     print(f"cpus: {os.cpu_count()} (load average {os.getloadavg()[0]:.1f}), python {sys.version.split()[0]}, "
           f"deepracer-utils {_version('deepracer-utils')}, pyarrow {_version('pyarrow')}, "
-          f"pandas {_version('pandas')}; best of {args.repeat}")
+          f"pandas {_version('pandas')}; best of {args.repeat}"
+          + (f"; both loaders pinned to CPUs {sorted(cpus)}" if cpus else ""))
     failed = False
     try:
         for kind in [k.strip() for k in args.formats.split(",") if k.strip()]:
@@ -188,7 +203,7 @@ def main() -> int:
             runs_of: dict[str, list[dict]] = {"deepracer-utils": [], "ours": []}
             for _ in range(args.repeat):
                 for which in runs_of:
-                    runs_of[which].append(run("ours" if which == "ours" else "theirs", kind, folder))
+                    runs_of[which].append(run("ours" if which == "ours" else "theirs", kind, folder, cpus))
             results = {}
             for which, runs in runs_of.items():
                 best = min(runs, key=lambda r: r["seconds"])
