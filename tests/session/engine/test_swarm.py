@@ -33,6 +33,17 @@ def poll(check: Callable[[], T], what: str, timeout_s: float = 180) -> T:
         time.sleep(0.2)
 
 
+def run_containers(host: str, run: str) -> list[str]:
+    """The names of a run's containers on a host. A container the daemon removes between its list and its
+    inspect is skipped (`ignore_removed`), as session.engine does: polling while removal is under way races."""
+    client = docker.DockerClient(base_url=host)
+    try:
+        return [c.name for c in client.containers.list(
+            all=True, filters={"label": f"{LABEL_RUN}={run}"}, ignore_removed=True)]
+    finally:
+        client.close()
+
+
 def image_on_both(swarm: TwoNodeSwarm) -> str:
     """Each node needs the image itself: there is no registry."""
     for host in (swarm.manager, swarm.worker):
@@ -144,8 +155,7 @@ def test_workers_spread_over_both_nodes_reach_the_manager_across_the_overlay_and
 
     assert swarm.remove_service("deepracer-7-worker")
     for host in (two_node_swarm.manager, two_node_swarm.worker):
-        poll(lambda host=host: not docker.DockerClient(base_url=host).containers.list(
-            all=True, filters={"label": f"{LABEL_RUN}=7"}), f"no worker container left on {host}")
+        poll(lambda host=host: not run_containers(host, "7"), f"no worker container left on {host}")
     assert not swarm.remove_service("deepracer-7-worker")
 
 
@@ -173,8 +183,7 @@ def test_a_worker_node_lost_shows_its_workers_lost_and_the_service_still_goes(tw
     assert len([t for t in swarm.tasks("deepracer-7-worker") if t.live]) <= 2
     # removing the service works with the node gone; the manager's container goes
     assert swarm.remove_service("deepracer-7-worker")
-    poll(lambda: not docker.DockerClient(base_url=two_node_swarm.manager).containers.list(
-        all=True, filters={"label": f"{LABEL_RUN}=7"}), "no worker container left on the manager")
+    poll(lambda: not run_containers(two_node_swarm.manager, "7"), "no worker container left on the manager")
 
 
 def _task_attrs(task_id: str, slot: int, state: str, updated: str, attachments: list) -> dict:

@@ -115,7 +115,8 @@ def swarm_rehearsal(tmp_path: Path, two_node_swarm: TwoNodeSwarm, s3_server: str
 def containers_on(docker_host: str, run_id: int, running: bool = True) -> list[str]:
     client = docker.DockerClient(base_url=docker_host)
     try:
-        return sorted(c.name for c in client.containers.list(all=not running,
+        # ignore_removed: a container removed between the list and its inspect is gone, not an error
+        return sorted(c.name for c in client.containers.list(all=not running, ignore_removed=True,
                                                             filters={"label": f"deepracer.run={run_id}"}))
     finally:
         client.close()
