@@ -59,8 +59,9 @@ def by_waypoint(steps: pd.DataFrame, waypoints: Optional[int] = None) -> pd.Data
     and `mean_speed` (commanded, m/s) of the steps the reward function saw, and where the car was on average
     when that waypoint was its nearest (`mean_x`, `mean_y`: a map that needs no route file, and agrees with the
     indices whatever the direction); NaN where no step was."""
-    counted = steps[steps["episode_status"].astype("string") != "prepare"] if len(steps) else steps
-    where = counted["closest_waypoint"].to_numpy(dtype=np.int64) if len(counted) else np.zeros(0, np.int64)
+    # A mask and the five columns it needs, not a filtered copy of the whole frame (160 MB at 1M steps).
+    counted = _rewarded(steps["episode_status"]) if len(steps) else np.zeros(0, bool)
+    where = steps["closest_waypoint"].to_numpy(dtype=np.int64)[counted] if len(steps) else np.zeros(0, np.int64)
     size = waypoints if waypoints is not None else (int(where.max()) + 1 if len(where) else 0)
     where = fold(where, size)
     keep = (where >= 0) & (where < size)
@@ -68,12 +69,23 @@ def by_waypoint(steps: pd.DataFrame, waypoints: Optional[int] = None) -> pd.Data
     count = np.bincount(where, minlength=size).astype(np.int64)
 
     def mean(name: str) -> np.ndarray:
-        total = np.bincount(where, weights=counted[name].to_numpy(dtype=float)[keep], minlength=size)
+        total = np.bincount(where, weights=steps[name].to_numpy(dtype=float)[counted][keep], minlength=size)
         with np.errstate(divide="ignore", invalid="ignore"):
             return np.where(count > 0, total / np.maximum(count, 1), np.nan)
 
     return pd.DataFrame({"waypoint": np.arange(size), "steps": count, "mean_reward": mean("reward"),
                          "mean_speed": mean("speed"), "mean_x": mean("x"), "mean_y": mean("y")})
+
+
+def _rewarded(status: pd.Series) -> np.ndarray:
+    """The steps whose status is known and not `prepare`. A categorical compares its codes: text for each of a
+    million steps took most of by_waypoint's time."""
+    if isinstance(status.dtype, pd.CategoricalDtype):
+        codes = status.cat.codes.to_numpy()
+        categories = status.cat.categories
+        prepare = categories.get_loc("prepare") if "prepare" in categories else -2
+        return (codes != prepare) & (codes >= 0)
+    return (status.astype("string") != "prepare").to_numpy(dtype=bool, na_value=False)
 
 
 def waypoint_count(track: Any, steps: pd.DataFrame) -> int:

@@ -106,6 +106,13 @@ def test_a_waypoint_nobody_reached_is_empty_not_zero():
     # a loop's closing vertex (index 4 of 4 waypoints) is waypoint 0
     closing = steps.assign(closest_waypoint=[4, 4, 4])
     assert list(by_waypoint(closing, 4)["steps"]) == [2, 0, 0, 0]
+    # the loader's categorical status is read by its codes: the same table, with or without `prepare` among the
+    # categories; a step without a status (NaN) counts nowhere, as before
+    categorical = steps.astype({"episode_status": "category"})
+    pd.testing.assert_frame_equal(by_waypoint(categorical, 4), table)
+    no_prepare = steps.assign(episode_status=pd.Categorical(["in_progress", None, "off_track"]))
+    assert list(by_waypoint(no_prepare, 4)["steps"]) == [1, 0, 1, 0]
+    assert by_waypoint(no_prepare, 4)["mean_reward"][0] == 1.0
 
 
 def test_step_timing_matches_the_intervals_between_steps_of_each_episode():
