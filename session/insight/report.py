@@ -42,6 +42,7 @@ from session.insight.report_model import (
     iteration_rows,
     rounded,
 )
+from session.insight.report_progress import DRAWING, ReportProgress, quiet
 from session.insight.report_sources import (
     ARCHIVES,
     SourceFacts,
@@ -67,17 +68,16 @@ DPI = 100  # the PNGs' resolution; their sizes in inches are fixed in session.in
 TABLE_ROWS = 20  # iterations in the terminal table (the last ones); the page and the JSON have all
 JSON_NAME = "report.json"
 HTML_NAME = "index.html"
-BAR_AFTER_S = 1.0  # a load that takes longer shows a progress bar (on a terminal)
 
 
 # --- building ------------------------------------------------------------------------------------------------------
 
 
 def build(sources: Union["Source", Sequence["Source"]], *, track: Optional[str] = None,
-          tracks: Optional[Path] = None, progress: Optional[Callable[[int, int], None]] = None) -> Report:
+          tracks: Optional[Path] = None, progress: Optional[ReportProgress] = None) -> Report:
     """Load the sources and work out the numbers, the metrics and the track. `track` is a world name or a route
     file (`--track`), `tracks` the folder of route files (None: no borders, unless `track` is a file);
-    `progress(files done, files)` follows the load."""
+    `progress` follows the load and the steps after it."""
     from session.insight.analysis import AnalysisError, episodes, load, summary  # start-up: pandas, about 0.5 s
 
     pair = isinstance(sources, tuple) and len(sources) == 2 and isinstance(sources[1], (bytes, bytearray))
@@ -93,6 +93,8 @@ def build(sources: Union["Source", Sequence["Source"]], *, track: Optional[str] 
         trace = load(sources, progress=progress)
     except AnalysisError as error:
         raise ReportError(str(error)) from None
+    if progress is not None:
+        progress.step("working out the numbers")
     notes = [*trace.notes, *facts.notes]
     if len(sources) > 1:
         notes.append(f"{len(sources)} sources: their episodes are counted together, iteration by iteration number")
@@ -120,6 +122,8 @@ def build(sources: Union["Source", Sequence["Source"]], *, track: Optional[str] 
         notes.append(choice.note)
     from session.insight import report_views  # start-up: pandas, as above
 
+    if progress is not None:
+        progress.step("working out the views")
     report = Report(title=_title(labels), sources=labels, trace=trace, table=table, phase=phase, numbers=numbers,
                     numbers_from=numbers_from, metrics=metrics, track=choice, notes=notes, actions=facts.actions)
     report.views = report_views.views(report)
@@ -256,16 +260,20 @@ def render_text(report: Report, files: Sequence[str] = (), out: Optional[Path] =
     return "\n".join(lines) + "\n"
 
 
-def write(report: Report, out: Path, *, dpi: int = DPI, laps: int = TOP_LAPS) -> list[str]:
+def write(report: Report, out: Path, *, dpi: int = DPI, laps: int = TOP_LAPS,
+          progress: Optional[ReportProgress] = None) -> list[str]:
     """The plots, the page and report.json into `out` (created; a folder that holds files of its own but no
-    report is refused). Returns the names written, in order."""
+    report is refused). Returns the names written, in order. `progress` counts the plots."""
     from session.insight import report_plots, report_views  # start-up: numpy at import, matplotlib to draw
 
     out = Path(out).expanduser()
     _check_out(out)
-    plots = report_plots.render(report, dpi=dpi, laps=laps)
+    drew = progress.drew if progress is not None else quiet
+    if progress is not None:
+        progress.step(DRAWING)
+    plots = report_plots.render(report, dpi=dpi, laps=laps, drew=drew)
     if report.views is not None:
-        plots += report_views.render(report, report.views, dpi=dpi)
+        plots += report_views.render(report, report.views, dpi=dpi, drew=drew)
     names = [plot.name for plot in plots] + [JSON_NAME, HTML_NAME]
     data = as_json(report, names)
     out.mkdir(parents=True, exist_ok=True)
@@ -296,59 +304,25 @@ def run(sources: Sequence[str], storage: Callable[[], "Storage"], *, track: Opti
     if len(groups) > 1:
         return _compare(groups, track=track, tracks=library, out=out, laps=laps, json_output=json_output,
                         reward=reward)
-    with LoadBar() as bar:
-        report = build(groups[0], track=track, tracks=library, progress=bar)
-    if reward is not None:
-        from session.insight.rescore import RescoreError, for_report  # start-up: numpy, the reward sandbox
+    with ReportProgress() as progress:
+        report = build(groups[0], track=track, tracks=library, progress=progress)
+        if reward is not None:
+            from session.insight.rescore import RescoreError, for_report  # start-up: numpy, the reward sandbox
 
-        if report.numbers_from != "trace":
-            raise ReportError("--reward: the sources hold no steps to replay (only the training metrics JSON)")
-        try:
-            report.rescore = for_report(report, Path(reward).expanduser())
-        except RescoreError as error:
-            raise ReportError(str(error)) from None
-    folder = Path(out).expanduser() if out else default_out(report)
-    files = write(report, folder, laps=laps or TOP_LAPS)
+            if report.numbers_from != "trace":
+                raise ReportError("--reward: the sources hold no steps to replay (only the training metrics JSON)")
+            progress.step(f"re-scoring with {Path(reward).name}")
+            try:
+                report.rescore = for_report(report, Path(reward).expanduser())
+            except RescoreError as error:
+                raise ReportError(str(error)) from None
+        folder = Path(out).expanduser() if out else default_out(report)
+        files = write(report, folder, laps=laps or TOP_LAPS, progress=progress)
     if json_output:
         print(json.dumps({**as_json(report, files), "out": str(folder)}, indent=2, allow_nan=False))
     else:
         sys.stdout.write(render_text(report, files, folder))
     return 0
-
-
-class LoadBar:
-    """A progress bar on stderr for a load that takes a while: shown on a terminal only, once BAR_AFTER_S have
-    passed with files left (a quick load shows nothing), gone when the load ends."""
-
-    def __init__(self) -> None:
-        import sys
-        import time
-
-        self._clock = time.monotonic
-        self._started = self._clock()
-        self._tty = sys.stderr.isatty()
-        self._bar: Any = None
-        self._task: Any = None
-
-    def __call__(self, done: int, total: int) -> None:
-        if self._bar is None:
-            if not self._tty or done >= total or self._clock() - self._started < BAR_AFTER_S:
-                return
-            from rich.console import Console
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-            self._bar = Progress(TextColumn("reading logs"), BarColumn(), MofNCompleteColumn(),
-                                 TimeRemainingColumn(), console=Console(stderr=True), transient=True)
-            self._bar.start()
-            self._task = self._bar.add_task("load", total=total)
-        self._bar.update(self._task, completed=done, total=total)
-
-    def __enter__(self) -> "LoadBar":
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        if self._bar is not None:
-            self._bar.stop()
 
 
 def _compare(groups: list[list["Source"]], *, track: Optional[str], tracks: Optional[Path], out: Optional[str],
@@ -363,16 +337,15 @@ def _compare(groups: list[list["Source"]], *, track: Optional[str], tracks: Opti
                           f"{len(groups)} different runs)")
     if len(groups) > report_compare.MAX_RUNS:
         raise ReportError(f"report: {len(groups)} different runs; at most {report_compare.MAX_RUNS} side by side")
-    reports = []
-    for group in groups:
-        with LoadBar() as bar:
-            reports.append(build(group, track=track, tracks=tracks, progress=bar))
-    folder = Path(out).expanduser() if out else Path("report-compare-" + default_out(reports[0]).name[7:40])
-    _check_out(folder)
-    names = report_compare.folder_names(reports)
-    runs = [as_json(report, write(report, folder / name, laps=laps or TOP_LAPS))
-            for report, name in zip(reports, names)]
-    plots = report_compare.render(reports)
+    with ReportProgress() as progress:
+        reports = [build(group, track=track, tracks=tracks, progress=progress) for group in groups]
+        folder = Path(out).expanduser() if out else Path("report-compare-" + default_out(reports[0]).name[7:40])
+        _check_out(folder)
+        names = report_compare.folder_names(reports)
+        runs = [as_json(report, write(report, folder / name, laps=laps or TOP_LAPS, progress=progress))
+                for report, name in zip(reports, names)]
+        progress.step("drawing the comparison")
+        plots = report_compare.render(reports)
     for plot in plots:
         (folder / plot.name).write_bytes(plot.png)
     data = {"compared": [r.title for r in reports], "folders": names,

@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import io
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence
 
 import numpy as np
 
 from session.insight.report_model import EVALUATION, Report
+from session.insight.report_progress import quiet
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -42,12 +43,25 @@ class Plot:
     png: bytes
 
 
-def render(report: "Report", *, dpi: int = 100, laps: int = 1) -> list[Plot]:
-    """Every plot the report's data allows, in page order."""
+class Plots(list[Plot]):
+    """Plots in page order that tell `drew` of each one added, for a progress display (a plot is a fifth of a
+    second at a million steps)."""
+
+    def __init__(self, drew: Callable[[str], None]) -> None:
+        super().__init__()
+        self._drew = drew
+
+    def append(self, plot: Plot) -> None:
+        super().append(plot)
+        self._drew(plot.name)
+
+
+def render(report: "Report", *, dpi: int = 100, laps: int = 1, drew: Callable[[str], None] = quiet) -> list[Plot]:
+    """Every plot the report's data allows, in page order; `drew(name)` follows them (a progress display)."""
     table = report.episodes
     trainer = [(it.number, it.eval_completion) for it in report.metrics.iterations
                if it.eval_completion is not None] if report.metrics else []
-    plots = []
+    plots = Plots(drew)
     if report.phase == EVALUATION:
         plots.append(Plot("progress.png", "Reward and progress per trial",
                           "Each evaluation trial's total reward and progress (percent of a lap).",
@@ -60,7 +74,7 @@ def render(report: "Report", *, dpi: int = 100, laps: int = 1) -> list[Plot]:
                              if report.metrics else "."),
                           progress_plot(report.numbers["iterations"], table, dpi=dpi, trainer=trainer)))
     if report.numbers_from != "trace":
-        return plots
+        return list(plots)
     chosen = report.best_laps(laps)
     runs = [(_lap_label(row), report.steps[report.steps["unique_episode"] == row.unique_episode])
             for row in chosen.itertuples()]
@@ -78,7 +92,7 @@ def render(report: "Report", *, dpi: int = 100, laps: int = 1) -> list[Plot]:
     plots.append(Plot("workers.png", "Workers compared",
                       "Each simulation worker's mean progress per iteration, completion rate and mean progress.",
                       workers_plot(table, dpi=dpi)))
-    return plots
+    return list(plots)
 
 
 # --- the plots -----------------------------------------------------------------------------------------------------

@@ -13,14 +13,15 @@ Colour scales span the values drawn (no empty half scales); a picture with too l
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence
 
 import numpy as np
 
 from session.insight.analysis import along_track, timing
 from session.insight.analysis.timing import FRAME_S, LATE_S, LATE_SHARE_LIMIT
 from session.insight.report_model import Report
-from session.insight.report_plots import WIDE, Plot, empty, figure, png
+from session.insight.report_plots import WIDE, Plot, Plots, empty, figure, png
+from session.insight.report_progress import quiet
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -65,24 +66,30 @@ def views(report: Report) -> Optional[Views]:
                  episodes=len(report.episodes))
 
 
-def render(report: Report, found: Views, *, dpi: int = 100) -> list[Plot]:
+def render(report: Report, found: Views, *, dpi: int = 100, drew: Callable[[str], None] = quiet) -> list[Plot]:
+    """The views' plots in page order; `drew(name)` follows them (a progress display)."""
     track = report.track.track
-    return [
+    plots = Plots(drew)
+    plots.append(
         Plot("exits.png", "Where episodes ended", "Where each episode that left the track or crashed ended, and "
              "how many ended in each run of waypoints (numbered on the map where it starts).",
-             exits_plot(found.exits, found.sections, found.places, track, episodes=found.episodes, dpi=dpi)),
+             exits_plot(found.exits, found.sections, found.places, track, episodes=found.episodes, dpi=dpi)))
+    plots.append(
         Plot("along_track.png", "Reward and speed along the track", "The mean reward and the mean commanded speed "
              "of the steps nearest each waypoint, drawn where the car was.",
-             along_track_plot(found.places, track, dpi=dpi)),
+             along_track_plot(found.places, track, dpi=dpi)))
+    plots.append(
         Plot("timing.png", "Step timing", "Each worker's time between steps in the simulator's clock against its "
              "15 steps a second; late steps mean dropped frames, a real-time factor under 1 a slow simulation.",
-             timing_plot(found.timing, dpi=dpi)),
-        *([Plot("rescore.png", f"Re-scored with {report.rescore.reward_file}", "What the candidate reward "
-                "function gives the steps the car drove, beside what the run's own gave: mean reward per episode "
-                "by iteration, and mean reward per step at each waypoint (each on its own scale).",
-                rescore_plot(report.rescore.episodes, report.rescore.per_waypoint, report.rescore.reward_file,
-                             dpi=dpi))] if report.rescore is not None else []),
-    ]
+             timing_plot(found.timing, dpi=dpi)))
+    if report.rescore is not None:
+        plots.append(
+            Plot("rescore.png", f"Re-scored with {report.rescore.reward_file}", "What the candidate reward function "
+                 "gives the steps the car drove, beside what the run's own gave: mean reward per episode by "
+                 "iteration, and mean reward per step at each waypoint (each on its own scale).",
+                 rescore_plot(report.rescore.episodes, report.rescore.per_waypoint, report.rescore.reward_file,
+                              dpi=dpi)))
+    return list(plots)
 
 
 def rescore_plot(episodes: "pd.DataFrame", per_waypoint: "pd.DataFrame", reward_file: str, *,

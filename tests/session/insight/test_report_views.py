@@ -223,28 +223,54 @@ def test_an_evaluations_trials_agree_with_the_simulators_own_evaluation_metrics(
     assert "<h2>Trials</h2>" in (tmp_path / "out" / "index.html").read_text()
 
 
-def test_the_load_bar_shows_only_on_a_terminal_and_only_for_a_long_load(monkeypatch, capsys):
-    from session.insight import report as report_module
+def test_progress_shows_only_on_a_terminal_and_only_once_the_report_has_taken_a_while():
+    from session.insight.report_progress import SHOW_AFTER_S, ReportProgress
 
     now = [100.0]
-    quiet = report_module.LoadBar()
-    quiet._clock, quiet._tty = (lambda: now[0]), False
-    quiet._started = now[0]
+    quiet = ReportProgress(clock=lambda: now[0], terminal=False)
     now[0] += 5
     quiet(1, 10)
-    assert quiet._bar is None  # no terminal: nothing
-    bar = report_module.LoadBar()
-    bar._clock, bar._tty = (lambda: now[0]), True
-    bar._started = now[0]
-    bar(1, 10)
-    assert bar._bar is None  # quick so far
-    now[0] += report_module.BAR_AFTER_S + 0.1
-    with bar:
-        bar(2, 10)
-        assert bar._bar is not None and bar._bar.tasks[0].completed == 2 and bar._bar.tasks[0].total == 10
-        bar(10, 10)
-        assert bar._bar.tasks[0].completed == 10
-    assert bar._bar.finished
+    quiet.step("drawing plots")
+    assert not quiet.shown  # no terminal: nothing, however long
+    shown = ReportProgress(clock=lambda: now[0], terminal=True)
+    shown(1, 10)
+    assert not shown.shown  # quick so far
+    now[0] += SHOW_AFTER_S + 0.1
+    with shown:
+        shown(2, 10)
+        task = shown._shown.tasks[0]
+        assert shown.shown and (task.description, task.completed, task.total) == ("reading logs", 2, 10)
+        shown.step("working out the views")
+        task = shown._shown.tasks[0]
+        assert (task.description, task.total, task.fields["count"]) == ("working out the views", None, "")
+        shown.step("drawing plots")
+        shown.drew("progress.png")
+        shown.drew("track.png")
+        task = shown._shown.tasks[0]
+        assert (task.description, task.completed, task.fields["count"]) == ("drawing plots", 2,
+                                                                            "2 drawn, the last track.png")
+    assert shown._shown.finished or not shown._shown.live.is_started  # gone at the end
+
+
+def test_a_report_tells_its_progress_what_it_is_doing_from_the_load_to_the_last_plot(tmp_path):
+    from session.insight.report_progress import ReportProgress
+
+    seen: list[str] = []
+
+    class Recorded(ReportProgress):
+        def _update(self, what, done, total, count):
+            super()._update(what, done, total, count)
+            line = f"{what}: {count}" if what == "drawing plots" else what
+            if not seen or seen[-1] != line:
+                seen.append(line)
+
+    progress = Recorded(terminal=False)
+    report = build(DRFC_1, tracks=TRACKS, progress=progress)
+    names = write(report, tmp_path / "out", dpi=40, progress=progress)
+    plots = [name for name in names if name.endswith(".png")]
+    assert seen == ["reading logs", "working out the numbers", "working out the views", "drawing plots: ",
+                    *(f"drawing plots: {n} drawn, the last {name}" for n, name in enumerate(plots, start=1))]
+    assert len(plots) == 8
 
 
 def test_unused_actions_are_shown_as_unused_from_the_model_metadata(tmp_path):
