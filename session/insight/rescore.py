@@ -24,7 +24,7 @@ import numpy as np
 
 from session.checks.reward import ParamCases, check_reward_source, dry_run, step_params
 from session.core.errors import DeepracerError
-from session.insight.analysis.along_track import fold, waypoint_count
+from session.insight.analysis.along_track import fold, rewarded, waypoint_count
 from session.insight.analysis.episode_table import json_value
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -79,7 +79,8 @@ def rescore(steps: "pd.DataFrame", view: "TrackView", reward_file: Path, *, wayp
     if errors:
         raise RescoreError(f"--reward {reward_file}: {errors[0].message}")
     replayed, notes = _sample(steps, max_steps)
-    counted = replayed[replayed["episode_status"].astype("string") != "prepare"]
+    rewarded_mask = rewarded(replayed["episode_status"])
+    counted = replayed[rewarded_mask]
     cases = ParamCases(track=view.name, waypoints={"driven": view.waypoints}, cases=_cases(counted, view))
     timeout = BASE_TIMEOUT_S + CALL_BUDGET_S * len(cases)
     result = dry_run(Path(reward_file), cases, timeout=timeout, python=python, slow_call_ms=math.inf)
@@ -87,13 +88,13 @@ def rescore(steps: "pd.DataFrame", view: "TrackView", reward_file: Path, *, wayp
     if failed:
         raise RescoreError(f"--reward {reward_file}: {failed[0].message}")
     new = np.zeros(len(replayed))
-    new[np.flatnonzero((replayed["episode_status"].astype("string") != "prepare").to_numpy())] = \
+    new[np.flatnonzero(rewarded_mask)] = \
         np.array([np.nan if v is None else v for v in result.values], float)
     table = pd.DataFrame({"unique_episode": replayed["unique_episode"].to_numpy(),
                           "iteration": replayed["iteration"].to_numpy(), "worker": replayed["worker"].to_numpy(),
                           "waypoint": fold(replayed["closest_waypoint"].to_numpy(np.int64), waypoints),
                           "old": replayed["reward"].to_numpy(float), "new": new,
-                          "counted": (replayed["episode_status"].astype("string") != "prepare").to_numpy()})
+                          "counted": rewarded_mask})
     episodes = table.groupby("unique_episode", sort=True).agg(iteration=("iteration", "first"),
                                                                worker=("worker", "first"), old=("old", "sum"),
                                                                new=("new", "sum")).reset_index()

@@ -60,7 +60,7 @@ def by_waypoint(steps: pd.DataFrame, waypoints: Optional[int] = None) -> pd.Data
     when that waypoint was its nearest (`mean_x`, `mean_y`: a map that needs no route file, and agrees with the
     indices whatever the direction); NaN where no step was."""
     # A mask and the five columns it needs, not a filtered copy of the whole frame (160 MB at 1M steps).
-    counted = _rewarded(steps["episode_status"]) if len(steps) else np.zeros(0, bool)
+    counted = rewarded(steps["episode_status"]) if len(steps) else np.zeros(0, bool)
     where = steps["closest_waypoint"].to_numpy(dtype=np.int64)[counted] if len(steps) else np.zeros(0, np.int64)
     size = waypoints if waypoints is not None else (int(where.max()) + 1 if len(where) else 0)
     where = fold(where, size)
@@ -77,15 +77,16 @@ def by_waypoint(steps: pd.DataFrame, waypoints: Optional[int] = None) -> pd.Data
                          "mean_speed": mean("speed"), "mean_x": mean("x"), "mean_y": mean("y")})
 
 
-def _rewarded(status: pd.Series) -> np.ndarray:
-    """The steps whose status is known and not `prepare`. A categorical compares its codes: text for each of a
-    million steps took most of by_waypoint's time."""
+def rewarded(status: pd.Series) -> np.ndarray:
+    """The steps that are not `prepare`. A step without a status is a 2019 line (15 fields, FORMATS.md §5): it
+    counts, since nothing tells its episode's first step apart. A categorical compares its codes: text for each of
+    a million steps took most of by_waypoint's time."""
     if isinstance(status.dtype, pd.CategoricalDtype):
-        codes = status.cat.codes.to_numpy()
         categories = status.cat.categories
-        prepare = categories.get_loc("prepare") if "prepare" in categories else -2
-        return (codes != prepare) & (codes >= 0)
-    return (status.astype("string") != "prepare").to_numpy(dtype=bool, na_value=False)
+        if "prepare" not in categories:
+            return np.ones(len(status), bool)
+        return status.cat.codes.to_numpy() != categories.get_loc("prepare")
+    return (status.astype("string") != "prepare").to_numpy(dtype=bool, na_value=True)
 
 
 def waypoint_count(track: Any, steps: pd.DataFrame) -> int:

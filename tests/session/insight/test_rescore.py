@@ -96,6 +96,22 @@ def test_another_candidate_gets_what_it_would_have_given(report, part, tmp_path)
     assert found.as_json()["correlation"] < 0.99  # not the run's function
 
 
+def test_steps_without_a_status_are_all_replayed(report, part, tmp_path):
+    """A 2019 line (15 fields) has no episode_status: nothing tells its prepare step apart, so every step is
+    replayed and counted, not none."""
+    import pandas as pd
+
+    from session.insight.analysis.along_track import waypoint_count
+    from session.insight.rescore import driven_view
+
+    steps = report.steps[report.steps["phase"] == report.phase]
+    unknown = steps.assign(episode_status=pd.Categorical([None] * len(steps)))
+    view = driven_view(report.track.track, unknown)
+    found = rescore(unknown, view, candidate(tmp_path, SPEED), waypoints=waypoint_count(view, unknown))
+    assert found.steps == len(steps) == sum(len(rows) for rows in csv_episodes(part).values())
+    assert found.per_waypoint["old"].notna().any()
+
+
 def test_a_candidate_that_fails_is_one_line_naming_it(report, tmp_path):
     broken = candidate(tmp_path, "def reward_function(params):\n    return params['no_such_key']\n", "broken.py")
     with pytest.raises(RescoreError, match=r"^--reward .*broken\.py: .*no_such_key"):
