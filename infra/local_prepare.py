@@ -265,7 +265,8 @@ def main(argv: Optional[Sequence[str]] = None, *, run: Runner = run_command, roo
                         help="make nvidia Docker's default although daemon.json names another")
     parser.add_argument("--copy-models-to", metavar="URL",
                         help="also keep the models in s3://BUCKET or https://ACCOUNT.blob.core.windows.net/CONTAINER "
-                             "(after each stop and every 10 minutes; as the training user's AWS profile or az login)")
+                             "(or /FOLDER inside either; after each stop and every 10 minutes; as the training "
+                             "user's AWS profile or az login)")
     parser.add_argument("--copy-profile", metavar="NAME", help="the AWS profile that reaches the --copy-models-to "
                                                                 "bucket (default: boto3's chain)")
     args = parser.parse_args(argv)

@@ -166,9 +166,11 @@ KMS_KEY = _pattern(r"(alias/|arn:aws[a-z-]*:kms:)?[A-Za-z0-9/_:.-]+", "a KMS key
 REGION = _pattern(r"[a-z0-9-]+", "a region name such as us-east-1")
 DEVICES = _pattern(r"\d+(,\d+)*", "GPU numbers such as 0 or 0,1")
 # Where a local machine's models are copied (session.storage.keeper): a bucket, or a storage account's container.
-MODEL_COPY = _pattern(r"s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]/?|https://[a-z0-9]{3,24}\.blob\.core\.windows\.net/"
-                      r"[a-z0-9](?:[a-z0-9]|-(?=[a-z0-9])){2,62}/?",
-                      "s3://<bucket> or https://<account>.blob.core.windows.net/<container>")
+# A folder inside either may follow (session.storage.folder_mirror): segments that start with no dot, so no `..`.
+_COPY_FOLDER = r"(?:/[A-Za-z0-9_-][A-Za-z0-9._-]*)*/?"
+MODEL_COPY = _pattern(r"s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]" + _COPY_FOLDER + r"|https://[a-z0-9]{3,24}"
+                      r"\.blob\.core\.windows\.net/[a-z0-9](?:[a-z0-9]|-(?=[a-z0-9])){2,62}" + _COPY_FOLDER,
+                      "s3://<bucket>[/<folder>] or https://<account>.blob.core.windows.net/<container>[/<folder>]")
 RACE_TYPE = _choice("TIME_TRIAL", "OBJECT_AVOIDANCE", "HEAD_TO_BOT", "HEAD_TO_MODEL",
                     expected="one of TIME_TRIAL, OBJECT_AVOIDANCE, HEAD_TO_BOT (or HEAD_TO_MODEL to evaluate)")
 CAR_COLOR = _choice("Black", "Grey", "Blue", "Red", "Orange", "White", "Purple",
@@ -320,7 +322,8 @@ class SystemConfig(_Settings):
     # infra.local_prepare --copy-models-to URL` writes it.
     model_copy_url: Optional[str] = _setting(
         "DR_MODEL_COPY_URL", _optional(MODEL_COPY), None,
-        "local: copy the models to this bucket or blob container after each stop and every 10 minutes",
+        "local: copy the models to this bucket or blob container (or a folder in it) after each stop and every "
+        "10 minutes",
         example="s3://my-deepracer-models")
     model_copy_profile: Optional[str] = _setting(
         "DR_MODEL_COPY_PROFILE", _optional(NAME), None,

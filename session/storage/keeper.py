@@ -6,7 +6,8 @@
 - local: MinIO under /mnt/deepracer is durable, but it is one disk in one room. With DR_MODEL_COPY_URL set
   (`infra.local_prepare --copy-models-to`) the models are copied to that bucket (s3://…, with the AWS profile
   DR_MODEL_COPY_PROFILE or boto3's default chain) or blob container (https://<account>.blob.core.windows.net/…,
-  as `az login` or the environment's service principal: DefaultAzureCredential, the right chain on a PC).
+  as `az login` or the environment's service principal: DefaultAzureCredential, the right chain on a PC), or to a
+  folder inside either (`s3://bucket/deepracer`: session.storage.folder_mirror).
 - aws, remote, and local without a copy: the working bucket is the only copy wanted; every method does nothing.
 
 The copy itself is session.storage.mirror_sync (checkpoints first, pointers last, every byte checked) to a
@@ -22,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Optional
 from session.core import console
 from session.core.console import Say
 from session.storage.blob import BlobStore, blob_store_for, is_azure
+from session.storage.folder_mirror import FolderMirror
 from session.storage.mirror_sync import (
     BlobSyncError,
     Mirror,
@@ -56,6 +58,20 @@ def mirror_for(system: "SystemConfig", *, credential: Any = None, endpoint_url: 
     if system.cloud != "local" or not url:
         raise BlobSyncError(f"{COPY_URL_KEY}: DR_CLOUD={system.cloud} keeps no copy of its models (only azure "
                             "hosts, and local machines with DR_MODEL_COPY_URL set, do)", code="NoMirror")
+    target, folder = _split_copy_url(url)
+    found = _copy_target(system, target, credential=credential, endpoint_url=endpoint_url)
+    return FolderMirror(found, folder) if folder else found
+
+
+def _split_copy_url(url: str) -> tuple[str, str]:
+    """`s3://bucket/a/b` -> (`s3://bucket`, `a/b`); `https://acct.blob.core.windows.net/box/a` -> (…/box, `a`)."""
+    scheme, _, rest = url.partition("://")
+    parts = rest.split("/")
+    kept = 1 if scheme == "s3" else 2  # the bucket; the account's host and the container
+    return f"{scheme}://{'/'.join(parts[:kept])}", "/".join(parts[kept:])
+
+
+def _copy_target(system: "SystemConfig", url: str, *, credential: Any, endpoint_url: Optional[str]) -> Mirror:
     if url.startswith("s3://"):
         return S3Mirror(Storage(url[len("s3://"):], system.aws_app_region, endpoint_url=endpoint_url,
                                 profile=system.model_copy_profile))

@@ -220,8 +220,10 @@ def test_a_copy_of_the_models_is_asked_once_kept_on_the_next_run_and_a_bad_url_i
     assert {change.state for change in again.files} == {"same"}
     azure = plan(inspect(recording, root), Options("alice", copy_models_to="https://mine1.blob.core.windows.net/models"))
     assert azure.host.model_copy_url == "https://mine1.blob.core.windows.net/models"
+    folder = plan(inspect(recording, root), Options("alice", copy_models_to="s3://my-backups/deepracer"))
+    assert folder.host.model_copy_url == "s3://my-backups/deepracer"
     capsys.readouterr()
     assert main(["--plan", "--user", "alice", "--copy-models-to", "s3://My_Bucket"], run=recording, root=root) == 2
     err = capsys.readouterr().err
-    assert err == ("local_prepare: --copy-models-to: expected s3://<bucket> or "
-                   "https://<account>.blob.core.windows.net/<container>, got 's3://My_Bucket'\n")
+    assert err == ("local_prepare: --copy-models-to: expected s3://<bucket>[/<folder>] or "
+                   "https://<account>.blob.core.windows.net/<container>[/<folder>], got 's3://My_Bucket'\n")

@@ -30,6 +30,7 @@ from session.engine.containers import ContainerInfo
 from session.host.factory import Host
 from session.run.training import restore_pretrained, stopped_prefixes
 from session.storage.blob import ROLE, BlobStore, blob_store_for
+from session.storage.folder_mirror import FolderMirror
 from session.storage.keeper import prefixes_to_sync, sync_running
 from session.storage.mirror_sync import (
     BLOCK_SIZE,
@@ -201,6 +202,19 @@ def test_only_the_named_prefix_moves_never_a_neighbour_or_the_whole_bucket(stora
     assert not any(name.startswith(f"{PREFIX}0/") for name in blob_etags(container))
     with pytest.raises(BlobSyncError, match="name a model prefix"):
         sync_prefix_to_blob(storage, blob, "/")
+
+
+def test_a_folder_in_the_container_holds_the_copy_by_the_same_names(storage, blob, container, model):
+    """A local machine's DR_MODEL_COPY_URL=https://…/container/folder (session.storage.folder_mirror)."""
+    container.upload_blob("photos/cat.jpg", b"jpeg")
+    mirror = FolderMirror(blob, "deepracer/models")
+    report = sync_prefix_to_blob(storage, mirror, PREFIX)
+    assert report.added == synced(model)
+    names = sorted(item.name for item in container.list_blobs())
+    assert names == sorted(["photos/cat.jpg", *(f"deepracer/models/{PREFIX}/{rel}" for rel in synced(model))])
+    assert report.summary().startswith(f"s3://{storage.bucket}/{PREFIX}/ -> {blob.url}/deepracer/models/{PREFIX}/: ")
+    again = sync_prefix_to_blob(storage, mirror, PREFIX)
+    assert again.transferred == [] and again.unchanged == synced(model)
 
 
 # -- down ---------------------------------------------------------------------------------------------------------

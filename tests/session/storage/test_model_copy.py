@@ -12,6 +12,7 @@ import pytest
 from session.lifecycle.stopping import stopped_prefixes
 from session.run.training import restore_pretrained
 from session.storage.blob import BlobStore
+from session.storage.folder_mirror import FolderMirror
 from session.storage.keeper import Keeper, mirror_for, require_mirror
 from session.storage.mirror_sync import BlobSyncError, restore_prefix_from_blob, sync_prefix_to_blob
 from session.storage.s3 import PART_SIZE, Storage, StorageError
@@ -127,6 +128,41 @@ def test_a_model_the_bucket_keeps_is_not_trained_over_and_pruned_copies_go_only_
     assert said == [f"--overwrite: deleted {len(synced(model)) - 1} objects under s3://{copy_bucket.bucket}/{PREFIX}/"]
 
 
+def test_a_folder_in_a_shared_bucket_holds_the_copy_and_nothing_outside_it_is_read_or_touched(
+        tmp_path, storage, copy_bucket, model, s3_client, make_bucket, s3_server):
+    theirs = {"photos/cat.jpg": b"jpeg", f"{PREFIX}/model/notes.txt": b"the user's own, beside the folder",
+              f"deepracer-old/{PREFIX}/model/x": b"a neighbour whose name starts like the folder's"}
+    for key, body in theirs.items():
+        s3_client.put_object(Bucket=copy_bucket.bucket, Key=key, Body=body)
+    mirror = FolderMirror(S3Mirror(copy_bucket), "deepracer")
+    keeper = Keeper(local_host(tmp_path, storage, copy_bucket, mirror).system, storage, mirror)
+
+    report = sync_prefix_to_blob(storage, mirror, PREFIX)
+    assert report.added == synced(model) and report.target_only == []  # the user's `{PREFIX}/` is not the copy's
+    assert report.summary().startswith(f"s3://{storage.bucket}/{PREFIX}/ -> s3://{copy_bucket.bucket}/deepracer/"
+                                       f"{PREFIX}/: ")
+    assert bucket_bytes(s3_client, copy_bucket.bucket, f"deepracer/{PREFIX}") == {rel: model[rel]
+                                                                                 for rel in synced(model)}
+    assert sha256_of(s3_client, copy_bucket.bucket, f"deepracer/{PREFIX}/{BIG}") == hashlib.sha256(
+        model[BIG]).hexdigest()
+    with pytest.raises(BlobSyncError, match=rf"s3://{copy_bucket.bucket}/deepracer/{PREFIX}/ already holds a model"):
+        keeper.claim(PREFIX)
+
+    with Storage(make_bucket("new-disk"), endpoint_url=s3_server, access_key="testing", secret_key="testing") as fresh:
+        back = restore_prefix_from_blob(mirror, fresh, PREFIX)
+        assert back.added == synced(model) and back.target_only == []
+        assert bucket_bytes(s3_client, fresh.bucket) == {rel: model[rel] for rel in synced(model)}
+
+    s3_client.delete_object(Bucket=storage.bucket, Key=f"{PREFIX}/model/0_Step-1000.ckpt.index")
+    assert sync_prefix_to_blob(storage, mirror, PREFIX, delete=True).deleted == ["model/0_Step-1000.ckpt.index"]
+    keeper.claim(PREFIX, overwrite=True, say=lambda line: None)
+    assert bucket_bytes(s3_client, copy_bucket.bucket, f"deepracer/{PREFIX}") == {}
+    left = {item["Key"] for item in s3_client.list_objects_v2(Bucket=copy_bucket.bucket).get("Contents", [])}
+    assert left == set(theirs)  # the user's objects, as they were
+    for key, body in theirs.items():
+        assert s3_client.get_object(Bucket=copy_bucket.bucket, Key=key)["Body"].read() == body
+
+
 def test_the_keeper_finds_its_target_in_system_env(tmp_path, storage, monkeypatch):
     bucket = host_for(tmp_path, storage, cloud="local",
                       azure="DR_MODEL_COPY_URL=s3://my-models/\nDR_MODEL_COPY_PROFILE=home\n").system
@@ -135,6 +171,15 @@ def test_the_keeper_finds_its_target_in_system_env(tmp_path, storage, monkeypatc
     with pytest.raises(StorageError, match="^AWS profile 'home' is in neither ~/.aws/config nor") as raised:
         found.check()  # the tests' environment has no such profile
     assert "\n" not in str(raised.value)
+
+    folder = mirror_for(host_for(tmp_path, storage, cloud="local",
+                                 azure="DR_MODEL_COPY_URL=s3://my-models/deepracer/2026/\n").system)
+    assert isinstance(folder, FolderMirror) and folder.url == "s3://my-models/deepracer/2026"
+    assert isinstance(folder.inner, S3Mirror) and folder.inner.url == "s3://my-models"
+    in_container = mirror_for(host_for(tmp_path, storage, cloud="local", azure="DR_MODEL_COPY_URL="
+                                       "https://mine1.blob.core.windows.net/models/deepracer\n").system)
+    assert isinstance(in_container, FolderMirror) and isinstance(in_container.inner, BlobStore)
+    assert in_container.url == "https://mine1.blob.core.windows.net/models/deepracer"
 
     container = host_for(tmp_path, storage, cloud="local",
                          azure="DR_MODEL_COPY_URL=https://mine1.blob.core.windows.net/models\n").system
@@ -170,6 +215,8 @@ def test_the_keeper_finds_its_target_in_system_env(tmp_path, storage, monkeypatc
 def test_a_url_that_names_no_bucket_or_container_is_refused_when_system_env_is_read(tmp_path, storage):
     from session.core.errors import DeepracerError
 
-    for wrong in ("s3://My_Bucket", "https://mine1.blob.core.windows.net/", "http://nas:9000/models"):
-        with pytest.raises(DeepracerError, match=r"DR_MODEL_COPY_URL.*s3://<bucket> or https://<account>"):
+    for wrong in ("s3://My_Bucket", "https://mine1.blob.core.windows.net/", "http://nas:9000/models",
+                  "s3://my-models/../other", "s3://my-models/.hidden", "s3://my-models//twice",
+                  "https://mine1.blob.core.windows.net/models/a b"):
+        with pytest.raises(DeepracerError, match=r"DR_MODEL_COPY_URL.*s3://<bucket>\[/<folder>\] or https://<account>"):
             host_for(tmp_path, storage, cloud="local", azure=f"DR_MODEL_COPY_URL={wrong}\n")
