@@ -98,7 +98,7 @@ def load(sources: Union[Source, Iterable[Source]], *, threads: Optional[int] = N
     found: list[Member] = []
     for source in cast(Iterable[Source], sources):
         found.extend(members(source, problems, notes))
-    threads = threads or min(8, os.cpu_count() or 2)
+    threads = threads or min(8, _usable_cpus())
     # Logs repeat the steps of the simtrace CSVs beside them (with less precision): read a container's logs
     # of a phase only where its CSVs gave no rows.
     has_csv = {(m.source, m.phase) for m in found if m.kind == CSV}
@@ -186,6 +186,14 @@ def _units(found: Sequence[Member], sizes: dict[Member, int]) -> Iterator[list[M
             yield [member]
     if batch:
         yield batch
+
+
+def _usable_cpus() -> int:
+    """The CPUs this process may run on (taskset, a container's cpuset), not all the machine has: a parse thread
+    more than the cores only waits its turn."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return os.cpu_count() or 2
 
 
 def _parse_all(found: Sequence[Member], problems: LoadProblems, threads: int,

@@ -753,3 +753,30 @@ def test_rows_read_out_of_file_order_are_put_back_and_statuses_coded_as_first_se
     seen = list(dict.fromkeys(steps["episode_status"].astype(str)))
     assert list(steps["episode_status"].cat.categories) == seen
     assert steps["unique_episode"].is_monotonic_increasing
+
+
+def test_the_parse_uses_as_many_threads_as_the_cpus_this_process_may_run_on(monkeypatch):
+    """A container's cpuset or taskset limits the parse, not the machine's count (os.cpu_count)."""
+    import os
+
+    from session.insight.analysis import loader
+
+    started: list[int] = []
+    real = loader.ThreadPoolExecutor
+
+    def recording(*args, max_workers=None, thread_name_prefix="", **kwargs):
+        if thread_name_prefix == "trace":
+            started.append(max_workers)
+        return real(*args, max_workers=max_workers, thread_name_prefix=thread_name_prefix, **kwargs)
+
+    monkeypatch.setattr(loader, "ThreadPoolExecutor", recording)
+    allowed = os.sched_getaffinity(0)
+    try:
+        os.sched_setaffinity(0, {min(allowed)})
+        one = load(LOGS / "drfc-2022-three-workers")
+    finally:
+        os.sched_setaffinity(0, allowed)
+    assert started and set(started) == {1}
+    started.clear()
+    assert len(one.steps) == len(load(LOGS / "drfc-2022-three-workers").steps)
+    assert started and set(started) == {min(8, len(allowed))}
