@@ -88,8 +88,7 @@ def rescore(steps: "pd.DataFrame", view: "TrackView", reward_file: Path, *, wayp
     if failed:
         raise RescoreError(f"--reward {reward_file}: {failed[0].message}")
     new = np.zeros(len(replayed))
-    new[np.flatnonzero(rewarded_mask)] = \
-        np.array([np.nan if v is None else v for v in result.values], float)
+    new[rewarded_mask] = np.array([np.nan if v is None else v for v in result.values], float)
     table = pd.DataFrame({"unique_episode": replayed["unique_episode"].to_numpy(),
                           "iteration": replayed["iteration"].to_numpy(), "worker": replayed["worker"].to_numpy(),
                           "waypoint": fold(replayed["closest_waypoint"].to_numpy(np.int64), waypoints),

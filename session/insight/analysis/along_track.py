@@ -78,7 +78,7 @@ def by_waypoint(steps: pd.DataFrame, waypoints: Optional[int] = None) -> pd.Data
 
 
 def rewarded(status: pd.Series) -> np.ndarray:
-    """The steps that are not `prepare`. A step without a status is a 2019 line (15 fields, FORMATS.md §5): it
+    """The steps that are not `prepare`. A step without a status is a 2019 line (15 fields, FORMATS.md §5.1): it
     counts, since nothing tells its episode's first step apart. A categorical compares its codes: text for each of
     a million steps took most of by_waypoint's time."""
     if isinstance(status.dtype, pd.CategoricalDtype):
