@@ -203,10 +203,12 @@ def _parser() -> argparse.ArgumentParser:
     imp.add_argument("--timeout", type=float, default=1800.0, help="seconds --wait waits (default 1800)")
 
     report = commands.add_parser("report", help="plots, an HTML page and the numbers of a run: reward and completion "
-                                                "per iteration, path on the track, actions, lap times, workers")
+                                                "per iteration, path on the track, actions, lap times, workers, "
+                                                "where episodes end, reward along the track, step timing")
     report.add_argument("sources", nargs="+", metavar="PREFIX|LOGDIR",
                         help="a model prefix in the bucket (or s3://BUCKET/PREFIX), a folder, a console/DRoA logs "
-                             ".tar.gz, a simulation log or a simtrace CSV")
+                             ".tar.gz, a simulation log or a simtrace CSV; sources of different runs are compared "
+                             "side by side")
     report.add_argument("--out", metavar="DIR", help="folder for index.html, report.json and the PNGs "
                                                      "(default: ./report-<name>)")
     report.add_argument("--json", action="store_true", help="print the numbers as JSON instead of the summary")
