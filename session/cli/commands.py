@@ -247,7 +247,7 @@ def swarm_watch(args: argparse.Namespace) -> int:
 
 def sync_models(args: argparse.Namespace) -> int:
     from session.storage.keeper import mirror_for, require_mirror, sync_running
-    from session.storage.mirror_sync import sync_all, sync_prefix_to_blob
+    from session.storage.mirror_sync import sync_all, sync_prefix_to_mirror
 
     if args.running:
         from session.core.config import load_system_config
@@ -263,8 +263,8 @@ def sync_models(args: argparse.Namespace) -> int:
     if args.all:
         sync_all(storage, mirror, delete=args.delete, say=console.say)
     else:
-        print(sync_prefix_to_blob(storage, mirror, args.prefix or loaded.run.local_s3_model_prefix,
-                                  delete=args.delete).summary())
+        print(sync_prefix_to_mirror(storage, mirror, args.prefix or loaded.run.local_s3_model_prefix,
+                                    delete=args.delete).summary())
     return 0
 
 

@@ -25,11 +25,11 @@ def models(args: argparse.Namespace, loaded, storage) -> int:
     action = args.models_command
     if action == "restore":
         from session.storage.keeper import mirror_for, require_mirror
-        from session.storage.mirror_sync import restore_prefix_from_blob
+        from session.storage.mirror_sync import restore_prefix_from_mirror
 
         require_mirror(loaded.system, "models restore")
-        print(restore_prefix_from_blob(mirror_for(loaded.system), storage, args.prefix,
-                                       overwrite=args.overwrite).summary())
+        print(restore_prefix_from_mirror(mirror_for(loaded.system), storage, args.prefix,
+                                         overwrite=args.overwrite).summary())
         return 0
     if action == "import-droa":
         return import_droa(args, loaded, storage)

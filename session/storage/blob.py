@@ -8,7 +8,7 @@ model prefixes between MinIO and a `BlobStore`, and session.storage.keeper decid
 The VM reaches Blob as its system-assigned managed identity (`ManagedIdentityCredential`, not
 DefaultAzureCredential: on the VM that chain would prefer AZURE_* variables or a user's `az login` over the
 identity the stack granted, and report failures as a page of attempts), with Storage Blob Data Contributor on
-this one container. Every failure leaves as a `BlobSyncError` whose text is one line a user can act on. The
+this one container. Every failure leaves as a `MirrorSyncError` whose text is one line a user can act on. The
 Azure SDK is imported on first use: nothing of it loads on aws.
 """
 
@@ -24,9 +24,9 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional, Sequence
 from session.storage.mirror_sync import (
     BLOCK_SIZE,
     SOURCE_ETAG_METADATA,
-    BlobInfo,
-    BlobSyncError,
     Digests,
+    MirrorObject,
+    MirrorSyncError,
     first_line,
     parallel,
     read_exactly,
@@ -59,7 +59,7 @@ class BlobStore:
                  identity: str = MANAGED_IDENTITY, max_attempts: int = 4, connection_verify: Any = None,
                  connect_timeout: float = 10.0, read_timeout: float = 120.0) -> None:
         if not account_url.startswith(("https://", "http://")):
-            raise BlobSyncError(f"blob account URL {account_url!r} must start with https://", code="InvalidUrl")
+            raise MirrorSyncError(f"blob account URL {account_url!r} must start with https://", code="InvalidUrl")
         self.account_url = account_url.rstrip("/")
         self.container = container
         self.identity = identity
@@ -97,9 +97,9 @@ class BlobStore:
                     import azure.identity
                     import azure.storage.blob  # noqa: F401 - only whether the SDK is installed
                 except ImportError:
-                    raise BlobSyncError("the Azure SDK is not installed in this Python: pip install "
-                                        "'deepracer-cloud[azure-host]' (the azure hosts' bootstrap does)",
-                                        code="NoAzureSdk") from None
+                    raise MirrorSyncError("the Azure SDK is not installed in this Python: pip install "
+                                          "'deepracer-cloud[azure-host]' (the azure hosts' bootstrap does)",
+                                          code="NoAzureSdk") from None
                 with self.errors("connecting"):
                     from azure.storage.blob import ContainerClient
 
@@ -115,17 +115,17 @@ class BlobStore:
     # -- looking ------------------------------------------------------------------------------------------------
 
     def check(self) -> None:
-        """Raise the BlobSyncError a sync would hit first (no container, no role, no network, no token), if any."""
+        """Raise the MirrorSyncError a sync would hit first (no container, no role, no network, no token), if any."""
         with self.errors("checking the container"):
             self.client.get_container_properties()
 
-    def list(self, prefix: str = "") -> Iterator[BlobInfo]:
+    def list(self, prefix: str = "") -> Iterator[MirrorObject]:
         """Every blob whose name starts with `prefix`, with our metadata (from the listing: no request per blob)."""
         with self.errors(f"listing {self.url_of(prefix)}"):
             for item in self.client.list_blobs(name_starts_with=prefix, include=["metadata"]):
                 metadata = {key.lower(): value for key, value in (item.metadata or {}).items()}
                 settings = item.content_settings
-                yield BlobInfo(name=item.name, size=int(item.size or 0), sha256=metadata.get(SHA256_METADATA, ""),
+                yield MirrorObject(name=item.name, size=int(item.size or 0), sha256=metadata.get(SHA256_METADATA, ""),
                                source_etag=metadata.get(SOURCE_ETAG_METADATA, ""),
                                content_type=(settings.content_type if settings else "") or "")
 
@@ -195,7 +195,7 @@ class BlobStore:
     def errors(self, doing: str) -> Iterator[None]:
         try:
             yield
-        except (BlobSyncError, StorageError):
+        except (MirrorSyncError, StorageError):
             raise
         except Exception as error:  # only the Azure SDK's and the OS's errors are translated
             mapped = self.error(error, doing)
@@ -203,8 +203,8 @@ class BlobStore:
                 raise
             raise mapped from None
 
-    def error(self, error: BaseException, doing: str) -> Optional[BlobSyncError]:
-        """The one-line BlobSyncError for an azure-core/azure-identity or OS error, or None for anything else."""
+    def error(self, error: BaseException, doing: str) -> Optional[MirrorSyncError]:
+        """The one-line MirrorSyncError for an azure-core/azure-identity or OS error, or None for anything else."""
         try:
             from azure.core.exceptions import (
                 ClientAuthenticationError,
@@ -219,36 +219,36 @@ class BlobStore:
         grant = (f"{self.identity} needs the {ROLE} role on container {self.container} of storage account "
                  f"{account}")
         if isinstance(error, ClientAuthenticationError) and getattr(error, "status_code", None) is None:
-            return BlobSyncError(f"cannot get a token for Azure Storage as {self.identity} while {doing}: "
-                                 f"{first_line(error)}; the VM needs its system-assigned identity (the stack enables "
-                                 f"it) and the instance metadata service at 169.254.169.254 reachable",
-                                 code="NoToken")
+            return MirrorSyncError(f"cannot get a token for Azure Storage as {self.identity} while {doing}: "
+                                   f"{first_line(error)}; the VM needs its system-assigned identity (the stack enables "
+                                   f"it) and the instance metadata service at 169.254.169.254 reachable",
+                                   code="NoToken")
         if isinstance(error, HttpResponseError):
             code = _code(error)
             status = error.status_code or 0
             if isinstance(error, ResourceNotFoundError) and code == "ContainerNotFound":
-                return BlobSyncError(f"container {self.container} does not exist in storage account {account} "
-                                     f"({doing}): check {CONTAINER_KEY} in system.env and that the stack is deployed",
-                                     code=code)
+                return MirrorSyncError(f"container {self.container} does not exist in storage account {account} "
+                                       f"({doing}): check {CONTAINER_KEY} in system.env and that the stack is deployed",
+                                       code=code)
             if isinstance(error, ResourceNotFoundError) and code == "BlobNotFound":
-                return BlobSyncError(f"{doing}: the blob does not exist", code=code)
+                return MirrorSyncError(f"{doing}: the blob does not exist", code=code)
             if code in _NOT_AUTHORIZED or status == 403 or isinstance(error, ClientAuthenticationError):
                 settling = (" (a new role assignment takes a few minutes to apply)"
                             if code == "AuthorizationPermissionMismatch" else "")
-                return BlobSyncError(f"{self.url} refused {doing} ({code or status}): {grant}{settling}",
-                                     code=code or "AccessDenied")
+                return MirrorSyncError(f"{self.url} refused {doing} ({code or status}): {grant}{settling}",
+                                       code=code or "AccessDenied")
             if status >= 500 or status in (408, 429):
-                return BlobSyncError(f"{self.url} kept failing ({code or status}: {first_line(error)}) while {doing}; "
-                                     "try again in a minute", code=code or str(status))
-            return BlobSyncError(f"{self.url} refused {doing}: {code or status}: {first_line(error)}",
-                                 code=code or str(status))
+                return MirrorSyncError(f"{self.url} kept failing ({code or status}: {first_line(error)}) while "
+                                       f"{doing}; try again in a minute", code=code or str(status))
+            return MirrorSyncError(f"{self.url} refused {doing}: {code or status}: {first_line(error)}",
+                                   code=code or str(status))
         if isinstance(error, (ServiceRequestError, ServiceResponseError)):
             what = "did not answer in time" if isinstance(error, ServiceResponseError) else "cannot be reached"
-            return BlobSyncError(f"the blob endpoint {self.account_url} {what} while {doing}: check {ACCOUNT_KEY} in "
-                                 f"system.env and this VM's outbound network ({first_line(error)[:200]})",
-                                 code="EndpointUnreachable")
+            return MirrorSyncError(f"the blob endpoint {self.account_url} {what} while {doing}: check {ACCOUNT_KEY} in "
+                                   f"system.env and this VM's outbound network ({first_line(error)[:200]})",
+                                   code="EndpointUnreachable")
         if isinstance(error, OSError):
-            return BlobSyncError(f"local error while {doing}: {error.strerror or error}", code="LocalFile")
+            return MirrorSyncError(f"local error while {doing}: {error.strerror or error}", code="LocalFile")
         return None
 
 
@@ -270,15 +270,15 @@ def blob_store_for(system: "SystemConfig", *, url: Optional[str] = None, credent
     container = (system.raw.get(CONTAINER_KEY) or "").strip()
     missing = [key for key, value in ((ACCOUNT_KEY, account), (CONTAINER_KEY, container)) if not value]
     if missing:
-        raise BlobSyncError(f"{' and '.join(missing)}: expected the stack's storage account and blob container in "
-                            f"system.env on DR_CLOUD={system.cloud}, got none (redeploy with `pulumi up --stack "
-                            "azure`, which writes them)", code="NotConfigured")
+        raise MirrorSyncError(f"{' and '.join(missing)}: expected the stack's storage account and blob container in "
+                              f"system.env on DR_CLOUD={system.cloud}, got none (redeploy with `pulumi up --stack "
+                              "azure`, which writes them)", code="NotConfigured")
     if not _ACCOUNT.fullmatch(account):
-        raise BlobSyncError(f"{ACCOUNT_KEY}: expected a storage account name (3-24 lowercase letters and digits), "
-                            f"got {account!r}", code="NotConfigured")
+        raise MirrorSyncError(f"{ACCOUNT_KEY}: expected a storage account name (3-24 lowercase letters and digits), "
+                              f"got {account!r}", code="NotConfigured")
     if not _CONTAINER.fullmatch(container):
-        raise BlobSyncError(f"{CONTAINER_KEY}: expected a blob container name (3-63 lowercase letters, digits and "
-                            f"single hyphens), got {container!r}", code="NotConfigured")
+        raise MirrorSyncError(f"{CONTAINER_KEY}: expected a blob container name (3-63 lowercase letters, digits and "
+                              f"single hyphens), got {container!r}", code="NotConfigured")
     return BlobStore(url or account_url(account), container, credential, **options)
 
 

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Callable, Optional
 
 from session.core.pricing import COST_SETTINGS_KEY, MONTHLY_BUDGET_FIELD
 from session.storage.blob import BlobStore, blob_store_for
-from session.storage.mirror_sync import BlobSyncError
+from session.storage.mirror_sync import MirrorSyncError
 from session.storage.s3 import ObjectNotFound, StorageError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -40,7 +40,7 @@ def read_monthly_budget(system: "SystemConfig", storage: Callable[[], "Storage"]
                         blob: Optional[Callable[[], BlobStore]] = None) -> Optional[float]:
     """The stack's monthly budget: from the working bucket on AWS, from the blob container on Azure (MinIO holds
     the models there, the stack writes to Blob); None locally, or when the stack wrote no settings (an older
-    stack) or no budget. StorageError (or BlobSyncError) when the object cannot be read."""
+    stack) or no budget. StorageError (or MirrorSyncError) when the object cannot be read."""
     if system.cloud == "aws":
         try:
             return parse_cost_settings(storage().get_bytes(COST_SETTINGS_KEY), storage().url(COST_SETTINGS_KEY))
@@ -50,7 +50,7 @@ def read_monthly_budget(system: "SystemConfig", storage: Callable[[], "Storage"]
         store = blob() if blob is not None else blob_store_for(system)
         try:
             data = b"".join(store.chunks(COST_SETTINGS_KEY))
-        except BlobSyncError as error:
+        except MirrorSyncError as error:
             if error.code == "BlobNotFound":
                 return None
             raise

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Callable, Iterator, Sequence
 
-from session.storage.mirror_sync import BlobInfo, Digests, Mirror
+from session.storage.mirror_sync import Digests, Mirror, MirrorObject
 
 
 class FolderMirror:
@@ -32,7 +32,7 @@ class FolderMirror:
     def url_of(self, name: str = "") -> str:
         return self.inner.url_of(self.folder + name)
 
-    def list(self, prefix: str = "") -> Iterator[BlobInfo]:
+    def list(self, prefix: str = "") -> Iterator[MirrorObject]:
         for info in self.inner.list(self.folder + prefix):
             yield replace(info, name=info.name[len(self.folder):])
 

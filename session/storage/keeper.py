@@ -25,11 +25,11 @@ from session.core.console import Say
 from session.storage.blob import BlobStore, blob_store_for, is_azure
 from session.storage.folder_mirror import FolderMirror
 from session.storage.mirror_sync import (
-    BlobSyncError,
     Mirror,
+    MirrorSyncError,
     SyncReport,
     prefix_folder,
-    restore_prefix_from_blob,
+    restore_prefix_from_mirror,
     sync_all,
     sync_each,
 )
@@ -56,8 +56,8 @@ def mirror_for(system: "SystemConfig", *, credential: Any = None, endpoint_url: 
         return blob_store_for(system, credential=credential, url=endpoint_url)
     url = (system.model_copy_url or "").rstrip("/")
     if system.cloud != "local" or not url:
-        raise BlobSyncError(f"{COPY_URL_KEY}: DR_CLOUD={system.cloud} keeps no copy of its models (only azure "
-                            "hosts, and local machines with DR_MODEL_COPY_URL set, do)", code="NoMirror")
+        raise MirrorSyncError(f"{COPY_URL_KEY}: DR_CLOUD={system.cloud} keeps no copy of its models (only azure "
+                              "hosts, and local machines with DR_MODEL_COPY_URL set, do)", code="NoMirror")
     target, folder = _split_copy_url(url)
     found = _copy_target(system, target, credential=credential, endpoint_url=endpoint_url)
     return FolderMirror(found, folder) if folder else found
@@ -81,10 +81,10 @@ def _copy_target(system: "SystemConfig", url: str, *, credential: Any, endpoint_
             from azure.identity import DefaultAzureCredential  # start-up: the Azure SDK loads only for this copy
         except ImportError:
             # A URL set in system.env after the prepare ran: the bootstrap installs the SDK only when it sees one.
-            raise BlobSyncError(f"{COPY_URL_KEY}: a blob container needs the Azure SDK, which this Python lacks: "
-                                "/opt/deepracer/venv/bin/pip install 'azure-identity>=1.17' "
-                                "'azure-storage-blob>=12.20' (or run `infra.local_prepare` again)",
-                                code="NoAzureSdk") from None
+            raise MirrorSyncError(f"{COPY_URL_KEY}: a blob container needs the Azure SDK, which this Python lacks: "
+                                  "/opt/deepracer/venv/bin/pip install 'azure-identity>=1.17' "
+                                  "'azure-storage-blob>=12.20' (or run `infra.local_prepare` again)",
+                                  code="NoAzureSdk") from None
         # A PC has no managed identity; asking for one would only add a timeout before the useful answers.
         credential = DefaultAzureCredential(exclude_managed_identity_credential=True)
     return BlobStore(endpoint_url or account_url, container, credential,
@@ -94,10 +94,10 @@ def _copy_target(system: "SystemConfig", url: str, *, credential: Any, endpoint_
 def require_mirror(system: "SystemConfig", command: str) -> None:
     """For commands that only make sense with a copy beyond the working bucket (`sync-models`, `models restore`)."""
     if not has_mirror(system):
-        raise BlobSyncError(f"`deepracer {command}` copies models between this host's MinIO and where they are kept "
-                            f"beyond it: an Azure host's blob container, or on DR_CLOUD=local the bucket or "
-                            f"container {COPY_URL_KEY} names; this host has DR_CLOUD={system.cloud}"
-                            + (f" and no {COPY_URL_KEY}" if system.cloud == "local" else
+        raise MirrorSyncError(f"`deepracer {command}` copies models between this host's MinIO and where they are kept "
+                              f"beyond it: an Azure host's blob container, or on DR_CLOUD=local the bucket or "
+                              f"container {COPY_URL_KEY} names; this host has DR_CLOUD={system.cloud}"
+                              + (f" and no {COPY_URL_KEY}" if system.cloud == "local" else
                                ", whose models are in the working bucket already"), code="NoMirror")
 
 
@@ -158,10 +158,10 @@ class Keeper:
         if not mirror.has_objects(folder):
             return
         if not overwrite:
-            raise BlobSyncError(f"{mirror.url_of(folder)} already holds a model (kept from an earlier run or VM); "
-                                f"`deepracer models restore {folder.rstrip('/')}` brings it back, set a new "
-                                "DR_LOCAL_S3_MODEL_PREFIX (`deepracer increment` does it), or pass --overwrite to "
-                                "delete it", code="TargetNotEmpty")
+            raise MirrorSyncError(f"{mirror.url_of(folder)} already holds a model (kept from an earlier run or VM); "
+                                  f"`deepracer models restore {folder.rstrip('/')}` brings it back, set a new "
+                                  "DR_LOCAL_S3_MODEL_PREFIX (`deepracer increment` does it), or pass --overwrite to "
+                                  "delete it", code="TargetNotEmpty")
         names = [info.name for info in mirror.list(folder)]
         mirror.delete(names)
         say(f"--overwrite: deleted {len(names)} objects under {mirror.url_of(folder)}")
@@ -183,7 +183,7 @@ def ensure_in_minio(storage: Storage, mirror: Mirror, prefix: str, *, say: Say =
     if not mirror.has_objects(folder):
         return None
     say(f"{storage.url(folder)} is not in MinIO: restoring it from {mirror.url_of(folder)}")
-    report = restore_prefix_from_blob(mirror, storage, folder)
+    report = restore_prefix_from_mirror(mirror, storage, folder)
     say(report.summary())
     return report
 

@@ -17,7 +17,7 @@ BLOCK_SIZE pieces: a checkpoint never sits whole in memory. A blob is committed 
 the source's size (and its MD5 where the ETag is one); a restored object only when they match the blob's
 SHA-256. Nothing in Blob is deleted unless `delete=True`; nothing in MinIO is overwritten unless `overwrite=True`.
 
-Every failure leaves as a `BlobSyncError` whose text is one line a user can act on.
+Every failure leaves as a `MirrorSyncError` whose text is one line a user can act on.
 """
 
 from __future__ import annotations
@@ -70,7 +70,7 @@ _MD5 = re.compile(r"[0-9a-f]{32}")  # a single-part upload's ETag (MinIO without
 _CHECKPOINT_FILE = re.compile(r"model/(\d+)_Step-\d+\.ckpt\.")  # one of a checkpoint's three files
 
 
-class BlobSyncError(DeepracerError):
+class MirrorSyncError(DeepracerError):
     """A failure to keep or restore a model in its mirror (Blob, or a copy bucket); `str()` is one line for the user."""
 
     def __init__(self, message: str, code: str = "") -> None:
@@ -79,7 +79,7 @@ class BlobSyncError(DeepracerError):
 
 
 @dataclass(frozen=True)
-class BlobInfo:
+class MirrorObject:
     name: str
     size: int
     sha256: str = ""  # our metadata: hex digest of the content
@@ -122,7 +122,7 @@ class Mirror(Protocol):
 
     def url_of(self, name: str = "") -> str: ...
 
-    def list(self, prefix: str = "") -> Iterator["BlobInfo"]: ...
+    def list(self, prefix: str = "") -> Iterator["MirrorObject"]: ...
 
     def has_objects(self, prefix: str) -> bool: ...
 
@@ -156,9 +156,9 @@ class Digests:
 
 # -- MinIO -> mirror ----------------------------------------------------------------------------------------
 
-def sync_prefix_to_blob(storage: Storage, blob: Mirror, prefix: str, *, delete: bool = False,
-                        deadline: Optional[datetime] = None,
-                        now: Optional[Callable[[], datetime]] = None) -> SyncReport:
+def sync_prefix_to_mirror(storage: Storage, mirror: Mirror, prefix: str, *, delete: bool = False,
+                          deadline: Optional[datetime] = None,
+                          now: Optional[Callable[[], datetime]] = None) -> SyncReport:
     """Copy the new and changed objects of a model prefix from MinIO to blobs of the same names.
 
     Blobs the prefix no longer holds in MinIO (checkpoints the trainer pruned, say) stay unless `delete`. An
@@ -171,7 +171,7 @@ def sync_prefix_to_blob(storage: Storage, blob: Mirror, prefix: str, *, delete: 
     """
     folder = prefix_folder(prefix)
     clock = now or (lambda: datetime.now(timezone.utc))
-    report = SyncReport(source=storage.url(folder), target=blob.url_of(folder))
+    report = SyncReport(source=storage.url(folder), target=mirror.url_of(folder))
     seen = _objects(storage, folder, report)
 
     def expired() -> bool:
@@ -180,18 +180,18 @@ def sync_prefix_to_blob(storage: Storage, blob: Mirror, prefix: str, *, delete: 
     if expired():
         report.left = sorted(seen)
         return report._sort()
-    blobs = {info.name[len(folder):]: info for info in blob.list(folder)}
+    blobs = {info.name[len(folder):]: info for info in mirror.list(folder)}
     if delete and blobs and not seen:
-        raise BlobSyncError(f"{storage.url(folder)} holds nothing: refusing to delete its {len(blobs)} blobs under "
-                            f"{blob.url_of(folder)} (`deepracer models restore {folder.rstrip('/')}` brings them back)",
-                            code="EmptySource")
+        raise MirrorSyncError(f"{storage.url(folder)} holds nothing: refusing to delete its {len(blobs)} blobs "
+                              f"under {mirror.url_of(folder)} (`deepracer models restore {folder.rstrip('/')}` brings "
+                              "them back)", code="EmptySource")
 
     def copy_up(rel: str) -> None:
         if expired():
             with _REPORT_LOCK:
                 report.left.append(rel)
             return
-        _copy_up(storage, blob, folder, rel, seen[rel], blobs.get(rel), report)
+        _copy_up(storage, mirror, folder, rel, seen[rel], blobs.get(rel), report)
 
     checkpoints, model, rest = copy_order(seen)
     for group in (*checkpoints, model):
@@ -210,7 +210,7 @@ def sync_prefix_to_blob(storage: Storage, blob: Mirror, prefix: str, *, delete: 
     parallel(copy_up, rest)
     report.target_only = sorted(set(blobs) - set(seen))
     if delete and report.target_only:
-        blob.delete([folder + rel for rel in report.target_only])
+        mirror.delete([folder + rel for rel in report.target_only])
         report.deleted = list(report.target_only)
     return report._sort()
 
@@ -244,8 +244,8 @@ def copy_order(rels: Iterable[str]) -> tuple[list[list[str]], list[str], list[st
     return [*groups, *([others] if others else [])], model, logs + rest
 
 
-def _copy_up(storage: Storage, blob: Mirror, folder: str, rel: str, source: ObjectInfo,
-             existing: Optional[BlobInfo], report: SyncReport) -> None:
+def _copy_up(storage: Storage, mirror: Mirror, folder: str, rel: str, source: ObjectInfo,
+             existing: Optional[MirrorObject], report: SyncReport) -> None:
     key = folder + rel
     if existing is not None and existing.size == source.size:
         if source.etag and existing.source_etag == source.etag:
@@ -258,7 +258,7 @@ def _copy_up(storage: Storage, blob: Mirror, folder: str, rel: str, source: Obje
             return
         if stat.sha256 and stat.sha256 == existing.sha256:
             # Same content from another MinIO object (a restore wrote it): remember this one, skip the reread.
-            blob.set_metadata(key, {SHA256_METADATA: stat.sha256, SOURCE_ETAG_METADATA: stat.etag})
+            mirror.set_metadata(key, {SHA256_METADATA: stat.sha256, SOURCE_ETAG_METADATA: stat.etag})
             report.unchanged.append(rel)
             return
     with s3_errors(storage, f"reading {storage.url(key)}", key):
@@ -279,15 +279,15 @@ def _copy_up(storage: Storage, blob: Mirror, folder: str, rel: str, source: Obje
 
     def verify(digests: Digests) -> None:
         if digests.size != length:
-            raise BlobSyncError(f"read {digests.size} bytes of {storage.url(key)} instead of {length}; "
-                                f"{blob.url_of(key)} left as it was, try again", code="ChecksumMismatch")
+            raise MirrorSyncError(f"read {digests.size} bytes of {storage.url(key)} instead of {length}; "
+                                  f"{mirror.url_of(key)} left as it was, try again", code="ChecksumMismatch")
         if _MD5.fullmatch(etag) and digests.md5.hexdigest() != etag:
-            raise BlobSyncError(f"{storage.url(key)} read back with MD5 {digests.md5.hexdigest()[:12]}…, its ETag "
-                                f"says {etag[:12]}…; {blob.url_of(key)} left as it was, try again",
-                                code="ChecksumMismatch")
+            raise MirrorSyncError(f"{storage.url(key)} read back with MD5 {digests.md5.hexdigest()[:12]}…, its ETag "
+                                  f"says {etag[:12]}…; {mirror.url_of(key)} left as it was, try again",
+                                  code="ChecksumMismatch")
 
     try:
-        blob.put_stream(key, read, metadata={SOURCE_ETAG_METADATA: etag}, verify=verify,
+        mirror.put_stream(key, read, metadata={SOURCE_ETAG_METADATA: etag}, verify=verify,
                         content_type=response.get("ContentType") or "")
     finally:
         body.close()
@@ -298,29 +298,29 @@ def _copy_up(storage: Storage, blob: Mirror, folder: str, rel: str, source: Obje
 
 # -- mirror -> MinIO ----------------------------------------------------------------------------------------
 
-def restore_prefix_from_blob(blob: Mirror, storage: Storage, prefix: str, *,
-                             overwrite: bool = False) -> SyncReport:
+def restore_prefix_from_mirror(mirror: Mirror, storage: Storage, prefix: str, *,
+                               overwrite: bool = False) -> SyncReport:
     """Copy a prefix's blobs that MinIO lacks back into MinIO, with the sha256 metadata `Storage` writes.
 
     An object MinIO holds with other content is left alone and reported as a conflict unless `overwrite`. Every
     object is checked against the blob's SHA-256 before it appears: a mismatch leaves MinIO as it was.
     """
     folder = prefix_folder(prefix)
-    report = SyncReport(source=blob.url_of(folder), target=storage.url(folder))
-    blobs: dict[str, BlobInfo] = {}
-    for info in blob.list(folder):
+    report = SyncReport(source=mirror.url_of(folder), target=storage.url(folder))
+    blobs: dict[str, MirrorObject] = {}
+    for info in mirror.list(folder):
         rel = info.name[len(folder):]
         if rel in SYNC_MARKERS:
             report.skipped.append(rel)
         elif rel and not rel.endswith("/"):
             blobs[rel] = info
     if not blobs:
-        raise BlobSyncError(f"nothing to restore: {blob.url_of(folder)} holds no blobs (`deepracer sync-models` "
-                            "keeps a prefix there)", code="NothingToRestore")
+        raise MirrorSyncError(f"nothing to restore: {mirror.url_of(folder)} holds no blobs (`deepracer sync-models` "
+                              "keeps a prefix there)", code="NothingToRestore")
     objects = {info.key[len(folder):]: info for info in storage.list_objects(folder)}
 
     def copy_down(rel: str) -> None:
-        _copy_down(blob, storage, folder, rel, blobs[rel], objects.get(rel), overwrite, report)
+        _copy_down(mirror, storage, folder, rel, blobs[rel], objects.get(rel), overwrite, report)
 
     parallel(copy_down, [rel for rel in sorted(blobs) if rel not in POINTERS])
     for rel in POINTERS:
@@ -330,7 +330,7 @@ def restore_prefix_from_blob(blob: Mirror, storage: Storage, prefix: str, *,
     return report._sort()
 
 
-def _copy_down(blob: Mirror, storage: Storage, folder: str, rel: str, source: BlobInfo,
+def _copy_down(mirror: Mirror, storage: Storage, folder: str, rel: str, source: MirrorObject,
                existing: Optional[ObjectInfo], overwrite: bool, report: SyncReport) -> None:
     key = folder + rel
     if existing is not None:
@@ -343,15 +343,15 @@ def _copy_down(blob: Mirror, storage: Storage, folder: str, rel: str, source: Bl
         if not overwrite:
             report.conflicts.append(rel)
             return
-    pieces = blob.chunks(key)
+    pieces = mirror.chunks(key)
 
     def verify(digests: Digests) -> None:
         actual = digests.sha256.hexdigest()
         if digests.size != source.size or (source.sha256 and actual != source.sha256):
-            raise BlobSyncError(f"{blob.url_of(key)} read back as {digests.size} bytes with SHA-256 "
-                                f"{actual[:12]}…, its listing says {source.size} bytes and "
-                                f"{source.sha256[:12] or 'no SHA-256'}…; {storage.url(key)} left as it was",
-                                code="ChecksumMismatch")
+            raise MirrorSyncError(f"{mirror.url_of(key)} read back as {digests.size} bytes with SHA-256 "
+                                  f"{actual[:12]}…, its listing says {source.size} bytes and "
+                                  f"{source.sha256[:12] or 'no SHA-256'}…; {storage.url(key)} left as it was",
+                                  code="ChecksumMismatch")
 
     metadata = {SHA256_METADATA: source.sha256} if source.sha256 else {}
     put_object(storage, key, Reader(pieces), metadata, source.content_type, verify)
@@ -418,16 +418,16 @@ class Reader:
         return data
 
 
-def sync_all(storage: Storage, blob: Mirror, *, delete: bool = False, say: Say = console.say) -> list[SyncReport]:
+def sync_all(storage: Storage, mirror: Mirror, *, delete: bool = False, say: Say = console.say) -> list[SyncReport]:
     """Every top-level folder of MinIO's bucket (models, custom_files ...) to Blob: before the VM goes away."""
-    return sync_each(storage, blob, storage.list_prefixes(""), say, delete=delete)
+    return sync_each(storage, mirror, storage.list_prefixes(""), say, delete=delete)
 
 
-def sync_each(storage: Storage, blob: Mirror, prefixes: Sequence[str], say: Say, delete: bool = False,
+def sync_each(storage: Storage, mirror: Mirror, prefixes: Sequence[str], say: Say, delete: bool = False,
                deadline: Optional[datetime] = None, now: Optional[Callable[[], datetime]] = None) -> list[SyncReport]:
     reports = []
     for prefix in prefixes:
-        report = sync_prefix_to_blob(storage, blob, prefix, delete=delete, deadline=deadline, now=now)
+        report = sync_prefix_to_mirror(storage, mirror, prefix, delete=delete, deadline=deadline, now=now)
         say(report.summary())
         reports.append(report)
     return reports
@@ -438,8 +438,8 @@ def sync_each(storage: Storage, blob: Mirror, prefixes: Sequence[str], say: Say,
 def prefix_folder(prefix: str) -> str:
     folder = prefix.strip("/")
     if not folder:
-        raise BlobSyncError("name a model prefix (e.g. rl-deepracer-sagemaker): syncing a whole bucket is not "
-                            "what this does", code="NoPrefix")
+        raise MirrorSyncError("name a model prefix (e.g. rl-deepracer-sagemaker): syncing a whole bucket is not "
+                              "what this does", code="NoPrefix")
     return folder + "/"
 
 
@@ -464,7 +464,7 @@ def _objects(storage: Storage, folder: str, report: Optional[SyncReport], base: 
 def s3_errors(storage: Storage, doing: str, key: str) -> Iterator[None]:
     try:
         yield
-    except (StorageError, BlobSyncError):
+    except (StorageError, MirrorSyncError):
         raise
     except Exception as error:  # only botocore's and the OS's errors are translated
         mapped = storage_error(error, doing, bucket=storage.bucket, key=key, region=storage.region,

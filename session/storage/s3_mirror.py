@@ -15,7 +15,7 @@ from __future__ import annotations
 import functools
 from typing import Any, Callable, Iterator, Optional, Sequence
 
-from session.storage.mirror_sync import SOURCE_ETAG_METADATA, BlobInfo, Digests, Reader, put_object, s3_errors
+from session.storage.mirror_sync import SOURCE_ETAG_METADATA, Digests, MirrorObject, Reader, put_object, s3_errors
 from session.storage.s3 import PART_SIZE, SHA256_METADATA, ObjectInfo, ObjectNotFound, Storage, run_parallel
 
 _CHUNK = 4 * 1024 * 1024  # a download's read size, as BlobStore's ranges
@@ -42,7 +42,7 @@ class S3Mirror:
 
     # -- looking ------------------------------------------------------------------------------------------------
 
-    def list(self, prefix: str = "") -> Iterator[BlobInfo]:
+    def list(self, prefix: str = "") -> Iterator[MirrorObject]:
         """Every object under `prefix` with our metadata; one gone between the listing and its head is left out
         (a sync deleting at the same time)."""
         objects = [info for info in self.storage.list_objects(prefix) if not info.key.endswith("/")]
@@ -99,7 +99,7 @@ class S3Mirror:
 
     # -- helpers ------------------------------------------------------------------------------------------------
 
-    def _head(self, info: ObjectInfo) -> Optional[BlobInfo]:
+    def _head(self, info: ObjectInfo) -> Optional[MirrorObject]:
         storage = self.storage
         try:
             with s3_errors(storage, f"reading {self.url_of(info.key)}", info.key):
@@ -107,6 +107,6 @@ class S3Mirror:
         except ObjectNotFound:
             return None
         metadata = {key.lower(): value for key, value in (head.get("Metadata") or {}).items()}
-        return BlobInfo(name=info.key, size=int(head.get("ContentLength", info.size)),
+        return MirrorObject(name=info.key, size=int(head.get("ContentLength", info.size)),
                         sha256=metadata.get(SHA256_METADATA, ""), source_etag=metadata.get(SOURCE_ETAG_METADATA, ""),
                         content_type=head.get("ContentType", "") or "")

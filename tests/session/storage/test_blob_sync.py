@@ -34,10 +34,10 @@ from session.storage.folder_mirror import FolderMirror
 from session.storage.keeper import prefixes_to_sync, sync_running
 from session.storage.mirror_sync import (
     BLOCK_SIZE,
-    BlobSyncError,
-    restore_prefix_from_blob,
+    MirrorSyncError,
+    restore_prefix_from_mirror,
     sync_all,
-    sync_prefix_to_blob,
+    sync_prefix_to_mirror,
 )
 from tests.azure_fakes import ACCOUNT, azure_cert, azure_imds, azurite  # noqa: F401 - fixtures
 from tests.shared_data import LOGS
@@ -124,7 +124,7 @@ def synced(files: dict[str, bytes]) -> list[str]:
 # -- up -----------------------------------------------------------------------------------------------------------
 
 def test_sync_copies_the_model_prefix_with_content_hashes_and_skips_the_run_markers(storage, blob, container, model):
-    report = sync_prefix_to_blob(storage, blob, PREFIX)
+    report = sync_prefix_to_mirror(storage, blob, PREFIX)
 
     assert report.added == synced(model) and report.changed == [] and report.unchanged == []
     assert report.skipped == sorted(MARKERS)
@@ -141,10 +141,10 @@ def test_sync_copies_the_model_prefix_with_content_hashes_and_skips_the_run_mark
 
 def test_a_second_sync_copies_nothing_and_a_changed_object_alone_is_copied(storage, blob, container, model,
                                                                             s3_client):
-    sync_prefix_to_blob(storage, blob, PREFIX)
+    sync_prefix_to_mirror(storage, blob, PREFIX)
     before = blob_etags(container)
 
-    again = sync_prefix_to_blob(storage, blob, PREFIX)
+    again = sync_prefix_to_mirror(storage, blob, PREFIX)
     assert again.transferred == [] and again.unchanged == synced(model) and again.bytes_copied == 0
     assert blob_etags(container) == before
 
@@ -153,7 +153,7 @@ def test_a_second_sync_copies_nothing_and_a_changed_object_alone_is_copied(stora
     same_size = b"2_Step-3000.ckpt\n"  # the same length as before: the content, not the size, tells
     assert len(same_size) == len(model["model/.coach_checkpoint"])
     s3_client.put_object(Bucket=storage.bucket, Key=f"{PREFIX}/model/.coach_checkpoint", Body=same_size)
-    third = sync_prefix_to_blob(storage, blob, PREFIX)
+    third = sync_prefix_to_mirror(storage, blob, PREFIX)
 
     assert third.changed == ["metrics/TrainingMetrics.json", "model/.coach_checkpoint"] and third.added == []
     after = blob_etags(container)
@@ -163,27 +163,27 @@ def test_a_second_sync_copies_nothing_and_a_changed_object_alone_is_copied(stora
 
 
 def test_blobs_gone_from_minio_stay_unless_delete_is_asked(storage, blob, container, model, s3_client):
-    sync_prefix_to_blob(storage, blob, PREFIX)
+    sync_prefix_to_mirror(storage, blob, PREFIX)
     pruned = ["model/0_Step-1000.ckpt.index", "model/0_Step-1000.ckpt.meta"]  # the trainer keeps the newest 4
     for rel in pruned:
         s3_client.delete_object(Bucket=storage.bucket, Key=f"{PREFIX}/{rel}")
 
-    kept = sync_prefix_to_blob(storage, blob, PREFIX)
+    kept = sync_prefix_to_mirror(storage, blob, PREFIX)
     assert kept.target_only == pruned and kept.deleted == []
     assert {f"{PREFIX}/{rel}" for rel in pruned} <= set(blob_etags(container))
 
-    deleted = sync_prefix_to_blob(storage, blob, PREFIX, delete=True)
+    deleted = sync_prefix_to_mirror(storage, blob, PREFIX, delete=True)
     assert deleted.deleted == pruned and "deleted" in deleted.summary()
     assert not {f"{PREFIX}/{rel}" for rel in pruned} & set(blob_etags(container))
 
 
 def test_delete_refuses_when_minio_holds_nothing_of_the_prefix(storage, blob, container, model, s3_client):
     """A fresh VM's empty MinIO must not read as "everything was deleted"."""
-    sync_prefix_to_blob(storage, blob, PREFIX)
+    sync_prefix_to_mirror(storage, blob, PREFIX)
     for rel in model:
         s3_client.delete_object(Bucket=storage.bucket, Key=f"{PREFIX}/{rel}")
-    with pytest.raises(BlobSyncError, match=rf"holds nothing: refusing to delete its {len(synced(model))} blobs"):
-        sync_prefix_to_blob(storage, blob, PREFIX, delete=True)
+    with pytest.raises(MirrorSyncError, match=rf"holds nothing: refusing to delete its {len(synced(model))} blobs"):
+        sync_prefix_to_mirror(storage, blob, PREFIX, delete=True)
     assert len(blob_etags(container)) == len(synced(model))
 
 
@@ -198,22 +198,22 @@ def test_sync_all_takes_every_top_level_folder(storage, blob, container, model, 
 def test_only_the_named_prefix_moves_never_a_neighbour_or_the_whole_bucket(storage, blob, container, model,
                                                                           s3_client):
     s3_client.put_object(Bucket=storage.bucket, Key=f"{PREFIX}0/model/other.json", Body=b"{}")
-    sync_prefix_to_blob(storage, blob, f"/{PREFIX}/")
+    sync_prefix_to_mirror(storage, blob, f"/{PREFIX}/")
     assert not any(name.startswith(f"{PREFIX}0/") for name in blob_etags(container))
-    with pytest.raises(BlobSyncError, match="name a model prefix"):
-        sync_prefix_to_blob(storage, blob, "/")
+    with pytest.raises(MirrorSyncError, match="name a model prefix"):
+        sync_prefix_to_mirror(storage, blob, "/")
 
 
 def test_a_folder_in_the_container_holds_the_copy_by_the_same_names(storage, blob, container, model):
     """A local machine's DR_MODEL_COPY_URL=https://…/container/folder (session.storage.folder_mirror)."""
     container.upload_blob("photos/cat.jpg", b"jpeg")
     mirror = FolderMirror(blob, "deepracer/models")
-    report = sync_prefix_to_blob(storage, mirror, PREFIX)
+    report = sync_prefix_to_mirror(storage, mirror, PREFIX)
     assert report.added == synced(model)
     names = sorted(item.name for item in container.list_blobs())
     assert names == sorted(["photos/cat.jpg", *(f"deepracer/models/{PREFIX}/{rel}" for rel in synced(model))])
     assert report.summary().startswith(f"s3://{storage.bucket}/{PREFIX}/ -> {blob.url}/deepracer/models/{PREFIX}/: ")
-    again = sync_prefix_to_blob(storage, mirror, PREFIX)
+    again = sync_prefix_to_mirror(storage, mirror, PREFIX)
     assert again.transferred == [] and again.unchanged == synced(model)
 
 
@@ -222,9 +222,9 @@ def test_a_folder_in_the_container_holds_the_copy_by_the_same_names(storage, blo
 def test_restore_into_an_empty_bucket_gives_identical_bytes(storage, blob, model, make_bucket, s3_server, s3_client):
     from session.storage.s3 import Storage
 
-    sync_prefix_to_blob(storage, blob, PREFIX)
+    sync_prefix_to_mirror(storage, blob, PREFIX)
     with Storage(make_bucket("fresh-vm"), endpoint_url=s3_server, access_key="testing", secret_key="testing") as fresh:
-        report = restore_prefix_from_blob(blob, fresh, PREFIX)
+        report = restore_prefix_from_mirror(blob, fresh, PREFIX)
 
         assert report.added == synced(model) and report.conflicts == [] and report.target_only == []
         restored = bucket_bytes(s3_client, fresh.bucket)
@@ -233,29 +233,29 @@ def test_restore_into_an_empty_bucket_gives_identical_bytes(storage, blob, model
         assert fresh.stat(checkpoint).sha256 == hashlib.sha256(model["model/1_Step-2000.ckpt.meta"]).hexdigest()
 
         # Syncing the restored copy back recognises every object by its SHA-256, without copying anything.
-        back = sync_prefix_to_blob(fresh, blob, PREFIX)
+        back = sync_prefix_to_mirror(fresh, blob, PREFIX)
         assert back.transferred == [] and back.unchanged == synced(model)
 
 
 def test_restore_leaves_different_objects_alone_unless_overwrite(storage, blob, model, s3_client):
-    sync_prefix_to_blob(storage, blob, PREFIX)
+    sync_prefix_to_mirror(storage, blob, PREFIX)
     mine = b"def reward_function(params):\n    return 2.0\n"
     s3_client.put_object(Bucket=storage.bucket, Key=f"{PREFIX}/reward_function.py", Body=mine)
     s3_client.delete_object(Bucket=storage.bucket, Key=f"{PREFIX}/ip/hyperparameters.json")
 
-    report = restore_prefix_from_blob(blob, storage, PREFIX)
+    report = restore_prefix_from_mirror(blob, storage, PREFIX)
     assert report.added == ["ip/hyperparameters.json"] and report.conflicts == ["reward_function.py"]
     assert "--overwrite replaces them" in report.summary()
     assert bucket_bytes(s3_client, storage.bucket)["reward_function.py"] == mine
 
-    forced = restore_prefix_from_blob(blob, storage, PREFIX, overwrite=True)
+    forced = restore_prefix_from_mirror(blob, storage, PREFIX, overwrite=True)
     assert forced.changed == ["reward_function.py"]
     assert bucket_bytes(s3_client, storage.bucket)["reward_function.py"] == model["reward_function.py"]
 
 
 def test_restore_of_a_prefix_blob_does_not_hold_says_so(storage, blob):
-    with pytest.raises(BlobSyncError, match=r"nothing to restore: .*/rl-nowhere/ holds no blobs"):
-        restore_prefix_from_blob(blob, storage, "rl-nowhere")
+    with pytest.raises(MirrorSyncError, match=r"nothing to restore: .*/rl-nowhere/ holds no blobs"):
+        restore_prefix_from_mirror(blob, storage, "rl-nowhere")
 
 
 def test_a_blob_whose_bytes_do_not_match_its_sha256_is_not_restored(storage, blob, container, model, s3_client,
@@ -264,13 +264,13 @@ def test_a_blob_whose_bytes_do_not_match_its_sha256_is_not_restored(storage, blo
 
     big = _checkpoint_bytes("big", 2 * BLOCK_SIZE + 5)
     s3_client.put_object(Bucket=storage.bucket, Key=f"{PREFIX}/model/2_Step-3000.ckpt.data-00000-of-00001", Body=big)
-    sync_prefix_to_blob(storage, blob, PREFIX)
+    sync_prefix_to_mirror(storage, blob, PREFIX)
     for rel in ("ip/hyperparameters.json", "model/2_Step-3000.ckpt.data-00000-of-00001"):  # one request, multipart
         client = container.get_blob_client(f"{PREFIX}/{rel}")
         client.set_blob_metadata({**client.get_blob_properties().metadata, "sha256": "0" * 64})
     with Storage(make_bucket("fresh-vm"), endpoint_url=s3_server, access_key="testing", secret_key="testing") as fresh:
-        with pytest.raises(BlobSyncError, match="SHA-256 .* left as it was") as raised:
-            restore_prefix_from_blob(blob, fresh, PREFIX)
+        with pytest.raises(MirrorSyncError, match="SHA-256 .* left as it was") as raised:
+            restore_prefix_from_mirror(blob, fresh, PREFIX)
         assert "\n" not in str(raised.value)
         restored = bucket_bytes(s3_client, fresh.bucket)
         assert "ip/hyperparameters.json" not in restored
@@ -321,10 +321,10 @@ def _transfer_peaks(blob, s3, outside_s3: str, prefix: str, blocks: int) -> tupl
         minio.check_bucket(), fresh.check_bucket()  # the clients' own set-up is not what is measured
         tracemalloc.start()
         try:
-            sync_prefix_to_blob(minio, blob, prefix)
+            sync_prefix_to_mirror(minio, blob, prefix)
             _, peak_up = tracemalloc.get_traced_memory()
             tracemalloc.reset_peak()
-            restore_prefix_from_blob(blob, fresh, prefix)
+            restore_prefix_from_mirror(blob, fresh, prefix)
             _, peak_down = tracemalloc.get_traced_memory()
         finally:
             tracemalloc.stop()
@@ -358,8 +358,8 @@ def test_a_wrong_key_is_one_line_naming_the_managed_identity_and_its_role(azurit
     wrong = BlobStore(azurite.url, container.container_name,
                       {"account_name": ACCOUNT, "account_key": DEV_KEY[:-8] + "AAAAAAA="},
                       connection_verify=str(azurite.cert), max_attempts=1)
-    with pytest.raises(BlobSyncError) as raised:
-        sync_prefix_to_blob(storage, wrong, PREFIX)
+    with pytest.raises(MirrorSyncError) as raised:
+        sync_prefix_to_mirror(storage, wrong, PREFIX)
     message = str(raised.value)
     assert "\n" not in message
     assert "this VM's managed identity needs the Storage Blob Data Contributor role" in message
@@ -373,8 +373,8 @@ def test_an_unreachable_endpoint_is_one_line_naming_the_url(storage, model):
         port = probe.getsockname()[1]
     url = f"https://127.0.0.1:{port}/{ACCOUNT}"
     nowhere = BlobStore(url, "models", {"account_name": ACCOUNT, "account_key": DEV_KEY}, max_attempts=1)
-    with pytest.raises(BlobSyncError) as raised:
-        sync_prefix_to_blob(storage, nowhere, PREFIX)
+    with pytest.raises(MirrorSyncError) as raised:
+        sync_prefix_to_mirror(storage, nowhere, PREFIX)
     assert "\n" not in str(raised.value)
     assert str(raised.value).startswith(f"the blob endpoint {url} cannot be reached while listing")
 
@@ -382,14 +382,14 @@ def test_an_unreachable_endpoint_is_one_line_naming_the_url(storage, model):
 def test_a_host_without_the_azure_sdk_is_told_how_to_get_it(monkeypatch):
     monkeypatch.setitem(sys.modules, "azure.storage.blob", None)  # what `import` sees when it is not installed
     store = BlobStore("https://deepracer1a2b.blob.core.windows.net", "models")
-    with pytest.raises(BlobSyncError, match=r"^the Azure SDK is not installed .*deepracer-cloud\[azure-host\]"):
+    with pytest.raises(MirrorSyncError, match=r"^the Azure SDK is not installed .*deepracer-cloud\[azure-host\]"):
         store.check()
 
 
 def test_a_missing_container_is_named(azurite, storage):
     store = BlobStore(azurite.url, "no-such-container", {"account_name": ACCOUNT, "account_key": DEV_KEY},
                       connection_verify=str(azurite.cert), max_attempts=1)
-    with pytest.raises(BlobSyncError, match="container no-such-container does not exist in storage account"):
+    with pytest.raises(MirrorSyncError, match="container no-such-container does not exist in storage account"):
         store.check()
 
 
@@ -400,7 +400,7 @@ def test_the_vm_path_managed_identity_through_imds_reaches_the_container(azurite
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("AZURE_POD_IDENTITY_AUTHORITY_HOST", azure_imds.url)
     store = BlobStore(azurite.url, container.container_name, connection_verify=str(azurite.cert), max_attempts=1)
-    report = sync_prefix_to_blob(storage, store, PREFIX)
+    report = sync_prefix_to_mirror(storage, store, PREFIX)
     assert report.added == synced(model)
     assert azure_imds.token_requests and azure_imds.token_requests[-1]["resource"] == "https://storage.azure.com"
 
@@ -432,10 +432,10 @@ def test_blob_store_for_reads_the_stacks_account_and_container_from_system_env(t
     store = blob_store_for(host.system)
     assert store.url == "https://deepracer1a2b.blob.core.windows.net/models"
     missing = host_for(tmp_path, storage, azure="DR_AZURE_STORAGE_ACCOUNT=deepracer1a2b\n")
-    with pytest.raises(BlobSyncError, match="^DR_AZURE_BLOB_CONTAINER: expected the stack's storage account"):
+    with pytest.raises(MirrorSyncError, match="^DR_AZURE_BLOB_CONTAINER: expected the stack's storage account"):
         blob_store_for(missing.system)
     bad = host_for(tmp_path, storage, azure="DR_AZURE_STORAGE_ACCOUNT=Deepracer_1\nDR_AZURE_BLOB_CONTAINER=models\n")
-    with pytest.raises(BlobSyncError, match="DR_AZURE_STORAGE_ACCOUNT: expected a storage account name"):
+    with pytest.raises(MirrorSyncError, match="DR_AZURE_STORAGE_ACCOUNT: expected a storage account name"):
         blob_store_for(bad.system)
 
 
@@ -474,7 +474,7 @@ def test_the_pretrained_prefix_is_restored_when_minio_lacks_it_and_left_when_it_
                                                                               make_bucket, s3_server, s3_client):
     from session.storage.s3 import Storage
 
-    sync_prefix_to_blob(storage, blob, PREFIX)
+    sync_prefix_to_mirror(storage, blob, PREFIX)
     run = f"DR_LOCAL_S3_PRETRAINED=True\nDR_LOCAL_S3_PRETRAINED_PREFIX={PREFIX}\n"
     assert restore_pretrained(replace(host_for(tmp_path, storage, run=run), mirror=blob)) is None  # MinIO has it
 
@@ -494,9 +494,9 @@ def test_the_pretrained_prefix_is_restored_when_minio_lacks_it_and_left_when_it_
 
 def test_a_model_blob_keeps_from_an_earlier_vm_is_not_trained_over_without_overwrite(tmp_path, storage, blob,
                                                                                     container, model):
-    sync_prefix_to_blob(storage, blob, PREFIX)
+    sync_prefix_to_mirror(storage, blob, PREFIX)
     keeper = replace(host_for(tmp_path, storage), mirror=blob).keeper
-    with pytest.raises(BlobSyncError, match=rf"already holds a model .* `deepracer models restore {PREFIX}`"):
+    with pytest.raises(MirrorSyncError, match=rf"already holds a model .* `deepracer models restore {PREFIX}`"):
         keeper.claim(PREFIX)
     said: list[str] = []
     keeper.claim(PREFIX, overwrite=True, say=said.append)

@@ -14,7 +14,7 @@ from session.run.training import restore_pretrained
 from session.storage.blob import BlobStore
 from session.storage.folder_mirror import FolderMirror
 from session.storage.keeper import Keeper, mirror_for, require_mirror
-from session.storage.mirror_sync import BlobSyncError, restore_prefix_from_blob, sync_prefix_to_blob
+from session.storage.mirror_sync import MirrorSyncError, restore_prefix_from_mirror, sync_prefix_to_mirror
 from session.storage.s3 import PART_SIZE, Storage, StorageError
 from session.storage.s3_mirror import S3Mirror
 from tests.session.storage.test_blob_sync import (
@@ -76,33 +76,33 @@ def test_a_stop_copies_the_model_to_the_bucket_byte_for_byte_with_its_sha256(tmp
     assert said[0].startswith(f"s3://{storage.bucket}/{PREFIX}/ -> s3://{copy_bucket.bucket}/{PREFIX}/: ")
 
     # The next tick copies nothing; a changed object of the same size is told by its content.
-    again = sync_prefix_to_blob(storage, mirror, PREFIX)
+    again = sync_prefix_to_mirror(storage, mirror, PREFIX)
     assert again.transferred == [] and again.unchanged == synced(model)
     same_size = b"2_Step-3000.ckpt\n"
     s3_client.put_object(Bucket=storage.bucket, Key=f"{PREFIX}/model/.coach_checkpoint", Body=same_size)
-    third = sync_prefix_to_blob(storage, mirror, PREFIX)
+    third = sync_prefix_to_mirror(storage, mirror, PREFIX)
     assert third.changed == ["model/.coach_checkpoint"] and third.added == []
     assert bucket_bytes(s3_client, copy_bucket.bucket)["model/.coach_checkpoint"] == same_size
 
 
 def test_a_model_comes_back_from_the_bucket_and_a_copy_that_does_not_match_its_sha256_does_not(
         tmp_path, storage, copy_bucket, mirror, model, s3_client, make_bucket, s3_server):
-    sync_prefix_to_blob(storage, mirror, PREFIX)
+    sync_prefix_to_mirror(storage, mirror, PREFIX)
     run = f"DR_LOCAL_S3_PRETRAINED=True\nDR_LOCAL_S3_PRETRAINED_PREFIX={PREFIX}\n"
     with Storage(make_bucket("new-disk"), endpoint_url=s3_server, access_key="testing", secret_key="testing") as fresh:
         host = replace(local_host(tmp_path, storage, copy_bucket, mirror, run=run), storage=fresh)
         report = restore_pretrained(host)
         assert report is not None and report.added == synced(model)
         assert bucket_bytes(s3_client, fresh.bucket) == {rel: model[rel] for rel in synced(model)}
-        back = sync_prefix_to_blob(fresh, mirror, PREFIX)  # recognised by SHA-256: nothing copied back
+        back = sync_prefix_to_mirror(fresh, mirror, PREFIX)  # recognised by SHA-256: nothing copied back
         assert back.transferred == [] and back.unchanged == synced(model)
 
     for rel in ("ip/hyperparameters.json", BIG):
         key = f"{PREFIX}/{rel}"
         mirror.set_metadata(key, {"sha256": "0" * 64})
     with Storage(make_bucket("new-disk"), endpoint_url=s3_server, access_key="testing", secret_key="testing") as fresh:
-        with pytest.raises(BlobSyncError, match="SHA-256 .* left as it was") as raised:
-            restore_prefix_from_blob(mirror, fresh, PREFIX)
+        with pytest.raises(MirrorSyncError, match="SHA-256 .* left as it was") as raised:
+            restore_prefix_from_mirror(mirror, fresh, PREFIX)
         assert "\n" not in str(raised.value)
         restored = bucket_bytes(s3_client, fresh.bucket)
         assert "ip/hyperparameters.json" not in restored and BIG not in restored
@@ -111,15 +111,15 @@ def test_a_model_comes_back_from_the_bucket_and_a_copy_that_does_not_match_its_s
 
 def test_a_model_the_bucket_keeps_is_not_trained_over_and_pruned_copies_go_only_when_asked(
         tmp_path, storage, copy_bucket, mirror, model, s3_client):
-    sync_prefix_to_blob(storage, mirror, PREFIX)
+    sync_prefix_to_mirror(storage, mirror, PREFIX)
     keeper = Keeper(local_host(tmp_path, storage, copy_bucket, mirror).system, storage, mirror)
-    with pytest.raises(BlobSyncError, match=rf"s3://{copy_bucket.bucket}/{PREFIX}/ already holds a model"):
+    with pytest.raises(MirrorSyncError, match=rf"s3://{copy_bucket.bucket}/{PREFIX}/ already holds a model"):
         keeper.claim(PREFIX)
     pruned = "model/0_Step-1000.ckpt.index"
     s3_client.delete_object(Bucket=storage.bucket, Key=f"{PREFIX}/{pruned}")
-    kept = sync_prefix_to_blob(storage, mirror, PREFIX)
+    kept = sync_prefix_to_mirror(storage, mirror, PREFIX)
     assert kept.target_only == [pruned] and pruned in bucket_bytes(s3_client, copy_bucket.bucket)
-    deleted = sync_prefix_to_blob(storage, mirror, PREFIX, delete=True)
+    deleted = sync_prefix_to_mirror(storage, mirror, PREFIX, delete=True)
     assert deleted.deleted == [pruned] and pruned not in bucket_bytes(s3_client, copy_bucket.bucket)
 
     said: list[str] = []
@@ -137,7 +137,7 @@ def test_a_folder_in_a_shared_bucket_holds_the_copy_and_nothing_outside_it_is_re
     mirror = FolderMirror(S3Mirror(copy_bucket), "deepracer")
     keeper = Keeper(local_host(tmp_path, storage, copy_bucket, mirror).system, storage, mirror)
 
-    report = sync_prefix_to_blob(storage, mirror, PREFIX)
+    report = sync_prefix_to_mirror(storage, mirror, PREFIX)
     assert report.added == synced(model) and report.target_only == []  # the user's `{PREFIX}/` is not the copy's
     assert report.summary().startswith(f"s3://{storage.bucket}/{PREFIX}/ -> s3://{copy_bucket.bucket}/deepracer/"
                                        f"{PREFIX}/: ")
@@ -145,16 +145,16 @@ def test_a_folder_in_a_shared_bucket_holds_the_copy_and_nothing_outside_it_is_re
                                                                                  for rel in synced(model)}
     assert sha256_of(s3_client, copy_bucket.bucket, f"deepracer/{PREFIX}/{BIG}") == hashlib.sha256(
         model[BIG]).hexdigest()
-    with pytest.raises(BlobSyncError, match=rf"s3://{copy_bucket.bucket}/deepracer/{PREFIX}/ already holds a model"):
+    with pytest.raises(MirrorSyncError, match=rf"s3://{copy_bucket.bucket}/deepracer/{PREFIX}/ already holds a model"):
         keeper.claim(PREFIX)
 
     with Storage(make_bucket("new-disk"), endpoint_url=s3_server, access_key="testing", secret_key="testing") as fresh:
-        back = restore_prefix_from_blob(mirror, fresh, PREFIX)
+        back = restore_prefix_from_mirror(mirror, fresh, PREFIX)
         assert back.added == synced(model) and back.target_only == []
         assert bucket_bytes(s3_client, fresh.bucket) == {rel: model[rel] for rel in synced(model)}
 
     s3_client.delete_object(Bucket=storage.bucket, Key=f"{PREFIX}/model/0_Step-1000.ckpt.index")
-    assert sync_prefix_to_blob(storage, mirror, PREFIX, delete=True).deleted == ["model/0_Step-1000.ckpt.index"]
+    assert sync_prefix_to_mirror(storage, mirror, PREFIX, delete=True).deleted == ["model/0_Step-1000.ckpt.index"]
     keeper.claim(PREFIX, overwrite=True, say=lambda line: None)
     assert bucket_bytes(s3_client, copy_bucket.bucket, f"deepracer/{PREFIX}") == {}
     left = {item["Key"] for item in s3_client.list_objects_v2(Bucket=copy_bucket.bucket).get("Contents", [])}
@@ -198,17 +198,17 @@ def test_the_keeper_finds_its_target_in_system_env(tmp_path, storage, monkeypatc
 
     with monkeypatch.context() as patched:
         patched.setattr(builtins, "__import__", without_azure)
-        with pytest.raises(BlobSyncError, match=r"^DR_MODEL_COPY_URL: a blob container needs the Azure SDK"):
+        with pytest.raises(MirrorSyncError, match=r"^DR_MODEL_COPY_URL: a blob container needs the Azure SDK"):
             mirror_for(container)
 
     plain = host_for(tmp_path, storage, cloud="local").system
     assert not Keeper(plain, storage).active
-    with pytest.raises(BlobSyncError, match=r"^`deepracer sync-models` copies models .* this host has DR_CLOUD=local "
+    with pytest.raises(MirrorSyncError, match=r"^`deepracer sync-models` copies models .* this host has DR_CLOUD=local "
                                             r"and no DR_MODEL_COPY_URL$"):
         require_mirror(plain, "sync-models")
     aws = host_for(tmp_path, storage, cloud="aws", azure="DR_MODEL_COPY_URL=s3://my-models\n").system
     assert not Keeper(aws, storage).active  # the working bucket is the copy there
-    with pytest.raises(BlobSyncError, match="^DR_MODEL_COPY_URL: DR_CLOUD=aws keeps no copy"):
+    with pytest.raises(MirrorSyncError, match="^DR_MODEL_COPY_URL: DR_CLOUD=aws keeps no copy"):
         mirror_for(aws)
 
 
