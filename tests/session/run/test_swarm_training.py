@@ -347,6 +347,7 @@ def _read_until_fresh(command: subprocess.Popen, since: float, what: str) -> flo
     blocking it in readline() for ever."""
     lines = _lines_of(command)
     deadline = time.monotonic() + READY_S
+    read, last = 0, ""
     while (left := deadline - time.monotonic()) > 0:
         try:
             line = lines.get(timeout=left)
@@ -355,9 +356,14 @@ def _read_until_fresh(command: subprocess.Popen, since: float, what: str) -> flo
         if not line:
             pytest.fail(f"`deepracer logs --follow` ended before {what}: "
                         f"{command.stderr.read() if command.stderr else ''}")
-        if "SIM_TRACE_LOG:" in line and float(line.rstrip().rsplit(",", 1)[1]) > since:
-            return time.time()
-    pytest.fail(f"no {what} within {READY_S} s")
+        read += 1
+        if "SIM_TRACE_LOG:" in line:
+            last = line.rstrip()
+            if float(last.rsplit(",", 1)[1]) > since:
+                return time.time()
+    # what arrived tells a stalled relay (none, or only old lines) from a slow worker
+    pytest.fail(f"no {what} within {READY_S} s: {read} lines read, the last step line {last[-120:]!r}, "
+                f"looking for a wall clock after {since:.3f}")
 
 
 _READERS: dict[int, "queue.Queue[str]"] = {}
