@@ -39,6 +39,9 @@ from typing import (
 )
 
 from session.core.errors import DeepracerError
+from session.engine.streams import close_quietly, split_lines
+from session.engine.task_log import QUIET_S as TASK_QUIET_S
+from session.engine.task_log import TaskFollow, TaskLog
 
 if TYPE_CHECKING:  # pragma: no cover
     import docker
@@ -658,12 +661,11 @@ class Engine:
 
     def task_logs(self, service: str, task: str, tail: Optional[int] = None,
                   timeout_s: float = TASK_LOG_READ_S) -> str:
-        """One swarm task's log through the manager, which asks the node that ran it. The manager waits for
-        every node with a task of the service: with one of them down it does not answer (Docker 20.10), so a
-        caller that knows of a lost node does not ask. A log that grows faster than the manager relays it (the
-        service's other replicas go on writing), or a manager that keeps its answer open, would never end: after
-        `timeout_s` what was read is returned, with a last line saying so."""
-        read = self._task_stream(service, task, follow=False)
+        """One swarm task's log through the manager, which asks the node that ran it: with that node down it
+        does not answer (Docker 20.10), so a caller that knows of a lost node does not ask. A log that grows
+        faster than the manager relays it (the task goes on writing), or a manager that keeps its answer open,
+        would never end: after `timeout_s` what was read is returned, with a last line saying so."""
+        read = TaskLog(self._task_stream(service, task, follow=False), f"{_SWARM_TASK_ID}={task}")
         lines: List[str] = []
         # The deadline closes the stream even while no byte comes (a manager that keeps the answer open).
         expired = threading.Event()
@@ -694,20 +696,33 @@ class Engine:
                          "log that grows faster than it relays) or kept its answer open]")
         return "".join(f"{line}\n" for line in lines)
 
-    def _task_stream(self, service: str, task: str, follow: bool = True, new_only: bool = False) -> "_TaskLog":
-        """A swarm task's log through the manager (as it arrives, with `follow`): the service's stream, this task's
-        lines only. Built as the SDK's service_logs builds it, but closable from another thread (the SDK hands back
-        a bare generator): a reader that gives up must end the manager's subscription, not leave it open."""
+    def _task_stream(self, service: str, task: str, follow: bool = True, new_only: bool = False,
+                     since: Optional[str] = None, timestamps: bool = False) -> Any:
+        """The manager's stream of one swarm task's log (as it arrives, with `follow`; from `since`, Unix seconds
+        with nanoseconds), each line led by its details (and its time, with `timestamps`). Built as the SDK's
+        service_logs builds a service's, but closable from another thread (the SDK hands back a bare generator): a
+        reader that gives up must end the manager's subscription, not leave it open. The task's own log, not its
+        service's: the manager subscribes to that task's node for that task alone."""
         from docker.types import CancellableStream
 
         api = self._client.api
-        params = {"details": True, "follow": follow, "stdout": True, "stderr": True, "tail": "0" if new_only else "all"}
+        params: Dict[str, Any] = {"details": True, "follow": follow, "stdout": True, "stderr": True,
+                                  "timestamps": timestamps, "tail": "0" if new_only else "all"}
+        if since is not None:
+            params["since"] = since
         with self._translated(f"cannot read the logs of task {task[:12]} of service {service}"):
-            response = api._get(api._url("/services/{0}/logs", service), params=params, stream=True)
+            response = api._get(api._url("/tasks/{0}/logs", task), params=params, stream=True)
             api._raise_for_status(response)
         # Our services have no TTY: the stream is multiplexed, as the SDK reads a container's.
-        return _TaskLog(CancellableStream(api._multiplexed_response_stream_helper(response), response),
-                        f"{_SWARM_TASK_ID}={task}")
+        return CancellableStream(api._multiplexed_response_stream_helper(response), response)
+
+    def _task_ended(self, task: str) -> Optional[bool]:
+        """Whether a swarm task's container no longer runs; None when the manager does not say (busy, or gone)."""
+        try:
+            attrs = self._client.api.inspect_task(task)
+        except Exception:  # noqa: BLE001 - the caller asks again later
+            return None
+        return ((attrs or {}).get("Status") or {}).get("State") in _TASK_ENDED
 
     def follow(self, container: ContainerRef, new_only: bool = False) -> Iterator[str]:
         """The container's log lines from its start (`new_only`: from now), then as they arrive; ends when the
@@ -715,12 +730,18 @@ class Engine:
         quiet log)."""
         return _Lines(self._open_stream(container, new_only))
 
-    def _open_stream(self, container: ContainerRef, new_only: bool = False) -> Any:
+    def _open_stream(self, container: ContainerRef, new_only: bool = False, quiet_s: float = TASK_QUIET_S) -> Any:
+        """A local container's log stream, or for a swarm replica on another node its task's, through the manager,
+        subscribed anew whenever it has been quiet for `quiet_s` while the task runs (session/engine/task_log.py)."""
         from docker.errors import NotFound
 
         if self._elsewhere(container):
             assert isinstance(container, ContainerInfo) and container.service and container.task
-            return self._task_stream(container.service, container.task, new_only=new_only)
+            service, task = container.service, container.task
+            return TaskFollow(
+                lambda since, first_new_only: self._task_stream(service, task, new_only=first_new_only, since=since,
+                                                                timestamps=True),
+                lambda: self._task_ended(task), f"{_SWARM_TASK_ID}={task}", new_only=new_only, quiet_s=quiet_s)
 
         with self._translated(f"cannot read the logs of {_name_of(container)}"):
             try:
@@ -817,7 +838,7 @@ class Engine:
         finally:
             cancelled.set()
             for stream in streams:
-                _close(stream)
+                close_quietly(stream)
 
     def _watch_task(self, info: ContainerInfo, events: "queue.Queue[Tuple[str, str, Any]]",
                     cancelled: threading.Event) -> None:
@@ -840,7 +861,7 @@ class Engine:
               cancelled: threading.Event, deadline: float) -> None:
         """Thread body: every line of one container's log, then its exit code (None if it did not exit)."""
         try:
-            for line in _split_lines(stream):
+            for line in split_lines(stream):
                 events.put((info.name, "line", line))
         except Exception:  # noqa: BLE001 - a broken stream ends like a closed one; the wait below tells which
             pass
@@ -859,36 +880,12 @@ class Engine:
 # --- helpers --------------------------------------------------------------------------------------------------
 
 
-class _TaskLog:
-    """One task's lines (bytes, each ending in a newline) out of the manager's stream of its service's log.
-    `close()` ends it from any thread: the blocked read fails and the iteration stops."""
-
-    def __init__(self, stream: Any, marker: str) -> None:
-        self._stream, self._marker = stream, marker
-        self._lines = self._filtered()
-
-    def _filtered(self) -> Iterator[bytes]:
-        for line in _split_lines(self._stream):
-            details, _, message = line.partition(" ")
-            if self._marker in details.split(","):
-                yield f"{message}\n".encode()
-
-    def __iter__(self) -> "_TaskLog":
-        return self
-
-    def __next__(self) -> bytes:
-        return next(self._lines)
-
-    def close(self) -> None:
-        _close(self._stream)
-
-
 class _Lines:
     """A log's lines as text; `close()` from any thread closes the stream under them."""
 
     def __init__(self, stream: Any) -> None:
         self._stream = stream
-        self._lines = _split_lines(stream)
+        self._lines = split_lines(stream)
 
     def __iter__(self) -> "_Lines":
         return self
@@ -897,11 +894,11 @@ class _Lines:
         try:
             return next(self._lines)
         except StopIteration:
-            _close(self._stream)
+            close_quietly(self._stream)
             raise
 
     def close(self) -> None:
-        _close(self._stream)
+        close_quietly(self._stream)
 
 
 def _exited(info: ContainerInfo, exit_code: int) -> ContainerInfo:
@@ -1001,22 +998,6 @@ def _timed_out(exc: BaseException) -> bool:
     import requests
 
     return isinstance(exc, requests.exceptions.ReadTimeout) or "timed out" in str(exc).lower()
-
-
-def _split_lines(chunks: Iterable[bytes]) -> Iterator[str]:
-    pending = b""
-    for chunk in chunks:
-        pending += chunk
-        *complete, pending = pending.split(b"\n")
-        for raw in complete:
-            yield raw.rstrip(b"\r").decode("utf-8", "replace")
-    if pending:
-        yield pending.rstrip(b"\r").decode("utf-8", "replace")
-
-
-def _close(stream: Any) -> None:
-    with contextlib.suppress(Exception):
-        stream.close()
 
 
 def _root_os_error(exc: BaseException) -> Optional[OSError]:

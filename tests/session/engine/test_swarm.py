@@ -3,6 +3,8 @@ second in a network namespace of its own, joined over a veth pair, with a VXLAN 
 
 from __future__ import annotations
 
+import queue
+import threading
 import time
 from typing import Callable, TypeVar
 
@@ -10,6 +12,7 @@ import docker
 import pytest
 
 from session.engine.containers import LABEL_PREFIX, LABEL_ROLE, LABEL_RUN, ContainerSpec, Engine, EngineError, Mount
+from session.engine.streams import split_lines
 from session.engine.swarm import ServiceSpec, Swarm, running_address
 from session.engine.swarm import _task as _task_of
 from tests.busybox_image import busybox_image
@@ -157,6 +160,43 @@ def test_workers_spread_over_both_nodes_reach_the_manager_across_the_overlay_and
     for host in (two_node_swarm.manager, two_node_swarm.worker):
         poll(lambda host=host: not run_containers(host, "7"), f"no worker container left on {host}")
     assert not swarm.remove_service("deepracer-7-worker")
+
+
+def test_a_remote_task_s_follow_subscribes_anew_when_quiet_losing_and_repeating_no_line_and_ends_with_it(
+        two_node_swarm: TwoNodeSwarm):
+    """A task on the other node that writes a line every 1.5 s, followed through the manager with 0.4 s of quiet
+    allowed: each gap makes the follow subscribe anew from its last line's instant (the real manager's `since`, to
+    the nanosecond), so every line comes once, in order, and the follow ends once the task has."""
+    engine = Engine(base_url=two_node_swarm.manager)
+    swarm = Swarm(engine)
+    image = image_on_both(two_node_swarm)
+    swarm.ensure_overlay(NETWORK)
+    count = 6
+    spec = workers(image, 1, f"i=0; while [ $i -lt {count} ]; do echo line $i; i=$((i+1)); sleep 1.5; done")
+    swarm.run_service(ServiceSpec(spec.container, replicas=1, constraints=(f"node.id == {two_node_swarm.worker_id}",)))
+    task = poll(lambda: next((t for t in swarm.current_tasks("deepracer-7-worker") if t.state == "running"), None),
+                "the remote task running")
+    shown = swarm.task_container(task, {node.id: node for node in swarm.nodes()}, run="7", prefix="m-1")
+    follow = engine._open_stream(shown, quiet_s=0.4)
+    got: "queue.Queue[object]" = queue.Queue()
+
+    def reader() -> None:
+        try:
+            got.put(list(split_lines(follow)))
+        except Exception as error:  # noqa: BLE001 - the test shows it
+            got.put(error)
+
+    threading.Thread(target=reader, daemon=True).start()
+    try:
+        lines = got.get(timeout=120)  # the task writes for 9 s; its end is seen within a few more
+    except queue.Empty:
+        follow.close()
+        pytest.fail(f"the follow did not end with its task: {follow.subscriptions} subscriptions")
+    assert lines == [f"line {i}" for i in range(count)]
+    # each gap between lines asked anew; each new subscription repeated at most the last line's instant
+    assert follow.subscriptions >= count
+    assert follow.repeated <= follow.subscriptions - 1
+    assert swarm.remove_service("deepracer-7-worker")
 
 
 def test_a_worker_node_lost_shows_its_workers_lost_and_the_service_still_goes(two_node_swarm: TwoNodeSwarm):
