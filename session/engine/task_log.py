@@ -1,13 +1,14 @@
 """A swarm task's log, read through the manager (the task's container is on another node's engine).
 
-The manager relays a task's log from its node through a log subscription. A followed subscription can go quiet for
-good while the task still writes: moby/moby#33183, and seen here with Docker 20.10, where a goroutine dump showed the
-node's side of an earlier subscription stuck in gRPC flow control and the new one never reaching the node (see
-docs/testing.md). Only a new subscription brings lines again. So `TaskFollow`, quiet for `quiet_s` while its task
-runs, subscribes anew from the time of the last line it passed on, and drops the lines the new subscription repeats
-(Docker's `since` includes that instant). A task with really nothing to say costs a subscription now and then: the
-wait doubles each time a new one brings nothing, up to `max_quiet_s`. Once the task has ended and its log is quiet,
-the follow ends, as a local container's does when it exits.
+The manager relays a task's log from its node through a log subscription. It is the task's own log that is asked
+for, not its service's: on the node, a subscription to a service has one reader per task, all sending on one gRPC
+stream, and with Docker 20.10 a goroutine dump showed such a closed subscription stuck in flow control and the next
+one never reaching the node (docs/testing.md). A followed subscription can still go quiet for good while the task
+writes (moby/moby#33183), and then only a new subscription brings lines again. So `TaskFollow`, quiet for `quiet_s`
+while its task runs, subscribes anew from the time of the last line it passed on, and drops the lines the new
+subscription repeats (Docker's `since` includes that instant). A task with really nothing to say costs a
+subscription now and then: the wait doubles each time a new one brings nothing, up to `max_quiet_s`. Once the task
+has ended and its log is quiet, the follow ends, as a local container's does when it exits.
 """
 
 from __future__ import annotations
@@ -47,19 +48,16 @@ def since_of(stamp: str) -> str:
 
 class TaskLog:
     """One task's message lines (bytes, each ending in a newline) out of the manager's stream of its log, read with
-    details: a line of another task (a service's stream holds every replica's) is left out. `close()` ends it from
-    any thread: the blocked read fails and the iteration stops."""
+    details; a line without the task's own `marker` among them (the manager's own error text) is left out.
+    `close()` ends it from any thread: the blocked read fails and the iteration stops."""
 
-    def __init__(self, stream: Any, marker: str, timestamps: bool = False) -> None:
-        self._stream, self._marker, self._timestamps = stream, marker, timestamps
+    def __init__(self, stream: Any, marker: str) -> None:
+        self._stream, self._marker = stream, marker
         self._lines = self._filtered()
 
     def _filtered(self) -> Iterator[bytes]:
         for line in split_lines(self._stream):
-            if self._timestamps:
-                _, details, message = parse_line(line)
-            else:
-                details, _, message = line.partition(" ")
+            details, _, message = line.partition(" ")
             if self._marker in details.split(","):
                 yield f"{message}\n".encode()
 
