@@ -14,7 +14,7 @@ from session.core import console
 from session.core.config import RunConfig, SystemConfig
 from session.core.console import Say
 from session.core.errors import DeepracerError
-from session.engine.containers import LABEL_PREFIX, LABEL_RUN, ContainerInfo, Engine, WatchEvent
+from session.engine.containers import LABEL_PREFIX, LABEL_RUN, ContainerInfo, Engine, EngineError, WatchEvent
 from session.engine.specs import (
     NETWORK,
     SAGEMAKER_TMP,
@@ -328,13 +328,15 @@ def _stop_worker_service(engine: Engine, run: RunConfig, timeout: float,
     if not swarm.is_manager() or swarm.service(name) is None:
         return []
     replicas = [(task, c) for task, c in _replicas(swarm, run) if c.running or c.lost]
-    before = [c for _, c in replicas]
-    node_lost = any(c.lost for c in before)
     if logs is not None:
-        for replica in before:
-            # With a node down the manager would wait for it forever: only this node's replicas are read then.
-            if not replica.lost and (not node_lost or engine.get(replica.id) is not None):
-                logs[replica.id] = engine.logs(replica)
+        for _, replica in replicas:
+            # The manager asks only the node of the task it reads (swarmkit manager/logbroker/subscription.go),
+            # so a node that is down holds up the reading of its own replicas only: they are not asked.
+            if not replica.lost:
+                try:
+                    logs[replica.id] = engine.logs(replica)
+                except EngineError as error:  # the stop goes on; the saved log says why it is empty
+                    logs[replica.id] = f"[deepracer: this log could not be read through the swarm manager: {error}]\n"
     swarm.scale(name, 0)
     deadline = time.monotonic() + timeout + 30
     while any(t.live for t in swarm.tasks(name) if _node_ready(swarm, t.node_id)):
@@ -393,8 +395,8 @@ def upload_logs(host: Host, containers: list[ContainerInfo], say: Say,
             say(f"the log of worker {container.worker} is on node {container.node}, which is down: not saved")
             continue
         if container.service and container.id not in (captured or {}):
-            say(f"the log of worker {container.worker} on node {container.node} was not read: the manager cannot "
-                "read logs while a node of the swarm is down")
+            say(f"the log of worker {container.worker} on node {container.node} could not be read through the "
+                "swarm manager: not saved")
             continue
         # The prefix the container trained, which run.env may no longer name (after `increment`).
         prefix = container.prefix or host.run.local_s3_model_prefix

@@ -204,11 +204,13 @@ def test_a_worker_node_lost_shows_its_workers_lost_and_the_service_still_goes(tw
     swarm = Swarm(engine)
     image = image_on_both(two_node_swarm)
     swarm.ensure_overlay(NETWORK)
-    swarm.run_service(workers(image, 2, "exec sleep 600"))
+    swarm.run_service(workers(image, 2, "echo up; exec sleep 600"))
     tasks = poll(lambda: swarm.current_tasks("deepracer-7-worker") if len(
         [t for t in swarm.current_tasks("deepracer-7-worker") if t.state == "running"]) == 2 else None,
         "two running workers")
     assert {t.node_id for t in tasks} == {two_node_swarm.manager_id, two_node_swarm.worker_id}
+    on_manager = next(t for t in tasks if t.node_id == two_node_swarm.manager_id)
+    poll(lambda: swarm.task_logs(on_manager) == "up\n", "the first line of the worker on the manager")
 
     two_node_swarm.lose_worker()  # a spot reclaim: the node vanishes without a word
     poll(lambda: not next(n for n in swarm.nodes() if n.id == two_node_swarm.worker_id).ready, "the node down")
@@ -219,6 +221,11 @@ def test_a_worker_node_lost_shows_its_workers_lost_and_the_service_still_goes(tw
     local = next(t.slot for t in tasks if t.node_id == two_node_swarm.manager_id)
     assert shown[remote].lost and not shown[remote].running
     assert shown[local].running and not shown[local].lost
+    # a task's log is read through the manager from its own node alone: the node that is down holds up no other
+    # (a service's log waits for every node of the service; `stop` then saves every worker's log but the lost ones)
+    started = time.monotonic()
+    assert engine.task_logs("deepracer-7-worker", on_manager.id, timeout_s=20) == "up\n"
+    assert time.monotonic() - started < 10
     # no replacement is scheduled (restart policy none): the manager's node keeps its one worker
     assert len([t for t in swarm.tasks("deepracer-7-worker") if t.live]) <= 2
     # removing the service works with the node gone; the manager's container goes
