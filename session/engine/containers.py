@@ -717,9 +717,14 @@ class Engine:
         return CancellableStream(api._multiplexed_response_stream_helper(response), response)
 
     def _task_ended(self, task: str) -> Optional[bool]:
-        """Whether a swarm task's container no longer runs; None when the manager does not say (busy, or gone)."""
+        """Whether a swarm task's container no longer runs (a task removed with its service has ended too); None
+        when the manager does not say (busy, or unreachable)."""
+        from docker.errors import NotFound
+
         try:
             attrs = self._client.api.inspect_task(task)
+        except NotFound:
+            return True
         except Exception:  # noqa: BLE001 - the caller asks again later
             return None
         return ((attrs or {}).get("Status") or {}).get("State") in _TASK_ENDED

@@ -20,6 +20,7 @@ import time
 from collections import Counter
 from typing import Any, Callable, Iterator, Optional, Tuple
 
+from session.core.errors import DeepracerError
 from session.engine.streams import close_quietly, split_lines
 
 QUIET_S = 15.0  # a worker writes several step lines a second while it drives; a policy update is quieter
@@ -116,7 +117,10 @@ class TaskFollow:
                     break  # a subscription that ends at once is not asked again at once
                 if self._ended():
                     break
-                self._resubscribe()
+                try:
+                    self._resubscribe()
+                except DeepracerError:
+                    pass  # the manager did not answer now: asked again after the next quiet spell
                 wait = min(wait * 2, self._max_quiet_s)
                 continue
             message = self._new_message(line)

@@ -177,6 +177,7 @@ def test_a_remote_task_s_follow_subscribes_anew_when_quiet_losing_and_repeating_
     task = poll(lambda: next((t for t in swarm.current_tasks("deepracer-7-worker") if t.state == "running"), None),
                 "the remote task running")
     shown = swarm.task_container(task, {node.id: node for node in swarm.nodes()}, run="7", prefix="m-1")
+    assert engine._task_ended(task.id) is False
     follow = engine._open_stream(shown, quiet_s=0.4)
     got: "queue.Queue[object]" = queue.Queue()
 
@@ -196,7 +197,11 @@ def test_a_remote_task_s_follow_subscribes_anew_when_quiet_losing_and_repeating_
     # each gap between lines asked anew; each new subscription repeated at most the last line's instant
     assert follow.subscriptions >= count
     assert follow.repeated <= follow.subscriptions - 1
+    assert engine._task_ended(task.id) is True
     assert swarm.remove_service("deepracer-7-worker")
+    # a task the manager no longer knows (removed with its service, as `stop` does) has ended too: a follow of it
+    # ends rather than asking for it for ever
+    assert engine._task_ended("nosuchtask0123456789abcde") is True
 
 
 def test_a_worker_node_lost_shows_its_workers_lost_and_the_service_still_goes(two_node_swarm: TwoNodeSwarm):

@@ -13,6 +13,7 @@ from typing import List, Optional, Sequence, Tuple
 
 import pytest
 
+from session.core.errors import DeepracerError
 from session.engine.task_log import TaskFollow, TaskLog, parse_line, since_of
 
 MARK = "com.docker.swarm.task.id=t1"
@@ -153,6 +154,22 @@ def test_a_subscription_the_manager_ends_at_once_is_not_asked_again_at_once():
     assert list(follow) == []
     gaps = [later - earlier for earlier, later in zip(manager.at, manager.at[1:])]
     assert len(manager.asked) == 3 and all(round(gap, 2) >= 0.05 for gap in gaps), gaps
+
+
+def test_a_new_subscription_the_manager_refuses_is_asked_for_again_after_the_next_quiet_spell():
+    manager = Manager([line(1, "a")], [line(1, "a"), line(2, "b")])
+    refused = []
+
+    def subscribe(since: Optional[str], new_only: bool) -> Stream:
+        if len(manager.asked) == 1 and not refused:
+            refused.append(since)
+            raise DeepracerError("cannot read the logs of task t1: the manager is busy")
+        return manager(since, new_only)
+
+    follow = TaskFollow(subscribe, lambda: False, MARK, quiet_s=0.05)
+    assert read(follow, 2) == ["a\n", "b\n"]
+    assert refused == [unix(1)] and manager.asked == [(None, False), (unix(1), False)]
+    follow.close()
 
 
 def test_new_only_starts_at_the_end_and_a_new_subscription_before_any_line_from_when_the_follow_began():
