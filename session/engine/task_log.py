@@ -165,8 +165,9 @@ class TaskFollow:
         if self._last_stamp is None:
             self._open(self._start, False)
             return
-        self._seam, self._repeats = self._last_stamp, Counter(self._at_last_stamp)
         self._open(since_of(self._last_stamp), False)
+        # Set once the manager answered (the lines it brings are read on this thread, after this returns).
+        self._seam, self._repeats = self._last_stamp, Counter(self._at_last_stamp)
 
     def _open(self, since: Optional[str], new_only: bool) -> None:
         stream = self._subscribe(since, new_only)
