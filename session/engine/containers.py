@@ -665,7 +665,8 @@ class Engine:
         does not answer (Docker 20.10), so a caller that knows of a lost node does not ask. A log that grows
         faster than the manager relays it (the task goes on writing), or a manager that keeps its answer open,
         would never end: after `timeout_s` what was read is returned, with a last line saying so."""
-        read = TaskLog(self._task_stream(service, task, follow=False), f"{_SWARM_TASK_ID}={task}")
+        # The node sends the last `tail` lines only: a long log's end need not come through the manager whole.
+        read = TaskLog(self._task_stream(service, task, follow=False, tail=tail), f"{_SWARM_TASK_ID}={task}")
         lines: List[str] = []
         # The deadline closes the stream even while no byte comes (a manager that keeps the answer open).
         expired = threading.Event()
@@ -696,18 +697,19 @@ class Engine:
                          "log that grows faster than it relays) or kept its answer open]")
         return "".join(f"{line}\n" for line in lines)
 
-    def _task_stream(self, service: str, task: str, follow: bool = True, new_only: bool = False,
+    def _task_stream(self, service: str, task: str, follow: bool = True, tail: Optional[int] = None,
                      since: Optional[str] = None, timestamps: bool = False) -> Any:
-        """The manager's stream of one swarm task's log (as it arrives, with `follow`; from `since`, Unix seconds
-        with nanoseconds), each line led by its details (and its time, with `timestamps`). Built as the SDK's
-        service_logs builds a service's, but closable from another thread (the SDK hands back a bare generator): a
-        reader that gives up must end the manager's subscription, not leave it open. The task's own log, not its
-        service's: the manager subscribes to that task's node for that task alone."""
+        """The manager's stream of one swarm task's log (its last `tail` lines, or all; as it arrives, with
+        `follow`; from `since`, Unix seconds with nanoseconds), each line led by its details (and its time, with
+        `timestamps`). Built as the SDK's service_logs builds a service's, but closable from another thread (the
+        SDK hands back a bare generator): a reader that gives up must end the manager's subscription, not leave it
+        open. The task's own log, not its service's: the manager subscribes to that task's node for that task
+        alone."""
         from docker.types import CancellableStream
 
         api = self._client.api
         params: Dict[str, Any] = {"details": True, "follow": follow, "stdout": True, "stderr": True,
-                                  "timestamps": timestamps, "tail": "0" if new_only else "all"}
+                                  "timestamps": timestamps, "tail": "all" if tail is None else str(tail)}
         if since is not None:
             params["since"] = since
         with self._translated(f"cannot read the logs of task {task[:12]} of service {service}"):
@@ -744,8 +746,8 @@ class Engine:
             assert isinstance(container, ContainerInfo) and container.service and container.task
             service, task = container.service, container.task
             return TaskFollow(
-                lambda since, first_new_only: self._task_stream(service, task, new_only=first_new_only, since=since,
-                                                                timestamps=True),
+                lambda since, first_new_only: self._task_stream(service, task, tail=0 if first_new_only else None,
+                                                                since=since, timestamps=True),
                 lambda: self._task_ended(task), f"{_SWARM_TASK_ID}={task}", new_only=new_only, quiet_s=quiet_s)
 
         with self._translated(f"cannot read the logs of {_name_of(container)}"):

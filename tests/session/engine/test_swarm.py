@@ -15,6 +15,7 @@ from session.engine.containers import LABEL_PREFIX, LABEL_ROLE, LABEL_RUN, Conta
 from session.engine.streams import split_lines
 from session.engine.swarm import ServiceSpec, Swarm, running_address
 from session.engine.swarm import _task as _task_of
+from session.engine.task_log import TaskLog
 from tests.busybox_image import busybox_image
 from tests.conftest import TwoNodeSwarm
 
@@ -198,6 +199,10 @@ def test_a_remote_task_s_follow_subscribes_anew_when_quiet_losing_and_repeating_
     assert follow.subscriptions >= count
     assert follow.repeated <= follow.subscriptions - 1
     assert engine._task_ended(task.id) is True
+    # a one-off read of its last lines asks the node for those only (the manager's tail), not the whole log
+    assert list(TaskLog(engine._task_stream("deepracer-7-worker", task.id, follow=False, tail=2),
+                        f"com.docker.swarm.task.id={task.id}")) == [b"line 4\n", b"line 5\n"]
+    assert engine.task_logs("deepracer-7-worker", task.id, tail=2) == "line 4\nline 5\n"
     assert swarm.remove_service("deepracer-7-worker")
     # a task the manager no longer knows (removed with its service, as `stop` does) has ended too: a follow of it
     # ends rather than asking for it for ever
