@@ -17,6 +17,9 @@ from session.core.errors import DeepracerError
 from session.engine.task_log import TaskFollow, TaskLog, parse_line, since_of
 
 MARK = "com.docker.swarm.task.id=t1"
+# Quiet enough to be told from a reader thread that has not run yet on a busy machine (whose lines would then come
+# after a new subscription was asked for, and the scripts would not match), short enough to keep the tests quick.
+QUIET_S = 0.2
 DETAILS = f"com.docker.swarm.node.id=n2,com.docker.swarm.service.id=s1,{MARK}"
 
 
@@ -82,7 +85,7 @@ def test_a_quiet_subscription_is_replaced_from_the_last_line_s_instant_and_its_r
         # the new subscription, from that instant: b and c again (Docker's since includes it), then what is new:
         # d at that same instant, which was not passed on yet, and e
         [line(2, "b"), line(2, "c"), line(2, "d"), line(3, "e")])
-    follow = TaskFollow(manager, lambda: False, MARK, quiet_s=0.05)
+    follow = TaskFollow(manager, lambda: False, MARK, quiet_s=QUIET_S)
     assert read(follow, 3) == ["a\n", "b\n", "c\n"]
     assert read(follow, 2) == ["d\n", "e\n"]
     assert manager.asked == [(None, False), (unix(2), False)]
@@ -97,7 +100,7 @@ def test_older_lines_than_the_seam_are_dropped_and_a_message_repeated_after_it_i
         [line(1, "a"), line(2, "tick")],
         # a manager that gave more than since asks for (an older line), and the same text written again later
         [line(1, "a"), line(2, "tick"), line(4, "tick"), line(4, "tick")])
-    follow = TaskFollow(manager, lambda: False, MARK, quiet_s=0.05)
+    follow = TaskFollow(manager, lambda: False, MARK, quiet_s=QUIET_S)
     assert read(follow, 2) == ["a\n", "tick\n"]
     assert read(follow, 2) == ["tick\n", "tick\n"]  # both of the later instant's: they are no repeats
     assert follow.repeated == 2
@@ -120,20 +123,21 @@ def test_a_task_that_stays_quiet_is_asked_ever_less_often():
         asked_ended.append(time.monotonic())
         return len(asked_ended) > 4
 
-    follow = TaskFollow(manager, ended, MARK, quiet_s=0.05, max_quiet_s=0.2)
+    follow = TaskFollow(manager, ended, MARK, quiet_s=QUIET_S, max_quiet_s=4 * QUIET_S)
     assert read(follow, 1) == ["a\n"]
     with pytest.raises(StopIteration):
-        next(follow)  # quiet: asks anew after 0.05, 0.1, 0.2, 0.2 s; then the task has ended
+        next(follow)  # quiet: asks anew after 1, 2, 4 and 4 times QUIET_S; then the task has ended
     assert [since for since, _ in manager.asked] == [None] + [unix(1)] * 4
     gaps = [later - earlier for earlier, later in zip(manager.at[1:], manager.at[2:])]
-    assert [round(gap, 2) >= wait for gap, wait in zip(gaps, (0.1, 0.2, 0.2))] == [True, True, True], gaps
+    waits = (2 * QUIET_S, 4 * QUIET_S, 4 * QUIET_S)  # a timeout never fires early: lower bounds only
+    assert [round(gap, 2) >= wait for gap, wait in zip(gaps, waits)] == [True, True, True], gaps
     assert all(stream.closed.is_set() for stream in manager.streams)  # the last one too, as it ended
 
 
 def test_the_follow_ends_once_its_task_ended_and_its_log_is_quiet_and_asks_nothing_while_lines_flow():
     manager = Manager([line(1, "a"), line(1, "b", nanos=1), line(1, "c", nanos=2)])
     asked = []
-    follow = TaskFollow(manager, lambda: asked.append(1) or True, MARK, quiet_s=0.05)
+    follow = TaskFollow(manager, lambda: asked.append(1) or True, MARK, quiet_s=QUIET_S)
     assert read(follow, 3) == ["a\n", "b\n", "c\n"]
     assert asked == []
     assert list(follow) == []
@@ -142,7 +146,7 @@ def test_the_follow_ends_once_its_task_ended_and_its_log_is_quiet_and_asks_nothi
 
 def test_a_task_whose_state_is_unknown_is_taken_to_run():
     manager = Manager([], [line(1, "late")])
-    follow = TaskFollow(manager, lambda: None, MARK, quiet_s=0.05)
+    follow = TaskFollow(manager, lambda: None, MARK, quiet_s=QUIET_S)
     assert read(follow, 1) == ["late\n"]  # the first subscription brought nothing; the second one did
     follow.close()
 
@@ -166,7 +170,7 @@ def test_a_new_subscription_the_manager_refuses_is_asked_for_again_after_the_nex
             raise DeepracerError("cannot read the logs of task t1: the manager is busy")
         return manager(since, new_only)
 
-    follow = TaskFollow(subscribe, lambda: False, MARK, quiet_s=0.05)
+    follow = TaskFollow(subscribe, lambda: False, MARK, quiet_s=QUIET_S)
     assert read(follow, 2) == ["a\n", "b\n"]
     assert refused == [unix(1)] and manager.asked == [(None, False), (unix(1), False)]
     follow.close()
@@ -174,7 +178,7 @@ def test_a_new_subscription_the_manager_refuses_is_asked_for_again_after_the_nex
 
 def test_new_only_starts_at_the_end_and_a_new_subscription_before_any_line_from_when_the_follow_began():
     manager = Manager([], [line(9, "new")])
-    follow = TaskFollow(manager, lambda: False, MARK, new_only=True, quiet_s=0.05, clock=lambda: 1796615400.25)
+    follow = TaskFollow(manager, lambda: False, MARK, new_only=True, quiet_s=QUIET_S, clock=lambda: 1796615400.25)
     assert read(follow, 1) == ["new\n"]
     assert manager.asked == [(None, True), ("1796615400.250000000", False)]
     follow.close()
