@@ -363,7 +363,7 @@ def _read_until_fresh(command: subprocess.Popen, since: float, what: str) -> flo
             if float(last.rsplit(",", 1)[1]) > since:
                 return time.time()
     # what arrived tells a stalled relay (none, or only old lines) from a slow worker
-    pytest.fail(f"no {what} within {READY_S} s: {read} lines read, the last step line {last[-120:]!r}, "
+    pytest.fail(f"{what}: none within {READY_S} s; {read} lines read, the last step line {last[-120:]!r}, "
                 f"looking for a wall clock after {since:.3f}")
 
 
